@@ -1,0 +1,1 @@
+//! Discovers DMA-BUF heaps and allocates buffers that several devices can share.

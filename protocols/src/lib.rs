@@ -1,0 +1,1 @@
+//! Bindings for the heapland Wayland protocols.
