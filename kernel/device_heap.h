@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Per-device DMA-BUF heaps: shared definitions.
+ *
+ * A device heap allocates memory that one served device can DMA to, and
+ * exports it as a dma-buf. The served device's constraints (DMA mask, IOMMU,
+ * coherence) decide where the memory comes from; how the memory is backed
+ * (one contiguous range or scattered chunks) is chosen per heap and published
+ * in sysfs so that userspace can pick the heap that suits every device that
+ * will touch a buffer.
+ */
+#ifndef _DEVICE_HEAP_H
+#define _DEVICE_HEAP_H
+
+#include <linux/atomic.h>
+#include <linux/device.h>
+#include <linux/dma-buf.h>
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/scatterlist.h>
+#include <linux/types.h>
+
+#define DEVICE_HEAP_NAME_MAX	64
+
+enum device_heap_backing {
+	/* One physically contiguous range: for devices that DMA to one address. */
+	DEVICE_HEAP_CONTIG,
+	/* Chunks of up to 1 MiB: for scatter-gather devices or behind an IOMMU. */
+	DEVICE_HEAP_SG,
+};
+
+/**
+ * struct device_heap - a heap allocating memory for one served device
+ * @ref:	held by the registry, by every open heap file and every buffer
+ * @list:	entry in the module's list of heaps
+ * @name:	heap name, also the node name under /dev/dma_heap/
+ * @dev:	served device (reference held until the heap is freed)
+ * @backing:	how buffers are backed
+ * @dma_limit:	highest physical address the served device can reach
+ * @iommu:	the served device translates through an IOMMU
+ * @coherent:	the served device's DMA is cache-coherent with the CPU
+ * @max_alloc:	largest allocation accepted, in bytes
+ * @dead:	set once the heap is unregistered; allocations then fail
+ * @node:	sysfs node, child of @dev in class device_heap
+ * @cdev:	character device, when the module registers the node itself
+ * @devt:	device number of @cdev
+ */
+struct device_heap {
+	struct kref ref;
+	struct list_head list;
+	char name[DEVICE_HEAP_NAME_MAX];
+	struct device *dev;
+	enum device_heap_backing backing;
+	u64 dma_limit;
+	bool iommu;
+	bool coherent;
+	size_t max_alloc;
+	atomic_t dead;
+	struct device *node;
+	struct cdev *cdev;
+	dev_t devt;
+};
+
+/**
+ * struct device_heap_buffer - one allocation, the private data of its dma-buf
+ * @heap:	heap it came from (reference held)
+ * @attachments: list of struct device_heap_attachment
+ * @lock:	protects @attachments, @vmap_cnt and @vaddr
+ * @len:	size in bytes, a multiple of PAGE_SIZE
+ * @sg_table:	the memory; one entry for contiguous buffers
+ * @from_range:	contiguous memory came from alloc_contig_range()
+ * @vmap_cnt:	number of kernel mappings handed out
+ * @vaddr:	kernel mapping while @vmap_cnt > 0
+ */
+struct device_heap_buffer {
+	struct device_heap *heap;
+	struct list_head attachments;
+	struct mutex lock;	/* protects attachments, vmap_cnt, vaddr */
+	size_t len;
+	struct sg_table sg_table;
+	bool from_range;
+	int vmap_cnt;
+	void *vaddr;
+};
+
+extern atomic_t device_heap_live_buffers;
+extern atomic64_t device_heap_live_bytes;
+
+void device_heap_get(struct device_heap *heap);
+void device_heap_put(struct device_heap *heap);
+
+/* heap_buffer.c: dma-buf export of one allocation */
+struct dma_buf *device_heap_allocate(struct device_heap *heap, size_t len,
+				     u32 fd_flags);
+
+/* heap_memory.c: where the pages come from */
+int device_heap_alloc_memory(struct device_heap_buffer *buffer);
+void device_heap_free_memory(struct device_heap_buffer *buffer);
+
+/* heap_node.c: the /dev/dma_heap/<name> node (the registration seam) */
+int device_heap_node_init(void);
+void device_heap_node_exit(void);
+int device_heap_node_register(struct device_heap *heap);
+void device_heap_node_unregister(struct device_heap *heap);
+
+#endif /* _DEVICE_HEAP_H */
