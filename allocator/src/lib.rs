@@ -1,1 +1,94 @@
 //! Discovers DMA-BUF heaps and allocates buffers that several devices can share.
+//!
+//! A compositor or a client says which devices will touch a buffer (or hands
+//! over linux-dmabuf v4 feedback), and this crate answers with a heap, a
+//! format, a modifier and a layout, then allocates: one dma-buf fd, planes at
+//! offsets. It knows nothing about compositors; Smithay appears only behind
+//! the `smithay` feature.
+//!
+//! # Usage
+//!
+//! ```no_run
+//! use heapland_allocator::{Discovery, DeviceNumber, Feedback, Request, Usage, Heap, PixelBuffer};
+//! use drm_fourcc::DrmFourcc as Fourcc;
+//! # fn main() -> Result<(), heapland_allocator::Error> {
+//! // 1. What heaps does this system have? Never fails; empty on a host
+//! //    without heaps, with a reason.
+//! let discovery = Discovery::scan();
+//! if let Some(reason) = discovery.empty_reason() {
+//!     eprintln!("no heaps, falling back to shm: {reason}");
+//! }
+//!
+//! // 2a. Negotiate from linux-dmabuf feedback (as a client would)...
+//! # let feedback: Feedback = unimplemented!();
+//! let request = Request::new(1920, 1080, vec![Fourcc::Xrgb8888], Usage { scanout: true, ..Default::default() });
+//! let chosen = heapland_allocator::negotiate(&discovery, &feedback, &request)?;
+//! println!("{} {:?} from {} (fell back past: {:?})", chosen.fourcc, chosen.modifier, chosen.heap.name, chosen.passed_over);
+//!
+//! // 2b. ...or just name the devices (as a compositor would).
+//! let card = DeviceNumber::of_path("/dev/dri/card0".as_ref())?;
+//! let devices = heapland_allocator::resolve_devices(&discovery, &[card])?;
+//! let (heap, layout, _) = heapland_allocator::choose(&discovery, &devices, &[], Fourcc::Nv12, 1280, 720)?;
+//!
+//! // 3. Allocate and touch it from the CPU (sync bracketed by the guards).
+//! let heap = Heap::open(&heap)?;
+//! let buffer = PixelBuffer::allocate(&heap, layout, drm_fourcc::DrmModifier::Linear)?;
+//! let mut map = buffer.dmabuf.map()?;
+//! map.write()?.fill(0x80);
+//! # Ok(()) }
+//! ```
+//!
+//! With the `smithay` feature, [`HeapAllocator`] is a
+//! `smithay::backend::allocator::Allocator<Buffer = Dmabuf>` for `Swapchain`
+//! and `DrmCompositor`, and [`HeapFramebufferExporter`] is the matching
+//! GBM-free `ExportFramebuffer<Dmabuf>`:
+//!
+//! ```ignore
+//! let allocator = HeapAllocator::new(Discovery::scan(), &[drm_node.dev_id().into()])?;
+//! let compositor = DrmCompositor::new(output, surface, None, allocator,
+//!     HeapFramebufferExporter, [Fourcc::Xrgb8888], renderer_formats, cursor_size,
+//!     None::<GbmDevice<DrmDeviceFd>>)?;
+//! ```
+//!
+//! # No heaps
+//!
+//! On a host without `/dev/dma_heap` and `/dev/udmabuf`, [`Discovery`] is
+//! empty and [`HeapAllocator::new`] fails with [`Error::NoHeaps`] naming the
+//! reason. This crate deliberately offers no memfd "fallback allocator": a
+//! memfd is not a dma-buf, and pretending otherwise would let a buffer reach
+//! a device that cannot import it. The compositor decides what to fall back to
+//! (shm buffers, Smithay's dumb-buffer allocator on a KMS device).
+
+#![warn(missing_docs)]
+
+pub mod buffer;
+pub mod constraints;
+pub mod device;
+pub mod discovery;
+mod error;
+#[cfg(feature = "smithay")]
+pub mod framebuffer;
+pub mod heap;
+#[cfg(feature = "smithay")]
+pub mod heap_allocator;
+pub mod layout;
+pub mod negotiation;
+
+pub use buffer::{DmaBuf, Mapping, PixelBuffer, ReadAccess, WriteAccess};
+pub use constraints::{intersect, Constraints, Intersection, Unmet};
+pub use device::{DeviceInfo, DeviceNumber};
+pub use discovery::{Discovery, HeapInfo, HeapKind, HeapProperties, Skipped, SysRoots};
+pub use drm_fourcc;
+pub use error::{Error, Result};
+#[cfg(feature = "smithay")]
+pub use framebuffer::{
+    framebuffer_from_dmabuf, FramebufferError, HeapFramebuffer, HeapFramebufferExporter,
+};
+pub use heap::Heap;
+#[cfg(feature = "smithay")]
+pub use heap_allocator::HeapAllocator;
+pub use layout::{format_info, Alignment, FormatInfo, Layout, PlaneLayout};
+pub use negotiation::{
+    choose, negotiate, resolve_devices, Feedback, FormatEntry, Negotiated, Request, Tranche, Usage,
+    WireTranche,
+};

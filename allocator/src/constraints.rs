@@ -1,0 +1,352 @@
+//! What each device needs from memory, and what a buffer shared by several
+//! devices needs: the intersection.
+//!
+//! A device's needs are read from the heaps `device_heap.ko` made for it (the
+//! module chose their backing from what the device can do): if every heap
+//! serving a device is contiguous, the device needs contiguous memory; its
+//! DMA mask and coherence are published by those heaps. Callers add what
+//! sysfs cannot know (pitch alignment, maximum width) by editing the
+//! [`Constraints`] before intersecting.
+
+use std::fmt::Write as _;
+
+use crate::{
+    device::DeviceInfo,
+    discovery::{HeapInfo, HeapKind},
+    Error, Result,
+};
+
+/// Default pitch alignment: 64 bytes suits every scanout engine and GPU we
+/// know of for linear buffers, and every listed format's 1080p and 720p
+/// pitches are already multiples of it.
+pub const DEFAULT_PITCH_ALIGNMENT: u32 = 64;
+
+/// Default plane offset alignment: a page, so that each plane of a
+/// multi-planar buffer can be mapped on its own.
+pub const DEFAULT_OFFSET_ALIGNMENT: u32 = 4096;
+
+/// What one device needs from a buffer's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Constraints {
+    /// Who needs this (a device name such as `vivid.0`, or `cpu`): used in
+    /// explanations.
+    pub device: String,
+    /// The memory must be physically contiguous.
+    pub contiguous: bool,
+    /// The device can only address memory below `2^dma_mask_bits`.
+    pub dma_mask_bits: u32,
+    /// The memory must be CPU-coherent (no cache maintenance possible).
+    pub coherent: bool,
+    /// Required alignment of each plane's pitch, in bytes.
+    pub pitch_alignment: u32,
+    /// Required alignment of each plane's offset, in bytes.
+    pub offset_alignment: u32,
+    /// Required alignment of the buffer's start, in bytes.
+    pub base_alignment: u64,
+    /// Largest width in pixels, if limited.
+    pub max_width: Option<u32>,
+    /// Largest height in pixels, if limited.
+    pub max_height: Option<u32>,
+    /// Largest buffer in bytes, if limited.
+    pub max_size: Option<u64>,
+}
+
+impl Constraints {
+    /// A device that can use any memory.
+    pub fn unconstrained(device: impl Into<String>) -> Self {
+        Self {
+            device: device.into(),
+            contiguous: false,
+            dma_mask_bits: 64,
+            coherent: false,
+            pitch_alignment: DEFAULT_PITCH_ALIGNMENT,
+            offset_alignment: DEFAULT_OFFSET_ALIGNMENT,
+            base_alignment: 1,
+            max_width: None,
+            max_height: None,
+            max_size: None,
+        }
+    }
+
+    /// The needs of `device`, read from the heaps made for it (`serving`, as
+    /// [`crate::Discovery::heaps_serving`] returns them). A device without
+    /// heaps is unconstrained: nothing is known against it, and the `system`
+    /// heap serves any device.
+    pub fn for_device(device: &DeviceInfo, serving: &[&HeapInfo]) -> Self {
+        let mut c = Self::unconstrained(device.name.clone());
+        let own: Vec<&HeapInfo> = serving
+            .iter()
+            .copied()
+            .filter(|h| h.kind == HeapKind::Device)
+            .collect();
+        if own.is_empty() {
+            return c;
+        }
+        c.contiguous = own.iter().all(|h| h.properties.contiguous);
+        c.dma_mask_bits = own
+            .iter()
+            .map(|h| h.properties.dma_mask_bits)
+            .max()
+            .unwrap_or(64);
+        c
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.contiguous {
+            out.push("contiguous".to_owned());
+        }
+        if self.dma_mask_bits < 64 {
+            out.push(format!("DMA mask {}", self.dma_mask_bits));
+        }
+        if self.coherent {
+            out.push("coherent".to_owned());
+        }
+        if self.base_alignment > 4096 {
+            out.push(format!("alignment {}", self.base_alignment));
+        }
+        if let Some(s) = self.max_size {
+            out.push(format!("max {s} bytes"));
+        }
+        out
+    }
+}
+
+/// The needs of a buffer shared by several devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intersection {
+    /// The constraints that were intersected, in order.
+    pub parts: Vec<Constraints>,
+    /// Some device needs contiguous memory.
+    pub contiguous: bool,
+    /// The narrowest DMA mask.
+    pub dma_mask_bits: u32,
+    /// Some device needs coherent memory.
+    pub coherent: bool,
+    /// Least common multiple of the pitch alignments.
+    pub pitch_alignment: u32,
+    /// Least common multiple of the offset alignments.
+    pub offset_alignment: u32,
+    /// Least common multiple of the base alignments.
+    pub base_alignment: u64,
+    /// Smallest width limit.
+    pub max_width: Option<u32>,
+    /// Smallest height limit.
+    pub max_height: Option<u32>,
+    /// Smallest size limit.
+    pub max_size: Option<u64>,
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    let (a, b) = (a.max(1), b.max(1));
+    (a / gcd(a, b)).saturating_mul(b)
+}
+
+fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// Intersects the needs of every device that will touch a buffer.
+pub fn intersect(parts: &[Constraints]) -> Intersection {
+    let mut i = Intersection {
+        parts: parts.to_vec(),
+        contiguous: false,
+        dma_mask_bits: 64,
+        coherent: false,
+        pitch_alignment: 1,
+        offset_alignment: 1,
+        base_alignment: 1,
+        max_width: None,
+        max_height: None,
+        max_size: None,
+    };
+    for c in parts {
+        i.contiguous |= c.contiguous;
+        i.dma_mask_bits = i.dma_mask_bits.min(c.dma_mask_bits);
+        i.coherent |= c.coherent;
+        i.pitch_alignment = u32::try_from(lcm(i.pitch_alignment.into(), c.pitch_alignment.into()))
+            .unwrap_or(u32::MAX);
+        i.offset_alignment =
+            u32::try_from(lcm(i.offset_alignment.into(), c.offset_alignment.into()))
+                .unwrap_or(u32::MAX);
+        i.base_alignment = lcm(i.base_alignment, c.base_alignment);
+        i.max_width = min_opt(i.max_width, c.max_width);
+        i.max_height = min_opt(i.max_height, c.max_height);
+        i.max_size = min_opt(i.max_size, c.max_size);
+    }
+    i
+}
+
+/// Why one heap does not fit an intersection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmet {
+    /// The heap's name.
+    pub heap: String,
+    /// What it lacks, with the device that needs it, e.g.
+    /// `not contiguous (needed by vivid.0)`.
+    pub reasons: Vec<String>,
+}
+
+impl Intersection {
+    fn who(&self, pred: impl Fn(&Constraints) -> bool) -> String {
+        let names: Vec<&str> = self
+            .parts
+            .iter()
+            .filter(|c| pred(c))
+            .map(|c| c.device.as_str())
+            .collect();
+        names.join(", ")
+    }
+
+    /// Devices that take part, by name.
+    pub fn device_names(&self) -> Vec<&str> {
+        self.parts.iter().map(|c| c.device.as_str()).collect()
+    }
+
+    /// Checks one heap against the intersection for a buffer of `size` bytes.
+    pub fn check(&self, heap: &HeapInfo, size: u64) -> Result<(), Unmet> {
+        let p = &heap.properties;
+        let mut reasons = Vec::new();
+        if self.contiguous && !p.contiguous {
+            reasons.push(format!(
+                "not contiguous (needed by {})",
+                self.who(|c| c.contiguous)
+            ));
+        }
+        if p.dma_mask_bits > self.dma_mask_bits {
+            reasons.push(format!(
+                "memory up to {} bits, beyond DMA mask {} of {}",
+                p.dma_mask_bits,
+                self.dma_mask_bits,
+                self.who(|c| c.dma_mask_bits == self.dma_mask_bits)
+            ));
+        }
+        if self.coherent && !p.coherent {
+            reasons.push(format!(
+                "not coherent (needed by {})",
+                self.who(|c| c.coherent)
+            ));
+        }
+        if self.base_alignment > p.alignment_bytes {
+            reasons.push(format!(
+                "aligned to {} bytes, {} needed by {}",
+                p.alignment_bytes,
+                self.base_alignment,
+                self.who(|c| c.base_alignment > p.alignment_bytes)
+            ));
+        }
+        if size > p.max_alloc_bytes {
+            reasons.push(format!(
+                "max allocation {} bytes < {} needed",
+                p.max_alloc_bytes, size
+            ));
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(Unmet {
+                heap: heap.name.clone(),
+                reasons,
+            })
+        }
+    }
+
+    /// Picks the heap that satisfies every device, preferring the most
+    /// specific one, for a buffer of `size` bytes.
+    ///
+    /// Preference: a device heap serving more of the taking-part devices
+    /// (`devices`, resolved) first; then any other device heap; then `system`;
+    /// then udmabuf. Among equals, a heap that is not contiguous when
+    /// contiguity is not needed, because contiguous memory is scarce.
+    ///
+    /// On failure the error names the devices with their needs and why each
+    /// heap was rejected: "no heap satisfies vivid.0 (contiguous) and vgem
+    /// (DMA mask 32): ...".
+    pub fn select<'a>(
+        &self,
+        heaps: &'a [HeapInfo],
+        devices: &[DeviceInfo],
+        size: u64,
+    ) -> Result<&'a HeapInfo> {
+        if let Some(max) = self.max_size {
+            if size > max {
+                return Err(Error::TooLarge {
+                    what: "buffer size",
+                    needed: size,
+                    limit: max,
+                    by: self.who(|c| c.max_size == Some(max)),
+                });
+            }
+        }
+        let mut unmet = Vec::new();
+        let mut best: Option<(&HeapInfo, (u32, u32, u32))> = None;
+        for heap in heaps {
+            match self.check(heap, size) {
+                Ok(()) => {
+                    let served = devices.iter().filter(|d| heap.serves(d)).count() as u32;
+                    let kind_rank = match heap.kind {
+                        HeapKind::Device => 2,
+                        HeapKind::System => 1,
+                        HeapKind::Udmabuf => 0,
+                    };
+                    let thrift = u32::from(self.contiguous || !heap.properties.contiguous);
+                    let score = (served, kind_rank, thrift);
+                    if !matches!(best, Some((_, b)) if b >= score) {
+                        best = Some((heap, score));
+                    }
+                }
+                Err(u) => unmet.push(u),
+            }
+        }
+        match best {
+            Some((heap, _)) => Ok(heap),
+            None => Err(Error::NoHeap {
+                explanation: self.explain(&unmet, heaps.is_empty()),
+            }),
+        }
+    }
+
+    fn explain(&self, unmet: &[Unmet], no_heaps: bool) -> String {
+        let needs: Vec<String> = self
+            .parts
+            .iter()
+            .map(|c| {
+                let d = c.describe();
+                if d.is_empty() {
+                    c.device.clone()
+                } else {
+                    format!("{} ({})", c.device, d.join(", "))
+                }
+            })
+            .collect();
+        let mut s = String::from("no heap satisfies ");
+        match needs.len() {
+            0 => s.push_str("an empty device set"),
+            1 => s.push_str(&needs[0]),
+            n => {
+                s.push_str(&needs[..n - 1].join(", "));
+                s.push_str(" and ");
+                s.push_str(&needs[n - 1]);
+            }
+        }
+        if no_heaps {
+            s.push_str(": no heaps were found");
+        }
+        for u in unmet {
+            let _ = write!(s, "; {}: {}", u.heap, u.reasons.join(", "));
+        }
+        s
+    }
+}
