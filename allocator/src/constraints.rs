@@ -267,8 +267,8 @@ impl Intersection {
     /// specific one, for a buffer of `size` bytes.
     ///
     /// Preference: a device heap serving more of the taking-part devices
-    /// (`devices`, resolved) first; then any other device heap; then `system`;
-    /// then udmabuf. Among equals, a heap that is not contiguous when
+    /// (`devices`, resolved) first; then `system`; then a heap made for some
+    /// other device; then udmabuf. Among equals, a heap that is not contiguous when
     /// contiguity is not needed, because contiguous memory is scarce.
     ///
     /// On failure the error names the devices with their needs and why each
@@ -296,9 +296,12 @@ impl Intersection {
             match self.check(heap, size) {
                 Ok(()) => {
                     let served = devices.iter().filter(|d| heap.serves(d)).count() as u32;
+                    // A heap made for some other device still maps its
+                    // memory through that device: the system heap is the
+                    // more natural home for a buffer it does not serve.
                     let kind_rank = match heap.kind {
-                        HeapKind::Device => 2,
-                        HeapKind::System => 1,
+                        HeapKind::System => 2,
+                        HeapKind::Device => 1,
                         HeapKind::Udmabuf => 0,
                     };
                     let thrift = u32::from(self.contiguous || !heap.properties.contiguous);

@@ -233,6 +233,13 @@ impl Discovery {
             });
         }
 
+        // Most specific first: device heaps, then system, then udmabuf.
+        heaps.sort_by_key(|h| match h.kind {
+            HeapKind::Device => 0,
+            HeapKind::System => 1,
+            HeapKind::Udmabuf => 2,
+        });
+
         Self {
             roots: roots.clone(),
             heaps,
