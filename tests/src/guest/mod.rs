@@ -1,10 +1,72 @@
 //! In-guest tests: each area contributes a list of named tests that the
-//! `heapland-guest` runner executes inside the QEMU guest.
+//! `heapland-guest` runner executes inside the QEMU guest, grouped in phases that run in
+//! order (some phases change the guest: `removal` reloads the module and vivid).
+//!
+//! To add tests: write a module here with `pub fn tests() -> Vec<Test>` and add a `Phase`
+//! to `phases()` (e.g. `allocator`, `compositor`, after `vivid-contig`).
+
+pub mod bad_input;
+pub mod concurrency;
+pub mod discovery;
+pub mod dma_buf;
+pub mod dma_heap;
+pub mod drm_card;
+pub mod heap;
+pub mod kernel_log;
+pub mod lifetime;
+pub mod modules;
+pub mod removal;
+pub mod v4l2;
+pub mod vgem;
+pub mod vivid;
+pub mod vkms;
 
 /// One in-guest test. `run` returns `Err` with a message saying what went wrong.
+#[derive(Clone, Copy)]
 pub struct Test {
     /// Stable name printed on the result line, e.g. `kernel::alloc_mmap_roundtrip`.
     pub name: &'static str,
     /// The test body.
     pub run: fn() -> Result<(), String>,
+}
+
+/// A group of tests run by one `heapland-guest <phase>` process.
+pub struct Phase {
+    pub name: &'static str,
+    pub tests: fn() -> Vec<Test>,
+}
+
+/// Every phase, in the order /init runs them.
+pub fn phases() -> Vec<Phase> {
+    vec![
+        Phase {
+            name: "heap",
+            tests: || {
+                [
+                    heap::tests(),
+                    bad_input::tests(),
+                    discovery::tests(),
+                    concurrency::tests(),
+                    lifetime::tests(),
+                ]
+                .concat()
+            },
+        },
+        Phase {
+            name: "drm",
+            tests: || [vgem::tests(), vkms::tests()].concat(),
+        },
+        Phase {
+            name: "vivid-vmalloc",
+            tests: vivid::vmalloc_tests,
+        },
+        Phase {
+            name: "removal",
+            tests: removal::tests,
+        },
+        Phase {
+            name: "vivid-contig",
+            tests: vivid::contig_tests,
+        },
+    ]
 }

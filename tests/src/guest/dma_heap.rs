@@ -1,0 +1,220 @@
+//! The dma-heap uapi (`<linux/dma-heap.h>`) and the device_heap sysfs ABI (kernel/ABI.md),
+//! as the tests need them: allocate from a heap, find heaps, read their properties.
+
+use std::fs;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::ioctl::{ioctl, opcode, Opcode, Updater};
+
+/// `struct dma_heap_allocation_data`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AllocationData {
+    pub len: u64,
+    pub fd: u32,
+    pub fd_flags: u32,
+    pub heap_flags: u64,
+}
+
+const DMA_HEAP_IOCTL_ALLOC: Opcode = opcode::read_write::<AllocationData>(b'H', 0);
+
+/// `O_RDWR | O_CLOEXEC`: the fd_flags every test allocation uses.
+pub const FD_FLAGS: u32 = 0o2 | 0o2_000_000;
+
+/// Root of the device heap class in sysfs.
+pub const CLASS: &str = "/sys/class/device_heap";
+
+/// Opens `/dev/dma_heap/<name>`.
+pub fn open(name: &str) -> Result<OwnedFd, String> {
+    let path = format!("/dev/dma_heap/{name}");
+    rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("open {path}: {e}"))
+}
+
+/// Issues DMA_HEAP_IOCTL_ALLOC with exactly the given request; on success the kernel has
+/// filled in `req.fd`, which the caller then owns.
+pub fn alloc_raw(heap: BorrowedFd<'_>, req: &mut AllocationData) -> Result<(), Errno> {
+    // SAFETY: AllocationData matches the kernel's struct dma_heap_allocation_data and the
+    // opcode encodes its size and direction.
+    unsafe {
+        ioctl(
+            heap,
+            Updater::<DMA_HEAP_IOCTL_ALLOC, AllocationData>::new(req),
+        )
+    }
+}
+
+/// Allocates `len` bytes and returns the dma-buf fd.
+pub fn alloc(heap: BorrowedFd<'_>, len: u64) -> Result<OwnedFd, Errno> {
+    let mut req = AllocationData {
+        len,
+        fd_flags: FD_FLAGS,
+        ..Default::default()
+    };
+    alloc_raw(heap, &mut req)?;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(req.fd as i32) })
+}
+
+/// A heap opened for allocation, with its name for messages.
+pub struct Heap {
+    pub name: String,
+    pub fd: OwnedFd,
+}
+
+impl Heap {
+    pub fn open(name: &str) -> Result<Self, String> {
+        Ok(Self {
+            name: name.to_owned(),
+            fd: open(name)?,
+        })
+    }
+
+    /// Allocates `len` bytes, with the heap's name in the error.
+    pub fn alloc(&self, len: u64) -> Result<OwnedFd, String> {
+        alloc(self.fd.as_fd(), len).map_err(|e| format!("alloc {len} from {}: {e}", self.name))
+    }
+}
+
+/// The properties a device heap publishes under /sys/class/device_heap/<name>/.
+#[derive(Debug, Clone)]
+pub struct HeapInfo {
+    pub name: String,
+    /// The canonical sysfs directory of the heap.
+    pub dir: PathBuf,
+    /// Canonical path of the served device (the `device` link).
+    pub device: PathBuf,
+    pub backing: String,
+    pub contiguous: bool,
+    pub coherent: bool,
+    pub dma_mask_bits: u32,
+    pub max_alloc_bytes: u64,
+    pub alignment_bytes: u64,
+    /// `dev` attribute, "MAJ:MIN".
+    pub dev: String,
+}
+
+fn attr(dir: &Path, name: &str) -> Result<String, String> {
+    let p = dir.join(name);
+    fs::read_to_string(&p)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| format!("read {}: {e}", p.display()))
+}
+
+fn attr_num<T: std::str::FromStr>(dir: &Path, name: &str) -> Result<T, String> {
+    let s = attr(dir, name)?;
+    s.parse()
+        .map_err(|_| format!("{}/{name}: not a number: {s:?}", dir.display()))
+}
+
+fn attr_bool(dir: &Path, name: &str) -> Result<bool, String> {
+    match attr(dir, name)?.as_str() {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        other => Err(format!(
+            "{}/{name}: expected 0 or 1, got {other:?}",
+            dir.display()
+        )),
+    }
+}
+
+impl HeapInfo {
+    /// Reads every attribute of the heap whose sysfs directory is `dir`.
+    pub fn read(dir: &Path) -> Result<Self, String> {
+        let dir = fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let device = fs::canonicalize(dir.join("device"))
+            .map_err(|e| format!("{}/device: {e}", dir.display()))?;
+        Ok(Self {
+            name: attr(&dir, "name")?,
+            backing: attr(&dir, "backing")?,
+            contiguous: attr_bool(&dir, "contiguous")?,
+            coherent: attr_bool(&dir, "coherent")?,
+            dma_mask_bits: attr_num(&dir, "dma_mask_bits")?,
+            max_alloc_bytes: attr_num(&dir, "max_alloc_bytes")?,
+            alignment_bytes: attr_num(&dir, "alignment_bytes")?,
+            dev: attr(&dir, "dev")?,
+            device,
+            dir,
+        })
+    }
+
+    /// Reads /sys/class/device_heap/<name>.
+    pub fn by_name(name: &str) -> Result<Self, String> {
+        Self::read(&Path::new(CLASS).join(name))
+    }
+}
+
+/// Names of every device heap in /sys/class/device_heap (the add/remove control files are
+/// not heaps).
+pub fn device_heaps() -> Result<Vec<String>, String> {
+    let rd = fs::read_dir(CLASS).map_err(|e| format!("{CLASS}: {e} (device_heap not loaded?)"))?;
+    let mut names: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("name").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Every device heap, with properties; fails if there is none.
+pub fn all_infos() -> Result<Vec<HeapInfo>, String> {
+    let names = device_heaps()?;
+    if names.is_empty() {
+        return Err(format!("no device heaps in {CLASS}"));
+    }
+    names.iter().map(|n| HeapInfo::by_name(n)).collect()
+}
+
+/// The heaps serving the device at `device_dir` (a canonical sysfs device directory),
+/// found as the ABI says: `device_heap/` in the device's directory or in a parent's.
+pub fn heaps_serving(device_dir: &Path) -> Result<Vec<HeapInfo>, String> {
+    let mut dir = Some(device_dir);
+    while let Some(d) = dir {
+        if d == Path::new("/sys/devices") || d == Path::new("/sys") {
+            break;
+        }
+        let hd = d.join("device_heap");
+        if hd.is_dir() {
+            let mut v = Vec::new();
+            for e in fs::read_dir(&hd).map_err(|e| format!("{}: {e}", hd.display()))? {
+                let e = e.map_err(|e| e.to_string())?;
+                v.push(HeapInfo::read(&e.path())?);
+            }
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            if !v.is_empty() {
+                return Ok(v);
+            }
+        }
+        dir = d.parent();
+    }
+    Err(format!(
+        "no device_heap/ directory in {} or its parents",
+        device_dir.display()
+    ))
+}
+
+/// The heaps of the platform device `dev_name` (e.g. "vivid.0").
+pub fn heaps_of_platform(dev_name: &str) -> Result<Vec<HeapInfo>, String> {
+    let d = Path::new("/sys/bus/platform/devices").join(dev_name);
+    let d = fs::canonicalize(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+    heaps_serving(&d)
+}
+
+/// Reads a debugfs counter of the module (`live_buffers` or `live_bytes`).
+pub fn debugfs_counter(name: &str) -> Result<u64, String> {
+    let p = format!("/sys/kernel/debug/device_heap/{name}");
+    let s = fs::read_to_string(&p).map_err(|e| format!("read {p}: {e}"))?;
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{p}: not a number: {s:?}"))
+}
+
+/// Writes a line to /sys/class/device_heap/{add,remove}.
+pub fn control(file: &str, value: &str) -> Result<(), String> {
+    let p = format!("{CLASS}/{file}");
+    fs::write(&p, value).map_err(|e| format!("write {value:?} to {p}: {e}"))
+}

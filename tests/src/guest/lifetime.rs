@@ -1,0 +1,101 @@
+//! Buffers are given back: after 1000 allocations and frees the module's live-buffer
+//! counters are back where they were and the guest's free memory has come back.
+
+use std::os::fd::AsFd;
+
+use super::dma_buf::{self, Mapping};
+use super::dma_heap::{self, Heap};
+use super::Test;
+
+pub fn tests() -> Vec<Test> {
+    vec![Test {
+        name: "lifetime::thousand_buffers_all_given_back",
+        run: thousand_buffers_all_given_back,
+    }]
+}
+
+fn mem_free_kib() -> Result<u64, String> {
+    let s = std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
+    s.lines()
+        .find(|l| l.starts_with("MemFree:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .ok_or_else(|| "no MemFree in /proc/meminfo".into())
+}
+
+/// Sizes cycled through: sub-page, page multiples, odd lengths, up to 2 MiB.
+const SIZES: &[u64] = &[
+    1,
+    4096,
+    5000,
+    65536,
+    3 * 4096 + 7,
+    1 << 20,
+    256 * 1024,
+    2 << 20,
+    12288,
+];
+/// Buffers alive at the same time.
+const BATCH: usize = 25;
+/// Allowed drift of MemFree, KiB (slab and page-table noise, not 1000 buffers).
+const MARGIN_KIB: u64 = 8 * 1024;
+
+fn round(heaps: &[Heap], n: usize) -> Result<u64, String> {
+    let mut bytes = 0;
+    let mut live = Vec::with_capacity(BATCH);
+    for i in 0..n {
+        let heap = &heaps[i % heaps.len()];
+        let len = SIZES[i % SIZES.len()];
+        let b = heap.alloc(len).map_err(|e| format!("buffer {i}: {e}"))?;
+        let size = dma_buf::size(b.as_fd())?;
+        // Touch the buffer so its pages are really in use.
+        let mut m = Mapping::new(&b, size as usize)?;
+        m.bytes_mut()[0] = 1;
+        let last = m.len() - 1;
+        m.bytes_mut()[last] = 2;
+        drop(m);
+        bytes += size;
+        live.push(b);
+        if live.len() == BATCH {
+            live.clear();
+        }
+    }
+    Ok(bytes)
+}
+
+fn thousand_buffers_all_given_back() -> Result<(), String> {
+    let heaps: Vec<Heap> = dma_heap::device_heaps()?
+        .iter()
+        .map(|n| Heap::open(n))
+        .collect::<Result<_, _>>()?;
+    if heaps.is_empty() {
+        return Err("no device heaps".into());
+    }
+    // Warm up caches and allocator metadata before taking the baseline.
+    round(&heaps, 50)?;
+    let live0 = dma_heap::debugfs_counter("live_buffers")?;
+    let bytes0 = dma_heap::debugfs_counter("live_bytes")?;
+    let free0 = mem_free_kib()?;
+    let total = round(&heaps, 1000)?;
+    let live1 = dma_heap::debugfs_counter("live_buffers")?;
+    let bytes1 = dma_heap::debugfs_counter("live_bytes")?;
+    let free1 = mem_free_kib()?;
+    println!(
+        "INFO lifetime: 1000 buffers, {} MiB in all; live_buffers {live0}->{live1}, live_bytes {bytes0}->{bytes1}, MemFree {free0}->{free1} KiB",
+        total >> 20
+    );
+    if live1 != live0 || bytes1 != bytes0 {
+        return Err(format!(
+            "counters did not return: live_buffers {live0}->{live1}, live_bytes {bytes0}->{bytes1}"
+        ));
+    }
+    if live1 != 0 {
+        return Err(format!("live_buffers is {live1} with no buffer open"));
+    }
+    if free1 + MARGIN_KIB < free0 {
+        return Err(format!(
+            "MemFree dropped by {} KiB (> {MARGIN_KIB} KiB) over 1000 allocations",
+            free0 - free1
+        ));
+    }
+    Ok(())
+}

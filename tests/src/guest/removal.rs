@@ -1,0 +1,270 @@
+//! Taking things away while buffers are alive: the module, a heap, the served device.
+//! Buffers must keep working (or fail cleanly) and the kernel must not complain.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use rustix::io::Errno;
+
+use super::discovery::check_sane;
+use super::dma_buf::{self, Mapping};
+use super::dma_heap::{self, Heap, HeapInfo};
+use super::kernel_log::Mark;
+use super::modules;
+use super::Test;
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test {
+            name: "removal::rmmod_refused_while_buffer_alive",
+            run: rmmod_refused_while_buffer_alive,
+        },
+        Test {
+            name: "removal::rmmod_after_last_buffer_then_reload",
+            run: rmmod_after_last_buffer_then_reload,
+        },
+        Test {
+            name: "removal::sysfs_remove_heap_while_buffer_alive",
+            run: sysfs_remove_heap_while_buffer_alive,
+        },
+        Test {
+            name: "removal::served_device_removed_while_buffer_alive",
+            run: served_device_removed_while_buffer_alive,
+        },
+        Test {
+            name: "removal::vivid_reloaded_contig_heap_added",
+            run: vivid_reloaded_contig_heap_added,
+        },
+    ]
+}
+
+const MODULE: &str = "device_heap";
+
+/// Checks the buffer still holds `seed`'s pattern, then rewrites and rechecks it, each
+/// through a fresh mapping.
+fn still_works(buf: &std::os::fd::OwnedFd, len: usize, seed: u32) -> Result<(), String> {
+    dma_buf::check(buf.as_fd(), len, seed).map_err(|e| format!("old contents: {e}"))?;
+    dma_buf::fill(buf.as_fd(), len, seed ^ 0xffff)?;
+    dma_buf::check(buf.as_fd(), len, seed ^ 0xffff).map_err(|e| format!("rewritten: {e}"))
+}
+
+fn rmmod_refused_while_buffer_alive() -> Result<(), String> {
+    let name = dma_heap::device_heaps()?
+        .into_iter()
+        .next()
+        .ok_or("no device heaps")?;
+    let buf = {
+        let heap = Heap::open(&name)?;
+        heap.alloc(65536)?
+    }; // the heap fd is closed: only the buffer pins the module now
+    dma_buf::fill(buf.as_fd(), 65536, 11)?;
+    let mark = Mark::new("rmmod with live buffer");
+    match modules::rmmod(MODULE) {
+        Ok(()) => {
+            let _ = modules::insmod(MODULE, &modules::boot_params(MODULE));
+            return Err("rmmod device_heap succeeded while a buffer was alive".into());
+        }
+        Err(msg) => println!("INFO removal: rmmod with a live buffer refused: {msg}"),
+    }
+    if !modules::is_loaded(MODULE) {
+        return Err("rmmod failed but the module is gone".into());
+    }
+    still_works(&buf, 65536, 11)?;
+    drop(buf);
+    mark.check_clean()
+}
+
+fn rmmod_after_last_buffer_then_reload() -> Result<(), String> {
+    let before = dma_heap::device_heaps()?;
+    let live = dma_heap::debugfs_counter("live_buffers")?;
+    if live != 0 {
+        return Err(format!("live_buffers is {live} with no buffer open"));
+    }
+    let mark = Mark::new("rmmod device_heap");
+    modules::rmmod(MODULE).map_err(|e| format!("rmmod with no buffers: {e}"))?;
+    let mut errs = Vec::new();
+    for n in &before {
+        if Path::new("/dev/dma_heap").join(n).exists() {
+            errs.push(format!("/dev/dma_heap/{n} still exists after rmmod"));
+        }
+    }
+    if Path::new(dma_heap::CLASS).exists() {
+        errs.push(format!("{} still exists after rmmod", dma_heap::CLASS));
+    }
+    modules::insmod(MODULE, &modules::boot_params(MODULE))?;
+    let after = dma_heap::device_heaps()?;
+    if after != before {
+        errs.push(format!("heaps after reload {after:?} != before {before:?}"));
+    }
+    mark.check_clean().map_err(|e| errs.push(e)).ok();
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+fn sysfs_remove_heap_while_buffer_alive() -> Result<(), String> {
+    let info: HeapInfo = dma_heap::heaps_of_platform("vgem")?
+        .into_iter()
+        .next()
+        .ok_or("vgem has no heap")?;
+    let live0 = dma_heap::debugfs_counter("live_buffers")?;
+    let heap = Heap::open(&info.name)?;
+    const LEN: usize = 128 * 1024;
+    let buf = heap.alloc(LEN as u64)?;
+    dma_buf::fill(buf.as_fd(), LEN, 21)?;
+    let mut old_map = Mapping::new(&buf, LEN)?;
+    let mark = Mark::new("sysfs remove heap");
+    dma_heap::control("remove", &info.name)?;
+
+    let mut errs = Vec::new();
+    if Path::new(dma_heap::CLASS).join(&info.name).exists() {
+        errs.push(format!("{}/{} still exists", dma_heap::CLASS, info.name));
+    }
+    if Path::new("/dev/dma_heap").join(&info.name).exists() {
+        errs.push(format!("/dev/dma_heap/{} still exists", info.name));
+    }
+    match dma_heap::alloc(heap.fd.as_fd(), 4096) {
+        Err(Errno::NODEV) => {}
+        Ok(_) => errs.push("allocation through the removed heap's open fd succeeded".into()),
+        Err(e) => errs.push(format!(
+            "allocation through the removed heap's fd: {e}, expected ENODEV"
+        )),
+    }
+    // The mapping made before removal still works, and so does a new one.
+    old_map.words_mut()[0] = 0x5a5a_5a5a;
+    if old_map.words()[0] != 0x5a5a_5a5a {
+        errs.push("old mapping lost a write".into());
+    }
+    old_map.words_mut()[0] = dma_buf::pattern(21, 0);
+    drop(old_map);
+    if let Err(e) = still_works(&buf, LEN, 21) {
+        errs.push(e);
+    }
+    drop(buf);
+    drop(heap);
+    let live1 = dma_heap::debugfs_counter("live_buffers")?;
+    if live1 != live0 {
+        errs.push(format!(
+            "live_buffers {live0} -> {live1} after the buffer was closed"
+        ));
+    }
+    // Put it back as it was (the next phases use it).
+    let spec = format!("platform/vgem:{}", info.backing);
+    match dma_heap::control("add", &spec) {
+        Ok(()) => match HeapInfo::by_name(&info.name) {
+            Ok(again) => {
+                if let Err(e) = check_sane(&again, &info.device, false) {
+                    errs.push(format!("re-added heap: {e}"));
+                }
+                if let Err(e) = Heap::open(&info.name).and_then(|h| h.alloc(4096).map(drop)) {
+                    errs.push(format!("re-added heap: {e}"));
+                }
+            }
+            Err(e) => errs.push(format!("after add {spec:?}: {e}")),
+        },
+        Err(e) => errs.push(e),
+    }
+    match dma_heap::control("add", &spec) {
+        Err(e) if e.contains("exists") => {}
+        Err(e) => errs.push(format!(
+            "adding an existing heap again: {e}, expected EEXIST"
+        )),
+        Ok(()) => errs.push("adding an existing heap again succeeded".into()),
+    }
+    if let Err(e) = mark.check_clean() {
+        errs.push(e);
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+fn served_device_removed_while_buffer_alive() -> Result<(), String> {
+    let infos = dma_heap::heaps_of_platform("vivid.0")?;
+    let live0 = dma_heap::debugfs_counter("live_buffers")?;
+    const LEN: usize = 600 * 1024;
+    let mut held = Vec::new();
+    for (k, i) in infos.iter().enumerate() {
+        let heap = Heap::open(&i.name)?;
+        let buf = heap.alloc(LEN as u64)?;
+        dma_buf::fill(buf.as_fd(), LEN, 31 + k as u32)?;
+        let map = Mapping::new(&buf, LEN)?;
+        held.push((i.name.clone(), heap, buf, map, 31 + k as u32));
+    }
+    let mark = Mark::new("rmmod vivid");
+    modules::rmmod("vivid").map_err(|e| format!("rmmod vivid with live heap buffers: {e}"))?;
+    let mut errs = Vec::new();
+    for (name, heap, buf, map, seed) in held {
+        if map.words()[1] != dma_buf::pattern(seed, 1) {
+            errs.push(format!(
+                "[{name}] old mapping changed after the device went away"
+            ));
+        }
+        drop(map);
+        if let Err(e) = still_works(&buf, LEN, seed) {
+            errs.push(format!("[{name}] {e}"));
+        }
+        match dma_heap::alloc(heap.fd.as_fd(), 4096) {
+            Err(Errno::NODEV) => {}
+            Ok(_) => errs.push(format!(
+                "[{name}] allocation after the device went away succeeded"
+            )),
+            Err(e) => errs.push(format!(
+                "[{name}] allocation after the device went away: {e}, expected ENODEV"
+            )),
+        }
+        if Path::new(dma_heap::CLASS).join(&name).exists() {
+            errs.push(format!(
+                "[{name}] heap still in {} after its device went away",
+                dma_heap::CLASS
+            ));
+        }
+    }
+    let live1 = dma_heap::debugfs_counter("live_buffers")?;
+    if live1 != live0 {
+        errs.push(format!(
+            "live_buffers {live0} -> {live1} after the buffers were closed"
+        ));
+    }
+    if let Err(e) = mark.check_clean() {
+        errs.push(e);
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+fn vivid_reloaded_contig_heap_added() -> Result<(), String> {
+    if !modules::is_loaded("vivid") {
+        modules::insmod("vivid", "allocators=1")?;
+    }
+    let dev = std::fs::canonicalize("/sys/bus/platform/devices/vivid.0")
+        .map_err(|e| format!("vivid.0 after reload: {e}"))?;
+    let has_contig = dma_heap::heaps_of_platform("vivid.0")
+        .map(|v| v.iter().any(|h| h.contiguous))
+        .unwrap_or(false);
+    if !has_contig {
+        dma_heap::control("add", "platform/vivid.0:contig")?;
+    }
+    let heaps = dma_heap::heaps_of_platform("vivid.0")?;
+    let h = heaps
+        .iter()
+        .find(|h| h.contiguous)
+        .ok_or("no contiguous heap for the new vivid.0 after add")?;
+    check_sane(h, &dev, true)?;
+    if h.name != "vivid.0-contig" {
+        return Err(format!(
+            "contiguous heap of vivid.0 is named {}, expected vivid.0-contig",
+            h.name
+        ));
+    }
+    let b = Heap::open(&h.name)?.alloc(1920 * 1080 * 4)?;
+    dma_buf::fill(b.as_fd(), 1920 * 1080 * 4, 41)?;
+    dma_buf::check(b.as_fd(), 1920 * 1080 * 4, 41)
+}

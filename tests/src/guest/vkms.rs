@@ -1,0 +1,364 @@
+//! vkms (the display): scan out a heap buffer and read the composed frame back through the
+//! writeback connector into a second heap buffer.
+//!
+//! vkms composes on the CPU, so importing a heap buffer exercises the heap's vmap. Stock
+//! vkms refuses a commit in which the Virtual and the Writeback connector share the CRTC
+//! (drm_atomic_check_valid_clones), so the commit detaches the Virtual connector.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+
+use drm::buffer::{DrmFourcc, DrmModifier, Handle as BufferHandle, PlanarBuffer};
+use drm::control::{
+    connector, crtc, framebuffer, plane, property, AtomicCommitFlags, Device as _, FbCmd2Flags,
+    ResourceHandle,
+};
+use drm::{ClientCapability, Device as _};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+use super::dma_buf::{self, Mapping};
+use super::dma_heap::{self, Heap};
+use super::drm_card::{self, Card};
+use super::Test;
+
+pub fn tests() -> Vec<Test> {
+    vec![Test {
+        name: "vkms::scanout_and_writeback_match",
+        run: scanout_and_writeback_match,
+    }]
+}
+
+const W: u32 = 1024;
+const H: u32 = 768;
+const PITCH: u32 = W * 4;
+const LEN: usize = (PITCH * H) as usize;
+
+/// An XRGB8888 framebuffer description for ADDFB2.
+struct Xrgb {
+    handle: BufferHandle,
+}
+
+impl PlanarBuffer for Xrgb {
+    fn size(&self) -> (u32, u32) {
+        (W, H)
+    }
+    fn format(&self) -> DrmFourcc {
+        DrmFourcc::Xrgb8888
+    }
+    fn modifier(&self) -> Option<DrmModifier> {
+        None
+    }
+    fn pitches(&self) -> [u32; 4] {
+        [PITCH, 0, 0, 0]
+    }
+    fn handles(&self) -> [Option<BufferHandle>; 4] {
+        [Some(self.handle), None, None, None]
+    }
+    fn offsets(&self) -> [u32; 4] {
+        [0; 4]
+    }
+}
+
+fn props<T: ResourceHandle>(
+    card: &Card,
+    h: T,
+) -> Result<HashMap<String, property::Handle>, String> {
+    let set = card
+        .get_properties(h)
+        .map_err(|e| format!("GETPROPERTIES: {e}"))?;
+    let map = set
+        .as_hashmap(card)
+        .map_err(|e| format!("GETPROPERTY: {e}"))?;
+    Ok(map.into_iter().map(|(k, v)| (k, v.handle())).collect())
+}
+
+fn prop(map: &HashMap<String, property::Handle>, name: &str) -> Result<property::Handle, String> {
+    map.get(name)
+        .copied()
+        .ok_or_else(|| format!("no property {name}"))
+}
+
+fn pixel(x: u32, y: u32) -> u32 {
+    let r = x & 0xff;
+    let g = y & 0xff;
+    let b = ((x >> 8) * 61 + (y >> 8) * 113 + (x ^ y)) & 0xff;
+    0xff00_0000 | r << 16 | g << 8 | b
+}
+
+/// The pieces of vkms's one pipeline.
+struct Pipeline {
+    crtc: crtc::Handle,
+    plane: plane::Handle,
+    virtual_conn: connector::Handle,
+    writeback: connector::Handle,
+    mode: drm::control::Mode,
+}
+
+fn pipeline(card: &Card) -> Result<Pipeline, String> {
+    let res = card
+        .resource_handles()
+        .map_err(|e| format!("GETRESOURCES: {e}"))?;
+    let crtc = *res.crtcs().first().ok_or("no CRTC")?;
+    let mut virtual_conn = None;
+    let mut writeback = None;
+    let mut mode = None;
+    for &c in res.connectors() {
+        let info = card
+            .get_connector(c, true)
+            .map_err(|e| format!("GETCONNECTOR: {e}"))?;
+        match info.interface() {
+            connector::Interface::Virtual => {
+                virtual_conn = Some(c);
+                mode = info
+                    .modes()
+                    .iter()
+                    .find(|m| m.size() == (W as u16, H as u16))
+                    .copied();
+            }
+            connector::Interface::Writeback => writeback = Some(c),
+            _ => {}
+        }
+    }
+    let mut primary = None;
+    for p in card
+        .plane_handles()
+        .map_err(|e| format!("GETPLANERESOURCES: {e}"))?
+    {
+        let info = card.get_plane(p).map_err(|e| format!("GETPLANE: {e}"))?;
+        if !res.filter_crtcs(info.possible_crtcs()).contains(&crtc) {
+            continue;
+        }
+        let set = card
+            .get_properties(p)
+            .map_err(|e| format!("GETPROPERTIES: {e}"))?;
+        let names = set.as_hashmap(card).map_err(|e| e.to_string())?;
+        let type_id = names.get("type").ok_or("plane without type")?.handle();
+        let (ids, vals) = set.as_props_and_values();
+        let ty = ids
+            .iter()
+            .zip(vals)
+            .find(|(i, _)| **i == type_id)
+            .map(|(_, v)| *v);
+        if ty == Some(1) {
+            primary = Some(p);
+            break;
+        }
+    }
+    Ok(Pipeline {
+        crtc,
+        plane: primary.ok_or("no primary plane")?,
+        virtual_conn: virtual_conn.ok_or("no Virtual connector")?,
+        writeback: writeback.ok_or("no Writeback connector (enable_writeback?)")?,
+        mode: mode.ok_or(format!("Virtual connector has no {W}x{H} mode"))?,
+    })
+}
+
+fn import_fb(card: &Card, buf: &OwnedFd) -> Result<(BufferHandle, framebuffer::Handle), String> {
+    let handle = card
+        .prime_fd_to_buffer(buf.as_fd())
+        .map_err(|e| format!("PRIME_FD_TO_HANDLE: {e}"))?;
+    let fb = card
+        .add_planar_framebuffer(&Xrgb { handle }, FbCmd2Flags::empty())
+        .map_err(|e| format!("ADDFB2 {W}x{H} XRGB8888: {e}"))?;
+    Ok((handle, fb))
+}
+
+fn scanout_and_writeback_match() -> Result<(), String> {
+    let card = drm_card::find("vkms", "card")?;
+    for cap in [
+        ClientCapability::UniversalPlanes,
+        ClientCapability::Atomic,
+        ClientCapability::WritebackConnectors,
+    ] {
+        card.set_client_capability(cap, true)
+            .map_err(|e| format!("SET_CLIENT_CAP {cap:?}: {e}"))?;
+    }
+    let heaps = dma_heap::heaps_serving(&card.sysfs_device()?)?;
+    let mut errs = Vec::new();
+    for h in &heaps {
+        if let Err(e) = scanout_with_heap(&card, &Heap::open(&h.name)?) {
+            errs.push(format!("[{}] {e}", h.name));
+        } else {
+            println!(
+                "INFO vkms: {W}x{H} scanout from {} read back identical",
+                h.name
+            );
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+fn scanout_with_heap(card: &Card, heap: &Heap) -> Result<(), String> {
+    let pipe = pipeline(card)?;
+    let src = heap.alloc(LEN as u64)?;
+    let dst = heap.alloc(LEN as u64)?;
+    {
+        let mut m = Mapping::new(&src, LEN)?;
+        dma_buf::sync(src.as_fd(), dma_buf::SYNC_START | dma_buf::SYNC_WRITE)
+            .map_err(|e| e.to_string())?;
+        for (i, w) in m.words_mut().iter_mut().enumerate() {
+            *w = pixel(i as u32 % W, i as u32 / W);
+        }
+        dma_buf::sync(src.as_fd(), dma_buf::SYNC_END | dma_buf::SYNC_WRITE)
+            .map_err(|e| e.to_string())?;
+    }
+    let (src_bo, src_fb) = import_fb(card, &src)?;
+    let (dst_bo, dst_fb) = import_fb(card, &dst)?;
+
+    let crtc_p = props(card, pipe.crtc)?;
+    let plane_p = props(card, pipe.plane)?;
+    let virt_p = props(card, pipe.virtual_conn)?;
+    let wb_p = props(card, pipe.writeback)?;
+    let blob = card
+        .create_property_blob(&pipe.mode)
+        .map_err(|e| format!("CREATEPROPBLOB: {e}"))?;
+
+    let mut out_fence: i32 = -1;
+    let mut req = drm::control::atomic::AtomicModeReq::new();
+    req.add_property(pipe.crtc, prop(&crtc_p, "MODE_ID")?, blob);
+    req.add_property(
+        pipe.crtc,
+        prop(&crtc_p, "ACTIVE")?,
+        property::Value::Boolean(true),
+    );
+    req.add_property(
+        pipe.plane,
+        prop(&plane_p, "FB_ID")?,
+        property::Value::Framebuffer(Some(src_fb)),
+    );
+    req.add_property(
+        pipe.plane,
+        prop(&plane_p, "CRTC_ID")?,
+        property::Value::CRTC(Some(pipe.crtc)),
+    );
+    for (name, v) in [
+        ("SRC_X", 0u64),
+        ("SRC_Y", 0),
+        ("SRC_W", (W as u64) << 16),
+        ("SRC_H", (H as u64) << 16),
+        ("CRTC_X", 0),
+        ("CRTC_Y", 0),
+        ("CRTC_W", W as u64),
+        ("CRTC_H", H as u64),
+    ] {
+        req.add_property(
+            pipe.plane,
+            prop(&plane_p, name)?,
+            property::Value::UnsignedRange(v),
+        );
+    }
+    req.add_property(
+        pipe.virtual_conn,
+        prop(&virt_p, "CRTC_ID")?,
+        property::Value::CRTC(None),
+    );
+    req.add_property(
+        pipe.writeback,
+        prop(&wb_p, "CRTC_ID")?,
+        property::Value::CRTC(Some(pipe.crtc)),
+    );
+    req.add_property(
+        pipe.writeback,
+        prop(&wb_p, "WRITEBACK_FB_ID")?,
+        property::Value::Framebuffer(Some(dst_fb)),
+    );
+    req.add_raw_property(
+        pipe.writeback.into(),
+        prop(&wb_p, "WRITEBACK_OUT_FENCE_PTR")?,
+        &mut out_fence as *mut i32 as u64,
+    );
+    let commit = card.atomic_commit(AtomicCommitFlags::ALLOW_MODESET, req);
+    let result = commit
+        .map_err(|e| format!("atomic commit (plane + writeback): {e}"))
+        .and_then(|()| {
+            if out_fence < 0 {
+                return Err("commit gave no writeback out-fence".into());
+            }
+            // SAFETY: the kernel wrote a new sync_file fd into out_fence.
+            let fence = unsafe { OwnedFd::from_raw_fd(out_fence) };
+            let mut fds = [PollFd::new(&fence, PollFlags::IN)];
+            let t = Timespec {
+                tv_sec: 10,
+                tv_nsec: 0,
+            };
+            let n = poll(&mut fds, Some(&t)).map_err(|e| format!("poll out-fence: {e}"))?;
+            if n == 0 {
+                return Err("writeback out-fence not signalled within 10 s".into());
+            }
+            compare(&src, &dst)
+        });
+
+    // Switch the pipeline off again and give the Virtual connector back its CRTC.
+    let mut off = drm::control::atomic::AtomicModeReq::new();
+    off.add_property(
+        pipe.plane,
+        prop(&plane_p, "FB_ID")?,
+        property::Value::Framebuffer(None),
+    );
+    off.add_property(
+        pipe.plane,
+        prop(&plane_p, "CRTC_ID")?,
+        property::Value::CRTC(None),
+    );
+    off.add_property(
+        pipe.writeback,
+        prop(&wb_p, "CRTC_ID")?,
+        property::Value::CRTC(None),
+    );
+    off.add_property(
+        pipe.writeback,
+        prop(&wb_p, "WRITEBACK_FB_ID")?,
+        property::Value::Framebuffer(None),
+    );
+    off.add_property(
+        pipe.crtc,
+        prop(&crtc_p, "ACTIVE")?,
+        property::Value::Boolean(false),
+    );
+    off.add_property(
+        pipe.crtc,
+        prop(&crtc_p, "MODE_ID")?,
+        property::Value::Blob(0),
+    );
+    if let Err(e) = card.atomic_commit(AtomicCommitFlags::ALLOW_MODESET, off) {
+        println!("INFO vkms: disabling commit failed: {e}");
+    }
+    if let property::Value::Blob(id) = blob {
+        let _ = card.destroy_property_blob(id);
+    }
+    let _ = card.destroy_framebuffer(src_fb);
+    let _ = card.destroy_framebuffer(dst_fb);
+    let _ = card.close_buffer(src_bo);
+    let _ = card.close_buffer(dst_bo);
+    result
+}
+
+fn compare(src: &OwnedFd, dst: &OwnedFd) -> Result<(), String> {
+    let s = Mapping::new(src, LEN)?;
+    let d = Mapping::new(dst, LEN)?;
+    dma_buf::sync(dst.as_fd(), dma_buf::SYNC_START | dma_buf::SYNC_READ)
+        .map_err(|e| e.to_string())?;
+    let mut bad = 0usize;
+    let mut first = None;
+    for (i, (a, b)) in s.words().iter().zip(d.words()).enumerate() {
+        if a & 0x00ff_ffff != b & 0x00ff_ffff {
+            bad += 1;
+            first.get_or_insert((i, *a, *b));
+        }
+    }
+    dma_buf::sync(dst.as_fd(), dma_buf::SYNC_END | dma_buf::SYNC_READ)
+        .map_err(|e| e.to_string())?;
+    match first {
+        None => Ok(()),
+        Some((i, a, b)) => Err(format!(
+            "{bad} of {} pixels differ; first at ({}, {}): scanned out {a:#010x}, written back {b:#010x}",
+            LEN / 4,
+            i as u32 % W,
+            i as u32 / W
+        )),
+    }
+}
