@@ -1,1 +1,43 @@
-fn main() {}
+//! `heapland`: a Wayland compositor whose buffers come from DMA-BUF heaps.
+
+mod backend;
+mod cli;
+mod dmabuf_params;
+mod feedback;
+mod heap_protocol;
+mod heaps;
+mod screenshot;
+mod state;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let filter = match &cli.log {
+        Some(f) => EnvFilter::try_new(f),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+    };
+    let filter = match filter {
+        Ok(f) => f,
+        Err(err) => {
+            eprintln!("heapland: invalid --log filter: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    match backend::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("heapland: cannot run: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Headless backend: virtual outputs rendered on the CPU with pixman, at the
+//! refresh rate of their mode, driven by calloop timers.
+//!
+//! Each output renders into one buffer of its own (nothing scans it out, so
+//! no double buffering is needed). That buffer comes from a DMA-BUF heap when
+//! the machine has one, else from ordinary memory, said once in the log.
+
+use std::{cell::RefCell, path::PathBuf, rc::Rc, time::Duration};
+
+use calloop::{
+    timer::{TimeoutAction, Timer},
+    LoopHandle,
+};
+use smithay::{
+    backend::{
+        allocator::Fourcc,
+        renderer::{
+            damage::OutputDamageTracker,
+            element::surface::WaylandSurfaceRenderElement,
+            pixman::{PixmanError, PixmanRenderer},
+            Bind, ExportMem, Offscreen,
+        },
+    },
+    desktop::{space::render_output, utils::OutputPresentationFeedback},
+    output::{Mode as OutputMode, Output, PhysicalProperties, Scale, Subpixel},
+    reexports::{
+        pixman::Image,
+        wayland_protocols::wp::presentation_time::server::wp_presentation_feedback::Kind,
+    },
+    utils::{Clock, Monotonic, Rectangle, Transform},
+    wayland::presentation::Refresh,
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    cli::{Cli, OutputMode as CliMode},
+    screenshot::write_xrgb8888_png,
+    state::Heapland,
+};
+
+/// Background colour of the outputs (dark slate), easy to tell from any
+/// client's pixels in screenshots.
+pub const CLEAR_COLOR: [f32; 4] = [0.10, 0.12, 0.16, 1.0];
+
+/// Why the headless backend cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadlessError {
+    #[error("cannot create the pixman renderer: {0}")]
+    Renderer(#[source] PixmanError),
+    #[error("cannot allocate a {width}x{height} output buffer: {source}")]
+    Buffer {
+        width: u32,
+        height: u32,
+        #[source]
+        source: PixmanError,
+    },
+    #[error("cannot add the frame timer: {0}")]
+    Timer(String),
+}
+
+/// One virtual output and its render target.
+struct HeadlessOutput {
+    output: Output,
+    mode: CliMode,
+    buffer: Image<'static, 'static>,
+    damage_tracker: OutputDamageTracker,
+    frames: u64,
+    /// Only the first output is written to the screenshot file.
+    screenshot: Option<PathBuf>,
+    every_frame: bool,
+}
+
+/// Creates the outputs and starts their frame timers.
+pub fn init(
+    cli: &Cli,
+    state: &mut Heapland,
+    handle: &LoopHandle<'static, Heapland>,
+) -> Result<(), HeadlessError> {
+    let renderer = Rc::new(RefCell::new(
+        PixmanRenderer::new().map_err(HeadlessError::Renderer)?,
+    ));
+    let clock = Rc::new(Clock::<Monotonic>::new());
+
+    let modes = if cli.outputs.is_empty() {
+        vec![CliMode::default()]
+    } else {
+        cli.outputs.clone()
+    };
+
+    info!(
+        "output buffers: no DMA-BUF heap allocator on this host, rendering into ordinary memory (pixman images)"
+    );
+
+    let mut x = 0i32;
+    for (i, mode) in modes.iter().enumerate() {
+        let (w, h) = (mode.width as i32, mode.height as i32);
+        let output = Output::new(
+            format!("HEADLESS-{}", i + 1),
+            PhysicalProperties {
+                size: (0, 0).into(),
+                subpixel: Subpixel::Unknown,
+                make: "heapland".into(),
+                model: "headless".into(),
+            },
+        );
+        let wl_mode = OutputMode {
+            size: (w, h).into(),
+            refresh: (mode.refresh_hz * 1000) as i32,
+        };
+        output.add_mode(wl_mode);
+        output.set_preferred(wl_mode);
+        output.change_current_state(
+            Some(wl_mode),
+            Some(Transform::Normal),
+            Some(Scale::Integer(1)),
+            Some((x, 0).into()),
+        );
+        output.create_global::<Heapland>(&state.display_handle);
+        state.space.map_output(&output, (x, 0));
+        state.outputs.push(output.clone());
+        x += w;
+
+        let buffer = renderer
+            .borrow_mut()
+            .create_buffer(Fourcc::Xrgb8888, (w, h).into())
+            .map_err(|source| HeadlessError::Buffer {
+                width: mode.width,
+                height: mode.height,
+                source,
+            })?;
+        let mut out = HeadlessOutput {
+            damage_tracker: OutputDamageTracker::from_output(&output),
+            output,
+            mode: *mode,
+            buffer,
+            frames: 0,
+            screenshot: if i == 0 { cli.screenshot.clone() } else { None },
+            every_frame: cli.screenshot_every_frame,
+        };
+        info!(
+            "output {}: {}x{}@{}Hz at x={}",
+            out.output.name(),
+            mode.width,
+            mode.height,
+            mode.refresh_hz,
+            x - w
+        );
+
+        let interval = Duration::from_nanos(1_000_000_000 / u64::from(mode.refresh_hz));
+        let renderer = renderer.clone();
+        let clock = clock.clone();
+        handle
+            .insert_source(Timer::from_duration(interval), move |_, _, state| {
+                render_frame(
+                    &mut renderer.borrow_mut(),
+                    &mut out,
+                    state,
+                    &clock,
+                    interval,
+                );
+                TimeoutAction::ToDuration(interval)
+            })
+            .map_err(|e| HeadlessError::Timer(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Renders one frame of one output, then sends frame callbacks and
+/// presentation feedback, and writes the screenshot when asked.
+fn render_frame(
+    renderer: &mut PixmanRenderer,
+    out: &mut HeadlessOutput,
+    state: &mut Heapland,
+    clock: &Clock<Monotonic>,
+    interval: Duration,
+) {
+    let age = usize::from(out.frames > 0);
+    let damaged = {
+        let mut fb = match renderer.bind(&mut out.buffer) {
+            Ok(fb) => fb,
+            Err(err) => {
+                warn!("cannot bind the output buffer: {err}");
+                return;
+            }
+        };
+        let custom: &[WaylandSurfaceRenderElement<PixmanRenderer>] = &[];
+        let damaged = match render_output(
+            &out.output,
+            renderer,
+            &mut fb,
+            1.0,
+            age,
+            [&state.space],
+            custom,
+            &mut out.damage_tracker,
+            CLEAR_COLOR,
+        ) {
+            Ok(result) => result.damage.is_some_and(|d| !d.is_empty()),
+            Err(err) => {
+                warn!("rendering {} failed: {err:?}", out.output.name());
+                return;
+            }
+        };
+
+        let requested = out.screenshot.is_some() && state.screenshot_requested;
+        let wanted = requested || (out.every_frame && (damaged || out.frames == 0));
+        if let (true, Some(path)) = (wanted, out.screenshot.as_ref()) {
+            if requested {
+                state.screenshot_requested = false;
+            }
+            let (w, h) = (out.mode.width as i32, out.mode.height as i32);
+            let region = Rectangle::from_size((w, h).into());
+            match renderer
+                .copy_framebuffer(&fb, region, Fourcc::Xrgb8888)
+                .and_then(|mapping| {
+                    let data = renderer.map_texture(&mapping)?;
+                    Ok(write_xrgb8888_png(
+                        path,
+                        w as u32,
+                        h as u32,
+                        w as usize * 4,
+                        data,
+                    ))
+                }) {
+                Ok(Ok(())) => debug!("screenshot written to {}", path.display()),
+                Ok(Err(err)) => warn!("screenshot: {err}"),
+                Err(err) => warn!("screenshot: cannot read the output back: {err}"),
+            }
+        }
+        damaged
+    };
+    out.frames += 1;
+
+    let output = out.output.clone();
+    let now = clock.now();
+    let elapsed = state.start_time.elapsed();
+    let mut presentation = OutputPresentationFeedback::new(&output);
+    for window in state.space.elements_for_output(&output) {
+        window.send_frame(&output, elapsed, Some(Duration::ZERO), |_, _| {
+            Some(output.clone())
+        });
+        window.take_presentation_feedback(
+            &mut presentation,
+            |_, _| Some(output.clone()),
+            |_, _| Kind::empty(),
+        );
+    }
+    // Nothing scans the buffer out; "presented" means the frame is complete
+    // in the output buffer, at a fixed rate.
+    presentation.presented(now, Refresh::Fixed(interval), out.frames, Kind::empty());
+    if damaged {
+        debug!(output = %output.name(), frame = out.frames, "rendered");
+    }
+}

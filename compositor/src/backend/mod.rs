@@ -1,0 +1,177 @@
+//! Start-up shared by every backend: the Wayland display and socket, signal
+//! handling and the event loop. Backends add outputs and render.
+
+pub mod headless;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use calloop::{
+    generic::Generic,
+    signals::{Signal, Signals},
+    EventLoop, Interest, Mode, PostAction,
+};
+use smithay::{reexports::wayland_server::Display, wayland::socket::ListeningSocketSource};
+use tracing::{info, warn};
+
+use crate::{
+    cli::{BackendKind, Cli},
+    feedback::{find_render_node, FeedbackPlan},
+    heaps::HeapDirectory,
+    state::{ClientState, Heapland, StateError},
+};
+
+/// Why the compositor cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("XDG_RUNTIME_DIR is not set or is not a directory; set it to a private directory (mode 0700), e.g. /run/user/$(id -u)")]
+    NoRuntimeDir,
+    #[error("cannot create the event loop: {0}")]
+    EventLoop(#[source] calloop::Error),
+    #[error("cannot create the Wayland display: {0}")]
+    Display(String),
+    #[error("cannot create the Wayland socket {name:?} in XDG_RUNTIME_DIR: {reason} (is another compositor using it? choose another with --socket)")]
+    Socket { name: String, reason: String },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] calloop::Error),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Headless(#[from] headless::HeadlessError),
+    #[error("event loop failed: {0}")]
+    Loop(String),
+}
+
+/// Runs the compositor until SIGINT or SIGTERM.
+pub fn run(cli: Cli) -> Result<(), RunError> {
+    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .ok_or(RunError::NoRuntimeDir)?;
+
+    let backend = cli.resolved_backend();
+    if cli.backend == BackendKind::Auto {
+        let nested =
+            std::env::var_os("WAYLAND_DISPLAY").is_some() || std::env::var_os("DISPLAY").is_some();
+        if nested {
+            info!("a display is present but no nested backend is built in: using the headless backend");
+        } else {
+            info!("no WAYLAND_DISPLAY or DISPLAY: using the headless backend");
+        }
+    }
+
+    // Signals first: calloop blocks them for this thread, before any other
+    // thread exists.
+    let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM, Signal::SIGUSR1])
+        .map_err(RunError::Signals)?;
+
+    let mut event_loop: EventLoop<Heapland> = EventLoop::try_new().map_err(RunError::EventLoop)?;
+    let display: Display<Heapland> =
+        Display::new().map_err(|e| RunError::Display(e.to_string()))?;
+    let dh = display.handle();
+
+    let socket = match &cli.socket {
+        Some(name) => ListeningSocketSource::with_name(name),
+        None => ListeningSocketSource::new_auto(),
+    }
+    .map_err(|e| RunError::Socket {
+        name: cli.socket.clone().unwrap_or_else(|| "wayland-N".into()),
+        reason: e.to_string(),
+    })?;
+    let socket_name = socket.socket_name().to_string_lossy().into_owned();
+
+    let handle = event_loop.handle();
+    handle
+        .insert_source(socket, |stream, _, state: &mut Heapland| {
+            if let Err(err) = state
+                .display_handle
+                .insert_client(stream, Arc::new(ClientState::default()))
+            {
+                warn!("cannot add client: {err}");
+            }
+        })
+        .map_err(|e| RunError::Loop(e.to_string()))?;
+    handle
+        .insert_source(
+            Generic::new(display, Interest::READ, Mode::Level),
+            |_, display, state: &mut Heapland| {
+                // SAFETY: the display is not dropped while the source lives.
+                unsafe {
+                    display.get_mut().dispatch_clients(state)?;
+                }
+                Ok(PostAction::Continue)
+            },
+        )
+        .map_err(|e| RunError::Loop(e.to_string()))?;
+    handle
+        .insert_source(signals, |event, _, state: &mut Heapland| {
+            match event.signal() {
+                Signal::SIGUSR1 => {
+                    info!("SIGUSR1: screenshot requested");
+                    state.screenshot_requested = true;
+                }
+                sig => {
+                    info!("{sig:?}: shutting down");
+                    state.loop_signal.stop();
+                }
+            }
+        })
+        .map_err(|e| RunError::Loop(e.to_string()))?;
+
+    let render_node = find_render_node();
+    match render_node {
+        Some(dev) => info!(
+            "main device: DRM render node {}:{}",
+            rustix::fs::major(dev),
+            rustix::fs::minor(dev)
+        ),
+        None => {
+            let dev = crate::feedback::cpu_memory_device();
+            info!(
+                "no DRM render node: advertising the CPU memory (shmem) device {}:{} as main_device",
+                rustix::fs::major(dev),
+                rustix::fs::minor(dev)
+            )
+        }
+    }
+    let heaps = HeapDirectory::scan();
+    info!(
+        "DMA-BUF heaps: {}",
+        if heaps.heaps().is_empty() {
+            "none (/dev/dma_heap missing or empty)".to_string()
+        } else {
+            heaps
+                .heaps()
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    let plan = FeedbackPlan::cpu_composited(render_node);
+    let mut state = Heapland::new(dh, event_loop.get_signal(), socket_name, plan, heaps)?;
+
+    match backend {
+        BackendKind::Headless | BackendKind::Auto => headless::init(&cli, &mut state, &handle)?,
+    }
+
+    println!(
+        "heapland: listening on WAYLAND_DISPLAY={} in {}",
+        state.socket_name,
+        runtime_dir.display()
+    );
+    println!(
+        "heapland: connect a client with: WAYLAND_DISPLAY={} weston-simple-shm",
+        state.socket_name
+    );
+
+    event_loop
+        .run(Some(Duration::from_millis(100)), &mut state, |state| {
+            state.space.refresh();
+            if let Err(err) = state.display_handle.flush_clients() {
+                warn!("flushing clients: {err}");
+            }
+        })
+        .map_err(|e| RunError::Loop(e.to_string()))?;
+    info!("stopped");
+    Ok(())
+}

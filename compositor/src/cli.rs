@@ -1,0 +1,132 @@
+//! Command line of `heapland`.
+//!
+//! Kept apart from `main` so the option set is one place a reader can check
+//! against `heapland --help`.
+
+use std::{path::PathBuf, str::FromStr};
+
+use clap::{Parser, ValueEnum};
+
+/// A Wayland compositor whose buffers come from Linux DMA-BUF heaps.
+///
+/// Clients connect through the socket printed at start-up
+/// (`WAYLAND_DISPLAY=<socket>` in the same XDG_RUNTIME_DIR).
+#[derive(Debug, Parser)]
+#[command(name = "heapland", version, about, long_about = None)]
+pub struct Cli {
+    /// Backend to run on. `auto` picks headless when neither WAYLAND_DISPLAY
+    /// nor DISPLAY is set.
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+    pub backend: BackendKind,
+
+    /// Name of the Wayland socket to create in XDG_RUNTIME_DIR
+    /// (default: the first free wayland-N).
+    #[arg(long, value_name = "NAME")]
+    pub socket: Option<String>,
+
+    /// A virtual output of the headless backend, as WIDTHxHEIGHT@HZ
+    /// (repeatable; default 1280x720@60).
+    #[arg(long = "output", value_name = "WxH@HZ")]
+    pub outputs: Vec<OutputMode>,
+
+    /// Log filter in tracing's EnvFilter syntax, e.g. `info` or
+    /// `heapland=debug,smithay=warn` (RUST_LOG is used when absent).
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+
+    /// PNG file to write the first output's picture to: on SIGUSR1, and after
+    /// every frame with --screenshot-every-frame.
+    #[arg(long, value_name = "PATH")]
+    pub screenshot: Option<PathBuf>,
+
+    /// Write the --screenshot PNG after every rendered frame (for tests; slow).
+    #[arg(long, requires = "screenshot")]
+    pub screenshot_every_frame: bool,
+}
+
+/// Which backend drives the outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// Headless when there is no display to nest in.
+    Auto,
+    /// Virtual outputs rendered on the CPU with pixman, no display needed.
+    Headless,
+}
+
+/// A virtual output mode: size in pixels and refresh rate in Hz.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputMode {
+    pub width: u32,
+    pub height: u32,
+    pub refresh_hz: u32,
+}
+
+impl Default for OutputMode {
+    fn default() -> Self {
+        OutputMode {
+            width: 1280,
+            height: 720,
+            refresh_hz: 60,
+        }
+    }
+}
+
+impl FromStr for OutputMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not WIDTHxHEIGHT@HZ (e.g. 1280x720@60)");
+        let (size, hz) = s.split_once('@').unwrap_or((s, "60"));
+        let (w, h) = size.split_once('x').ok_or_else(bad)?;
+        let width: u32 = w.parse().map_err(|_| bad())?;
+        let height: u32 = h.parse().map_err(|_| bad())?;
+        let refresh_hz: u32 = hz.parse().map_err(|_| bad())?;
+        if !(1..=16384).contains(&width) || !(1..=16384).contains(&height) {
+            return Err(format!(
+                "output size {width}x{height} must be 1..=16384 in each dimension"
+            ));
+        }
+        if !(1..=1000).contains(&refresh_hz) {
+            return Err(format!("refresh rate {refresh_hz} Hz must be 1..=1000"));
+        }
+        Ok(OutputMode {
+            width,
+            height,
+            refresh_hz,
+        })
+    }
+}
+
+impl Cli {
+    /// The backend to use once `auto` has been resolved from the environment.
+    pub fn resolved_backend(&self) -> BackendKind {
+        match self.backend {
+            BackendKind::Auto => BackendKind::Headless,
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_modes() {
+        assert_eq!(
+            "800x600@30".parse::<OutputMode>(),
+            Ok(OutputMode {
+                width: 800,
+                height: 600,
+                refresh_hz: 30
+            })
+        );
+        assert_eq!(
+            "640x480".parse::<OutputMode>().map(|m| m.refresh_hz),
+            Ok(60)
+        );
+        assert!("0x480@60".parse::<OutputMode>().is_err());
+        assert!("640x480@0".parse::<OutputMode>().is_err());
+        assert!("banana".parse::<OutputMode>().is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! Writing an output's picture to a PNG file.
+//!
+//! The file is written next to its destination and renamed into place, so a
+//! reader (a person, or a test polling the path) never sees half a PNG.
+
+use std::{
+    fs::File,
+    io::BufWriter,
+    path::{Path, PathBuf},
+};
+
+/// Why a screenshot could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ScreenshotError {
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode PNG {path}: {source}")]
+    Encode {
+        path: PathBuf,
+        #[source]
+        source: png::EncodingError,
+    },
+    #[error(
+        "pixel data of {len} bytes does not hold {width}x{height} pixels with stride {stride}"
+    )]
+    ShortData {
+        len: usize,
+        width: u32,
+        height: u32,
+        stride: usize,
+    },
+}
+
+/// Writes `data` (rows of little-endian XRGB/ARGB8888 pixels, i.e. B,G,R,X
+/// bytes, `stride` bytes apart) as an opaque RGB PNG.
+pub fn write_xrgb8888_png(
+    path: &Path,
+    width: u32,
+    height: u32,
+    stride: usize,
+    data: &[u8],
+) -> Result<(), ScreenshotError> {
+    let row_bytes = width as usize * 4;
+    let needed = stride * (height as usize).saturating_sub(1) + row_bytes;
+    if height > 0 && (data.len() < needed || stride < row_bytes) {
+        return Err(ScreenshotError::ShortData {
+            len: data.len(),
+            width,
+            height,
+            stride,
+        });
+    }
+    let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
+    for y in 0..height as usize {
+        let row = &data[y * stride..y * stride + row_bytes];
+        for px in row.chunks_exact(4) {
+            rgb.extend_from_slice(&[px[2], px[1], px[0]]);
+        }
+    }
+
+    let tmp = path.with_extension("png.tmp");
+    let io = |source| ScreenshotError::Io {
+        path: tmp.clone(),
+        source,
+    };
+    let file = File::create(&tmp).map_err(io)?;
+    let mut encoder = png::Encoder::new(BufWriter::new(file), width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(png::Compression::Fast);
+    let encode = |source| ScreenshotError::Encode {
+        path: tmp.clone(),
+        source,
+    };
+    let mut writer = encoder.write_header().map_err(encode)?;
+    writer.write_image_data(&rgb).map_err(encode)?;
+    writer.finish().map_err(encode)?;
+    std::fs::rename(&tmp, path).map_err(|source| ScreenshotError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
