@@ -92,3 +92,6 @@ pub use negotiation::{
     choose, negotiate, resolve_devices, Feedback, FormatEntry, Negotiated, Request, Tranche, Usage,
     WireTranche,
 };
+/// The Smithay this crate was built against, so that users get matching types.
+#[cfg(feature = "smithay")]
+pub use smithay;

@@ -1,0 +1,28 @@
+//! Static musl builds with the `smithay` feature (the in-guest test runner).
+//!
+//! Smithay depends on the `xkbcommon` crate unconditionally, and that crate
+//! emits `-lxkbcommon` even when no keyboard code is used. Debian ships no
+//! static libxkbcommon for musl, so a static link fails on the `-l` flag
+//! alone. An empty archive satisfies the flag; if any xkbcommon symbol were
+//! really referenced the link would still fail with an undefined symbol, so
+//! this cannot hide a real dependency. Only musl targets are affected.
+
+use std::{env, fs, path::PathBuf};
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    let musl = env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|e| e == "musl");
+    let smithay = env::var_os("CARGO_FEATURE_SMITHAY").is_some();
+    if !(musl && smithay) {
+        return;
+    }
+    let Some(out) = env::var_os("OUT_DIR").map(PathBuf::from) else {
+        return;
+    };
+    let dir = out.join("xkbcommon-stub");
+    if fs::create_dir_all(&dir).is_ok()
+        && fs::write(dir.join("libxkbcommon.a"), b"!<arch>\n").is_ok()
+    {
+        println!("cargo:rustc-link-search=native={}", dir.display());
+    }
+}
