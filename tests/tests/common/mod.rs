@@ -1,0 +1,774 @@
+//! Shared helpers of the host protocol tests: start the real `heapland`
+//! binary on a private socket, and a small wayland-client that records what
+//! the compositor sends.
+//!
+//! The binary is found through `HEAPLAND_BIN` if set; otherwise it is built
+//! once per test process with `cargo build -p heapland` into the same target
+//! directory and profile as the running test (cargo does not hold its lock
+//! while tests run), so a stale binary is never tested.
+
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::Write,
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::{fs::FileExt, net::UnixStream},
+    },
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        OnceLock,
+    },
+    time::{Duration, Instant},
+};
+
+use heapland_protocols::client::{
+    xx_dmabuf_heap_feedback_v1::{self, XxDmabufHeapFeedbackV1},
+    xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1,
+};
+use wayland_client::{
+    backend::{ObjectId, WaylandError},
+    globals::{registry_queue_init, GlobalList, GlobalListContents},
+    protocol::{
+        wl_buffer::{self, WlBuffer},
+        wl_callback::{self, WlCallback},
+        wl_compositor::WlCompositor,
+        wl_output::WlOutput,
+        wl_registry::WlRegistry,
+        wl_seat::WlSeat,
+        wl_shm::{self, WlShm},
+        wl_shm_pool::WlShmPool,
+        wl_subcompositor::WlSubcompositor,
+        wl_surface::WlSurface,
+    },
+    Connection, Dispatch, DispatchError, EventQueue, Proxy, QueueHandle,
+};
+use wayland_protocols::{
+    wp::{
+        fractional_scale::v1::client::{
+            wp_fractional_scale_manager_v1::WpFractionalScaleManagerV1,
+            wp_fractional_scale_v1::{self, WpFractionalScaleV1},
+        },
+        linux_dmabuf::zv1::client::{
+            zwp_linux_buffer_params_v1::{self, ZwpLinuxBufferParamsV1},
+            zwp_linux_dmabuf_feedback_v1::{self, ZwpLinuxDmabufFeedbackV1},
+            zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
+        },
+        presentation_time::client::{
+            wp_presentation::WpPresentation,
+            wp_presentation_feedback::{self, WpPresentationFeedback},
+        },
+        viewporter::client::wp_viewporter::WpViewporter,
+    },
+    xdg::{
+        shell::client::{
+            xdg_surface::{self, XdgSurface},
+            xdg_toplevel::XdgToplevel,
+            xdg_wm_base::{self, XdgWmBase},
+        },
+        xdg_output::zv1::client::zxdg_output_manager_v1::ZxdgOutputManagerV1,
+    },
+};
+
+/// Background colour the headless backend clears to (CLEAR_COLOR in
+/// compositor/src/backend/headless.rs: 0.10, 0.12, 0.16), as 8-bit RGB.
+pub const BACKGROUND: [u8; 3] = [26, 31, 41];
+
+/// Path of the heapland binary, built once per test process.
+pub fn heapland_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("HEAPLAND_BIN") {
+            return PathBuf::from(p);
+        }
+        // <target>/<profile>/deps/<test exe>
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test exe lives in <target>/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "heapland", "--manifest-path"])
+            .arg(&manifest)
+            .env("CARGO_TARGET_DIR", target_dir);
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build -p heapland");
+        assert!(status.success(), "cargo build -p heapland failed");
+        let bin = profile_dir.join("heapland");
+        assert!(bin.exists(), "{} missing after cargo build", bin.display());
+        bin
+    })
+}
+
+/// A fresh private directory for one compositor (its XDG_RUNTIME_DIR).
+pub fn private_dir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "heapland-test-{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create runtime dir");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .expect("chmod runtime dir");
+    dir
+}
+
+/// A running `heapland --backend headless` on a private socket.
+pub struct Compositor {
+    child: Child,
+    pub dir: PathBuf,
+    pub socket: String,
+    pub png: PathBuf,
+    pub log: PathBuf,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Compositor {
+    /// Starts with one 320x240@60 output and a screenshot after every frame.
+    pub fn start() -> Compositor {
+        Self::start_with(320, 240, &["--screenshot-every-frame"])
+    }
+
+    /// Starts with one output of the given size; `extra` arguments follow
+    /// (e.g. `--screenshot-every-frame`). Screenshots go to `self.png`.
+    pub fn start_with(width: u32, height: u32, extra: &[&str]) -> Compositor {
+        let dir = private_dir("rt");
+        let socket = "heapland-test".to_string();
+        let png = dir.join("output.png");
+        let log = dir.join("heapland.log");
+        let child = Command::new(heapland_bin())
+            .args([
+                "--backend",
+                "headless",
+                "--socket",
+                &socket,
+                "--log",
+                "info",
+            ])
+            .arg("--output")
+            .arg(format!("{width}x{height}@60"))
+            .arg("--screenshot")
+            .arg(&png)
+            .args(extra)
+            .env("XDG_RUNTIME_DIR", &dir)
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn heapland");
+        let mut comp = Compositor {
+            child,
+            dir,
+            socket,
+            png,
+            log,
+            width,
+            height,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !comp.dir.join(&comp.socket).exists() {
+            if let Ok(Some(status)) = comp.child.try_wait() {
+                panic!("heapland exited at start ({status}):\n{}", comp.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "heapland socket never appeared:\n{}",
+                comp.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        comp
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics with the log if the compositor died.
+    pub fn assert_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("heapland died ({status}):\n{}", self.log_text());
+        }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(&self.dir.join(&self.socket))
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("heapland ignored SIGTERM:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The latest screenshot, as RGB rows.
+    pub fn screenshot(&self) -> Option<Picture> {
+        Picture::read(&self.png)
+    }
+
+    /// Polls the screenshot until `pred` holds; returns the last picture.
+    pub fn wait_for_picture(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Picture) -> bool,
+    ) -> Picture {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.assert_alive();
+            if let Some(p) = self.screenshot() {
+                if pred(&p) {
+                    return p;
+                }
+                if Instant::now() > deadline {
+                    return p;
+                }
+            } else if Instant::now() > deadline {
+                panic!(
+                    "no screenshot at {}:\n{}",
+                    self.png.display(),
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// Open file descriptors of the compositor.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/PID/fd")
+            .count()
+    }
+
+    /// Resident set size of the compositor in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for Compositor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            signal(self.child.id(), rustix::process::Signal::KILL);
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn signal(pid: u32, sig: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// A decoded screenshot.
+pub struct Picture {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
+impl Picture {
+    pub fn read(path: &Path) -> Option<Picture> {
+        let file = File::open(path).ok()?;
+        let decoder = png::Decoder::new(std::io::BufReader::new(file));
+        let mut reader = decoder.read_info().ok()?;
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).ok()?;
+        assert_eq!(info.color_type, png::ColorType::Rgb, "screenshots are RGB");
+        buf.truncate(info.buffer_size());
+        Some(Picture {
+            width: info.width,
+            height: info.height,
+            rgb: buf,
+        })
+    }
+
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = ((y * self.width + x) * 3) as usize;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+
+    /// Number of pixels in the rectangle equal to `rgb`.
+    pub fn count(&self, x0: u32, y0: u32, x1: u32, y1: u32, rgb: [u8; 3]) -> usize {
+        let mut n = 0;
+        for y in y0..y1.min(self.height) {
+            for x in x0..x1.min(self.width) {
+                if self.pixel(x, y) == rgb {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+/// One event of zwp_linux_dmabuf_feedback_v1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FbEvent {
+    MainDevice(u64),
+    FormatTable(Vec<(u32, u64)>),
+    TrancheTarget(u64),
+    TrancheFlags(u32),
+    TrancheFormats(Vec<u16>),
+    TrancheDone,
+    Done,
+}
+
+/// One event of xx_dmabuf_heap_feedback_v1.
+#[derive(Debug)]
+pub enum HeapEvent {
+    Target(u64, u32),
+    Device(u64),
+    Heap {
+        fd: OwnedFd,
+        name: String,
+        flags: u32,
+        max_pages: u32,
+    },
+    NoHeap {
+        reason: u32,
+        message: String,
+    },
+    TrancheDone,
+    Done,
+}
+
+/// Everything the test client received.
+#[derive(Default)]
+pub struct Recorder {
+    pub feedback: HashMap<ObjectId, Vec<FbEvent>>,
+    pub heap: HashMap<ObjectId, Vec<HeapEvent>>,
+    pub configures: Vec<u32>,
+    pub frames_done: usize,
+    pub presented: usize,
+    pub discarded: usize,
+    pub released: usize,
+    pub params_created: usize,
+    pub params_failed: usize,
+    pub preferred_scale: Option<u32>,
+}
+
+/// A wayland-client connection with its queue and recorder.
+pub struct Client {
+    pub conn: Connection,
+    pub queue: EventQueue<Recorder>,
+    pub qh: QueueHandle<Recorder>,
+    pub globals: GlobalList,
+    pub rec: Recorder,
+}
+
+fn u64_of(bytes: &[u8]) -> u64 {
+    u64::from_ne_bytes(bytes.try_into().expect("a dev_t is 8 bytes"))
+}
+
+impl Client {
+    pub fn connect(socket: &Path) -> Client {
+        let stream = UnixStream::connect(socket).expect("connect to heapland");
+        let conn = Connection::from_socket(stream).expect("wayland connection");
+        let (globals, queue) = registry_queue_init::<Recorder>(&conn).expect("registry");
+        let qh = queue.handle();
+        Client {
+            conn,
+            queue,
+            qh,
+            globals,
+            rec: Recorder::default(),
+        }
+    }
+
+    pub fn roundtrip(&mut self) -> Result<usize, DispatchError> {
+        self.queue.roundtrip(&mut self.rec)
+    }
+
+    /// Roundtrips until `pred` holds or the timeout passes.
+    pub fn dispatch_until(&mut self, timeout: Duration, pred: impl Fn(&Recorder) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !pred(&self.rec) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            self.roundtrip().expect("roundtrip");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    pub fn bind<I: Proxy + 'static>(&self, version: u32) -> I
+    where
+        Recorder: Dispatch<I, ()>,
+    {
+        self.globals
+            .bind::<I, Recorder, ()>(&self.qh, version..=version, ())
+            .unwrap_or_else(|e| panic!("bind {} v{version}: {e}", I::interface().name))
+    }
+
+    /// The protocol error that ended this connection: (interface, code, message).
+    pub fn protocol_error(&mut self) -> Option<(String, u32, String)> {
+        let _ = self.roundtrip();
+        match self.conn.protocol_error() {
+            Some(e) => Some((e.object_interface, e.code, e.message)),
+            None => None,
+        }
+    }
+
+    /// Asserts that the connection ended with this error.
+    pub fn expect_error(&mut self, interface: &str, code: u32) -> String {
+        let err = self.roundtrip();
+        match err {
+            Err(DispatchError::Backend(WaylandError::Protocol(e))) => {
+                assert_eq!(
+                    (e.object_interface.as_str(), e.code),
+                    (interface, code),
+                    "wrong protocol error: {}",
+                    e.message
+                );
+                e.message
+            }
+            other => panic!("expected protocol error {interface}#{code}, got {other:?}"),
+        }
+    }
+
+    /// A wl_shm buffer of `w`x`h` filled with `xrgb`.
+    pub fn shm_buffer(&self, shm: &WlShm, w: i32, h: i32, xrgb: u32) -> WlBuffer {
+        let stride = w * 4;
+        let size = (stride * h) as usize;
+        let fd = rustix::fs::memfd_create("heapland-test-shm", rustix::fs::MemfdFlags::CLOEXEC)
+            .expect("memfd");
+        let mut file = File::from(fd);
+        let mut data = Vec::with_capacity(size);
+        for _ in 0..(w * h) {
+            data.extend_from_slice(&xrgb.to_le_bytes());
+        }
+        file.write_all(&data).expect("fill shm");
+        let pool = shm.create_pool(file.as_fd(), size as i32, &self.qh, ());
+        let buffer = pool.create_buffer(0, w, h, stride, wl_shm::Format::Xrgb8888, &self.qh, ());
+        pool.destroy();
+        buffer
+    }
+
+    /// Maps an xdg toplevel showing a `w`x`h` buffer of colour `xrgb`;
+    /// returns the surface after the first buffer was committed.
+    pub fn map_toplevel(&mut self, w: i32, h: i32, xrgb: u32) -> (WlSurface, XdgToplevel) {
+        let compositor: WlCompositor = self.bind(5);
+        let wm: XdgWmBase = self.bind(1);
+        let shm: WlShm = self.bind(1);
+        let surface = compositor.create_surface(&self.qh, ());
+        let xdg = wm.get_xdg_surface(&surface, &self.qh, ());
+        let toplevel = xdg.get_toplevel(&self.qh, ());
+        toplevel.set_title("heapland-test".into());
+        surface.commit();
+        assert!(
+            self.dispatch_until(Duration::from_secs(10), |r| !r.configures.is_empty()),
+            "no xdg_surface.configure"
+        );
+        let buffer = self.shm_buffer(&shm, w, h, xrgb);
+        surface.attach(Some(&buffer), 0, 0);
+        surface.damage_buffer(0, 0, w, h);
+        surface.commit();
+        self.roundtrip().expect("roundtrip after map");
+        (surface, toplevel)
+    }
+}
+
+/// Reads a format table fd (16-byte entries: u32 format, u32 pad, u64 modifier).
+fn read_format_table(fd: OwnedFd, size: u32) -> Vec<(u32, u64)> {
+    let file = File::from(fd);
+    let mut buf = vec![0u8; size as usize];
+    file.read_exact_at(&mut buf, 0).expect("read format table");
+    buf.chunks_exact(16)
+        .map(|e| {
+            (
+                u32::from_ne_bytes(e[0..4].try_into().unwrap()),
+                u64::from_ne_bytes(e[8..16].try_into().unwrap()),
+            )
+        })
+        .collect()
+}
+
+impl Dispatch<WlRegistry, GlobalListContents> for Recorder {
+    fn event(
+        _: &mut Self,
+        _: &WlRegistry,
+        _: <WlRegistry as Proxy>::Event,
+        _: &GlobalListContents,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+macro_rules! ignore_events {
+    ($($ty:ty),*) => {$(
+        impl Dispatch<$ty, ()> for Recorder {
+            fn event(_: &mut Self, _: &$ty, _: <$ty as Proxy>::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {}
+        }
+    )*};
+}
+
+ignore_events!(
+    WlCompositor,
+    WlSubcompositor,
+    WlSurface,
+    WlShm,
+    WlShmPool,
+    WlOutput,
+    WlSeat,
+    XdgToplevel,
+    ZwpLinuxDmabufV1,
+    WpPresentation,
+    WpViewporter,
+    WpFractionalScaleManagerV1,
+    ZxdgOutputManagerV1,
+    XxDmabufHeapManagerV1
+);
+
+impl Dispatch<WlBuffer, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &WlBuffer,
+        e: wl_buffer::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wl_buffer::Event::Release = e {
+            s.released += 1;
+        }
+    }
+}
+
+impl Dispatch<WlCallback, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &WlCallback,
+        e: wl_callback::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wl_callback::Event::Done { .. } = e {
+            s.frames_done += 1;
+        }
+    }
+}
+
+impl Dispatch<XdgWmBase, ()> for Recorder {
+    fn event(
+        _: &mut Self,
+        wm: &XdgWmBase,
+        e: xdg_wm_base::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_wm_base::Event::Ping { serial } = e {
+            wm.pong(serial);
+        }
+    }
+}
+
+impl Dispatch<XdgSurface, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        xdg: &XdgSurface,
+        e: xdg_surface::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_surface::Event::Configure { serial } = e {
+            xdg.ack_configure(serial);
+            s.configures.push(serial);
+        }
+    }
+}
+
+impl Dispatch<WpPresentationFeedback, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &WpPresentationFeedback,
+        e: wp_presentation_feedback::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match e {
+            wp_presentation_feedback::Event::Presented { .. } => s.presented += 1,
+            wp_presentation_feedback::Event::Discarded => s.discarded += 1,
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<WpFractionalScaleV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &WpFractionalScaleV1,
+        e: wp_fractional_scale_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wp_fractional_scale_v1::Event::PreferredScale { scale } = e {
+            s.preferred_scale = Some(scale);
+        }
+    }
+}
+
+impl Dispatch<ZwpLinuxBufferParamsV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &ZwpLinuxBufferParamsV1,
+        e: zwp_linux_buffer_params_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match e {
+            zwp_linux_buffer_params_v1::Event::Created { .. } => s.params_created += 1,
+            zwp_linux_buffer_params_v1::Event::Failed => s.params_failed += 1,
+            _ => {}
+        }
+    }
+
+    wayland_client::event_created_child!(Recorder, ZwpLinuxBufferParamsV1, [
+        zwp_linux_buffer_params_v1::EVT_CREATED_OPCODE => (WlBuffer, ()),
+    ]);
+}
+
+impl Dispatch<ZwpLinuxDmabufFeedbackV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        fb: &ZwpLinuxDmabufFeedbackV1,
+        e: zwp_linux_dmabuf_feedback_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use zwp_linux_dmabuf_feedback_v1::Event;
+        let ev = match e {
+            Event::MainDevice { device } => FbEvent::MainDevice(u64_of(&device)),
+            Event::FormatTable { fd, size } => FbEvent::FormatTable(read_format_table(fd, size)),
+            Event::TrancheTargetDevice { device } => FbEvent::TrancheTarget(u64_of(&device)),
+            Event::TrancheFlags { flags } => FbEvent::TrancheFlags(flags.into()),
+            Event::TrancheFormats { indices } => FbEvent::TrancheFormats(
+                indices
+                    .chunks_exact(2)
+                    .map(|c| u16::from_ne_bytes([c[0], c[1]]))
+                    .collect(),
+            ),
+            Event::TrancheDone => FbEvent::TrancheDone,
+            Event::Done => FbEvent::Done,
+            _ => return,
+        };
+        s.feedback.entry(fb.id()).or_default().push(ev);
+    }
+}
+
+impl Dispatch<XxDmabufHeapFeedbackV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        fb: &XxDmabufHeapFeedbackV1,
+        e: xx_dmabuf_heap_feedback_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use xx_dmabuf_heap_feedback_v1::Event;
+        let ev = match e {
+            Event::TrancheTarget {
+                target_device,
+                flags,
+            } => HeapEvent::Target(u64_of(&target_device), flags),
+            Event::TrancheDevice { device } => HeapEvent::Device(u64_of(&device)),
+            Event::TrancheHeap {
+                fd,
+                name,
+                flags,
+                max_size,
+            } => HeapEvent::Heap {
+                fd,
+                name,
+                flags: flags.into(),
+                max_pages: max_size,
+            },
+            Event::TrancheNoHeap { reason, message } => HeapEvent::NoHeap {
+                reason: reason.into(),
+                message,
+            },
+            Event::TrancheDone => HeapEvent::TrancheDone,
+            Event::Done => HeapEvent::Done,
+            _ => return,
+        };
+        s.heap.entry(fb.id()).or_default().push(ev);
+    }
+}
+
+/// Number of complete batches (`done` events) received on a heap feedback.
+pub fn heap_batches(rec: &Recorder, id: &ObjectId) -> usize {
+    rec.heap
+        .get(id)
+        .map(|v| v.iter().filter(|e| matches!(e, HeapEvent::Done)).count())
+        .unwrap_or(0)
+}
+
+/// Number of `done` events on a linux-dmabuf feedback.
+pub fn feedback_batches(rec: &Recorder, id: &ObjectId) -> usize {
+    rec.feedback
+        .get(id)
+        .map(|v| v.iter().filter(|e| matches!(e, FbEvent::Done)).count())
+        .unwrap_or(0)
+}
+
+/// Whether this host has DMA-BUF heaps (decides which heap events to expect).
+pub fn host_has_heaps() -> bool {
+    std::fs::read_dir("/dev/dma_heap")
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
+/// The dev_t of `path`'s device node.
+pub fn rdev(path: &str) -> Option<u64> {
+    rustix::fs::stat(path).ok().map(|st| st.st_rdev)
+}
+
+pub type Fd = OwnedFd;
