@@ -3,14 +3,15 @@
 //! `heapland-guest --phases` lists the phases; `heapland-guest <phase>` runs one phase and
 //! prints `PASS name` or `FAIL name: reason` per test, then `PHASE <phase> done`. A test
 //! that panics is caught and counted as a failure. The exit status is non-zero if any
-//! test failed.
+//! test failed. `heapland-guest --after <phase>` puts the guest back into the state later
+//! phases expect (after `removal`: module and vivid loaded, vivid.0's contiguous heap).
 
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use heapland_tests::guest::{self, concurrency};
+use heapland_tests::guest::{self, concurrency, removal};
 
 fn one_line(s: &str) -> String {
     s.replace('\n', " | ")
@@ -63,6 +64,20 @@ fn main() -> ExitCode {
                 println!("{}", p.name);
             }
             ExitCode::SUCCESS
+        }
+        // Settle the guest after a phase that changes it (run by /init after every phase).
+        Some("--after") if args.len() == 2 => {
+            let r = match args[1].as_str() {
+                "removal" => removal::restore(),
+                _ => Ok(()),
+            };
+            match r {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    println!("FAIL phase::{}::restore: {}", args[1], one_line(&e));
+                    ExitCode::FAILURE
+                }
+            }
         }
         Some(concurrency::CHILD_FLAG) if args.len() == 4 => {
             let (iters, seed) = match (args[2].parse(), args[3].parse()) {

@@ -196,31 +196,49 @@ fn served_device_removed_while_buffer_alive() -> Result<(), String> {
         held.push((i.name.clone(), heap, buf, map, 31 + k as u32));
     }
     let mark = Mark::new("rmmod vivid");
-    modules::rmmod("vivid").map_err(|e| format!("rmmod vivid with live heap buffers: {e}"))?;
+    // Refusing (the heap pins vivid while its buffers live) and allowing (the buffers
+    // outlive the device) are both acceptable; touching freed device memory is not.
+    let refused = modules::rmmod("vivid").err();
+    match &refused {
+        Some(msg) => {
+            println!("INFO removal: rmmod vivid with live heap buffers was refused: {msg}")
+        }
+        None => println!("INFO removal: rmmod vivid with live heap buffers succeeded"),
+    }
     let mut errs = Vec::new();
     for (name, heap, buf, map, seed) in held {
         if map.words()[1] != dma_buf::pattern(seed, 1) {
-            errs.push(format!(
-                "[{name}] old mapping changed after the device went away"
-            ));
+            errs.push(format!("[{name}] old mapping changed after rmmod vivid"));
         }
         drop(map);
         if let Err(e) = still_works(&buf, LEN, seed) {
             errs.push(format!("[{name}] {e}"));
         }
-        match dma_heap::alloc(heap.fd.as_fd(), 4096) {
-            Err(Errno::NODEV) => {}
-            Ok(_) => errs.push(format!(
-                "[{name}] allocation after the device went away succeeded"
-            )),
-            Err(e) => errs.push(format!(
-                "[{name}] allocation after the device went away: {e}, expected ENODEV"
-            )),
+        if refused.is_none() {
+            match dma_heap::alloc(heap.fd.as_fd(), 4096) {
+                Err(Errno::NODEV) => {}
+                Ok(_) => errs.push(format!(
+                    "[{name}] allocation after the device went away succeeded"
+                )),
+                Err(e) => errs.push(format!(
+                    "[{name}] allocation after the device went away: {e}, expected ENODEV"
+                )),
+            }
+            if Path::new(dma_heap::CLASS).join(&name).exists() {
+                errs.push(format!(
+                    "[{name}] heap still in {} after its device went away",
+                    dma_heap::CLASS
+                ));
+            }
         }
-        if Path::new(dma_heap::CLASS).join(&name).exists() {
+        // Closing the buffer and the heap fd after the device is gone must be safe.
+        drop(buf);
+        drop(heap);
+    }
+    if refused.is_some() {
+        if let Err(e) = modules::rmmod("vivid") {
             errs.push(format!(
-                "[{name}] heap still in {} after its device went away",
-                dma_heap::CLASS
+                "rmmod vivid still refused after the buffers were closed: {e}"
             ));
         }
     }
@@ -267,4 +285,23 @@ fn vivid_reloaded_contig_heap_added() -> Result<(), String> {
     let b = Heap::open(&h.name)?.alloc(1920 * 1080 * 4)?;
     dma_buf::fill(b.as_fd(), 1920 * 1080 * 4, 41)?;
     dma_buf::check(b.as_fd(), 1920 * 1080 * 4, 41)
+}
+
+/// Puts the guest in the state the phases after `removal` expect, whatever the removal
+/// tests left behind: device_heap loaded, vivid loaded in dma-contig mode, and a
+/// contiguous heap for vivid.0. Run by /init after the phase (`heapland-guest --after removal`).
+pub fn restore() -> Result<(), String> {
+    if !modules::is_loaded(MODULE) {
+        modules::insmod(MODULE, &modules::boot_params(MODULE))?;
+    }
+    if !modules::is_loaded("vivid") {
+        modules::insmod("vivid", "allocators=1")?;
+    }
+    let has_contig = dma_heap::heaps_of_platform("vivid.0")
+        .map(|v| v.iter().any(|h| h.contiguous))
+        .unwrap_or(false);
+    if !has_contig {
+        dma_heap::control("add", "platform/vivid.0:contig")?;
+    }
+    Ok(())
 }

@@ -65,7 +65,7 @@ fn capture(
     height: u32,
     fourcc: u32,
     nbufs: u32,
-) -> Result<Vec<u8>, String> {
+) -> Result<(Vec<u8>, usize), String> {
     let (node, video) = v4l2::find_capture("vivid")?;
     let pix = video.set_format(width, height, fourcc)?;
     if (pix.width, pix.height, pix.pixelformat) != (width, height, fourcc) {
@@ -112,15 +112,18 @@ fn capture(
                 .map_err(|e| format!("SYNC: {e}"))?;
             video.qbuf_dmabuf(b.index, fd, size as u32)?;
         }
-        frame.ok_or_else(|| "no frame".to_string())
+        frame
+            .map(|f| (f, pix.bytesperline as usize))
+            .ok_or_else(|| "no frame".to_string())
     })();
     let _ = video.streamoff();
     let _ = video.reqbufs(0, MEMORY_DMABUF);
     result
 }
 
-/// A frame of vivid's colour-bar test pattern: not all zero, not one repeated value.
-fn check_nontrivial(frame: &[u8]) -> Result<(), String> {
+/// A frame of vivid's colour-bar test pattern: not all zero, not one repeated value, and
+/// its middle row differs between the left and right third (the bars are vertical).
+fn check_nontrivial(frame: &[u8], bytesperline: usize) -> Result<(), String> {
     if frame.iter().all(|&b| b == 0) {
         return Err(format!(
             "captured frame of {} bytes is all zero",
@@ -135,10 +138,11 @@ fn check_nontrivial(frame: &[u8]) -> Result<(), String> {
             "captured frame has only {distinct} distinct byte values"
         ));
     }
-    // Compare the left and right thirds of the first row: colour bars differ.
-    let row = &frame[..frame.len() / 64];
-    if row[..row.len() / 3] == row[2 * row.len() / 3..] {
-        return Err("captured frame's first row is uniform".into());
+    let rows = frame.len() / bytesperline;
+    let mid = &frame[rows / 2 * bytesperline..(rows / 2 + 1) * bytesperline];
+    let third = bytesperline / 3 / 4 * 4;
+    if mid[..third] == mid[bytesperline - third..] {
+        return Err("the middle row's left and right thirds are identical (no colour bars)".into());
     }
     Ok(())
 }
@@ -152,8 +156,8 @@ fn vmalloc_dmabuf_capture_640x480() -> Result<(), String> {
     }
     let info = vivid_heap(false)?;
     let heap = Heap::open(&info.name)?;
-    let frame = capture(&heap, 640, 480, v4l2::PIX_FMT_YUYV, 4)?;
-    check_nontrivial(&frame)?;
+    let (frame, bpl) = capture(&heap, 640, 480, v4l2::PIX_FMT_YUYV, 4)?;
+    check_nontrivial(&frame, bpl)?;
     println!(
         "INFO vivid vmalloc: captured 640x480 YUYV into {}",
         info.name
@@ -168,8 +172,8 @@ fn contig_capture(width: u32, height: u32, fourcc: u32, nbufs: u32) -> Result<()
     }
     let info = vivid_heap(true)?;
     let heap = Heap::open(&info.name)?;
-    let frame = capture(&heap, width, height, fourcc, nbufs)?;
-    check_nontrivial(&frame)?;
+    let (frame, bpl) = capture(&heap, width, height, fourcc, nbufs)?;
+    check_nontrivial(&frame, bpl)?;
     println!(
         "INFO vivid dma-contig: captured {width}x{height} ({} bytes/frame) into {}",
         frame.len(),
