@@ -75,8 +75,9 @@ use wayland_protocols::{
 };
 
 /// Background colour the headless backend clears to (CLEAR_COLOR in
-/// compositor/src/backend/headless.rs: 0.10, 0.12, 0.16), as 8-bit RGB.
-pub const BACKGROUND: [u8; 3] = [26, 31, 41];
+/// compositor/src/backend/headless.rs: 0.10, 0.12, 0.16), as pixman
+/// converts it to 8-bit RGB (truncating).
+pub const BACKGROUND: [u8; 3] = [25, 30, 40];
 
 /// Path of the heapland binary, built once per test process.
 pub fn heapland_bin() -> &'static Path {
