@@ -35,7 +35,7 @@ enum device_heap_backing {
  * @ref:	held by the registry, by every open heap file and every buffer
  * @list:	entry in the module's list of heaps
  * @name:	heap name, also the node name under /dev/dma_heap/
- * @dev:	served device (reference held until the heap is freed)
+ * @dev:	served device, held while the heap is registered, then NULL
  * @backing:	how buffers are backed
  * @dma_limit:	highest physical address the served device can reach
  * @iommu:	the served device translates through an IOMMU

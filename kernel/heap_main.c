@@ -76,6 +76,18 @@ static void device_heap_free(struct kref *ref)
 	kfree(heap);
 }
 
+/*
+ * Drop the served device as soon as the heap is unregistered rather than
+ * when the last buffer goes: a reference does not keep a device's memory
+ * alive when its driver defined it statically (vivid does), and buffers need
+ * only the placement the heap computed, never the device itself.
+ */
+static void device_heap_release_device(struct device_heap *heap)
+{
+	put_device(heap->dev);
+	heap->dev = NULL;
+}
+
 void device_heap_get(struct device_heap *heap)
 {
 	kref_get(&heap->ref);
@@ -105,6 +117,7 @@ static void device_heap_destroy(struct device_heap *heap)
 	list_del(&heap->list);
 	device_unregister(heap->node);
 	device_heap_node_unregister(heap);
+	device_heap_release_device(heap);
 	device_heap_put(heap);
 }
 
