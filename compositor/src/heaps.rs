@@ -1,34 +1,24 @@
-//! Which DMA-BUF heap serves a set of devices, answered for the heap protocol.
+//! Which DMA-BUF heap serves a set of devices, answered for the heap
+//! protocol by the heap allocator library (`heapland-allocator`).
 //!
-//! The compositor only needs one question answered: "for buffers touched by
-//! these devices, which heap, and may I open it?". The sysfs ABI
-//! (kernel/ABI.md) is read once at start-up: `/dev/dma_heap/*` lists heaps,
-//! `/sys/class/device_heap/<heap>/` gives the served device and memory
-//! properties; the kernel's `system` heap has no sysfs node and serves any
-//! device (non-contiguous, coherent).
+//! The compositor only asks "for buffers touched by these devices, which
+//! heap, and may I open it?". Discovery (the sysfs ABI of kernel/ABI.md) runs
+//! once at start-up; the choice among heaps (most specific heap serving every
+//! device, then `system`) is the allocator's, so the compositor and clients
+//! that use the library agree. `/dev/udmabuf` is never handed out: it is not
+//! a DMA-BUF heap and does not speak `DMA_HEAP_IOCTL_ALLOC`.
 
-use std::{
-    fs,
-    os::fd::OwnedFd,
-    path::{Path, PathBuf},
+use std::os::fd::OwnedFd;
+
+use heapland_allocator::{
+    intersect, negotiation::resolve_devices, Constraints, DeviceNumber, Discovery, HeapInfo,
+    HeapKind,
 };
-
 use rustix::fs::{Mode, OFlags};
 
 /// Memory properties sent with a heap (`xx_dmabuf_heap_feedback_v1.heap_flags`).
 pub const FLAG_CONTIGUOUS: u32 = 0x1;
 pub const FLAG_COHERENT: u32 = 0x2;
-
-/// One heap found at start-up.
-#[derive(Debug, Clone)]
-pub struct HeapEntry {
-    pub name: String,
-    pub node: PathBuf,
-    /// Canonical sysfs path of the served device; `None` serves any device.
-    pub served: Option<PathBuf>,
-    pub flags: u32,
-    pub max_alloc_bytes: u64,
-}
 
 /// An opened heap for one tranche.
 #[derive(Debug)]
@@ -51,144 +41,89 @@ pub enum NoHeap {
 /// The heaps of this machine.
 #[derive(Debug, Clone)]
 pub struct HeapDirectory {
-    dev_dir: PathBuf,
-    sys_root: PathBuf,
-    heaps: Vec<HeapEntry>,
+    discovery: Discovery,
+    /// The DMA-BUF heaps among the discovered ones (no udmabuf).
+    heaps: Vec<HeapInfo>,
 }
 
 impl HeapDirectory {
-    /// Scans the real `/dev/dma_heap` and `/sys`.
+    /// Scans the real `/dev` and `/sys`.
     pub fn scan() -> Self {
-        Self::scan_roots(Path::new("/dev/dma_heap"), Path::new("/sys"))
+        Self::from_discovery(Discovery::scan())
     }
 
-    /// Scans under the given roots (tests use a fake tree).
-    pub fn scan_roots(dev_dir: &Path, sys_root: &Path) -> Self {
-        let mut heaps = Vec::new();
-        if let Ok(entries) = fs::read_dir(dev_dir) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let class = sys_root.join("class/device_heap").join(&name);
-                let heap = if class.exists() {
-                    let read = |attr: &str| {
-                        fs::read_to_string(class.join(attr))
-                            .map(|s| s.trim().to_owned())
-                            .unwrap_or_default()
-                    };
-                    let mut flags = 0;
-                    if read("contiguous") == "1" {
-                        flags |= FLAG_CONTIGUOUS;
-                    }
-                    if read("coherent") == "1" {
-                        flags |= FLAG_COHERENT;
-                    }
-                    HeapEntry {
-                        served: fs::canonicalize(class.join("device")).ok(),
-                        max_alloc_bytes: read("max_alloc_bytes").parse().unwrap_or(0),
-                        node: entry.path(),
-                        name,
-                        flags,
-                    }
-                } else {
-                    // The kernel's own heaps (system): no properties, any device.
-                    HeapEntry {
-                        node: entry.path(),
-                        name,
-                        served: None,
-                        flags: FLAG_COHERENT,
-                        max_alloc_bytes: 0,
-                    }
-                };
-                heaps.push(heap);
-            }
-        }
-        // Device heaps first (most specific), then by name for stable output.
-        heaps.sort_by(|a, b| (a.served.is_none(), &a.name).cmp(&(b.served.is_none(), &b.name)));
-        HeapDirectory {
-            dev_dir: dev_dir.to_owned(),
-            sys_root: sys_root.to_owned(),
-            heaps,
-        }
+    pub fn from_discovery(discovery: Discovery) -> Self {
+        let heaps = discovery
+            .heaps()
+            .iter()
+            .filter(|h| h.kind != HeapKind::Udmabuf)
+            .cloned()
+            .collect();
+        HeapDirectory { discovery, heaps }
     }
 
-    pub fn heaps(&self) -> &[HeapEntry] {
-        &self.heaps
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
     }
 
-    /// The sysfs device directory of a character device number and its
-    /// parents, innermost first.
-    fn device_chain(&self, dev: u64) -> Vec<PathBuf> {
-        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
-        let link = self
-            .sys_root
-            .join(format!("dev/char/{major}:{minor}/device"));
-        let mut chain = Vec::new();
-        let mut cur = fs::canonicalize(link).ok();
-        while let Some(dir) = cur {
-            if dir == self.sys_root.join("devices") || !dir.starts_with(&self.sys_root) {
-                break;
-            }
-            cur = dir.parent().map(Path::to_owned);
-            chain.push(dir);
-        }
-        chain
+    /// Names of the DMA-BUF heaps found.
+    pub fn names(&self) -> Vec<&str> {
+        self.heaps.iter().map(|h| h.name.as_str()).collect()
     }
 
     /// Picks the heap whose memory every device in `devices` can use.
-    /// A device heap serves a device when it serves the device or one of its
-    /// parents; the system heap serves everything but is chosen last.
-    pub fn select(&self, devices: &[u64]) -> Result<&HeapEntry, NoHeap> {
+    pub fn select(&self, devices: &[u64]) -> Result<&HeapInfo, NoHeap> {
         if self.heaps.is_empty() {
-            return Err(NoHeap::NoHeaps(format!(
-                "no DMA-BUF heap on this system ({} is empty or missing)",
-                self.dev_dir.display()
-            )));
+            return Err(NoHeap::NoHeaps(
+                self.discovery.empty_reason().unwrap_or_else(|| {
+                    "no DMA-BUF heap on this system (only udmabuf, which is not a heap)".into()
+                }),
+            ));
         }
-        let chains: Vec<(u64, Vec<PathBuf>)> = devices
+        let numbers: Vec<DeviceNumber> = devices
             .iter()
-            .map(|d| (*d, self.device_chain(*d)))
+            .map(|d| DeviceNumber::from_dev_t(*d))
             .collect();
-        for heap in &self.heaps {
-            let ok = match &heap.served {
-                None => true,
-                Some(served) => chains.iter().all(|(_, chain)| chain.contains(served)),
-            };
-            if ok {
-                return Ok(heap);
-            }
-        }
-        let names: Vec<String> = chains
+        let resolved = resolve_devices(&self.discovery, &numbers)
+            .map_err(|e| NoHeap::Unsatisfiable(e.to_string()))?;
+        let parts: Vec<Constraints> = resolved
             .iter()
-            .map(|(d, c)| match c.first() {
-                Some(p) => p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                None => format!(
-                    "{}:{} (unknown device)",
-                    rustix::fs::major(*d),
-                    rustix::fs::minor(*d)
-                ),
-            })
+            .map(|d| Constraints::for_device(d, &self.discovery.heaps_serving(d)))
             .collect();
-        Err(NoHeap::Unsatisfiable(format!(
-            "no heap serves all of: {}",
-            names.join(", ")
-        )))
+        intersect(&parts)
+            .select(&self.heaps, &resolved, 4096)
+            .map_err(|e| NoHeap::Unsatisfiable(e.to_string()))
     }
 
     /// Selects and opens a heap for a tranche.
     pub fn grant(&self, devices: &[u64]) -> Result<HeapGrant, NoHeap> {
         let heap = self.select(devices)?;
-        let fd = rustix::fs::open(&heap.node, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| {
-                NoHeap::Unavailable(format!("cannot open {}: {e}", heap.node.display()))
-            })?;
+        let fd = rustix::fs::open(
+            &heap.dev_path,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            NoHeap::Unavailable(format!("cannot open {}: {e}", heap.dev_path.display()))
+        })?;
+        let p = heap.properties;
+        let mut flags = 0;
+        if p.contiguous {
+            flags |= FLAG_CONTIGUOUS;
+        }
+        if p.coherent {
+            flags |= FLAG_COHERENT;
+        }
+        let max_pages = if p.max_alloc_bytes == u64::MAX {
+            0
+        } else {
+            u32::try_from(p.max_alloc_bytes / 4096).unwrap_or(u32::MAX)
+        };
         Ok(HeapGrant {
             fd,
             name: heap.name.clone(),
-            flags: heap.flags,
-            max_pages: u32::try_from(heap.max_alloc_bytes / 4096).unwrap_or(u32::MAX),
+            flags,
+            max_pages,
         })
     }
 }
@@ -196,24 +131,13 @@ impl HeapDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use heapland_allocator::SysRoots;
 
     #[test]
     fn empty_host_has_no_heaps() {
         let dir = std::env::temp_dir().join(format!("heapland-heaps-{}", std::process::id()));
-        let dirs = HeapDirectory::scan_roots(&dir.join("dev/dma_heap"), &dir.join("sys"));
+        let dirs = HeapDirectory::from_discovery(Discovery::scan_roots(&SysRoots::under(&dir)));
         assert!(matches!(dirs.select(&[]), Err(NoHeap::NoHeaps(_))));
-    }
-
-    #[test]
-    fn system_heap_serves_any_device() {
-        let dir = std::env::temp_dir().join(format!("heapland-heaps-sys-{}", std::process::id()));
-        let dev = dir.join("dev/dma_heap");
-        fs::create_dir_all(&dev).unwrap();
-        fs::write(dev.join("system"), b"").unwrap();
-        let dirs = HeapDirectory::scan_roots(&dev, &dir.join("sys"));
-        let heap = dirs.select(&[rustix::fs::makedev(226, 128)]).unwrap();
-        assert_eq!(heap.name, "system");
-        assert_eq!(heap.flags, FLAG_COHERENT);
-        fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(dirs.grant(&[]), Err(NoHeap::NoHeaps(_))));
     }
 }

@@ -11,13 +11,14 @@ use calloop::{
     timer::{TimeoutAction, Timer},
     LoopHandle,
 };
+use heapland_allocator::{DmaBuf, HeapAllocator};
 use smithay::{
     backend::{
-        allocator::Fourcc,
+        allocator::{dmabuf::Dmabuf, Buffer, Fourcc, Modifier},
         renderer::{
             damage::OutputDamageTracker,
             element::surface::WaylandSurfaceRenderElement,
-            pixman::{PixmanError, PixmanRenderer},
+            pixman::{PixmanError, PixmanRenderer, PixmanTarget},
             Bind, ExportMem, Offscreen,
         },
     },
@@ -58,11 +59,83 @@ pub enum HeadlessError {
     Timer(String),
 }
 
+/// Where an output's pixels live.
+enum OutputBuffer {
+    /// A dma-buf from a DMA-BUF heap (the normal case where heaps exist).
+    Heap(Dmabuf),
+    /// Ordinary memory, when the machine has no heap.
+    Memory(Image<'static, 'static>),
+}
+
+impl OutputBuffer {
+    fn bind<'a>(
+        &'a mut self,
+        renderer: &mut PixmanRenderer,
+    ) -> Result<PixmanTarget<'a>, PixmanError> {
+        match self {
+            OutputBuffer::Heap(dmabuf) => renderer.bind(dmabuf),
+            OutputBuffer::Memory(image) => renderer.bind(image),
+        }
+    }
+}
+
+/// Allocates an output buffer from the heap allocator, else from memory.
+fn allocate_output_buffer(
+    allocator: &mut Option<HeapAllocator>,
+    renderer: &mut PixmanRenderer,
+    name: &str,
+    mode: &CliMode,
+) -> Result<OutputBuffer, HeadlessError> {
+    if let Some(allocator) = allocator.as_mut() {
+        match allocator.allocate(
+            mode.width,
+            mode.height,
+            Fourcc::Xrgb8888,
+            &[Modifier::Linear],
+        ) {
+            Ok((dmabuf, heap)) => {
+                // Name the dma-buf so it can be told apart in
+                // /sys/kernel/debug/dma_buf/bufinfo.
+                if let Some(fd) = dmabuf
+                    .handles()
+                    .next()
+                    .and_then(|fd| fd.try_clone_to_owned().ok())
+                {
+                    let label = DmaBuf::from_fd(fd, 0, heap.clone());
+                    if let Err(err) = label.set_name(&format!("heapland-{name}")) {
+                        debug!("cannot name the output dma-buf: {err}");
+                    }
+                }
+                info!(
+                    "output {name}: {}x{} XRGB8888 buffer from DMA-BUF heap {heap}",
+                    dmabuf.width(),
+                    dmabuf.height()
+                );
+                return Ok(OutputBuffer::Heap(dmabuf));
+            }
+            Err(err) => {
+                warn!("output {name}: heap allocation failed ({err}); using ordinary memory")
+            }
+        }
+    }
+    let image = renderer
+        .create_buffer(
+            Fourcc::Xrgb8888,
+            (mode.width as i32, mode.height as i32).into(),
+        )
+        .map_err(|source| HeadlessError::Buffer {
+            width: mode.width,
+            height: mode.height,
+            source,
+        })?;
+    Ok(OutputBuffer::Memory(image))
+}
+
 /// One virtual output and its render target.
 struct HeadlessOutput {
     output: Output,
     mode: CliMode,
-    buffer: Image<'static, 'static>,
+    buffer: OutputBuffer,
     damage_tracker: OutputDamageTracker,
     frames: u64,
     /// Only the first output is written to the screenshot file.
@@ -87,9 +160,15 @@ pub fn init(
         cli.outputs.clone()
     };
 
-    info!(
-        "output buffers: no DMA-BUF heap allocator on this host, rendering into ordinary memory (pixman images)"
-    );
+    // The output buffers are touched by the CPU only (pixman), so no device
+    // constrains the heap: the allocator picks the most general one.
+    let mut allocator = match HeapAllocator::new(state.heaps.discovery().clone(), &[]) {
+        Ok(a) => Some(a),
+        Err(err) => {
+            info!("output buffers: no DMA-BUF heap ({err}); rendering into ordinary memory");
+            None
+        }
+    };
 
     let mut x = 0i32;
     for (i, mode) in modes.iter().enumerate() {
@@ -120,14 +199,12 @@ pub fn init(
         state.outputs.push(output.clone());
         x += w;
 
-        let buffer = renderer
-            .borrow_mut()
-            .create_buffer(Fourcc::Xrgb8888, (w, h).into())
-            .map_err(|source| HeadlessError::Buffer {
-                width: mode.width,
-                height: mode.height,
-                source,
-            })?;
+        let buffer = allocate_output_buffer(
+            &mut allocator,
+            &mut renderer.borrow_mut(),
+            &output.name(),
+            mode,
+        )?;
         let mut out = HeadlessOutput {
             damage_tracker: OutputDamageTracker::from_output(&output),
             output,
@@ -176,7 +253,7 @@ fn render_frame(
 ) {
     let age = usize::from(out.frames > 0);
     let damaged = {
-        let mut fb = match renderer.bind(&mut out.buffer) {
+        let mut fb = match out.buffer.bind(renderer) {
             Ok(fb) => fb,
             Err(err) => {
                 warn!("cannot bind the output buffer: {err}");

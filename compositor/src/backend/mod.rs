@@ -134,19 +134,10 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         }
     }
     let heaps = HeapDirectory::scan();
-    info!(
-        "DMA-BUF heaps: {}",
-        if heaps.heaps().is_empty() {
-            "none (/dev/dma_heap missing or empty)".to_string()
-        } else {
-            heaps
-                .heaps()
-                .iter()
-                .map(|h| h.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    );
+    match heaps.discovery().empty_reason() {
+        Some(reason) => info!("DMA-BUF heaps: none ({reason})"),
+        None => info!("DMA-BUF heaps: {}", heaps.names().join(", ")),
+    }
     let plan = FeedbackPlan::cpu_composited(render_node);
     let mut state = Heapland::new(dh, event_loop.get_signal(), socket_name, plan, heaps)?;
 
