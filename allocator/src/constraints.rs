@@ -189,6 +189,10 @@ pub fn intersect(parts: &[Constraints]) -> Intersection {
     i
 }
 
+/// How well a fitting heap suits the devices: (devices served, earliest
+/// device served, kind, thrift); higher is better.
+type Preference = (u32, u32, u32, u32);
+
 /// Why one heap does not fit an intersection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unmet {
@@ -267,7 +271,8 @@ impl Intersection {
     /// specific one, for a buffer of `size` bytes.
     ///
     /// Preference: a device heap serving more of the taking-part devices
-    /// (`devices`, resolved) first; then `system`; then a heap made for some
+    /// (`devices`, resolved, in priority order) first, and among those the one
+    /// serving the earliest device; then `system`; then a heap made for some
     /// other device; then udmabuf. Among equals, a heap that is not contiguous when
     /// contiguity is not needed, because contiguous memory is scarce.
     ///
@@ -291,11 +296,18 @@ impl Intersection {
             }
         }
         let mut unmet = Vec::new();
-        let mut best: Option<(&HeapInfo, (u32, u32, u32))> = None;
+        let mut best: Option<(&HeapInfo, Preference)> = None;
         for heap in heaps {
             match self.check(heap, size) {
                 Ok(()) => {
                     let served = devices.iter().filter(|d| heap.serves(d)).count() as u32;
+                    // Devices come in priority order (a tranche's target
+                    // device first): between heaps serving as many devices,
+                    // the one serving an earlier device wins.
+                    let first = devices
+                        .iter()
+                        .position(|d| heap.serves(d))
+                        .map_or(0, |p| u32::MAX - p as u32);
                     // A heap made for some other device still maps its
                     // memory through that device: the system heap is the
                     // more natural home for a buffer it does not serve.
@@ -305,7 +317,7 @@ impl Intersection {
                         HeapKind::Udmabuf => 0,
                     };
                     let thrift = u32::from(self.contiguous || !heap.properties.contiguous);
-                    let score = (served, kind_rank, thrift);
+                    let score = (served, first, kind_rank, thrift);
                     if !matches!(best, Some((_, b)) if b >= score) {
                         best = Some((heap, score));
                     }

@@ -59,13 +59,12 @@ fn all_three_guest_devices_get_a_contiguous_heap() {
     let (heap, layout, i) = choose(&d, &devs, &[], Fourcc::Nv12, 1280, 720).unwrap();
     assert!(i.contiguous);
     assert!(heap.properties.contiguous);
-    // vkms-contig and vivid.0-contig both serve one device; the first of
-    // equal score (discovery order) wins, either is right.
-    assert!(
-        ["vivid.0-contig", "vkms-contig"].contains(&heap.name.as_str()),
-        "{}",
-        heap.name
-    );
+    // vkms-contig and vivid.0-contig both serve one device; the heap of the
+    // first-listed device wins.
+    assert_eq!(heap.name, "vkms-contig");
+    let devs = resolve_devices(&d, &[VIVID, VKMS, VGEM]).unwrap();
+    let (heap, ..) = choose(&d, &devs, &[], Fourcc::Nv12, 1280, 720).unwrap();
+    assert_eq!(heap.name, "vivid.0-contig");
     assert_eq!(layout.size, 1_382_400);
 }
 

@@ -314,3 +314,24 @@ fn wire_feedback_decodes_and_rejects_malformed_input() {
     )
     .is_err());
 }
+
+#[test]
+fn the_target_devices_heap_wins_a_tie() {
+    // As in the guest: every device has a contiguous heap.
+    let t = FakeTree::new();
+    t.device("platform/vkms")
+        .node("platform/vkms", "drm/card0", VKMS)
+        .heap("platform/vkms", "vkms-contig", HeapSpec::contig())
+        .device("platform/vgem")
+        .node("platform/vgem", "drm/renderD128", VGEM)
+        .heap("platform/vgem", "vgem-contig", HeapSpec::contig())
+        .system_heap();
+    let d = t.discover();
+    let fb = feedback(vec![entry(XR24, LINEAR)], vec![entry(XR24, LINEAR)]);
+    let req = Request::new(1024, 768, vec![Fourcc::Xrgb8888], scanout());
+    let n = negotiate(&d, &fb, &req).unwrap();
+    assert_eq!((n.tranche, n.heap.name.as_str()), (1, "vkms-contig"));
+    let req = Request::new(1024, 768, vec![Fourcc::Xrgb8888], Usage::default());
+    let n = negotiate(&d, &fb, &req).unwrap();
+    assert_eq!((n.tranche, n.heap.name.as_str()), (0, "vgem-contig"));
+}
