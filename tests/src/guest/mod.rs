@@ -6,6 +6,7 @@
 //! to `phases()` (e.g. `allocator`, `compositor`, after `vivid-contig`).
 
 pub mod bad_input;
+pub mod compositor;
 pub mod concurrency;
 pub mod discovery;
 pub mod dma_buf;
@@ -67,6 +68,10 @@ pub fn phases() -> Vec<Phase> {
         Phase {
             name: "vivid-contig",
             tests: vivid::contig_tests,
+        },
+        Phase {
+            name: "compositor",
+            tests: compositor::tests,
         },
     ]
 }

@@ -1,0 +1,468 @@
+//! The compositor in the guest: `heapland --backend headless` runs with real
+//! DMA-BUF heaps, and a wayland-client gets a heap fd through
+//! `xx_dmabuf_heaps_v1`, allocates, draws, and attaches the dma-buf with
+//! linux-dmabuf. The output (written to PNG on SIGUSR1) must show the
+//! client's pixels, and the compositor's own output buffer must come from a
+//! heap.
+//!
+//! How the tests know the output buffer came from the heap allocator: the
+//! compositor names each output dma-buf `heapland-<output>` with
+//! DMA_BUF_SET_NAME, and `/sys/kernel/debug/dma_buf/bufinfo` (the kernel's
+//! list of every live dma-buf) must hold a buffer of that name with the
+//! output's exact size. Only a dma-buf can appear there, so ordinary memory
+//! (the host fallback) cannot pass.
+//!
+//! The compositor binary is copied to /bin/heapland with its libraries by
+//! tests/vm/run.
+
+use std::{
+    fs::File,
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::net::UnixStream,
+    },
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use heapland_protocols::client::{
+    xx_dmabuf_heap_feedback_v1::{self, XxDmabufHeapFeedbackV1},
+    xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1,
+};
+use wayland_client::{
+    globals::{registry_queue_init, GlobalListContents},
+    protocol::{
+        wl_buffer::WlBuffer,
+        wl_callback::{self, WlCallback},
+        wl_compositor::WlCompositor,
+        wl_registry::WlRegistry,
+        wl_surface::WlSurface,
+    },
+    Connection, Dispatch, Proxy, QueueHandle,
+};
+use wayland_protocols::{
+    wp::linux_dmabuf::zv1::client::{
+        zwp_linux_buffer_params_v1::{self, ZwpLinuxBufferParamsV1},
+        zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
+    },
+    xdg::shell::client::{
+        xdg_surface::{self, XdgSurface},
+        xdg_toplevel::XdgToplevel,
+        xdg_wm_base::{self, XdgWmBase},
+    },
+};
+
+use super::{dma_buf, dma_heap, Test};
+
+const RUNTIME_DIR: &str = "/run/user/0";
+const SOCKET: &str = "heapland-guest";
+const WIDTH: u32 = 320;
+const HEIGHT: u32 = 240;
+const XR24: u32 = u32::from_le_bytes(*b"XR24");
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test {
+            name: "compositor::output_buffer_from_heap",
+            run: output_buffer_from_heap,
+        },
+        Test {
+            name: "compositor::client_heap_dmabuf_in_output",
+            run: client_heap_dmabuf_in_output,
+        },
+    ]
+}
+
+/// A running compositor, stopped (SIGTERM, then SIGKILL) on drop.
+struct Heapland {
+    child: Child,
+    log: PathBuf,
+    png: PathBuf,
+}
+
+impl Heapland {
+    fn start() -> Result<Heapland, String> {
+        let dir = Path::new(RUNTIME_DIR);
+        std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {RUNTIME_DIR}: {e}"))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("chmod {RUNTIME_DIR}: {e}"))?;
+        let _ = std::fs::remove_file(dir.join(SOCKET));
+        let log = PathBuf::from("/tmp/heapland-compositor.log");
+        let png = PathBuf::from("/tmp/heapland-output.png");
+        let _ = std::fs::remove_file(&png);
+        let child = Command::new("/bin/heapland")
+            .args(["--backend", "headless", "--socket", SOCKET, "--log", "info"])
+            .arg("--output")
+            .arg(format!("{WIDTH}x{HEIGHT}@30"))
+            .arg("--screenshot")
+            .arg(&png)
+            .env("XDG_RUNTIME_DIR", dir)
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).map_err(|e| format!("create log: {e}"))?)
+            .spawn()
+            .map_err(|e| format!("spawn /bin/heapland: {e} (is the compositor in the guest?)"))?;
+        let mut comp = Heapland { child, log, png };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !dir.join(SOCKET).exists() {
+            comp.alive()?;
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "compositor socket never appeared:\n{}",
+                    comp.log_text()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(comp)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Err(format!(
+                "compositor exited ({status}):\n{}",
+                self.log_text()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn signal(&self, sig: rustix::process::Signal) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
+    }
+
+    /// Stops with SIGTERM and checks the exit status.
+    fn stop(mut self) -> Result<(), String> {
+        self.signal(rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "compositor exited with {status}:\n{}",
+                        self.log_text()
+                    ))
+                };
+            }
+            if Instant::now() > deadline {
+                return Err("compositor ignored SIGTERM".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Heapland {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(rustix::process::Signal::KILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn output_buffer_from_heap() -> Result<(), String> {
+    let mut comp = Heapland::start()?;
+    comp.alive()?;
+    let log = comp.log_text();
+    let heap = log
+        .lines()
+        .find_map(|l| l.split("buffer from DMA-BUF heap ").nth(1))
+        .map(|s| s.trim().to_owned())
+        .ok_or_else(|| format!("the compositor did not allocate its output from a heap:\n{log}"))?;
+    let bufinfo = std::fs::read_to_string("/sys/kernel/debug/dma_buf/bufinfo")
+        .map_err(|e| format!("read /sys/kernel/debug/dma_buf/bufinfo: {e}"))?;
+    let expected = u64::from(WIDTH * HEIGHT * 4);
+    let found = bufinfo.lines().any(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        fields.last() == Some(&"heapland-HEADLESS-1")
+            && fields.first().and_then(|s| s.parse::<u64>().ok()) == Some(expected)
+    });
+    if !found {
+        return Err(format!(
+            "no live dma-buf named heapland-HEADLESS-1 of {expected} bytes (heap {heap}) in bufinfo:\n{bufinfo}"
+        ));
+    }
+    comp.stop()
+}
+
+/// Events the guest client cares about.
+#[derive(Default)]
+struct State {
+    heap_fd: Option<OwnedFd>,
+    heap_name: String,
+    no_heap: Option<String>,
+    heap_done: bool,
+    configured: bool,
+    frame_done: bool,
+}
+
+fn client_heap_dmabuf_in_output() -> Result<(), String> {
+    let mut comp = Heapland::start()?;
+    let stream = UnixStream::connect(Path::new(RUNTIME_DIR).join(SOCKET))
+        .map_err(|e| format!("connect: {e}"))?;
+    let conn = Connection::from_socket(stream).map_err(|e| format!("wayland connection: {e}"))?;
+    let (globals, mut queue) =
+        registry_queue_init::<State>(&conn).map_err(|e| format!("registry: {e}"))?;
+    let qh = queue.handle();
+    let mut st = State::default();
+    let bind_err = |what: &str, e: wayland_client::globals::BindError| format!("bind {what}: {e}");
+    let compositor: WlCompositor = globals
+        .bind(&qh, 4..=5, ())
+        .map_err(|e| bind_err("wl_compositor", e))?;
+    let wm: XdgWmBase = globals
+        .bind(&qh, 1..=1, ())
+        .map_err(|e| bind_err("xdg_wm_base", e))?;
+    let dmabuf: ZwpLinuxDmabufV1 = globals
+        .bind(&qh, 4..=4, ())
+        .map_err(|e| bind_err("linux-dmabuf", e))?;
+    let heaps: XxDmabufHeapManagerV1 = globals
+        .bind(&qh, 1..=1, ())
+        .map_err(|e| bind_err("heap manager", e))?;
+
+    // 1. The heap for the default feedback's first tranche, as an fd.
+    let _fb = heaps.get_default_feedback(&qh, ());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !st.heap_done {
+        queue
+            .roundtrip(&mut st)
+            .map_err(|e| format!("roundtrip: {e}"))?;
+        if Instant::now() > deadline {
+            return Err("no heap feedback batch".into());
+        }
+    }
+    let heap_fd = match (st.heap_fd.take(), &st.no_heap) {
+        (Some(fd), _) => fd,
+        (None, Some(msg)) => return Err(format!("compositor sent no heap: {msg}")),
+        (None, None) => return Err("heap batch without heap or no_heap".into()),
+    };
+
+    // 2. Allocate, draw a solid colour with CPU access bracketed by SYNC.
+    let (w, h) = (64u32, 48u32);
+    let stride = w * 4;
+    let len = u64::from(stride * h);
+    let buf = dma_heap::alloc(heap_fd.as_fd(), len)
+        .map_err(|e| format!("DMA_HEAP_IOCTL_ALLOC from {}: {e}", st.heap_name))?;
+    let colour: u32 = 0x00c0_ff20; // XRGB: R=0xc0 G=0xff B=0x20
+    {
+        let mut map = dma_buf::Mapping::new(buf.as_fd(), len as usize)?;
+        dma_buf::sync(buf.as_fd(), dma_buf::SYNC_START | dma_buf::SYNC_WRITE)
+            .map_err(|e| format!("sync start: {e}"))?;
+        map.words_mut().fill(colour);
+        dma_buf::sync(buf.as_fd(), dma_buf::SYNC_END | dma_buf::SYNC_WRITE)
+            .map_err(|e| format!("sync end: {e}"))?;
+    }
+
+    // 3. linux-dmabuf buffer on an xdg toplevel.
+    let params = dmabuf.create_params(&qh, ());
+    params.add(buf.as_fd(), 0, 0, stride, 0, 0);
+    let buffer = params.create_immed(
+        w as i32,
+        h as i32,
+        XR24,
+        zwp_linux_buffer_params_v1::Flags::empty(),
+        &qh,
+        (),
+    );
+    let surface = compositor.create_surface(&qh, ());
+    let xdg = wm.get_xdg_surface(&surface, &qh, ());
+    let _toplevel = xdg.get_toplevel(&qh, ());
+    surface.commit();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !st.configured {
+        queue
+            .roundtrip(&mut st)
+            .map_err(|e| format!("roundtrip: {e}"))?;
+        if Instant::now() > deadline {
+            return Err("no configure".into());
+        }
+    }
+    surface.attach(Some(&buffer), 0, 0);
+    surface.damage_buffer(0, 0, w as i32, h as i32);
+    surface.frame(&qh, ());
+    surface.commit();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !st.frame_done {
+        queue.roundtrip(&mut st).map_err(|e| {
+            format!(
+                "roundtrip after attaching the dma-buf: {e}\n{}",
+                comp.log_text()
+            )
+        })?;
+        comp.alive()?;
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no frame callback after attaching the dma-buf:\n{}",
+                comp.log_text()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // 4. The output shows the client's pixels.
+    comp.signal(rustix::process::Signal::USR1);
+    let want = [0xc0u8, 0xff, 0x20];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((pw, rgb)) = read_png(&comp.png) {
+            let px = |x: u32, y: u32| {
+                let i = ((y * pw + x) * 3) as usize;
+                [rgb[i], rgb[i + 1], rgb[i + 2]]
+            };
+            if px(10, 10) == want && px(w - 1, h - 1) == want && px(w + 5, h + 5) != want {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "output pixel (10,10) is {:?}, want {want:?} (heap {})",
+                    px(10, 10),
+                    st.heap_name
+                ));
+            }
+        } else if Instant::now() > deadline {
+            return Err(format!("no screenshot written:\n{}", comp.log_text()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(buffer);
+    drop(conn);
+    comp.stop()
+}
+
+/// Decodes an RGB PNG: (width, pixels).
+fn read_png(path: &Path) -> Option<(u32, Vec<u8>)> {
+    let decoder = png::Decoder::new(std::io::BufReader::new(File::open(path).ok()?));
+    let mut reader = decoder.read_info().ok()?;
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).ok()?;
+    if info.color_type != png::ColorType::Rgb {
+        return None;
+    }
+    buf.truncate(info.buffer_size());
+    Some((info.width, buf))
+}
+
+impl Dispatch<WlRegistry, GlobalListContents> for State {
+    fn event(
+        _: &mut Self,
+        _: &WlRegistry,
+        _: <WlRegistry as Proxy>::Event,
+        _: &GlobalListContents,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+macro_rules! ignore {
+    ($($ty:ty),*) => {$(
+        impl Dispatch<$ty, ()> for State {
+            fn event(_: &mut Self, _: &$ty, _: <$ty as Proxy>::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {}
+        }
+    )*};
+}
+
+ignore!(
+    WlCompositor,
+    WlSurface,
+    WlBuffer,
+    XdgToplevel,
+    ZwpLinuxDmabufV1,
+    XxDmabufHeapManagerV1
+);
+
+impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
+    fn event(
+        _: &mut Self,
+        _: &ZwpLinuxBufferParamsV1,
+        _: zwp_linux_buffer_params_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+
+    wayland_client::event_created_child!(State, ZwpLinuxBufferParamsV1, [
+        zwp_linux_buffer_params_v1::EVT_CREATED_OPCODE => (WlBuffer, ()),
+    ]);
+}
+
+impl Dispatch<XdgWmBase, ()> for State {
+    fn event(
+        _: &mut Self,
+        wm: &XdgWmBase,
+        e: xdg_wm_base::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_wm_base::Event::Ping { serial } = e {
+            wm.pong(serial);
+        }
+    }
+}
+
+impl Dispatch<XdgSurface, ()> for State {
+    fn event(
+        s: &mut Self,
+        x: &XdgSurface,
+        e: xdg_surface::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_surface::Event::Configure { serial } = e {
+            x.ack_configure(serial);
+            s.configured = true;
+        }
+    }
+}
+
+impl Dispatch<WlCallback, ()> for State {
+    fn event(
+        s: &mut Self,
+        _: &WlCallback,
+        e: wl_callback::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wl_callback::Event::Done { .. } = e {
+            s.frame_done = true;
+        }
+    }
+}
+
+impl Dispatch<XxDmabufHeapFeedbackV1, ()> for State {
+    fn event(
+        s: &mut Self,
+        _: &XxDmabufHeapFeedbackV1,
+        e: xx_dmabuf_heap_feedback_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use xx_dmabuf_heap_feedback_v1::Event;
+        match e {
+            // Keep the first tranche's answer (the most preferred).
+            Event::TrancheHeap { fd, name, .. } if s.heap_fd.is_none() && s.no_heap.is_none() => {
+                s.heap_fd = Some(fd);
+                s.heap_name = name;
+            }
+            Event::TrancheNoHeap { message, .. } if s.heap_fd.is_none() && s.no_heap.is_none() => {
+                s.no_heap = Some(message);
+            }
+            Event::Done => s.heap_done = true,
+            _ => {}
+        }
+    }
+}
