@@ -5,6 +5,7 @@
 //! To add tests: write a module here with `pub fn tests() -> Vec<Test>` and add a `Phase`
 //! to `phases()` (e.g. `allocator`, `compositor`, after `vivid-contig`).
 
+pub mod allocator;
 pub mod bad_input;
 pub mod compositor;
 pub mod concurrency;
@@ -56,6 +57,12 @@ pub fn phases() -> Vec<Phase> {
         Phase {
             name: "drm",
             tests: || [vgem::tests(), vkms::tests()].concat(),
+        },
+        // Before vivid-vmalloc/removal change the guest: the boot state has
+        // heaps for vkms, vgem and vivid.0.
+        Phase {
+            name: "allocator",
+            tests: allocator::tests,
         },
         Phase {
             name: "vivid-vmalloc",
