@@ -230,13 +230,37 @@ impl ExportFramebuffer<Dmabuf> for HeapFramebufferExporter {
             ExportBuffer::Allocator(dmabuf) => {
                 framebuffer_from_dmabuf(drm, dmabuf, use_opaque).map(Some)
             }
-            // Client buffers (when Smithay's wayland_frontend is on) are
-            // composited, not scanned out, by this exporter.
+            #[cfg(feature = "wayland")]
+            ExportBuffer::Wayland(buffer) => match client_dmabuf(buffer) {
+                Some(dmabuf) => framebuffer_from_dmabuf(drm, dmabuf, use_opaque).map(Some),
+                None => Ok(None),
+            },
+            // Without the `wayland` feature, client buffers (present when
+            // some other crate turns on Smithay's wayland_frontend) are
+            // composited, not scanned out.
             _ => Ok(None),
         }
     }
 
     fn can_add_framebuffer(&self, buffer: &ExportBuffer<'_, Dmabuf>) -> bool {
-        matches!(buffer, ExportBuffer::Allocator(_))
+        #[allow(unreachable_patterns)]
+        match buffer {
+            ExportBuffer::Allocator(_) => true,
+            #[cfg(feature = "wayland")]
+            ExportBuffer::Wayland(buffer) => client_dmabuf(buffer).is_some(),
+            _ => false,
+        }
     }
+}
+
+/// A client's linux-dmabuf buffer, if it may go to KMS. Buffers with an
+/// implicit modifier may not: their layout is private to the driver that
+/// made them, and KMS could show garbage (the rule Weston and Smithay follow).
+#[cfg(feature = "wayland")]
+fn client_dmabuf(
+    buffer: &smithay::reexports::wayland_server::protocol::wl_buffer::WlBuffer,
+) -> Option<&Dmabuf> {
+    smithay::wayland::dmabuf::get_dmabuf(buffer)
+        .ok()
+        .filter(|d| d.format().modifier != Modifier::Invalid)
 }
