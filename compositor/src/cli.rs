@@ -42,6 +42,11 @@ pub struct Cli {
     /// Write the --screenshot PNG after every rendered frame (for tests; slow).
     #[arg(long, requires = "screenshot")]
     pub screenshot_every_frame: bool,
+
+    /// DRM device for the drm backend, e.g. /dev/dri/card0 (default: the
+    /// first one on the seat with a connected display).
+    #[arg(long, value_name = "PATH")]
+    pub drm_device: Option<PathBuf>,
 }
 
 /// Which backend drives the outputs.
@@ -51,6 +56,9 @@ pub enum BackendKind {
     Auto,
     /// Virtual outputs rendered on the CPU with pixman, no display needed.
     Headless,
+    /// The session compositor on a KMS display (libseat + udev), scanning
+    /// out buffers from the display device's DMA-BUF heap.
+    Drm,
 }
 
 /// A virtual output mode: size in pixels and refresh rate in Hz.

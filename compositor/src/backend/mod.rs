@@ -1,6 +1,7 @@
 //! Start-up shared by every backend: the Wayland display and socket, signal
 //! handling and the event loop. Backends add outputs and render.
 
+pub mod drm;
 pub mod headless;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -37,6 +38,8 @@ pub enum RunError {
     State(#[from] StateError),
     #[error(transparent)]
     Headless(#[from] headless::HeadlessError),
+    #[error(transparent)]
+    Drm(#[from] drm::DrmBackendError),
     #[error("event loop failed: {0}")]
     Loop(String),
 }
@@ -143,6 +146,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
 
     match backend {
         BackendKind::Headless | BackendKind::Auto => headless::init(&cli, &mut state, &handle)?,
+        BackendKind::Drm => drm::init(&cli, &mut state, &handle)?,
     }
 
     println!(

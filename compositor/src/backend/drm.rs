@@ -1,0 +1,478 @@
+//! DRM/KMS backend: heapland as the session compositor of a real display.
+//!
+//! The session comes from libseat (logind, seatd, or the builtin backend as
+//! root), the display device from udev. Each connected connector gets a
+//! `DrmCompositor` whose swapchain is a [`HeapAllocator`] made for the
+//! display device: the scanout buffers come from the DMA-BUF heap that serves
+//! that device, pixman renders into them on the CPU, and
+//! [`HeapFramebufferExporter`] turns them into KMS framebuffers with PRIME
+//! and `ADDFB2`. No GPU driver and no GBM is involved; the `GbmDevice` type
+//! parameter below only fills a slot Smithay reserves for cursor buffers,
+//! and is always `None`.
+
+use std::{
+    cell::RefCell,
+    path::{Path, PathBuf},
+    rc::Rc,
+    time::Duration,
+};
+
+use calloop::{
+    timer::{TimeoutAction, Timer},
+    LoopHandle, RegistrationToken,
+};
+use heapland_allocator::{DeviceNumber, HeapAllocator, HeapFramebufferExporter};
+use smithay::{
+    backend::{
+        allocator::{gbm::GbmDevice, Fourcc},
+        drm::{
+            compositor::{DrmCompositor, FrameFlags},
+            DrmDevice, DrmDeviceFd, DrmDeviceNotifier, DrmEvent, DrmEventMetadata, DrmEventTime,
+        },
+        renderer::{pixman::PixmanRenderer, ImportDma},
+        session::{libseat::LibSeatSession, Event as SessionEvent, Session},
+        udev::UdevBackend,
+    },
+    desktop::{space::space_render_elements, utils::OutputPresentationFeedback},
+    output::{Mode as OutputMode, Output, PhysicalProperties, Subpixel},
+    reexports::{
+        drm::control::{connector, crtc, Device as ControlDevice, ModeTypeFlags},
+        rustix::fs::OFlags,
+        wayland_protocols::wp::presentation_time::server::wp_presentation_feedback::Kind,
+    },
+    utils::{DeviceFd, Monotonic, Time, Transform},
+    wayland::presentation::Refresh,
+};
+use tracing::{debug, info, warn};
+
+use crate::{backend::headless::CLEAR_COLOR, cli::Cli, state::Heapland};
+
+/// Why the DRM backend cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DrmBackendError {
+    #[error("cannot open a libseat session ({0}); run from a VT as a seat user, under seatd, or as root")]
+    Session(String),
+    #[error("cannot enumerate DRM devices through udev: {0}")]
+    Udev(#[source] std::io::Error),
+    #[error("no DRM device with a connected display on seat {seat}: {tried}")]
+    NoDisplay { seat: String, tried: String },
+    #[error("no DMA-BUF heap can hold scanout buffers for {device}: {reason} (load device_heap.ko for it, see kernel/README.md)")]
+    NoHeap { device: String, reason: String },
+    #[error("cannot register an event source: {0}")]
+    Loop(String),
+}
+
+type HeapDrmCompositor = DrmCompositor<
+    HeapAllocator,
+    HeapFramebufferExporter,
+    Option<OutputPresentationFeedback>,
+    DrmDeviceFd,
+>;
+
+/// One connector driven by one CRTC.
+struct DrmOutput {
+    output: Output,
+    compositor: HeapDrmCompositor,
+    renderer: PixmanRenderer,
+    refresh: Duration,
+    /// A frame is queued to KMS and its page flip has not completed.
+    flip_pending: bool,
+    /// Timer that retries a frame when there was nothing to draw.
+    idle_timer: Option<RegistrationToken>,
+    frames: u64,
+}
+
+/// The display device and its outputs; shared by the event sources.
+struct DrmBackend {
+    drm: DrmDevice,
+    outputs: Vec<DrmOutput>,
+    /// Held so that the device stays ours for as long as the loop runs.
+    _session: LibSeatSession,
+}
+
+/// Opens the session and the first display device with a connected
+/// connector, and starts rendering to it.
+pub fn init(
+    cli: &Cli,
+    state: &mut Heapland,
+    handle: &LoopHandle<'static, Heapland>,
+) -> Result<(), DrmBackendError> {
+    let (mut session, session_notifier) =
+        LibSeatSession::new().map_err(|e| DrmBackendError::Session(e.to_string()))?;
+    let seat = session.seat();
+    let udev = UdevBackend::new(&seat).map_err(DrmBackendError::Udev)?;
+
+    let mut candidates: Vec<(u64, PathBuf)> = udev
+        .device_list()
+        .map(|(dev, path)| (dev, path.to_path_buf()))
+        .filter(|(_, path)| cli.drm_device.as_ref().is_none_or(|wanted| wanted == path))
+        .collect();
+    candidates.sort_by(|a, b| a.1.cmp(&b.1));
+
+    let mut tried = Vec::new();
+    let mut opened = None;
+    for (dev, path) in &candidates {
+        match open_display(&mut session, state, *dev, path) {
+            Ok(found) => {
+                opened = Some(found);
+                break;
+            }
+            Err(err) => {
+                info!("{}: not used: {err}", path.display());
+                tried.push(format!("{}: {err}", path.display()));
+            }
+        }
+    }
+    let Some((drm, outputs, drm_notifier)) = opened else {
+        return Err(DrmBackendError::NoDisplay {
+            seat,
+            tried: if tried.is_empty() {
+                "udev lists no DRM card".into()
+            } else {
+                tried.join("; ")
+            },
+        });
+    };
+    let backend = Rc::new(RefCell::new(DrmBackend {
+        drm,
+        outputs,
+        _session: session,
+    }));
+
+    let session_backend = backend.clone();
+    handle
+        .insert_source(session_notifier, move |event, _, state: &mut Heapland| {
+            let mut backend = session_backend.borrow_mut();
+            match event {
+                SessionEvent::PauseSession => {
+                    info!("session paused: releasing the display");
+                    backend.drm.pause();
+                }
+                SessionEvent::ActivateSession => {
+                    info!("session active again: taking the display back");
+                    if let Err(err) = backend.drm.activate(false) {
+                        warn!("cannot reactivate the DRM device: {err}");
+                    }
+                    for out in &mut backend.outputs {
+                        if let Err(err) = out.compositor.reset_state() {
+                            warn!("cannot reset {}: {err}", out.output.name());
+                        }
+                        out.flip_pending = false;
+                        render(out, state);
+                    }
+                }
+            }
+        })
+        .map_err(|e| DrmBackendError::Loop(e.to_string()))?;
+
+    let vblank_backend = backend.clone();
+    let loop_handle = handle.clone();
+    handle
+        .insert_source(
+            drm_notifier,
+            move |event, metadata, state: &mut Heapland| match event {
+                DrmEvent::VBlank(crtc) => {
+                    let mut backend = vblank_backend.borrow_mut();
+                    if let Some(out) = backend
+                        .outputs
+                        .iter_mut()
+                        .find(|o| o.compositor.crtc() == crtc)
+                    {
+                        frame_finished(out, metadata);
+                        render(out, state);
+                        schedule_idle(out, &vblank_backend, &loop_handle);
+                    }
+                }
+                DrmEvent::Error(err) => warn!("DRM device error: {err}"),
+            },
+        )
+        .map_err(|e| DrmBackendError::Loop(e.to_string()))?;
+
+    // udev is only needed for the device list: hot-plug is not handled.
+    drop(udev);
+    let mut b = backend.borrow_mut();
+    for out in &mut b.outputs {
+        render(out, state);
+        schedule_idle(out, &backend, handle);
+    }
+    Ok(())
+}
+
+/// Opens one DRM device and sets up every connected connector on it.
+fn open_display(
+    session: &mut LibSeatSession,
+    state: &mut Heapland,
+    dev: u64,
+    path: &Path,
+) -> Result<(DrmDevice, Vec<DrmOutput>, DrmDeviceNotifier), String> {
+    let fd = session
+        .open(
+            path,
+            OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        )
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let fd = DrmDeviceFd::new(DeviceFd::from(fd));
+    let (mut drm, notifier) =
+        DrmDevice::new(fd, true).map_err(|e| format!("not a KMS device: {e}"))?;
+
+    let resources = drm
+        .resource_handles()
+        .map_err(|e| format!("cannot read KMS resources: {e}"))?;
+    let mut outputs = Vec::new();
+    let mut used_crtcs: Vec<crtc::Handle> = Vec::new();
+    for conn in resources.connectors() {
+        let Ok(info) = drm.get_connector(*conn, false) else {
+            continue;
+        };
+        if info.state() != connector::State::Connected || info.modes().is_empty() {
+            continue;
+        }
+        let Some(crtc) = info
+            .encoders()
+            .iter()
+            .filter_map(|enc| drm.get_encoder(*enc).ok())
+            .flat_map(|enc| resources.filter_crtcs(enc.possible_crtcs()))
+            .find(|crtc| !used_crtcs.contains(crtc))
+        else {
+            continue;
+        };
+        outputs.push(open_output(&mut drm, state, dev, &info, crtc)?);
+        used_crtcs.push(crtc);
+    }
+    if outputs.is_empty() {
+        return Err("no connected connector".into());
+    }
+    Ok((drm, outputs, notifier))
+}
+
+fn open_output(
+    drm: &mut DrmDevice,
+    state: &mut Heapland,
+    dev: u64,
+    info: &connector::Info,
+    crtc: crtc::Handle,
+) -> Result<DrmOutput, String> {
+    let mode = info
+        .modes()
+        .iter()
+        .find(|m| m.mode_type().contains(ModeTypeFlags::PREFERRED))
+        .copied()
+        .unwrap_or(info.modes()[0]);
+    let name = format!("{}-{}", info.interface().as_str(), info.interface_id());
+    let surface = drm
+        .create_surface(crtc, mode, &[info.handle()])
+        .map_err(|e| format!("{name}: cannot create a KMS surface: {e}"))?;
+
+    let device_name = format!("DRM device {}:{}", rustix_major(dev), rustix_minor(dev));
+    let allocator = HeapAllocator::new(
+        state.heaps.discovery().clone(),
+        &[DeviceNumber::from_dev_t(dev)],
+    )
+    .map_err(|e| {
+        DrmBackendError::NoHeap {
+            device: device_name.clone(),
+            reason: e.to_string(),
+        }
+        .to_string()
+    })?;
+    let heap = allocator
+        .heap_for(
+            u32::from(mode.size().0),
+            u32::from(mode.size().1),
+            Fourcc::Xrgb8888,
+        )
+        .map_err(|e| {
+            DrmBackendError::NoHeap {
+                device: device_name.clone(),
+                reason: e.to_string(),
+            }
+            .to_string()
+        })?;
+
+    let wl_mode = OutputMode::from(mode);
+    let (phys_w, phys_h) = info.size().unwrap_or((0, 0));
+    let output = Output::new(
+        name.clone(),
+        PhysicalProperties {
+            size: (phys_w as i32, phys_h as i32).into(),
+            subpixel: Subpixel::Unknown,
+            make: "heapland".into(),
+            model: name.clone(),
+        },
+    );
+    let x: i32 = state
+        .outputs
+        .iter()
+        .filter_map(|o| o.current_mode())
+        .map(|m| m.size.w)
+        .sum();
+    output.add_mode(wl_mode);
+    output.set_preferred(wl_mode);
+    output.change_current_state(
+        Some(wl_mode),
+        Some(Transform::Normal),
+        None,
+        Some((x, 0).into()),
+    );
+    output.create_global::<Heapland>(&state.display_handle);
+    state.space.map_output(&output, (x, 0));
+    state.outputs.push(output.clone());
+
+    let renderer = PixmanRenderer::new().map_err(|e| format!("pixman: {e}"))?;
+    let renderer_formats: Vec<_> = renderer.dmabuf_formats().into_iter().collect();
+    let cursor_size = drm.cursor_size();
+    let compositor = DrmCompositor::new(
+        &output,
+        surface,
+        None,
+        allocator,
+        HeapFramebufferExporter,
+        [Fourcc::Xrgb8888, Fourcc::Argb8888],
+        renderer_formats,
+        cursor_size,
+        None::<GbmDevice<DrmDeviceFd>>,
+    )
+    .map_err(|e| format!("{name}: cannot start the KMS compositor: {e}"))?;
+
+    let refresh_mhz = wl_mode.refresh.max(1000) as u64;
+    info!(
+        "output {name}: {}x{}@{:.2}Hz, scanout buffers from DMA-BUF heap {heap}",
+        wl_mode.size.w,
+        wl_mode.size.h,
+        refresh_mhz as f64 / 1000.0
+    );
+    Ok(DrmOutput {
+        output,
+        compositor,
+        renderer,
+        refresh: Duration::from_nanos(1_000_000_000_000 / refresh_mhz),
+        flip_pending: false,
+        idle_timer: None,
+        frames: 0,
+    })
+}
+
+fn rustix_major(dev: u64) -> u32 {
+    smithay::reexports::rustix::fs::major(dev)
+}
+
+fn rustix_minor(dev: u64) -> u32 {
+    smithay::reexports::rustix::fs::minor(dev)
+}
+
+/// Draws the space into the next swapchain buffer and queues it to KMS.
+fn render(out: &mut DrmOutput, state: &mut Heapland) {
+    if out.flip_pending {
+        return;
+    }
+    let elements = match space_render_elements(&mut out.renderer, [&state.space], &out.output, 1.0)
+    {
+        Ok(elements) => elements,
+        Err(err) => {
+            warn!("{}: {err}", out.output.name());
+            return;
+        }
+    };
+    let result = match out.compositor.render_frame(
+        &mut out.renderer,
+        &elements,
+        CLEAR_COLOR,
+        FrameFlags::DEFAULT,
+    ) {
+        Ok(result) => result,
+        Err(err) => {
+            warn!("{}: rendering failed: {err}", out.output.name());
+            return;
+        }
+    };
+    let damaged = !result.is_empty;
+    let states = result.states;
+
+    let output = out.output.clone();
+    let elapsed = state.start_time.elapsed();
+    let mut feedback = OutputPresentationFeedback::new(&output);
+    for window in state.space.elements_for_output(&output) {
+        window.with_surfaces(|surface, surface_data| {
+            smithay::desktop::utils::update_surface_primary_scanout_output(
+                surface,
+                &output,
+                surface_data,
+                &states,
+                smithay::backend::renderer::element::default_primary_scanout_output_compare,
+            );
+        });
+        window.send_frame(&output, elapsed, Some(Duration::ZERO), |_, _| {
+            Some(output.clone())
+        });
+        if damaged {
+            window.take_presentation_feedback(
+                &mut feedback,
+                |_, _| Some(output.clone()),
+                |_, _| Kind::empty(),
+            );
+        }
+    }
+
+    if damaged {
+        match out.compositor.queue_frame(Some(feedback)) {
+            Ok(()) => {
+                out.flip_pending = true;
+                out.frames += 1;
+                debug!(output = %output.name(), frame = out.frames, "queued");
+            }
+            Err(err) => warn!("{}: cannot queue the frame: {err}", output.name()),
+        }
+    }
+}
+
+/// A page flip completed: the frame is on screen.
+fn frame_finished(out: &mut DrmOutput, metadata: &mut Option<DrmEventMetadata>) {
+    out.flip_pending = false;
+    match out.compositor.frame_submitted() {
+        Ok(Some(Some(mut feedback))) => {
+            let (time, flags) = match metadata.as_ref().map(|m| m.time) {
+                Some(DrmEventTime::Monotonic(t)) => (
+                    Time::<Monotonic>::from(t),
+                    Kind::Vsync | Kind::HwClock | Kind::HwCompletion,
+                ),
+                _ => (smithay::utils::Clock::<Monotonic>::new().now(), Kind::Vsync),
+            };
+            let seq = metadata.as_ref().map(|m| m.sequence).unwrap_or(0);
+            feedback.presented(time, Refresh::Fixed(out.refresh), u64::from(seq), flags);
+        }
+        Ok(_) => {}
+        Err(err) => warn!("{}: frame_submitted: {err}", out.output.name()),
+    }
+}
+
+/// With nothing queued, no vblank event comes; poll for client updates at
+/// the refresh rate until a frame is queued again.
+fn schedule_idle(
+    out: &mut DrmOutput,
+    backend: &Rc<RefCell<DrmBackend>>,
+    handle: &LoopHandle<'static, Heapland>,
+) {
+    if out.flip_pending || out.idle_timer.is_some() {
+        return;
+    }
+    let crtc = out.compositor.crtc();
+    let backend = backend.clone();
+    let refresh = out.refresh;
+    let token = handle.insert_source(Timer::from_duration(refresh), move |_, _, state| {
+        let mut b = backend.borrow_mut();
+        let Some(out) = b.outputs.iter_mut().find(|o| o.compositor.crtc() == crtc) else {
+            return TimeoutAction::Drop;
+        };
+        render(out, state);
+        if out.flip_pending {
+            out.idle_timer = None;
+            TimeoutAction::Drop
+        } else {
+            TimeoutAction::ToDuration(refresh)
+        }
+    });
+    match token {
+        Ok(token) => out.idle_timer = Some(token),
+        Err(err) => warn!("cannot start the idle timer: {err}"),
+    }
+}
