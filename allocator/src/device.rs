@@ -61,6 +61,13 @@ impl DeviceNumber {
     }
 }
 
+/// From a Linux `dev_t`, e.g. Smithay's `DrmNode::dev_id()`.
+impl From<u64> for DeviceNumber {
+    fn from(dev: u64) -> Self {
+        Self::from_dev_t(dev)
+    }
+}
+
 impl fmt::Display for DeviceNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.major, self.minor)

@@ -201,6 +201,7 @@ fn device_without_heaps_resolves_with_none() {
 fn device_numbers_round_trip() {
     let n = DeviceNumber::new(226, 128);
     assert_eq!(DeviceNumber::from_dev_t(n.to_dev_t()), n);
+    assert_eq!(DeviceNumber::from(n.to_dev_t()), n);
     assert_eq!(
         DeviceNumber::from_feedback_bytes(&n.to_dev_t().to_ne_bytes()).unwrap(),
         n
