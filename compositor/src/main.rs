@@ -27,8 +27,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Colours only on a terminal: logs in files and test output stay plain.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
 

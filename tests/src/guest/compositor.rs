@@ -172,13 +172,24 @@ impl Drop for Heapland {
 
 fn output_buffer_from_heap() -> Result<(), String> {
     let mut comp = Heapland::start()?;
-    comp.alive()?;
-    let log = comp.log_text();
-    let heap = log
-        .lines()
-        .find_map(|l| l.split("buffer from DMA-BUF heap ").nth(1))
-        .map(|s| s.trim().to_owned())
-        .ok_or_else(|| format!("the compositor did not allocate its output from a heap:\n{log}"))?;
+    // The socket exists before the outputs are set up: wait for the log line.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let heap = loop {
+        comp.alive()?;
+        let log = comp.log_text();
+        if let Some(heap) = log
+            .lines()
+            .find_map(|l| l.split("buffer from DMA-BUF heap ").nth(1))
+        {
+            break heap.trim().to_owned();
+        }
+        if log.contains("HEADLESS-1: 320x240") || Instant::now() > deadline {
+            return Err(format!(
+                "the compositor did not allocate its output from a heap:\n{log}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let bufinfo = std::fs::read_to_string("/sys/kernel/debug/dma_buf/bufinfo")
         .map_err(|e| format!("read /sys/kernel/debug/dma_buf/bufinfo: {e}"))?;
     let expected = u64::from(WIDTH * HEIGHT * 4);
