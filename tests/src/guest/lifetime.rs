@@ -14,17 +14,31 @@ pub fn tests() -> Vec<Test> {
     }]
 }
 
-/// MemFree after dropping clean caches, so page-cache churn does not count.
+/// Free memory in KiB: MemFree after dropping clean caches, plus the pages parked in the
+/// per-cpu free lists (/proc/zoneinfo `count:`), which MemFree leaves out. Freed 2 MiB
+/// buffers (order 9) land on those lists, so without them a clean module looks like it
+/// lost tens of MiB.
 fn mem_free_kib() -> Result<u64, String> {
     let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
     let s = std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
-    s.lines()
+    let mem_free: u64 = s
+        .lines()
         .find(|l| l.starts_with("MemFree:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .ok_or_else(|| "no MemFree in /proc/meminfo".into())
+        .ok_or("no MemFree in /proc/meminfo")?;
+    let z =
+        std::fs::read_to_string("/proc/zoneinfo").map_err(|e| format!("/proc/zoneinfo: {e}"))?;
+    let pcp_pages: u64 = z
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("count:"))
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .sum();
+    Ok(mem_free + pcp_pages * 4)
 }
 
-/// Sizes cycled through: sub-page, page multiples, odd lengths, up to 2 MiB.
+/// Sizes cycled through: sub-page, page multiples, odd lengths, up to one 1080p XRGB frame
+/// (8,294,400 bytes: above the buddy allocator's 4 MiB, so contiguous heaps take their
+/// large-buffer path).
 const SIZES: &[u64] = &[
     1,
     4096,
@@ -35,14 +49,14 @@ const SIZES: &[u64] = &[
     256 * 1024,
     2 << 20,
     12288,
+    1920 * 1080 * 4,
 ];
 /// Buffers alive at the same time.
 const BATCH: usize = 25;
-/// Allowed drift of MemFree per round, KiB (slab and page-table noise, not 1000 buffers).
-const MARGIN_KIB: u64 = 8 * 1024;
-/// Largest one-off drop tolerated when later rounds show no further loss, KiB. One round
-/// moves ~372 MiB; losing even 10% of its buffers would exceed this.
-const ONE_OFF_KIB: u64 = 32 * 1024;
+/// Allowed drift of free memory, KiB. Measured drift is ~20 KiB once the per-cpu lists
+/// are counted; the smallest buffer that could go missing in a round is 4 KiB, the
+/// largest 2 MiB.
+const MARGIN_KIB: u64 = 1024;
 
 fn round(heaps: &[Heap], n: usize) -> Result<u64, String> {
     let mut bytes = 0;
@@ -85,8 +99,8 @@ fn thousand_buffers_all_given_back() -> Result<(), String> {
     let live1 = dma_heap::debugfs_counter("live_buffers")?;
     let bytes1 = dma_heap::debugfs_counter("live_bytes")?;
     let free1 = mem_free_kib()?;
-    // Two more rounds tell a one-off drop (per-cpu page lists, pages migrated by
-    // alloc_contig_range) from a loss that grows with the number of buffers.
+    // Two more rounds: a loss that grows with the number of buffers shows up here even
+    // if it hid in the margin after one.
     let mut trend = vec![free0, free1];
     for _ in 0..2 {
         round(&heaps, 1000)?;
@@ -94,7 +108,7 @@ fn thousand_buffers_all_given_back() -> Result<(), String> {
     }
     let free3 = trend[3];
     println!(
-        "INFO lifetime: 1000 buffers, {} MiB in all; live_buffers {live0}->{live1}, live_bytes {bytes0}->{bytes1}; MemFree at baseline and after 1, 2, 3 rounds: {trend:?} KiB",
+        "INFO lifetime: 1000 buffers, {} MiB in all; live_buffers {live0}->{live1}, live_bytes {bytes0}->{bytes1}; free memory at baseline and after 1, 2, 3 rounds: {trend:?} KiB",
         total >> 20
     );
     if live1 != live0 || bytes1 != bytes0 {
@@ -106,23 +120,11 @@ fn thousand_buffers_all_given_back() -> Result<(), String> {
         return Err(format!("live_buffers is {live1} with no buffer open"));
     }
     let lost = |from: u64, to: u64| from.saturating_sub(to);
-    if lost(free0, free1) > MARGIN_KIB && lost(free1, free3) > MARGIN_KIB / 2 {
+    if lost(free0, free1) > MARGIN_KIB || lost(free0, free3) > MARGIN_KIB {
         return Err(format!(
-            "MemFree keeps dropping: {trend:?} KiB over 4 rounds of 1000 buffers ({})",
+            "free memory did not come back within {MARGIN_KIB} KiB: {trend:?} KiB ({})",
             meminfo_summary()
         ));
-    }
-    if lost(free0, free3) > ONE_OFF_KIB {
-        return Err(format!(
-            "MemFree did not come back: {trend:?} KiB ({})",
-            meminfo_summary()
-        ));
-    }
-    if lost(free0, free1) > MARGIN_KIB {
-        println!(
-            "INFO lifetime: MemFree dropped {} KiB once and then held steady for 2000 more buffers",
-            lost(free0, free1)
-        );
     }
     Ok(())
 }
