@@ -18,6 +18,7 @@ pub mod kernel_log;
 pub mod lifetime;
 pub mod modules;
 pub mod removal;
+pub mod sg;
 pub mod v4l2;
 pub mod vgem;
 pub mod vivid;
@@ -45,6 +46,7 @@ pub fn phases() -> Vec<Phase> {
             name: "heap",
             tests: || {
                 [
+                    sg::add_tests(),
                     heap::tests(),
                     bad_input::tests(),
                     discovery::tests(),
@@ -56,7 +58,7 @@ pub fn phases() -> Vec<Phase> {
         },
         Phase {
             name: "drm",
-            tests: || [vgem::tests(), vkms::tests()].concat(),
+            tests: || [vgem::tests(), vkms::tests(), sg::remove_tests()].concat(),
         },
         // Before vivid-vmalloc/removal change the guest: the boot state has
         // heaps for vkms, vgem and vivid.0.

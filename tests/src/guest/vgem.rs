@@ -50,11 +50,26 @@ const VGEM_FENCE_WRITE: u32 = 1;
 const DRM_IOCTL_VGEM_FENCE_ATTACH: Opcode = opcode::read_write::<FenceAttach>(b'd', 0x41);
 const DRM_IOCTL_VGEM_FENCE_SIGNAL: Opcode = opcode::write::<FenceSignal>(b'd', 0x42);
 
-/// The heap serving vgem (any backing).
-fn vgem_heap() -> Result<Heap, String> {
+/// Every heap serving vgem.
+fn vgem_heaps() -> Result<Vec<Heap>, String> {
     let card = drm_card::find("vgem", "card")?;
-    let heaps = dma_heap::heaps_serving(&card.sysfs_device()?)?;
-    Heap::open(&heaps[0].name)
+    dma_heap::heaps_serving(&card.sysfs_device()?)?
+        .iter()
+        .map(|h| Heap::open(&h.name))
+        .collect()
+}
+
+/// Runs `f` on every vgem heap, collecting failures.
+fn each_vgem_heap(f: fn(&Heap) -> Result<(), String>) -> Result<(), String> {
+    let errs: Vec<String> = vgem_heaps()?
+        .iter()
+        .filter_map(|h| f(h).err().map(|e| format!("[{}] {e}", h.name)))
+        .collect();
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
 }
 
 fn render() -> Result<Card, String> {
@@ -62,8 +77,11 @@ fn render() -> Result<Card, String> {
 }
 
 fn prime_import_same_buffer_same_bytes() -> Result<(), String> {
+    each_vgem_heap(prime_import_same_bytes)
+}
+
+fn prime_import_same_bytes(heap: &Heap) -> Result<(), String> {
     const LEN: usize = 256 * 1024;
-    let heap = vgem_heap()?;
     let buf = heap.alloc(LEN as u64)?;
     dma_buf::fill(buf.as_fd(), LEN, 0xbeef)?;
     let card = render()?;
@@ -112,7 +130,10 @@ fn readable_now(fd: BorrowedFd<'_>) -> Result<bool, String> {
 }
 
 fn fence_on_imported_buffer_blocks_cpu() -> Result<(), String> {
-    let heap = vgem_heap()?;
+    each_vgem_heap(fence_blocks_cpu)
+}
+
+fn fence_blocks_cpu(heap: &Heap) -> Result<(), String> {
     let buf = heap.alloc(65536)?;
     let card = render()?;
     let handle = card

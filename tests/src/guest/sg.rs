@@ -1,0 +1,98 @@
+//! Scatter-gather heaps. The module picks contiguous backing for every device /init names
+//! (none of vkms, vgem, vivid.0 sits behind an IOMMU), so the sg path is exercised by
+//! adding `vgem-sg` and `vkms-sg` through /sys/class/device_heap/add at the start of the
+//! `heap` phase: every test of the `heap` and `drm` phases then runs on them too (basics,
+//! bad input, discovery, concurrency, 1000 buffers, vgem PRIME, vkms scanout and
+//! writeback through vmap of scattered pages). The end of the `drm` phase removes them,
+//! so later phases see the boot state.
+
+use std::path::Path;
+
+use super::discovery::check_sane;
+use super::dma_heap::{self, HeapInfo};
+use super::Test;
+
+/// First test of the `heap` phase.
+pub fn add_tests() -> Vec<Test> {
+    vec![Test {
+        name: "sg::add_sg_heaps_for_vgem_and_vkms",
+        run: add_sg_heaps,
+    }]
+}
+
+/// Last test of the `drm` phase.
+pub fn remove_tests() -> Vec<Test> {
+    vec![Test {
+        name: "sg::remove_sg_heaps",
+        run: remove_sg_heaps,
+    }]
+}
+
+const DEVICES: &[&str] = &["vgem", "vkms"];
+
+fn add_sg_heaps() -> Result<(), String> {
+    let errs: Vec<String> = DEVICES
+        .iter()
+        .filter_map(|dev| add_sg_heap(dev).err())
+        .collect();
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+fn add_sg_heap(dev: &str) -> Result<(), String> {
+    let name = format!("{dev}-sg");
+    if !Path::new(dma_heap::CLASS).join(&name).exists() {
+        dma_heap::control("add", &format!("platform/{dev}:sg"))?;
+    }
+    let served = std::fs::canonicalize(format!("/sys/bus/platform/devices/{dev}"))
+        .map_err(|e| format!("{dev}: {e}"))?;
+    let info = HeapInfo::by_name(&name)?;
+    if info.backing != "sg" || info.contiguous {
+        return Err(format!(
+            "{name}: backing {} contiguous {}, expected sg/0",
+            info.backing, info.contiguous as u8
+        ));
+    }
+    check_sane(&info, &served, false)?;
+    let listed = dma_heap::heaps_serving(&served)?;
+    if !listed.iter().any(|h| h.name == name) {
+        return Err(format!("{name} not under {}/device_heap", served.display()));
+    }
+    if !Path::new("/dev/dma_heap").join(&name).exists() {
+        return Err(format!("/dev/dma_heap/{name} missing"));
+    }
+    Ok(())
+}
+
+fn remove_sg_heaps() -> Result<(), String> {
+    let mut errs = Vec::new();
+    for dev in DEVICES {
+        let name = format!("{dev}-sg");
+        if !Path::new(dma_heap::CLASS).join(&name).exists() {
+            continue; // never added: add_sg_heaps_for_vgem_and_vkms said why
+        }
+        if let Err(e) = dma_heap::control("remove", &name) {
+            errs.push(e);
+            continue;
+        }
+        if Path::new(dma_heap::CLASS).join(&name).exists() {
+            errs.push(format!("{name} still in {} after remove", dma_heap::CLASS));
+        }
+        if Path::new("/dev/dma_heap").join(&name).exists() {
+            errs.push(format!("/dev/dma_heap/{name} still exists after remove"));
+        }
+    }
+    match dma_heap::debugfs_counter("live_buffers") {
+        Ok(0) => {}
+        Ok(n) => errs.push(format!("live_buffers {n} at the end of the drm phase")),
+        Err(e) => errs.push(e),
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
