@@ -28,6 +28,10 @@ pub fn tests() -> Vec<Test> {
             run: sysfs_remove_heap_while_buffer_alive,
         },
         Test {
+            name: "removal::driver_unbind_while_buffer_alive",
+            run: driver_unbind_while_buffer_alive,
+        },
+        Test {
             name: "removal::served_device_removed_while_buffer_alive",
             run: served_device_removed_while_buffer_alive,
         },
@@ -173,6 +177,69 @@ fn sysfs_remove_heap_while_buffer_alive() -> Result<(), String> {
         )),
         Ok(()) => errs.push("adding an existing heap again succeeded".into()),
     }
+    if let Err(e) = mark.check_clean() {
+        errs.push(e);
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+/// Unbinds vivid's driver from vivid.0 (the device itself stays) with a heap buffer alive,
+/// then binds it again. The heap may stay or go with the driver; the buffer must keep
+/// working and the kernel must not complain.
+fn driver_unbind_while_buffer_alive() -> Result<(), String> {
+    const DRV: &str = "/sys/bus/platform/drivers/vivid";
+    const LEN: usize = 300 * 1024;
+    let info = dma_heap::heaps_of_platform("vivid.0")?
+        .into_iter()
+        .next()
+        .ok_or("vivid.0 has no heap")?;
+    let heap = Heap::open(&info.name)?;
+    let buf = heap.alloc(LEN as u64)?;
+    dma_buf::fill(buf.as_fd(), LEN, 51)?;
+    let mark = Mark::new("unbind vivid.0");
+    std::fs::write(format!("{DRV}/unbind"), "vivid.0")
+        .map_err(|e| format!("unbind vivid.0: {e}"))?;
+    let mut errs = Vec::new();
+    if let Err(e) = still_works(&buf, LEN, 51) {
+        errs.push(format!("after unbind: {e}"));
+    }
+    let present = Path::new(dma_heap::CLASS).join(&info.name).exists();
+    match dma_heap::alloc(heap.fd.as_fd(), 4096) {
+        Ok(_) => println!(
+            "INFO removal: after unbind {} is {}, allocation works",
+            info.name,
+            if present { "listed" } else { "gone" }
+        ),
+        Err(Errno::NODEV) => println!(
+            "INFO removal: after unbind {} is {}, allocation gives ENODEV",
+            info.name,
+            if present { "listed" } else { "gone" }
+        ),
+        Err(e) => errs.push(format!(
+            "allocation after unbind: {e}, expected success or ENODEV"
+        )),
+    }
+    if let Err(e) = std::fs::write(format!("{DRV}/bind"), "vivid.0") {
+        errs.push(format!("bind vivid.0 again: {e}"));
+    }
+    if let Err(e) = super::v4l2::find_capture("vivid") {
+        errs.push(format!("after rebind: {e}"));
+    }
+    if dma_heap::heaps_of_platform("vivid.0").is_err() {
+        // The heap went with the driver: give the device its heap back for later tests.
+        if let Err(e) = dma_heap::control("add", &format!("platform/vivid.0:{}", info.backing)) {
+            errs.push(format!("re-adding {} after rebind: {e}", info.name));
+        }
+    }
+    if let Err(e) = still_works(&buf, LEN, 51 ^ 0xffff) {
+        errs.push(format!("after rebind: {e}"));
+    }
+    drop(buf);
+    drop(heap);
     if let Err(e) = mark.check_clean() {
         errs.push(e);
     }
