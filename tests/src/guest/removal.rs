@@ -9,9 +9,11 @@ use rustix::io::Errno;
 use super::discovery::check_sane;
 use super::dma_buf::{self, Mapping};
 use super::dma_heap::{self, Heap, HeapInfo};
+use super::drm_card;
 use super::kernel_log::Mark;
 use super::modules;
 use super::Test;
+use drm::control::Device as _;
 
 pub fn tests() -> Vec<Test> {
     vec![
@@ -254,13 +256,18 @@ fn served_device_removed_while_buffer_alive() -> Result<(), String> {
     let infos = dma_heap::heaps_of_platform("vivid.0")?;
     let live0 = dma_heap::debugfs_counter("live_buffers")?;
     const LEN: usize = 600 * 1024;
+    // vgem holds an attachment of every buffer across the removal, as a GPU would.
+    let vgem = drm_card::find("vgem", "renderD")?;
     let mut held = Vec::new();
     for (k, i) in infos.iter().enumerate() {
         let heap = Heap::open(&i.name)?;
         let buf = heap.alloc(LEN as u64)?;
         dma_buf::fill(buf.as_fd(), LEN, 31 + k as u32)?;
         let map = Mapping::new(&buf, LEN)?;
-        held.push((i.name.clone(), heap, buf, map, 31 + k as u32));
+        let gem = vgem
+            .prime_fd_to_buffer(buf.as_fd())
+            .map_err(|e| format!("[{}] PRIME import into vgem: {e}", i.name))?;
+        held.push((i.name.clone(), heap, buf, map, 31 + k as u32, gem));
     }
     let mark = Mark::new("rmmod vivid");
     // Refusing (the heap pins vivid while its buffers live) and allowing (the buffers
@@ -273,9 +280,23 @@ fn served_device_removed_while_buffer_alive() -> Result<(), String> {
         None => println!("INFO removal: rmmod vivid with live heap buffers succeeded"),
     }
     let mut errs = Vec::new();
-    for (name, heap, buf, map, seed) in held {
+    for (name, heap, buf, map, seed, gem) in held {
         if map.words()[1] != dma_buf::pattern(seed, 1) {
             errs.push(format!("[{name}] old mapping changed after rmmod vivid"));
+        }
+        // vgem's import still refers to the same buffer and contents.
+        match vgem.buffer_to_prime_fd(gem, 0o2 | 0o2_000_000) {
+            Ok(fd) => {
+                if let Err(e) = dma_buf::check(fd.as_fd(), LEN, seed) {
+                    errs.push(format!("[{name}] through vgem after rmmod vivid: {e}"));
+                }
+            }
+            Err(e) => errs.push(format!(
+                "[{name}] PRIME export from vgem after rmmod vivid: {e}"
+            )),
+        }
+        if let Err(e) = vgem.close_buffer(gem) {
+            errs.push(format!("[{name}] closing vgem's import: {e}"));
         }
         drop(map);
         if let Err(e) = still_works(&buf, LEN, seed) {
