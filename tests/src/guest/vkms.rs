@@ -28,19 +28,20 @@ pub fn tests() -> Vec<Test> {
     }]
 }
 
-const W: u32 = 1024;
-const H: u32 = 768;
-const PITCH: u32 = W * 4;
-const LEN: usize = (PITCH * H) as usize;
+/// Modes scanned out: one whose buffers the buddy allocator can give in one piece and
+/// 1080p, whose 8,294,400-byte buffers take the large-buffer path of contiguous heaps.
+const SIZES: [(u32, u32); 2] = [(1024, 768), (1920, 1080)];
 
 /// An XRGB8888 framebuffer description for ADDFB2.
 struct Xrgb {
     handle: BufferHandle,
+    w: u32,
+    h: u32,
 }
 
 impl PlanarBuffer for Xrgb {
     fn size(&self) -> (u32, u32) {
-        (W, H)
+        (self.w, self.h)
     }
     fn format(&self) -> DrmFourcc {
         DrmFourcc::Xrgb8888
@@ -49,7 +50,7 @@ impl PlanarBuffer for Xrgb {
         None
     }
     fn pitches(&self) -> [u32; 4] {
-        [PITCH, 0, 0, 0]
+        [self.w * 4, 0, 0, 0]
     }
     fn handles(&self) -> [Option<BufferHandle>; 4] {
         [Some(self.handle), None, None, None]
@@ -94,7 +95,7 @@ struct Pipeline {
     mode: drm::control::Mode,
 }
 
-fn pipeline(card: &Card) -> Result<Pipeline, String> {
+fn pipeline(card: &Card, (w, h): (u32, u32)) -> Result<Pipeline, String> {
     let res = card
         .resource_handles()
         .map_err(|e| format!("GETRESOURCES: {e}"))?;
@@ -112,7 +113,7 @@ fn pipeline(card: &Card) -> Result<Pipeline, String> {
                 mode = info
                     .modes()
                     .iter()
-                    .find(|m| m.size() == (W as u16, H as u16))
+                    .find(|m| m.size() == (w as u16, h as u16))
                     .copied();
             }
             connector::Interface::Writeback => writeback = Some(c),
@@ -149,17 +150,21 @@ fn pipeline(card: &Card) -> Result<Pipeline, String> {
         plane: primary.ok_or("no primary plane")?,
         virtual_conn: virtual_conn.ok_or("no Virtual connector")?,
         writeback: writeback.ok_or("no Writeback connector (enable_writeback?)")?,
-        mode: mode.ok_or(format!("Virtual connector has no {W}x{H} mode"))?,
+        mode: mode.ok_or(format!("Virtual connector has no {w}x{h} mode"))?,
     })
 }
 
-fn import_fb(card: &Card, buf: &OwnedFd) -> Result<(BufferHandle, framebuffer::Handle), String> {
+fn import_fb(
+    card: &Card,
+    buf: &OwnedFd,
+    (w, h): (u32, u32),
+) -> Result<(BufferHandle, framebuffer::Handle), String> {
     let handle = card
         .prime_fd_to_buffer(buf.as_fd())
         .map_err(|e| format!("PRIME_FD_TO_HANDLE: {e}"))?;
     let fb = card
-        .add_planar_framebuffer(&Xrgb { handle }, FbCmd2Flags::empty())
-        .map_err(|e| format!("ADDFB2 {W}x{H} XRGB8888: {e}"))?;
+        .add_planar_framebuffer(&Xrgb { handle, w, h }, FbCmd2Flags::empty())
+        .map_err(|e| format!("ADDFB2 {w}x{h} XRGB8888: {e}"))?;
     Ok((handle, fb))
 }
 
@@ -176,13 +181,15 @@ fn scanout_and_writeback_match() -> Result<(), String> {
     let heaps = dma_heap::heaps_serving(&card.sysfs_device()?)?;
     let mut errs = Vec::new();
     for h in &heaps {
-        if let Err(e) = scanout_with_heap(&card, &Heap::open(&h.name)?) {
-            errs.push(format!("[{}] {e}", h.name));
-        } else {
-            println!(
-                "INFO vkms: {W}x{H} scanout from {} read back identical",
-                h.name
-            );
+        let heap = Heap::open(&h.name)?;
+        for (w, hh) in SIZES {
+            match scanout_with_heap(&card, &heap, (w, hh)) {
+                Err(e) => errs.push(format!("[{} {w}x{hh}] {e}", h.name)),
+                Ok(()) => println!(
+                    "INFO vkms: {w}x{hh} scanout from {} read back identical",
+                    h.name
+                ),
+            }
         }
     }
     if errs.is_empty() {
@@ -192,22 +199,24 @@ fn scanout_and_writeback_match() -> Result<(), String> {
     }
 }
 
-fn scanout_with_heap(card: &Card, heap: &Heap) -> Result<(), String> {
-    let pipe = pipeline(card)?;
-    let src = heap.alloc(LEN as u64)?;
-    let dst = heap.alloc(LEN as u64)?;
+fn scanout_with_heap(card: &Card, heap: &Heap, size: (u32, u32)) -> Result<(), String> {
+    let (w, h) = size;
+    let len = (w * h * 4) as usize;
+    let pipe = pipeline(card, size)?;
+    let src = heap.alloc(len as u64)?;
+    let dst = heap.alloc(len as u64)?;
     {
-        let mut m = Mapping::new(&src, LEN)?;
+        let mut m = Mapping::new(&src, len)?;
         dma_buf::sync(src.as_fd(), dma_buf::SYNC_START | dma_buf::SYNC_WRITE)
             .map_err(|e| e.to_string())?;
         for (i, w) in m.words_mut().iter_mut().enumerate() {
-            *w = pixel(i as u32 % W, i as u32 / W);
+            *w = pixel(i as u32 % size.0, i as u32 / size.0);
         }
         dma_buf::sync(src.as_fd(), dma_buf::SYNC_END | dma_buf::SYNC_WRITE)
             .map_err(|e| e.to_string())?;
     }
-    let (src_bo, src_fb) = import_fb(card, &src)?;
-    let (dst_bo, dst_fb) = import_fb(card, &dst)?;
+    let (src_bo, src_fb) = import_fb(card, &src, size)?;
+    let (dst_bo, dst_fb) = import_fb(card, &dst, size)?;
 
     let crtc_p = props(card, pipe.crtc)?;
     let plane_p = props(card, pipe.plane)?;
@@ -238,12 +247,12 @@ fn scanout_with_heap(card: &Card, heap: &Heap) -> Result<(), String> {
     for (name, v) in [
         ("SRC_X", 0u64),
         ("SRC_Y", 0),
-        ("SRC_W", (W as u64) << 16),
-        ("SRC_H", (H as u64) << 16),
+        ("SRC_W", (w as u64) << 16),
+        ("SRC_H", (h as u64) << 16),
         ("CRTC_X", 0),
         ("CRTC_Y", 0),
-        ("CRTC_W", W as u64),
-        ("CRTC_H", H as u64),
+        ("CRTC_W", w as u64),
+        ("CRTC_H", h as u64),
     ] {
         req.add_property(
             pipe.plane,
@@ -289,7 +298,7 @@ fn scanout_with_heap(card: &Card, heap: &Heap) -> Result<(), String> {
             if n == 0 {
                 return Err("writeback out-fence not signalled within 10 s".into());
             }
-            compare(&src, &dst)
+            compare(&src, &dst, w, len)
         });
 
     // Switch the pipeline off again and give the Virtual connector back its CRTC.
@@ -337,9 +346,9 @@ fn scanout_with_heap(card: &Card, heap: &Heap) -> Result<(), String> {
     result
 }
 
-fn compare(src: &OwnedFd, dst: &OwnedFd) -> Result<(), String> {
-    let s = Mapping::new(src, LEN)?;
-    let d = Mapping::new(dst, LEN)?;
+fn compare(src: &OwnedFd, dst: &OwnedFd, width: u32, len: usize) -> Result<(), String> {
+    let s = Mapping::new(src, len)?;
+    let d = Mapping::new(dst, len)?;
     dma_buf::sync(dst.as_fd(), dma_buf::SYNC_START | dma_buf::SYNC_READ)
         .map_err(|e| e.to_string())?;
     let mut bad = 0usize;
@@ -356,9 +365,9 @@ fn compare(src: &OwnedFd, dst: &OwnedFd) -> Result<(), String> {
         None => Ok(()),
         Some((i, a, b)) => Err(format!(
             "{bad} of {} pixels differ; first at ({}, {}): scanned out {a:#010x}, written back {b:#010x}",
-            LEN / 4,
-            i as u32 % W,
-            i as u32 / W
+            len / 4,
+            i as u32 % width,
+            i as u32 / width
         )),
     }
 }
