@@ -36,6 +36,10 @@ pub fn tests() -> Vec<Test> {
             name: "bad_input::nonzero_fd_field_is_einval",
             run: nonzero_fd_field_is_einval,
         },
+        Test {
+            name: "bad_input::control_files_reject_bad_writes",
+            run: control_files_reject_bad_writes,
+        },
     ]
 }
 
@@ -141,4 +145,42 @@ fn nonzero_fd_field_is_einval() -> Result<(), String> {
         r.fd = 3;
         expect_err(h, r, Errno::INVAL)
     })
+}
+
+/// /sys/class/device_heap/{add,remove} refuse what they cannot do, with the ABI's errors,
+/// and change nothing.
+fn control_files_reject_bad_writes() -> Result<(), String> {
+    const ENODEV: i32 = 19;
+    let before = dma_heap::device_heaps()?;
+    let mut errs = Vec::new();
+    let cases: &[(&str, &str, Option<i32>)] = &[
+        ("add", "platform/no-such-device", Some(ENODEV)),
+        ("add", "no-such-bus/vgem", Some(ENODEV)),
+        ("add", "platform/vgem:bogus", None),
+        ("add", "\n", None),
+        ("add", "platform/vgem:sg:contig", None),
+        ("remove", "no-such-heap", None),
+        ("remove", "\n", None),
+    ];
+    for (file, value, want) in cases {
+        match dma_heap::control_raw(file, value) {
+            Ok(()) => errs.push(format!("{file} {value:?} succeeded")),
+            Err(e) => {
+                if let Some(w) = want {
+                    if e.raw_os_error() != Some(*w) {
+                        errs.push(format!("{file} {value:?}: {e}, expected ENODEV"));
+                    }
+                }
+            }
+        }
+    }
+    let after = dma_heap::device_heaps()?;
+    if after != before {
+        errs.push(format!("heaps changed from {before:?} to {after:?}"));
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
 }

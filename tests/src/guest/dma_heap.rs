@@ -218,3 +218,8 @@ pub fn control(file: &str, value: &str) -> Result<(), String> {
     let p = format!("{CLASS}/{file}");
     fs::write(&p, value).map_err(|e| format!("write {value:?} to {p}: {e}"))
 }
+
+/// Like `control`, keeping the errno for tests that expect a particular one.
+pub fn control_raw(file: &str, value: &str) -> std::io::Result<()> {
+    fs::write(format!("{CLASS}/{file}"), value)
+}
