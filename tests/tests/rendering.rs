@@ -118,3 +118,100 @@ fn several_outputs_are_advertised() {
         .count();
     assert_eq!(outputs, 2);
 }
+
+#[test]
+fn viewporter_scales_the_buffer_to_its_destination_size() {
+    use wayland_protocols::wp::viewporter::client::wp_viewporter::WpViewporter;
+    let mut comp = Compositor::start();
+    let mut c = comp.connect();
+    let viewporter: WpViewporter = c.bind(1);
+    let (surface, _t) = c.map_toplevel(50, 40, ORANGE);
+    let viewport = viewporter.get_viewport(&surface, &c.qh, ());
+    viewport.set_destination(150, 120);
+    surface.commit();
+    c.roundtrip().expect("roundtrip");
+    let pic = comp.wait_for_picture(Duration::from_secs(10), |p| p.pixel(140, 110) == ORANGE_RGB);
+    // Bilinear filtering blends the outermost pixel ring with the outside;
+    // everything inside is exact, and nothing beyond 150x120 is the window.
+    assert_eq!(
+        pic.count(1, 1, 149, 119, ORANGE_RGB),
+        148 * 118,
+        "scaled window"
+    );
+    assert_eq!(
+        pic.count(0, 0, 320, 240, ORANGE_RGB),
+        pic.count(0, 0, 150, 120, ORANGE_RGB)
+    );
+    assert_eq!(pic.pixel(151, 60), BACKGROUND);
+    assert_eq!(pic.pixel(60, 121), BACKGROUND);
+}
+
+#[test]
+fn subsurface_is_drawn_above_its_parent_at_its_offset() {
+    use wayland_client::protocol::{
+        wl_compositor::WlCompositor, wl_shm::WlShm, wl_subcompositor::WlSubcompositor,
+    };
+    let mut comp = Compositor::start();
+    let mut c = comp.connect();
+    let compositor: WlCompositor = c.bind(5);
+    let subcompositor: WlSubcompositor = c.bind(1);
+    let shm: WlShm = c.bind(1);
+    let (parent, _t) = c.map_toplevel(100, 80, ORANGE);
+    let child = compositor.create_surface(&c.qh, ());
+    let sub = subcompositor.get_subsurface(&child, &parent, &c.qh, ());
+    sub.set_position(30, 20);
+    let buffer = c.shm_buffer(&shm, 20, 10, BLUE);
+    child.attach(Some(&buffer), 0, 0);
+    child.damage_buffer(0, 0, 20, 10);
+    child.commit();
+    // Synchronized subsurface state applies with the parent's commit.
+    parent.commit();
+    c.roundtrip().expect("roundtrip");
+    let pic = comp.wait_for_picture(Duration::from_secs(10), |p| p.pixel(35, 25) == BLUE_RGB);
+    assert_eq!(
+        pic.count(30, 20, 50, 30, BLUE_RGB),
+        20 * 10,
+        "subsurface pixels"
+    );
+    assert_eq!(
+        pic.count(0, 0, 320, 240, BLUE_RGB),
+        20 * 10,
+        "no blue elsewhere"
+    );
+    assert_eq!(pic.pixel(10, 10), ORANGE_RGB);
+    assert_eq!(pic.pixel(60, 40), ORANGE_RGB);
+}
+
+#[test]
+fn xdg_output_reports_name_and_logical_geometry() {
+    use wayland_client::protocol::wl_output::WlOutput;
+    use wayland_protocols::xdg::xdg_output::zv1::client::zxdg_output_manager_v1::ZxdgOutputManagerV1;
+    let comp = Compositor::start_with(320, 240, &["--output", "200x100@30"]);
+    let mut c = comp.connect();
+    let manager: ZxdgOutputManagerV1 = c.bind(3);
+    let outputs: Vec<u32> = c
+        .globals
+        .contents()
+        .clone_list()
+        .into_iter()
+        .filter(|g| g.interface == "wl_output")
+        .map(|g| g.name)
+        .collect();
+    let mut seen = Vec::new();
+    for name in outputs {
+        let output: WlOutput = c.globals.registry().bind(name, 4, &c.qh, ());
+        let _xdg = manager.get_xdg_output(&output, &c.qh, ());
+        c.rec.xdg_output = None;
+        c.rec.xdg_output_pending = Default::default();
+        assert!(c.dispatch_until(Duration::from_secs(10), |r| r.xdg_output.is_some()));
+        seen.push(c.rec.xdg_output.take().unwrap());
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("HEADLESS-1".to_string(), (0, 0), (320, 240)),
+            ("HEADLESS-2".to_string(), (320, 0), (200, 100)),
+        ]
+    );
+}

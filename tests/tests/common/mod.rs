@@ -43,6 +43,7 @@ use wayland_client::{
         wl_shm::{self, WlShm},
         wl_shm_pool::WlShmPool,
         wl_subcompositor::WlSubcompositor,
+        wl_subsurface::WlSubsurface,
         wl_surface::WlSurface,
     },
     Connection, Dispatch, DispatchError, EventQueue, Proxy, QueueHandle,
@@ -62,7 +63,7 @@ use wayland_protocols::{
             wp_presentation::WpPresentation,
             wp_presentation_feedback::{self, WpPresentationFeedback},
         },
-        viewporter::client::wp_viewporter::WpViewporter,
+        viewporter::client::{wp_viewport::WpViewport, wp_viewporter::WpViewporter},
     },
     xdg::{
         shell::client::{
@@ -70,7 +71,10 @@ use wayland_protocols::{
             xdg_toplevel::XdgToplevel,
             xdg_wm_base::{self, XdgWmBase},
         },
-        xdg_output::zv1::client::zxdg_output_manager_v1::ZxdgOutputManagerV1,
+        xdg_output::zv1::client::{
+            zxdg_output_manager_v1::ZxdgOutputManagerV1,
+            zxdg_output_v1::{self, ZxdgOutputV1},
+        },
     },
 };
 
@@ -386,6 +390,9 @@ pub struct Recorder {
     pub params_created: usize,
     pub params_failed: usize,
     pub preferred_scale: Option<u32>,
+    /// xdg-output: (name, logical position, logical size) once name and size arrived.
+    pub xdg_output: Option<(String, (i32, i32), (i32, i32))>,
+    pub xdg_output_pending: (String, (i32, i32), (i32, i32)),
 }
 
 /// A wayland-client connection with its queue and recorder.
@@ -557,10 +564,36 @@ ignore_events!(
     ZwpLinuxDmabufV1,
     WpPresentation,
     WpViewporter,
+    WpViewport,
+    WlSubsurface,
     WpFractionalScaleManagerV1,
     ZxdgOutputManagerV1,
     XxDmabufHeapManagerV1
 );
+
+impl Dispatch<ZxdgOutputV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &ZxdgOutputV1,
+        e: zxdg_output_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        // Version 3 ends a batch with wl_output.done, not zxdg_output_v1.done:
+        // publish the state as soon as name and size are both known.
+        let p = &mut s.xdg_output_pending;
+        match e {
+            zxdg_output_v1::Event::Name { name } => p.0 = name,
+            zxdg_output_v1::Event::LogicalPosition { x, y } => p.1 = (x, y),
+            zxdg_output_v1::Event::LogicalSize { width, height } => p.2 = (width, height),
+            _ => {}
+        }
+        if !p.0.is_empty() && p.2 != (0, 0) {
+            s.xdg_output = Some(p.clone());
+        }
+    }
+}
 
 impl Dispatch<WlBuffer, ()> for Recorder {
     fn event(
