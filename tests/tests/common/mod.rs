@@ -377,6 +377,9 @@ pub enum HeapEvent {
     Done,
 }
 
+/// xdg-output of one output: name, logical position, logical size.
+pub type XdgOutputInfo = (String, (i32, i32), (i32, i32));
+
 /// Everything the test client received.
 #[derive(Default)]
 pub struct Recorder {
@@ -391,8 +394,8 @@ pub struct Recorder {
     pub params_failed: usize,
     pub preferred_scale: Option<u32>,
     /// xdg-output: (name, logical position, logical size) once name and size arrived.
-    pub xdg_output: Option<(String, (i32, i32), (i32, i32))>,
-    pub xdg_output_pending: (String, (i32, i32), (i32, i32)),
+    pub xdg_output: Option<XdgOutputInfo>,
+    pub xdg_output_pending: XdgOutputInfo,
 }
 
 /// A wayland-client connection with its queue and recorder.
