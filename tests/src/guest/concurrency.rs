@@ -8,10 +8,16 @@ use super::dma_heap::{self, Heap};
 use super::Test;
 
 pub fn tests() -> Vec<Test> {
-    vec![Test {
-        name: "concurrency::processes_allocate_at_once",
-        run: processes_allocate_at_once,
-    }]
+    vec![
+        Test {
+            name: "concurrency::processes_allocate_at_once",
+            run: processes_allocate_at_once,
+        },
+        Test {
+            name: "concurrency::threads_share_one_heap_fd",
+            run: threads_share_one_heap_fd,
+        },
+    ]
 }
 
 /// Hidden subcommand run by each child: `--child-alloc <heap> <iterations> <seed>`.
@@ -88,6 +94,45 @@ pub fn child_main(heap: &str, iterations: u32, seed: u32) -> Result<(), String> 
     }
     for (b, len, s) in live {
         dma_buf::check(b.as_fd(), len, s)?;
+    }
+    Ok(())
+}
+
+/// Threads of one process allocating through the same heap file descriptor.
+fn threads_share_one_heap_fd() -> Result<(), String> {
+    let names = dma_heap::device_heaps()?;
+    let before = dma_heap::debugfs_counter("live_buffers")?;
+    for name in &names {
+        let heap = Heap::open(name)?;
+        let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..CHILDREN as u32)
+                .map(|t| {
+                    let heap = &heap;
+                    s.spawn(move || -> Result<(), String> {
+                        for i in 0..ITERATIONS {
+                            let len = 4096 * (1 + ((i + t) % 8)) as usize;
+                            let b = heap.alloc(len as u64)?;
+                            dma_buf::fill(b.as_fd(), len, t << 16 | i)?;
+                            dma_buf::check(b.as_fd(), len, t << 16 | i)
+                                .map_err(|e| format!("thread {t} iteration {i}: {e}"))?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
+                .collect()
+        });
+        let errs: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+        if !errs.is_empty() {
+            return Err(format!("[{name}] {}", errs.join("; ")));
+        }
+    }
+    let after = dma_heap::debugfs_counter("live_buffers")?;
+    if after != before {
+        return Err(format!("live_buffers {before} before, {after} after"));
     }
     Ok(())
 }

@@ -20,12 +20,45 @@ pub fn add_tests() -> Vec<Test> {
     }]
 }
 
-/// Last test of the `drm` phase.
+/// Last tests of the `drm` phase.
 pub fn remove_tests() -> Vec<Test> {
-    vec![Test {
-        name: "sg::remove_sg_heaps",
-        run: remove_sg_heaps,
-    }]
+    vec![
+        Test {
+            name: "sg::vkms_scans_out_buffers_of_a_removed_heap",
+            run: vkms_scans_out_buffers_of_a_removed_heap,
+        },
+        Test {
+            name: "sg::remove_sg_heaps",
+            run: remove_sg_heaps,
+        },
+    ]
+}
+
+/// Buffers outlive their heap even while a display uses them: import two vkms-sg buffers
+/// into vkms, remove the heap, then scan one out and write back into the other.
+fn vkms_scans_out_buffers_of_a_removed_heap() -> Result<(), String> {
+    use std::os::fd::AsFd;
+    let heap = super::dma_heap::Heap::open("vkms-sg")?;
+    let size = (1024, 768);
+    let len = 1024 * 768 * 4;
+    let src = heap.alloc(len)?;
+    let dst = heap.alloc(len)?;
+    let card = super::vkms::open_card()?;
+    let mark = super::kernel_log::Mark::new("vkms scanout after heap removal");
+    super::vkms::scanout_buffers(&card, &src, &dst, size, &|| {
+        dma_heap::control("remove", "vkms-sg")?;
+        if Path::new(dma_heap::CLASS).join("vkms-sg").exists() {
+            return Err("vkms-sg still listed after remove".into());
+        }
+        match dma_heap::alloc(heap.fd.as_fd(), 4096) {
+            Err(rustix::io::Errno::NODEV) => Ok(()),
+            other => Err(format!(
+                "allocation from the removed heap: {other:?}, expected ENODEV"
+            )),
+        }
+    })?;
+    drop((src, dst, card, heap));
+    mark.check_clean()
 }
 
 const DEVICES: &[&str] = &["vgem", "vkms"];

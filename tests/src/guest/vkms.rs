@@ -168,7 +168,8 @@ fn import_fb(
     Ok((handle, fb))
 }
 
-fn scanout_and_writeback_match() -> Result<(), String> {
+/// Opens vkms's card with the client capabilities the writeback tests need.
+pub fn open_card() -> Result<Card, String> {
     let card = drm_card::find("vkms", "card")?;
     for cap in [
         ClientCapability::UniversalPlanes,
@@ -178,6 +179,11 @@ fn scanout_and_writeback_match() -> Result<(), String> {
         card.set_client_capability(cap, true)
             .map_err(|e| format!("SET_CLIENT_CAP {cap:?}: {e}"))?;
     }
+    Ok(card)
+}
+
+fn scanout_and_writeback_match() -> Result<(), String> {
+    let card = open_card()?;
     let heaps = dma_heap::heaps_serving(&card.sysfs_device()?)?;
     let mut errs = Vec::new();
     for h in &heaps {
@@ -200,13 +206,26 @@ fn scanout_and_writeback_match() -> Result<(), String> {
 }
 
 fn scanout_with_heap(card: &Card, heap: &Heap, size: (u32, u32)) -> Result<(), String> {
+    let len = (size.0 * size.1 * 4) as u64;
+    let src = heap.alloc(len)?;
+    let dst = heap.alloc(len)?;
+    scanout_buffers(card, &src, &dst, size, &|| Ok(()))
+}
+
+/// Fills `src`, imports `src` and `dst` as framebuffers, runs `between`, then shows `src`
+/// on the primary plane with `dst` as the writeback target and compares the two.
+pub fn scanout_buffers(
+    card: &Card,
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    size: (u32, u32),
+    between: &dyn Fn() -> Result<(), String>,
+) -> Result<(), String> {
     let (w, h) = size;
     let len = (w * h * 4) as usize;
     let pipe = pipeline(card, size)?;
-    let src = heap.alloc(len as u64)?;
-    let dst = heap.alloc(len as u64)?;
     {
-        let mut m = Mapping::new(&src, len)?;
+        let mut m = Mapping::new(src, len)?;
         dma_buf::sync(src.as_fd(), dma_buf::SYNC_START | dma_buf::SYNC_WRITE)
             .map_err(|e| e.to_string())?;
         for (i, w) in m.words_mut().iter_mut().enumerate() {
@@ -215,8 +234,9 @@ fn scanout_with_heap(card: &Card, heap: &Heap, size: (u32, u32)) -> Result<(), S
         dma_buf::sync(src.as_fd(), dma_buf::SYNC_END | dma_buf::SYNC_WRITE)
             .map_err(|e| e.to_string())?;
     }
-    let (src_bo, src_fb) = import_fb(card, &src, size)?;
-    let (dst_bo, dst_fb) = import_fb(card, &dst, size)?;
+    let (src_bo, src_fb) = import_fb(card, src, size)?;
+    let (dst_bo, dst_fb) = import_fb(card, dst, size)?;
+    between()?;
 
     let crtc_p = props(card, pipe.crtc)?;
     let plane_p = props(card, pipe.plane)?;
@@ -298,7 +318,7 @@ fn scanout_with_heap(card: &Card, heap: &Heap, size: (u32, u32)) -> Result<(), S
             if n == 0 {
                 return Err("writeback out-fence not signalled within 10 s".into());
             }
-            compare(&src, &dst, w, len)
+            compare(src, dst, w, len)
         });
 
     // Switch the pipeline off again and give the Virtual connector back its CRTC.
