@@ -15,7 +15,7 @@ use clap::{Parser, ValueEnum};
 #[command(name = "heapland", version, about, long_about = None)]
 pub struct Cli {
     /// Backend to run on. `auto` picks headless when neither WAYLAND_DISPLAY
-    /// nor DISPLAY is set.
+    /// nor DISPLAY is set (and when built without the `winit` feature).
     #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     pub backend: BackendKind,
 
@@ -52,13 +52,16 @@ pub struct Cli {
 /// Which backend drives the outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
-    /// Headless when there is no display to nest in.
+    /// Winit when built with it and a display exists, else headless.
     Auto,
     /// Virtual outputs rendered on the CPU with pixman, no display needed.
     Headless,
     /// The session compositor on a KMS display (libseat + udev), scanning
     /// out buffers from the display device's DMA-BUF heap.
     Drm,
+    /// A window in the host's Wayland or X11 session (feature `winit`).
+    #[cfg(feature = "winit")]
+    Winit,
 }
 
 /// A virtual output mode: size in pixels and refresh rate in Hz.
@@ -109,10 +112,17 @@ impl Cli {
     /// The backend to use once `auto` has been resolved from the environment.
     pub fn resolved_backend(&self) -> BackendKind {
         match self.backend {
+            #[cfg(feature = "winit")]
+            BackendKind::Auto if display_present() => BackendKind::Winit,
             BackendKind::Auto => BackendKind::Headless,
             other => other,
         }
     }
+}
+
+/// Whether a host display to nest in is named by the environment.
+pub fn display_present() -> bool {
+    std::env::var_os("WAYLAND_DISPLAY").is_some() || std::env::var_os("DISPLAY").is_some()
 }
 
 #[cfg(test)]

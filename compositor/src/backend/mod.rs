@@ -3,6 +3,8 @@
 
 pub mod drm;
 pub mod headless;
+#[cfg(feature = "winit")]
+pub mod winit;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -38,6 +40,9 @@ pub enum RunError {
     State(#[from] StateError),
     #[error(transparent)]
     Headless(#[from] headless::HeadlessError),
+    #[cfg(feature = "winit")]
+    #[error(transparent)]
+    Winit(#[from] winit::WinitError),
     #[error(transparent)]
     Drm(#[from] drm::DrmBackendError),
     #[error("event loop failed: {0}")]
@@ -53,12 +58,12 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
 
     let backend = cli.resolved_backend();
     if cli.backend == BackendKind::Auto {
-        let nested =
-            std::env::var_os("WAYLAND_DISPLAY").is_some() || std::env::var_os("DISPLAY").is_some();
-        if nested {
-            info!("a display is present but no nested backend is built in: using the headless backend");
-        } else {
+        if !crate::cli::display_present() {
             info!("no WAYLAND_DISPLAY or DISPLAY: using the headless backend");
+        } else if backend == BackendKind::Headless {
+            info!("a display is present but heapland was built without the `winit` feature: using the headless backend");
+        } else {
+            info!("a display is present: using the nested (winit) backend");
         }
     }
 
@@ -147,6 +152,8 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
     match backend {
         BackendKind::Headless | BackendKind::Auto => headless::init(&cli, &mut state, &handle)?,
         BackendKind::Drm => drm::init(&cli, &mut state, &handle)?,
+        #[cfg(feature = "winit")]
+        BackendKind::Winit => winit::init(&mut state, &handle)?,
     }
 
     println!(
