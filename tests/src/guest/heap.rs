@@ -91,21 +91,23 @@ fn alloc_mmap_write_read_back() -> Result<(), String> {
 
 fn zeroed_on_allocation() -> Result<(), String> {
     for_each_heap(|_, heap| {
-        const LEN: usize = 1 << 20;
-        // Dirty some buffers and free them, so the next allocations likely reuse the pages.
-        for _ in 0..4 {
-            let b = heap.alloc(LEN as u64)?;
-            let mut m = Mapping::new(&b, LEN)?;
-            m.bytes_mut().fill(0xa5);
-        }
-        for round in 0..4 {
-            let b = heap.alloc(LEN as u64)?;
-            let m = Mapping::new(&b, LEN)?;
-            if let Some(pos) = m.bytes().iter().position(|&x| x != 0) {
-                return Err(format!(
-                    "round {round}: byte {pos} of a new buffer is {:#x}, not 0",
-                    m.bytes()[pos]
-                ));
+        // 1 MiB and one 1080p frame (above 4 MiB: contiguous heaps' large-buffer path).
+        for len in [1usize << 20, 1920 * 1080 * 4] {
+            // Dirty buffers and free them, so the next allocations likely reuse the pages.
+            for _ in 0..3 {
+                let b = heap.alloc(len as u64)?;
+                let mut m = Mapping::new(&b, len)?;
+                m.bytes_mut().fill(0xa5);
+            }
+            for round in 0..3 {
+                let b = heap.alloc(len as u64)?;
+                let m = Mapping::new(&b, len)?;
+                if let Some(pos) = m.bytes().iter().position(|&x| x != 0) {
+                    return Err(format!(
+                        "len {len} round {round}: byte {pos} of a new buffer is {:#x}, not 0",
+                        m.bytes()[pos]
+                    ));
+                }
             }
         }
         Ok(())
