@@ -17,6 +17,10 @@ pub fn tests() -> Vec<Test> {
             run: alloc_mmap_write_read_back,
         },
         Test {
+            name: "heap::mmap_at_an_offset_and_out_of_range",
+            run: mmap_at_an_offset_and_out_of_range,
+        },
+        Test {
             name: "heap::zeroed_on_allocation",
             run: zeroed_on_allocation,
         },
@@ -84,6 +88,41 @@ fn alloc_mmap_write_read_back() -> Result<(), String> {
             dma_buf::fill(buf.as_fd(), len, seed)?;
             // A second, independent mapping must see what the first wrote.
             dma_buf::check(buf.as_fd(), len, seed).map_err(|e| format!("len {len}: {e}"))?;
+        }
+        Ok(())
+    })
+}
+
+/// A mapping at a page offset shows that part of the buffer; mappings past the end fail.
+fn mmap_at_an_offset_and_out_of_range() -> Result<(), String> {
+    for_each_heap(|_, heap| {
+        const PAGES: usize = 8;
+        let len = PAGES * 4096;
+        let b = heap.alloc(len as u64)?;
+        dma_buf::fill(b.as_fd(), len, 99)?;
+        for (first, count) in [(1usize, 2usize), (5, 3), (7, 1)] {
+            let m = Mapping::with_offset(&b, count * 4096, (first * 4096) as u64)?;
+            let base = first * 1024;
+            if let Some((i, w)) = m
+                .words()
+                .iter()
+                .enumerate()
+                .find(|(i, w)| **w != dma_buf::pattern(99, base + i))
+            {
+                return Err(format!(
+                    "mapping of pages {first}..{}: word {i} is {w:#x}, expected {:#x}",
+                    first + count,
+                    dma_buf::pattern(99, base + i)
+                ));
+            }
+        }
+        for (first, count) in [(0usize, PAGES + 1), (PAGES, 1), (PAGES - 1, 2)] {
+            if Mapping::with_offset(&b, count * 4096, (first * 4096) as u64).is_ok() {
+                return Err(format!(
+                    "mapping pages {first}..{} of an {PAGES}-page buffer succeeded",
+                    first + count
+                ));
+            }
         }
         Ok(())
     })
