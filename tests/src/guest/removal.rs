@@ -30,6 +30,10 @@ pub fn tests() -> Vec<Test> {
             run: sysfs_remove_heap_while_buffer_alive,
         },
         Test {
+            name: "removal::heap_removed_during_allocations",
+            run: heap_removed_during_allocations,
+        },
+        Test {
             name: "removal::driver_unbind_while_buffer_alive",
             run: driver_unbind_while_buffer_alive,
         },
@@ -178,6 +182,90 @@ fn sysfs_remove_heap_while_buffer_alive() -> Result<(), String> {
             "adding an existing heap again: {e}, expected EEXIST"
         )),
         Ok(()) => errs.push("adding an existing heap again succeeded".into()),
+    }
+    if let Err(e) = mark.check_clean() {
+        errs.push(e);
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+/// Races heap removal against allocations in flight: four threads allocate, write and free
+/// through the vgem heap's open fds while it is removed. Every allocation must either work
+/// or fail with ENODEV, nothing may stay allocated, and the kernel must not complain.
+fn heap_removed_during_allocations() -> Result<(), String> {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let info: HeapInfo = dma_heap::heaps_of_platform("vgem")?
+        .into_iter()
+        .next()
+        .ok_or("vgem has no heap")?;
+    let live0 = dma_heap::debugfs_counter("live_buffers")?;
+    let mark = Mark::new("heap removal race");
+    let stop = AtomicBool::new(false);
+    let ok = AtomicU32::new(0);
+    let nodev = AtomicU32::new(0);
+    let heaps: Vec<Heap> = (0..4)
+        .map(|_| Heap::open(&info.name))
+        .collect::<Result<_, _>>()?;
+    let mut errs: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = heaps
+            .iter()
+            .enumerate()
+            .map(|(t, heap)| {
+                let (stop, ok, nodev) = (&stop, &ok, &nodev);
+                s.spawn(move || -> Result<(), String> {
+                    let mut i = 0u32;
+                    while !stop.load(Ordering::Relaxed) {
+                        let len = 4096 * (1 + (i as usize + t) % 32);
+                        match dma_heap::alloc(heap.fd.as_fd(), len as u64) {
+                            Ok(b) => {
+                                dma_buf::fill(b.as_fd(), len, i)?;
+                                dma_buf::check(b.as_fd(), len, i)?;
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(Errno::NODEV) => {
+                                nodev.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => return Err(format!("thread {t}: allocation: {e}")),
+                        }
+                        i += 1;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let removed = dma_heap::control("remove", &info.name);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        let mut errs: Vec<String> = workers
+            .into_iter()
+            .filter_map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err("thread panicked".into()))
+                    .err()
+            })
+            .collect();
+        if let Err(e) = removed {
+            errs.push(e);
+        }
+        errs
+    });
+    drop(heaps);
+    let (ok, nodev) = (ok.into_inner(), nodev.into_inner());
+    println!("INFO removal: {ok} allocations before the heap went, {nodev} ENODEV after");
+    if nodev == 0 {
+        errs.push("no allocation saw ENODEV after the heap was removed".into());
+    }
+    if let Err(e) = dma_heap::control("add", &format!("platform/vgem:{}", info.backing)) {
+        errs.push(format!("re-adding {}: {e}", info.name));
+    }
+    let live1 = dma_heap::debugfs_counter("live_buffers")?;
+    if live1 != live0 {
+        errs.push(format!("live_buffers {live0} -> {live1}"));
     }
     if let Err(e) = mark.check_clean() {
         errs.push(e);
