@@ -123,7 +123,7 @@ static void device_heap_destroy(struct device_heap *heap)
 
 static size_t device_heap_max_alloc(enum device_heap_backing backing)
 {
-	size_t half_ram = (totalram_pages() << PAGE_SHIFT) / 2;
+	size_t half_ram = (size_t)(totalram_pages() / 2) << PAGE_SHIFT;
 
 	if (backing == DEVICE_HEAP_CONTIG)
 		return min_t(size_t, (size_t)contig_max_mb << 20, half_ram);
