@@ -47,6 +47,12 @@ pub struct Cli {
     /// first one on the seat with a connected display).
     #[arg(long, value_name = "PATH")]
     pub drm_device: Option<PathBuf>,
+
+    /// A device node whose memory constraints the drm backend's scanout
+    /// buffers must also meet, e.g. /dev/video0 for a camera whose frames end
+    /// up on screen (repeatable). The render node is always included.
+    #[arg(long = "share-with", value_name = "PATH")]
+    pub share_with: Vec<PathBuf>,
 }
 
 /// Which backend drives the outputs.

@@ -84,3 +84,46 @@ pub fn write_xrgb8888_png(
         source,
     })
 }
+
+/// Writes plane 0 of a linear XRGB8888 dma-buf as a PNG, reading it through
+/// a CPU mapping bracketed by `DMA_BUF_IOCTL_SYNC`: the picture is the memory
+/// the display scans out, not a copy the renderer kept.
+pub fn write_dmabuf_png(
+    path: &Path,
+    dmabuf: &smithay::backend::allocator::dmabuf::Dmabuf,
+) -> Result<(), DmabufScreenshotError> {
+    use smithay::backend::allocator::Buffer;
+
+    let (width, height) = (dmabuf.width(), dmabuf.height());
+    let stride = dmabuf.strides().next().unwrap_or(0) as usize;
+    let offset = dmabuf.offsets().next().unwrap_or(0) as usize;
+    let fd = dmabuf
+        .handles()
+        .next()
+        .ok_or(DmabufScreenshotError::NoPlane)?
+        .try_clone_to_owned()
+        .map_err(|e| DmabufScreenshotError::Map(e.to_string()))?;
+    let len = rustix::fs::seek(&fd, rustix::fs::SeekFrom::End(0))
+        .map_err(|e| DmabufScreenshotError::Map(format!("size of the dma-buf: {e}")))?;
+    let buffer = heapland_allocator::DmaBuf::from_fd(fd, len, String::from("scanout"));
+    let mapping = buffer
+        .map()
+        .map_err(|e| DmabufScreenshotError::Map(e.to_string()))?;
+    let pixels = mapping
+        .read()
+        .map_err(|e| DmabufScreenshotError::Map(e.to_string()))?;
+    let data = pixels.get(offset..).unwrap_or(&[]);
+    write_xrgb8888_png(path, width, height, stride, data)?;
+    Ok(())
+}
+
+/// Why a dma-buf could not be written as a PNG.
+#[derive(Debug, thiserror::Error)]
+pub enum DmabufScreenshotError {
+    #[error("the dma-buf has no plane")]
+    NoPlane,
+    #[error("cannot map the dma-buf: {0}")]
+    Map(String),
+    #[error(transparent)]
+    Write(#[from] ScreenshotError),
+}

@@ -26,7 +26,7 @@ use smithay::{
     backend::{
         allocator::{gbm::GbmDevice, Fourcc},
         drm::{
-            compositor::{DrmCompositor, FrameFlags},
+            compositor::{DrmCompositor, FrameFlags, PrimaryPlaneElement},
             DrmDevice, DrmDeviceFd, DrmDeviceNotifier, DrmEvent, DrmEventMetadata, DrmEventTime,
         },
         renderer::{pixman::PixmanRenderer, ImportDma},
@@ -45,7 +45,9 @@ use smithay::{
 };
 use tracing::{debug, info, warn};
 
-use crate::{backend::headless::CLEAR_COLOR, cli::Cli, state::Heapland};
+use crate::{
+    backend::headless::CLEAR_COLOR, cli::Cli, screenshot::write_dmabuf_png, state::Heapland,
+};
 
 /// Why the DRM backend cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,8 @@ pub enum DrmBackendError {
     NoDisplay { seat: String, tried: String },
     #[error("no DMA-BUF heap can hold scanout buffers for {device}: {reason} (load device_heap.ko for it, see kernel/README.md)")]
     NoHeap { device: String, reason: String },
+    #[error("--share-with {path}: {reason}")]
+    ShareWith { path: PathBuf, reason: String },
     #[error("cannot register an event source: {0}")]
     Loop(String),
 }
@@ -80,6 +84,9 @@ struct DrmOutput {
     /// Timer that retries a frame when there was nothing to draw.
     idle_timer: Option<RegistrationToken>,
     frames: u64,
+    /// Where to write this output's picture (the first output only).
+    screenshot: Option<PathBuf>,
+    every_frame: bool,
 }
 
 /// The display device and its outputs; shared by the event sources.
@@ -109,10 +116,11 @@ pub fn init(
         .collect();
     candidates.sort_by(|a, b| a.1.cmp(&b.1));
 
+    let shared = shared_devices(cli)?;
     let mut tried = Vec::new();
     let mut opened = None;
     for (dev, path) in &candidates {
-        match open_display(&mut session, state, *dev, path) {
+        match open_display(&mut session, state, *dev, path, &shared) {
             Ok(found) => {
                 opened = Some(found);
                 break;
@@ -191,11 +199,32 @@ pub fn init(
     // udev is only needed for the device list: hot-plug is not handled.
     drop(udev);
     let mut b = backend.borrow_mut();
+    if let Some(first) = b.outputs.first_mut() {
+        first.screenshot = cli.screenshot.clone();
+        first.every_frame = cli.screenshot_every_frame;
+    }
     for out in &mut b.outputs {
         render(out, state);
         schedule_idle(out, &backend, handle);
     }
     Ok(())
+}
+
+/// Devices besides the display whose constraints scanout buffers must meet:
+/// the render node clients render with, and every `--share-with` node.
+fn shared_devices(cli: &Cli) -> Result<Vec<DeviceNumber>, DrmBackendError> {
+    let mut devices: Vec<DeviceNumber> = crate::feedback::find_render_node()
+        .map(DeviceNumber::from_dev_t)
+        .into_iter()
+        .collect();
+    for path in &cli.share_with {
+        let dev = DeviceNumber::of_path(path).map_err(|e| DrmBackendError::ShareWith {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        devices.push(dev);
+    }
+    Ok(devices)
 }
 
 /// Opens one DRM device and sets up every connected connector on it.
@@ -204,6 +233,7 @@ fn open_display(
     state: &mut Heapland,
     dev: u64,
     path: &Path,
+    shared: &[DeviceNumber],
 ) -> Result<(DrmDevice, Vec<DrmOutput>, DrmDeviceNotifier), String> {
     let fd = session
         .open(
@@ -236,7 +266,7 @@ fn open_display(
         else {
             continue;
         };
-        outputs.push(open_output(&mut drm, state, dev, &info, crtc)?);
+        outputs.push(open_output(&mut drm, state, dev, shared, &info, crtc)?);
         used_crtcs.push(crtc);
     }
     if outputs.is_empty() {
@@ -249,6 +279,7 @@ fn open_output(
     drm: &mut DrmDevice,
     state: &mut Heapland,
     dev: u64,
+    shared: &[DeviceNumber],
     info: &connector::Info,
     crtc: crtc::Handle,
 ) -> Result<DrmOutput, String> {
@@ -264,11 +295,10 @@ fn open_output(
         .map_err(|e| format!("{name}: cannot create a KMS surface: {e}"))?;
 
     let device_name = format!("DRM device {}:{}", rustix_major(dev), rustix_minor(dev));
-    let allocator = HeapAllocator::new(
-        state.heaps.discovery().clone(),
-        &[DeviceNumber::from_dev_t(dev)],
-    )
-    .map_err(|e| {
+    let devices: Vec<DeviceNumber> = std::iter::once(DeviceNumber::from_dev_t(dev))
+        .chain(shared.iter().copied())
+        .collect();
+    let allocator = HeapAllocator::new(state.heaps.discovery().clone(), &devices).map_err(|e| {
         DrmBackendError::NoHeap {
             device: device_name.clone(),
             reason: e.to_string(),
@@ -349,6 +379,8 @@ fn open_output(
         flip_pending: false,
         idle_timer: None,
         frames: 0,
+        screenshot: None,
+        every_frame: false,
     })
 }
 
@@ -386,6 +418,26 @@ fn render(out: &mut DrmOutput, state: &mut Heapland) {
         }
     };
     let damaged = !result.is_empty;
+    let requested = out.screenshot.is_some() && state.screenshot_requested;
+    if let (true, Some(path)) = (
+        requested || (out.every_frame && (damaged || out.frames == 0)),
+        out.screenshot.as_ref(),
+    ) {
+        if requested {
+            state.screenshot_requested = false;
+        }
+        match &result.primary_element {
+            PrimaryPlaneElement::Swapchain(element) => {
+                match write_dmabuf_png(path, element.buffer()) {
+                    Ok(()) => debug!("screenshot of the scanout buffer in {}", path.display()),
+                    Err(err) => warn!("screenshot: {err}"),
+                }
+            }
+            PrimaryPlaneElement::Element(_) => {
+                info!("screenshot skipped: a client buffer is scanned out directly")
+            }
+        }
+    }
     let states = result.states;
 
     let output = out.output.clone();
