@@ -55,11 +55,11 @@ use wayland_protocols::{
 
 use super::{dma_buf, dma_heap, Test};
 
-const RUNTIME_DIR: &str = "/run/user/0";
-const SOCKET: &str = "heapland-guest";
+pub(super) const RUNTIME_DIR: &str = "/run/user/0";
+pub(super) const SOCKET: &str = "heapland-guest";
 const WIDTH: u32 = 320;
 const HEIGHT: u32 = 240;
-const XR24: u32 = u32::from_le_bytes(*b"XR24");
+pub(super) const XR24: u32 = u32::from_le_bytes(*b"XR24");
 
 pub fn tests() -> Vec<Test> {
     vec![
@@ -75,14 +75,21 @@ pub fn tests() -> Vec<Test> {
 }
 
 /// A running compositor, stopped (SIGTERM, then SIGKILL) on drop.
-struct Heapland {
+pub(super) struct Heapland {
     child: Child,
     log: PathBuf,
-    png: PathBuf,
+    pub(super) png: PathBuf,
 }
 
 impl Heapland {
     fn start() -> Result<Heapland, String> {
+        let output = format!("{WIDTH}x{HEIGHT}@30");
+        Self::start_with(&["--backend", "headless", "--output", &output])
+    }
+
+    /// Starts `/bin/heapland` with the backend arguments given, a private
+    /// socket and a screenshot path, and waits for its socket.
+    pub(super) fn start_with(backend_args: &[&str]) -> Result<Heapland, String> {
         let dir = Path::new(RUNTIME_DIR);
         std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {RUNTIME_DIR}: {e}"))?;
         use std::os::unix::fs::PermissionsExt;
@@ -93,9 +100,8 @@ impl Heapland {
         let png = PathBuf::from("/tmp/heapland-output.png");
         let _ = std::fs::remove_file(&png);
         let child = Command::new("/bin/heapland")
-            .args(["--backend", "headless", "--socket", SOCKET, "--log", "info"])
-            .arg("--output")
-            .arg(format!("{WIDTH}x{HEIGHT}@30"))
+            .args(backend_args)
+            .args(["--socket", SOCKET, "--log", "info"])
             .arg("--screenshot")
             .arg(&png)
             .env("XDG_RUNTIME_DIR", dir)
@@ -118,11 +124,11 @@ impl Heapland {
         Ok(comp)
     }
 
-    fn log_text(&self) -> String {
+    pub(super) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn alive(&mut self) -> Result<(), String> {
+    pub(super) fn alive(&mut self) -> Result<(), String> {
         match self.child.try_wait() {
             Ok(Some(status)) => Err(format!(
                 "compositor exited ({status}):\n{}",
@@ -132,14 +138,14 @@ impl Heapland {
         }
     }
 
-    fn signal(&self, sig: rustix::process::Signal) {
+    pub(super) fn signal(&self, sig: rustix::process::Signal) {
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
             let _ = rustix::process::kill_process(pid, sig);
         }
     }
 
     /// Stops with SIGTERM and checks the exit status.
-    fn stop(mut self) -> Result<(), String> {
+    pub(super) fn stop(mut self) -> Result<(), String> {
         self.signal(rustix::process::Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -208,13 +214,13 @@ fn output_buffer_from_heap() -> Result<(), String> {
 
 /// Events the guest client cares about.
 #[derive(Default)]
-struct State {
-    heap_fd: Option<OwnedFd>,
-    heap_name: String,
-    no_heap: Option<String>,
-    heap_done: bool,
-    configured: bool,
-    frame_done: bool,
+pub(super) struct State {
+    pub(super) heap_fd: Option<OwnedFd>,
+    pub(super) heap_name: String,
+    pub(super) no_heap: Option<String>,
+    pub(super) heap_done: bool,
+    pub(super) configured: bool,
+    pub(super) frame_done: bool,
 }
 
 fn client_heap_dmabuf_in_output() -> Result<(), String> {
@@ -350,7 +356,7 @@ fn client_heap_dmabuf_in_output() -> Result<(), String> {
 }
 
 /// Decodes an RGB PNG: (width, pixels).
-fn read_png(path: &Path) -> Option<(u32, Vec<u8>)> {
+pub(super) fn read_png(path: &Path) -> Option<(u32, Vec<u8>)> {
     let decoder = png::Decoder::new(std::io::BufReader::new(File::open(path).ok()?));
     let mut reader = decoder.read_info().ok()?;
     let mut buf = vec![0; reader.output_buffer_size()];

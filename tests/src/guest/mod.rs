@@ -18,6 +18,7 @@ pub mod kernel_log;
 pub mod lifetime;
 pub mod modules;
 pub mod removal;
+pub mod session;
 pub mod sg;
 pub mod v4l2;
 pub mod vgem;
@@ -81,6 +82,11 @@ pub fn phases() -> Vec<Phase> {
         Phase {
             name: "compositor",
             tests: compositor::tests,
+        },
+        // Needs vivid in dma-contig mode (after vivid-contig) and vkms free.
+        Phase {
+            name: "session",
+            tests: session::tests,
         },
     ]
 }
