@@ -42,6 +42,10 @@ pub fn tests() -> Vec<Test> {
             run: served_device_removed_while_buffer_alive,
         },
         Test {
+            name: "removal::device_removed_during_allocations",
+            run: device_removed_during_allocations,
+        },
+        Test {
             name: "removal::vivid_reloaded_contig_heap_added",
             run: vivid_reloaded_contig_heap_added,
         },
@@ -193,24 +197,22 @@ fn sysfs_remove_heap_while_buffer_alive() -> Result<(), String> {
     }
 }
 
-/// Races heap removal against allocations in flight: four threads allocate, write and free
-/// through the vgem heap's open fds while it is removed. Every allocation must either work
-/// or fail with ENODEV, nothing may stay allocated, and the kernel must not complain.
-fn heap_removed_during_allocations() -> Result<(), String> {
+/// Allocates, writes and frees through `fds` open fds of heap `name` from one thread each
+/// while `act` runs (after 300 ms; the threads stop 200 ms later). Every allocation must
+/// work or fail with ENODEV. Returns (successes, ENODEVs, errors).
+fn race_allocations(
+    name: &str,
+    fds: usize,
+    act: impl FnOnce() -> Result<(), String>,
+) -> Result<(u32, u32, Vec<String>), String> {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-    let info: HeapInfo = dma_heap::heaps_of_platform("vgem")?
-        .into_iter()
-        .next()
-        .ok_or("vgem has no heap")?;
-    let live0 = dma_heap::debugfs_counter("live_buffers")?;
-    let mark = Mark::new("heap removal race");
     let stop = AtomicBool::new(false);
     let ok = AtomicU32::new(0);
     let nodev = AtomicU32::new(0);
-    let heaps: Vec<Heap> = (0..4)
-        .map(|_| Heap::open(&info.name))
+    let heaps: Vec<Heap> = (0..fds)
+        .map(|_| Heap::open(name))
         .collect::<Result<_, _>>()?;
-    let mut errs: Vec<String> = std::thread::scope(|s| {
+    let errs: Vec<String> = std::thread::scope(|s| {
         let workers: Vec<_> = heaps
             .iter()
             .enumerate()
@@ -238,7 +240,7 @@ fn heap_removed_during_allocations() -> Result<(), String> {
             })
             .collect();
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let removed = dma_heap::control("remove", &info.name);
+        let acted = act();
         std::thread::sleep(std::time::Duration::from_millis(200));
         stop.store(true, Ordering::Relaxed);
         let mut errs: Vec<String> = workers
@@ -249,13 +251,25 @@ fn heap_removed_during_allocations() -> Result<(), String> {
                     .err()
             })
             .collect();
-        if let Err(e) = removed {
+        if let Err(e) = acted {
             errs.push(e);
         }
         errs
     });
-    drop(heaps);
-    let (ok, nodev) = (ok.into_inner(), nodev.into_inner());
+    Ok((ok.into_inner(), nodev.into_inner(), errs))
+}
+
+/// Races heap removal against allocations in flight through the vgem heap. Nothing may
+/// stay allocated and the kernel must not complain.
+fn heap_removed_during_allocations() -> Result<(), String> {
+    let info: HeapInfo = dma_heap::heaps_of_platform("vgem")?
+        .into_iter()
+        .next()
+        .ok_or("vgem has no heap")?;
+    let live0 = dma_heap::debugfs_counter("live_buffers")?;
+    let mark = Mark::new("heap removal race");
+    let (ok, nodev, mut errs) =
+        race_allocations(&info.name, 4, || dma_heap::control("remove", &info.name))?;
     println!("INFO removal: {ok} allocations before the heap went, {nodev} ENODEV after");
     if nodev == 0 {
         errs.push("no allocation saw ENODEV after the heap was removed".into());
@@ -263,6 +277,50 @@ fn heap_removed_during_allocations() -> Result<(), String> {
     if let Err(e) = dma_heap::control("add", &format!("platform/vgem:{}", info.backing)) {
         errs.push(format!("re-adding {}: {e}", info.name));
     }
+    let live1 = dma_heap::debugfs_counter("live_buffers")?;
+    if live1 != live0 {
+        errs.push(format!("live_buffers {live0} -> {live1}"));
+    }
+    if let Err(e) = mark.check_clean() {
+        errs.push(e);
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+/// Races the removal of the served device (rmmod vivid) against allocations in flight
+/// through its heap. Loads vivid again first (the previous test removed it).
+fn device_removed_during_allocations() -> Result<(), String> {
+    if !modules::is_loaded("vivid") {
+        modules::insmod("vivid", "")?;
+    }
+    if dma_heap::heaps_of_platform("vivid.0").is_err() {
+        dma_heap::control("add", "platform/vivid.0:contig")?;
+    }
+    let info = dma_heap::heaps_of_platform("vivid.0")?
+        .into_iter()
+        .next()
+        .ok_or("vivid.0 has no heap")?;
+    let live0 = dma_heap::debugfs_counter("live_buffers")?;
+    let mark = Mark::new("device removal race");
+    let (ok, nodev, mut errs) = race_allocations(&info.name, 4, || {
+        // Refusal while allocations are in flight is acceptable; then retry once idle.
+        modules::rmmod("vivid").or_else(|e| {
+            println!("INFO removal: rmmod vivid during allocations refused: {e}");
+            Ok(())
+        })
+    })?;
+    if modules::is_loaded("vivid") {
+        if let Err(e) = modules::rmmod("vivid") {
+            errs.push(format!("rmmod vivid after the allocations stopped: {e}"));
+        }
+    } else if nodev == 0 {
+        errs.push("no allocation saw ENODEV after vivid.0 went away".into());
+    }
+    println!("INFO removal: {ok} allocations before vivid.0 went, {nodev} ENODEV after");
     let live1 = dma_heap::debugfs_counter("live_buffers")?;
     if live1 != live0 {
         errs.push(format!("live_buffers {live0} -> {live1}"));
