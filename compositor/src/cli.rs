@@ -25,7 +25,8 @@ pub struct Cli {
     pub socket: Option<String>,
 
     /// A virtual output of the headless backend, as WIDTHxHEIGHT@HZ
-    /// (repeatable; default 1280x720@60).
+    /// (repeatable; default 1280x720@60). With the drm backend: the mode to
+    /// set on each connector in turn, if it has that mode.
     #[arg(long = "output", value_name = "WxH@HZ")]
     pub outputs: Vec<OutputMode>,
 

@@ -150,11 +150,49 @@ pub struct SurfaceFeedback {
     pub heap_instances: Mutex<Vec<Weak<XxDmabufHeapFeedbackV1>>>,
 }
 
-/// The plan for a surface right now. The headless backend cannot scan out,
-/// so every surface gets the default plan; a backend with planes returns a
-/// plan with a scanout tranche when the surface covers an output.
-pub fn plan_for_surface(state: &Heapland, _surface: &WlSurface) -> Arc<FeedbackPlan> {
-    state.default_plan.clone()
+/// Formats a primary plane takes from a client for direct scanout.
+pub const SCANOUT_FORMATS: [Fourcc; 2] = [Fourcc::Xrgb8888, Fourcc::Argb8888];
+
+/// The plan for a surface right now: the default plan, preceded by a
+/// scanout tranche on the display device while the surface's window covers
+/// a whole output of a backend that can scan client buffers out (drm). The
+/// headless backend never can.
+pub fn plan_for_surface(state: &Heapland, surface: &WlSurface) -> Arc<FeedbackPlan> {
+    let Some(display) = state.scanout_device else {
+        return state.default_plan.clone();
+    };
+    let covers_output = state
+        .space
+        .elements()
+        .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == surface))
+        .and_then(|w| state.space.element_geometry(w))
+        .is_some_and(|geo| {
+            state
+                .outputs
+                .iter()
+                .filter_map(|o| state.space.output_geometry(o))
+                .any(|out| out == geo)
+        });
+    if !covers_output {
+        return state.default_plan.clone();
+    }
+    let mut plan = (*state.default_plan).clone();
+    plan.tranches.insert(
+        0,
+        Tranche {
+            target_device: display,
+            scanout: true,
+            formats: SCANOUT_FORMATS
+                .iter()
+                .map(|code| Format {
+                    code: *code,
+                    modifier: Modifier::Linear,
+                })
+                .collect(),
+            devices: vec![display],
+        },
+    );
+    Arc::new(plan)
 }
 
 /// The plan currently in effect for a surface.

@@ -15,9 +15,12 @@ use smithay::{
     output::Output,
     reexports::{
         calloop::LoopSignal,
+        wayland_protocols::xdg::shell::server::xdg_toplevel,
         wayland_server::{
             backend::{ClientData, ClientId, DisconnectReason},
-            protocol::{wl_buffer::WlBuffer, wl_seat::WlSeat, wl_surface::WlSurface},
+            protocol::{
+                wl_buffer::WlBuffer, wl_output::WlOutput, wl_seat::WlSeat, wl_surface::WlSurface,
+            },
             Client, DisplayHandle,
         },
     },
@@ -92,6 +95,9 @@ pub struct Heapland {
     pub mapped_count: u32,
     /// Set by SIGUSR1; the backend writes the screenshot after its next frame.
     pub screenshot_requested: bool,
+    /// The display device, when the backend can put a client's buffer on a
+    /// KMS plane: surfaces covering an output then get a scanout tranche.
+    pub scanout_device: Option<u64>,
 }
 
 /// See [`Heapland::_globals`]: owned, never read, hence the allow.
@@ -173,7 +179,16 @@ impl Heapland {
             heap_protocol,
             mapped_count: 0,
             screenshot_requested: false,
+            scanout_device: None,
         })
+    }
+
+    /// The mapped window of a toplevel.
+    fn window_of(&self, surface: &ToplevelSurface) -> Option<Window> {
+        self.space
+            .elements()
+            .find(|w| w.toplevel().is_some_and(|t| t == surface))
+            .cloned()
     }
 
     /// Maps a new toplevel in the simple stacking layout: each window
@@ -245,6 +260,36 @@ impl XdgShellHandler for Heapland {
         // out on the first commit.
         let window = Window::new_wayland_window(surface);
         self.map_toplevel(window);
+    }
+
+    fn fullscreen_request(&mut self, surface: ToplevelSurface, wl_output: Option<WlOutput>) {
+        let output = wl_output
+            .as_ref()
+            .and_then(Output::from_resource)
+            .or_else(|| self.outputs.first().cloned());
+        let Some(geometry) = output.as_ref().and_then(|o| self.space.output_geometry(o)) else {
+            // No output to fill: answer with an unchanged configure.
+            surface.send_configure();
+            return;
+        };
+        surface.with_pending_state(|state| {
+            state.states.set(xdg_toplevel::State::Fullscreen);
+            state.size = Some(geometry.size);
+            state.fullscreen_output = wl_output;
+        });
+        if let Some(window) = self.window_of(&surface) {
+            self.space.map_element(window, geometry.loc, true);
+        }
+        surface.send_configure();
+    }
+
+    fn unfullscreen_request(&mut self, surface: ToplevelSurface) {
+        surface.with_pending_state(|state| {
+            state.states.unset(xdg_toplevel::State::Fullscreen);
+            state.size = None;
+            state.fullscreen_output = None;
+        });
+        surface.send_pending_configure();
     }
 
     fn toplevel_destroyed(&mut self, surface: ToplevelSurface) {

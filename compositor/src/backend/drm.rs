@@ -36,7 +36,10 @@ use smithay::{
     desktop::{space::space_render_elements, utils::OutputPresentationFeedback},
     output::{Mode as OutputMode, Output, PhysicalProperties, Subpixel},
     reexports::{
-        drm::control::{connector, crtc, Device as ControlDevice, ModeTypeFlags},
+        drm::{
+            self,
+            control::{connector, crtc, Device as ControlDevice, ModeTypeFlags},
+        },
         rustix::fs::OFlags,
         wayland_protocols::wp::presentation_time::server::wp_presentation_feedback::Kind,
     },
@@ -46,7 +49,10 @@ use smithay::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    backend::headless::CLEAR_COLOR, cli::Cli, screenshot::write_dmabuf_png, state::Heapland,
+    backend::headless::CLEAR_COLOR,
+    cli::{Cli, OutputMode as CliMode},
+    screenshot::write_dmabuf_png,
+    state::Heapland,
 };
 
 /// Why the DRM backend cannot start.
@@ -120,8 +126,9 @@ pub fn init(
     let mut tried = Vec::new();
     let mut opened = None;
     for (dev, path) in &candidates {
-        match open_display(&mut session, state, *dev, path, &shared) {
+        match open_display(&mut session, state, *dev, path, &shared, &cli.outputs) {
             Ok(found) => {
+                state.scanout_device = Some(*dev);
                 opened = Some(found);
                 break;
             }
@@ -234,6 +241,7 @@ fn open_display(
     dev: u64,
     path: &Path,
     shared: &[DeviceNumber],
+    modes: &[CliMode],
 ) -> Result<(DrmDevice, Vec<DrmOutput>, DrmDeviceNotifier), String> {
     let fd = session
         .open(
@@ -266,7 +274,10 @@ fn open_display(
         else {
             continue;
         };
-        outputs.push(open_output(&mut drm, state, dev, shared, &info, crtc)?);
+        let requested = modes.get(outputs.len()).copied();
+        outputs.push(open_output(
+            &mut drm, state, dev, shared, requested, &info, crtc,
+        )?);
         used_crtcs.push(crtc);
     }
     if outputs.is_empty() {
@@ -280,15 +291,37 @@ fn open_output(
     state: &mut Heapland,
     dev: u64,
     shared: &[DeviceNumber],
+    requested: Option<CliMode>,
     info: &connector::Info,
     crtc: crtc::Handle,
 ) -> Result<DrmOutput, String> {
+    let wanted = |m: &&drm::control::Mode| {
+        requested.is_some_and(|r| {
+            (u32::from(m.size().0), u32::from(m.size().1), m.vrefresh())
+                == (r.width, r.height, r.refresh_hz)
+        })
+    };
     let mode = info
         .modes()
         .iter()
-        .find(|m| m.mode_type().contains(ModeTypeFlags::PREFERRED))
+        .find(wanted)
+        .or_else(|| {
+            info.modes()
+                .iter()
+                .find(|m| m.mode_type().contains(ModeTypeFlags::PREFERRED))
+        })
         .copied()
         .unwrap_or(info.modes()[0]);
+    if let Some(r) = requested.filter(|_| !wanted(&&mode)) {
+        warn!(
+            "{}-{} has no {}x{}@{} mode, using its preferred one",
+            info.interface().as_str(),
+            info.interface_id(),
+            r.width,
+            r.height,
+            r.refresh_hz
+        );
+    }
     let name = format!("{}-{}", info.interface().as_str(), info.interface_id());
     let surface = drm
         .create_surface(crtc, mode, &[info.handle()])
