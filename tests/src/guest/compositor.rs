@@ -48,7 +48,7 @@ use wayland_protocols::{
     },
     xdg::shell::client::{
         xdg_surface::{self, XdgSurface},
-        xdg_toplevel::XdgToplevel,
+        xdg_toplevel::{self, XdgToplevel},
         xdg_wm_base::{self, XdgWmBase},
     },
 };
@@ -219,7 +219,12 @@ pub(super) struct State {
     pub(super) heap_name: String,
     pub(super) no_heap: Option<String>,
     pub(super) heap_done: bool,
+    /// Flags of the first tranche of the last batch (1: scanout).
+    pub(super) first_tranche_flags: Option<u32>,
+    tranches_in_batch: u32,
     pub(super) configured: bool,
+    /// Size of the last configure (0 when the client chooses).
+    pub(super) configured_size: (i32, i32),
     pub(super) frame_done: bool,
 }
 
@@ -392,7 +397,6 @@ ignore!(
     WlCompositor,
     WlSurface,
     WlBuffer,
-    XdgToplevel,
     ZwpLinuxDmabufV1,
     XxDmabufHeapManagerV1
 );
@@ -411,6 +415,21 @@ impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
     wayland_client::event_created_child!(State, ZwpLinuxBufferParamsV1, [
         zwp_linux_buffer_params_v1::EVT_CREATED_OPCODE => (WlBuffer, ()),
     ]);
+}
+
+impl Dispatch<XdgToplevel, ()> for State {
+    fn event(
+        s: &mut Self,
+        _: &XdgToplevel,
+        e: xdg_toplevel::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_toplevel::Event::Configure { width, height, .. } = e {
+            s.configured_size = (width, height);
+        }
+    }
 }
 
 impl Dispatch<XdgWmBase, ()> for State {
@@ -478,7 +497,16 @@ impl Dispatch<XxDmabufHeapFeedbackV1, ()> for State {
             Event::TrancheNoHeap { message, .. } if s.heap_fd.is_none() && s.no_heap.is_none() => {
                 s.no_heap = Some(message);
             }
-            Event::Done => s.heap_done = true,
+            Event::TrancheTarget { flags, .. } => {
+                if s.tranches_in_batch == 0 {
+                    s.first_tranche_flags = Some(flags);
+                }
+                s.tranches_in_batch += 1;
+            }
+            Event::Done => {
+                s.heap_done = true;
+                s.tranches_in_batch = 0;
+            }
             _ => {}
         }
     }

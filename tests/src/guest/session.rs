@@ -22,7 +22,7 @@
 
 use std::{
     os::{
-        fd::{AsFd, OwnedFd},
+        fd::{AsFd, BorrowedFd, OwnedFd},
         unix::{fs::FileTypeExt, net::UnixStream},
     },
     path::Path,
@@ -55,10 +55,16 @@ const CAM_W: u32 = 640;
 const CAM_H: u32 = 480;
 
 pub fn tests() -> Vec<Test> {
-    vec![Test {
-        name: "session::camera_frame_scanned_out_from_one_heap",
-        run: camera_frame_scanned_out_from_one_heap,
-    }]
+    vec![
+        Test {
+            name: "session::camera_frame_scanned_out_from_one_heap",
+            run: camera_frame_scanned_out_from_one_heap,
+        },
+        Test {
+            name: "session::fullscreen_camera_gets_scanout_tranche_and_plane",
+            run: fullscreen_camera_gets_scanout_tranche_and_plane,
+        },
+    ]
 }
 
 /// One entry of bufinfo: exporter name, inode, buffer name, attached devices.
@@ -132,26 +138,16 @@ fn camera_frame_scanned_out_from_one_heap() -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(100));
     };
 
-    let stream = UnixStream::connect(Path::new(RUNTIME_DIR).join(SOCKET))
-        .map_err(|e| format!("connect: {e}"))?;
-    let conn = Connection::from_socket(stream).map_err(|e| format!("wayland connection: {e}"))?;
-    let (globals, mut queue) =
-        registry_queue_init::<State>(&conn).map_err(|e| format!("registry: {e}"))?;
-    let qh: QueueHandle<State> = queue.handle();
-    let mut st = State::default();
-    let bind_err = |what: &str, e: wayland_client::globals::BindError| format!("bind {what}: {e}");
-    let compositor: WlCompositor = globals
-        .bind(&qh, 4..=5, ())
-        .map_err(|e| bind_err("wl_compositor", e))?;
-    let wm: XdgWmBase = globals
-        .bind(&qh, 1..=1, ())
-        .map_err(|e| bind_err("xdg_wm_base", e))?;
-    let dmabuf: ZwpLinuxDmabufV1 = globals
-        .bind(&qh, 4..=4, ())
-        .map_err(|e| bind_err("linux-dmabuf", e))?;
-    let heaps: XxDmabufHeapManagerV1 = globals
-        .bind(&qh, 1..=1, ())
-        .map_err(|e| bind_err("heap manager", e))?;
+    let Client {
+        conn,
+        mut queue,
+        qh,
+        mut st,
+        compositor,
+        wm,
+        dmabuf,
+        heaps,
+    } = Client::connect()?;
 
     // 1. The heap for the default tranche once the camera is declared.
     let feedback = heaps.get_default_feedback(&qh, ());
@@ -186,43 +182,9 @@ fn camera_frame_scanned_out_from_one_heap() -> Result<(), String> {
     }
 
     // 2. Capture a camera frame straight into buffers from that heap.
-    let pix = video.set_format(CAM_W, CAM_H, v4l2::PIX_FMT_XBGR32)?;
-    if (pix.width, pix.height) != (CAM_W, CAM_H) {
-        return Err(format!("vivid chose {}x{}", pix.width, pix.height));
-    }
-    let size = u64::from(pix.sizeimage).div_ceil(4096) * 4096;
-    let granted = video.reqbufs(2, MEMORY_DMABUF)?;
-    let bufs: Vec<OwnedFd> = (0..granted)
-        .map(|_| super::dma_heap::alloc(heap_fd.as_fd(), size))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("DMA_HEAP_IOCTL_ALLOC from {}: {e}", st.heap_name))?;
-    for (i, b) in bufs.iter().enumerate() {
-        video.qbuf_dmabuf(i as u32, b.as_fd(), size as u32)?;
-    }
-    video.streamon()?;
-    let mut captured = None;
-    for _ in 0..2 {
-        let b = video.dqbuf(MEMORY_DMABUF, 20_000)?;
-        if captured.is_some() {
-            video.qbuf_dmabuf(b.index, bufs[b.index as usize].as_fd(), size as u32)?;
-        } else {
-            captured = Some(b.index as usize);
-        }
-    }
-    let frame_index = captured.ok_or("no frame captured")?;
-    let frame_fd = bufs[frame_index].as_fd();
-    let frame = {
-        let map = Mapping::new(frame_fd, size as usize)?;
-        dma_buf::sync(frame_fd, dma_buf::SYNC_START | dma_buf::SYNC_READ)
-            .map_err(|e| format!("SYNC: {e}"))?;
-        let bytes = map.bytes()[..pix.sizeimage as usize].to_vec();
-        dma_buf::sync(frame_fd, dma_buf::SYNC_END | dma_buf::SYNC_READ)
-            .map_err(|e| format!("SYNC: {e}"))?;
-        bytes
-    };
-    if frame.iter().all(|&b| b == 0) {
-        return Err("the captured frame is all zero".into());
-    }
+    let capture = Capture::run(&video, heap_fd.as_fd(), &st.heap_name)?;
+    let (pix, frame) = (capture.pix, &capture.frame);
+    let frame_fd = capture.frame_fd();
 
     // 3. The GPU (vgem) imports the same buffer.
     let gpu = drm_card::find("vgem", "renderD")?;
@@ -337,13 +299,266 @@ fn camera_frame_scanned_out_from_one_heap() -> Result<(), String> {
     );
 
     let _ = gpu.close_buffer(gem);
-    let _ = video.streamoff();
     drop(buffer);
     drop(conn);
-    let _ = video.reqbufs(0, MEMORY_DMABUF);
-    drop(bufs);
+    capture.stop(&video);
     drop(heap_fd);
     comp.stop()
+}
+
+/// A fullscreen camera window: its surface feedback gains a scanout tranche
+/// on the display device once it covers the output, with a heap that serves
+/// display and camera; and the camera buffer goes on vkms's primary plane
+/// untouched (bufinfo lists vkms among the devices attached to it).
+fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
+    let (video_node, video) = v4l2::find_capture("vivid")?;
+    let video_path = video_node
+        .to_str()
+        .ok_or("non-UTF-8 video node path")?
+        .to_owned();
+    let mode = format!("{CAM_W}x{CAM_H}@60");
+    let mut comp = Heapland::start_with(&[
+        "--backend",
+        "drm",
+        "--output",
+        &mode,
+        "--share-with",
+        &video_path,
+    ])?;
+    let Client {
+        conn,
+        mut queue,
+        qh,
+        mut st,
+        compositor,
+        wm,
+        dmabuf,
+        heaps,
+    } = Client::connect()?;
+
+    let surface: WlSurface = compositor.create_surface(&qh, ());
+    let xdg = wm.get_xdg_surface(&surface, &qh, ());
+    let toplevel = xdg.get_toplevel(&qh, ());
+    toplevel.set_fullscreen(None);
+    let feedback = heaps.get_surface_feedback(&surface, &qh, ());
+    surface.commit();
+    wait(
+        &mut queue,
+        &mut st,
+        &mut comp,
+        |s| s.configured,
+        "configure",
+    )?;
+    if st.configured_size != (CAM_W as i32, CAM_H as i32) {
+        return Err(format!(
+            "fullscreen configure is {:?}, the output is {CAM_W}x{CAM_H}",
+            st.configured_size
+        ));
+    }
+    wait(
+        &mut queue,
+        &mut st,
+        &mut comp,
+        |s| s.heap_done,
+        "surface heap batch",
+    )?;
+    if st.first_tranche_flags == Some(1) {
+        return Err("scanout tranche before the surface shows anything".into());
+    }
+    st.heap_done = false;
+    st.heap_fd = None;
+    st.no_heap = None;
+    feedback.add_device(dev_t_of(&video_node)?.to_ne_bytes().to_vec());
+    wait(
+        &mut queue,
+        &mut st,
+        &mut comp,
+        |s| s.heap_done,
+        "batch after add_device",
+    )?;
+    let heap_fd = st
+        .heap_fd
+        .take()
+        .ok_or_else(|| format!("no heap for the camera: {:?}", st.no_heap))?;
+    let heap_name = st.heap_name.clone();
+
+    let capture = Capture::run(&video, heap_fd.as_fd(), &heap_name)?;
+    let params = dmabuf.create_params(&qh, ());
+    params.add(capture.frame_fd(), 0, 0, capture.pix.bytesperline, 0, 0);
+    let buffer = params.create_immed(CAM_W as i32, CAM_H as i32, XR24, Flags::empty(), &qh, ());
+    st.heap_done = false;
+    st.heap_fd = None;
+    st.no_heap = None;
+    surface.attach(Some(&buffer), 0, 0);
+    surface.damage_buffer(0, 0, CAM_W as i32, CAM_H as i32);
+    surface.frame(&qh, ());
+    surface.commit();
+
+    // Covering the output makes the surface scanout-capable: a new batch
+    // whose first tranche is the scanout one, served by the same heap.
+    wait(
+        &mut queue,
+        &mut st,
+        &mut comp,
+        |s| s.heap_done,
+        "re-sent batch with a scanout tranche",
+    )?;
+    if st.first_tranche_flags != Some(1) {
+        return Err(format!(
+            "the re-sent batch starts with tranche flags {:?}, not scanout",
+            st.first_tranche_flags
+        ));
+    }
+    if st.heap_name != heap_name {
+        return Err(format!(
+            "scanout tranche heap {} differs from the camera's {heap_name}",
+            st.heap_name
+        ));
+    }
+    wait(
+        &mut queue,
+        &mut st,
+        &mut comp,
+        |s| s.frame_done,
+        "frame callback",
+    )?;
+
+    // Direct scanout: KMS imported the camera buffer itself.
+    let frame_inode = dma_buf::inode(capture.frame_fd())?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let infos = bufinfo()?;
+        let camera_buf = infos.iter().find(|b| b.inode == frame_inode);
+        if camera_buf.is_some_and(|b| b.attached.iter().any(|d| d == "vkms")) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the camera buffer was not scanned out directly (not attached to vkms): {camera_buf:?}\n{}",
+                comp.log_text()
+            ));
+        }
+        queue
+            .roundtrip(&mut st)
+            .map_err(|e| format!("roundtrip: {e}"))?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("INFO session: camera buffer from {heap_name} on vkms's primary plane, no copy");
+
+    drop(buffer);
+    drop(conn);
+    capture.stop(&video);
+    comp.stop()
+}
+
+/// A connected client with the globals the tests use.
+struct Client {
+    conn: Connection,
+    queue: wayland_client::EventQueue<State>,
+    qh: QueueHandle<State>,
+    st: State,
+    compositor: WlCompositor,
+    wm: XdgWmBase,
+    dmabuf: ZwpLinuxDmabufV1,
+    heaps: XxDmabufHeapManagerV1,
+}
+
+impl Client {
+    fn connect() -> Result<Client, String> {
+        let stream = UnixStream::connect(Path::new(RUNTIME_DIR).join(SOCKET))
+            .map_err(|e| format!("connect: {e}"))?;
+        let conn =
+            Connection::from_socket(stream).map_err(|e| format!("wayland connection: {e}"))?;
+        let (globals, queue) =
+            registry_queue_init::<State>(&conn).map_err(|e| format!("registry: {e}"))?;
+        let qh: QueueHandle<State> = queue.handle();
+        let bind_err =
+            |what: &str, e: wayland_client::globals::BindError| format!("bind {what}: {e}");
+        Ok(Client {
+            compositor: globals
+                .bind(&qh, 4..=5, ())
+                .map_err(|e| bind_err("wl_compositor", e))?,
+            wm: globals
+                .bind(&qh, 1..=1, ())
+                .map_err(|e| bind_err("xdg_wm_base", e))?,
+            dmabuf: globals
+                .bind(&qh, 4..=4, ())
+                .map_err(|e| bind_err("linux-dmabuf", e))?,
+            heaps: globals
+                .bind(&qh, 1..=1, ())
+                .map_err(|e| bind_err("heap manager", e))?,
+            conn,
+            queue,
+            qh,
+            st: State::default(),
+        })
+    }
+}
+
+/// Camera frames captured into heap buffers; the first frame is kept out of
+/// the queue for the test to use.
+struct Capture {
+    pix: v4l2::PixFormat,
+    bufs: Vec<OwnedFd>,
+    frame_index: usize,
+    frame: Vec<u8>,
+}
+
+impl Capture {
+    fn run(video: &v4l2::Video, heap: BorrowedFd<'_>, heap_name: &str) -> Result<Capture, String> {
+        let pix = video.set_format(CAM_W, CAM_H, v4l2::PIX_FMT_XBGR32)?;
+        if (pix.width, pix.height) != (CAM_W, CAM_H) {
+            return Err(format!("vivid chose {}x{}", pix.width, pix.height));
+        }
+        let size = u64::from(pix.sizeimage).div_ceil(4096) * 4096;
+        let granted = video.reqbufs(2, MEMORY_DMABUF)?;
+        let bufs: Vec<OwnedFd> = (0..granted)
+            .map(|_| super::dma_heap::alloc(heap, size))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("DMA_HEAP_IOCTL_ALLOC from {heap_name}: {e}"))?;
+        for (i, b) in bufs.iter().enumerate() {
+            video.qbuf_dmabuf(i as u32, b.as_fd(), size as u32)?;
+        }
+        video.streamon()?;
+        let mut captured = None;
+        for _ in 0..2 {
+            let b = video.dqbuf(MEMORY_DMABUF, 20_000)?;
+            if captured.is_some() {
+                video.qbuf_dmabuf(b.index, bufs[b.index as usize].as_fd(), size as u32)?;
+            } else {
+                captured = Some(b.index as usize);
+            }
+        }
+        let frame_index = captured.ok_or("no frame captured")?;
+        let fd = bufs[frame_index].as_fd();
+        let frame = {
+            let map = Mapping::new(fd, size as usize)?;
+            dma_buf::sync(fd, dma_buf::SYNC_START | dma_buf::SYNC_READ)
+                .map_err(|e| format!("SYNC: {e}"))?;
+            let bytes = map.bytes()[..pix.sizeimage as usize].to_vec();
+            dma_buf::sync(fd, dma_buf::SYNC_END | dma_buf::SYNC_READ)
+                .map_err(|e| format!("SYNC: {e}"))?;
+            bytes
+        };
+        if frame.iter().all(|&b| b == 0) {
+            return Err("the captured frame is all zero".into());
+        }
+        Ok(Capture {
+            pix,
+            bufs,
+            frame_index,
+            frame,
+        })
+    }
+
+    fn frame_fd(&self) -> BorrowedFd<'_> {
+        self.bufs[self.frame_index].as_fd()
+    }
+
+    fn stop(self, video: &v4l2::Video) {
+        let _ = video.streamoff();
+        let _ = video.reqbufs(0, MEMORY_DMABUF);
+    }
 }
 
 /// The atomic state of the DRM device whose driver is `driver`, from debugfs.
