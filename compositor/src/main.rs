@@ -6,6 +6,7 @@ mod dmabuf_params;
 mod feedback;
 mod heap_protocol;
 mod heaps;
+mod input;
 mod screenshot;
 mod state;
 

@@ -81,6 +81,8 @@ pub struct Heapland {
     pub xdg_shell_state: XdgShellState,
     pub shm_state: ShmState,
     pub seat_state: SeatState<Self>,
+    /// seat0: the keyboard and pointer input backends feed.
+    pub seat: Seat<Self>,
     pub dmabuf_state: DmabufState,
     /// Protocol states that own globals and are never read again: holding
     /// them keeps their globals and per-client bookkeeping alive.
@@ -103,7 +105,6 @@ pub struct Heapland {
 /// See [`Heapland::_globals`]: owned, never read, hence the allow.
 #[allow(dead_code)]
 pub struct PassiveGlobals {
-    pub seat: Seat<Heapland>,
     pub output_manager_state: OutputManagerState,
     pub presentation_state: PresentationState,
     pub viewporter_state: ViewporterState,
@@ -164,8 +165,8 @@ impl Heapland {
             xdg_shell_state,
             shm_state,
             seat_state,
+            seat,
             _globals: PassiveGlobals {
-                seat,
                 output_manager_state,
                 presentation_state,
                 viewporter_state,

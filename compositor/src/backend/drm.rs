@@ -1,7 +1,7 @@
 //! DRM/KMS backend: heapland as the session compositor of a real display.
 //!
 //! The session comes from libseat (logind, seatd, or the builtin backend as
-//! root), the display device from udev. Each connected connector gets a
+//! root), the display device from udev, input from libinput. Each connected connector gets a
 //! `DrmCompositor` whose swapchain is a [`HeapAllocator`] made for the
 //! display device: the scanout buffers come from the DMA-BUF heap that serves
 //! that device, pixman renders into them on the CPU, and
@@ -29,6 +29,7 @@ use smithay::{
             compositor::{DrmCompositor, FrameFlags, PrimaryPlaneElement},
             DrmDevice, DrmDeviceFd, DrmDeviceNotifier, DrmEvent, DrmEventMetadata, DrmEventTime,
         },
+        libinput::{LibinputInputBackend, LibinputSessionInterface},
         renderer::{pixman::PixmanRenderer, ImportDma},
         session::{libseat::LibSeatSession, Event as SessionEvent, Session},
         udev::UdevBackend,
@@ -40,6 +41,7 @@ use smithay::{
             self,
             control::{connector, crtc, Device as ControlDevice, ModeTypeFlags},
         },
+        input::Libinput,
         rustix::fs::OFlags,
         wayland_protocols::wp::presentation_time::server::wp_presentation_feedback::Kind,
     },
@@ -51,6 +53,7 @@ use tracing::{debug, info, warn};
 use crate::{
     backend::headless::CLEAR_COLOR,
     cli::{Cli, OutputMode as CliMode},
+    input::InputAction,
     screenshot::write_dmabuf_png,
     state::Heapland,
 };
@@ -100,7 +103,7 @@ struct DrmBackend {
     drm: DrmDevice,
     outputs: Vec<DrmOutput>,
     /// Held so that the device stays ours for as long as the loop runs.
-    _session: LibSeatSession,
+    session: LibSeatSession,
 }
 
 /// Opens the session and the first display device with a connected
@@ -151,8 +154,10 @@ pub fn init(
     let backend = Rc::new(RefCell::new(DrmBackend {
         drm,
         outputs,
-        _session: session,
+        session,
     }));
+
+    let mut libinput = start_libinput(&backend.borrow().session, &seat, handle)?;
 
     let session_backend = backend.clone();
     handle
@@ -160,11 +165,15 @@ pub fn init(
             let mut backend = session_backend.borrow_mut();
             match event {
                 SessionEvent::PauseSession => {
-                    info!("session paused: releasing the display");
+                    info!("session paused: releasing the display and input devices");
+                    libinput.suspend();
                     backend.drm.pause();
                 }
                 SessionEvent::ActivateSession => {
                     info!("session active again: taking the display back");
+                    if libinput.resume().is_err() {
+                        warn!("cannot resume libinput");
+                    }
                     if let Err(err) = backend.drm.activate(false) {
                         warn!("cannot reactivate the DRM device: {err}");
                     }
@@ -215,6 +224,39 @@ pub fn init(
         schedule_idle(out, &backend, handle);
     }
     Ok(())
+}
+
+/// Feeds seat0 from libinput (devices opened through the session) and
+/// carries out the compositor's own key bindings.
+fn start_libinput(
+    session: &LibSeatSession,
+    seat: &str,
+    handle: &LoopHandle<'static, Heapland>,
+) -> Result<Libinput, DrmBackendError> {
+    let mut libinput =
+        Libinput::new_with_udev::<LibinputSessionInterface<LibSeatSession>>(session.clone().into());
+    if libinput.udev_assign_seat(seat).is_err() {
+        warn!("libinput cannot use seat {seat}: no input devices");
+    }
+    let mut vt_session = session.clone();
+    handle
+        .insert_source(
+            LibinputInputBackend::new(libinput.clone()),
+            move |event, _, state: &mut Heapland| match state.process_input_event(event) {
+                InputAction::None => {}
+                InputAction::Quit => {
+                    info!("Ctrl+Alt+Backspace: shutting down");
+                    state.loop_signal.stop();
+                }
+                InputAction::SwitchVt(vt) => {
+                    if let Err(err) = vt_session.change_vt(vt) {
+                        warn!("cannot switch to VT {vt}: {err}");
+                    }
+                }
+            },
+        )
+        .map_err(|e| DrmBackendError::Loop(e.to_string()))?;
+    Ok(libinput)
 }
 
 /// Devices besides the display whose constraints scanout buffers must meet:
