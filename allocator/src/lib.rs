@@ -41,9 +41,11 @@
 //! With the `smithay` feature, [`HeapAllocator`] is a
 //! `smithay::backend::allocator::Allocator<Buffer = Dmabuf>` for `Swapchain`
 //! and `DrmCompositor`, and [`HeapFramebufferExporter`] is the matching
-//! GBM-free `ExportFramebuffer<Dmabuf>`:
+//! GBM-free `ExportFramebuffer<Dmabuf>`. `DrmCompositor` needs Smithay's
+//! `backend_gbm` feature, which this crate does not enable, so the sketch is
+//! not compiled here; `compositor/src/backend/drm.rs` is the real use:
 //!
-//! ```ignore
+//! ```text
 //! let allocator = HeapAllocator::new(Discovery::scan(), &[drm_node.dev_id().into()])?;
 //! let compositor = DrmCompositor::new(output, surface, None, allocator,
 //!     HeapFramebufferExporter, [Fourcc::Xrgb8888], renderer_formats, cursor_size,
