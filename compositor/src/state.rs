@@ -4,18 +4,24 @@
 //! Backends own the renderer and the outputs' buffers; this module knows
 //! nothing about how pixels are produced.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use smithay::{
     backend::{allocator::dmabuf::Dmabuf, renderer::utils::on_commit_buffer_handler},
     delegate_compositor, delegate_fractional_scale, delegate_output, delegate_presentation,
     delegate_seat, delegate_shm, delegate_viewporter, delegate_xdg_shell,
-    desktop::{Space, Window},
+    desktop::{utils::OutputPresentationFeedback, Space, Window},
     input::{keyboard::XkbConfig, Seat, SeatHandler, SeatState},
     output::Output,
     reexports::{
         calloop::LoopSignal,
-        wayland_protocols::xdg::shell::server::xdg_toplevel,
+        wayland_protocols::{
+            wp::presentation_time::server::wp_presentation_feedback::Kind,
+            xdg::shell::server::xdg_toplevel,
+        },
         wayland_server::{
             backend::{ClientData, ClientId, DisconnectReason},
             protocol::{
@@ -182,6 +188,26 @@ impl Heapland {
             screenshot_requested: false,
             scanout_device: None,
         })
+    }
+
+    /// After a repaint of `output`: sends its windows their frame callbacks
+    /// and collects their presentation feedback, which the backend marks
+    /// presented once the frame is complete (headless, winit) or on screen
+    /// (drm).
+    pub fn frame_done(&self, output: &Output) -> OutputPresentationFeedback {
+        let elapsed = self.start_time.elapsed();
+        let mut presentation = OutputPresentationFeedback::new(output);
+        for window in self.space.elements_for_output(output) {
+            window.send_frame(output, elapsed, Some(Duration::ZERO), |_, _| {
+                Some(output.clone())
+            });
+            window.take_presentation_feedback(
+                &mut presentation,
+                |_, _| Some(output.clone()),
+                |_, _| Kind::empty(),
+            );
+        }
+        presentation
     }
 
     /// The mapped window of a toplevel.

@@ -516,8 +516,6 @@ fn render(out: &mut DrmOutput, state: &mut Heapland) {
     let states = result.states;
 
     let output = out.output.clone();
-    let elapsed = state.start_time.elapsed();
-    let mut feedback = OutputPresentationFeedback::new(&output);
     for window in state.space.elements_for_output(&output) {
         window.with_surfaces(|surface, surface_data| {
             smithay::desktop::utils::update_surface_primary_scanout_output(
@@ -528,17 +526,8 @@ fn render(out: &mut DrmOutput, state: &mut Heapland) {
                 smithay::backend::renderer::element::default_primary_scanout_output_compare,
             );
         });
-        window.send_frame(&output, elapsed, Some(Duration::ZERO), |_, _| {
-            Some(output.clone())
-        });
-        if damaged {
-            window.take_presentation_feedback(
-                &mut feedback,
-                |_, _| Some(output.clone()),
-                |_, _| Kind::empty(),
-            );
-        }
     }
+    let feedback = state.frame_done(&output);
 
     if damaged {
         match out.compositor.queue_frame(Some(feedback)) {

@@ -22,7 +22,7 @@ use smithay::{
             Bind, ExportMem, Offscreen,
         },
     },
-    desktop::{space::render_output, utils::OutputPresentationFeedback},
+    desktop::space::render_output,
     output::{Mode as OutputMode, Output, PhysicalProperties, Scale, Subpixel},
     reexports::{
         pixman::Image,
@@ -310,18 +310,7 @@ fn render_frame(
 
     let output = out.output.clone();
     let now = clock.now();
-    let elapsed = state.start_time.elapsed();
-    let mut presentation = OutputPresentationFeedback::new(&output);
-    for window in state.space.elements_for_output(&output) {
-        window.send_frame(&output, elapsed, Some(Duration::ZERO), |_, _| {
-            Some(output.clone())
-        });
-        window.take_presentation_feedback(
-            &mut presentation,
-            |_, _| Some(output.clone()),
-            |_, _| Kind::empty(),
-        );
-    }
+    let mut presentation = state.frame_done(&output);
     // Nothing scans the buffer out; "presented" means the frame is complete
     // in the output buffer, at a fixed rate.
     presentation.presented(now, Refresh::Fixed(interval), out.frames, Kind::empty());

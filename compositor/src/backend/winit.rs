@@ -16,7 +16,7 @@ use smithay::{
         },
         winit::{self, WinitEvent},
     },
-    desktop::{space::render_output, utils::OutputPresentationFeedback},
+    desktop::space::render_output,
     output::{Mode as OutputMode, Output, PhysicalProperties, Scale, Subpixel},
     reexports::wayland_protocols::wp::presentation_time::server::wp_presentation_feedback::Kind,
     utils::{Clock, Monotonic, Transform},
@@ -122,19 +122,7 @@ pub fn init(
                     warn!("cannot present the window: {err}");
                 }
                 frames += 1;
-                let elapsed = state.start_time.elapsed();
-                let mut presentation = OutputPresentationFeedback::new(&output);
-                for window in state.space.elements_for_output(&output) {
-                    window.send_frame(&output, elapsed, Some(Duration::ZERO), |_, _| {
-                        Some(output.clone())
-                    });
-                    window.take_presentation_feedback(
-                        &mut presentation,
-                        |_, _| Some(output.clone()),
-                        |_, _| Kind::empty(),
-                    );
-                }
-                presentation.presented(
+                state.frame_done(&output).presented(
                     clock.now(),
                     Refresh::Fixed(interval),
                     frames,
