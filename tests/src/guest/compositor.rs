@@ -228,6 +228,15 @@ pub(super) struct State {
     pub(super) frame_done: bool,
 }
 
+impl State {
+    /// Forgets the last heap batch, to wait for the next one.
+    pub(super) fn expect_new_batch(&mut self) {
+        self.heap_done = false;
+        self.heap_fd = None;
+        self.no_heap = None;
+    }
+}
+
 fn client_heap_dmabuf_in_output() -> Result<(), String> {
     let mut comp = Heapland::start()?;
     let stream = UnixStream::connect(Path::new(RUNTIME_DIR).join(SOCKET))

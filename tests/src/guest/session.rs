@@ -158,9 +158,7 @@ fn camera_frame_scanned_out_from_one_heap() -> Result<(), String> {
         |s| s.heap_done,
         "first heap batch",
     )?;
-    st.heap_done = false;
-    st.heap_fd = None;
-    st.no_heap = None;
+    st.expect_new_batch();
     feedback.add_device(dev_t_of(&video_node)?.to_ne_bytes().to_vec());
     wait(
         &mut queue,
@@ -365,9 +363,7 @@ fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
     if st.first_tranche_flags == Some(1) {
         return Err("scanout tranche before the surface shows anything".into());
     }
-    st.heap_done = false;
-    st.heap_fd = None;
-    st.no_heap = None;
+    st.expect_new_batch();
     feedback.add_device(dev_t_of(&video_node)?.to_ne_bytes().to_vec());
     wait(
         &mut queue,
@@ -386,9 +382,7 @@ fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
     let params = dmabuf.create_params(&qh, ());
     params.add(capture.frame_fd(), 0, 0, capture.pix.bytesperline, 0, 0);
     let buffer = params.create_immed(CAM_W as i32, CAM_H as i32, XR24, Flags::empty(), &qh, ());
-    st.heap_done = false;
-    st.heap_fd = None;
-    st.no_heap = None;
+    st.expect_new_batch();
     surface.attach(Some(&buffer), 0, 0);
     surface.damage_buffer(0, 0, CAM_W as i32, CAM_H as i32);
     surface.frame(&qh, ());
