@@ -1,9 +1,10 @@
 //! Nested backend (feature `winit`): one output shown in a window of the
 //! host's Wayland or X11 session, rendered with GLES.
 //!
-//! For a person to watch the compositor; the tests use the headless backend.
-//! Input is not forwarded (the seat has no focus handling yet) and
-//! `--screenshot` applies to the headless backend only.
+//! For a person to watch and use the compositor during development: the
+//! window's keyboard and pointer input go to seat0. `--screenshot` applies to
+//! the headless and drm backends; the nested test reads the X server's own
+//! picture of the window instead.
 
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use smithay::{
 };
 use tracing::{info, warn};
 
-use crate::{backend::headless::CLEAR_COLOR, state::Heapland};
+use crate::{backend::headless::CLEAR_COLOR, input::InputAction, state::Heapland};
 
 /// Why the nested backend cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +134,13 @@ pub fn init(
             WinitEvent::CloseRequested => {
                 info!("window closed: shutting down");
                 state.loop_signal.stop();
+            }
+            WinitEvent::Input(event) => {
+                let action = state.process_input_event(event);
+                if action == InputAction::Quit {
+                    info!("Ctrl+Alt+Backspace: shutting down");
+                    state.loop_signal.stop();
+                }
             }
             _ => {}
         })

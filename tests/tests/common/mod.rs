@@ -153,27 +153,36 @@ impl Compositor {
     /// Starts with one output of the given size; `extra` arguments follow
     /// (e.g. `--screenshot-every-frame`). Screenshots go to `self.png`.
     pub fn start_with(width: u32, height: u32, extra: &[&str]) -> Compositor {
+        let output = format!("{width}x{height}@60");
+        let mut args = vec!["--backend", "headless", "--output", &output];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, None, (width, height))
+    }
+
+    /// Starts the nested (winit) backend in a window on the X server at
+    /// `display`; `size` is the window's size as heapland logs it.
+    pub fn start_nested(display: &str, size: (u32, u32)) -> Compositor {
+        Self::spawn(&["--backend", "winit"], Some(display), size)
+    }
+
+    fn spawn(args: &[&str], x_display: Option<&str>, size: (u32, u32)) -> Compositor {
+        let (width, height) = size;
         let dir = private_dir("rt");
         let socket = "heapland-test".to_string();
         let png = dir.join("output.png");
         let log = dir.join("heapland.log");
-        let child = Command::new(heapland_bin())
-            .args([
-                "--backend",
-                "headless",
-                "--socket",
-                &socket,
-                "--log",
-                "info",
-            ])
-            .arg("--output")
-            .arg(format!("{width}x{height}@60"))
+        let mut cmd = Command::new(heapland_bin());
+        cmd.args(args)
+            .args(["--socket", &socket, "--log", "info"])
             .arg("--screenshot")
             .arg(&png)
-            .args(extra)
             .env("XDG_RUNTIME_DIR", &dir)
             .env_remove("WAYLAND_DISPLAY")
-            .env_remove("DISPLAY")
+            .env_remove("DISPLAY");
+        if let Some(display) = x_display {
+            cmd.env("DISPLAY", display);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("log file"))
             .spawn()
