@@ -32,6 +32,12 @@
  */
 static const unsigned int sg_orders[] = { 8, 4, 0 };
 
+/*
+ * A zone the served device is sure to reach, as dma-direct chooses one:
+ * ZONE_DMA32 for any limit of 32 bits or more short of 64 (conservative for
+ * e.g. 40-bit devices, never wrong), ZONE_DMA below that. Pages are checked
+ * against the exact limit afterwards.
+ */
 static gfp_t device_heap_zone_gfp(const struct device_heap *heap)
 {
 	if (heap->iommu || heap->dma_limit == DMA_BIT_MASK(64))
