@@ -85,8 +85,9 @@ static struct page *contig_range_alloc_zone(struct device_heap *heap,
 			break;
 		if (!contig_range_usable(zone, pfn, nr_pages))
 			continue;
+		/* __GFP_ZERO: the pages are cleared once, as they are taken. */
 		if (!alloc_contig_range(pfn, pfn + nr_pages, MIGRATE_MOVABLE,
-					GFP_KERNEL | __GFP_NOWARN))
+					GFP_KERNEL | __GFP_NOWARN | __GFP_ZERO))
 			return pfn_to_page(pfn);
 		cond_resched();
 	}
@@ -128,7 +129,6 @@ static int device_heap_alloc_contig(struct device_heap_buffer *buffer)
 	struct device_heap *heap = buffer->heap;
 	unsigned long nr_pages = buffer->len >> PAGE_SHIFT;
 	struct page *page = NULL;
-	unsigned long i;
 	int ret;
 
 	if (get_order(buffer->len) <= MAX_PAGE_ORDER) {
@@ -153,10 +153,6 @@ static int device_heap_alloc_contig(struct device_heap_buffer *buffer)
 		if (!page)
 			return fatal_signal_pending(current) ? -EINTR : -ENOMEM;
 		buffer->from_range = true;
-		for (i = 0; i < nr_pages; i++) {
-			clear_highpage(page + i);
-			cond_resched();
-		}
 	}
 
 	ret = sg_alloc_table(&buffer->sg_table, 1, GFP_KERNEL);
