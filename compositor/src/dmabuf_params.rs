@@ -35,9 +35,7 @@ use smithay::{
             Client, DataInit, Dispatch, DisplayHandle, Resource,
         },
     },
-    wayland::dmabuf::{
-        DmabufData, DmabufFeedbackData, DmabufGlobalData, DmabufParamsData, DmabufState,
-    },
+    wayland::dmabuf::{DmabufFeedbackData, DmabufGlobalData, DmabufParamsData, DmabufState},
 };
 
 use crate::state::Heapland;
@@ -321,8 +319,8 @@ impl Dispatch<ZwpLinuxBufferParamsV1, DmabufParamsData> for Heapland {
 }
 
 // The rest of linux-dmabuf is Smithay's, delegated as `delegate_dmabuf!`
-// would, minus the params object handled above.
+// would, minus the params object handled above and the global's requests
+// (crate::feedback, for surface feedback).
 smithay::reexports::wayland_server::delegate_global_dispatch!(Heapland: [ZwpLinuxDmabufV1: DmabufGlobalData] => DmabufState);
-smithay::reexports::wayland_server::delegate_dispatch!(Heapland: [ZwpLinuxDmabufV1: DmabufData] => DmabufState);
 smithay::reexports::wayland_server::delegate_dispatch!(Heapland: [WlBuffer: Dmabuf] => DmabufState);
 smithay::reexports::wayland_server::delegate_dispatch!(Heapland: [ZwpLinuxDmabufFeedbackV1: DmabufFeedbackData] => DmabufState);

@@ -24,12 +24,20 @@ use std::sync::{Arc, Mutex};
 use smithay::{
     backend::allocator::{Format, Fourcc, Modifier},
     reexports::{
-        wayland_protocols::wp::linux_dmabuf::zv1::server::zwp_linux_dmabuf_feedback_v1::TrancheFlags,
-        wayland_server::{protocol::wl_surface::WlSurface, Weak},
+        wayland_protocols::wp::linux_dmabuf::zv1::server::{
+            zwp_linux_dmabuf_feedback_v1::TrancheFlags,
+            zwp_linux_dmabuf_v1::{self, ZwpLinuxDmabufV1},
+        },
+        wayland_server::{
+            protocol::wl_surface::WlSurface, Client, DataInit, Dispatch, DisplayHandle, Weak,
+        },
     },
     wayland::{
         compositor::with_states,
-        dmabuf::{DmabufFeedback, DmabufFeedbackBuilder, SurfaceDmabufFeedbackState},
+        dmabuf::{
+            DmabufData, DmabufFeedback, DmabufFeedbackBuilder, DmabufState,
+            SurfaceDmabufFeedbackState,
+        },
     },
 };
 
@@ -245,5 +253,54 @@ pub fn set_surface_plan(state: &mut Heapland, surface: &WlSurface, plan: Arc<Fee
     });
     for instance in instances.iter().filter_map(|w| w.upgrade().ok()) {
         crate::heap_protocol::send_batch(state, &instance, &plan);
+    }
+}
+
+/// The linux-dmabuf feedback a surface's first feedback object must start
+/// with, when its plan is not the default one; `None` lets Smithay send the
+/// default feedback.
+///
+/// Smithay starts a surface's first `zwp_linux_dmabuf_feedback_v1` from
+/// `DmabufHandler::new_surface_feedback` (the default feedback unless
+/// overridden), and `set_surface_plan` cannot reach a surface that has no
+/// such object yet. Without this, a client asking for surface feedback after
+/// its surface became scanout-capable would get the default tranches on
+/// linux-dmabuf but the scanout plan on the heap protocol, and never the
+/// scanout tranche. The override is computed here, before Smithay holds the
+/// surface's state lock, which `new_surface_feedback` is called under.
+pub fn next_surface_feedback(state: &Heapland, surface: &WlSurface) -> Option<DmabufFeedback> {
+    let plan = current_plan(state, surface);
+    if *plan == *state.default_plan {
+        return None;
+    }
+    match plan.to_dmabuf_feedback() {
+        Ok(f) => Some(f),
+        Err(err) => {
+            tracing::warn!("cannot build surface feedback: {err}");
+            None
+        }
+    }
+}
+
+/// linux-dmabuf's global object: Smithay's, with the surface's current plan
+/// handed to `new_surface_feedback` (see [`next_surface_feedback`]).
+impl Dispatch<ZwpLinuxDmabufV1, DmabufData> for Heapland {
+    fn request(
+        state: &mut Self,
+        client: &Client,
+        resource: &ZwpLinuxDmabufV1,
+        request: zwp_linux_dmabuf_v1::Request,
+        data: &DmabufData,
+        dhandle: &DisplayHandle,
+        data_init: &mut DataInit<'_, Self>,
+    ) {
+        if let zwp_linux_dmabuf_v1::Request::GetSurfaceFeedback { surface, .. } = &request {
+            state.next_surface_feedback = next_surface_feedback(state, surface);
+        }
+        <DmabufState as Dispatch<ZwpLinuxDmabufV1, DmabufData, Self>>::request(
+            state, client, resource, request, data, dhandle, data_init,
+        );
+        // Unused when the surface already had a feedback object.
+        state.next_surface_feedback = None;
     }
 }

@@ -37,7 +37,7 @@ use smithay::{
             get_parent, is_sync_subsurface, CompositorClientState, CompositorHandler,
             CompositorState,
         },
-        dmabuf::{DmabufGlobal, DmabufHandler, DmabufState, ImportNotifier},
+        dmabuf::{DmabufFeedback, DmabufGlobal, DmabufHandler, DmabufState, ImportNotifier},
         fractional_scale::{
             with_fractional_scale, FractionalScaleHandler, FractionalScaleManagerState,
         },
@@ -106,6 +106,10 @@ pub struct Heapland {
     /// The display device, when the backend can put a client's buffer on a
     /// KMS plane: surfaces covering an output then get a scanout tranche.
     pub scanout_device: Option<u64>,
+    /// The feedback Smithay is to give the linux-dmabuf surface feedback
+    /// object being created, when the surface's plan is not the default one
+    /// (see [`feedback::next_surface_feedback`]).
+    pub next_surface_feedback: Option<DmabufFeedback>,
 }
 
 /// See [`Heapland::_globals`]: owned, never read, hence the allow.
@@ -187,6 +191,7 @@ impl Heapland {
             mapped_count: 0,
             screenshot_requested: false,
             scanout_device: None,
+            next_surface_feedback: None,
         })
     }
 
@@ -382,6 +387,17 @@ impl FractionalScaleHandler for Heapland {
 impl DmabufHandler for Heapland {
     fn dmabuf_state(&mut self) -> &mut DmabufState {
         &mut self.dmabuf_state
+    }
+
+    /// A surface's first linux-dmabuf feedback object starts from the plan
+    /// the surface already has (e.g. with a scanout tranche), as its heap
+    /// feedback objects do.
+    fn new_surface_feedback(
+        &mut self,
+        _surface: &WlSurface,
+        _global: &DmabufGlobal,
+    ) -> Option<DmabufFeedback> {
+        self.next_surface_feedback.take()
     }
 
     fn dmabuf_imported(
