@@ -79,9 +79,14 @@ static void device_heap_detach(struct dma_buf *dmabuf,
 	kfree(a);
 }
 
+/*
+ * @mapped is read by the CPU access hooks under the buffer lock, so it flips
+ * under that lock too: a sync never touches a table being unmapped.
+ */
 static struct sg_table *device_heap_map_dma_buf(struct dma_buf_attachment *attachment,
 						enum dma_data_direction direction)
 {
+	struct device_heap_buffer *buffer = attachment->dmabuf->priv;
 	struct device_heap_attachment *a = attachment->priv;
 	int ret;
 
@@ -89,7 +94,9 @@ static struct sg_table *device_heap_map_dma_buf(struct dma_buf_attachment *attac
 	if (ret)
 		return ERR_PTR(ret);
 
+	mutex_lock(&buffer->lock);
 	a->mapped = true;
+	mutex_unlock(&buffer->lock);
 	return &a->table;
 }
 
@@ -97,9 +104,12 @@ static void device_heap_unmap_dma_buf(struct dma_buf_attachment *attachment,
 				      struct sg_table *table,
 				      enum dma_data_direction direction)
 {
+	struct device_heap_buffer *buffer = attachment->dmabuf->priv;
 	struct device_heap_attachment *a = attachment->priv;
 
+	mutex_lock(&buffer->lock);
 	a->mapped = false;
+	mutex_unlock(&buffer->lock);
 	dma_unmap_sgtable(attachment->dev, table, direction, 0);
 }
 
@@ -173,13 +183,15 @@ static void *device_heap_do_vmap(struct device_heap_buffer *buffer)
 		return ERR_PTR(-ENOMEM);
 
 	for_each_sgtable_page(&buffer->sg_table, &piter, 0) {
-		if (WARN_ON(i >= npages))
+		if (i == npages)
 			break;
 		pages[i++] = sg_page_iter_page(&piter);
 	}
 
-	vaddr = vmap(pages, npages, VM_MAP, PAGE_KERNEL);
+	vaddr = i == npages ? vmap(pages, npages, VM_MAP, PAGE_KERNEL) : NULL;
 	kvfree(pages);
+	if (i != npages)
+		return ERR_PTR(-EINVAL);
 	return vaddr ?: ERR_PTR(-ENOMEM);
 }
 
@@ -266,14 +278,14 @@ struct dma_buf *device_heap_allocate(struct device_heap *heap, size_t len,
 
 	INIT_LIST_HEAD(&buffer->attachments);
 	mutex_init(&buffer->lock);
+	device_heap_get(heap);
 	buffer->heap = heap;
 	buffer->len = len;
 
 	ret = device_heap_alloc_memory(buffer);
 	if (ret)
-		goto free_buffer;
+		goto put_heap;
 
-	device_heap_get(heap);
 	exp_info.exp_name = heap->name;
 	exp_info.ops = &device_heap_buf_ops;
 	exp_info.size = buffer->len;
@@ -282,17 +294,17 @@ struct dma_buf *device_heap_allocate(struct device_heap *heap, size_t len,
 	dmabuf = dma_buf_export(&exp_info);
 	if (IS_ERR(dmabuf)) {
 		ret = PTR_ERR(dmabuf);
-		goto put_heap;
+		goto free_memory;
 	}
 
 	atomic_inc(&device_heap_live_buffers);
 	atomic64_add(buffer->len, &device_heap_live_bytes);
 	return dmabuf;
 
+free_memory:
+	device_heap_free_memory(buffer);
 put_heap:
 	device_heap_put(heap);
-	device_heap_free_memory(buffer);
-free_buffer:
 	mutex_destroy(&buffer->lock);
 	kfree(buffer);
 	return ERR_PTR(ret);

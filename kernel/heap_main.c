@@ -45,6 +45,8 @@ static const struct class device_heap_class;
 
 static LIST_HEAD(device_heaps);
 static DEFINE_MUTEX(device_heaps_lock);
+/* Set by module exit under device_heaps_lock: no heap may be created after. */
+static bool device_heaps_closing;
 static struct dentry *device_heap_debugfs;
 
 static const char * const device_heap_backing_names[] = {
@@ -121,12 +123,19 @@ static void device_heap_destroy(struct device_heap *heap)
 	device_heap_put(heap);
 }
 
+/*
+ * Half of RAM at most, so that one request cannot push the system into the
+ * OOM killer; a contiguous buffer is also one scatterlist entry, whose
+ * length is an unsigned int.
+ */
 static size_t device_heap_max_alloc(enum device_heap_backing backing)
 {
 	size_t half_ram = (size_t)(totalram_pages() / 2) << PAGE_SHIFT;
+	size_t contig_max = min_t(size_t, (size_t)contig_max_mb << 20,
+				  rounddown(UINT_MAX, PAGE_SIZE));
 
 	if (backing == DEVICE_HEAP_CONTIG)
-		return min_t(size_t, (size_t)contig_max_mb << 20, half_ram);
+		return min(contig_max, half_ram);
 	return half_ram;
 }
 
@@ -148,6 +157,8 @@ static struct device_heap *device_heap_create(struct device *dev,
 
 	lockdep_assert_held(&device_heaps_lock);
 
+	if (device_heaps_closing)
+		return ERR_PTR(-ENODEV);
 	if (!dev->dma_mask) {
 		dev_warn(dev, "device does no DMA, no heap for it\n");
 		return ERR_PTR(-EINVAL);
@@ -251,6 +262,13 @@ static int device_heap_add(const char *spec)
 		}
 	}
 
+	/*
+	 * A device whose removal has passed BUS_NOTIFY_DEL_DEVICE but which is
+	 * still on its bus can be found here, and its heap would then not be
+	 * removed with it: the driver core offers no way to ask whether a
+	 * device is being deleted. The window is a few instructions of
+	 * device_del() wide and needs a concurrent write to "add".
+	 */
 	dev = bus_find_device_by_name(bus, NULL, name);
 	kfree(name);
 	if (!dev)
@@ -485,6 +503,8 @@ static void __exit device_heap_exit(void)
 	 */
 	device_heap_unregister_buses();
 	mutex_lock(&device_heaps_lock);
+	/* A write to "add" may still be waiting for the lock. */
+	device_heaps_closing = true;
 	list_for_each_entry_safe(heap, tmp, &device_heaps, list)
 		device_heap_destroy(heap);
 	mutex_unlock(&device_heaps_lock);
