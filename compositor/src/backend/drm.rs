@@ -151,6 +151,10 @@ pub fn init(
             },
         });
     };
+    // Only outputs that are fully set up become globals and take space.
+    for out in &outputs {
+        publish_output(state, &out.output);
+    }
     let backend = Rc::new(RefCell::new(DrmBackend {
         drm,
         outputs,
@@ -160,6 +164,7 @@ pub fn init(
     let mut libinput = start_libinput(&backend.borrow().session, &seat, handle)?;
 
     let session_backend = backend.clone();
+    let session_handle = handle.clone();
     handle
         .insert_source(session_notifier, move |event, _, state: &mut Heapland| {
             let mut backend = session_backend.borrow_mut();
@@ -183,6 +188,7 @@ pub fn init(
                         }
                         out.flip_pending = false;
                         render(out, state);
+                        schedule_idle(out, &session_backend, &session_handle);
                     }
                 }
             }
@@ -274,6 +280,20 @@ fn shared_devices(cli: &Cli) -> Result<Vec<DeviceNumber>, DrmBackendError> {
         devices.push(dev);
     }
     Ok(devices)
+}
+
+/// Announces an output to clients and places it right of the others.
+fn publish_output(state: &mut Heapland, output: &Output) {
+    let x: i32 = state
+        .outputs
+        .iter()
+        .filter_map(|o| o.current_mode())
+        .map(|m| m.size.w)
+        .sum();
+    output.change_current_state(None, None, None, Some((x, 0).into()));
+    output.create_global::<Heapland>(&state.display_handle);
+    state.space.map_output(output, (x, 0));
+    state.outputs.push(output.clone());
 }
 
 /// Opens one DRM device and sets up every connected connector on it.
@@ -405,23 +425,9 @@ fn open_output(
             model: name.clone(),
         },
     );
-    let x: i32 = state
-        .outputs
-        .iter()
-        .filter_map(|o| o.current_mode())
-        .map(|m| m.size.w)
-        .sum();
     output.add_mode(wl_mode);
     output.set_preferred(wl_mode);
-    output.change_current_state(
-        Some(wl_mode),
-        Some(Transform::Normal),
-        None,
-        Some((x, 0).into()),
-    );
-    output.create_global::<Heapland>(&state.display_handle);
-    state.space.map_output(&output, (x, 0));
-    state.outputs.push(output.clone());
+    output.change_current_state(Some(wl_mode), Some(Transform::Normal), None, None);
 
     let renderer = PixmanRenderer::new().map_err(|e| format!("pixman: {e}"))?;
     let renderer_formats: Vec<_> = renderer.dmabuf_formats().into_iter().collect();
