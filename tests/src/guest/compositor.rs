@@ -44,6 +44,7 @@ use wayland_client::{
 use wayland_protocols::{
     wp::linux_dmabuf::zv1::client::{
         zwp_linux_buffer_params_v1::{self, ZwpLinuxBufferParamsV1},
+        zwp_linux_dmabuf_feedback_v1::{self, ZwpLinuxDmabufFeedbackV1},
         zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
     },
     xdg::shell::client::{
@@ -226,6 +227,10 @@ pub(super) struct State {
     /// Size of the last configure (0 when the client chooses).
     pub(super) configured_size: (i32, i32),
     pub(super) frame_done: bool,
+    /// linux-dmabuf feedback: tranche flags of the last complete feedback.
+    pub(super) dmabuf_tranches: Option<Vec<u32>>,
+    dmabuf_pending: Vec<u32>,
+    dmabuf_flags: u32,
 }
 
 impl State {
@@ -424,6 +429,30 @@ impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
     wayland_client::event_created_child!(State, ZwpLinuxBufferParamsV1, [
         zwp_linux_buffer_params_v1::EVT_CREATED_OPCODE => (WlBuffer, ()),
     ]);
+}
+
+impl Dispatch<ZwpLinuxDmabufFeedbackV1, ()> for State {
+    fn event(
+        s: &mut Self,
+        _: &ZwpLinuxDmabufFeedbackV1,
+        e: zwp_linux_dmabuf_feedback_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use zwp_linux_dmabuf_feedback_v1::Event;
+        match e {
+            Event::TrancheFlags { flags } => {
+                s.dmabuf_flags = flags.into_result().map(|f| f.bits()).unwrap_or(0)
+            }
+            Event::TrancheDone => {
+                s.dmabuf_pending.push(s.dmabuf_flags);
+                s.dmabuf_flags = 0;
+            }
+            Event::Done => s.dmabuf_tranches = Some(std::mem::take(&mut s.dmabuf_pending)),
+            _ => {}
+        }
+    }
 }
 
 impl Dispatch<XdgToplevel, ()> for State {

@@ -417,6 +417,29 @@ fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
         "frame callback",
     )?;
 
+    // Feedback asked for only now starts from the surface's current plan,
+    // on both protocols alike: scanout tranche first, then the main one.
+    let _late_dmabuf = dmabuf.get_surface_feedback(&surface, &qh, ());
+    st.expect_new_batch();
+    let _late_heap = heaps.get_surface_feedback(&surface, &qh, ());
+    wait(
+        &mut queue,
+        &mut st,
+        &mut comp,
+        |s| s.heap_done && s.dmabuf_tranches.is_some(),
+        "late surface feedback",
+    )?;
+    let dmabuf_tranches = st.dmabuf_tranches.clone().unwrap_or_default();
+    if dmabuf_tranches.len() != 2
+        || dmabuf_tranches.first() != Some(&1)
+        || st.first_tranche_flags != Some(1)
+    {
+        return Err(format!(
+            "late surface feedback: linux-dmabuf tranche flags {dmabuf_tranches:?}, heap protocol first tranche flags {:?}",
+            st.first_tranche_flags
+        ));
+    }
+
     // Direct scanout: KMS imported the camera buffer itself.
     let frame_inode = dma_buf::inode(capture.frame_fd())?;
     let deadline = Instant::now() + Duration::from_secs(10);
