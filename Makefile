@@ -15,7 +15,7 @@ run:
 		echo "XDG_RUNTIME_DIR was not set: using $$XDG_RUNTIME_DIR (set it for clients too)"; \
 		export XDG_RUNTIME_DIR; \
 	fi; \
-	cargo run --release -p heapland -- $(ARGS)
+	cargo run --release -p heapland --features winit -- $(ARGS)
 
 test:
 	tests/run

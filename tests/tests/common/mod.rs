@@ -3,7 +3,10 @@
 //! the compositor sends.
 //!
 //! The binary is found through `HEAPLAND_BIN` if set; otherwise it is built
-//! once per test process with `cargo build -p heapland` into the same target
+//! once per test process with `cargo build -p heapland --features winit`
+//! (the nested test needs it; a separate build keeps winit's system
+//! libwayland-client out of the tests' own wayland-client, whose pure-Rust
+//! backend reports protocol error messages) into the same target
 //! directory and profile as the running test (cargo does not hold its lock
 //! while tests run), so a stale binary is never tested.
 
@@ -103,9 +106,16 @@ pub fn heapland_bin() -> &'static Path {
             .unwrap_or("debug");
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "heapland", "--manifest-path"])
-            .arg(&manifest)
-            .env("CARGO_TARGET_DIR", target_dir);
+        cmd.args([
+            "build",
+            "-p",
+            "heapland",
+            "--features",
+            "winit",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", target_dir);
         if profile == "release" {
             cmd.arg("--release");
         }
