@@ -277,18 +277,7 @@ fn heap_removed_during_allocations() -> Result<(), String> {
     if let Err(e) = dma_heap::control("add", &format!("platform/vgem:{}", info.backing)) {
         errs.push(format!("re-adding {}: {e}", info.name));
     }
-    let live1 = dma_heap::debugfs_counter("live_buffers")?;
-    if live1 != live0 {
-        errs.push(format!("live_buffers {live0} -> {live1}"));
-    }
-    if let Err(e) = mark.check_clean() {
-        errs.push(e);
-    }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    settle_race(live0, &mark, errs)
 }
 
 /// Races the removal of the served device (rmmod vivid) against allocations in flight
@@ -321,18 +310,7 @@ fn device_removed_during_allocations() -> Result<(), String> {
         errs.push("no allocation saw ENODEV after vivid.0 went away".into());
     }
     println!("INFO removal: {ok} allocations before vivid.0 went, {nodev} ENODEV after");
-    let live1 = dma_heap::debugfs_counter("live_buffers")?;
-    if live1 != live0 {
-        errs.push(format!("live_buffers {live0} -> {live1}"));
-    }
-    if let Err(e) = mark.check_clean() {
-        errs.push(e);
-    }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    settle_race(live0, &mark, errs)
 }
 
 /// Unbinds vivid's driver from vivid.0 (the device itself stays) with a heap buffer alive,
@@ -538,4 +516,21 @@ pub fn restore() -> Result<(), String> {
         dma_heap::control("add", "platform/vivid.0:contig")?;
     }
     Ok(())
+}
+
+/// The end of a race test: the live-buffer count is back where it started,
+/// the kernel log is clean, and every problem seen is reported at once.
+fn settle_race(live0: u64, mark: &Mark, mut errs: Vec<String>) -> Result<(), String> {
+    let live1 = dma_heap::debugfs_counter("live_buffers")?;
+    if live1 != live0 {
+        errs.push(format!("live_buffers {live0} -> {live1}"));
+    }
+    if let Err(e) = mark.check_clean() {
+        errs.push(e);
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
 }
