@@ -178,9 +178,5 @@ fn control_files_reject_bad_writes() -> Result<(), String> {
     if after != before {
         errs.push(format!("heaps changed from {before:?} to {after:?}"));
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    super::all_ok(errs)
 }

@@ -51,11 +51,7 @@ pub fn for_each_heap(f: impl Fn(&HeapInfo, &Heap) -> Result<(), String>) -> Resu
                 .map(|e| format!("[{}] {e}", i.name))
         })
         .collect();
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    super::all_ok(errs)
 }
 
 fn every_heap_has_a_node() -> Result<(), String> {

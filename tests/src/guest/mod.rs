@@ -34,6 +34,16 @@ pub struct Test {
     pub run: fn() -> Result<(), String>,
 }
 
+/// A test that gathers every problem it sees passes when there is none, and
+/// otherwise reports them all at once.
+pub fn all_ok(errs: Vec<String>) -> Result<(), String> {
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
 /// A group of tests run by one `heapland-guest <phase>` process.
 pub struct Phase {
     pub name: &'static str,

@@ -111,11 +111,7 @@ fn rmmod_after_last_buffer_then_reload() -> Result<(), String> {
         errs.push(format!("heaps after reload {after:?} != before {before:?}"));
     }
     mark.check_clean().map_err(|e| errs.push(e)).ok();
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    super::all_ok(errs)
 }
 
 fn sysfs_remove_heap_while_buffer_alive() -> Result<(), String> {
@@ -190,11 +186,7 @@ fn sysfs_remove_heap_while_buffer_alive() -> Result<(), String> {
     if let Err(e) = mark.check_clean() {
         errs.push(e);
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    super::all_ok(errs)
 }
 
 /// Allocates, writes and frees through `fds` open fds of heap `name` from one thread each
@@ -369,11 +361,7 @@ fn driver_unbind_while_buffer_alive() -> Result<(), String> {
     if let Err(e) = mark.check_clean() {
         errs.push(e);
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    super::all_ok(errs)
 }
 
 fn served_device_removed_while_buffer_alive() -> Result<(), String> {
@@ -463,11 +451,7 @@ fn served_device_removed_while_buffer_alive() -> Result<(), String> {
     if let Err(e) = mark.check_clean() {
         errs.push(e);
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    super::all_ok(errs)
 }
 
 fn vivid_reloaded_contig_heap_added() -> Result<(), String> {
@@ -528,9 +512,5 @@ fn settle_race(live0: u64, mark: &Mark, mut errs: Vec<String>) -> Result<(), Str
     if let Err(e) = mark.check_clean() {
         errs.push(e);
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    super::all_ok(errs)
 }

@@ -68,11 +68,7 @@ fn add_sg_heaps() -> Result<(), String> {
         .iter()
         .filter_map(|dev| add_sg_heap(dev).err())
         .collect();
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    super::all_ok(errs)
 }
 
 fn add_sg_heap(dev: &str) -> Result<(), String> {
@@ -123,9 +119,5 @@ fn remove_sg_heaps() -> Result<(), String> {
         Ok(n) => errs.push(format!("live_buffers {n} at the end of the drm phase")),
         Err(e) => errs.push(e),
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    super::all_ok(errs)
 }

@@ -65,11 +65,7 @@ fn each_vgem_heap(f: fn(&Heap) -> Result<(), String>) -> Result<(), String> {
         .iter()
         .filter_map(|h| f(h).err().map(|e| format!("[{}] {e}", h.name)))
         .collect();
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    super::all_ok(errs)
 }
 
 fn render() -> Result<Card, String> {

@@ -233,9 +233,5 @@ fn contig_capture_proves_every_contiguous_heap() -> Result<(), String> {
         ),
         Err(e) => println!("INFO vivid dma-contig: system heap buffers refused as expected: {e}"),
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    super::all_ok(errs)
 }

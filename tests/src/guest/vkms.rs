@@ -198,11 +198,7 @@ fn scanout_and_writeback_match() -> Result<(), String> {
             }
         }
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    super::all_ok(errs)
 }
 
 fn scanout_with_heap(card: &Card, heap: &Heap, size: (u32, u32)) -> Result<(), String> {
