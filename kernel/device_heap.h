@@ -21,6 +21,9 @@
 #include <linux/scatterlist.h>
 #include <linux/types.h>
 
+struct cma;
+struct device_heap_core_node;
+
 #define DEVICE_HEAP_NAME_MAX	64
 
 enum device_heap_backing {
@@ -37,14 +40,18 @@ enum device_heap_backing {
  * @name:	heap name, also the node name under /dev/dma_heap/
  * @dev:	served device, held while the heap is registered, then NULL
  * @backing:	how buffers are backed
- * @dma_limit:	highest physical address the served device can reach
+ * @phys_limit:	highest physical address a buffer page may have: the served
+ *		device's DMA limit translated with dma_to_phys(), or the
+ *		top of the address space behind an IOMMU
  * @iommu:	the served device translates through an IOMMU
  * @coherent:	the served device's DMA is cache-coherent with the CPU
  * @max_alloc:	largest allocation accepted, in bytes
+ * @cma:	CMA area contiguous buffers come from first, or NULL
  * @dead:	set once the heap is unregistered; allocations then fail
  * @node:	sysfs node, child of @dev in class device_heap
  * @cdev:	character device, when the module registers the node itself
- * @devt:	device number of @cdev
+ * @devt:	device number of @cdev, 0 when the heap core owns the node
+ * @core:	the heap core's registration, when the kernel has the core
  */
 struct device_heap {
 	struct kref ref;
@@ -52,14 +59,23 @@ struct device_heap {
 	char name[DEVICE_HEAP_NAME_MAX];
 	struct device *dev;
 	enum device_heap_backing backing;
-	u64 dma_limit;
+	u64 phys_limit;
 	bool iommu;
 	bool coherent;
 	size_t max_alloc;
+	struct cma *cma;
 	atomic_t dead;
 	struct device *node;
 	struct cdev *cdev;
 	dev_t devt;
+	struct device_heap_core_node *core;
+};
+
+/* Where a contiguous buffer's memory came from, and so how it is freed. */
+enum device_heap_source {
+	DEVICE_HEAP_FROM_BUDDY,
+	DEVICE_HEAP_FROM_RANGE,
+	DEVICE_HEAP_FROM_CMA,
 };
 
 /**
@@ -69,7 +85,7 @@ struct device_heap {
  * @lock:	protects @attachments, @vmap_cnt and @vaddr
  * @len:	size in bytes, a multiple of PAGE_SIZE
  * @sg_table:	the memory; one entry for contiguous buffers
- * @from_range:	contiguous memory came from alloc_contig_range()
+ * @source:	where contiguous memory came from
  * @vmap_cnt:	number of kernel mappings handed out
  * @vaddr:	kernel mapping while @vmap_cnt > 0
  */
@@ -79,7 +95,7 @@ struct device_heap_buffer {
 	struct mutex lock;	/* protects attachments, vmap_cnt, vaddr */
 	size_t len;
 	struct sg_table sg_table;
-	bool from_range;
+	enum device_heap_source source;
 	int vmap_cnt;
 	void *vaddr;
 };
@@ -95,10 +111,11 @@ struct dma_buf *device_heap_allocate(struct device_heap *heap, size_t len,
 				     u32 fd_flags);
 
 /* heap_memory.c: where the pages come from */
+void device_heap_contig_source(struct device_heap *heap);
 int device_heap_alloc_memory(struct device_heap_buffer *buffer);
 void device_heap_free_memory(struct device_heap_buffer *buffer);
 
-/* heap_node.c: the /dev/dma_heap/<name> node (the registration seam) */
+/* heap_node_{chrdev,core}.c: /dev/dma_heap/<name> (the registration seam) */
 int device_heap_node_init(void);
 void device_heap_node_exit(void);
 int device_heap_node_register(struct device_heap *heap);

@@ -147,25 +147,63 @@ static int device_heap_end_cpu_access(struct dma_buf *dmabuf,
 	return 0;
 }
 
+/* Pages handed to vm_insert_pages() per call. */
+#define DEVICE_HEAP_MMAP_BATCH	64
+
+/*
+ * Shared mappings only, as cma_heap: a private mapping of a dma-buf would be
+ * a copy no device sees, and copy-on-write of mapped buffer pages cannot work
+ * (with remapped pfns the first page did, the second failed).
+ *
+ * The pages are inserted as pages (VM_MIXEDMAP), not remapped as raw pfns:
+ * they are ordinary refcounted pages, a mapping then holds its own reference
+ * on each, and /proc/<pid>/pagemap shows where they are, which the tests use
+ * to check placement. vm_insert_pages() takes them in batches, segment by
+ * segment from the page the offset falls in, under one page-table lock per
+ * batch.
+ */
 static int device_heap_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 {
 	struct device_heap_buffer *buffer = dmabuf->priv;
+	unsigned long skip = vma->vm_pgoff;
 	unsigned long addr = vma->vm_start;
-	struct sg_page_iter piter;
-	int ret;
+	struct page *pages[DEVICE_HEAP_MMAP_BATCH];
+	struct scatterlist *sg;
+	int i, ret;
+
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
 
 	/* dma_buf_mmap_internal() has checked that the range fits the buffer. */
 	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
 
-	for_each_sgtable_page(&buffer->sg_table, &piter, vma->vm_pgoff) {
+	for_each_sgtable_sg(&buffer->sg_table, sg, i) {
+		unsigned long npages = sg->length >> PAGE_SHIFT;
+		unsigned long first = 0;
+
+		if (skip >= npages) {
+			skip -= npages;
+			continue;
+		}
+		first = skip;
+		skip = 0;
+		while (first < npages && addr < vma->vm_end) {
+			unsigned long n, left, k;
+
+			n = min3(npages - first, (vma->vm_end - addr) >> PAGE_SHIFT,
+				 (unsigned long)DEVICE_HEAP_MMAP_BATCH);
+			for (k = 0; k < n; k++)
+				pages[k] = pfn_to_page(page_to_pfn(sg_page(sg)) +
+						       first + k);
+			left = n;
+			ret = vm_insert_pages(vma, addr, pages, &left);
+			if (ret)
+				return ret;
+			first += n;
+			addr += n << PAGE_SHIFT;
+		}
 		if (addr >= vma->vm_end)
 			break;
-		ret = remap_pfn_range(vma, addr,
-				      page_to_pfn(sg_page_iter_page(&piter)),
-				      PAGE_SIZE, vma->vm_page_prot);
-		if (ret)
-			return ret;
-		addr += PAGE_SIZE;
 	}
 	return 0;
 }

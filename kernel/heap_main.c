@@ -14,8 +14,10 @@
  * /sys/class/device_heap/remove or when the served device goes away.
  */
 
+#include <linux/cma.h>
 #include <linux/debugfs.h>
 #include <linux/device.h>
+#include <linux/dma-direct.h>
 #include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
 #include <linux/kernel.h>
@@ -27,6 +29,11 @@
 #include <linux/string.h>
 
 #include "device_heap.h"
+#include "heap_compat.h"
+
+#if DEVICE_HEAP_HAVE_FAUX
+#include <linux/device/faux.h>
+#endif
 
 static char *devices;
 module_param(devices, charp, 0444);
@@ -60,15 +67,42 @@ struct device_heap_bus {
 	bool registered;
 };
 
+enum device_heap_bus_index {
+	DEVICE_HEAP_BUS_PLATFORM,
+#ifdef CONFIG_PCI
+	DEVICE_HEAP_BUS_PCI,
+#endif
+#if DEVICE_HEAP_HAVE_FAUX
+	DEVICE_HEAP_BUS_FAUX,
+#endif
+	DEVICE_HEAP_NR_BUSES
+};
+
 static int device_heap_bus_notify(struct notifier_block *nb,
 				  unsigned long action, void *data);
 
-static struct device_heap_bus device_heap_buses[] = {
-	{ .bus = &platform_bus_type, .nb.notifier_call = device_heap_bus_notify },
+static struct device_heap_bus device_heap_buses[DEVICE_HEAP_NR_BUSES] = {
+	[DEVICE_HEAP_BUS_PLATFORM] = {
+		.bus = &platform_bus_type,
+		.nb.notifier_call = device_heap_bus_notify,
+	},
 #ifdef CONFIG_PCI
-	{ .bus = &pci_bus_type, .nb.notifier_call = device_heap_bus_notify },
+	[DEVICE_HEAP_BUS_PCI] = {
+		.bus = &pci_bus_type,
+		.nb.notifier_call = device_heap_bus_notify,
+	},
+#endif
+#if DEVICE_HEAP_HAVE_FAUX
+	/* .bus is taken from device_heap_faux at init: faux_bus_type is static. */
+	[DEVICE_HEAP_BUS_FAUX] = {
+		.nb.notifier_call = device_heap_bus_notify,
+	},
 #endif
 };
+
+#if DEVICE_HEAP_HAVE_FAUX
+static struct faux_device *device_heap_faux;
+#endif
 
 static void device_heap_free(struct kref *ref)
 {
@@ -149,6 +183,122 @@ static enum device_heap_backing device_heap_default_backing(struct device *dev)
 	return device_iommu_mapped(dev) ? DEVICE_HEAP_SG : DEVICE_HEAP_CONTIG;
 }
 
+/*
+ * Devices between BUS_NOTIFY_DEL_DEVICE and BUS_NOTIFY_REMOVED_DEVICE: being
+ * deleted but still on their bus, where "add" could find them. Under
+ * device_heaps_lock.
+ */
+struct device_heap_dying {
+	struct list_head list;
+	struct device *dev;
+};
+
+static LIST_HEAD(device_heap_dying_list);
+
+static void device_heap_mark_dying(struct device *dev)
+{
+	struct device_heap_dying *d;
+
+	/* Small and short-lived; the deletion cannot be refused. */
+	d = kmalloc(sizeof(*d), GFP_KERNEL | __GFP_NOFAIL);
+	d->dev = dev;
+	mutex_lock(&device_heaps_lock);
+	list_add(&d->list, &device_heap_dying_list);
+	mutex_unlock(&device_heaps_lock);
+}
+
+static void device_heap_unmark_dying(struct device *dev)
+{
+	struct device_heap_dying *d, *tmp;
+
+	mutex_lock(&device_heaps_lock);
+	list_for_each_entry_safe(d, tmp, &device_heap_dying_list, list) {
+		if (d->dev == dev) {
+			list_del(&d->list);
+			kfree(d);
+			break;
+		}
+	}
+	mutex_unlock(&device_heaps_lock);
+}
+
+static bool device_heap_dying(struct device *dev)
+{
+	struct device_heap_dying *d;
+
+	lockdep_assert_held(&device_heaps_lock);
+	list_for_each_entry(d, &device_heap_dying_list, list) {
+		if (d->dev == dev)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A platform device that no driver of the bus could take: registered bare by
+ * a module that drives it itself (vkms and vgem before 6.15 do). Nothing
+ * will set another DMA mask on it.
+ */
+static bool device_heap_driverless(struct device *dev)
+{
+	return !dev->driver && dev->bus == &platform_bus_type &&
+	       !driver_find(to_platform_device(dev)->name, &platform_bus_type);
+}
+
+/*
+ * Which devices get a heap, decided under the device lock and
+ * device_heaps_lock:
+ *  - a device bound to its driver: the driver set the DMA mask in probe,
+ *    and the unbind notification, which removes the heap, is sent under the
+ *    device lock held here, also when the device is deleted, so it always
+ *    sees a heap created now;
+ *  - a driverless device (above), whose heap goes at BUS_NOTIFY_DEL_DEVICE;
+ *    one already past that notification is refused (device_heap_dying()),
+ *    and one past BUS_NOTIFY_REMOVED_DEVICE is no longer on its bus;
+ * never a device merely unbound, whose mask is a stale driver's or none.
+ */
+static bool device_heap_servable(struct device *dev)
+{
+	struct device *again;
+	bool on_bus;
+
+	lockdep_assert_held(&device_heaps_lock);
+	device_lock_assert(dev);
+
+	if (device_heap_dying(dev))
+		return false;
+	again = bus_find_device_by_name(dev->bus, NULL, dev_name(dev));
+	on_bus = again == dev;
+	put_device(again);
+	if (!on_bus)
+		return false;
+	return dev->driver || device_heap_driverless(dev);
+}
+
+/*
+ * The highest physical address the served device reaches. The DMA mask is a
+ * bus address; dma_to_phys() applies the bus's offsets, as dma-direct does
+ * for its own allocations. Behind an IOMMU any page will do.
+ */
+static u64 device_heap_phys_limit(struct device *dev)
+{
+	u64 dma_limit = min_not_zero(dma_get_mask(dev), dev->bus_dma_limit);
+	phys_addr_t phys;
+
+	if (device_iommu_mapped(dev))
+		return U64_MAX;
+	phys = dma_to_phys(dev, dma_limit);
+	/* No bus region holds the limit: nothing beyond the mask is sure. */
+	if (phys == (phys_addr_t)-1)
+		return dma_limit;
+	return phys;
+}
+
+/*
+ * Called with the served device's lock and device_heaps_lock held, so that
+ * the device cannot change state between device_heap_servable() and the
+ * heap joining the list that the bus notifier walks.
+ */
 static struct device_heap *device_heap_create(struct device *dev,
 					      enum device_heap_backing backing)
 {
@@ -156,8 +306,11 @@ static struct device_heap *device_heap_create(struct device *dev,
 	int ret;
 
 	lockdep_assert_held(&device_heaps_lock);
+	device_lock_assert(dev);
 
 	if (device_heaps_closing)
+		return ERR_PTR(-ENODEV);
+	if (!device_heap_servable(dev))
 		return ERR_PTR(-ENODEV);
 	if (!dev->dma_mask) {
 		dev_warn(dev, "device does no DMA, no heap for it\n");
@@ -172,7 +325,7 @@ static struct device_heap *device_heap_create(struct device *dev,
 	INIT_LIST_HEAD(&heap->list);
 	heap->dev = get_device(dev);
 	heap->backing = backing;
-	heap->dma_limit = min_not_zero(dma_get_mask(dev), dev->bus_dma_limit);
+	heap->phys_limit = device_heap_phys_limit(dev);
 	heap->iommu = device_iommu_mapped(dev);
 	heap->coherent = dev_is_dma_coherent(dev);
 	heap->max_alloc = device_heap_max_alloc(backing);
@@ -187,6 +340,8 @@ static struct device_heap *device_heap_create(struct device *dev,
 		goto put_heap;
 	}
 
+	device_heap_contig_source(heap);
+
 	ret = device_heap_node_register(heap);
 	if (ret)
 		goto put_heap;
@@ -199,9 +354,10 @@ static struct device_heap *device_heap_create(struct device *dev,
 	}
 
 	list_add_tail(&heap->list, &device_heaps);
-	dev_info(dev, "heap %s: %s, dma mask %d bits, %scoherent\n",
+	dev_info(dev, "heap %s: %s%s, below %d bits, %scoherent\n",
 		 heap->name, device_heap_backing_names[backing],
-		 fls64(heap->dma_limit), heap->coherent ? "" : "non-");
+		 heap->cma ? " (cma)" : "", fls64(heap->phys_limit),
+		 heap->coherent ? "" : "non-");
 	return heap;
 
 unregister_node:
@@ -216,10 +372,11 @@ static const struct bus_type *device_heap_find_bus(const char *name, size_t len)
 	int i;
 
 	for (i = 0; i < ARRAY_SIZE(device_heap_buses); i++) {
-		const char *bus = device_heap_buses[i].bus->name;
+		const struct bus_type *bus = device_heap_buses[i].bus;
 
-		if (strlen(bus) == len && !strncmp(bus, name, len))
-			return device_heap_buses[i].bus;
+		if (bus && strlen(bus->name) == len &&
+		    !strncmp(bus->name, name, len))
+			return bus;
 	}
 	return NULL;
 }
@@ -262,23 +419,19 @@ static int device_heap_add(const char *spec)
 		}
 	}
 
-	/*
-	 * A device whose removal has passed BUS_NOTIFY_DEL_DEVICE but which is
-	 * still on its bus can be found here, and its heap would then not be
-	 * removed with it: the driver core offers no way to ask whether a
-	 * device is being deleted. The window is a few instructions of
-	 * device_del() wide and needs a concurrent write to "add".
-	 */
 	dev = bus_find_device_by_name(bus, NULL, name);
 	kfree(name);
 	if (!dev)
 		return -ENODEV;
+
+	/* Lock order: device, then the heap list, as in the bus notifier. */
+	device_lock(dev);
 	if (auto_backing)
 		backing = device_heap_default_backing(dev);
-
 	mutex_lock(&device_heaps_lock);
 	heap = device_heap_create(dev, backing);
 	mutex_unlock(&device_heaps_lock);
+	device_unlock(dev);
 	put_device(dev);
 
 	return PTR_ERR_OR_ZERO(heap);
@@ -300,9 +453,9 @@ static int device_heap_remove(const char *name)
 }
 
 /*
- * The served device is going away: its heaps go first, so that their sysfs
- * nodes never outlive their parent. Buffers already allocated stay valid;
- * they hold the device structure, not the driver.
+ * The served device is losing its driver or going away: its heaps go first,
+ * so that their sysfs nodes never outlive their parent. Buffers already
+ * allocated stay valid; they need nothing from the device.
  */
 static int device_heap_bus_notify(struct notifier_block *nb,
 				  unsigned long action, void *data)
@@ -310,15 +463,26 @@ static int device_heap_bus_notify(struct notifier_block *nb,
 	struct device_heap *heap, *tmp;
 	struct device *dev = data;
 
-	if (action != BUS_NOTIFY_DEL_DEVICE &&
-	    action != BUS_NOTIFY_UNBIND_DRIVER)
+	switch (action) {
+	case BUS_NOTIFY_DEL_DEVICE:
+		device_heap_mark_dying(dev);
+		break;
+	case BUS_NOTIFY_REMOVED_DEVICE:
+		device_heap_unmark_dying(dev);
+		return NOTIFY_OK;
+	/* A driver binding may set another DMA mask than the heap was made for. */
+	case BUS_NOTIFY_BIND_DRIVER:
+	case BUS_NOTIFY_UNBIND_DRIVER:
+		break;
+	default:
 		return NOTIFY_DONE;
+	}
 
 	mutex_lock(&device_heaps_lock);
 	list_for_each_entry_safe(heap, tmp, &device_heaps, list) {
 		if (heap->dev != dev)
 			continue;
-		dev_info(dev, "device going away, removing heap %s\n",
+		dev_info(dev, "device changing or going away, removing heap %s\n",
 			 heap->name);
 		device_heap_destroy(heap);
 	}
@@ -379,7 +543,7 @@ DEVICE_HEAP_ATTR_RO(name, "%s", heap->name);
 DEVICE_HEAP_ATTR_RO(backing, "%s", device_heap_backing_names[heap->backing]);
 DEVICE_HEAP_ATTR_RO(contiguous, "%d", heap->backing == DEVICE_HEAP_CONTIG);
 DEVICE_HEAP_ATTR_RO(coherent, "%d", heap->coherent);
-DEVICE_HEAP_ATTR_RO(dma_mask_bits, "%d", fls64(heap->dma_limit));
+DEVICE_HEAP_ATTR_RO(dma_mask_bits, "%d", fls64(heap->phys_limit));
 DEVICE_HEAP_ATTR_RO(max_alloc_bytes, "%zu", heap->max_alloc);
 
 /* Chunks and contiguous ranges all start on a page boundary. */
@@ -390,6 +554,26 @@ static ssize_t alignment_bytes_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(alignment_bytes);
 
+/*
+ * Where contiguous buffers come from: "cma:<area>" when the kernel has a CMA
+ * area for the device, else "migrate" (buddy pages, alloc_contig_range()
+ * above MAX_PAGE_ORDER). Scatter-gather heaps take buddy pages: "buddy".
+ */
+static ssize_t contig_source_show(struct device *dev,
+				  struct device_attribute *attr, char *buf)
+{
+	const struct device_heap *heap = dev_get_drvdata(dev);
+
+	if (heap->backing != DEVICE_HEAP_CONTIG)
+		return sysfs_emit(buf, "buddy\n");
+#ifdef CONFIG_CMA
+	if (heap->cma)
+		return sysfs_emit(buf, "cma:%s\n", cma_get_name(heap->cma));
+#endif
+	return sysfs_emit(buf, "migrate\n");
+}
+static DEVICE_ATTR_RO(contig_source);
+
 static struct attribute *device_heap_attrs[] = {
 	&dev_attr_name.attr,
 	&dev_attr_backing.attr,
@@ -398,6 +582,7 @@ static struct attribute *device_heap_attrs[] = {
 	&dev_attr_dma_mask_bits.attr,
 	&dev_attr_max_alloc_bytes.attr,
 	&dev_attr_alignment_bytes.attr,
+	&dev_attr_contig_source.attr,
 	NULL,
 };
 ATTRIBUTE_GROUPS(device_heap);
@@ -456,6 +641,32 @@ static void device_heap_unregister_buses(void)
 	}
 }
 
+#if DEVICE_HEAP_HAVE_FAUX
+/* The faux bus (vkms, vgem) is not exported: a faux device of ours leads to it. */
+static int device_heap_faux_init(void)
+{
+	device_heap_faux = faux_device_create("device_heap", NULL, NULL);
+	if (!device_heap_faux)
+		return -ENOMEM;
+	device_heap_buses[DEVICE_HEAP_BUS_FAUX].bus = device_heap_faux->dev.bus;
+	return 0;
+}
+
+static void device_heap_faux_exit(void)
+{
+	faux_device_destroy(device_heap_faux);
+}
+#else
+static int device_heap_faux_init(void)
+{
+	return 0;
+}
+
+static void device_heap_faux_exit(void)
+{
+}
+#endif
+
 static int __init device_heap_init(void)
 {
 	int ret, i;
@@ -464,9 +675,13 @@ static int __init device_heap_init(void)
 	if (ret)
 		return ret;
 
-	ret = class_register(&device_heap_class);
+	ret = device_heap_faux_init();
 	if (ret)
 		goto exit_node;
+
+	ret = class_register(&device_heap_class);
+	if (ret)
+		goto exit_faux;
 
 	for (i = 0; i < ARRAY_SIZE(device_heap_buses); i++) {
 		ret = bus_register_notifier(device_heap_buses[i].bus,
@@ -488,6 +703,8 @@ static int __init device_heap_init(void)
 unregister_buses:
 	device_heap_unregister_buses();
 	class_unregister(&device_heap_class);
+exit_faux:
+	device_heap_faux_exit();
 exit_node:
 	device_heap_node_exit();
 	return ret;
@@ -495,6 +712,7 @@ exit_node:
 
 static void __exit device_heap_exit(void)
 {
+	struct device_heap_dying *d, *dtmp;
 	struct device_heap *heap, *tmp;
 
 	/*
@@ -507,10 +725,16 @@ static void __exit device_heap_exit(void)
 	device_heaps_closing = true;
 	list_for_each_entry_safe(heap, tmp, &device_heaps, list)
 		device_heap_destroy(heap);
+	/* A deletion in flight when the notifiers went leaves its mark. */
+	list_for_each_entry_safe(d, dtmp, &device_heap_dying_list, list) {
+		list_del(&d->list);
+		kfree(d);
+	}
 	mutex_unlock(&device_heaps_lock);
 
 	debugfs_remove(device_heap_debugfs);
 	class_unregister(&device_heap_class);
+	device_heap_faux_exit();
 	device_heap_node_exit();
 }
 
@@ -519,4 +743,4 @@ module_exit(device_heap_exit);
 
 MODULE_DESCRIPTION("DMA-BUF heaps that allocate for a given device, with sysfs discovery");
 MODULE_LICENSE("GPL");
-MODULE_IMPORT_NS(DMA_BUF);
+MODULE_IMPORT_NS(DEVICE_HEAP_NS(DMA_BUF));

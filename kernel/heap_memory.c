@@ -8,23 +8,33 @@
  * device dictates is placement: below its DMA limit unless it sits behind an
  * IOMMU, and physically contiguous when the heap's backing says so.
  *
- * Without CMA the buddy allocator gives at most MAX_PAGE_ORDER contiguous
- * pages (4 MiB on x86), less than one 1080p frame, so larger contiguous
- * buffers are carved out of movable memory with alloc_contig_range(), which
- * migrates whatever lives there.
+ * Contiguous memory comes, in order of preference:
+ *  - from the CMA area the served device would use (its own or the default
+ *    one), where the kernel has one: memory set aside for exactly this;
+ *  - from the buddy allocator, up to MAX_PAGE_ORDER pages (4 MiB on x86);
+ *  - above that, from a range carved out of the lowmem zones with
+ *    alloc_contig_range(), which migrates whatever lives there.
+ *
+ * Memory is never taken from ZONE_MOVABLE: a dma-buf pins its pages for as
+ * long as anyone holds it, and pinned pages in ZONE_MOVABLE make memory
+ * offline (the reason the zone exists) fail.
  */
 
+#include <linux/cma.h>
+#include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
 #include <linux/gfp.h>
 #include <linux/highmem.h>
 #include <linux/memory_hotplug.h>
 #include <linux/mm.h>
 #include <linux/mmzone.h>
+#include <linux/mutex.h>
 #include <linux/nodemask.h>
 #include <linux/page-flags.h>
 #include <linux/sched/signal.h>
 
 #include "device_heap.h"
+#include "heap_compat.h"
 
 /*
  * Chunk orders for scatter-gather buffers, as in the system heap: 1 MiB,
@@ -33,30 +43,182 @@
 static const unsigned int sg_orders[] = { 8, 4, 0 };
 
 /*
- * A zone the served device is sure to reach, as dma-direct chooses one:
- * ZONE_DMA32 for any limit of 32 bits or more short of 64 (conservative for
- * e.g. 40-bit devices, never wrong), ZONE_DMA below that. Pages are checked
- * against the exact limit afterwards.
+ * Failed alloc_contig_range() attempts one allocation may make before it
+ * gives up: each attempt isolates and migrates up to a whole window, so an
+ * unbounded search over a fragmented zone could take seconds. Windows with a
+ * page that can never move are skipped without an attempt.
  */
-static gfp_t device_heap_zone_gfp(const struct device_heap *heap)
+#define CONTIG_RANGE_ATTEMPTS	32
+
+/* One range search at a time: concurrent ones would fight over windows. */
+static DEFINE_MUTEX(contig_range_lock);
+
+/* A buddy allocation zone modifier, and the zone it allocates from first. */
+struct device_heap_zone_gfp {
+	gfp_t gfp;
+	enum zone_type zone;
+};
+
+static const struct device_heap_zone_gfp zone_gfps[] = {
+	{ 0, ZONE_NORMAL },
+#ifdef CONFIG_ZONE_DMA32
+	{ GFP_DMA32, ZONE_DMA32 },
+#endif
+#ifdef CONFIG_ZONE_DMA
+	{ GFP_DMA, ZONE_DMA },
+#endif
+};
+
+static bool device_heap_zone_reachable(const struct device_heap *heap,
+				       enum zone_type z)
 {
-	if (heap->iommu || heap->dma_limit == DMA_BIT_MASK(64))
-		return 0;
-	if (heap->dma_limit >= DMA_BIT_MASK(32))
-		return GFP_DMA32;
-	return GFP_DMA;
+	int nid;
+
+	for_each_online_node(nid) {
+		struct zone *zone = &NODE_DATA(nid)->node_zones[z];
+
+		if (populated_zone(zone) &&
+		    PFN_PHYS(zone->zone_start_pfn) <= heap->phys_limit)
+			return true;
+	}
+	return false;
 }
 
 static bool device_heap_reachable(const struct device_heap *heap,
 				  unsigned long pfn, unsigned long nr_pages)
 {
-	if (heap->iommu)
-		return true;
-	return PFN_PHYS(pfn + nr_pages) - 1 <= heap->dma_limit;
+	return PFN_PHYS(pfn + nr_pages) - 1 <= heap->phys_limit;
 }
 
-static bool contig_range_usable(struct zone *zone, unsigned long start,
-				unsigned long nr_pages)
+/*
+ * Buddy allocations walk down the zones as dma-direct does
+ * (dma_direct_optimal_gfp_mask() and its retries): the highest zone whose
+ * memory the device may reach first, each result checked against the exact
+ * limit, so that a 30-bit device gets DMA32 memory below 1 GiB when there is
+ * some rather than the 16 MiB DMA zone only. Never __GFP_MOVABLE. Fills
+ * @gfps with the zone modifiers to try, in order, and returns how many.
+ */
+static int buddy_zone_ladder(const struct device_heap *heap, gfp_t *gfps)
+{
+	int i, n = 0;
+
+	for (i = 0; i < ARRAY_SIZE(zone_gfps); i++) {
+		if (device_heap_zone_reachable(heap, zone_gfps[i].zone))
+			gfps[n++] = zone_gfps[i].gfp;
+	}
+	return n;
+}
+
+static struct page *buddy_alloc(struct device_heap *heap, unsigned int order,
+				gfp_t gfp)
+{
+	gfp_t gfps[ARRAY_SIZE(zone_gfps)];
+	int i, n = buddy_zone_ladder(heap, gfps);
+
+	for (i = 0; i < n; i++) {
+		struct page *page = alloc_pages(gfp | gfps[i], order);
+
+		if (!page)
+			continue;
+		if (device_heap_reachable(heap, page_to_pfn(page), 1 << order))
+			return page;
+		__free_pages(page, order);
+	}
+	return NULL;
+}
+
+/* As buddy_alloc(), for exactly @len bytes: the tail of the block is freed. */
+static struct page *buddy_alloc_exact(struct device_heap *heap, size_t len,
+				      gfp_t gfp)
+{
+	gfp_t gfps[ARRAY_SIZE(zone_gfps)];
+	int i, n = buddy_zone_ladder(heap, gfps);
+
+	for (i = 0; i < n; i++) {
+		void *vaddr = alloc_pages_exact(len, gfp | gfps[i]);
+		struct page *page;
+
+		if (!vaddr)
+			continue;
+		page = virt_to_page(vaddr);
+		if (device_heap_reachable(heap, page_to_pfn(page),
+					  len >> PAGE_SHIFT))
+			return page;
+		free_pages_exact(vaddr, len);
+	}
+	return NULL;
+}
+
+#ifdef CONFIG_CMA
+/* Clears memory that came without __GFP_ZERO (CMA does not zero). */
+static void device_heap_clear(struct page *page, unsigned long nr_pages)
+{
+	unsigned long i;
+
+	if (!PageHighMem(page)) {
+		memset(page_address(page), 0, nr_pages << PAGE_SHIFT);
+		return;
+	}
+	for (i = 0; i < nr_pages; i++) {
+		clear_highpage(page + i);
+		cond_resched();
+	}
+}
+
+static struct page *cma_range_alloc(struct device_heap *heap,
+				    unsigned long nr_pages)
+{
+	struct page *page;
+
+	if (!heap->cma)
+		return NULL;
+	page = cma_alloc(heap->cma, nr_pages, 0, true);
+	if (!page)
+		return NULL;
+	/*
+	 * An area the served device cannot reach, or one placed in
+	 * ZONE_MOVABLE, is no use: give it back and let the caller place
+	 * the memory itself.
+	 */
+	if (!device_heap_reachable(heap, page_to_pfn(page), nr_pages) ||
+	    page_zonenum(page) > ZONE_NORMAL) {
+		cma_release(heap->cma, page, nr_pages);
+		return NULL;
+	}
+	device_heap_clear(page, nr_pages);
+	return page;
+}
+
+static void cma_range_free(struct device_heap *heap, struct page *page,
+			   unsigned long nr_pages)
+{
+	cma_release(heap->cma, page, nr_pages);
+}
+#else
+static struct page *cma_range_alloc(struct device_heap *heap,
+				    unsigned long nr_pages)
+{
+	return NULL;
+}
+
+static void cma_range_free(struct device_heap *heap, struct page *page,
+			   unsigned long nr_pages)
+{
+}
+#endif
+
+/*
+ * The first pfn of [start, start + nr_pages) that rules the window out, or
+ * start + nr_pages if none does. Beyond what alloc_contig_pages() checks
+ * (online, in the zone, not reserved, not hugetlb), pages that migration
+ * can never move (slab, page tables) end the window too: without that
+ * every window of a zone full of kernel allocations costs a failed
+ * isolation. The test is racy and only a filter; alloc_contig_range()
+ * decides.
+ */
+static unsigned long contig_range_first_unusable(struct zone *zone,
+						 unsigned long start,
+						 unsigned long nr_pages)
 {
 	unsigned long pfn;
 
@@ -64,31 +226,59 @@ static bool contig_range_usable(struct zone *zone, unsigned long start,
 		struct page *page = pfn_to_online_page(pfn);
 
 		if (!page || page_zone(page) != zone)
-			return false;
-		if (PageReserved(page) || PageHuge(page))
-			return false;
+			return pfn;
+		if (PageReserved(page) || PageHuge(page) || PageSlab(page) ||
+		    PageTable(page))
+			return pfn;
 	}
-	return true;
+	return pfn;
 }
 
+/*
+ * Slides a window over the part of @zone below the device's limit: past a
+ * page that can never move to the next pageblock, past a whole window when
+ * alloc_contig_range() finds it busy. Windows start on every pageblock
+ * boundary, so no fit that the first rule leaves is missed. Returns
+ * the first page, NULL if the zone has no fit, or an ERR_PTR when the
+ * search must stop (signal, permanent error, attempts used up).
+ */
 static struct page *contig_range_alloc_zone(struct device_heap *heap,
 					    struct zone *zone,
-					    unsigned long nr_pages)
+					    unsigned long nr_pages,
+					    unsigned int *attempts)
 {
-	unsigned long step = ALIGN(nr_pages, pageblock_nr_pages);
-	unsigned long pfn = ALIGN(zone->zone_start_pfn, pageblock_nr_pages);
+	unsigned long start = ALIGN(zone->zone_start_pfn, pageblock_nr_pages);
+	unsigned long end = zone_end_pfn(zone);
+	int ret;
 
-	for (; zone_spans_pfn(zone, pfn + nr_pages - 1); pfn += step) {
-		if (!device_heap_reachable(heap, pfn, nr_pages))
-			break;
+	if (heap->phys_limit < PFN_PHYS(end))
+		end = PHYS_PFN(heap->phys_limit) + 1;
+
+	while (start + nr_pages <= end) {
+		unsigned long bad;
+
 		if (fatal_signal_pending(current))
-			break;
-		if (!contig_range_usable(zone, pfn, nr_pages))
+			return ERR_PTR(-EINTR);
+		bad = contig_range_first_unusable(zone, start, nr_pages);
+		if (bad < start + nr_pages) {
+			start = ALIGN(bad + 1, pageblock_nr_pages);
 			continue;
+		}
 		/* __GFP_ZERO: the pages are cleared once, as they are taken. */
-		if (!alloc_contig_range(pfn, pfn + nr_pages, MIGRATE_MOVABLE,
-					GFP_KERNEL | __GFP_NOWARN | __GFP_ZERO))
-			return pfn_to_page(pfn);
+		ret = device_heap_alloc_contig_range(start, start + nr_pages,
+						     GFP_KERNEL | __GFP_NOWARN |
+						     __GFP_ZERO);
+		if (!ret)
+			return pfn_to_page(start);
+		/*
+		 * -EBUSY: something in the window would not move, somewhere;
+		 * move past the whole window. Other errors are final.
+		 */
+		if (ret != -EBUSY)
+			return ERR_PTR(ret);
+		if (!--*attempts)
+			return ERR_PTR(-ENOMEM);
+		start += ALIGN(nr_pages, pageblock_nr_pages);
 		cond_resched();
 	}
 	return NULL;
@@ -96,63 +286,86 @@ static struct page *contig_range_alloc_zone(struct device_heap *heap,
 
 /*
  * Like alloc_contig_pages(), which is not exported, but bounded by the
- * served device's DMA limit. Higher zones are tried first to keep the
- * memory below 4 GiB for devices that need it.
+ * served device's DMA limit and kept out of ZONE_MOVABLE (and ZONE_DEVICE):
+ * only zones up to ZONE_NORMAL are searched, the highest first to keep low
+ * memory for devices that need it, and ZONE_DMA only for devices that cannot
+ * reach above it.
  */
 static struct page *contig_range_alloc(struct device_heap *heap,
 				       unsigned long nr_pages)
 {
+	unsigned int attempts = CONTIG_RANGE_ATTEMPTS;
+	struct page *page = NULL;
 	int nid, z;
 
+	if (mutex_lock_killable(&contig_range_lock))
+		return ERR_PTR(-EINTR);
 	for_each_online_node(nid) {
-		pg_data_t *pgdat = NODE_DATA(nid);
-
-		for (z = MAX_NR_ZONES - 1; z >= 0; z--) {
-			struct zone *zone = &pgdat->node_zones[z];
-			struct page *page;
+		for (z = ZONE_NORMAL; z >= 0; z--) {
+			struct zone *zone = &NODE_DATA(nid)->node_zones[z];
 
 			if (!populated_zone(zone))
 				continue;
-			if (IS_ENABLED(CONFIG_ZONE_DMA) && z == ZONE_DMA &&
-			    heap->dma_limit >= DMA_BIT_MASK(32))
+#ifdef CONFIG_ZONE_DMA
+			if (z == ZONE_DMA && heap->phys_limit >= DMA_BIT_MASK(32))
 				continue;
-			page = contig_range_alloc_zone(heap, zone, nr_pages);
+#endif
+			page = contig_range_alloc_zone(heap, zone, nr_pages,
+						       &attempts);
 			if (page)
-				return page;
+				goto unlock;
 		}
 	}
-	return NULL;
+unlock:
+	mutex_unlock(&contig_range_lock);
+	return page;
+}
+
+static void device_heap_free_contig(struct device_heap_buffer *buffer,
+				    struct page *page)
+{
+	unsigned long nr_pages = buffer->len >> PAGE_SHIFT;
+
+	switch (buffer->source) {
+	case DEVICE_HEAP_FROM_CMA:
+		cma_range_free(buffer->heap, page, nr_pages);
+		break;
+	case DEVICE_HEAP_FROM_BUDDY:
+		free_pages_exact(page_address(page), buffer->len);
+		break;
+	case DEVICE_HEAP_FROM_RANGE:
+		free_contig_range(page_to_pfn(page), nr_pages);
+		break;
+	}
 }
 
 static int device_heap_alloc_contig(struct device_heap_buffer *buffer)
 {
 	struct device_heap *heap = buffer->heap;
 	unsigned long nr_pages = buffer->len >> PAGE_SHIFT;
-	struct page *page = NULL;
+	struct page *page;
 	int ret;
 
-	if (get_order(buffer->len) <= MAX_PAGE_ORDER) {
-		void *vaddr;
+	buffer->source = DEVICE_HEAP_FROM_CMA;
+	page = cma_range_alloc(heap, nr_pages);
 
-		vaddr = alloc_pages_exact(buffer->len,
-					  GFP_KERNEL | __GFP_ZERO |
-					  __GFP_NOWARN | __GFP_RETRY_MAYFAIL |
-					  device_heap_zone_gfp(heap));
-		if (vaddr) {
-			page = virt_to_page(vaddr);
-			if (!device_heap_reachable(heap, page_to_pfn(page),
-						   nr_pages)) {
-				free_pages_exact(vaddr, buffer->len);
-				page = NULL;
-			}
-		}
+	if (!page && get_order(buffer->len) <= MAX_PAGE_ORDER) {
+		buffer->source = DEVICE_HEAP_FROM_BUDDY;
+		page = buddy_alloc_exact(heap, buffer->len,
+					 GFP_KERNEL | __GFP_ZERO |
+					 __GFP_NOWARN | __GFP_RETRY_MAYFAIL);
 	}
 
 	if (!page) {
+		buffer->source = DEVICE_HEAP_FROM_RANGE;
 		page = contig_range_alloc(heap, nr_pages);
-		if (!page)
-			return fatal_signal_pending(current) ? -EINTR : -ENOMEM;
-		buffer->from_range = true;
+		if (IS_ERR_OR_NULL(page)) {
+			ret = page ? PTR_ERR(page) : -ENOMEM;
+			pr_warn_ratelimited("device_heap: %s: no contiguous %lu KiB below %#llx: %d\n",
+					    heap->name, nr_pages << (PAGE_SHIFT - 10),
+					    heap->phys_limit, ret);
+			return ret;
+		}
 	}
 
 	ret = sg_alloc_table(&buffer->sg_table, 1, GFP_KERNEL);
@@ -162,17 +375,13 @@ static int device_heap_alloc_contig(struct device_heap_buffer *buffer)
 	return 0;
 
 free_pages:
-	if (buffer->from_range)
-		free_contig_range(page_to_pfn(page), nr_pages);
-	else
-		free_pages_exact(page_address(page), buffer->len);
+	device_heap_free_contig(buffer, page);
 	return ret;
 }
 
 static struct page *sg_alloc_chunk(struct device_heap *heap, size_t remaining,
 				   unsigned int max_order)
 {
-	gfp_t zone = device_heap_zone_gfp(heap);
 	unsigned int i;
 
 	for (i = 0; i < ARRAY_SIZE(sg_orders); i++) {
@@ -188,14 +397,9 @@ static struct page *sg_alloc_chunk(struct device_heap *heap, size_t remaining,
 		else
 			gfp = GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN |
 			      __GFP_RETRY_MAYFAIL;
-		page = alloc_pages(gfp | zone, order);
-		if (!page)
-			continue;
-		if (!device_heap_reachable(heap, page_to_pfn(page), 1 << order)) {
-			__free_pages(page, order);
-			continue;
-		}
-		return page;
+		page = buddy_alloc(heap, order, gfp);
+		if (page)
+			return page;
 	}
 	return NULL;
 }
@@ -254,6 +458,44 @@ free_chunks:
 }
 
 /**
+ * device_heap_contig_source - where a heap's contiguous buffers come from
+ * @heap: a heap being created, whose @dev, @backing and @phys_limit are set
+ *
+ * Sets @heap->cma to the CMA area the DMA API would use for the served
+ * device (its own, else the default area), if the kernel has one and the
+ * device can use it. An area is one range placed at boot, and nothing
+ * exported tells where: one page taken from it and given back shows whether
+ * it lies below the device's limit and outside ZONE_MOVABLE (an area that is
+ * full right now is assumed usable; every allocation is checked anyway).
+ */
+void device_heap_contig_source(struct device_heap *heap)
+{
+#ifdef CONFIG_DMA_CMA
+	struct page *page;
+	struct cma *cma;
+
+	if (heap->backing != DEVICE_HEAP_CONTIG)
+		return;
+	cma = dev_get_cma_area(heap->dev);
+	if (!cma)
+		return;
+	page = cma_alloc(cma, 1, 0, true);
+	if (page) {
+		bool usable = device_heap_reachable(heap, page_to_pfn(page), 1) &&
+			      page_zonenum(page) <= ZONE_NORMAL;
+
+		cma_release(cma, page, 1);
+		if (!usable) {
+			pr_info("device_heap: %s: CMA area %s is out of reach, not used\n",
+				heap->name, cma_get_name(cma));
+			return;
+		}
+	}
+	heap->cma = cma;
+#endif
+}
+
+/**
  * device_heap_alloc_memory - back a buffer with zeroed memory
  * @buffer: buffer whose @heap and @len are set
  *
@@ -278,13 +520,7 @@ void device_heap_free_memory(struct device_heap_buffer *buffer)
 	int i;
 
 	if (buffer->heap->backing == DEVICE_HEAP_CONTIG) {
-		struct page *page = sg_page(table->sgl);
-
-		if (buffer->from_range)
-			free_contig_range(page_to_pfn(page),
-					  buffer->len >> PAGE_SHIFT);
-		else
-			free_pages_exact(page_address(page), buffer->len);
+		device_heap_free_contig(buffer, sg_page(table->sgl));
 	} else {
 		for_each_sgtable_sg(table, sg, i)
 			__free_pages(sg_page(sg), compound_order(sg_page(sg)));

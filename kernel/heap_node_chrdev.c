@@ -92,11 +92,12 @@ static long device_heap_ioctl(struct file *file, unsigned int ucmd,
 	struct dma_buf *dmabuf;
 
 	/*
-	 * Same size handling as the heap core: a shorter user struct is
-	 * zero-extended, a longer one is truncated to what we know.
+	 * Same decoding as the heap core (dma_heap_ioctl()): the command is
+	 * chosen by its number alone, unknown numbers are -EINVAL, a shorter
+	 * user struct is zero-extended and a longer one truncated.
 	 */
-	if (_IOC_TYPE(ucmd) != _IOC_TYPE(kcmd) || _IOC_NR(ucmd) != _IOC_NR(kcmd))
-		return -ENOTTY;
+	if (_IOC_NR(ucmd) != _IOC_NR(kcmd))
+		return -EINVAL;
 	in_size = min_t(unsigned int, _IOC_SIZE(ucmd), sizeof(data));
 	out_size = in_size;
 	if (!(ucmd & IOC_IN))
