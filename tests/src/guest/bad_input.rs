@@ -153,14 +153,15 @@ fn control_files_reject_bad_writes() -> Result<(), String> {
     const ENODEV: i32 = 19;
     let before = dma_heap::device_heaps()?;
     let mut errs = Vec::new();
-    let cases: &[(&str, &str, Option<i32>)] = &[
-        ("add", "platform/no-such-device", Some(ENODEV)),
-        ("add", "no-such-bus/vgem", Some(ENODEV)),
-        ("add", "platform/vgem:bogus", None),
-        ("add", "\n", None),
-        ("add", "platform/vgem:sg:contig", None),
-        ("remove", "no-such-heap", None),
-        ("remove", "\n", None),
+    let vgem = dma_heap::spec("vgem", None)?;
+    let cases: &[(&str, String, Option<i32>)] = &[
+        ("add", "platform/no-such-device".into(), Some(ENODEV)),
+        ("add", "no-such-bus/vgem".into(), Some(ENODEV)),
+        ("add", format!("{vgem}:bogus"), None),
+        ("add", "\n".into(), None),
+        ("add", format!("{vgem}:sg:contig"), None),
+        ("remove", "no-such-heap".into(), None),
+        ("remove", "\n".into(), None),
     ];
     for (file, value, want) in cases {
         match dma_heap::control_raw(file, value) {

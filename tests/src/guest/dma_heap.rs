@@ -27,6 +27,42 @@ pub const FD_FLAGS: u32 = 0o2 | 0o2_000_000;
 /// Root of the device heap class in sysfs.
 pub const CLASS: &str = "/sys/class/device_heap";
 
+/// What is left of the node of a removed heap: nothing where the module owns its nodes;
+/// on heap-core kernels the node itself (the core cannot remove one), with allocations
+/// through it failing with ENODEV.
+pub fn check_removed_node(name: &str) -> Result<(), String> {
+    let node = Path::new("/dev/dma_heap").join(name);
+    if !kernel_has_heap_core()? {
+        return match node.exists() {
+            true => Err(format!(
+                "{} still exists after the heap was removed",
+                node.display()
+            )),
+            false => Ok(()),
+        };
+    }
+    let fd = open(name).map_err(|e| format!("heap core node of a removed heap: {e}"))?;
+    match alloc(fd.as_fd(), 4096) {
+        Err(Errno::NODEV) => Ok(()),
+        other => Err(format!(
+            "allocation from the node of removed heap {name}: {other:?}, expected ENODEV"
+        )),
+    }
+}
+
+/// The heap core's class: every heap registered through `dma_heap_add()`.
+pub const CORE_CLASS: &str = "/sys/class/dma_heap";
+
+/// Whether this kernel exports the heap core to modules (`dma_heap_add`, 6.18 and
+/// later), so that device heaps must register there: decided from the kernel's own
+/// symbol table, not from anything the module says.
+pub fn kernel_has_heap_core() -> Result<bool, String> {
+    let syms = fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
+    Ok(syms
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("__ksymtab_dma_heap_add")))
+}
+
 /// Opens `/dev/dma_heap/<name>`.
 pub fn open(name: &str) -> Result<OwnedFd, String> {
     let path = format!("/dev/dma_heap/{name}");
@@ -93,7 +129,10 @@ pub struct HeapInfo {
     pub dma_mask_bits: u32,
     pub max_alloc_bytes: u64,
     pub alignment_bytes: u64,
-    /// `dev` attribute, "MAJ:MIN".
+    /// Where contiguous buffers come from: `cma:<area>`, `migrate`, or `buddy` (sg heaps).
+    pub contig_source: String,
+    /// MAJ:MIN of `/dev/dma_heap/<name>`: the heap's own `dev` attribute where the module
+    /// registers the node, else the heap core's (`/sys/class/dma_heap/<name>/dev`).
     pub dev: String,
 }
 
@@ -135,7 +174,11 @@ impl HeapInfo {
             dma_mask_bits: attr_num(&dir, "dma_mask_bits")?,
             max_alloc_bytes: attr_num(&dir, "max_alloc_bytes")?,
             alignment_bytes: attr_num(&dir, "alignment_bytes")?,
-            dev: attr(&dir, "dev")?,
+            contig_source: attr(&dir, "contig_source")?,
+            dev: match attr(&dir, "dev") {
+                Ok(d) => d,
+                Err(_) => attr(&Path::new(CORE_CLASS).join(attr(&dir, "name")?), "dev")?,
+            },
             device,
             dir,
         })
@@ -197,11 +240,46 @@ pub fn heaps_serving(device_dir: &Path) -> Result<Vec<HeapInfo>, String> {
     ))
 }
 
-/// The heaps of the platform device `dev_name` (e.g. "vivid.0").
-pub fn heaps_of_platform(dev_name: &str) -> Result<Vec<HeapInfo>, String> {
-    let d = Path::new("/sys/bus/platform/devices").join(dev_name);
-    let d = fs::canonicalize(&d).map_err(|e| format!("{}: {e}", d.display()))?;
-    heaps_serving(&d)
+/// Buses the module serves devices on. vkms and vgem are platform devices up to 6.14
+/// and faux devices from 6.15; vivid stays a platform device.
+const BUSES: &[&str] = &["platform", "faux", "pci"];
+
+/// The bus the device `dev_name` (e.g. "vkms") is on.
+pub fn bus_of(dev_name: &str) -> Result<&'static str, String> {
+    BUSES
+        .iter()
+        .copied()
+        .find(|b| {
+            Path::new("/sys/bus")
+                .join(b)
+                .join("devices")
+                .join(dev_name)
+                .exists()
+        })
+        .ok_or_else(|| format!("no device {dev_name} on any of the buses {BUSES:?}"))
+}
+
+/// `<bus>/<device>[:backing]`, what the module's `add` file takes.
+pub fn spec(dev_name: &str, backing: Option<&str>) -> Result<String, String> {
+    let bus = bus_of(dev_name)?;
+    Ok(match backing {
+        Some(b) => format!("{bus}/{dev_name}:{b}"),
+        None => format!("{bus}/{dev_name}"),
+    })
+}
+
+/// Canonical sysfs directory of the device `dev_name`.
+pub fn device_dir(dev_name: &str) -> Result<PathBuf, String> {
+    let d = Path::new("/sys/bus")
+        .join(bus_of(dev_name)?)
+        .join("devices")
+        .join(dev_name);
+    fs::canonicalize(&d).map_err(|e| format!("{}: {e}", d.display()))
+}
+
+/// The heaps of the device `dev_name` (e.g. "vivid.0").
+pub fn heaps_of_device(dev_name: &str) -> Result<Vec<HeapInfo>, String> {
+    heaps_serving(&device_dir(dev_name)?)
 }
 
 /// Reads a debugfs counter of the module (`live_buffers` or `live_bytes`).

@@ -21,6 +21,10 @@ pub fn tests() -> Vec<Test> {
             run: mmap_at_an_offset_and_out_of_range,
         },
         Test {
+            name: "heap::private_mappings_refused",
+            run: private_mappings_refused,
+        },
+        Test {
             name: "heap::zeroed_on_allocation",
             run: zeroed_on_allocation,
         },
@@ -121,6 +125,45 @@ fn mmap_at_an_offset_and_out_of_range() -> Result<(), String> {
             }
         }
         Ok(())
+    })
+}
+
+/// A private mapping of a dma-buf would be a copy no device sees (and copy-on-write of
+/// remapped pages works for one page at most): heaps refuse it, of any length.
+fn private_mappings_refused() -> Result<(), String> {
+    use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+    for_each_heap(|_, heap| {
+        let b = heap.alloc(4 * 4096)?;
+        for pages in [1usize, 2, 4] {
+            // SAFETY: a fresh mapping chosen by the kernel aliases no Rust memory; it is
+            // unmapped at once if it was made.
+            let r = unsafe {
+                mmap(
+                    std::ptr::null_mut(),
+                    pages * 4096,
+                    ProtFlags::READ | ProtFlags::WRITE,
+                    MapFlags::PRIVATE,
+                    b.as_fd(),
+                    0,
+                )
+            };
+            match r {
+                Err(rustix::io::Errno::INVAL) => {}
+                Ok(p) => {
+                    // SAFETY: p is the mapping just made, of this length.
+                    let _ = unsafe { munmap(p, pages * 4096) };
+                    return Err(format!("MAP_PRIVATE of {pages} page(s) succeeded"));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "MAP_PRIVATE of {pages} page(s): {e}, expected EINVAL"
+                    ))
+                }
+            }
+        }
+        // Shared mappings still work.
+        dma_buf::fill(b.as_fd(), 4 * 4096, 3)?;
+        dma_buf::check(b.as_fd(), 4 * 4096, 3)
     })
 }
 

@@ -17,6 +17,8 @@ pub mod heap;
 pub mod kernel_log;
 pub mod lifetime;
 pub mod modules;
+pub mod placement;
+pub mod registration;
 pub mod removal;
 pub mod session;
 pub mod sg;
@@ -63,6 +65,8 @@ pub fn phases() -> Vec<Phase> {
                     discovery::tests(),
                     concurrency::tests(),
                     lifetime::tests(),
+                    placement::tests(),
+                    registration::tests(),
                 ]
                 .concat()
             },

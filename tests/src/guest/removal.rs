@@ -1,6 +1,7 @@
 //! Taking things away while buffers are alive: the module, a heap, the served device.
 //! Buffers must keep working (or fail cleanly) and the kernel must not complain.
 
+use std::fs;
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -46,6 +47,10 @@ pub fn tests() -> Vec<Test> {
             run: device_removed_during_allocations,
         },
         Test {
+            name: "removal::add_races_unbind_and_rmmod_vivid",
+            run: add_races_unbind_and_rmmod_vivid,
+        },
+        Test {
             name: "removal::vivid_reloaded_contig_heap_added",
             run: vivid_reloaded_contig_heap_added,
         },
@@ -88,6 +93,9 @@ fn rmmod_refused_while_buffer_alive() -> Result<(), String> {
     mark.check_clean()
 }
 
+/// With no buffer left the module unloads and loads again with the same heaps; on
+/// heap-core kernels it must refuse to unload instead (the core keeps its nodes until
+/// reboot) and go on working.
 fn rmmod_after_last_buffer_then_reload() -> Result<(), String> {
     let before = dma_heap::device_heaps()?;
     let live = dma_heap::debugfs_counter("live_buffers")?;
@@ -95,6 +103,19 @@ fn rmmod_after_last_buffer_then_reload() -> Result<(), String> {
         return Err(format!("live_buffers is {live} with no buffer open"));
     }
     let mark = Mark::new("rmmod device_heap");
+    if dma_heap::kernel_has_heap_core()? {
+        if modules::rmmod(MODULE).is_ok() {
+            return Err("rmmod device_heap succeeded though the heap core holds its heaps".into());
+        }
+        let mut errs = Vec::new();
+        for n in &before {
+            if let Err(e) = Heap::open(n).and_then(|h| h.alloc(4096).map(drop)) {
+                errs.push(format!("after the refused rmmod: {e}"));
+            }
+        }
+        mark.check_clean().map_err(|e| errs.push(e)).ok();
+        return super::all_ok(errs);
+    }
     modules::rmmod(MODULE).map_err(|e| format!("rmmod with no buffers: {e}"))?;
     let mut errs = Vec::new();
     for n in &before {
@@ -115,7 +136,7 @@ fn rmmod_after_last_buffer_then_reload() -> Result<(), String> {
 }
 
 fn sysfs_remove_heap_while_buffer_alive() -> Result<(), String> {
-    let info: HeapInfo = dma_heap::heaps_of_platform("vgem")?
+    let info: HeapInfo = dma_heap::heaps_of_device("vgem")?
         .into_iter()
         .next()
         .ok_or("vgem has no heap")?;
@@ -132,8 +153,14 @@ fn sysfs_remove_heap_while_buffer_alive() -> Result<(), String> {
     if Path::new(dma_heap::CLASS).join(&info.name).exists() {
         errs.push(format!("{}/{} still exists", dma_heap::CLASS, info.name));
     }
-    if Path::new("/dev/dma_heap").join(&info.name).exists() {
-        errs.push(format!("/dev/dma_heap/{} still exists", info.name));
+    // The heap core cannot remove a node: there it stays, without a heap behind it.
+    let core = dma_heap::kernel_has_heap_core()?;
+    if Path::new("/dev/dma_heap").join(&info.name).exists() != core {
+        errs.push(format!(
+            "/dev/dma_heap/{} {} after remove (heap core {core})",
+            info.name,
+            if core { "is gone" } else { "still exists" }
+        ));
     }
     match dma_heap::alloc(heap.fd.as_fd(), 4096) {
         Err(Errno::NODEV) => {}
@@ -161,7 +188,7 @@ fn sysfs_remove_heap_while_buffer_alive() -> Result<(), String> {
         ));
     }
     // Put it back as it was (the next phases use it).
-    let spec = format!("platform/vgem:{}", info.backing);
+    let spec = dma_heap::spec("vgem", Some(&info.backing))?;
     match dma_heap::control("add", &spec) {
         Ok(()) => match HeapInfo::by_name(&info.name) {
             Ok(again) => {
@@ -254,7 +281,7 @@ fn race_allocations(
 /// Races heap removal against allocations in flight through the vgem heap. Nothing may
 /// stay allocated and the kernel must not complain.
 fn heap_removed_during_allocations() -> Result<(), String> {
-    let info: HeapInfo = dma_heap::heaps_of_platform("vgem")?
+    let info: HeapInfo = dma_heap::heaps_of_device("vgem")?
         .into_iter()
         .next()
         .ok_or("vgem has no heap")?;
@@ -266,7 +293,7 @@ fn heap_removed_during_allocations() -> Result<(), String> {
     if nodev == 0 {
         errs.push("no allocation saw ENODEV after the heap was removed".into());
     }
-    if let Err(e) = dma_heap::control("add", &format!("platform/vgem:{}", info.backing)) {
+    if let Err(e) = dma_heap::control("add", &dma_heap::spec("vgem", Some(&info.backing))?) {
         errs.push(format!("re-adding {}: {e}", info.name));
     }
     settle_race(live0, &mark, errs)
@@ -278,10 +305,10 @@ fn device_removed_during_allocations() -> Result<(), String> {
     if !modules::is_loaded("vivid") {
         modules::insmod("vivid", "")?;
     }
-    if dma_heap::heaps_of_platform("vivid.0").is_err() {
-        dma_heap::control("add", "platform/vivid.0:contig")?;
+    if dma_heap::heaps_of_device("vivid.0").is_err() {
+        dma_heap::control("add", &dma_heap::spec("vivid.0", Some("contig"))?)?;
     }
-    let info = dma_heap::heaps_of_platform("vivid.0")?
+    let info = dma_heap::heaps_of_device("vivid.0")?
         .into_iter()
         .next()
         .ok_or("vivid.0 has no heap")?;
@@ -311,7 +338,7 @@ fn device_removed_during_allocations() -> Result<(), String> {
 fn driver_unbind_while_buffer_alive() -> Result<(), String> {
     const DRV: &str = "/sys/bus/platform/drivers/vivid";
     const LEN: usize = 300 * 1024;
-    let info = dma_heap::heaps_of_platform("vivid.0")?
+    let info = dma_heap::heaps_of_device("vivid.0")?
         .into_iter()
         .next()
         .ok_or("vivid.0 has no heap")?;
@@ -347,9 +374,9 @@ fn driver_unbind_while_buffer_alive() -> Result<(), String> {
     if let Err(e) = super::v4l2::find_capture("vivid") {
         errs.push(format!("after rebind: {e}"));
     }
-    if dma_heap::heaps_of_platform("vivid.0").is_err() {
+    if dma_heap::heaps_of_device("vivid.0").is_err() {
         // The heap went with the driver: give the device its heap back for later tests.
-        if let Err(e) = dma_heap::control("add", &format!("platform/vivid.0:{}", info.backing)) {
+        if let Err(e) = dma_heap::control("add", &dma_heap::spec("vivid.0", Some(&info.backing))?) {
             errs.push(format!("re-adding {} after rebind: {e}", info.name));
         }
     }
@@ -365,7 +392,7 @@ fn driver_unbind_while_buffer_alive() -> Result<(), String> {
 }
 
 fn served_device_removed_while_buffer_alive() -> Result<(), String> {
-    let infos = dma_heap::heaps_of_platform("vivid.0")?;
+    let infos = dma_heap::heaps_of_device("vivid.0")?;
     let live0 = dma_heap::debugfs_counter("live_buffers")?;
     const LEN: usize = 600 * 1024;
     // vgem holds an attachment of every buffer across the removal, as a GPU would.
@@ -458,15 +485,14 @@ fn vivid_reloaded_contig_heap_added() -> Result<(), String> {
     if !modules::is_loaded("vivid") {
         modules::insmod("vivid", "allocators=1")?;
     }
-    let dev = std::fs::canonicalize("/sys/bus/platform/devices/vivid.0")
-        .map_err(|e| format!("vivid.0 after reload: {e}"))?;
-    let has_contig = dma_heap::heaps_of_platform("vivid.0")
+    let dev = dma_heap::device_dir("vivid.0").map_err(|e| format!("vivid.0 after reload: {e}"))?;
+    let has_contig = dma_heap::heaps_of_device("vivid.0")
         .map(|v| v.iter().any(|h| h.contiguous))
         .unwrap_or(false);
     if !has_contig {
-        dma_heap::control("add", "platform/vivid.0:contig")?;
+        dma_heap::control("add", &dma_heap::spec("vivid.0", Some("contig"))?)?;
     }
-    let heaps = dma_heap::heaps_of_platform("vivid.0")?;
+    let heaps = dma_heap::heaps_of_device("vivid.0")?;
     let h = heaps
         .iter()
         .find(|h| h.contiguous)
@@ -486,6 +512,101 @@ fn vivid_reloaded_contig_heap_added() -> Result<(), String> {
 /// Puts the guest in the state the phases after `removal` expect, whatever the removal
 /// tests left behind: device_heap loaded, vivid loaded in dma-contig mode, and a
 /// contiguous heap for vivid.0. Run by /init after the phase (`heapland-guest --after removal`).
+/// Writes to `add` race unbinding, binding and removing vivid.0. Only a bound device may
+/// get a heap, and the unbind that follows must take it away: once vivid.0 is unbound,
+/// and again once vivid is unloaded, no heap for it may be left, and the kernel must not
+/// complain. Leaves vivid unloaded.
+fn add_races_unbind_and_rmmod_vivid() -> Result<(), String> {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    const DRV: &str = "/sys/bus/platform/drivers/vivid";
+    if !modules::is_loaded("vivid") {
+        modules::insmod("vivid", "")?;
+    }
+    let spec = dma_heap::spec("vivid.0", Some("contig"))?;
+    let vivid_heaps = || -> Vec<String> {
+        dma_heap::device_heaps()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.starts_with("vivid.0-"))
+            .collect()
+    };
+    let live0 = dma_heap::debugfs_counter("live_buffers")?;
+    let mark = Mark::new("add against unbind and rmmod vivid");
+    let stop = AtomicBool::new(false);
+    let (added, refused) = (AtomicU32::new(0), AtomicU32::new(0));
+    let mut errs = Vec::new();
+    std::thread::scope(|s| {
+        let adder = s.spawn(|| -> Result<(), String> {
+            while !stop.load(Ordering::Relaxed) {
+                match dma_heap::control_raw("add", &spec) {
+                    Ok(()) => added.fetch_add(1, Ordering::Relaxed),
+                    // EEXIST: already there; ENODEV: unbound or gone.
+                    Err(e) if matches!(e.raw_os_error(), Some(17) | Some(19)) => {
+                        refused.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(e) => return Err(format!("add {spec}: {e}")),
+                };
+            }
+            Ok(())
+        });
+        let settle = || std::thread::sleep(std::time::Duration::from_millis(50));
+        for round in 0..20 {
+            if let Err(e) = fs::write(format!("{DRV}/unbind"), "vivid.0") {
+                errs.push(format!("round {round}: unbind: {e}"));
+                break;
+            }
+            settle();
+            let left = vivid_heaps();
+            if !left.is_empty() {
+                errs.push(format!("round {round}: unbound vivid.0 has heaps {left:?}"));
+            }
+            if let Err(e) = fs::write(format!("{DRV}/bind"), "vivid.0") {
+                errs.push(format!("round {round}: bind: {e}"));
+                break;
+            }
+            settle();
+        }
+        for round in 0..3 {
+            if let Err(e) = modules::rmmod("vivid") {
+                errs.push(format!("rmmod vivid {round}: {e}"));
+                break;
+            }
+            settle();
+            let left = vivid_heaps();
+            if !left.is_empty() {
+                errs.push(format!("after rmmod vivid {round}: heaps {left:?} remain"));
+            }
+            if round < 2 {
+                if let Err(e) = modules::insmod("vivid", "") {
+                    errs.push(format!("insmod vivid {round}: {e}"));
+                    break;
+                }
+                settle();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        if let Err(e) = adder
+            .join()
+            .unwrap_or_else(|_| Err("adder panicked".into()))
+        {
+            errs.push(e);
+        }
+    });
+    let left = vivid_heaps();
+    if !left.is_empty() {
+        errs.push(format!(
+            "at the end heaps {left:?} remain in {}",
+            dma_heap::CLASS
+        ));
+    }
+    let (added, refused) = (added.into_inner(), refused.into_inner());
+    println!("INFO removal: {added} adds took, {refused} refused during the race");
+    if added == 0 {
+        errs.push("no add ever took: the race raced nothing".into());
+    }
+    settle_race(live0, &mark, errs)
+}
+
 pub fn restore() -> Result<(), String> {
     if !modules::is_loaded(MODULE) {
         modules::insmod(MODULE, &modules::boot_params(MODULE))?;
@@ -493,11 +614,11 @@ pub fn restore() -> Result<(), String> {
     if !modules::is_loaded("vivid") {
         modules::insmod("vivid", "allocators=1")?;
     }
-    let has_contig = dma_heap::heaps_of_platform("vivid.0")
+    let has_contig = dma_heap::heaps_of_device("vivid.0")
         .map(|v| v.iter().any(|h| h.contiguous))
         .unwrap_or(false);
     if !has_contig {
-        dma_heap::control("add", "platform/vivid.0:contig")?;
+        dma_heap::control("add", &dma_heap::spec("vivid.0", Some("contig"))?)?;
     }
     Ok(())
 }

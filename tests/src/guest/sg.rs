@@ -74,10 +74,9 @@ fn add_sg_heaps() -> Result<(), String> {
 fn add_sg_heap(dev: &str) -> Result<(), String> {
     let name = format!("{dev}-sg");
     if !Path::new(dma_heap::CLASS).join(&name).exists() {
-        dma_heap::control("add", &format!("platform/{dev}:sg"))?;
+        dma_heap::control("add", &dma_heap::spec(dev, Some("sg"))?)?;
     }
-    let served = std::fs::canonicalize(format!("/sys/bus/platform/devices/{dev}"))
-        .map_err(|e| format!("{dev}: {e}"))?;
+    let served = dma_heap::device_dir(dev).map_err(|e| format!("{dev}: {e}"))?;
     let info = HeapInfo::by_name(&name)?;
     if info.backing != "sg" || info.contiguous {
         return Err(format!(
@@ -110,8 +109,8 @@ fn remove_sg_heaps() -> Result<(), String> {
         if Path::new(dma_heap::CLASS).join(&name).exists() {
             errs.push(format!("{name} still in {} after remove", dma_heap::CLASS));
         }
-        if Path::new("/dev/dma_heap").join(&name).exists() {
-            errs.push(format!("/dev/dma_heap/{name} still exists after remove"));
+        if let Err(e) = dma_heap::check_removed_node(&name) {
+            errs.push(e);
         }
     }
     match dma_heap::debugfs_counter("live_buffers") {
