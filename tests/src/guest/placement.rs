@@ -85,7 +85,7 @@ pub fn zones() -> Result<Vec<Zone>, String> {
     Ok(zones.into_iter().filter(|z| z.spanned > 0).collect())
 }
 
-fn zone_of<'a>(zones: &'a [Zone], pfn: u64) -> Option<&'a Zone> {
+fn zone_of(zones: &[Zone], pfn: u64) -> Option<&Zone> {
     zones.iter().find(|z| z.holds(pfn))
 }
 
