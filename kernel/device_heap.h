@@ -43,7 +43,6 @@ enum device_heap_backing {
  * @phys_limit:	highest physical address a buffer page may have: the served
  *		device's DMA limit translated with dma_to_phys(), or the
  *		top of the address space behind an IOMMU
- * @iommu:	the served device translates through an IOMMU
  * @coherent:	the served device's DMA is cache-coherent with the CPU
  * @max_alloc:	largest allocation accepted, in bytes
  * @cma:	CMA area contiguous buffers come from first, or NULL
@@ -60,7 +59,6 @@ struct device_heap {
 	struct device *dev;
 	enum device_heap_backing backing;
 	u64 phys_limit;
-	bool iommu;
 	bool coherent;
 	size_t max_alloc;
 	struct cma *cma;

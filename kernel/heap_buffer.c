@@ -21,6 +21,7 @@
 #include <linux/vmalloc.h>
 
 #include "device_heap.h"
+#include "heap_compat.h"
 
 struct device_heap_attachment {
 	struct device *dev;
@@ -147,60 +148,83 @@ static int device_heap_end_cpu_access(struct dma_buf *dmabuf,
 	return 0;
 }
 
-/* Pages handed to vm_insert_pages() per call. */
-#define DEVICE_HEAP_MMAP_BATCH	64
+/* The page at @pgoff of the buffer, or NULL past its end. */
+static struct page *device_heap_buffer_page(struct device_heap_buffer *buffer,
+					    unsigned long pgoff)
+{
+	struct scatterlist *sg;
+	int i;
+
+	for_each_sgtable_sg(&buffer->sg_table, sg, i) {
+		unsigned long npages = sg->length >> PAGE_SHIFT;
+
+		if (pgoff < npages)
+			return pfn_to_page(page_to_pfn(sg_page(sg)) + pgoff);
+		pgoff -= npages;
+	}
+	return NULL;
+}
+
+/* A page the mapping lost (e.g. to MADV_DONTNEED) comes back on the next touch. */
+static vm_fault_t device_heap_vm_fault(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct device_heap_buffer *buffer = vma->vm_private_data;
+	struct page *page = device_heap_buffer_page(buffer, vmf->pgoff);
+
+	if (!page)
+		return VM_FAULT_SIGBUS;
+	return device_heap_insert_mixed(vma, vmf->address, page_to_pfn(page));
+}
+
+static const struct vm_operations_struct device_heap_vm_ops = {
+	.fault = device_heap_vm_fault,
+};
 
 /*
  * Shared mappings only, as cma_heap: a private mapping of a dma-buf would be
  * a copy no device sees, and copy-on-write of mapped buffer pages cannot work
  * (with remapped pfns the first page did, the second failed).
  *
- * The pages are inserted as pages (VM_MIXEDMAP), not remapped as raw pfns:
- * they are ordinary refcounted pages, a mapping then holds its own reference
- * on each, and /proc/<pid>/pagemap shows where they are, which the tests use
- * to check placement. vm_insert_pages() takes them in batches, segment by
- * segment from the page the offset falls in, under one page-table lock per
- * batch.
+ * The pages go in as special entries of a VM_MIXEDMAP | VM_IO mapping: like
+ * remap_pfn_range() they take no page reference and cannot be pinned by
+ * get_user_pages() (so no pipe or O_DIRECT can hold a page past the buffer's
+ * release), but unlike a VM_PFNMAP mapping they are visible in
+ * /proc/<pid>/pagemap, which is how the tests check placement. The kernel
+ * exports no ranged insert for such mappings: pages go in one by one, all at
+ * mmap time, from the page the offset falls in.
  */
 static int device_heap_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 {
 	struct device_heap_buffer *buffer = dmabuf->priv;
 	unsigned long skip = vma->vm_pgoff;
 	unsigned long addr = vma->vm_start;
-	struct page *pages[DEVICE_HEAP_MMAP_BATCH];
 	struct scatterlist *sg;
-	int i, ret;
+	vm_fault_t ret;
+	int i;
 
-	if (!(vma->vm_flags & VM_SHARED))
+	if (!(vma->vm_flags & (VM_SHARED | VM_MAYSHARE)))
 		return -EINVAL;
 
 	/* dma_buf_mmap_internal() has checked that the range fits the buffer. */
-	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+	vm_flags_set(vma, VM_MIXEDMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP);
+	vma->vm_ops = &device_heap_vm_ops;
+	vma->vm_private_data = buffer;
 
 	for_each_sgtable_sg(&buffer->sg_table, sg, i) {
 		unsigned long npages = sg->length >> PAGE_SHIFT;
-		unsigned long first = 0;
+		unsigned long pfn = page_to_pfn(sg_page(sg));
 
 		if (skip >= npages) {
 			skip -= npages;
 			continue;
 		}
-		first = skip;
-		skip = 0;
-		while (first < npages && addr < vma->vm_end) {
-			unsigned long n, left, k;
-
-			n = min3(npages - first, (vma->vm_end - addr) >> PAGE_SHIFT,
-				 (unsigned long)DEVICE_HEAP_MMAP_BATCH);
-			for (k = 0; k < n; k++)
-				pages[k] = pfn_to_page(page_to_pfn(sg_page(sg)) +
-						       first + k);
-			left = n;
-			ret = vm_insert_pages(vma, addr, pages, &left);
-			if (ret)
-				return ret;
-			first += n;
-			addr += n << PAGE_SHIFT;
+		for (pfn += skip, npages -= skip, skip = 0;
+		     npages && addr < vma->vm_end;
+		     pfn++, npages--, addr += PAGE_SIZE) {
+			ret = device_heap_insert_mixed(vma, addr, pfn);
+			if (ret & VM_FAULT_ERROR)
+				return ret == VM_FAULT_OOM ? -ENOMEM : -EFAULT;
 		}
 		if (addr >= vma->vm_end)
 			break;

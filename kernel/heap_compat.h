@@ -11,6 +11,7 @@
 #define _DEVICE_HEAP_COMPAT_H
 
 #include <linux/gfp.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/stringify.h>
 #include <linux/version.h>
@@ -43,6 +44,16 @@
 #define DEVICE_HEAP_HAVE_FAUX	1
 #else
 #define DEVICE_HEAP_HAVE_FAUX	0
+#endif
+
+/* Since 6.17 pfn_t is gone: vmf_insert_mixed() takes a plain pfn. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 17, 0)
+#define device_heap_insert_mixed(vma, addr, pfn) \
+	vmf_insert_mixed(vma, addr, pfn)
+#else
+#include <linux/pfn_t.h>
+#define device_heap_insert_mixed(vma, addr, pfn) \
+	vmf_insert_mixed(vma, addr, pfn_to_pfn_t(pfn))
 #endif
 
 #endif /* _DEVICE_HEAP_COMPAT_H */

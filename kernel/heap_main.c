@@ -19,12 +19,14 @@
 #include <linux/device.h>
 #include <linux/dma-direct.h>
 #include <linux/dma-map-ops.h>
+#include <linux/iommu-dma.h>
 #include <linux/dma-mapping.h>
 #include <linux/kernel.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/platform_device.h>
+#include <linux/property.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 
@@ -180,7 +182,7 @@ static size_t device_heap_max_alloc(enum device_heap_backing backing)
  */
 static enum device_heap_backing device_heap_default_backing(struct device *dev)
 {
-	return device_iommu_mapped(dev) ? DEVICE_HEAP_SG : DEVICE_HEAP_CONTIG;
+	return use_dma_iommu(dev) ? DEVICE_HEAP_SG : DEVICE_HEAP_CONTIG;
 }
 
 /*
@@ -242,6 +244,7 @@ static bool device_heap_dying(struct device *dev)
 static bool device_heap_driverless(struct device *dev)
 {
 	return !dev->driver && dev->bus == &platform_bus_type &&
+	       !dev_fwnode(dev) && !device_has_driver_override(dev) &&
 	       !driver_find(to_platform_device(dev)->name, &platform_bus_type);
 }
 
@@ -285,7 +288,7 @@ static u64 device_heap_phys_limit(struct device *dev)
 	u64 dma_limit = min_not_zero(dma_get_mask(dev), dev->bus_dma_limit);
 	phys_addr_t phys;
 
-	if (device_iommu_mapped(dev))
+	if (use_dma_iommu(dev))
 		return U64_MAX;
 	phys = dma_to_phys(dev, dma_limit);
 	/* No bus region holds the limit: nothing beyond the mask is sure. */
@@ -326,7 +329,6 @@ static struct device_heap *device_heap_create(struct device *dev,
 	heap->dev = get_device(dev);
 	heap->backing = backing;
 	heap->phys_limit = device_heap_phys_limit(dev);
-	heap->iommu = device_iommu_mapped(dev);
 	heap->coherent = dev_is_dma_coherent(dev);
 	heap->max_alloc = device_heap_max_alloc(backing);
 
@@ -717,9 +719,9 @@ static void __exit device_heap_exit(void)
 
 	/*
 	 * No buffer or open heap file is left: each holds a module reference.
-	 * Stop hearing about devices first, then remove the heaps.
+	 * Remove the heaps while the notifiers still remove them for devices
+	 * going away, then stop hearing about devices.
 	 */
-	device_heap_unregister_buses();
 	mutex_lock(&device_heaps_lock);
 	/* A write to "add" may still be waiting for the lock. */
 	device_heaps_closing = true;
@@ -731,6 +733,7 @@ static void __exit device_heap_exit(void)
 		kfree(d);
 	}
 	mutex_unlock(&device_heaps_lock);
+	device_heap_unregister_buses();
 
 	debugfs_remove(device_heap_debugfs);
 	class_unregister(&device_heap_class);

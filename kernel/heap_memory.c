@@ -11,7 +11,7 @@
  * Contiguous memory comes, in order of preference:
  *  - from the CMA area the served device would use (its own or the default
  *    one), where the kernel has one: memory set aside for exactly this;
- *  - from the buddy allocator, up to MAX_PAGE_ORDER pages (4 MiB on x86);
+ *  - from the buddy allocator, up to order MAX_PAGE_ORDER (4 MiB on x86);
  *  - above that, from a range carved out of the lowmem zones with
  *    alloc_contig_range(), which migrates whatever lives there.
  *
@@ -251,8 +251,9 @@ static struct page *contig_range_alloc_zone(struct device_heap *heap,
 	unsigned long end = zone_end_pfn(zone);
 	int ret;
 
-	if (heap->phys_limit < PFN_PHYS(end))
-		end = PHYS_PFN(heap->phys_limit) + 1;
+	/* Whole pages below the limit only. */
+	if (heap->phys_limit < PFN_PHYS(end) - 1)
+		end = PHYS_PFN(heap->phys_limit + 1);
 
 	while (start + nr_pages <= end) {
 		unsigned long bad;
@@ -262,6 +263,7 @@ static struct page *contig_range_alloc_zone(struct device_heap *heap,
 		bad = contig_range_first_unusable(zone, start, nr_pages);
 		if (bad < start + nr_pages) {
 			start = ALIGN(bad + 1, pageblock_nr_pages);
+			cond_resched();
 			continue;
 		}
 		/* __GFP_ZERO: the pages are cleared once, as they are taken. */
@@ -306,8 +308,10 @@ static struct page *contig_range_alloc(struct device_heap *heap,
 
 			if (!populated_zone(zone))
 				continue;
-#ifdef CONFIG_ZONE_DMA
-			if (z == ZONE_DMA && heap->phys_limit >= DMA_BIT_MASK(32))
+#if defined(CONFIG_ZONE_DMA) && defined(CONFIG_ZONE_DMA32)
+			/* Keep the small DMA zone for devices that reach no more. */
+			if (z == ZONE_DMA &&
+			    device_heap_zone_reachable(heap, ZONE_DMA32))
 				continue;
 #endif
 			page = contig_range_alloc_zone(heap, zone, nr_pages,
@@ -463,10 +467,11 @@ free_chunks:
  *
  * Sets @heap->cma to the CMA area the DMA API would use for the served
  * device (its own, else the default area), if the kernel has one and the
- * device can use it. An area is one range placed at boot, and nothing
- * exported tells where: one page taken from it and given back shows whether
- * it lies below the device's limit and outside ZONE_MOVABLE (an area that is
- * full right now is assumed usable; every allocation is checked anyway).
+ * device can use it. Areas are placed at boot and nothing exported tells
+ * where: one page taken from the area and given back shows whether its
+ * first free memory lies below the device's limit and outside ZONE_MOVABLE
+ * (an area full right now is assumed usable). Every allocation is checked
+ * again, and falls back to the other sources when the area does not fit.
  */
 void device_heap_contig_source(struct device_heap *heap)
 {

@@ -15,7 +15,8 @@
  *    module parameter, "add"), it takes over the node and the same
  *    /dev/dma_heap/<name> allocates again;
  *  - the module pins itself once it has given the core a node, since the
- *    core would call into its code after an unload: rmmod fails with EBUSY.
+ *    core would call into its code after an unload: from the first heap on,
+ *    rmmod fails (EAGAIN, the module is in use).
  */
 
 #include <linux/dma-buf.h>
@@ -114,8 +115,9 @@ static struct device_heap_core_node *device_heap_core_node_get(const char *name)
  * device_heap_node_register - put the heap behind its /dev/dma_heap node
  * @heap: heap to expose; sets @heap->core
  *
- * Return: 0, -EEXIST if another live heap has the name (another module's
- * heap, e.g. "system"), or an error from dma_heap_add().
+ * Return: 0, -EEXIST if a live heap of ours already has the name (the
+ * caller's name lookup rules that out), or an error from dma_heap_add(),
+ * which refuses a name another module's heap has (e.g. "system").
  */
 int device_heap_node_register(struct device_heap *heap)
 {
