@@ -56,11 +56,17 @@ pub const CORE_CLASS: &str = "/sys/class/dma_heap";
 /// Whether this kernel exports the heap core to modules (`dma_heap_add`, 6.18 and
 /// later), so that device heaps must register there: decided from the kernel's own
 /// symbol table, not from anything the module says.
+/// Read once per process: /proc/kallsyms is large and the answer cannot change.
 pub fn kernel_has_heap_core() -> Result<bool, String> {
-    let syms = fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
-    Ok(syms
-        .lines()
-        .any(|l| l.split_whitespace().nth(2) == Some("__ksymtab_dma_heap_add")))
+    static CORE: std::sync::OnceLock<Result<bool, String>> = std::sync::OnceLock::new();
+    CORE.get_or_init(|| {
+        let syms =
+            fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
+        Ok(syms
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some("__ksymtab_dma_heap_add")))
+    })
+    .clone()
 }
 
 /// Opens `/dev/dma_heap/<name>`.

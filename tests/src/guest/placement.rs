@@ -143,15 +143,14 @@ fn check_pages(info: &HeapInfo, zones: &[Zone], pfns: &[u64]) -> Result<(), Stri
 }
 
 /// Allocates `len` bytes, maps the buffer and returns its pfns and the zones they are in.
-fn placed(heap: &Heap, len: usize) -> Result<(Vec<u64>, String), String> {
+fn placed(heap: &Heap, zones: &[Zone], len: usize) -> Result<(Vec<u64>, String), String> {
     let buf = heap.alloc(len as u64)?;
     dma_buf::fill(buf.as_fd(), len, len as u32)?;
     let map = Mapping::new(&buf, len)?;
     let pfns = pfns(&map)?;
-    let zones = zones()?;
     let mut names: Vec<&str> = pfns
         .iter()
-        .filter_map(|&p| zone_of(&zones, p).map(|z| z.name.as_str()))
+        .filter_map(|&p| zone_of(zones, p).map(|z| z.name.as_str()))
         .collect();
     names.dedup();
     Ok((pfns, names.join("+")))
@@ -192,7 +191,7 @@ fn contiguous_heaps_are_contiguous_reachable_not_movable() -> Result<(), String>
         let heap = Heap::open(&info.name)?;
         for len in CONTIG_SIZES {
             let len = len.div_ceil(PAGE) * PAGE;
-            let r = placed(&heap, len).and_then(|(pfns, zone)| {
+            let r = placed(&heap, &zones, len).and_then(|(pfns, zone)| {
                 if let Some(i) = pfns.windows(2).position(|w| w[1] != w[0] + 1) {
                     return Err(format!(
                         "not contiguous: page {} at {:#x} follows {:#x}",
@@ -228,7 +227,9 @@ fn sg_heaps_reachable_not_movable() -> Result<(), String> {
     let mut errs = Vec::new();
     for info in &infos {
         let heap = Heap::open(&info.name)?;
-        if let Err(e) = placed(&heap, 8 << 20).and_then(|(p, _)| check_pages(info, &zones, &p)) {
+        if let Err(e) =
+            placed(&heap, &zones, 8 << 20).and_then(|(p, _)| check_pages(info, &zones, &p))
+        {
             errs.push(format!("[{}] {e}", info.name));
         }
     }
