@@ -343,6 +343,7 @@ static struct device_heap *device_heap_create(struct device *dev,
 	}
 
 	device_heap_contig_source(heap);
+	device_heap_charge_init(heap);
 
 	ret = device_heap_node_register(heap);
 	if (ret)
@@ -355,13 +356,20 @@ static struct device_heap *device_heap_create(struct device *dev,
 		goto unregister_node;
 	}
 
+	ret = device_heap_node_publish(heap);
+	if (ret)
+		goto destroy_node;
+
 	list_add_tail(&heap->list, &device_heaps);
-	dev_info(dev, "heap %s: %s%s, below %d bits, %scoherent\n",
+	dev_info(dev, "heap %s: %s%s, below %d bits, %scoherent, accounting %s\n",
 		 heap->name, device_heap_backing_names[backing],
 		 heap->cma ? " (cma)" : "", fls64(heap->phys_limit),
-		 heap->coherent ? "" : "non-");
+		 heap->coherent ? "" : "non-",
+		 device_heap_accounting_name(heap));
 	return heap;
 
+destroy_node:
+	device_unregister(heap->node);
 unregister_node:
 	device_heap_node_unregister(heap);
 put_heap:
@@ -547,6 +555,7 @@ DEVICE_HEAP_ATTR_RO(contiguous, "%d", heap->backing == DEVICE_HEAP_CONTIG);
 DEVICE_HEAP_ATTR_RO(coherent, "%d", heap->coherent);
 DEVICE_HEAP_ATTR_RO(dma_mask_bits, "%d", fls64(heap->phys_limit));
 DEVICE_HEAP_ATTR_RO(max_alloc_bytes, "%zu", heap->max_alloc);
+DEVICE_HEAP_ATTR_RO(accounting, "%s", device_heap_accounting_name(heap));
 
 /* Chunks and contiguous ranges all start on a page boundary. */
 static ssize_t alignment_bytes_show(struct device *dev,
@@ -585,6 +594,7 @@ static struct attribute *device_heap_attrs[] = {
 	&dev_attr_max_alloc_bytes.attr,
 	&dev_attr_alignment_bytes.attr,
 	&dev_attr_contig_source.attr,
+	&dev_attr_accounting.attr,
 	NULL,
 };
 ATTRIBUTE_GROUPS(device_heap);

@@ -395,13 +395,17 @@ static struct page *sg_alloc_chunk(struct device_heap *heap, size_t remaining,
 
 		if (remaining < (PAGE_SIZE << order) || order > max_order)
 			continue;
+		/*
+		 * __GFP_NORETRY and __GFP_RETRY_MAYFAIL also keep a charge
+		 * over the memcg limit from invoking the OOM killer.
+		 */
 		if (order)
 			gfp = (GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN |
 			       __GFP_NORETRY | __GFP_COMP) & ~__GFP_RECLAIM;
 		else
 			gfp = GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN |
 			      __GFP_RETRY_MAYFAIL;
-		page = buddy_alloc(heap, order, gfp);
+		page = buddy_alloc(heap, order, gfp | device_heap_charge_gfp(heap));
 		if (page)
 			return page;
 	}
@@ -504,8 +508,11 @@ void device_heap_contig_source(struct device_heap *heap)
  * device_heap_alloc_memory - back a buffer with zeroed memory
  * @buffer: buffer whose @heap and @len are set
  *
- * Return: 0, -ENOMEM when no suitable memory is free, or -EINTR when the
- * caller was killed while waiting for it.
+ * Charges the allocating process's memory cgroup where the heap's
+ * accounting says so.
+ *
+ * Return: 0, -ENOMEM when no suitable memory is free or the caller's cgroup
+ * is at its limit, or -EINTR when the caller was killed while waiting.
  */
 int device_heap_alloc_memory(struct device_heap_buffer *buffer)
 {

@@ -168,6 +168,12 @@ erase_minor:
 	return ret;
 }
 
+/* The cdev is live before the sysfs node announces it: nothing left to do. */
+int device_heap_node_publish(struct device_heap *heap)
+{
+	return 0;
+}
+
 /**
  * device_heap_node_unregister - remove the heap's character device
  * @heap: heap registered with device_heap_node_register()

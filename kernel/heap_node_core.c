@@ -119,7 +119,19 @@ static struct device_heap_core_node *device_heap_core_node_get(const char *name)
  * caller's name lookup rules that out), or an error from dma_heap_add(),
  * which refuses a name another module's heap has (e.g. "system").
  */
+/* The core's node comes after the sysfs node: see device_heap_node_publish(). */
 int device_heap_node_register(struct device_heap *heap)
+{
+	heap->devt = 0;
+	return 0;
+}
+
+/*
+ * Made visible once the heap's sysfs node exists, so that udev, handling the
+ * core node's uevent, can read the heap's attributes (its rule grants
+ * access by "accounting").
+ */
+int device_heap_node_publish(struct device_heap *heap)
 {
 	struct device_heap_core_node *node;
 	int ret = 0;
@@ -137,7 +149,6 @@ int device_heap_node_register(struct device_heap *heap)
 		device_heap_get(heap);
 		node->heap = heap;
 		heap->core = node;
-		heap->devt = 0;
 	}
 	spin_unlock(&node->lock);
 unlock:
@@ -156,6 +167,8 @@ void device_heap_node_unregister(struct device_heap *heap)
 {
 	struct device_heap_core_node *node = heap->core;
 
+	if (!node)
+		return;
 	spin_lock(&node->lock);
 	node->heap = NULL;
 	spin_unlock(&node->lock);
