@@ -85,7 +85,7 @@ impl Constraints {
         c.contiguous = own.iter().all(|h| h.properties.contiguous);
         c.dma_mask_bits = own
             .iter()
-            .map(|h| h.properties.dma_mask_bits)
+            .filter_map(|h| h.properties.dma_mask_bits)
             .max()
             .unwrap_or(64);
         c
@@ -203,6 +203,76 @@ pub struct Unmet {
     pub reasons: Vec<String>,
 }
 
+/// What [`Intersection::rank`] says of one heap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The heap [`Intersection::select`] returns.
+    Chosen,
+    /// It fits every device, but the chosen heap suits them better; the
+    /// sentence says in what way, e.g. `fits, but vivid.0-contig is made
+    /// for vivid.0, and this is the system heap`.
+    Outranked(String),
+    /// It does not fit: what it lacks, with the devices that need it.
+    Unmet(Vec<String>),
+}
+
+/// One heap and what [`Intersection::rank`] says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ranked<'a> {
+    /// The heap.
+    pub heap: &'a HeapInfo,
+    /// Chosen, outranked or unfit, and why.
+    pub verdict: Verdict,
+}
+
+/// Every heap judged for one buffer, in the order they were given: the
+/// choice of [`Intersection::select`] and the reason each other heap was
+/// passed over. `select` is this and nothing else, so that an explanation
+/// can never disagree with the choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ranking<'a> {
+    /// Every heap with its verdict.
+    pub heaps: Vec<Ranked<'a>>,
+}
+
+impl<'a> Ranking<'a> {
+    /// The chosen heap, if any fits.
+    pub fn chosen(&self) -> Option<&'a HeapInfo> {
+        self.heaps
+            .iter()
+            .find(|r| r.verdict == Verdict::Chosen)
+            .map(|r| r.heap)
+    }
+
+    /// The heaps that do not fit, with what each lacks.
+    pub fn unmet(&self) -> Vec<Unmet> {
+        self.heaps
+            .iter()
+            .filter_map(|r| match &r.verdict {
+                Verdict::Unmet(reasons) => Some(Unmet {
+                    heap: r.heap.name.clone(),
+                    reasons: reasons.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Says what a heap is, in a preference sentence.
+fn kind_phrase(heap: &HeapInfo) -> String {
+    match heap.kind {
+        HeapKind::System => "the system heap".to_owned(),
+        HeapKind::Device => match &heap.served_device {
+            Some(d) => format!("a heap made for {d}, not among these devices"),
+            None => "a heap made for another device".to_owned(),
+        },
+        HeapKind::Cma => "a CMA heap (contiguous memory is scarce)".to_owned(),
+        HeapKind::Udmabuf => "udmabuf, the last resort".to_owned(),
+        HeapKind::Other => "a heap of unknown kind".to_owned(),
+    }
+}
+
 impl Intersection {
     fn who(&self, pred: impl Fn(&Constraints) -> bool) -> String {
         let names: Vec<&str> = self
@@ -220,22 +290,39 @@ impl Intersection {
     }
 
     /// Checks one heap against the intersection for a buffer of `size` bytes.
+    ///
+    /// A heap whose DMA reach is unknown (CMA) fits only devices that can
+    /// address all memory: for any narrower DMA mask it is not proven to
+    /// serve them. A heap of unknown kind never fits.
     pub fn check(&self, heap: &HeapInfo, size: u64) -> Result<(), Unmet> {
         let p = &heap.properties;
         let mut reasons = Vec::new();
+        if !heap.properties_known() {
+            reasons.push(
+                "memory properties unknown (not a device heap, the system heap, a CMA heap \
+                 or udmabuf)"
+                    .to_owned(),
+            );
+        }
         if self.contiguous && !p.contiguous {
             reasons.push(format!(
                 "not contiguous (needed by {})",
                 self.who(|c| c.contiguous)
             ));
         }
-        if p.dma_mask_bits > self.dma_mask_bits {
-            reasons.push(format!(
+        match p.dma_mask_bits {
+            Some(bits) if bits > self.dma_mask_bits => reasons.push(format!(
                 "memory up to {} bits, beyond DMA mask {} of {}",
-                p.dma_mask_bits,
+                bits,
                 self.dma_mask_bits,
                 self.who(|c| c.dma_mask_bits == self.dma_mask_bits)
-            ));
+            )),
+            None if self.dma_mask_bits < 64 => reasons.push(format!(
+                "DMA reach unknown, not proven below DMA mask {} of {}",
+                self.dma_mask_bits,
+                self.who(|c| c.dma_mask_bits == self.dma_mask_bits)
+            )),
+            _ => {}
         }
         if self.coherent && !p.coherent {
             reasons.push(format!(
@@ -267,24 +354,106 @@ impl Intersection {
         }
     }
 
-    /// Picks the heap that satisfies every device, preferring the most
-    /// specific one, for a buffer of `size` bytes.
-    ///
-    /// Preference: a device heap serving more of the taking-part devices
-    /// (`devices`, resolved, in priority order) first, and among those the one
-    /// serving the earliest device; then `system`; then a heap made for some
-    /// other device; then udmabuf. Among equals, a heap that is not contiguous when
-    /// contiguity is not needed, because contiguous memory is scarce.
-    ///
-    /// On failure the error names the devices with their needs and why each
-    /// heap was rejected: "no heap satisfies vivid.0 (contiguous) and vgem
-    /// (DMA mask 32): ...".
-    pub fn select<'a>(
+    /// How well a fitting heap suits `devices`; see [`Intersection::select`].
+    fn preference(&self, heap: &HeapInfo, devices: &[DeviceInfo]) -> Preference {
+        let served = devices.iter().filter(|d| heap.serves(d)).count() as u32;
+        // Devices come in priority order (a tranche's target device first):
+        // between heaps serving as many devices, the one serving an earlier
+        // device wins.
+        let first = devices
+            .iter()
+            .position(|d| heap.serves(d))
+            .map_or(0, |p| u32::MAX - p as u32);
+        // A heap made for some other device still maps its memory through
+        // that device: the system heap is the more natural home for a buffer
+        // it does not serve. CMA memory is scarce and of unknown reach: the
+        // last choice, only where contiguity is needed and nothing else has
+        // it (udmabuf, never contiguous, cannot compete there).
+        let kind_rank = match heap.kind {
+            HeapKind::System => 3,
+            HeapKind::Device => 2,
+            HeapKind::Udmabuf => 1,
+            HeapKind::Cma | HeapKind::Other => 0,
+        };
+        let thrift = u32::from(self.contiguous || !heap.properties.contiguous);
+        (served, first, kind_rank, thrift)
+    }
+
+    /// Why `heap` (preference `mine`) lost to `chosen` (preference `best`).
+    fn outranked(
+        &self,
+        heap: &HeapInfo,
+        mine: Preference,
+        chosen: &HeapInfo,
+        best: Preference,
+        devices: &[DeviceInfo],
+    ) -> String {
+        let served_by = |h: &HeapInfo| -> Vec<&str> {
+            devices
+                .iter()
+                .filter(|d| h.serves(d))
+                .map(|d| d.name.as_str())
+                .collect()
+        };
+        if mine.0 < best.0 {
+            let theirs = served_by(chosen).join(", ");
+            let ours = served_by(heap);
+            return if ours.is_empty() {
+                format!(
+                    "fits, but {} is made for {theirs}, and this is {}",
+                    chosen.name,
+                    kind_phrase(heap)
+                )
+            } else {
+                format!(
+                    "fits, but {} is made for {theirs}, this heap only for {}",
+                    chosen.name,
+                    ours.join(", ")
+                )
+            };
+        }
+        if mine.1 < best.1 {
+            let first = |h: &HeapInfo| {
+                devices
+                    .iter()
+                    .find(|d| h.serves(d))
+                    .map_or("", |d| d.name.as_str())
+            };
+            return format!(
+                "fits, but {} is made for {}, listed before {}",
+                chosen.name,
+                first(chosen),
+                first(heap)
+            );
+        }
+        if mine.2 < best.2 {
+            return format!(
+                "fits, but {} ({}) is preferred to {}",
+                chosen.name,
+                kind_phrase(chosen),
+                kind_phrase(heap)
+            );
+        }
+        if mine.3 < best.3 {
+            return format!(
+                "fits, but its memory is contiguous, which is scarce and not needed; {} is not",
+                chosen.name
+            );
+        }
+        format!("fits as well, but {} comes first", chosen.name)
+    }
+
+    /// Judges every heap for a buffer of `size` bytes shared by `devices`
+    /// (resolved, in priority order): which one [`Intersection::select`]
+    /// picks, and why each other one was passed over. Fails only when the
+    /// size exceeds a limit of the devices themselves, before any heap is
+    /// looked at.
+    pub fn rank<'a>(
         &self,
         heaps: &'a [HeapInfo],
         devices: &[DeviceInfo],
         size: u64,
-    ) -> Result<&'a HeapInfo> {
+    ) -> Result<Ranking<'a>> {
         if let Some(max) = self.max_size {
             if size > max {
                 return Err(Error::TooLarge {
@@ -295,42 +464,72 @@ impl Intersection {
                 });
             }
         }
-        let mut unmet = Vec::new();
-        let mut best: Option<(&HeapInfo, Preference)> = None;
-        for heap in heaps {
+        let mut judged: Vec<Result<Preference, Vec<String>>> = Vec::with_capacity(heaps.len());
+        let mut best: Option<(usize, Preference)> = None;
+        for (i, heap) in heaps.iter().enumerate() {
             match self.check(heap, size) {
                 Ok(()) => {
-                    let served = devices.iter().filter(|d| heap.serves(d)).count() as u32;
-                    // Devices come in priority order (a tranche's target
-                    // device first): between heaps serving as many devices,
-                    // the one serving an earlier device wins.
-                    let first = devices
-                        .iter()
-                        .position(|d| heap.serves(d))
-                        .map_or(0, |p| u32::MAX - p as u32);
-                    // A heap made for some other device still maps its
-                    // memory through that device: the system heap is the
-                    // more natural home for a buffer it does not serve.
-                    let kind_rank = match heap.kind {
-                        HeapKind::System => 2,
-                        HeapKind::Device => 1,
-                        HeapKind::Udmabuf => 0,
-                    };
-                    let thrift = u32::from(self.contiguous || !heap.properties.contiguous);
-                    let score = (served, first, kind_rank, thrift);
+                    let score = self.preference(heap, devices);
+                    // Strictly better only: among equals the first wins.
                     if !matches!(best, Some((_, b)) if b >= score) {
-                        best = Some((heap, score));
+                        best = Some((i, score));
                     }
+                    judged.push(Ok(score));
                 }
-                Err(u) => unmet.push(u),
+                Err(unmet) => judged.push(Err(unmet.reasons)),
             }
         }
-        match best {
-            Some((heap, _)) => Ok(heap),
-            None => Err(Error::NoHeap {
-                explanation: self.explain(&unmet, heaps.is_empty()),
-            }),
-        }
+        let heaps = heaps
+            .iter()
+            .zip(judged)
+            .enumerate()
+            .map(|(i, (heap, judged))| {
+                let verdict = match (judged, best) {
+                    (Err(reasons), _) => Verdict::Unmet(reasons),
+                    (Ok(_), Some((b, _))) if b == i => Verdict::Chosen,
+                    (Ok(mine), Some((b, score))) => {
+                        Verdict::Outranked(self.outranked(heap, mine, &heaps[b], score, devices))
+                    }
+                    // A heap that fits makes `best` Some.
+                    (Ok(_), None) => Verdict::Chosen,
+                };
+                Ranked { heap, verdict }
+            })
+            .collect();
+        Ok(Ranking { heaps })
+    }
+
+    /// Picks the heap that satisfies every device, preferring the most
+    /// specific one, for a buffer of `size` bytes: [`Intersection::rank`]'s
+    /// choice.
+    ///
+    /// Preference: a device heap serving more of the taking-part devices
+    /// (`devices`, resolved, in priority order) first, and among those the one
+    /// serving the earliest device; then `system`; then a heap made for some
+    /// other device; then udmabuf; then a CMA heap (only ever fit when
+    /// contiguity is needed and no device needs a DMA mask below 64 bits).
+    /// Among equals, a heap that is not contiguous when contiguity is not
+    /// needed, because contiguous memory is scarce; then the first.
+    ///
+    /// On failure the error names the devices with their needs and why each
+    /// heap was rejected: "no heap satisfies vivid.0 (contiguous) and vgem
+    /// (DMA mask 32): ...".
+    pub fn select<'a>(
+        &self,
+        heaps: &'a [HeapInfo],
+        devices: &[DeviceInfo],
+        size: u64,
+    ) -> Result<&'a HeapInfo> {
+        let ranking = self.rank(heaps, devices, size)?;
+        self.pick(&ranking)
+    }
+
+    /// The chosen heap of a [`Ranking`] made by [`Intersection::rank`], or
+    /// the error [`Intersection::select`] gives when none fits.
+    pub fn pick<'a>(&self, ranking: &Ranking<'a>) -> Result<&'a HeapInfo> {
+        ranking.chosen().ok_or_else(|| Error::NoHeap {
+            explanation: self.explain(&ranking.unmet(), ranking.heaps.is_empty()),
+        })
     }
 
     fn explain(&self, unmet: &[Unmet], no_heaps: bool) -> String {

@@ -1,12 +1,24 @@
 //! Finding the heaps of this system and what memory each gives.
 //!
-//! Three sources, from most to least specific:
+//! Five sources, from most to least specific:
 //! 1. device heaps of `device_heap.ko`: `/dev/dma_heap/<name>` with properties
 //!    in `/sys/class/device_heap/<name>/` (kernel/ABI.md);
 //! 2. the kernel's own `system` heap, which publishes nothing: it is taken as
 //!    non-contiguous, coherent, 64-bit, serving any device;
-//! 3. `/dev/udmabuf`, which turns memfd pages into a dma-buf: a last resort
-//!    with the same properties as `system`.
+//! 3. the kernel's CMA heaps (module [`crate::cma`]): contiguous, but from an
+//!    area nothing places, so their DMA reach is unknown;
+//! 4. `/dev/udmabuf`, which turns memfd pages into a dma-buf: a last resort
+//!    with the same properties as `system`;
+//! 5. any other heap of the heap core, listed so that people see it, with
+//!    unknown properties, and never chosen for a device.
+//!
+//! Each heap says whether it charges its memory to the allocating process's
+//! memory cgroup (module [`crate::accounting`]).
+//!
+//! On kernels where device heaps join the heap core, the core's node of a
+//! removed device heap stays until reboot; such a node (named like a device
+//! heap, `<device>-contig` or `<device>-sg`, while `device_heap` is loaded)
+//! is skipped with that reason, not listed as an unknown heap.
 //!
 //! Nothing read here can panic: a heap whose attributes do not parse is
 //! skipped and the reason kept in [`Discovery::skipped`].
@@ -16,7 +28,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::accounting::Accounting;
 use crate::{
+    accounting, cma,
     device::{self, DeviceInfo, DeviceNumber},
     Error, Result,
 };
@@ -60,8 +74,28 @@ pub enum HeapKind {
     Device,
     /// The kernel's `system` heap.
     System,
+    /// A CMA heap of the kernel (`default_cma_region`, or named after its
+    /// CMA area, e.g. `reserved`): contiguous memory of unknown DMA reach.
+    Cma,
     /// `/dev/udmabuf` over a sealed memfd.
     Udmabuf,
+    /// A heap of the heap core that is none of the above: nothing is known
+    /// about its memory, so it is listed but never chosen for a device.
+    Other,
+}
+
+impl HeapKind {
+    /// The lower-case word for people and scripts: `device`, `system`, `cma`,
+    /// `udmabuf`, `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeapKind::Device => "device",
+            HeapKind::System => "system",
+            HeapKind::Cma => "cma",
+            HeapKind::Udmabuf => "udmabuf",
+            HeapKind::Other => "other",
+        }
+    }
 }
 
 /// The memory a heap gives, as published in sysfs.
@@ -71,23 +105,53 @@ pub struct HeapProperties {
     pub contiguous: bool,
     /// The served device's DMA is cache-coherent with the CPU.
     pub coherent: bool,
-    /// Every page lies below `2^dma_mask_bits`.
-    pub dma_mask_bits: u32,
-    /// Largest allocation in bytes.
+    /// Every page lies below `2^dma_mask_bits`; `None` where nothing says
+    /// where the pages lie (CMA heaps, unknown heaps), so that no device with
+    /// a narrower DMA mask is ever given them on a guess.
+    pub dma_mask_bits: Option<u32>,
+    /// Largest allocation in bytes (`u64::MAX`: no limit but memory).
     pub max_alloc_bytes: u64,
     /// Alignment of the start of every buffer (and chunk), in bytes.
     pub alignment_bytes: u64,
+    /// Whether buffers are charged to the allocating process's memory cgroup.
+    pub accounting: Accounting,
 }
 
 impl HeapProperties {
     /// What the `system` heap and udmabuf give: pages anywhere, coherent on
-    /// x86, no limit but memory.
+    /// x86, no limit but memory. Not charged; [`Discovery`] sets what each
+    /// really does.
     pub const ANYWHERE: HeapProperties = HeapProperties {
         contiguous: false,
         coherent: true,
-        dma_mask_bits: 64,
+        dma_mask_bits: Some(64),
         max_alloc_bytes: u64::MAX,
         alignment_bytes: 4096,
+        accounting: Accounting::None,
+    };
+
+    /// What a CMA heap gives: contiguous, cacheable pages (coherent on x86
+    /// like the system heap's) from an area of unknown placement, up to the
+    /// area's size where it is known, never charged.
+    pub const CMA: HeapProperties = HeapProperties {
+        contiguous: true,
+        coherent: true,
+        dma_mask_bits: None,
+        max_alloc_bytes: u64::MAX,
+        alignment_bytes: 4096,
+        accounting: Accounting::None,
+    };
+
+    /// What is promised by a heap nobody describes: nothing. Not contiguous,
+    /// not coherent, reach unknown, not charged; pages at least are aligned
+    /// to a page.
+    pub const UNKNOWN: HeapProperties = HeapProperties {
+        contiguous: false,
+        coherent: false,
+        dma_mask_bits: None,
+        max_alloc_bytes: u64::MAX,
+        alignment_bytes: 4096,
+        accounting: Accounting::None,
     };
 }
 
@@ -106,13 +170,26 @@ pub struct HeapInfo {
     pub served_sysfs_path: Option<PathBuf>,
     /// Memory properties.
     pub properties: HeapProperties,
+    /// Where buffers come from, for people: a device heap's `contig_source`
+    /// attribute (`cma:<area>`, `migrate`, `buddy`) where the module has it,
+    /// and `cma:<area>` for a CMA heap whose area is known.
+    pub contig_source: Option<String>,
 }
 
 impl HeapInfo {
-    /// True if this heap serves any device (system heap, udmabuf) rather than
-    /// one in particular.
+    /// True if this heap is meant for any device (system heap, udmabuf)
+    /// rather than one in particular. Not so for CMA heaps and unknown heaps:
+    /// nothing says where their memory lies, so they serve no device until
+    /// proven (see [`crate::Intersection::check`]).
     pub fn serves_any_device(&self) -> bool {
-        self.kind != HeapKind::Device
+        matches!(self.kind, HeapKind::System | HeapKind::Udmabuf)
+    }
+
+    /// False for heaps whose memory nothing describes ([`HeapKind::Other`]):
+    /// their [`HeapProperties`] are [`HeapProperties::UNKNOWN`], promises of
+    /// nothing rather than facts.
+    pub fn properties_known(&self) -> bool {
+        self.kind != HeapKind::Other
     }
 
     /// True if this heap was made for `device` or one of its parents.
@@ -171,13 +248,14 @@ impl Discovery {
             let sys = class.join(&name);
             if sys.exists() {
                 match read_device_heap(&name, &sys) {
-                    Ok((properties, served_device, served_sysfs_path)) => heaps.push(HeapInfo {
+                    Ok(attrs) => heaps.push(HeapInfo {
                         name,
                         kind: HeapKind::Device,
                         dev_path,
-                        served_device,
-                        served_sysfs_path,
-                        properties,
+                        served_device: attrs.served_device,
+                        served_sysfs_path: attrs.served_sysfs_path,
+                        properties: attrs.properties,
+                        contig_source: attrs.contig_source,
                     }),
                     Err(err) => skipped.push(Skipped {
                         name,
@@ -191,13 +269,43 @@ impl Discovery {
                     dev_path,
                     served_device: None,
                     served_sysfs_path: None,
-                    properties: HeapProperties::ANYWHERE,
+                    properties: HeapProperties {
+                        accounting: accounting::system_heap(roots),
+                        ..HeapProperties::ANYWHERE
+                    },
+                    contig_source: None,
                 });
-            } else {
+            } else if let Some(area) = cma::heap_area(roots, &name) {
+                let mut properties = HeapProperties::CMA;
+                if let Some(total) = area.as_ref().and_then(|a| a.total_bytes) {
+                    properties.max_alloc_bytes = total;
+                }
+                heaps.push(HeapInfo {
+                    name,
+                    kind: HeapKind::Cma,
+                    dev_path,
+                    served_device: None,
+                    served_sysfs_path: None,
+                    properties,
+                    contig_source: area.map(|a| format!("cma:{}", a.name)),
+                });
+            } else if is_removed_device_heap(roots, &name) {
                 skipped.push(Skipped {
                     name,
-                    reason: "not a device_heap and not the system heap: its memory properties are unknown"
+                    reason: "the heap core's node of a removed device heap (the core keeps \
+                             nodes until reboot; allocations fail with ENODEV until the heap \
+                             is added again)"
                         .into(),
+                });
+            } else {
+                heaps.push(HeapInfo {
+                    name,
+                    kind: HeapKind::Other,
+                    dev_path,
+                    served_device: None,
+                    served_sysfs_path: None,
+                    properties: HeapProperties::UNKNOWN,
+                    contig_source: None,
                 });
             }
         }
@@ -229,15 +337,25 @@ impl Discovery {
                 dev_path: udmabuf,
                 served_device: None,
                 served_sysfs_path: None,
-                properties: HeapProperties::ANYWHERE,
+                // memfd pages are shmem pages, charged to the memory cgroup
+                // of the process that faults them in: the allocating one,
+                // which creates and fills the memfd.
+                properties: HeapProperties {
+                    accounting: Accounting::Memcg,
+                    ..HeapProperties::ANYWHERE
+                },
+                contig_source: None,
             });
         }
 
-        // Most specific first: device heaps, then system, then udmabuf.
+        // Most specific first: device heaps, then system, CMA, udmabuf, and
+        // the heaps nothing describes.
         heaps.sort_by_key(|h| match h.kind {
             HeapKind::Device => 0,
             HeapKind::System => 1,
-            HeapKind::Udmabuf => 2,
+            HeapKind::Cma => 2,
+            HeapKind::Udmabuf => 3,
+            HeapKind::Other => 4,
         });
 
         Self {
@@ -262,7 +380,8 @@ impl Discovery {
         &self.roots
     }
 
-    /// Usable heaps: device heaps, then `system`, then udmabuf.
+    /// Heaps found: device heaps, then `system`, CMA heaps, udmabuf, then
+    /// heaps of unknown kind (listed, never chosen).
     pub fn heaps(&self) -> &[HeapInfo] {
         &self.heaps
     }
@@ -353,7 +472,30 @@ fn read_u64(heap: &str, dir: &Path, attribute: &'static str) -> Result<u64> {
     })
 }
 
-type DeviceHeapAttrs = (HeapProperties, Option<String>, Option<PathBuf>);
+/// Reads an attribute that older modules lack: `None` if it does not exist.
+fn read_optional_attr(heap: &str, dir: &Path, attribute: &'static str) -> Result<Option<String>> {
+    if !dir.join(attribute).exists() {
+        return Ok(None);
+    }
+    read_attr(heap, dir, attribute).map(Some)
+}
+
+/// A heap core node that is not in `device_heap`'s class but is named like
+/// its heaps while the module is loaded: what the core keeps of a removed
+/// device heap.
+fn is_removed_device_heap(roots: &SysRoots, name: &str) -> bool {
+    roots.sysfs.join("module/device_heap").exists()
+        && roots.sysfs.join("class/dma_heap").join(name).exists()
+        && (name.ends_with("-contig") || name.ends_with("-sg"))
+}
+
+/// What a device heap's sysfs directory says.
+struct DeviceHeapAttrs {
+    properties: HeapProperties,
+    served_device: Option<String>,
+    served_sysfs_path: Option<PathBuf>,
+    contig_source: Option<String>,
+}
 
 fn read_device_heap(name: &str, dir: &Path) -> Result<DeviceHeapAttrs> {
     let published = read_attr(name, dir, "name")?;
@@ -406,20 +548,33 @@ fn read_device_heap(name: &str, dir: &Path) -> Result<DeviceHeapAttrs> {
             expected: "a power of two",
         });
     }
+    // Absent on modules older than the attribute: those charge nobody.
+    let accounting = match read_optional_attr(name, dir, "accounting")? {
+        None => Accounting::None,
+        Some(word) => Accounting::from_word(&word).ok_or(Error::BadAttribute {
+            heap: name.into(),
+            attribute: "accounting",
+            value: word,
+            expected: "memcg or none",
+        })?,
+    };
+    let contig_source = read_optional_attr(name, dir, "contig_source")?;
     let served = fs::canonicalize(dir.join("device")).ok();
     let served_name = served
         .as_ref()
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned());
-    Ok((
-        HeapProperties {
+    Ok(DeviceHeapAttrs {
+        properties: HeapProperties {
             contiguous,
             coherent,
-            dma_mask_bits: dma_mask_bits as u32,
+            dma_mask_bits: Some(dma_mask_bits as u32),
             max_alloc_bytes,
             alignment_bytes,
+            accounting,
         },
-        served_name,
-        served,
-    ))
+        served_device: served_name,
+        served_sysfs_path: served,
+        contig_source,
+    })
 }

@@ -115,7 +115,9 @@ impl Heap {
             });
         }
         let fd = match self.info.kind {
-            HeapKind::Device | HeapKind::System => self.heap_alloc(len)?,
+            HeapKind::Device | HeapKind::System | HeapKind::Cma | HeapKind::Other => {
+                self.heap_alloc(len)?
+            }
             HeapKind::Udmabuf => self.udmabuf_alloc(len)?,
         };
         Ok(DmaBuf::from_fd(fd, len, self.info.name.clone()))

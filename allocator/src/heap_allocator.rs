@@ -17,6 +17,7 @@ use crate::{
     device::{DeviceInfo, DeviceNumber},
     discovery::Discovery,
     heap::Heap,
+    modifier::pick_modifier,
     negotiation::{choose, resolve_devices},
     Error, Result,
 };
@@ -131,22 +132,6 @@ fn too_big(width: u32, height: u32, fourcc: Fourcc) -> Error {
         height,
         fourcc: fourcc.to_string(),
         reason: "does not fit a Dmabuf",
-    }
-}
-
-/// Heaps make linear memory. An empty list means "anything": LINEAR. A list
-/// with only INVALID means implicit modifiers, which linear memory satisfies
-/// for the drivers that ask for it (dumb-buffer-like scanout).
-fn pick_modifier(fourcc: Fourcc, modifiers: &[Modifier]) -> Result<Modifier> {
-    if modifiers.is_empty() || modifiers.contains(&Modifier::Linear) {
-        Ok(Modifier::Linear)
-    } else if modifiers.contains(&Modifier::Invalid) {
-        Ok(Modifier::Invalid)
-    } else {
-        Err(Error::UnsupportedModifiers {
-            fourcc: fourcc.to_string(),
-            modifiers: modifiers.iter().map(|m| format!("{m:?}")).collect(),
-        })
     }
 }
 

@@ -15,6 +15,9 @@ use crate::{Error, Result};
 pub struct FormatInfo {
     /// The format.
     pub fourcc: Fourcc,
+    /// Its name without the `DRM_FORMAT_` prefix, e.g. `NV12`, `XRGB8888`:
+    /// what people type, where the fourcc (`XR24`) is what the wire says.
+    pub name: &'static str,
     /// Number of planes.
     pub num_planes: u8,
     /// Bytes per pixel (per block of 1x1) of each plane (`cpp`/`char_per_block`).
@@ -29,21 +32,30 @@ pub struct FormatInfo {
 
 /// The formats heapland lays out, as in the kernel's `drm_format_info`.
 pub const FORMATS: &[FormatInfo] = &[
-    fmt(Fourcc::Nv12, 2, [1, 2, 0], 2, 2, true),
-    fmt(Fourcc::Nv16, 2, [1, 2, 0], 2, 1, true),
-    fmt(Fourcc::Yuv420, 3, [1, 1, 1], 2, 2, true),
-    fmt(Fourcc::Yuyv, 1, [2, 0, 0], 2, 1, true),
-    fmt(Fourcc::P010, 2, [2, 4, 0], 2, 2, true),
-    fmt(Fourcc::Xrgb8888, 1, [4, 0, 0], 1, 1, false),
-    fmt(Fourcc::Argb8888, 1, [4, 0, 0], 1, 1, false),
-    fmt(Fourcc::Xbgr8888, 1, [4, 0, 0], 1, 1, false),
-    fmt(Fourcc::Abgr8888, 1, [4, 0, 0], 1, 1, false),
-    fmt(Fourcc::Rgb565, 1, [2, 0, 0], 1, 1, false),
-    fmt(Fourcc::Xrgb2101010, 1, [4, 0, 0], 1, 1, false),
+    fmt(Fourcc::Nv12, "NV12", 2, [1, 2, 0], 2, 2, true),
+    fmt(Fourcc::Nv16, "NV16", 2, [1, 2, 0], 2, 1, true),
+    fmt(Fourcc::Yuv420, "YUV420", 3, [1, 1, 1], 2, 2, true),
+    fmt(Fourcc::Yuyv, "YUYV", 1, [2, 0, 0], 2, 1, true),
+    fmt(Fourcc::P010, "P010", 2, [2, 4, 0], 2, 2, true),
+    fmt(Fourcc::Xrgb8888, "XRGB8888", 1, [4, 0, 0], 1, 1, false),
+    fmt(Fourcc::Argb8888, "ARGB8888", 1, [4, 0, 0], 1, 1, false),
+    fmt(Fourcc::Xbgr8888, "XBGR8888", 1, [4, 0, 0], 1, 1, false),
+    fmt(Fourcc::Abgr8888, "ABGR8888", 1, [4, 0, 0], 1, 1, false),
+    fmt(Fourcc::Rgb565, "RGB565", 1, [2, 0, 0], 1, 1, false),
+    fmt(
+        Fourcc::Xrgb2101010,
+        "XRGB2101010",
+        1,
+        [4, 0, 0],
+        1,
+        1,
+        false,
+    ),
 ];
 
 const fn fmt(
     fourcc: Fourcc,
+    name: &'static str,
     num_planes: u8,
     cpp: [u8; 3],
     hsub: u8,
@@ -52,6 +64,7 @@ const fn fmt(
 ) -> FormatInfo {
     FormatInfo {
         fourcc,
+        name,
         num_planes,
         cpp,
         hsub,
@@ -63,6 +76,14 @@ const fn fmt(
 /// The description of `fourcc`, if heapland lays it out.
 pub fn format_info(fourcc: Fourcc) -> Option<&'static FormatInfo> {
     FORMATS.iter().find(|f| f.fourcc == fourcc)
+}
+
+/// A format heapland lays out, by its DRM name (`NV12`, `XRGB8888`) or its
+/// fourcc code (`NV12`, `XR24`), in any case.
+pub fn format_by_name(name: &str) -> Option<&'static FormatInfo> {
+    FORMATS.iter().find(|f| {
+        f.name.eq_ignore_ascii_case(name) || f.fourcc.to_string().eq_ignore_ascii_case(name)
+    })
 }
 
 impl FormatInfo {

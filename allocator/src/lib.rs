@@ -52,6 +52,23 @@
 //!     None::<GbmDevice<DrmDeviceFd>>)?;
 //! ```
 //!
+//! # Which heap, and why
+//!
+//! [`explain_choice`] is [`choose`] with its reasons: the verdict on every
+//! heap ([`Ranking`]: chosen, outranked by a better-suited heap, or unfit
+//! with what it lacks). `choose`, and so `HeapAllocator`, decide from it,
+//! so an explanation never disagrees with the choice. The `heapland-heaps`
+//! command (feature `cli`) prints both for people and scripts:
+//!
+//! ```text
+//! heapland-heaps                                   # every heap of the system
+//! heapland-heaps for /dev/video0 /dev/dri/card0 --format NV12 --size 1920x1080
+//! heapland-heaps --json                            # for scripts
+//! ```
+//!
+//! Every heap also says whether its memory is charged to the allocating
+//! process's memory cgroup ([`Accounting`]).
+//!
 //! # No heaps
 //!
 //! On a host without `/dev/dma_heap` and `/dev/udmabuf`, [`Discovery`] is
@@ -63,7 +80,9 @@
 
 #![warn(missing_docs)]
 
+pub mod accounting;
 pub mod buffer;
+pub mod cma;
 pub mod constraints;
 pub mod device;
 pub mod discovery;
@@ -74,10 +93,13 @@ pub mod heap;
 #[cfg(feature = "smithay")]
 pub mod heap_allocator;
 pub mod layout;
+pub mod modifier;
 pub mod negotiation;
+pub mod served;
 
+pub use accounting::Accounting;
 pub use buffer::{DmaBuf, Mapping, PixelBuffer, ReadAccess, WriteAccess};
-pub use constraints::{intersect, Constraints, Intersection, Unmet};
+pub use constraints::{intersect, Constraints, Intersection, Ranked, Ranking, Unmet, Verdict};
 pub use device::{DeviceInfo, DeviceNumber};
 pub use discovery::{Discovery, HeapInfo, HeapKind, HeapProperties, Skipped, SysRoots};
 pub use drm_fourcc;
@@ -89,11 +111,13 @@ pub use framebuffer::{
 pub use heap::Heap;
 #[cfg(feature = "smithay")]
 pub use heap_allocator::HeapAllocator;
-pub use layout::{format_info, Alignment, FormatInfo, Layout, PlaneLayout};
+pub use layout::{format_by_name, format_info, Alignment, FormatInfo, Layout, PlaneLayout};
+pub use modifier::pick_modifier;
 pub use negotiation::{
-    choose, negotiate, resolve_devices, Feedback, FormatEntry, Negotiated, Request, Tranche, Usage,
-    WireTranche,
+    choose, explain_choice, negotiate, resolve_devices, Explained, Feedback, FormatEntry,
+    Negotiated, Request, Tranche, Usage, WireTranche,
 };
+pub use served::{DeviceNode, ServedDevice};
 /// The Smithay this crate was built against, so that users get matching types.
 #[cfg(feature = "smithay")]
 pub use smithay;

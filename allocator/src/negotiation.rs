@@ -12,7 +12,7 @@
 use drm_fourcc::{DrmFourcc as Fourcc, DrmModifier as Modifier};
 
 use crate::{
-    constraints::{intersect, Constraints, Intersection},
+    constraints::{intersect, Constraints, Intersection, Ranking},
     device::{DeviceInfo, DeviceNumber},
     discovery::{Discovery, HeapInfo},
     layout::{Alignment, Layout},
@@ -212,17 +212,40 @@ pub fn resolve_devices(discovery: &Discovery, numbers: &[DeviceNumber]) -> Resul
     Ok(out)
 }
 
-/// Chooses a heap for a buffer touched by `devices` (and any `extra`
-/// constraints), and lays it out: the feedback-free path, used by
-/// [`negotiate`] for each tranche and directly by allocators.
-pub fn choose(
-    discovery: &Discovery,
+/// A choice of heap with everything behind it: the layout, the devices'
+/// intersected needs, and the verdict on every heap. What [`choose`] decides
+/// from, so that a tool explaining a choice and the choice itself cannot
+/// disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explained<'a> {
+    /// Planes and size of the buffer.
+    pub layout: Layout,
+    /// The devices' intersected needs.
+    pub intersection: Intersection,
+    /// Every heap of the discovery, chosen, outranked or unfit, and why.
+    pub ranking: Ranking<'a>,
+}
+
+impl<'a> Explained<'a> {
+    /// The chosen heap, or the error [`choose`] gives when none fits.
+    pub fn heap(&self) -> Result<&'a HeapInfo> {
+        self.intersection.pick(&self.ranking)
+    }
+}
+
+/// Judges every heap for a buffer touched by `devices` (and any `extra`
+/// constraints) and lays it out, without failing when no heap fits: the
+/// [`Explained::ranking`] then says why each was passed over. Fails when
+/// there are no heaps at all, when the format or size cannot be laid out,
+/// and when the size exceeds a limit of the devices themselves.
+pub fn explain_choice<'a>(
+    discovery: &'a Discovery,
     devices: &[DeviceInfo],
     extra: &[Constraints],
     fourcc: Fourcc,
     width: u32,
     height: u32,
-) -> Result<(HeapInfo, Layout, Intersection)> {
+) -> Result<Explained<'a>> {
     if discovery.is_empty() {
         return Err(Error::NoHeaps {
             reason: discovery.empty_reason().unwrap_or_default(),
@@ -268,8 +291,29 @@ pub fn choose(
             offset: intersection.offset_alignment,
         },
     )?;
-    let heap = intersection.select(discovery.heaps(), devices, layout.alloc_size())?;
-    Ok((heap.clone(), layout, intersection))
+    let ranking = intersection.rank(discovery.heaps(), devices, layout.alloc_size())?;
+    Ok(Explained {
+        layout,
+        intersection,
+        ranking,
+    })
+}
+
+/// Chooses a heap for a buffer touched by `devices` (and any `extra`
+/// constraints), and lays it out: the feedback-free path, used by
+/// [`negotiate`] for each tranche and directly by allocators. The choice is
+/// [`explain_choice`]'s.
+pub fn choose(
+    discovery: &Discovery,
+    devices: &[DeviceInfo],
+    extra: &[Constraints],
+    fourcc: Fourcc,
+    width: u32,
+    height: u32,
+) -> Result<(HeapInfo, Layout, Intersection)> {
+    let explained = explain_choice(discovery, devices, extra, fourcc, width, height)?;
+    let heap = explained.heap()?.clone();
+    Ok((heap, explained.layout, explained.intersection))
 }
 
 fn fourcc_name(code: u32) -> String {

@@ -21,6 +21,10 @@ pub struct HeapSpec {
     pub dma_mask_bits: u32,
     pub max_alloc_bytes: u64,
     pub alignment_bytes: u64,
+    /// The `accounting` attribute; `None`: absent, as with older modules.
+    pub accounting: Option<&'static str>,
+    /// The `contig_source` attribute; `None`: absent.
+    pub contig_source: Option<&'static str>,
 }
 
 impl HeapSpec {
@@ -31,13 +35,24 @@ impl HeapSpec {
             dma_mask_bits: 64,
             max_alloc_bytes: 64 << 20,
             alignment_bytes: 4096,
+            accounting: None,
+            contig_source: Some("migrate"),
         }
     }
     pub fn sg() -> Self {
         Self {
             contiguous: false,
+            contig_source: Some("buddy"),
             ..Self::contig()
         }
+    }
+    pub fn accounting(mut self, word: &'static str) -> Self {
+        self.accounting = Some(word);
+        self
+    }
+    pub fn source(mut self, source: &'static str) -> Self {
+        self.contig_source = Some(source);
+        self
     }
     pub fn mask(mut self, bits: u32) -> Self {
         self.dma_mask_bits = bits;
@@ -102,12 +117,26 @@ impl FakeTree {
 
     /// A class node (e.g. `drm/card0`) under `device` with number `num`,
     /// linked from /sys/dev/char/MAJ:MIN, whose `device` link points at the
-    /// DMA device.
+    /// DMA device; its `uevent` names it under /dev as devtmpfs would
+    /// (`drm/card0` is `dri/card0`, `video4linux/video0` is `video0`), and
+    /// the /dev file exists (a regular file: not a real node).
     pub fn node(&self, device: &str, node: &str, num: DeviceNumber) -> &Self {
         let dev_dir = self.sys(&format!("devices/{device}"));
         let node_dir = dev_dir.join(node);
         fs::create_dir_all(&node_dir).unwrap();
         write(&node_dir.join("dev"), &format!("{num}\n"));
+        let devname = match node.strip_prefix("drm/") {
+            Some(rest) => format!("dri/{rest}"),
+            None => node.rsplit('/').next().unwrap().to_owned(),
+        };
+        write(
+            &node_dir.join("uevent"),
+            &format!(
+                "MAJOR={}\nMINOR={}\nDEVNAME={devname}\n",
+                num.major, num.minor
+            ),
+        );
+        self.dev_node(&devname);
         symlink(rel(&node_dir, &dev_dir), node_dir.join("device")).unwrap();
         let link = self.sys(&format!("dev/char/{num}"));
         symlink(rel(link.parent().unwrap(), &node_dir), link).unwrap();
@@ -143,6 +172,12 @@ impl FakeTree {
             &heap_dir.join("alignment_bytes"),
             &format!("{}\n", spec.alignment_bytes),
         );
+        if let Some(word) = spec.accounting {
+            write(&heap_dir.join("accounting"), &format!("{word}\n"));
+        }
+        if let Some(source) = spec.contig_source {
+            write(&heap_dir.join("contig_source"), &format!("{source}\n"));
+        }
         symlink(rel(&heap_dir, &dev_dir), heap_dir.join("device")).unwrap();
         let class = self.sys("class/device_heap");
         fs::create_dir_all(&class).unwrap();
@@ -165,6 +200,62 @@ impl FakeTree {
 
     pub fn system_heap(&self) -> &Self {
         self.dev_node("dma_heap/system")
+    }
+
+    /// The heap core's `mem_accounting` parameter (7.x), `Y` or `N`.
+    pub fn mem_accounting(&self, on: bool) -> &Self {
+        write(
+            &self.sys("module/dma_heap/parameters/mem_accounting"),
+            if on { "Y\n" } else { "N\n" },
+        );
+        self
+    }
+
+    /// `device`'s bound driver: `<device>/driver` links to
+    /// `bus/platform/drivers/<driver>`.
+    pub fn driver(&self, device: &str, driver: &str) -> &Self {
+        let drv = self.sys(&format!("bus/platform/drivers/{driver}"));
+        fs::create_dir_all(&drv).unwrap();
+        let dev_dir = self.sys(&format!("devices/{device}"));
+        symlink(rel(&dev_dir, &drv), dev_dir.join("driver")).unwrap();
+        self
+    }
+
+    /// A CMA area as /sys/kernel/mm/cma/<area>/ shows it.
+    pub fn cma_area(&self, area: &str, total_pages: u64) -> &Self {
+        write(
+            &self.sys(&format!("kernel/mm/cma/{area}/total_pages")),
+            &format!("{total_pages}\n"),
+        );
+        self
+    }
+
+    /// A heap of the heap core (`/sys/class/dma_heap/<name>` and its node),
+    /// as 7.x kernels list every heap, CMA heaps and device heaps included.
+    pub fn core_heap(&self, name: &str) -> &Self {
+        write(
+            &self.sys(&format!("devices/virtual/dma_heap/{name}/dev")),
+            "253:1\n",
+        );
+        let class = self.sys("class/dma_heap");
+        fs::create_dir_all(&class).unwrap();
+        let target = self.sys(&format!("devices/virtual/dma_heap/{name}"));
+        if !class.join(name).exists() {
+            symlink(rel(&class, &target), class.join(name)).unwrap();
+        }
+        self.dev_node(&format!("dma_heap/{name}"))
+    }
+
+    /// A heap-core kernel with `device_heap` loaded: every device heap is
+    /// listed by the core too.
+    pub fn on_heap_core(&self) -> &Self {
+        fs::create_dir_all(self.sys("module/device_heap")).unwrap();
+        if let Ok(entries) = fs::read_dir(self.sys("class/device_heap")) {
+            for e in entries.filter_map(|e| e.ok()) {
+                self.core_heap(&e.file_name().to_string_lossy());
+            }
+        }
+        self
     }
 
     pub fn udmabuf(&self) -> &Self {

@@ -149,7 +149,10 @@ fn main() -> std::process::ExitCode {
             let name = match info.kind {
                 HeapKind::Device => format!("heap {}", info.name),
                 HeapKind::System => "heap system (baseline)".to_owned(),
+                HeapKind::Cma => format!("heap {} (CMA)", info.name),
                 HeapKind::Udmabuf => "udmabuf".to_owned(),
+                // Nothing is known of it; it may not even allocate.
+                HeapKind::Other => continue,
             };
             let r = Heap::open(info)
                 .map_err(|e| e.to_string())

@@ -125,7 +125,10 @@ fn discovery_finds_real_heaps() -> Result<(), String> {
             return Err(format!("heap {h:?} for {dev} is misdescribed"));
         }
         let p = &h.properties;
-        if p.dma_mask_bits == 0 || p.max_alloc_bytes == 0 || !p.alignment_bytes.is_power_of_two() {
+        if !matches!(p.dma_mask_bits, Some(1..=64))
+            || p.max_alloc_bytes == 0
+            || !p.alignment_bytes.is_power_of_two()
+        {
             return Err(format!("implausible properties of {}: {p:?}", h.name));
         }
         if h.name.ends_with("-contig") != p.contiguous {
