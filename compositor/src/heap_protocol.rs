@@ -4,6 +4,11 @@
 //! Feedback objects follow a scope (default, or one surface) and get a full
 //! batch at creation and whenever the scope's [`FeedbackPlan`] changes or the
 //! client declares another device with `add_device`.
+//!
+//! Every client gets the same tranches (target, flags, devices) from the
+//! plan; only the heap of each tranche depends on the client: sandboxed
+//! clients (connected through a `wp_security_context_v1` socket) are handed
+//! accounted heaps only ([`Candidates::Accounted`]).
 
 use std::{os::fd::AsFd, sync::Mutex};
 
@@ -22,7 +27,8 @@ use tracing::{debug, info};
 
 use crate::{
     feedback::{current_plan, FeedbackPlan, SurfaceFeedback},
-    heaps::NoHeap,
+    heaps::{Candidates, NoHeap},
+    security_context::is_sandboxed,
     state::Heapland,
 };
 
@@ -60,6 +66,12 @@ pub fn send_batch(state: &Heapland, feedback: &XxDmabufHeapFeedbackV1, plan: &Fe
         .data::<FeedbackData>()
         .and_then(|d| d.extra_devices.lock().ok().map(|v| v.clone()))
         .unwrap_or_default();
+    // A feedback object whose client is gone sends nothing anyway; fail
+    // closed rather than open.
+    let candidates = match feedback.client() {
+        Some(client) if !is_sandboxed(&client) => Candidates::All,
+        _ => Candidates::Accounted,
+    };
     for tranche in &plan.tranches {
         feedback.tranche_target(
             tranche.target_device.to_ne_bytes().to_vec(),
@@ -74,7 +86,7 @@ pub fn send_batch(state: &Heapland, feedback: &XxDmabufHeapFeedbackV1, plan: &Fe
         for d in &devices {
             feedback.tranche_device(d.to_ne_bytes().to_vec());
         }
-        match state.heaps.grant(&devices) {
+        match state.heaps.grant(&devices, candidates) {
             Ok(grant) => {
                 debug!(heap = %grant.name, "tranche heap");
                 feedback.tranche_heap(
@@ -89,6 +101,7 @@ pub fn send_batch(state: &Heapland, feedback: &XxDmabufHeapFeedbackV1, plan: &Fe
                     NoHeap::NoHeaps(m) => (NoHeapReason::NoHeaps, m),
                     NoHeap::Unsatisfiable(m) => (NoHeapReason::Unsatisfiable, m),
                     NoHeap::Unavailable(m) => (NoHeapReason::Unavailable, m),
+                    NoHeap::Unaccounted(m) => (NoHeapReason::Unaccounted, m),
                 };
                 debug!(?reason, "tranche without heap: {message}");
                 feedback.tranche_no_heap(reason, message);

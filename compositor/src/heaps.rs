@@ -7,18 +7,29 @@
 //! device, then `system`) is the allocator's, so the compositor and clients
 //! that use the library agree. `/dev/udmabuf` is never handed out: it is not
 //! a DMA-BUF heap and does not speak `DMA_HEAP_IOCTL_ALLOC`.
+//!
+//! Sandboxed clients ([`Candidates::Accounted`]) may only be handed heaps
+//! that charge the allocating process's memory cgroup: the allocator's
+//! choice is then made among those heaps alone, while what the devices need
+//! is still read from every heap (a device whose only heaps are contiguous
+//! needs contiguous memory, whether or not those heaps are handed out).
 
 use std::os::fd::OwnedFd;
 
 use heapland_allocator::{
-    intersect, negotiation::resolve_devices, Constraints, DeviceNumber, Discovery, HeapInfo,
-    HeapKind,
+    intersect, negotiation::resolve_devices, Accounting, Constraints, DeviceNumber, Discovery,
+    HeapInfo, HeapKind,
 };
 use rustix::fs::{Mode, OFlags};
 
 /// Memory properties sent with a heap (`xx_dmabuf_heap_feedback_v1.heap_flags`).
 pub const FLAG_CONTIGUOUS: u32 = 0x1;
 pub const FLAG_COHERENT: u32 = 0x2;
+pub const FLAG_ACCOUNTED: u32 = 0x4;
+
+/// Size the heap is chosen for: one page. The protocol hands out a heap per
+/// tranche, not per buffer; `max_size` tells the client the real limit.
+const SELECT_SIZE: u64 = 4096;
 
 /// An opened heap for one tranche.
 #[derive(Debug)]
@@ -36,6 +47,66 @@ pub enum NoHeap {
     NoHeaps(String),
     Unsatisfiable(String),
     Unavailable(String),
+    /// Heaps serve the tranche, but none the client may be handed: the
+    /// message names the heaps withheld and why.
+    Unaccounted(String),
+}
+
+/// Which heaps a client may be handed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Candidates {
+    /// Every DMA-BUF heap (unsandboxed clients, the compositor itself).
+    All,
+    /// Only heaps that charge the allocating process's memory cgroup
+    /// (sandboxed clients, see protocols/README.md "Security model").
+    Accounted,
+}
+
+/// Whether allocations from `heap` are charged to the allocator's memory cgroup.
+pub fn is_accounted(heap: &HeapInfo) -> bool {
+    heap.properties.accounting == Accounting::Memcg
+}
+
+/// The heap's `heap_flags` bits.
+pub fn heap_flags(heap: &HeapInfo) -> u32 {
+    let p = &heap.properties;
+    let mut flags = 0;
+    if p.contiguous {
+        flags |= FLAG_CONTIGUOUS;
+    }
+    if p.coherent {
+        flags |= FLAG_COHERENT;
+    }
+    if is_accounted(heap) {
+        flags |= FLAG_ACCOUNTED;
+    }
+    flags
+}
+
+/// Why a heap is withheld from sandboxed clients, for the `unaccounted`
+/// message: what memory it gives and that nobody is charged for it.
+fn withheld_because(heap: &HeapInfo) -> String {
+    let device = heap.served_device.as_deref().unwrap_or("its device");
+    let source = heap
+        .contig_source
+        .as_deref()
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
+    let what = match heap.kind {
+        HeapKind::System => "the system heap, charged only on kernels booted with \
+                             dma_heap.mem_accounting=1"
+            .to_owned(),
+        HeapKind::Cma => format!("a CMA heap{source}"),
+        HeapKind::Device if heap.properties.contiguous => {
+            format!("contiguous memory for {device}{source}")
+        }
+        HeapKind::Device => format!("scatter-gather memory for {device}{source}"),
+        other => format!("a heap of kind {other:?}"),
+    };
+    format!(
+        "{} ({what}: not charged to the allocating process's memory cgroup)",
+        heap.name
+    )
 }
 
 /// The heaps of this machine.
@@ -44,6 +115,8 @@ pub struct HeapDirectory {
     discovery: Discovery,
     /// The DMA-BUF heaps among the discovered ones (no udmabuf).
     heaps: Vec<HeapInfo>,
+    /// Those of `heaps` that charge the allocator's memory cgroup.
+    accounted: Vec<HeapInfo>,
 }
 
 impl HeapDirectory {
@@ -53,13 +126,18 @@ impl HeapDirectory {
     }
 
     pub fn from_discovery(discovery: Discovery) -> Self {
-        let heaps = discovery
+        let heaps: Vec<HeapInfo> = discovery
             .heaps()
             .iter()
             .filter(|h| h.kind != HeapKind::Udmabuf)
             .cloned()
             .collect();
-        HeapDirectory { discovery, heaps }
+        let accounted = heaps.iter().filter(|h| is_accounted(h)).cloned().collect();
+        HeapDirectory {
+            discovery,
+            heaps,
+            accounted,
+        }
     }
 
     pub fn discovery(&self) -> &Discovery {
@@ -71,8 +149,20 @@ impl HeapDirectory {
         self.heaps.iter().map(|h| h.name.as_str()).collect()
     }
 
-    /// Picks the heap whose memory every device in `devices` can use.
-    pub fn select(&self, devices: &[u64]) -> Result<&HeapInfo, NoHeap> {
+    /// Names of the heaps that charge the allocator's memory cgroup.
+    pub fn accounted_names(&self) -> Vec<&str> {
+        self.accounted.iter().map(|h| h.name.as_str()).collect()
+    }
+
+    /// Picks, among `candidates`, the heap whose memory every device in
+    /// `devices` can use.
+    ///
+    /// The devices' needs come from every discovered heap; the allocator's
+    /// selection then runs over the candidate heaps only. With
+    /// [`Candidates::Accounted`], a tranche that some heap serves but no
+    /// accounted heap does gets [`NoHeap::Unaccounted`], naming the heaps
+    /// that would have served it.
+    pub fn select(&self, devices: &[u64], candidates: Candidates) -> Result<&HeapInfo, NoHeap> {
         if self.heaps.is_empty() {
             return Err(NoHeap::NoHeaps(
                 self.discovery.empty_reason().unwrap_or_else(|| {
@@ -90,14 +180,43 @@ impl HeapDirectory {
             .iter()
             .map(|d| Constraints::for_device(d, &self.discovery.heaps_serving(d)))
             .collect();
-        intersect(&parts)
-            .select(&self.heaps, &resolved, 4096)
-            .map_err(|e| NoHeap::Unsatisfiable(e.to_string()))
+        let needs = intersect(&parts);
+        let pool = match candidates {
+            Candidates::All => &self.heaps,
+            Candidates::Accounted => &self.accounted,
+        };
+        match needs.select(pool, &resolved, SELECT_SIZE) {
+            Ok(heap) => Ok(heap),
+            Err(err) if candidates == Candidates::Accounted => {
+                // Would any heap serve the tranche? Then withholding is the
+                // reason; otherwise the tranche is unsatisfiable for everyone.
+                if let Err(all) = needs.select(&self.heaps, &resolved, SELECT_SIZE) {
+                    return Err(NoHeap::Unsatisfiable(all.to_string()));
+                }
+                let withheld: Vec<String> = self
+                    .heaps
+                    .iter()
+                    .filter(|h| !is_accounted(h) && needs.check(h, SELECT_SIZE).is_ok())
+                    .map(withheld_because)
+                    .collect();
+                let accounted = if self.accounted.is_empty() {
+                    "no heap on this system charges the allocating process's memory cgroup"
+                        .to_owned()
+                } else {
+                    format!("none of the heaps that charge does: {err}")
+                };
+                Err(NoHeap::Unaccounted(format!(
+                    "sandboxed client (wp_security_context_v1): withheld {}; {accounted}",
+                    withheld.join(", ")
+                )))
+            }
+            Err(err) => Err(NoHeap::Unsatisfiable(err.to_string())),
+        }
     }
 
-    /// Selects and opens a heap for a tranche.
-    pub fn grant(&self, devices: &[u64]) -> Result<HeapGrant, NoHeap> {
-        let heap = self.select(devices)?;
+    /// Selects (among `candidates`) and opens a heap for a tranche.
+    pub fn grant(&self, devices: &[u64], candidates: Candidates) -> Result<HeapGrant, NoHeap> {
+        let heap = self.select(devices, candidates)?;
         let fd = rustix::fs::open(
             &heap.dev_path,
             OFlags::RDONLY | OFlags::CLOEXEC,
@@ -106,23 +225,16 @@ impl HeapDirectory {
         .map_err(|e| {
             NoHeap::Unavailable(format!("cannot open {}: {e}", heap.dev_path.display()))
         })?;
-        let p = heap.properties;
-        let mut flags = 0;
-        if p.contiguous {
-            flags |= FLAG_CONTIGUOUS;
-        }
-        if p.coherent {
-            flags |= FLAG_COHERENT;
-        }
-        let max_pages = if p.max_alloc_bytes == u64::MAX {
+        let max_bytes = heap.properties.max_alloc_bytes;
+        let max_pages = if max_bytes == u64::MAX {
             0
         } else {
-            u32::try_from(p.max_alloc_bytes / 4096).unwrap_or(u32::MAX)
+            u32::try_from(max_bytes / 4096).unwrap_or(u32::MAX)
         };
         Ok(HeapGrant {
             fd,
             name: heap.name.clone(),
-            flags,
+            flags: heap_flags(heap),
             max_pages,
         })
     }
@@ -130,14 +242,235 @@ impl HeapDirectory {
 
 #[cfg(test)]
 mod tests {
+    use std::{
+        fs,
+        os::unix::fs::symlink,
+        path::{Path, PathBuf},
+    };
+
     use super::*;
-    use heapland_allocator::SysRoots;
+    use heapland_allocator::{HeapProperties, SysRoots};
+
+    const VGEM: u64 = (226 << 8) | 128;
+
+    /// A private directory for one fake sysfs tree, removed on drop.
+    struct Tree(PathBuf);
+
+    impl Tree {
+        fn new(tag: &str) -> Tree {
+            let dir =
+                std::env::temp_dir().join(format!("heapland-heaps-{}-{tag}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(dir.join("sys/dev/char")).unwrap();
+            fs::create_dir_all(dir.join("dev")).unwrap();
+            Tree(dir)
+        }
+
+        fn roots(&self) -> SysRoots {
+            SysRoots::under(&self.0)
+        }
+
+        /// `platform/<device>` with a DRM node numbered `dev` and the device
+        /// heaps `heaps` listed under it (what `resolve_devices` reads).
+        fn device(&self, device: &str, node: &str, dev: u64, heaps: &[&str]) {
+            let dir = self.0.join("sys/devices/platform").join(device);
+            let node_dir = dir.join("drm").join(node);
+            fs::create_dir_all(&node_dir).unwrap();
+            symlink("../..", node_dir.join("device")).unwrap();
+            let (major, minor) = (dev >> 8, dev & 0xff);
+            symlink(
+                format!("../../devices/platform/{device}/drm/{node}"),
+                self.0.join(format!("sys/dev/char/{major}:{minor}")),
+            )
+            .unwrap();
+            for h in heaps {
+                fs::create_dir_all(dir.join("device_heap").join(h)).unwrap();
+            }
+        }
+
+        fn directory(&self, heaps: Vec<HeapInfo>) -> HeapDirectory {
+            HeapDirectory::from_discovery(Discovery::from_heaps(self.roots(), heaps))
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn heap(name: &str, kind: HeapKind, properties: HeapProperties) -> HeapInfo {
+        HeapInfo {
+            name: name.into(),
+            kind,
+            dev_path: Path::new("/nonexistent/dma_heap").join(name),
+            served_device: (kind == HeapKind::Device).then(|| "vgem".into()),
+            served_sysfs_path: None,
+            properties,
+            contig_source: None,
+        }
+    }
+
+    fn contig(name: &str) -> HeapInfo {
+        heap(
+            name,
+            HeapKind::Device,
+            HeapProperties {
+                contiguous: true,
+                accounting: Accounting::None,
+                ..HeapProperties::ANYWHERE
+            },
+        )
+    }
+
+    fn sg(name: &str, accounting: Accounting) -> HeapInfo {
+        heap(
+            name,
+            HeapKind::Device,
+            HeapProperties {
+                accounting,
+                ..HeapProperties::ANYWHERE
+            },
+        )
+    }
+
+    fn system(accounting: Accounting) -> HeapInfo {
+        heap(
+            "system",
+            HeapKind::System,
+            HeapProperties {
+                accounting,
+                ..HeapProperties::ANYWHERE
+            },
+        )
+    }
+
+    fn name(r: Result<&HeapInfo, NoHeap>) -> Result<String, NoHeap> {
+        r.map(|h| h.name.clone())
+    }
 
     #[test]
     fn empty_host_has_no_heaps() {
-        let dir = std::env::temp_dir().join(format!("heapland-heaps-{}", std::process::id()));
-        let dirs = HeapDirectory::from_discovery(Discovery::scan_roots(&SysRoots::under(&dir)));
-        assert!(matches!(dirs.select(&[]), Err(NoHeap::NoHeaps(_))));
-        assert!(matches!(dirs.grant(&[]), Err(NoHeap::NoHeaps(_))));
+        let t = Tree::new("empty");
+        let dirs = HeapDirectory::from_discovery(Discovery::scan_roots(&t.roots()));
+        for c in [Candidates::All, Candidates::Accounted] {
+            assert!(matches!(dirs.select(&[], c), Err(NoHeap::NoHeaps(_))));
+            assert!(matches!(dirs.grant(&[], c), Err(NoHeap::NoHeaps(_))));
+        }
+    }
+
+    /// The guest's boot state: the render device's only heap is contiguous
+    /// (so it needs contiguous memory) and charges nobody, nor does the
+    /// system heap. Sandboxed clients get `unaccounted`, naming the heap
+    /// that would have served them, not the system heap that would not.
+    #[test]
+    fn contiguous_only_is_withheld_from_sandboxed_clients() {
+        let t = Tree::new("contig");
+        t.device("vgem", "renderD128", VGEM, &["vgem-contig"]);
+        let dir = t.directory(vec![contig("vgem-contig"), system(Accounting::None)]);
+        assert_eq!(
+            name(dir.select(&[VGEM], Candidates::All)),
+            Ok("vgem-contig".into())
+        );
+        match dir.select(&[VGEM], Candidates::Accounted) {
+            Err(NoHeap::Unaccounted(m)) => {
+                assert!(m.contains("withheld vgem-contig (contiguous memory"), "{m}");
+                assert!(!m.contains("withheld system"), "{m}");
+                assert!(m.contains("no heap on this system charges"), "{m}");
+            }
+            other => panic!("expected Unaccounted, got {other:?}"),
+        }
+        // Without devices (CPU only) the system heap serves, and is withheld.
+        match dir.select(&[], Candidates::Accounted) {
+            Err(NoHeap::Unaccounted(m)) => {
+                assert!(m.contains("system (the system heap"), "{m}");
+            }
+            other => panic!("expected Unaccounted, got {other:?}"),
+        }
+    }
+
+    /// An accounted heap that cannot serve the tranche is no way round:
+    /// the message says why it does not serve either.
+    #[test]
+    fn accounted_heap_that_does_not_fit_is_not_handed_out() {
+        let t = Tree::new("nofit");
+        t.device("vgem", "renderD128", VGEM, &["vgem-contig"]);
+        let dir = t.directory(vec![contig("vgem-contig"), system(Accounting::Memcg)]);
+        match dir.select(&[VGEM], Candidates::Accounted) {
+            Err(NoHeap::Unaccounted(m)) => {
+                assert!(m.contains("withheld vgem-contig"), "{m}");
+                assert!(m.contains("none of the heaps that charge does"), "{m}");
+                assert!(m.contains("not contiguous"), "{m}");
+            }
+            other => panic!("expected Unaccounted, got {other:?}"),
+        }
+        // Where no device needs contiguous memory, the charged system heap serves.
+        assert_eq!(
+            name(dir.select(&[], Candidates::Accounted)),
+            Ok("system".into())
+        );
+    }
+
+    /// The choice among accounted heaps is the allocator's selection over
+    /// them alone: the device's own uncharged heap is passed over for the
+    /// charged system heap, while unsandboxed clients keep the device heap.
+    #[test]
+    fn sandboxed_choice_is_made_among_accounted_heaps() {
+        let t = Tree::new("choice");
+        t.device("vgem", "renderD128", VGEM, &["vgem-sg"]);
+        let dir = t.directory(vec![
+            sg("vgem-sg", Accounting::None),
+            system(Accounting::Memcg),
+        ]);
+        assert_eq!(
+            name(dir.select(&[VGEM], Candidates::All)),
+            Ok("vgem-sg".into())
+        );
+        assert_eq!(
+            name(dir.select(&[VGEM], Candidates::Accounted)),
+            Ok("system".into())
+        );
+        // A charged device heap is everyone's choice.
+        let dir = t.directory(vec![
+            sg("vgem-sg", Accounting::Memcg),
+            system(Accounting::None),
+        ]);
+        for c in [Candidates::All, Candidates::Accounted] {
+            assert_eq!(name(dir.select(&[VGEM], c)), Ok("vgem-sg".into()));
+        }
+        assert_eq!(dir.accounted_names(), vec!["vgem-sg"]);
+        assert_eq!(
+            heap_flags(&dir.heaps[0]),
+            FLAG_COHERENT | FLAG_ACCOUNTED,
+            "sg, coherent, charged"
+        );
+        assert_eq!(heap_flags(&contig("c")), FLAG_CONTIGUOUS | FLAG_COHERENT);
+    }
+
+    /// A tranche no heap serves is `unsatisfiable` for every client, not
+    /// `unaccounted`: withholding is not why it has none.
+    #[test]
+    fn unsatisfiable_stays_unsatisfiable_for_sandboxed_clients() {
+        let t = Tree::new("unsat");
+        t.device("vgem", "renderD128", VGEM, &["vgem-contig"]);
+        let dir = t.directory(vec![contig("vgem-contig"), system(Accounting::Memcg)]);
+        let unknown = (81 << 8) | 7;
+        for c in [Candidates::All, Candidates::Accounted] {
+            assert!(
+                matches!(dir.select(&[unknown], c), Err(NoHeap::Unsatisfiable(_))),
+                "{c:?}"
+            );
+        }
+        // vgem needs contiguous memory; its heap gives less than a page and
+        // the system heap is not contiguous.
+        let mut tiny = contig("vgem-contig");
+        tiny.properties.max_alloc_bytes = 1024;
+        let dir = t.directory(vec![tiny, system(Accounting::Memcg)]);
+        for c in [Candidates::All, Candidates::Accounted] {
+            assert!(
+                matches!(dir.select(&[VGEM], c), Err(NoHeap::Unsatisfiable(_))),
+                "{c:?}"
+            );
+        }
     }
 }

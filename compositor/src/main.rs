@@ -8,6 +8,7 @@ mod heap_protocol;
 mod heaps;
 mod input;
 mod screenshot;
+mod security_context;
 mod state;
 
 use std::process::ExitCode;

@@ -17,7 +17,7 @@ use smithay::{
     input::{keyboard::XkbConfig, Seat, SeatHandler, SeatState},
     output::Output,
     reexports::{
-        calloop::LoopSignal,
+        calloop::{LoopHandle, LoopSignal},
         wayland_protocols::{
             wp::presentation_time::server::wp_presentation_feedback::Kind,
             xdg::shell::server::xdg_toplevel,
@@ -43,6 +43,7 @@ use smithay::{
         },
         output::{OutputHandler, OutputManagerState},
         presentation::PresentationState,
+        security_context::{SecurityContext, SecurityContextState},
         shell::xdg::{
             PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState,
         },
@@ -59,10 +60,13 @@ use crate::{
     heaps::HeapDirectory,
 };
 
-/// Per-client data Smithay needs.
+/// Per-client data Smithay needs, and what heapland knows of the client.
 #[derive(Default)]
 pub struct ClientState {
     pub compositor_state: CompositorClientState,
+    /// The `wp_security_context_v1` context the client connected through;
+    /// `None` for clients of the main socket (see `security_context`).
+    pub security_context: Option<SecurityContext>,
 }
 
 impl ClientData for ClientState {
@@ -75,6 +79,7 @@ impl ClientData for ClientState {
 /// Everything the event loop callbacks mutate.
 pub struct Heapland {
     pub display_handle: DisplayHandle,
+    pub loop_handle: LoopHandle<'static, Heapland>,
     pub loop_signal: LoopSignal,
     pub start_time: Instant,
     /// The socket clients connect to (WAYLAND_DISPLAY).
@@ -120,6 +125,7 @@ pub struct PassiveGlobals {
     pub viewporter_state: ViewporterState,
     pub fractional_scale_state: FractionalScaleManagerState,
     pub dmabuf_global: DmabufGlobal,
+    pub security_context_state: SecurityContextState,
 }
 
 /// Why the compositor could not set up its globals.
@@ -134,6 +140,7 @@ impl Heapland {
     /// the backend from the devices it really has.
     pub fn new(
         display_handle: DisplayHandle,
+        loop_handle: LoopHandle<'static, Heapland>,
         loop_signal: LoopSignal,
         socket_name: String,
         plan: FeedbackPlan,
@@ -163,9 +170,11 @@ impl Heapland {
         let dmabuf_global =
             dmabuf_state.create_global_with_default_feedback::<Self>(dh, &dmabuf_feedback);
         let heap_protocol = HeapProtocolState::new(dh);
+        let security_context_state = crate::security_context::create_global(dh);
 
         Ok(Heapland {
             display_handle,
+            loop_handle,
             loop_signal,
             start_time: Instant::now(),
             socket_name,
@@ -182,6 +191,7 @@ impl Heapland {
                 viewporter_state,
                 fractional_scale_state,
                 dmabuf_global,
+                security_context_state,
             },
             params: ParamsValidator::new(plan.all_formats()),
             default_plan: Arc::new(plan),

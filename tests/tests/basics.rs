@@ -38,6 +38,7 @@ fn advertises_every_global_with_expected_versions() {
     assert!(version("wp_viewporter") >= 1);
     assert!(version("wp_fractional_scale_manager_v1") >= 1);
     assert_eq!(version("xx_dmabuf_heap_manager_v1"), 1);
+    assert_eq!(version("wp_security_context_manager_v1"), 1);
 }
 
 #[test]

@@ -72,7 +72,8 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
     let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM, Signal::SIGUSR1])
         .map_err(RunError::Signals)?;
 
-    let mut event_loop: EventLoop<Heapland> = EventLoop::try_new().map_err(RunError::EventLoop)?;
+    let mut event_loop: EventLoop<'static, Heapland> =
+        EventLoop::try_new().map_err(RunError::EventLoop)?;
     let display: Display<Heapland> =
         Display::new().map_err(|e| RunError::Display(e.to_string()))?;
     let dh = display.handle();
@@ -144,10 +145,24 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
     let heaps = HeapDirectory::scan();
     match heaps.discovery().empty_reason() {
         Some(reason) => info!("DMA-BUF heaps: none ({reason})"),
-        None => info!("DMA-BUF heaps: {}", heaps.names().join(", ")),
+        None => info!(
+            "DMA-BUF heaps: {}; for sandboxed clients (charged to their memory cgroup): {}",
+            heaps.names().join(", "),
+            match heaps.accounted_names() {
+                names if names.is_empty() => "none".to_owned(),
+                names => names.join(", "),
+            }
+        ),
     }
     let plan = FeedbackPlan::cpu_composited(render_node);
-    let mut state = Heapland::new(dh, event_loop.get_signal(), socket_name, plan, heaps)?;
+    let mut state = Heapland::new(
+        dh,
+        handle.clone(),
+        event_loop.get_signal(),
+        socket_name,
+        plan,
+        heaps,
+    )?;
 
     match backend {
         BackendKind::Headless | BackendKind::Auto => headless::init(&cli, &mut state, &handle)?,

@@ -66,6 +66,10 @@ use wayland_protocols::{
             wp_presentation::WpPresentation,
             wp_presentation_feedback::{self, WpPresentationFeedback},
         },
+        security_context::v1::client::{
+            wp_security_context_manager_v1::WpSecurityContextManagerV1,
+            wp_security_context_v1::WpSecurityContextV1,
+        },
         viewporter::client::{wp_viewport::WpViewport, wp_viewporter::WpViewporter},
     },
     xdg::{
@@ -462,6 +466,22 @@ impl Client {
         true
     }
 
+    /// Whether the registry advertised a global of this interface.
+    pub fn has_global(&self, interface: &str) -> bool {
+        self.globals
+            .contents()
+            .with_list(|list| list.iter().any(|g| g.interface == interface))
+    }
+
+    /// The name of the advertised global of this interface.
+    pub fn global_name(&self, interface: &str) -> Option<u32> {
+        self.globals.contents().with_list(|list| {
+            list.iter()
+                .find(|g| g.interface == interface)
+                .map(|g| g.name)
+        })
+    }
+
     pub fn bind<I: Proxy + 'static>(&self, version: u32) -> I
     where
         Recorder: Dispatch<I, ()>,
@@ -590,7 +610,9 @@ ignore_events!(
     WlSubsurface,
     WpFractionalScaleManagerV1,
     ZxdgOutputManagerV1,
-    XxDmabufHeapManagerV1
+    XxDmabufHeapManagerV1,
+    WpSecurityContextManagerV1,
+    WpSecurityContextV1
 );
 
 impl Dispatch<ZxdgOutputV1, ()> for Recorder {
