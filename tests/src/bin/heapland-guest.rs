@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use heapland_tests::guest::{self, concurrency, removal};
+use heapland_tests::guest::{self, accounting, concurrency, removal};
 
 fn one_line(s: &str) -> String {
     s.replace('\n', " | ")
@@ -88,6 +88,19 @@ fn main() -> ExitCode {
                 }
             };
             match concurrency::child_main(&args[1], iters, seed) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(accounting::CHILD_FLAG) if args.len() == 3 => {
+            let Ok(chunk) = args[2].parse() else {
+                eprintln!("bad arguments to {}", accounting::CHILD_FLAG);
+                return ExitCode::from(2);
+            };
+            match accounting::child_main(&args[1], chunk) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e}");

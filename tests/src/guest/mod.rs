@@ -5,6 +5,7 @@
 //! To add tests: write a module here with `pub fn tests() -> Vec<Test>` and add a `Phase`
 //! to `phases()` (e.g. `allocator`, `compositor`, after `vivid-contig`).
 
+pub mod accounting;
 pub mod allocator;
 pub mod bad_input;
 pub mod compositor;
@@ -14,12 +15,14 @@ pub mod dma_buf;
 pub mod dma_heap;
 pub mod drm_card;
 pub mod heap;
+pub mod heaps_command;
 pub mod kernel_log;
 pub mod lifetime;
 pub mod modules;
 pub mod placement;
 pub mod registration;
 pub mod removal;
+pub mod sandbox;
 pub mod session;
 pub mod sg;
 pub mod v4l2;
@@ -67,6 +70,7 @@ pub fn phases() -> Vec<Phase> {
                     lifetime::tests(),
                     placement::tests(),
                     registration::tests(),
+                    accounting::tests(),
                 ]
                 .concat()
             },
@@ -79,7 +83,7 @@ pub fn phases() -> Vec<Phase> {
         // heaps for vkms, vgem and vivid.0.
         Phase {
             name: "allocator",
-            tests: allocator::tests,
+            tests: || [allocator::tests(), heaps_command::tests()].concat(),
         },
         Phase {
             name: "vivid-vmalloc",
@@ -95,7 +99,7 @@ pub fn phases() -> Vec<Phase> {
         },
         Phase {
             name: "compositor",
-            tests: compositor::tests,
+            tests: || [compositor::tests(), sandbox::tests()].concat(),
         },
         // Needs vivid in dma-contig mode (after vivid-contig) and vkms free.
         Phase {
