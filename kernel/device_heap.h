@@ -33,13 +33,6 @@ enum device_heap_backing {
 	DEVICE_HEAP_SG,
 };
 
-/* Whose limit a heap's buffers count against (heap_charge.c says why). */
-enum device_heap_accounting {
-	DEVICE_HEAP_CHARGE_NONE,
-	/* Every page charged to the allocating process's memory cgroup. */
-	DEVICE_HEAP_CHARGE_MEMCG,
-};
-
 /**
  * struct device_heap - a heap allocating memory for one served device
  * @ref:	held by the registry, by every open heap file and every buffer
@@ -53,7 +46,6 @@ enum device_heap_accounting {
  * @coherent:	the served device's DMA is cache-coherent with the CPU
  * @max_alloc:	largest allocation accepted, in bytes
  * @cma:	CMA area contiguous buffers come from first, or NULL
- * @accounting:	whether buffers are charged to the allocating process
  * @dead:	set once the heap is unregistered; allocations then fail
  * @node:	sysfs node, child of @dev in class device_heap
  * @cdev:	character device, when the module registers the node itself
@@ -70,7 +62,6 @@ struct device_heap {
 	bool coherent;
 	size_t max_alloc;
 	struct cma *cma;
-	enum device_heap_accounting accounting;
 	atomic_t dead;
 	struct device *node;
 	struct cdev *cdev;
@@ -118,7 +109,7 @@ struct dma_buf *device_heap_allocate(struct device_heap *heap, size_t len,
 				     u32 fd_flags);
 
 /* heap_charge.c: who pays for a buffer */
-void device_heap_charge_init(struct device_heap *heap);
+bool device_heap_charges(const struct device_heap *heap);
 const char *device_heap_accounting_name(const struct device_heap *heap);
 gfp_t device_heap_charge_gfp(const struct device_heap *heap);
 

@@ -19,39 +19,42 @@
  *    controller (6.14 and later) could charge them, but Debian does not build
  *    it (CONFIG_CGROUP_DMEM is not set in 7.3), so nothing here would test it.
  *
- * Charges never invoke the OOM killer: every charged allocation is made with
- * __GFP_RETRY_MAYFAIL or __GFP_NORETRY, so a process over its limit gets
- * ENOMEM after reclaim in its own group, and nobody is killed.
+ * Charging the pages never invokes the OOM killer: every charged page
+ * allocation is made with __GFP_RETRY_MAYFAIL or __GFP_NORETRY, so a process
+ * over its limit gets ENOMEM after reclaim in its own group. The pages are
+ * allocated before the dma-buf is exported; the few hundred bytes of file,
+ * inode and fd table that the export and the fd then take are charged like
+ * those of any other system call.
  */
 
 #include <linux/gfp.h>
+#include <linux/memcontrol.h>
 
 #include "device_heap.h"
 
-static const char * const device_heap_accounting_names[] = {
-	[DEVICE_HEAP_CHARGE_NONE] = "none",
-	[DEVICE_HEAP_CHARGE_MEMCG] = "memcg",
-};
+/**
+ * device_heap_charges - whether a heap's buffers are charged to a memcg
+ * @heap: the heap
+ *
+ * Asked at every allocation and every read of "accounting", so the answer is
+ * the one the allocation gets. A kernel without memory cgroups, or booted
+ * with cgroup_disable=memory, charges nothing: __GFP_ACCOUNT is then a no-op
+ * and the heap must not claim otherwise. (cgroup.memory=nokmem also turns
+ * off the charge of pages allocated with __GFP_ACCOUNT, and modules cannot
+ * see it: ABI.md says so.)
+ */
+bool device_heap_charges(const struct device_heap *heap)
+{
+	return heap->backing == DEVICE_HEAP_SG && !mem_cgroup_disabled();
+}
 
 const char *device_heap_accounting_name(const struct device_heap *heap)
 {
-	return device_heap_accounting_names[heap->accounting];
-}
-
-/**
- * device_heap_charge_init - decide whether a new heap charges its buffers
- * @heap: a heap being created, whose @backing is set
- */
-void device_heap_charge_init(struct device_heap *heap)
-{
-	if (heap->backing == DEVICE_HEAP_SG)
-		heap->accounting = DEVICE_HEAP_CHARGE_MEMCG;
-	else
-		heap->accounting = DEVICE_HEAP_CHARGE_NONE;
+	return device_heap_charges(heap) ? "memcg" : "none";
 }
 
 /* The gfp modifier that charges buddy pages to the caller's memcg, if any. */
 gfp_t device_heap_charge_gfp(const struct device_heap *heap)
 {
-	return heap->accounting == DEVICE_HEAP_CHARGE_MEMCG ? __GFP_ACCOUNT : 0;
+	return device_heap_charges(heap) ? __GFP_ACCOUNT : 0;
 }

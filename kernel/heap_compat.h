@@ -16,6 +16,11 @@
 #include <linux/stringify.h>
 #include <linux/version.h>
 
+/* use_dma_iommu() and <linux/iommu-dma.h> arrived in 6.12. */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 12, 0)
+#error "device_heap needs Linux 6.12 or later"
+#endif
+
 /* Since 6.13 MODULE_IMPORT_NS() takes a string literal. */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
 #define DEVICE_HEAP_NS(ns)	__stringify(ns)

@@ -343,7 +343,6 @@ static struct device_heap *device_heap_create(struct device *dev,
 	}
 
 	device_heap_contig_source(heap);
-	device_heap_charge_init(heap);
 
 	ret = device_heap_node_register(heap);
 	if (ret)

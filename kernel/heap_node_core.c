@@ -112,24 +112,31 @@ static struct device_heap_core_node *device_heap_core_node_get(const char *name)
 }
 
 /**
- * device_heap_node_register - put the heap behind its /dev/dma_heap node
- * @heap: heap to expose; sets @heap->core
+ * device_heap_node_register - prepare the heap's node
+ * @heap: heap to expose
  *
- * Return: 0, -EEXIST if a live heap of ours already has the name (the
- * caller's name lookup rules that out), or an error from dma_heap_add(),
- * which refuses a name another module's heap has (e.g. "system").
+ * The heap core's node has no device number of ours, and it is made only
+ * once the heap's sysfs node exists: see device_heap_node_publish().
+ *
+ * Return: 0.
  */
-/* The core's node comes after the sysfs node: see device_heap_node_publish(). */
 int device_heap_node_register(struct device_heap *heap)
 {
 	heap->devt = 0;
 	return 0;
 }
 
-/*
- * Made visible once the heap's sysfs node exists, so that udev, handling the
- * core node's uevent, can read the heap's attributes (its rule grants
+/**
+ * device_heap_node_publish - put the heap behind its /dev/dma_heap node
+ * @heap: heap whose sysfs node exists; sets @heap->core
+ *
+ * Called after the sysfs node is created, so that udev, handling the core
+ * node's uevent, can read the heap's attributes (the module's rule grants
  * access by "accounting").
+ *
+ * Return: 0, -EEXIST if a live heap of ours already has the name (the
+ * caller's name lookup rules that out), or an error from dma_heap_add(),
+ * which refuses a name another module's heap has (e.g. "system").
  */
 int device_heap_node_publish(struct device_heap *heap)
 {
