@@ -4,9 +4,10 @@
 # Both install what they need on Debian 12 first (tests/deps).
 #
 # And for a machine that should keep heapland:
-#   make install     the module through dkms (for every kernel with headers, and
-#                    the ones installed later), its udev rule and modprobe
-#                    options, heapland and heapland-heaps (with its man page)
+#   make build       (as yourself) heapland and heapland-heaps
+#   make install     (as root) the module through dkms (for every kernel with
+#                    headers, and the ones installed later), its udev rule and
+#                    modprobe options, heapland and heapland-heaps (man page too)
 #   make uninstall   all of that again
 
 ARGS ?=
@@ -14,7 +15,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 
 DKMS_NAME := device-heap
-DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' kernel/dkms.conf)
+DKMS_VERSION ?= $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' kernel/dkms.conf)
 DKMS_SRC := /usr/src/$(DKMS_NAME)-$(DKMS_VERSION)
 KERNEL_SOURCES := Kbuild Makefile dkms.conf device_heap.h heap_compat.h \
 	heap_main.c heap_buffer.c heap_memory.c heap_charge.c \
@@ -35,28 +36,45 @@ run:
 test:
 	tests/run
 
-# The module's source where dkms wants it, registered with dkms (idempotent).
+# The module's source where dkms wants it, registered with dkms. Replaces an
+# earlier registration of the same version only.
 dkms-add:
 	dkms remove -m $(DKMS_NAME) -v $(DKMS_VERSION) --all >/dev/null 2>&1 || true
 	rm -rf $(DKMS_SRC)
 	install -d $(DKMS_SRC)
 	cd kernel && install -m 644 $(KERNEL_SOURCES) $(DKMS_SRC)/
+	sed -i 's/^PACKAGE_VERSION=.*/PACKAGE_VERSION="$(DKMS_VERSION)"/' $(DKMS_SRC)/dkms.conf
 	dkms add -m $(DKMS_NAME) -v $(DKMS_VERSION)
 
-install:
+# As yourself (cargo and target/ stay yours); `make install` then copies.
+build:
 	tests/deps build
-	$(MAKE) dkms-add
 	cargo build --release --locked -p heapland --features winit --bin heapland
 	cargo build --release --locked -p heapland-allocator --features cli --bin heapland-heaps
+
+# As root, after `make build`.
+install:
+	@for b in heapland heapland-heaps; do \
+		[ -x target/release/$$b ] || { echo "target/release/$$b missing: run 'make build' first (as yourself)"; exit 1; }; \
+	done
+	command -v dkms >/dev/null || tests/deps build
+	$(MAKE) dkms-add
 	install -D -m 755 target/release/heapland $(DESTDIR)$(PREFIX)/bin/heapland
 	install -D -m 755 target/release/heapland-heaps $(DESTDIR)$(PREFIX)/bin/heapland-heaps
 	install -D -m 644 allocator/heapland-heaps.1 $(DESTDIR)$(PREFIX)/share/man/man1/heapland-heaps.1
 	install -D -m 644 kernel/70-device-heap.rules $(DESTDIR)/etc/udev/rules.d/70-device-heap.rules
 	[ -e $(DESTDIR)/etc/modprobe.d/device-heap.conf ] || \
 		install -D -m 644 kernel/device-heap.conf $(DESTDIR)/etc/modprobe.d/device-heap.conf
-	# Every installed kernel that has headers; later kernels through dkms' autoinstall.
-	dkms autoinstall
-	-udevadm control --reload
+	# Every installed kernel with headers (dkms skips those before 6.12); later
+	# kernels get it from dkms' own kernel hook (AUTOINSTALL).
+	@built=0; for b in /lib/modules/*/build; do \
+		[ -e "$$b/Makefile" ] || continue; \
+		k=$$(basename "$$(dirname "$$b")"); \
+		dkms install -m $(DKMS_NAME) -v $(DKMS_VERSION) -k "$$k" && built=1; \
+	done; \
+	[ $$built = 1 ] || echo "no kernel with headers took the module: apt install linux-headers-$$(uname -r), then dkms autoinstall"
+	# The rule for heap nodes that exist already, not only for new ones.
+	-udevadm control --reload && udevadm trigger --subsystem-match=device_heap --subsystem-match=dma_heap
 
 uninstall:
 	dkms remove -m $(DKMS_NAME) -v $(DKMS_VERSION) --all || true
@@ -67,4 +85,4 @@ uninstall:
 	@echo "kept /etc/modprobe.d/device-heap.conf (your device list); remove it by hand"
 	-udevadm control --reload
 
-.PHONY: run test dkms-add install uninstall
+.PHONY: run test dkms-add build install uninstall
