@@ -150,7 +150,7 @@ static struct page *buddy_alloc_exact(struct device_heap *heap, size_t len,
 }
 
 #ifdef CONFIG_CMA
-/* Clears memory that came without __GFP_ZERO (CMA does not zero). */
+/* Clears memory that came without __GFP_ZERO. */
 static void device_heap_clear(struct page *page, unsigned long nr_pages)
 {
 	unsigned long i;
@@ -185,7 +185,13 @@ static struct page *cma_range_alloc(struct device_heap *heap,
 		cma_release(heap->cma, page, nr_pages);
 		return NULL;
 	}
-	device_heap_clear(page, nr_pages);
+	/*
+	 * cma_alloc() hands its pages through post_alloc_hook() with
+	 * GFP_KERNEL, which clears them on init_on_alloc kernels (Debian's
+	 * default): clear them here only where it did not.
+	 */
+	if (!(want_init_on_alloc(GFP_KERNEL) && !want_init_on_free()))
+		device_heap_clear(page, nr_pages);
 	return page;
 }
 
