@@ -54,6 +54,26 @@ pub struct Cli {
     /// up on screen (repeatable). The render node is always included.
     #[arg(long = "share-with", value_name = "PATH")]
     pub share_with: Vec<PathBuf>,
+
+    /// Where the drm backend's scanout buffers come from. With `heap`, a
+    /// display that no DMA-BUF heap serves gets KMS dumb buffers instead, and
+    /// the log says so in one line. The other backends ignore this option.
+    #[arg(long, value_enum, default_value_t = AllocatorKind::Heap)]
+    pub allocator: AllocatorKind,
+}
+
+/// The memory the drm backend scans out of; pixman draws into it on the CPU
+/// whichever it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AllocatorKind {
+    /// The DMA-BUF heap that serves the display, the render node and every
+    /// --share-with device (heapland-allocator); dumb buffers if none does.
+    Heap,
+    /// Mesa's GBM on the display device (kms_swrast on display-only devices
+    /// such as vkms): a baseline to measure heaps against.
+    Gbm,
+    /// KMS dumb buffers of the display device: any KMS driver makes them.
+    Dumb,
 }
 
 /// Which backend drives the outputs.
@@ -64,7 +84,7 @@ pub enum BackendKind {
     /// Virtual outputs rendered on the CPU with pixman, no display needed.
     Headless,
     /// The session compositor on a KMS display (libseat + udev), scanning
-    /// out buffers from the display device's DMA-BUF heap.
+    /// out buffers from the display device's DMA-BUF heap (see --allocator).
     Drm,
     /// A window in the host's Wayland or X11 session (feature `winit`).
     #[cfg(feature = "winit")]
@@ -153,5 +173,27 @@ mod tests {
         assert!("0x480@60".parse::<OutputMode>().is_err());
         assert!("640x480@0".parse::<OutputMode>().is_err());
         assert!("banana".parse::<OutputMode>().is_err());
+    }
+
+    #[test]
+    fn allocator_defaults_to_heap_and_takes_each_kind() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("heapland").chain(args.iter().copied()))
+                .map(|cli| cli.allocator)
+        };
+        assert_eq!(parse(&[]).ok(), Some(AllocatorKind::Heap));
+        assert_eq!(
+            parse(&["--allocator", "heap"]).ok(),
+            Some(AllocatorKind::Heap)
+        );
+        assert_eq!(
+            parse(&["--allocator", "gbm"]).ok(),
+            Some(AllocatorKind::Gbm)
+        );
+        assert_eq!(
+            parse(&["--allocator", "dumb"]).ok(),
+            Some(AllocatorKind::Dumb)
+        );
+        assert!(parse(&["--allocator", "vulkan"]).is_err());
     }
 }

@@ -2,11 +2,13 @@
 //!
 //! The session comes from libseat (logind, seatd, or the builtin backend as
 //! root), the display device from udev, input from libinput. Each connected connector gets a
-//! `DrmCompositor` whose swapchain is a [`HeapAllocator`] made for the
-//! display device: the scanout buffers come from the DMA-BUF heap that serves
-//! that device, pixman renders into them on the CPU, and
-//! [`HeapFramebufferExporter`] turns them into KMS framebuffers with PRIME
-//! and `ADDFB2`. No GPU driver and no GBM is involved; the `GbmDevice` type
+//! `DrmCompositor` whose swapchain allocator `--allocator` chooses
+//! ([`scanout`](super::scanout)): by default a `HeapAllocator` made for the
+//! display device, so that the scanout buffers come from the DMA-BUF heap
+//! that serves that device and `HeapFramebufferExporter` turns them into KMS
+//! framebuffers with PRIME and `ADDFB2`; or Mesa's GBM, or KMS dumb buffers.
+//! pixman renders into them on the CPU whichever they are. No GPU driver is
+//! involved, and GBM only with `--allocator gbm`; the `GbmDevice` type
 //! parameter below only fills a slot Smithay reserves for cursor buffers,
 //! and is always `None`.
 
@@ -21,7 +23,7 @@ use calloop::{
     timer::{TimeoutAction, Timer},
     LoopHandle, RegistrationToken,
 };
-use heapland_allocator::{DeviceNumber, HeapAllocator, HeapFramebufferExporter};
+use heapland_allocator::DeviceNumber;
 use smithay::{
     backend::{
         allocator::{gbm::GbmDevice, Fourcc},
@@ -51,7 +53,10 @@ use smithay::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    backend::headless::CLEAR_COLOR,
+    backend::{
+        headless::CLEAR_COLOR,
+        scanout::{ScanoutAllocator, ScanoutExporter, ScanoutMemory},
+    },
     cli::{Cli, OutputMode as CliMode},
     input::InputAction,
     screenshot::write_dmabuf_png,
@@ -67,17 +72,15 @@ pub enum DrmBackendError {
     Udev(#[source] std::io::Error),
     #[error("no DRM device with a connected display on seat {seat}: {tried}")]
     NoDisplay { seat: String, tried: String },
-    #[error("no DMA-BUF heap can hold scanout buffers for {device}: {reason} (load device_heap.ko for it, see kernel/README.md)")]
-    NoHeap { device: String, reason: String },
     #[error("--share-with {path}: {reason}")]
     ShareWith { path: PathBuf, reason: String },
     #[error("cannot register an event source: {0}")]
     Loop(String),
 }
 
-type HeapDrmCompositor = DrmCompositor<
-    HeapAllocator,
-    HeapFramebufferExporter,
+type ScanoutDrmCompositor = DrmCompositor<
+    ScanoutAllocator,
+    ScanoutExporter,
     Option<OutputPresentationFeedback>,
     DrmDeviceFd,
 >;
@@ -85,7 +88,7 @@ type HeapDrmCompositor = DrmCompositor<
 /// One connector driven by one CRTC.
 struct DrmOutput {
     output: Output,
-    compositor: HeapDrmCompositor,
+    compositor: ScanoutDrmCompositor,
     renderer: PixmanRenderer,
     refresh: Duration,
     /// A frame is queued to KMS and its page flip has not completed.
@@ -129,7 +132,7 @@ pub fn init(
     let mut tried = Vec::new();
     let mut opened = None;
     for (dev, path) in &candidates {
-        match open_display(&mut session, state, *dev, path, &shared, &cli.outputs) {
+        match open_display(&mut session, state, cli, *dev, path, &shared) {
             Ok(found) => {
                 state.scanout_device = Some(*dev);
                 opened = Some(found);
@@ -300,10 +303,10 @@ fn publish_output(state: &mut Heapland, output: &Output) {
 fn open_display(
     session: &mut LibSeatSession,
     state: &mut Heapland,
+    cli: &Cli,
     dev: u64,
     path: &Path,
     shared: &[DeviceNumber],
-    modes: &[CliMode],
 ) -> Result<(DrmDevice, Vec<DrmOutput>, DrmDeviceNotifier), String> {
     let fd = session
         .open(
@@ -314,6 +317,18 @@ fn open_display(
     let fd = DrmDeviceFd::new(DeviceFd::from(fd));
     let (mut drm, notifier) =
         DrmDevice::new(fd, true).map_err(|e| format!("not a KMS device: {e}"))?;
+    let device_name = format!("DRM device {}:{}", rustix_major(dev), rustix_minor(dev));
+    let devices: Vec<DeviceNumber> = std::iter::once(DeviceNumber::from_dev_t(dev))
+        .chain(shared.iter().copied())
+        .collect();
+    let memory = ScanoutMemory::open(
+        cli.allocator,
+        drm.device_fd(),
+        &device_name,
+        state.heaps.discovery(),
+        devices,
+    )
+    .map_err(|e| e.to_string())?;
 
     let resources = drm
         .resource_handles()
@@ -336,9 +351,14 @@ fn open_display(
         else {
             continue;
         };
-        let requested = modes.get(outputs.len()).copied();
+        let requested = cli.outputs.get(outputs.len()).copied();
         outputs.push(open_output(
-            &mut drm, state, dev, shared, requested, &info, crtc,
+            &mut drm,
+            &memory,
+            &device_name,
+            requested,
+            &info,
+            crtc,
         )?);
         used_crtcs.push(crtc);
     }
@@ -350,9 +370,8 @@ fn open_display(
 
 fn open_output(
     drm: &mut DrmDevice,
-    state: &mut Heapland,
-    dev: u64,
-    shared: &[DeviceNumber],
+    memory: &ScanoutMemory,
+    device_name: &str,
     requested: Option<CliMode>,
     info: &connector::Info,
     crtc: crtc::Handle,
@@ -389,30 +408,12 @@ fn open_output(
         .create_surface(crtc, mode, &[info.handle()])
         .map_err(|e| format!("{name}: cannot create a KMS surface: {e}"))?;
 
-    let device_name = format!("DRM device {}:{}", rustix_major(dev), rustix_minor(dev));
-    let devices: Vec<DeviceNumber> = std::iter::once(DeviceNumber::from_dev_t(dev))
-        .chain(shared.iter().copied())
-        .collect();
-    let allocator = HeapAllocator::new(state.heaps.discovery().clone(), &devices).map_err(|e| {
-        DrmBackendError::NoHeap {
-            device: device_name.clone(),
-            reason: e.to_string(),
-        }
-        .to_string()
-    })?;
-    let heap = allocator
-        .heap_for(
-            u32::from(mode.size().0),
-            u32::from(mode.size().1),
-            Fourcc::Xrgb8888,
-        )
-        .map_err(|e| {
-            DrmBackendError::NoHeap {
-                device: device_name.clone(),
-                reason: e.to_string(),
-            }
-            .to_string()
-        })?;
+    let scanout = memory.for_output(
+        drm.device_fd(),
+        device_name,
+        u32::from(mode.size().0),
+        u32::from(mode.size().1),
+    );
 
     let wl_mode = OutputMode::from(mode);
     let (phys_w, phys_h) = info.size().unwrap_or((0, 0));
@@ -436,8 +437,8 @@ fn open_output(
         &output,
         surface,
         None,
-        allocator,
-        HeapFramebufferExporter,
+        scanout.allocator,
+        scanout.exporter,
         [Fourcc::Xrgb8888, Fourcc::Argb8888],
         renderer_formats,
         cursor_size,
@@ -447,10 +448,11 @@ fn open_output(
 
     let refresh_mhz = wl_mode.refresh.max(1000) as u64;
     info!(
-        "output {name}: {}x{}@{:.2}Hz, scanout buffers from DMA-BUF heap {heap}",
+        "output {name}: {}x{}@{:.2}Hz, scanout buffers from {}",
         wl_mode.size.w,
         wl_mode.size.h,
-        refresh_mhz as f64 / 1000.0
+        refresh_mhz as f64 / 1000.0,
+        scanout.source
     );
     Ok(DrmOutput {
         output,
@@ -509,7 +511,7 @@ fn render(out: &mut DrmOutput, state: &mut Heapland) {
         }
         match &result.primary_element {
             PrimaryPlaneElement::Swapchain(element) => {
-                match write_dmabuf_png(path, element.buffer()) {
+                match write_dmabuf_png(path, element.buffer().dmabuf()) {
                     Ok(()) => debug!("screenshot of the scanout buffer in {}", path.display()),
                     Err(err) => warn!("screenshot: {err}"),
                 }

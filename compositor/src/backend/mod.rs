@@ -3,6 +3,7 @@
 
 pub mod drm;
 pub mod headless;
+pub mod scanout;
 #[cfg(feature = "winit")]
 pub mod winit;
 

@@ -31,15 +31,17 @@ use heapland_protocols::client::{
     xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1,
 };
 use wayland_client::{
-    globals::{registry_queue_init, GlobalListContents},
+    globals::{registry_queue_init, GlobalList, GlobalListContents},
     protocol::{
         wl_buffer::WlBuffer,
         wl_callback::{self, WlCallback},
         wl_compositor::WlCompositor,
         wl_registry::WlRegistry,
+        wl_shm::WlShm,
+        wl_shm_pool::WlShmPool,
         wl_surface::WlSurface,
     },
-    Connection, Dispatch, Proxy, QueueHandle,
+    Connection, Dispatch, EventQueue, Proxy, QueueHandle,
 };
 use wayland_protocols::{
     wp::linux_dmabuf::zv1::client::{
@@ -91,6 +93,15 @@ impl Heapland {
     /// Starts `/bin/heapland` with the backend arguments given, a private
     /// socket and a screenshot path, and waits for its socket.
     pub(super) fn start_with(backend_args: &[&str]) -> Result<Heapland, String> {
+        Self::start_with_env(backend_args, &[])
+    }
+
+    /// [`Heapland::start_with`] with more environment variables, e.g. a library's
+    /// debug switch whose output goes to the compositor's log.
+    pub(super) fn start_with_env(
+        backend_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Heapland, String> {
         let dir = Path::new(RUNTIME_DIR);
         std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {RUNTIME_DIR}: {e}"))?;
         use std::os::unix::fs::PermissionsExt;
@@ -106,6 +117,7 @@ impl Heapland {
             .arg("--screenshot")
             .arg(&png)
             .env("XDG_RUNTIME_DIR", dir)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(File::create(&log).map_err(|e| format!("create log: {e}"))?)
             .spawn()
@@ -242,28 +254,40 @@ impl State {
     }
 }
 
-fn client_heap_dmabuf_in_output() -> Result<(), String> {
-    let mut comp = Heapland::start()?;
+/// A client connection to the guest's heapland, with the globals it announced.
+pub(super) fn connect() -> Result<(Connection, GlobalList, EventQueue<State>), String> {
     let stream = UnixStream::connect(Path::new(RUNTIME_DIR).join(SOCKET))
         .map_err(|e| format!("connect: {e}"))?;
     let conn = Connection::from_socket(stream).map_err(|e| format!("wayland connection: {e}"))?;
-    let (globals, mut queue) =
+    let (globals, queue) =
         registry_queue_init::<State>(&conn).map_err(|e| format!("registry: {e}"))?;
+    Ok((conn, globals, queue))
+}
+
+/// Binds the global `I` at a version in `versions`; the error names the interface.
+pub(super) fn bind<I>(
+    globals: &GlobalList,
+    qh: &QueueHandle<State>,
+    versions: std::ops::RangeInclusive<u32>,
+) -> Result<I, String>
+where
+    I: Proxy + 'static,
+    State: Dispatch<I, ()>,
+{
+    globals
+        .bind(qh, versions, ())
+        .map_err(|e| format!("bind {}: {e}", I::interface().name))
+}
+
+fn client_heap_dmabuf_in_output() -> Result<(), String> {
+    let mut comp = Heapland::start()?;
+    let (conn, globals, mut queue) = connect()?;
     let qh = queue.handle();
     let mut st = State::default();
-    let bind_err = |what: &str, e: wayland_client::globals::BindError| format!("bind {what}: {e}");
-    let compositor: WlCompositor = globals
-        .bind(&qh, 4..=5, ())
-        .map_err(|e| bind_err("wl_compositor", e))?;
-    let wm: XdgWmBase = globals
-        .bind(&qh, 1..=1, ())
-        .map_err(|e| bind_err("xdg_wm_base", e))?;
-    let dmabuf: ZwpLinuxDmabufV1 = globals
-        .bind(&qh, 4..=4, ())
-        .map_err(|e| bind_err("linux-dmabuf", e))?;
-    let heaps: XxDmabufHeapManagerV1 = globals
-        .bind(&qh, 1..=1, ())
-        .map_err(|e| bind_err("heap manager", e))?;
+    let compositor: WlCompositor = bind(&globals, &qh, 4..=5)?;
+    let wm: XdgWmBase = bind(&globals, &qh, 1..=1)?;
+    let dmabuf: ZwpLinuxDmabufV1 = bind(&globals, &qh, 4..=4)?;
+    let heaps: XxDmabufHeapManagerV1 = bind(&globals, &qh, 1..=1)?;
 
     // 1. The heap for the default feedback's first tranche, as an fd.
     let _fb = heaps.get_default_feedback(&qh, ());
@@ -411,6 +435,8 @@ ignore!(
     WlCompositor,
     WlSurface,
     WlBuffer,
+    WlShm,
+    WlShmPool,
     ZwpLinuxDmabufV1,
     XxDmabufHeapManagerV1
 );

@@ -87,15 +87,18 @@ fn pixel(x: u32, y: u32) -> u32 {
 }
 
 /// The pieces of vkms's one pipeline.
-struct Pipeline {
+pub struct Pipeline {
     crtc: crtc::Handle,
-    plane: plane::Handle,
+    /// The primary plane.
+    pub plane: plane::Handle,
     virtual_conn: connector::Handle,
     writeback: connector::Handle,
     mode: drm::control::Mode,
 }
 
-fn pipeline(card: &Card, (w, h): (u32, u32)) -> Result<Pipeline, String> {
+/// vkms's CRTC, primary plane, Virtual and Writeback connectors, and the Virtual
+/// connector's `w`x`h` mode.
+pub fn pipeline(card: &Card, (w, h): (u32, u32)) -> Result<Pipeline, String> {
     let res = card
         .resource_handles()
         .map_err(|e| format!("GETRESOURCES: {e}"))?;
@@ -234,6 +237,25 @@ pub fn scanout_buffers(
     let (dst_bo, dst_fb) = import_fb(card, dst, size)?;
     between()?;
 
+    let result = show_with_writeback(card, &pipe, src_fb, dst_fb, size)
+        .and_then(|()| compare(src, dst, w, len));
+    let _ = card.destroy_framebuffer(src_fb);
+    let _ = card.destroy_framebuffer(dst_fb);
+    let _ = card.close_buffer(src_bo);
+    let _ = card.close_buffer(dst_bo);
+    result
+}
+
+/// Shows framebuffer `src_fb` full-screen on the primary plane with `dst_fb` as the
+/// writeback target, waits for the writeback's out-fence, and switches the pipeline off
+/// again. Needs DRM master.
+pub fn show_with_writeback(
+    card: &Card,
+    pipe: &Pipeline,
+    src_fb: framebuffer::Handle,
+    dst_fb: framebuffer::Handle,
+    (w, h): (u32, u32),
+) -> Result<(), String> {
     let crtc_p = props(card, pipe.crtc)?;
     let plane_p = props(card, pipe.plane)?;
     let virt_p = props(card, pipe.virtual_conn)?;
@@ -314,7 +336,7 @@ pub fn scanout_buffers(
             if n == 0 {
                 return Err("writeback out-fence not signalled within 10 s".into());
             }
-            compare(src, dst, w, len)
+            Ok(())
         });
 
     // Switch the pipeline off again and give the Virtual connector back its CRTC.
@@ -355,10 +377,6 @@ pub fn scanout_buffers(
     if let property::Value::Blob(id) = blob {
         let _ = card.destroy_property_blob(id);
     }
-    let _ = card.destroy_framebuffer(src_fb);
-    let _ = card.destroy_framebuffer(dst_fb);
-    let _ = card.close_buffer(src_bo);
-    let _ = card.close_buffer(dst_bo);
     result
 }
 
