@@ -1,0 +1,694 @@
+//! The results of every boot, read from `BENCH` / `WARN` lines, and
+//! docs/performance.md written from them.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
+
+use heapland_tests::bench::Line;
+
+const USAGE: &str = "\
+usage: heapland-plot [--md PATH] [--png PATH] [--command TEXT] [--font PATH] FILE...
+  FILE           guest console logs, or files of their BENCH and WARN lines (one or
+                 more boots each; tests/vm/run --bench writes tests/vm/out/bench-<boot>.txt)
+  --md PATH      the report to write (default docs/performance.md)
+  --png PATH     the plot to write (default docs/performance.png)
+  --command TEXT the command that produced the numbers, quoted in the report
+                 (default: tests/vm/run --bench)
+  --font PATH    a TrueType font for the plot's text
+                 (default /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf, fonts-dejavu-core)";
+
+pub const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// The sizes the goals name.
+pub const GOAL_SIZES: [&str; 2] = ["1920x1080-XRGB8888", "1280x720-NV12"];
+/// Goal: a device heap's median at most this times the system heap's...
+pub const GOAL_X_SYSTEM: f64 = 1.0;
+/// ...and at most this times the memset floor's.
+pub const GOAL_X_MEMSET: f64 = 1.5;
+
+/// One boot's results.
+#[derive(Debug, Default)]
+pub struct Boot {
+    pub name: String,
+    pub machine: Option<Line>,
+    pub host: Option<Line>,
+    /// Sizes and candidates in the order the bench printed them.
+    pub sizes: Vec<String>,
+    pub candidates: Vec<String>,
+    /// (size, candidate) -> its line.
+    pub results: BTreeMap<(String, String), Line>,
+    pub agree: Vec<Line>,
+    pub warns: Vec<String>,
+    pub done: bool,
+}
+
+impl Boot {
+    pub fn result(&self, size: &str, candidate: &str) -> Option<&Line> {
+        self.results.get(&(size.to_owned(), candidate.to_owned()))
+    }
+
+    /// Median of the first candidate of `kind` at `size`.
+    pub fn median_of_kind(&self, size: &str, kind: &str) -> Option<f64> {
+        self.candidates
+            .iter()
+            .filter_map(|c| self.result(size, c))
+            .find(|l| l.get("kind") == Some(kind))
+            .and_then(|l| l.num("median"))
+    }
+
+    /// A candidate's median over the reference `kind`'s median at `size`.
+    pub fn ratio(&self, size: &str, candidate: &str, kind: &str) -> Option<f64> {
+        let m = self.result(size, candidate)?.num("median")?;
+        let r = self.median_of_kind(size, kind)?;
+        (r > 0.0).then_some(m / r)
+    }
+
+    /// `min` or `p90` of a candidate over the system heap's median.
+    pub fn spread_ratio(&self, size: &str, candidate: &str, key: &str) -> Option<f64> {
+        let v = self.result(size, candidate)?.num(key)?;
+        let r = self.median_of_kind(size, "system")?;
+        (r > 0.0).then_some(v / r)
+    }
+
+    pub fn kind(&self, candidate: &str) -> Option<&str> {
+        self.sizes
+            .iter()
+            .find_map(|s| self.result(s, candidate))
+            .and_then(|l| l.get("kind"))
+    }
+
+    pub fn kernel(&self) -> &str {
+        self.machine
+            .as_ref()
+            .and_then(|m| m.get("kernel"))
+            .unwrap_or("?")
+    }
+
+    pub fn accel(&self) -> &str {
+        self.host
+            .as_ref()
+            .and_then(|h| h.get("accel"))
+            .unwrap_or("?")
+    }
+}
+
+/// Reads the boots out of `texts`, in the order they first appear.
+pub fn parse(texts: &[String]) -> Vec<Boot> {
+    let mut boots: Vec<Boot> = Vec::new();
+    fn boot<'a>(boots: &'a mut Vec<Boot>, name: &str) -> &'a mut Boot {
+        if let Some(i) = boots.iter().position(|b| b.name == name) {
+            return &mut boots[i];
+        }
+        boots.push(Boot {
+            name: name.to_owned(),
+            ..Boot::default()
+        });
+        boots.last_mut().unwrap()
+    }
+    for text in texts {
+        for raw in text.lines() {
+            let raw = raw.trim_end_matches('\r');
+            if let Some(rest) = raw.strip_prefix("WARN ") {
+                if let Some((name, what)) = rest.split_once(' ') {
+                    boot(&mut boots, name).warns.push(what.to_owned());
+                }
+                continue;
+            }
+            let Some(line) = Line::parse(raw) else {
+                continue;
+            };
+            let Some(name) = line.words.first().cloned() else {
+                continue;
+            };
+            let b = boot(&mut boots, &name);
+            match line.words.get(1).map(String::as_str) {
+                Some("machine") => b.machine = Some(line),
+                Some("host") => b.host = Some(line),
+                Some("done") => b.done = true,
+                Some("agree") => b.agree.push(line),
+                Some("failed") => {
+                    let why = line.get("error").unwrap_or("?");
+                    b.warns
+                        .push(format!("the bench failed before measuring: {why}"));
+                }
+                Some(size) if line.words.len() == 3 => {
+                    let size = size.to_owned();
+                    let cand = line.words[2].clone();
+                    if !b.sizes.contains(&size) {
+                        b.sizes.push(size.clone());
+                    }
+                    if !b.candidates.contains(&cand) {
+                        b.candidates.push(cand.clone());
+                    }
+                    b.results.insert((size, cand), line);
+                }
+                _ => {}
+            }
+        }
+    }
+    boots
+}
+
+/// `1920x1080-XRGB8888` as `1920x1080 XRGB8888`.
+pub fn size_label(size: &str) -> String {
+    size.replace('-', " ")
+}
+
+fn two(x: f64) -> String {
+    format!("{x:.2}")
+}
+
+/// Compared as shown: two decimals.
+fn within(x: f64, limit: f64) -> bool {
+    (x * 100.0).round() / 100.0 <= limit + 1e-9
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Today's date (UTC), for the report.
+fn today() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0) as i64;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The goal check of one device heap in one boot: the cells of its row and
+/// whether it meets every part.
+fn goal_row(b: &Boot, heap: &str) -> (Vec<String>, Result<(), Vec<String>>) {
+    let mut cells = Vec::new();
+    let mut misses = Vec::new();
+    for (kind, limit, what) in [
+        ("system", GOAL_X_SYSTEM, "x system"),
+        ("memset", GOAL_X_MEMSET, "x memset"),
+    ] {
+        for size in GOAL_SIZES {
+            match b.ratio(size, heap, kind) {
+                Some(x) => {
+                    let ok = within(x, limit);
+                    cells.push(format!(
+                        "{} {}",
+                        two(x),
+                        if ok { "met" } else { "**not met**" }
+                    ));
+                    if !ok {
+                        misses.push(format!(
+                            "{} {what} {} > {}",
+                            size_label(size),
+                            two(x),
+                            two(limit)
+                        ));
+                    }
+                }
+                None => {
+                    let why = b
+                        .result(size, heap)
+                        .and_then(|l| l.get("error"))
+                        .map(|_| "heap failed")
+                        .unwrap_or("no numbers");
+                    cells.push(format!("{why}: not met"));
+                    misses.push(format!("{} {what}: {why}", size_label(size)));
+                }
+            }
+        }
+    }
+    (
+        cells,
+        if misses.is_empty() {
+            Ok(())
+        } else {
+            Err(misses)
+        },
+    )
+}
+
+/// docs/performance.md.
+pub fn markdown(boots: &[Boot], command: &str, png: Option<&str>) -> String {
+    let mut md = String::new();
+    let w = &mut md;
+    let _ = writeln!(w, "# Performance: what one buffer costs\n");
+    let _ = writeln!(
+        w,
+        "<!-- Generated by heapland-plot (tests/src/bin/heapland-plot.rs) from the BENCH lines \
+         of the command below. Do not edit: run the command again. -->\n"
+    );
+    let _ = writeln!(
+        w,
+        "Allocation benchmarks of issue 10, item 4: every memory source heapland can give a \
+         client, side by side in one QEMU guest per boot, as ratios. Produced on {} by\n",
+        today()
+    );
+    let _ = writeln!(w, "    {command}\n");
+    let _ = writeln!(
+        w,
+        "This page covers the allocation benchmark only; the compositor's steady state and \
+         camera-to-display latency of the same item are not measured here.\n"
+    );
+    let _ = writeln!(
+        w,
+        "which boots each kernel in QEMU, runs `heapland-bench` in the guest \
+         (tests/src/bin/heapland-bench.rs) and then `heapland-plot` on the host over the \
+         `BENCH` lines of every boot.\n"
+    );
+    if let Some(png) = png {
+        let _ = writeln!(
+            w,
+            "![Median time per buffer relative to the system heap, per candidate, size and \
+             boot; whiskers from min to p90]({png})\n"
+        );
+    }
+
+    // --- goals
+    let _ = writeln!(w, "## The goals, met or not\n");
+    let _ = writeln!(
+        w,
+        "Goal of issue 10: every device heap allocation at most {:.1}x the system heap at \
+         1920x1080 XRGB8888 and at 1280x720 NV12, and within {:.1}x of the memset floor \
+         (checked at the same two sizes). Ratios of medians, compared as shown (two \
+         decimals).\n",
+        GOAL_X_SYSTEM, GOAL_X_MEMSET
+    );
+    let _ = writeln!(
+        w,
+        "| boot | device heap | 1080p XRGB x system | 720p NV12 x system | \
+         1080p XRGB x memset | 720p NV12 x memset | goal |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    let (mut met, mut total) = (0, 0);
+    for b in boots {
+        for heap in b.candidates.iter().filter(|c| b.kind(c) == Some("device")) {
+            let (cells, verdict) = goal_row(b, heap);
+            total += 1;
+            let v = match verdict {
+                Ok(()) => {
+                    met += 1;
+                    "met".to_owned()
+                }
+                Err(m) => format!("**not met**: {}", m.join("; ")),
+            };
+            let _ = writeln!(w, "| {} | {heap} | {} | {} |", b.name, cells.join(" | "), v);
+        }
+    }
+    if total == 0 {
+        let _ = writeln!(w, "| - | no device heap has numbers | | | | | not met |");
+    }
+    let _ = writeln!(
+        w,
+        "\n{met} of {total} device heap rows meet the whole goal.\n"
+    );
+
+    // --- meaning
+    let _ = writeln!(w, "## What the numbers mean\n");
+    let _ = writeln!(
+        w,
+        "- **What is timed**: one buffer from allocation to free, the same steps for every \
+         candidate: allocate, mmap the whole buffer, write one byte in every page (inside a \
+         `DMA_BUF_IOCTL_SYNC` start/end bracket where the source is a dma-buf), munmap, free \
+         (close the last fd, or destroy the DRM/GBM object). This is what a client pays for a \
+         fresh buffer it fills from the CPU: the kernel's allocation and zeroing, building \
+         the page tables, and the faults if the mapping is not populated at mmap time.\n\
+         - **Candidates**: every device heap of `device_heap.ko` (named after the device, \
+         `-contig` for physically contiguous ones; the note says backing, contig_source and \
+         DMA reach); the kernel's `system` heap; `udmabuf` (a sealed memfd turned into a \
+         dma-buf); `dumb@vkms`, DRM dumb buffers on vkms (`CREATE_DUMB` + `MAP_DUMB`); \
+         `gbm@vkms`, Mesa's GBM on vkms (kms_swrast), a LINEAR buffer object mapped with \
+         `gbm_bo_map`, timed by a glibc helper (heapland-bench-gbm) the static bench drives \
+         over a pipe; `memset`, the floor.\n\
+         - **The floor (`memset`)**: an anonymous private mapping of the same size, every \
+         byte written with memset, unmapped: the cheapest way for a process to get that many \
+         fresh bytes and write them all, and so more work per byte than the other candidates, \
+         which write one byte per page (the kernel has zeroed every byte for them). A heap \
+         at 1.0x the floor costs what a process pays to fill a buffer of its own once. \
+         Where transparent huge pages are `always` (Debian's default; the THP column below), \
+         the floor's mapping is partly made of 2 MiB pages, with far fewer faults than any \
+         dma-buf mapping can have.\n\
+         - **NV12** is one buffer of width x height x 1.5 bytes (heapland-allocator's layout, \
+         planes page-aligned); dumb buffers and GBM (where kms_swrast cannot map a linear \
+         NV12 whole) allocate it as an 8 bpp buffer of height x 3/2 rows, as their note says.\n\
+         - **Rounds**: the candidates run interleaved, each round running every candidate \
+         once in an order rotated by one each round, after warm-up rounds that are not \
+         counted; so a slow phase of the host hits every candidate alike instead of one \
+         block. **median**, **min** and **p90** (nearest rank) are milliseconds per buffer \
+         over the counted rounds; **x system** and **x memset** are ratios of medians to the \
+         system heap's and the floor's in the same boot and size (lower is better).\n\
+         - **Same code path**: device heaps with the same backing and contig_source run the \
+         same kernel code; their medians should agree within the bench's tolerance, and \
+         where they do not the bench printed a WARN line (listed per boot below): noise, or \
+         a real difference the code path does not show (e.g. a 32-bit DMA mask searches \
+         other zones).\n\
+         - **TCG**: the guest runs under QEMU's TCG, which emulates every instruction on a \
+         noisy 2-core host: absolute times are many times those of real hardware, and even \
+         the ratios only carry over roughly (TCG makes memory-bound loops, page-table walks, \
+         TLB flushes and cross-CPU work differently expensive than a real CPU). Read them as \
+         \"same order or not\", and compare boots with care.\n"
+    );
+
+    // --- machine
+    let _ = writeln!(w, "## Machine\n");
+    let _ = writeln!(
+        w,
+        "| boot | kernel | guest CPU (/proc/cpuinfo) | vCPUs | accel | THP | rounds | kernel command line |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
+    for b in boots {
+        let m = b.machine.as_ref();
+        let g = |k: &str| m.and_then(|m| m.get(k)).unwrap_or("?").to_owned();
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} after {} warm-up | `{}` |",
+            b.name,
+            md_cell(&g("kernel")),
+            md_cell(&g("cpu")),
+            g("nproc"),
+            b.accel(),
+            g("thp"),
+            g("rounds"),
+            g("warmup"),
+            md_cell(&g("cmdline"))
+        );
+    }
+    let hosts: Vec<String> = boots
+        .iter()
+        .filter_map(|b| b.host.as_ref())
+        .map(|h| {
+            format!(
+                "{} ({} cores), {}",
+                h.get("cpu").unwrap_or("?"),
+                h.get("nproc").unwrap_or("?"),
+                h.get("qemu").unwrap_or("QEMU ?")
+            )
+        })
+        .collect();
+    let mut uniq = hosts.clone();
+    uniq.dedup();
+    if let Some(h) = uniq.first() {
+        let _ = writeln!(
+            w,
+            "\nHost: {}; each guest has 2 vCPUs and 1.5 GiB (tests/vm/run); the host may run \
+             other work meanwhile, which the interleaved rounds spread over every candidate.\n",
+            md_cell(h)
+        );
+    } else {
+        let _ = writeln!(w);
+    }
+
+    // --- results
+    let _ = writeln!(w, "## Results per boot\n");
+    for b in boots {
+        let _ = writeln!(w, "### Boot {} ({})\n", b.name, b.kernel());
+        if !b.done {
+            let _ = writeln!(
+                w,
+                "**The bench did not finish in this boot** (no `BENCH {} done` line): what it \
+                 printed is below, the rest is missing.\n",
+                b.name
+            );
+        }
+        for size in &b.sizes {
+            let bytes = b
+                .candidates
+                .iter()
+                .find_map(|c| b.result(size, c).and_then(|l| l.get("bytes")))
+                .unwrap_or("?");
+            let _ = writeln!(w, "#### {} ({bytes} bytes)\n", size_label(size));
+            let _ = writeln!(
+                w,
+                "| candidate | kind | median ms | min ms | p90 ms | x system | x memset | note |"
+            );
+            let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|---|");
+            for c in &b.candidates {
+                let Some(l) = b.result(size, c) else {
+                    continue;
+                };
+                let mut note: Vec<String> = ["backing", "source"]
+                    .iter()
+                    .filter_map(|k| l.get(k).map(str::to_owned))
+                    .collect();
+                if let Some(dma) = l.get("dma") {
+                    note.push(format!("{dma}-bit DMA"));
+                }
+                note.extend(l.get("note").map(str::to_owned));
+                let kind = l.get("kind").unwrap_or("?");
+                if let Some(err) = l.get("error") {
+                    let _ = writeln!(
+                        w,
+                        "| {c} | {kind} | failed | | | | | {} |",
+                        md_cell(&format!(
+                            "{err}{}",
+                            if note.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", note.join(", "))
+                            }
+                        ))
+                    );
+                    continue;
+                }
+                let f = |k: &str| l.get(k).unwrap_or("-").to_owned();
+                let rs = b.ratio(size, c, "system").map(two).unwrap_or("-".into());
+                let rm = b.ratio(size, c, "memset").map(two).unwrap_or("-".into());
+                let _ = writeln!(
+                    w,
+                    "| {c} | {kind} | {} | {} | {} | {rs} | {rm} | {} |",
+                    f("median"),
+                    f("min"),
+                    f("p90"),
+                    md_cell(&note.join(", "))
+                );
+            }
+            let agree: Vec<&Line> = b
+                .agree
+                .iter()
+                .filter(|a| a.words.get(2) == Some(size))
+                .collect();
+            if !agree.is_empty() {
+                let _ = writeln!(w);
+            }
+            for a in agree {
+                let _ = writeln!(
+                    w,
+                    "Same code path ({}): {} {} (spread {}x, tolerance {}%).",
+                    a.get("group").unwrap_or("?"),
+                    a.get("heaps").unwrap_or("?").replace(',', ", "),
+                    if a.get("ok") == Some("yes") {
+                        "agree"
+                    } else {
+                        "**disagree**"
+                    },
+                    a.get("spread").unwrap_or("?"),
+                    a.num("tolerance")
+                        .map(|t| format!("{:.0}", t * 100.0))
+                        .unwrap_or("?".into())
+                );
+            }
+            let _ = writeln!(w);
+        }
+        if !b.warns.is_empty() {
+            let _ = writeln!(w, "Warnings of this boot:\n");
+            for warn in &b.warns {
+                let _ = writeln!(w, "- WARN {}", md_cell(warn));
+            }
+            let _ = writeln!(w);
+        }
+    }
+    md
+}
+
+/// The path of `target` as written in a file at `from` (same folder: its name).
+fn relative(target: &Path, from: &Path) -> String {
+    let parent = |p: &Path| {
+        p.parent()
+            .map(|d| d.canonicalize().unwrap_or_else(|_| d.to_path_buf()))
+    };
+    if parent(target) == parent(from) {
+        if let Some(name) = target.file_name() {
+            return name.to_string_lossy().into_owned();
+        }
+    }
+    target.display().to_string()
+}
+
+pub fn main() -> std::process::ExitCode {
+    let mut md = PathBuf::from("docs/performance.md");
+    let mut png = PathBuf::from("docs/performance.png");
+    let mut command = "tests/vm/run --bench".to_owned();
+    let mut font = PathBuf::from(DEFAULT_FONT);
+    let mut files = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || it.next();
+        match a.as_str() {
+            "--md" | "--png" | "--command" | "--font" => {
+                let Some(v) = value() else {
+                    eprintln!("heapland-plot: {a} needs a value\n{USAGE}");
+                    return std::process::ExitCode::from(2);
+                };
+                match a.as_str() {
+                    "--md" => md = v.into(),
+                    "--png" => png = v.into(),
+                    "--command" => command = v,
+                    _ => font = v.into(),
+                }
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return std::process::ExitCode::SUCCESS;
+            }
+            f if !f.starts_with("--") => files.push(PathBuf::from(f)),
+            _ => {
+                eprintln!("heapland-plot: unknown argument {a}\n{USAGE}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    if files.is_empty() {
+        eprintln!("heapland-plot: no input files\n{USAGE}");
+        return std::process::ExitCode::from(2);
+    }
+    let mut texts = Vec::new();
+    for f in &files {
+        match std::fs::read(f) {
+            Ok(bytes) => texts.push(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(e) => {
+                eprintln!("heapland-plot: {}: {e}", f.display());
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    let boots = parse(&texts);
+    if boots.iter().all(|b| b.results.is_empty()) {
+        eprintln!("heapland-plot: no BENCH results in {files:?}");
+        return std::process::ExitCode::FAILURE;
+    }
+    for (path, what) in [(&md, "report"), (&png, "plot")] {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                eprintln!("heapland-plot: {what} folder {}: {e}", dir.display());
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Err(e) = crate::plot::render(&boots, &font, &png) {
+        eprintln!("heapland-plot: {}: {e}", png.display());
+        return std::process::ExitCode::FAILURE;
+    }
+    let text = markdown(&boots, &command, Some(&relative(&png, &md)));
+    if let Err(e) = std::fs::write(&md, text) {
+        eprintln!("heapland-plot: {}: {e}", md.display());
+        return std::process::ExitCode::FAILURE;
+    }
+    eprintln!(
+        "heapland-plot: wrote {} and {} ({} boots)",
+        md.display(),
+        png.display(),
+        boots.len()
+    );
+    std::process::ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// Two boots the way the bench and tests/vm/run print them.
+    pub const SAMPLE: &str = "\
+noise before
+BENCH 7 machine kernel=7.3.4+deb13-amd64 nproc=2 cpu=\"QEMU TCG CPU version 2.5+\" thp=always cmdline=\"console=ttyS0 quiet\" rounds=31 warmup=3 order=rotated tolerance=0.1
+BENCH 7 1920x1080-XRGB8888 vkms-contig kind=device bytes=8294400 median=10.000 min=9.000 p90=12.000 n=31 x_system=0.90 x_memset=0.80 backing=contig source=migrate dma=64
+BENCH 7 1920x1080-XRGB8888 vivid.0-contig kind=device bytes=8294400 median=13.000 min=9.500 p90=15.000 n=31 x_system=1.18 x_memset=1.04 backing=contig source=migrate dma=32
+BENCH 7 1920x1080-XRGB8888 system kind=system bytes=8294400 median=11.000 min=10.000 p90=11.500 n=31 x_system=1.00 x_memset=0.88
+BENCH 7 1920x1080-XRGB8888 gbm@vkms kind=gbm bytes=8294400 error=\"gbm_create_device on /dev/dri/card0: No such file or directory\"
+BENCH 7 1920x1080-XRGB8888 memset kind=memset bytes=8294400 median=12.500 min=12.000 p90=13.000 n=31 x_system=1.14 x_memset=1.00
+BENCH 7 agree 1920x1080-XRGB8888 group=\"contig migrate\" heaps=vkms-contig,vivid.0-contig spread=1.30 tolerance=0.1 ok=no
+WARN 7 1920x1080-XRGB8888: vkms-contig (10.000 ms) and vivid.0-contig (13.000 ms) take the same path
+BENCH 7 1280x720-NV12 vkms-contig kind=device bytes=1384448 median=3.000 min=2.000 p90=4.000 n=31 backing=contig source=migrate dma=64
+BENCH 7 1280x720-NV12 vivid.0-contig kind=device bytes=1384448 median=3.100 min=2.000 p90=4.000 n=31 backing=contig source=migrate dma=32
+BENCH 7 1280x720-NV12 system kind=system bytes=1384448 median=2.000 min=1.500 p90=2.500 n=31
+BENCH 7 1280x720-NV12 gbm@vkms kind=gbm bytes=1384448 median=2.200 min=1.500 p90=2.500 n=31 note=\"R8 1280x1080 LINEAR|RENDERING\"
+BENCH 7 1280x720-NV12 memset kind=memset bytes=1384448 median=2.000 min=1.500 p90=2.500 n=31
+BENCH 7 done
+BENCH 7 host accel=tcg cpu=\"Some CPU\" nproc=2 qemu=\"QEMU emulator version 7.2.15\"
+BENCH 6.12 machine kernel=6.12.117+deb12-amd64 nproc=2 cpu=\"QEMU TCG CPU version 2.5+\" thp=always cmdline=x rounds=31 warmup=3
+BENCH 6.12 1920x1080-XRGB8888 vkms-contig kind=device bytes=8294400 median=9.000 min=9.000 p90=12.000 n=31 backing=contig source=migrate dma=64
+BENCH 6.12 1920x1080-XRGB8888 system kind=system bytes=8294400 median=10.000 min=10.000 p90=11.500 n=31
+";
+
+    #[test]
+    fn parses_boots_results_and_warnings() {
+        let boots = parse(&[SAMPLE.to_owned()]);
+        assert_eq!(boots.len(), 2);
+        let b = &boots[0];
+        assert_eq!(b.name, "7");
+        assert!(b.done && !boots[1].done);
+        assert_eq!(b.sizes, ["1920x1080-XRGB8888", "1280x720-NV12"]);
+        assert_eq!(
+            b.candidates,
+            [
+                "vkms-contig",
+                "vivid.0-contig",
+                "system",
+                "gbm@vkms",
+                "memset"
+            ]
+        );
+        assert_eq!(b.warns.len(), 1);
+        assert_eq!(b.accel(), "tcg");
+        assert_eq!(b.kind("vivid.0-contig"), Some("device"));
+        let r = b.ratio("1280x720-NV12", "vkms-contig", "system").unwrap();
+        assert!((r - 1.5).abs() < 1e-9);
+        assert!(within(1.004, 1.0) && !within(1.006, 1.0));
+    }
+
+    #[test]
+    fn markdown_reports_goals_honestly() {
+        let boots = parse(&[SAMPLE.to_owned()]);
+        let md = markdown(&boots, "tests/vm/run --bench", Some("performance.png"));
+        // vkms-contig in boot 7: 0.91x at 1080p but 1.50x at 720p NV12.
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| 7 | vkms-contig |"))
+            .unwrap();
+        assert!(row.contains("0.91 met"), "{row}");
+        assert!(row.contains("1.50 **not met**"), "{row}");
+        assert!(
+            row.contains("**not met**: 1280x720 NV12 x system 1.50 > 1.00"),
+            "{row}"
+        );
+        // Boot 6.12 has no 720p numbers: not met, saying so.
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| 6.12 | vkms-contig |"))
+            .unwrap();
+        assert!(row.contains("no numbers"), "{row}");
+        assert!(md.contains("0 of 3 device heap rows meet the whole goal."));
+        assert!(md.contains("| gbm@vkms | gbm | failed |"));
+        assert!(md.contains("R8 1280x1080"));
+        assert!(md.contains("**disagree**"));
+        assert!(md.contains("did not finish"));
+        assert!(md.contains("    tests/vm/run --bench"));
+        assert!(md.contains("QEMU emulator version 7.2.15"));
+    }
+
+    #[test]
+    fn dates() {
+        let d = today();
+        assert_eq!(d.len(), 10);
+        assert!(d.starts_with("20"));
+    }
+}
