@@ -8,6 +8,7 @@
 pub mod accounting;
 pub mod allocator;
 pub mod bad_input;
+pub mod camera_pipeline;
 pub mod compositor;
 pub mod concurrency;
 pub mod discovery;
@@ -16,6 +17,7 @@ pub mod dma_heap;
 pub mod drm_card;
 pub mod heap;
 pub mod heaps_command;
+pub mod host_usr;
 pub mod kernel_log;
 pub mod lifetime;
 pub mod modules;
@@ -23,6 +25,7 @@ pub mod placement;
 pub mod registration;
 pub mod removal;
 pub mod sandbox;
+pub mod scanout;
 pub mod session;
 pub mod sg;
 pub mod v4l2;
@@ -99,12 +102,18 @@ pub fn phases() -> Vec<Phase> {
         },
         Phase {
             name: "compositor",
-            tests: || [compositor::tests(), sandbox::tests()].concat(),
+            tests: || [compositor::tests(), sandbox::tests(), host_usr::tests()].concat(),
         },
         // Needs vivid in dma-contig mode (after vivid-contig) and vkms free.
         Phase {
             name: "session",
-            tests: session::tests,
+            tests: || [session::tests(), camera_pipeline::tests()].concat(),
+        },
+        // After the session tests, with vkms free: heapland on vkms with each
+        // --allocator, read back through vkms's writeback connector.
+        Phase {
+            name: "scanout",
+            tests: scanout::tests,
         },
     ]
 }

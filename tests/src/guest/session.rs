@@ -69,14 +69,14 @@ pub fn tests() -> Vec<Test> {
 
 /// One entry of bufinfo: exporter name, inode, buffer name, attached devices.
 #[derive(Debug)]
-struct BufInfo {
-    exp_name: String,
-    inode: u64,
-    name: String,
-    attached: Vec<String>,
+pub(super) struct BufInfo {
+    pub(super) exp_name: String,
+    pub(super) inode: u64,
+    pub(super) name: String,
+    pub(super) attached: Vec<String>,
 }
 
-fn bufinfo() -> Result<Vec<BufInfo>, String> {
+pub(super) fn bufinfo() -> Result<Vec<BufInfo>, String> {
     let text = std::fs::read_to_string("/sys/kernel/debug/dma_buf/bufinfo")
         .map_err(|e| format!("read bufinfo: {e}"))?;
     let mut out: Vec<BufInfo> = Vec::new();
@@ -592,7 +592,7 @@ fn kms_state(driver: &str) -> Result<String, String> {
     Err(format!("no {driver} under /sys/kernel/debug/dri"))
 }
 
-fn wait(
+pub(super) fn wait(
     queue: &mut wayland_client::EventQueue<State>,
     st: &mut State,
     comp: &mut Heapland,
