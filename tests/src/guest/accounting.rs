@@ -444,25 +444,25 @@ fn udev_rule_grants_charged_heaps_only() -> Result<(), String> {
         return Err(format!("{} is not in the guest", rule.display()));
     }
     // Every node: ours (6.12: class device_heap) or the heap core's (class dma_heap).
-    let mut nodes: Vec<(String, PathBuf, bool)> = Vec::new();
-    for h in dma_heap::all_infos()? {
-        let core = Path::new(CORE_CLASS).join(&h.name);
-        let node = if core.exists() { core } else { h.dir.clone() };
-        let charged = accounting_of(&h.name)? == "memcg";
-        nodes.push((h.name.clone(), node, charged));
-    }
+    let node_of = |name: &str| {
+        let core = Path::new(CORE_CLASS).join(name);
+        if core.exists() {
+            core
+        } else {
+            Path::new(CLASS).join(name)
+        }
+    };
+    let mut nodes: Vec<(String, PathBuf, bool)> = heaps_by_charge()?
+        .into_iter()
+        .map(|(name, charged)| (name.clone(), node_of(&name), charged))
+        .collect();
+    // Any other heap of the core (none on Debian's kernels today) must stay root's.
     if let Ok(entries) = fs::read_dir(CORE_CLASS) {
-        let mem_accounting = fs::read_to_string("/sys/module/dma_heap/parameters/mem_accounting")
-            .map(|s| s.trim() == "Y")
-            .unwrap_or(false);
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if nodes.iter().any(|(n, _, _)| *n == name) {
-                continue;
+            if !nodes.iter().any(|(n, _, _)| *n == name) {
+                nodes.push((name, e.path(), false));
             }
-            // Not ours: only the system heap, and only when it charges memcg.
-            let charged = name == "system" && mem_accounting;
-            nodes.push((name, e.path(), charged));
         }
     }
     let mut errs = Vec::new();
