@@ -1,23 +1,37 @@
 //! Input from a backend (libinput on drm) delivered to seat0: keys to the
-//! focused window, the pointer to the window under it, a click focuses and
-//! raises. The compositor's own bindings are Ctrl+Alt+Backspace (quit) and
-//! Ctrl+Alt+F1..F12 (switch VT), which the backend carries out.
+//! focused window, the pointer to the surface under it (layer surfaces
+//! above and below the windows), a click focuses and raises, a press on a
+//! title bar moves the window or closes it. Pointer locks and confinements
+//! are honoured and relative motion is sent alongside. The compositor's own
+//! bindings are Ctrl+Alt+Backspace (quit; a client holding a
+//! keyboard-shortcuts inhibitor gets it instead) and Ctrl+Alt+F1..F12
+//! (switch VT), which the backend carries out.
 
 use smithay::{
     backend::input::{
         AbsolutePositionEvent, Axis, AxisSource, ButtonState, Event, InputBackend, InputEvent,
         KeyboardKeyEvent, PointerAxisEvent, PointerButtonEvent, PointerMotionEvent,
     },
-    desktop::WindowSurfaceType,
+    desktop::{layer_map_for_output, WindowSurfaceType},
     input::{
         keyboard::{FilterResult, Keysym},
-        pointer::{AxisFrame, ButtonEvent, MotionEvent},
+        pointer::{AxisFrame, ButtonEvent, MotionEvent, RelativeMotionEvent},
     },
     reexports::wayland_server::protocol::wl_surface::WlSurface,
     utils::{Logical, Point, Rectangle, SERIAL_COUNTER},
+    wayland::{
+        compositor::with_states,
+        pointer_constraints::{with_pointer_constraint, PointerConstraint},
+        shell::wlr_layer::{KeyboardInteractivity, Layer},
+    },
 };
 
-use crate::state::Heapland;
+use smithay::wayland::keyboard_shortcuts_inhibit::KeyboardShortcutsInhibitorSeat;
+
+use crate::{decoration::BarPart, state::Heapland};
+
+/// BTN_LEFT of linux/input-event-codes.h.
+const BTN_LEFT: u32 = 0x110;
 
 /// What the compositor itself must do after an input event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +47,7 @@ impl Heapland {
         match event {
             InputEvent::Keyboard { event } => return self.on_key::<B>(event),
             InputEvent::PointerMotion { event } => {
-                let location = self.pointer_location() + event.delta();
-                self.pointer_moved(location, event.time_msec());
+                self.on_relative_motion::<B>(&event);
             }
             InputEvent::PointerMotionAbsolute { event } => {
                 if let Some(area) = self.output_area() {
@@ -62,12 +75,15 @@ impl Heapland {
                 event.state(),
                 serial,
                 event.time_msec(),
-                |_, modifiers, handle| {
+                |state, modifiers, handle| {
                     if !(pressed && modifiers.ctrl && modifiers.alt) {
                         return FilterResult::Forward;
                     }
                     let sym = handle.modified_sym();
                     if sym == Keysym::BackSpace {
+                        if state.shortcuts_inhibited() {
+                            return FilterResult::Forward;
+                        }
                         return FilterResult::Intercept(InputAction::Quit);
                     }
                     let first = Keysym::XF86_Switch_VT_1.raw();
@@ -82,13 +98,6 @@ impl Heapland {
             .unwrap_or(InputAction::None)
     }
 
-    fn pointer_location(&self) -> Point<f64, Logical> {
-        self.seat
-            .get_pointer()
-            .map(|p| p.current_location())
-            .unwrap_or_default()
-    }
-
     /// The bounding box of all outputs, where the pointer may go.
     fn output_area(&self) -> Option<Rectangle<i32, Logical>> {
         self.outputs
@@ -97,14 +106,115 @@ impl Heapland {
             .reduce(|a, b| a.merge(b))
     }
 
+    /// Whether the focused surface holds an active keyboard-shortcuts inhibitor.
+    fn shortcuts_inhibited(&self) -> bool {
+        let Some(focus) = self.seat.get_keyboard().and_then(|k| k.current_focus()) else {
+            return false;
+        };
+        self.seat
+            .keyboard_shortcuts_inhibitor_for_surface(&focus)
+            .is_some_and(|i| i.is_active())
+    }
+
+    /// The layer surface of `layer` under `location`, on any output.
+    fn layer_surface_under(
+        &self,
+        layer: Layer,
+        location: Point<f64, Logical>,
+    ) -> Option<(WlSurface, Point<f64, Logical>)> {
+        self.outputs.iter().find_map(|output| {
+            let output_loc = self.space.output_geometry(output)?.loc;
+            let map = layer_map_for_output(output);
+            let local = location - output_loc.to_f64();
+            let surface = map.layer_under(layer, local)?;
+            let geo = map.layer_geometry(surface)?;
+            let (s, loc) =
+                surface.surface_under(local - geo.loc.to_f64(), WindowSurfaceType::ALL)?;
+            Some((s, (loc + geo.loc + output_loc).to_f64()))
+        })
+    }
+
     fn surface_under(
         &self,
         location: Point<f64, Logical>,
     ) -> Option<(WlSurface, Point<f64, Logical>)> {
-        let (window, window_loc) = self.space.element_under(location)?;
-        let (surface, surface_loc) =
-            window.surface_under(location - window_loc.to_f64(), WindowSurfaceType::ALL)?;
-        Some((surface, (surface_loc + window_loc).to_f64()))
+        let above = [Layer::Overlay, Layer::Top];
+        let below = [Layer::Bottom, Layer::Background];
+        above
+            .iter()
+            .find_map(|l| self.layer_surface_under(*l, location))
+            .or_else(|| {
+                // element_under gives where the window is drawn, which is
+                // where its surface coordinates start.
+                let (window, render_loc) = self.space.element_under(location)?;
+                let (surface, surface_loc) =
+                    window.surface_under(location - render_loc.to_f64(), WindowSurfaceType::ALL)?;
+                Some((surface, (surface_loc + render_loc).to_f64()))
+            })
+            .or_else(|| {
+                below
+                    .iter()
+                    .find_map(|l| self.layer_surface_under(*l, location))
+            })
+    }
+
+    /// Relative motion: a locked pointer stays put and only reports the
+    /// motion; otherwise the pointer moves (confined if so constrained).
+    fn on_relative_motion<B: InputBackend>(&mut self, event: &B::PointerMotionEvent) {
+        let Some(pointer) = self.seat.get_pointer() else {
+            return;
+        };
+        let current = pointer.current_location();
+        let under = self.surface_under(current);
+        let mut locked = false;
+        let mut confine: Option<Rectangle<i32, Logical>> = None;
+        if let Some((surface, surface_loc)) = &under {
+            with_pointer_constraint(surface, &pointer, |constraint| match constraint {
+                Some(c) if c.is_active() => match &*c {
+                    PointerConstraint::Locked(_) => locked = true,
+                    PointerConstraint::Confined(_) => {
+                        confine = self
+                            .surface_bounds(surface)
+                            .map(|b| Rectangle::new(surface_loc.to_i32_round(), b));
+                    }
+                },
+                _ => {}
+            });
+        }
+        pointer.relative_motion(
+            self,
+            under.clone(),
+            &RelativeMotionEvent {
+                delta: event.delta(),
+                delta_unaccel: event.delta_unaccel(),
+                utime: event.time(),
+            },
+        );
+        if locked {
+            pointer.frame(self);
+            return;
+        }
+        let mut location = current + event.delta();
+        if let Some(area) = confine {
+            let max = (area.loc + area.size).to_f64();
+            let min = area.loc.to_f64();
+            location = (
+                location.x.clamp(min.x, max.x - 1.0),
+                location.y.clamp(min.y, max.y - 1.0),
+            )
+                .into();
+        }
+        self.pointer_moved(location, event.time_msec());
+    }
+
+    /// The size of `surface`'s committed buffer, in logical pixels.
+    fn surface_bounds(&self, surface: &WlSurface) -> Option<smithay::utils::Size<i32, Logical>> {
+        with_states(surface, |states| {
+            states
+                .data_map
+                .get::<smithay::backend::renderer::utils::RendererSurfaceStateUserData>()
+                .and_then(|d| d.lock().ok().and_then(|d| d.surface_size()))
+        })
     }
 
     fn pointer_moved(&mut self, location: Point<f64, Logical>, time: u32) {
@@ -123,7 +233,11 @@ impl Heapland {
             }
             None => location,
         };
+        self.pointer_seen = true;
         let under = self.surface_under(location);
+        if let Some((surface, _)) = &under {
+            self.activate_pointer_constraint(surface);
+        }
         pointer.motion(
             self,
             under,
@@ -141,15 +255,26 @@ impl Heapland {
             return;
         };
         let serial = SERIAL_COUNTER.next_serial();
-        if event.state() == ButtonState::Pressed {
+        if event.state() == ButtonState::Pressed && !pointer.is_grabbed() {
             let location = pointer.current_location();
-            let window = self.space.element_under(location).map(|(w, _)| w.clone());
-            if let Some(window) = &window {
-                self.space.raise_element(window, true);
-            }
-            let focus = window.and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
-            if let Some(keyboard) = self.seat.get_keyboard() {
-                keyboard.set_focus(self, focus, serial);
+            if let Some((window, part)) = self.title_bar_under(location) {
+                if let Some(surface) = window.toplevel().map(|t| t.wl_surface().clone()) {
+                    self.focus_surface(&surface);
+                }
+                match part {
+                    BarPart::Close => {
+                        if let Some(toplevel) = window.toplevel() {
+                            toplevel.send_close();
+                        }
+                    }
+                    BarPart::Bar if event.button_code() == BTN_LEFT => {
+                        // The press goes to no client: the grab takes it.
+                        self.start_move_from_bar(window, location, BTN_LEFT, serial);
+                    }
+                    BarPart::Bar => {}
+                }
+            } else {
+                self.focus_under(location, serial);
             }
         }
         pointer.button(
@@ -162,6 +287,38 @@ impl Heapland {
             },
         );
         pointer.frame(self);
+    }
+
+    /// A click focuses what is under it: a layer surface that takes
+    /// keyboard input, else the window (raised), else nothing.
+    fn focus_under(&mut self, location: Point<f64, Logical>, serial: smithay::utils::Serial) {
+        let layer_focus = [Layer::Overlay, Layer::Top, Layer::Bottom, Layer::Background]
+            .iter()
+            .find_map(|l| {
+                self.outputs.iter().find_map(|output| {
+                    let output_loc = self.space.output_geometry(output)?.loc;
+                    let map = layer_map_for_output(output);
+                    let layer = map.layer_under(*l, location - output_loc.to_f64())?;
+                    let interactive =
+                        layer.cached_state().keyboard_interactivity != KeyboardInteractivity::None;
+                    Some(interactive.then(|| layer.wl_surface().clone()))
+                })
+            });
+        if let Some(focus) = layer_focus {
+            // A layer surface was hit: it takes focus if it wants input.
+            if let (Some(focus), Some(keyboard)) = (focus, self.seat.get_keyboard()) {
+                keyboard.set_focus(self, Some(focus), serial);
+            }
+            return;
+        }
+        let window = self.space.element_under(location).map(|(w, _)| w.clone());
+        if let Some(window) = &window {
+            self.space.raise_element(window, true);
+        }
+        let focus = window.and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
+        if let Some(keyboard) = self.seat.get_keyboard() {
+            keyboard.set_focus(self, focus, serial);
+        }
     }
 
     fn on_axis<B: InputBackend>(&mut self, event: B::PointerAxisEvent) {

@@ -1,14 +1,21 @@
 //! `heapland`: a Wayland compositor whose buffers come from DMA-BUF heaps.
 
+mod activation;
 mod backend;
 mod cli;
+mod decoration;
 mod dmabuf_params;
 mod feedback;
 mod heap_protocol;
 mod heaps;
 mod input;
+mod layer_shell;
+mod move_grab;
+mod scene;
 mod screenshot;
+mod seat_protocols;
 mod security_context;
+mod selection;
 mod state;
 
 use std::process::ExitCode;

@@ -10,11 +10,22 @@ use std::{
 };
 
 use smithay::{
-    backend::{allocator::dmabuf::Dmabuf, renderer::utils::on_commit_buffer_handler},
+    backend::{
+        allocator::dmabuf::Dmabuf,
+        renderer::utils::{on_commit_buffer_handler, with_renderer_surface_state},
+    },
     delegate_compositor, delegate_fractional_scale, delegate_output, delegate_presentation,
-    delegate_seat, delegate_shm, delegate_viewporter, delegate_xdg_shell,
-    desktop::{utils::OutputPresentationFeedback, Space, Window},
-    input::{keyboard::XkbConfig, Seat, SeatHandler, SeatState},
+    delegate_seat, delegate_shm, delegate_single_pixel_buffer, delegate_viewporter,
+    delegate_xdg_shell,
+    desktop::{
+        layer_map_for_output, utils::OutputPresentationFeedback, PopupKind, PopupManager, Space,
+        Window, WindowSurfaceType,
+    },
+    input::{
+        keyboard::XkbConfig,
+        pointer::{CursorImageStatus, Focus, GrabStartData},
+        Seat, SeatHandler, SeatState,
+    },
     output::Output,
     reexports::{
         calloop::{LoopHandle, LoopSignal},
@@ -30,34 +41,48 @@ use smithay::{
             Client, DisplayHandle,
         },
     },
-    utils::{Logical, Point, Serial},
+    utils::{Logical, Point, Rectangle, Serial, SERIAL_COUNTER},
     wayland::{
         buffer::BufferHandler,
         compositor::{
             get_parent, is_sync_subsurface, CompositorClientState, CompositorHandler,
             CompositorState,
         },
+        cursor_shape::CursorShapeManagerState,
         dmabuf::{DmabufFeedback, DmabufGlobal, DmabufHandler, DmabufState, ImportNotifier},
         fractional_scale::{
             with_fractional_scale, FractionalScaleHandler, FractionalScaleManagerState,
         },
+        keyboard_shortcuts_inhibit::KeyboardShortcutsInhibitState,
         output::{OutputHandler, OutputManagerState},
+        pointer_constraints::PointerConstraintsState,
         presentation::PresentationState,
+        relative_pointer::RelativePointerManagerState,
         security_context::{SecurityContext, SecurityContextState},
-        shell::xdg::{
-            PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState,
+        selection::{data_device::DataDeviceState, primary_selection::PrimarySelectionState},
+        shell::{
+            wlr_layer::WlrLayerShellState,
+            xdg::{
+                decoration::XdgDecorationState, PopupSurface, PositionerState, ToplevelSurface,
+                XdgShellHandler, XdgShellState,
+            },
         },
         shm::{ShmHandler, ShmState},
+        single_pixel_buffer::SinglePixelBufferState,
         viewporter::ViewporterState,
+        xdg_activation::XdgActivationState,
     },
 };
 use tracing::{debug, info, warn};
 
 use crate::{
+    decoration,
     dmabuf_params::ParamsValidator,
     feedback::{self, FeedbackPlan},
     heap_protocol::HeapProtocolState,
     heaps::HeapDirectory,
+    move_grab::MoveGrab,
+    scene::DefaultCursor,
 };
 
 /// Per-client data Smithay needs, and what heapland knows of the client.
@@ -95,6 +120,19 @@ pub struct Heapland {
     /// seat0: the keyboard and pointer input backends feed.
     pub seat: Seat<Self>,
     pub dmabuf_state: DmabufState,
+    pub data_device_state: DataDeviceState,
+    pub primary_selection_state: PrimarySelectionState,
+    pub layer_shell_state: WlrLayerShellState,
+    pub activation_state: XdgActivationState,
+    pub keyboard_shortcuts_inhibit_state: KeyboardShortcutsInhibitState,
+    /// xdg popups, tracked so they are drawn with their parent.
+    pub popups: PopupManager,
+    /// The cursor the focused client asked for.
+    pub cursor_status: CursorImageStatus,
+    pub default_cursor: DefaultCursor,
+    /// Whether the pointer has moved since start-up: the drm backend draws
+    /// no cursor before (no pointing device, or nobody using it).
+    pub pointer_seen: bool,
     /// Protocol states that own globals and are never read again: holding
     /// them keeps their globals and per-client bookkeeping alive.
     pub _globals: PassiveGlobals,
@@ -126,6 +164,11 @@ pub struct PassiveGlobals {
     pub fractional_scale_state: FractionalScaleManagerState,
     pub dmabuf_global: DmabufGlobal,
     pub security_context_state: SecurityContextState,
+    pub xdg_decoration_state: XdgDecorationState,
+    pub cursor_shape_state: CursorShapeManagerState,
+    pub relative_pointer_state: RelativePointerManagerState,
+    pub pointer_constraints_state: PointerConstraintsState,
+    pub single_pixel_buffer_state: SinglePixelBufferState,
 }
 
 /// Why the compositor could not set up its globals.
@@ -171,6 +214,16 @@ impl Heapland {
             dmabuf_state.create_global_with_default_feedback::<Self>(dh, &dmabuf_feedback);
         let heap_protocol = HeapProtocolState::new(dh);
         let security_context_state = crate::security_context::create_global(dh);
+        let data_device_state = DataDeviceState::new::<Self>(dh);
+        let primary_selection_state = PrimarySelectionState::new::<Self>(dh);
+        let layer_shell_state = WlrLayerShellState::new::<Self>(dh);
+        let activation_state = XdgActivationState::new::<Self>(dh);
+        let keyboard_shortcuts_inhibit_state = KeyboardShortcutsInhibitState::new::<Self>(dh);
+        let xdg_decoration_state = XdgDecorationState::new::<Self>(dh);
+        let cursor_shape_state = CursorShapeManagerState::new::<Self>(dh);
+        let relative_pointer_state = RelativePointerManagerState::new::<Self>(dh);
+        let pointer_constraints_state = PointerConstraintsState::new::<Self>(dh);
+        let single_pixel_buffer_state = SinglePixelBufferState::new::<Self>(dh);
 
         Ok(Heapland {
             display_handle,
@@ -192,10 +245,24 @@ impl Heapland {
                 fractional_scale_state,
                 dmabuf_global,
                 security_context_state,
+                xdg_decoration_state,
+                cursor_shape_state,
+                relative_pointer_state,
+                pointer_constraints_state,
+                single_pixel_buffer_state,
             },
             params: ParamsValidator::new(plan.all_formats()),
             default_plan: Arc::new(plan),
             dmabuf_state,
+            data_device_state,
+            primary_selection_state,
+            layer_shell_state,
+            activation_state,
+            keyboard_shortcuts_inhibit_state,
+            popups: PopupManager::default(),
+            cursor_status: CursorImageStatus::default_named(),
+            default_cursor: DefaultCursor::default(),
+            pointer_seen: false,
             heaps,
             heap_protocol,
             mapped_count: 0,
@@ -233,21 +300,163 @@ impl Heapland {
             .cloned()
     }
 
-    /// Maps a new toplevel in the simple stacking layout: each window
-    /// cascades 48 px right and down from the previous one, on top.
+    /// The first output's area not reserved by layer surfaces (panels), in
+    /// global coordinates.
+    fn usable_area(&self) -> Option<Rectangle<i32, Logical>> {
+        let output = self.outputs.first()?;
+        let geo = self.space.output_geometry(output)?;
+        let mut zone = layer_map_for_output(output).non_exclusive_zone();
+        zone.loc += geo.loc;
+        Some(zone)
+    }
+
+    /// Maps a new toplevel in the stacking layout, on top: it
+    /// cascades from the top left of the usable area in 48 px steps, in the
+    /// first step no other window's corner occupies, so windows opened one
+    /// after another never hide each other completely.
     fn map_toplevel(&mut self, window: Window) {
-        let origin = self
-            .outputs
-            .first()
-            .and_then(|o| self.space.output_geometry(o))
-            .map(|g| g.loc)
-            .unwrap_or_default();
-        let step = 48 * (self.mapped_count % 8) as i32;
-        let loc: Point<i32, Logical> = origin + Point::from((step, step));
+        let origin = self.usable_area().map(|a| a.loc).unwrap_or_default();
+        let occupied: Vec<Point<i32, Logical>> = self
+            .space
+            .elements()
+            .filter_map(|w| self.space.element_location(w))
+            .collect();
+        let slot = |k: i32| origin + Point::from((CASCADE_STEP * k, CASCADE_STEP * k));
+        let free = (0..CASCADE_SLOTS).map(slot).find(|p| !occupied.contains(p));
+        let location =
+            free.unwrap_or_else(|| slot((self.mapped_count % CASCADE_SLOTS as u32) as i32));
         self.mapped_count += 1;
-        self.space.map_element(window, loc, true);
+        self.space.map_element(window, location, true);
+    }
+
+    /// A new window gets keyboard focus with its first buffer: earlier, it
+    /// has not been configured, and some clients (foot 1.13) crash on a
+    /// keyboard enter before their first configure.
+    fn focus_on_first_buffer(&mut self, window: &Window, surface: &WlSurface) {
+        let has_buffer =
+            with_renderer_surface_state(surface, |s| s.buffer().is_some()).unwrap_or(false);
+        if has_buffer && window.user_data().insert_if_missing(|| FocusedOnMap) {
+            self.focus_surface(surface);
+        }
+    }
+
+    /// The mapped window whose toplevel's surface is `surface`.
+    fn window_of_surface(&self, surface: &WlSurface) -> Option<&Window> {
+        self.space
+            .elements()
+            .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == surface))
+    }
+
+    /// Raises the window of `surface` and gives it keyboard focus.
+    pub fn focus_surface(&mut self, surface: &WlSurface) {
+        if let Some(window) = self.window_of_surface(surface).cloned() {
+            self.space.raise_element(&window, true);
+        }
+        if let Some(keyboard) = self.seat.get_keyboard() {
+            keyboard.set_focus(self, Some(surface.clone()), SERIAL_COUNTER.next_serial());
+        }
+    }
+
+    /// Where `surface`'s origin is in global coordinates, for toplevels and
+    /// layer surfaces.
+    pub fn surface_origin(&self, surface: &WlSurface) -> Option<Point<f64, Logical>> {
+        if let Some(window) = self.window_of_surface(surface) {
+            let loc = self.space.element_location(window)? - window.geometry().loc;
+            return Some(loc.to_f64());
+        }
+        self.outputs.iter().find_map(|o| {
+            let map = layer_map_for_output(o);
+            let layer = map.layer_for_surface(surface, WindowSurfaceType::TOPLEVEL)?;
+            let geo = map.layer_geometry(layer)?;
+            Some((geo.loc + self.space.output_geometry(o)?.loc).to_f64())
+        })
+    }
+
+    /// Keeps a decorated window's title bar inside the usable area, once the
+    /// client has acknowledged server-side decorations.
+    fn keep_title_bar_visible(&mut self, window: &Window) {
+        let margin = decoration::top_margin(window);
+        let (Some(area), Some(loc)) = (self.usable_area(), self.space.element_location(window))
+        else {
+            return;
+        };
+        if loc.y - margin < area.loc.y {
+            let loc = Point::from((loc.x, area.loc.y + margin));
+            self.space.map_element(window.clone(), loc, false);
+        }
+    }
+
+    /// Gives keyboard focus to the topmost window, or to nobody.
+    fn focus_topmost(&mut self) {
+        let top = self
+            .space
+            .elements()
+            .next_back()
+            .and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
+        if let Some(keyboard) = self.seat.get_keyboard() {
+            keyboard.set_focus(self, top, SERIAL_COUNTER.next_serial());
+        }
+    }
+
+    /// Starts moving `window` with the pointer, if the button press with
+    /// `serial` is still held (the condition `xdg_toplevel.move` sets).
+    pub fn start_move(&mut self, window: Window, serial: Serial) {
+        let Some(pointer) = self.seat.get_pointer() else {
+            return;
+        };
+        if !pointer.has_grab(serial) {
+            return;
+        }
+        let Some(start_data) = pointer.grab_start_data() else {
+            return;
+        };
+        self.set_move_grab(window, start_data, serial);
+    }
+
+    /// Starts moving `window` from a press of `button` on its title bar at
+    /// `location`.
+    pub fn start_move_from_bar(
+        &mut self,
+        window: Window,
+        location: Point<f64, Logical>,
+        button: u32,
+        serial: Serial,
+    ) {
+        let start_data = GrabStartData {
+            focus: None,
+            button,
+            location,
+        };
+        self.set_move_grab(window, start_data, serial);
+    }
+
+    fn set_move_grab(
+        &mut self,
+        window: Window,
+        start_data: GrabStartData<Heapland>,
+        serial: Serial,
+    ) {
+        let (Some(pointer), Some(initial_location)) = (
+            self.seat.get_pointer(),
+            self.space.element_location(&window),
+        ) else {
+            return;
+        };
+        let grab = MoveGrab {
+            start_data,
+            window,
+            initial_location,
+        };
+        pointer.set_grab(self, grab, serial, Focus::Clear);
     }
 }
+
+/// Marks a window that got keyboard focus when it first showed.
+struct FocusedOnMap;
+
+/// Cascade of new windows: step and number of steps before it wraps.
+const CASCADE_STEP: i32 = 48;
+const CASCADE_SLOTS: i32 = 8;
 
 impl BufferHandler for Heapland {
     fn buffer_destroyed(&mut self, _buffer: &WlBuffer) {}
@@ -268,25 +477,34 @@ impl CompositorHandler for Heapland {
 
     fn commit(&mut self, surface: &WlSurface) {
         on_commit_buffer_handler::<Self>(surface);
+        self.popups.commit(surface);
+        if let Some(PopupKind::Xdg(popup)) = self.popups.find_popup(surface) {
+            if !popup.is_initial_configure_sent() {
+                // The positioner's geometry was set at creation; nothing
+                // about the popup changes before its first configure.
+                let _ = popup.send_configure();
+            }
+        }
         if is_sync_subsurface(surface) {
+            return;
+        }
+        if crate::layer_shell::layer_committed(self, surface) {
             return;
         }
         let mut root = surface.clone();
         while let Some(parent) = get_parent(&root) {
             root = parent;
         }
-        if let Some(window) = self
-            .space
-            .elements()
-            .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == &root))
-            .cloned()
-        {
+        let window = self.window_of_surface(&root).cloned();
+        if let Some(window) = window {
             window.on_commit();
             if let Some(toplevel) = window.toplevel() {
                 if !toplevel.is_initial_configure_sent() {
                     toplevel.send_configure();
                 }
             }
+            self.keep_title_bar_visible(&window);
+            self.focus_on_first_buffer(&window, &root);
         }
         feedback::surface_committed(self, surface);
     }
@@ -343,15 +561,63 @@ impl XdgShellHandler for Heapland {
         if let Some(window) = window {
             self.space.unmap_elem(&window);
         }
+        let had_focus = self
+            .seat
+            .get_keyboard()
+            .and_then(|k| k.current_focus())
+            .is_some_and(|f| &f == surface.wl_surface());
+        if had_focus {
+            self.focus_topmost();
+        }
     }
 
-    fn new_popup(&mut self, surface: PopupSurface, _positioner: PositionerState) {
-        // Popups are not placed by this simple layout; configure them so
-        // clients do not wait forever.
-        let _ = surface.send_configure();
+    /// Popups (menus, tooltips) are placed where the positioner says,
+    /// relative to their parent, drawn with it, and configured on their
+    /// first commit.
+    fn new_popup(&mut self, surface: PopupSurface, positioner: PositionerState) {
+        surface.with_pending_state(|state| {
+            state.geometry = positioner.get_geometry();
+        });
+        if let Err(err) = self.popups.track_popup(PopupKind::Xdg(surface)) {
+            warn!("cannot track popup: {err}");
+        }
     }
 
+    /// Popup grabs (dismissing a menu by clicking elsewhere) are not
+    /// implemented: a menu stays until its client closes it.
     fn grab(&mut self, _surface: PopupSurface, _seat: WlSeat, _serial: Serial) {}
+
+    fn move_request(&mut self, surface: ToplevelSurface, _seat: WlSeat, serial: Serial) {
+        if let Some(window) = self.window_of(&surface) {
+            self.start_move(window, serial);
+        }
+    }
+
+    /// A maximized window fills the usable area of the first output (below
+    /// its title bar when decorated).
+    fn maximize_request(&mut self, surface: ToplevelSurface) {
+        let (Some(area), Some(window)) = (self.usable_area(), self.window_of(&surface)) else {
+            surface.send_configure();
+            return;
+        };
+        let margin = decoration::top_margin(&window);
+        let size = (area.size.w, area.size.h - margin).into();
+        surface.with_pending_state(|state| {
+            state.states.set(xdg_toplevel::State::Maximized);
+            state.size = Some(size);
+        });
+        self.space
+            .map_element(window, area.loc + Point::from((0, margin)), true);
+        surface.send_configure();
+    }
+
+    fn unmaximize_request(&mut self, surface: ToplevelSurface) {
+        surface.with_pending_state(|state| {
+            state.states.unset(xdg_toplevel::State::Maximized);
+            state.size = None;
+        });
+        surface.send_pending_configure();
+    }
 
     fn reposition_request(
         &mut self,
@@ -380,6 +646,27 @@ impl SeatHandler for Heapland {
 
     fn seat_state(&mut self) -> &mut SeatState<Self> {
         &mut self.seat_state
+    }
+
+    /// Keyboard focus moves the selections and the windows' activated state.
+    fn focus_changed(&mut self, seat: &Seat<Self>, focused: Option<&WlSurface>) {
+        crate::selection::focus_changed(self, seat, focused);
+        for window in self.space.elements() {
+            let is_focused = window
+                .toplevel()
+                .is_some_and(|t| Some(t.wl_surface()) == focused);
+            if window.set_activated(is_focused) {
+                if let Some(toplevel) = window.toplevel() {
+                    if toplevel.is_initial_configure_sent() {
+                        toplevel.send_pending_configure();
+                    }
+                }
+            }
+        }
+    }
+
+    fn cursor_image(&mut self, _seat: &Seat<Self>, image: CursorImageStatus) {
+        self.cursor_status = image;
     }
 }
 
@@ -440,3 +727,4 @@ delegate_output!(Heapland);
 delegate_presentation!(Heapland);
 delegate_viewporter!(Heapland);
 delegate_fractional_scale!(Heapland);
+delegate_single_pixel_buffer!(Heapland);

@@ -36,7 +36,7 @@ use smithay::{
         session::{libseat::LibSeatSession, Event as SessionEvent, Session},
         udev::UdevBackend,
     },
-    desktop::{space::space_render_elements, utils::OutputPresentationFeedback},
+    desktop::utils::OutputPresentationFeedback,
     output::{Mode as OutputMode, Output, PhysicalProperties, Subpixel},
     reexports::{
         drm::{
@@ -59,6 +59,7 @@ use crate::{
     },
     cli::{Cli, OutputMode as CliMode},
     input::InputAction,
+    scene::{self, CursorMode},
     screenshot::write_dmabuf_png,
     state::Heapland,
 };
@@ -480,14 +481,7 @@ fn render(out: &mut DrmOutput, state: &mut Heapland) {
     if out.flip_pending {
         return;
     }
-    let elements = match space_render_elements(&mut out.renderer, [&state.space], &out.output, 1.0)
-    {
-        Ok(elements) => elements,
-        Err(err) => {
-            warn!("{}: {err}", out.output.name());
-            return;
-        }
-    };
+    let elements = scene::output_elements(state, &mut out.renderer, &out.output, CursorMode::Draw);
     let result = match out.compositor.render_frame(
         &mut out.renderer,
         &elements,

@@ -17,12 +17,10 @@ use smithay::{
         allocator::{dmabuf::Dmabuf, Buffer, Fourcc, Modifier},
         renderer::{
             damage::OutputDamageTracker,
-            element::surface::WaylandSurfaceRenderElement,
             pixman::{PixmanError, PixmanRenderer, PixmanTarget},
             Bind, ExportMem, Offscreen,
         },
     },
-    desktop::space::render_output,
     output::{Mode as OutputMode, Output, PhysicalProperties, Scale, Subpixel},
     reexports::{
         pixman::Image,
@@ -35,6 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     cli::{Cli, OutputMode as CliMode},
+    scene::{self, CursorMode},
     screenshot::write_xrgb8888_png,
     state::Heapland,
 };
@@ -252,6 +251,7 @@ fn render_frame(
     interval: Duration,
 ) {
     let age = usize::from(out.frames > 0);
+    let elements = scene::output_elements(state, renderer, &out.output, CursorMode::Hidden);
     let damaged = {
         let mut fb = match out.buffer.bind(renderer) {
             Ok(fb) => fb,
@@ -260,24 +260,17 @@ fn render_frame(
                 return;
             }
         };
-        let custom: &[WaylandSurfaceRenderElement<PixmanRenderer>] = &[];
-        let damaged = match render_output(
-            &out.output,
-            renderer,
-            &mut fb,
-            1.0,
-            age,
-            [&state.space],
-            custom,
-            &mut out.damage_tracker,
-            CLEAR_COLOR,
-        ) {
-            Ok(result) => result.damage.is_some_and(|d| !d.is_empty()),
-            Err(err) => {
-                warn!("rendering {} failed: {err:?}", out.output.name());
-                return;
-            }
-        };
+        let damaged =
+            match out
+                .damage_tracker
+                .render_output(renderer, &mut fb, age, &elements, CLEAR_COLOR)
+            {
+                Ok(result) => result.damage.is_some_and(|d| !d.is_empty()),
+                Err(err) => {
+                    warn!("rendering {} failed: {err:?}", out.output.name());
+                    return;
+                }
+            };
 
         let requested = out.screenshot.is_some() && state.screenshot_requested;
         let wanted = requested || (out.every_frame && (damaged || out.frames == 0));

@@ -11,13 +11,9 @@ use std::time::Duration;
 use calloop::LoopHandle;
 use smithay::{
     backend::{
-        renderer::{
-            damage::OutputDamageTracker, element::surface::WaylandSurfaceRenderElement,
-            gles::GlesRenderer,
-        },
+        renderer::{damage::OutputDamageTracker, gles::GlesRenderer},
         winit::{self, WinitEvent},
     },
-    desktop::space::render_output,
     output::{Mode as OutputMode, Output, PhysicalProperties, Scale, Subpixel},
     reexports::wayland_protocols::wp::presentation_time::server::wp_presentation_feedback::Kind,
     utils::{Clock, Monotonic, Transform},
@@ -25,7 +21,12 @@ use smithay::{
 };
 use tracing::{info, warn};
 
-use crate::{backend::headless::CLEAR_COLOR, input::InputAction, state::Heapland};
+use crate::{
+    backend::headless::CLEAR_COLOR,
+    input::InputAction,
+    scene::{self, CursorMode},
+    state::Heapland,
+};
 
 /// Why the nested backend cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -95,16 +96,14 @@ pub fn init(
                 let age = backend.buffer_age().unwrap_or(0);
                 let damage = match backend.bind() {
                     Ok((renderer, mut fb)) => {
-                        let custom: &[WaylandSurfaceRenderElement<GlesRenderer>] = &[];
-                        match render_output(
-                            &output,
+                        // The host draws the cursor over the window.
+                        let elements =
+                            scene::output_elements(state, renderer, &output, CursorMode::Hidden);
+                        match damage_tracker.render_output(
                             renderer,
                             &mut fb,
-                            1.0,
                             age,
-                            [&state.space],
-                            custom,
-                            &mut damage_tracker,
+                            &elements,
                             CLEAR_COLOR,
                         ) {
                             Ok(result) => result.damage.cloned(),

@@ -1,0 +1,61 @@
+//! `xdg_activation_v1`: a client hands focus to another window (a terminal
+//! opening a link in a browser, a launcher starting an application).
+//!
+//! Policy: a token is honoured if it is recent and was asked for by a
+//! client that had keyboard focus when it asked, with a serial of that
+//! focus; anything else could steal focus from the window the user is
+//! typing in, so it only marks the window as wanting attention (which this
+//! compositor does not draw) and is otherwise ignored.
+
+use std::time::Duration;
+
+use smithay::{
+    delegate_xdg_activation,
+    reexports::wayland_server::protocol::wl_surface::WlSurface,
+    wayland::xdg_activation::{
+        XdgActivationHandler, XdgActivationState, XdgActivationToken, XdgActivationTokenData,
+    },
+};
+use tracing::debug;
+
+use crate::state::Heapland;
+
+/// How long a token stays good for activation.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(10);
+
+impl XdgActivationHandler for Heapland {
+    fn activation_state(&mut self) -> &mut XdgActivationState {
+        &mut self.activation_state
+    }
+
+    fn token_created(&mut self, _token: XdgActivationToken, data: XdgActivationTokenData) -> bool {
+        // A token may only be created from input the client really got.
+        let Some((serial, seat)) = data.serial else {
+            return false;
+        };
+        let Some(seat) = smithay::input::Seat::<Self>::from_resource(&seat) else {
+            return false;
+        };
+        seat.get_keyboard().is_some_and(|k| {
+            k.last_enter()
+                .is_some_and(|enter| serial.is_no_older_than(&enter))
+        })
+    }
+
+    fn request_activation(
+        &mut self,
+        token: XdgActivationToken,
+        token_data: XdgActivationTokenData,
+        surface: WlSurface,
+    ) {
+        if token_data.timestamp.elapsed() > TOKEN_LIFETIME {
+            debug!("activation token expired");
+            self.activation_state.remove_token(&token);
+            return;
+        }
+        self.focus_surface(&surface);
+        self.activation_state.remove_token(&token);
+    }
+}
+
+delegate_xdg_activation!(Heapland);

@@ -1,0 +1,163 @@
+//! `zxdg_decoration_manager_v1` and the title bars heapland draws for the
+//! windows it decorates.
+//!
+//! heapland prefers to decorate (foot, Qt and weston-style clients then need
+//! no decorations of their own) but honours a client that asks to draw its
+//! own. A server-side title bar sits above the window's geometry: a bar to
+//! drag the window by, and a close button at its right end.
+
+use std::cell::RefCell;
+
+use smithay::{
+    backend::renderer::element::solid::SolidColorBuffer,
+    delegate_xdg_decoration,
+    desktop::Window,
+    reexports::wayland_protocols::xdg::decoration::zv1::server::zxdg_toplevel_decoration_v1::Mode,
+    utils::{Logical, Point, Rectangle, Size},
+    wayland::shell::xdg::{decoration::XdgDecorationHandler, ToplevelSurface},
+};
+
+use crate::state::Heapland;
+
+/// Height of a server-side title bar, in logical pixels.
+pub const TITLE_HEIGHT: i32 = 24;
+/// Side of the close button, square at the right end of the bar.
+const CLOSE_SIZE: i32 = TITLE_HEIGHT;
+
+const BAR_FOCUSED: [f32; 4] = [0.22, 0.33, 0.50, 1.0];
+const BAR_UNFOCUSED: [f32; 4] = [0.30, 0.30, 0.30, 1.0];
+const CLOSE_COLOR: [f32; 4] = [0.75, 0.20, 0.20, 1.0];
+
+impl XdgDecorationHandler for Heapland {
+    fn new_decoration(&mut self, toplevel: ToplevelSurface) {
+        set_mode(&toplevel, Mode::ServerSide);
+    }
+
+    fn request_mode(&mut self, toplevel: ToplevelSurface, mode: Mode) {
+        set_mode(&toplevel, mode);
+    }
+
+    fn unset_mode(&mut self, toplevel: ToplevelSurface) {
+        set_mode(&toplevel, Mode::ServerSide);
+    }
+}
+
+fn set_mode(toplevel: &ToplevelSurface, mode: Mode) {
+    toplevel.with_pending_state(|state| state.decoration_mode = Some(mode));
+    // Before the initial configure the mode goes out with it.
+    if toplevel.is_initial_configure_sent() {
+        toplevel.send_pending_configure();
+    }
+}
+
+/// Whether heapland draws this window's title bar: the client acknowledged
+/// a configure with server-side decorations.
+pub fn is_decorated(window: &Window) -> bool {
+    window
+        .toplevel()
+        .is_some_and(|t| t.current_state().decoration_mode == Some(Mode::ServerSide))
+}
+
+/// Height the compositor adds above a window: the title bar, if any.
+pub fn top_margin(window: &Window) -> i32 {
+    if is_decorated(window) {
+        TITLE_HEIGHT
+    } else {
+        0
+    }
+}
+
+/// Which part of a title bar a point is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarPart {
+    /// Drag to move.
+    Bar,
+    /// Click to ask the client to close.
+    Close,
+}
+
+/// The title bar of `window` placed with its geometry at `location`.
+pub fn title_bar(
+    window: &Window,
+    location: Point<i32, Logical>,
+) -> Option<Rectangle<i32, Logical>> {
+    if !is_decorated(window) {
+        return None;
+    }
+    let width = window.geometry().size.w;
+    Some(Rectangle::new(
+        location - Point::from((0, TITLE_HEIGHT)),
+        Size::from((width, TITLE_HEIGHT)),
+    ))
+}
+
+fn close_button(bar: Rectangle<i32, Logical>) -> Rectangle<i32, Logical> {
+    let side = CLOSE_SIZE.min(bar.size.w);
+    Rectangle::new(
+        bar.loc + Point::from((bar.size.w - side, 0)),
+        Size::from((side, TITLE_HEIGHT)),
+    )
+}
+
+impl Heapland {
+    /// The window whose title bar is under `point`, topmost first.
+    pub fn title_bar_under(&self, point: Point<f64, Logical>) -> Option<(Window, BarPart)> {
+        self.space.elements().rev().find_map(|window| {
+            let location = self.space.element_location(window)?;
+            let bar = title_bar(window, location)?;
+            if !bar.to_f64().contains(point) {
+                return None;
+            }
+            let part = if close_button(bar).to_f64().contains(point) {
+                BarPart::Close
+            } else {
+                BarPart::Bar
+            };
+            Some((window.clone(), part))
+        })
+    }
+}
+
+/// The solid colours of one window's title bar, kept with the window so the
+/// renderer's damage tracking sees them unchanged from frame to frame.
+#[derive(Default)]
+pub struct TitleBarBuffers {
+    pub bar: SolidColorBuffer,
+    pub close: SolidColorBuffer,
+}
+
+/// One frame's title bar of a window: its buffers and where they go.
+pub struct TitleBar {
+    pub buffers: TitleBarBuffers,
+    pub bar: Rectangle<i32, Logical>,
+    pub close: Rectangle<i32, Logical>,
+}
+
+/// The title bar of `window` for this frame, its buffers updated; `None` if
+/// the window is not decorated.
+pub fn title_bar_for_frame(
+    window: &Window,
+    location: Point<i32, Logical>,
+    focused: bool,
+) -> Option<TitleBar> {
+    let bar = title_bar(window, location)?;
+    let close = close_button(bar);
+    window
+        .user_data()
+        .insert_if_missing(|| RefCell::new(TitleBarBuffers::default()));
+    let cell = window.user_data().get::<RefCell<TitleBarBuffers>>()?;
+    let mut buffers = cell.borrow_mut();
+    let color = if focused { BAR_FOCUSED } else { BAR_UNFOCUSED };
+    buffers.bar.update(bar.size, color);
+    buffers.close.update(close.size, CLOSE_COLOR);
+    Some(TitleBar {
+        buffers: TitleBarBuffers {
+            bar: buffers.bar.clone(),
+            close: buffers.close.clone(),
+        },
+        bar,
+        close,
+    })
+}
+
+delegate_xdg_decoration!(Heapland);

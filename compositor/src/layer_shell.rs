@@ -1,0 +1,104 @@
+//! `zwlr_layer_shell_v1`: panels, docks, wallpapers, launchers and lock
+//! screens drawn by clients in layers above and below the windows.
+//!
+//! Layer surfaces live in the layer map of their output (Smithay's
+//! `LayerMap`), which places them by anchor and margins and keeps the
+//! windows' usable area clear of exclusive zones.
+
+use smithay::{
+    delegate_layer_shell,
+    desktop::{layer_map_for_output, LayerSurface, WindowSurfaceType},
+    output::Output,
+    reexports::wayland_server::protocol::{wl_output::WlOutput, wl_surface::WlSurface},
+    wayland::{
+        compositor::with_states,
+        shell::{
+            wlr_layer::{
+                Layer, LayerSurface as WlrLayerSurface, LayerSurfaceData, WlrLayerShellHandler,
+                WlrLayerShellState,
+            },
+            xdg::PopupSurface,
+        },
+    },
+};
+use tracing::{debug, warn};
+
+use crate::state::Heapland;
+
+impl WlrLayerShellHandler for Heapland {
+    fn shell_state(&mut self) -> &mut WlrLayerShellState {
+        &mut self.layer_shell_state
+    }
+
+    fn new_layer_surface(
+        &mut self,
+        surface: WlrLayerSurface,
+        wl_output: Option<WlOutput>,
+        layer: Layer,
+        namespace: String,
+    ) {
+        let Some(output) = wl_output
+            .as_ref()
+            .and_then(Output::from_resource)
+            .or_else(|| self.outputs.first().cloned())
+        else {
+            // Nothing to show it on: the client gets closed, as the
+            // protocol prescribes when the output goes away.
+            warn!("layer surface {namespace:?} without any output: closed");
+            surface.send_close();
+            return;
+        };
+        debug!(?layer, %namespace, output = %output.name(), "new layer surface");
+        let mut map = layer_map_for_output(&output);
+        if let Err(err) = map.map_layer(&LayerSurface::new(surface, namespace)) {
+            warn!("cannot map layer surface: {err}");
+        }
+    }
+
+    fn new_popup(&mut self, _parent: WlrLayerSurface, popup: PopupSurface) {
+        let _ = popup.send_configure();
+    }
+
+    fn layer_destroyed(&mut self, surface: WlrLayerSurface) {
+        for output in &self.outputs {
+            let mut map = layer_map_for_output(output);
+            let layer = map
+                .layers()
+                .find(|l| l.layer_surface() == &surface)
+                .cloned();
+            if let Some(layer) = layer {
+                map.unmap_layer(&layer);
+            }
+        }
+    }
+}
+
+/// After a commit of a layer surface: re-arranges its output (size, anchor
+/// or exclusive zone may have changed) and sends the first configure.
+/// Returns whether `surface` was a layer surface.
+pub fn layer_committed(state: &Heapland, surface: &WlSurface) -> bool {
+    let Some(output) = state.outputs.iter().find(|o| {
+        layer_map_for_output(o)
+            .layer_for_surface(surface, WindowSurfaceType::TOPLEVEL)
+            .is_some()
+    }) else {
+        return false;
+    };
+    let initial_sent = with_states(surface, |states| {
+        states
+            .data_map
+            .get::<LayerSurfaceData>()
+            .and_then(|d| d.lock().ok().map(|d| d.initial_configure_sent))
+            .unwrap_or(true)
+    });
+    let mut map = layer_map_for_output(output);
+    map.arrange();
+    if !initial_sent {
+        if let Some(layer) = map.layer_for_surface(surface, WindowSurfaceType::TOPLEVEL) {
+            layer.layer_surface().send_configure();
+        }
+    }
+    true
+}
+
+delegate_layer_shell!(Heapland);

@@ -1,0 +1,197 @@
+//! What an output shows, as render elements front to back: the cursor (on
+//! backends that draw one), overlay and top layer surfaces, the windows
+//! from the top of the stack down each followed by its title bar, then the
+//! bottom and background layers.
+//!
+//! Every backend renders the same list, so the headless screenshots the
+//! tests check are what a display shows.
+
+use smithay::{
+    backend::renderer::{
+        element::{
+            solid::{SolidColorBuffer, SolidColorRenderElement},
+            surface::{render_elements_from_surface_tree, WaylandSurfaceRenderElement},
+            AsRenderElements, Kind,
+        },
+        ImportAll, ImportMem, Renderer,
+    },
+    desktop::layer_map_for_output,
+    input::pointer::CursorImageStatus,
+    output::Output,
+    render_elements,
+    utils::{Logical, Point, Scale},
+    wayland::shell::wlr_layer::Layer,
+};
+
+use crate::{decoration::title_bar_for_frame, state::Heapland};
+
+render_elements! {
+    /// One element of an output's picture.
+    pub SceneElement<R> where R: ImportAll + ImportMem;
+    Surface = WaylandSurfaceRenderElement<R>,
+    Solid = SolidColorRenderElement,
+}
+
+/// The cursor drawn when the client has not set one of its own (or asked
+/// for a named shape, which heapland has no cursor theme for): a small
+/// black-edged white square.
+pub struct DefaultCursor {
+    edge: SolidColorBuffer,
+    fill: SolidColorBuffer,
+}
+
+impl Default for DefaultCursor {
+    fn default() -> Self {
+        DefaultCursor {
+            edge: SolidColorBuffer::new((10, 10), [0.0, 0.0, 0.0, 1.0]),
+            fill: SolidColorBuffer::new((8, 8), [1.0, 1.0, 1.0, 1.0]),
+        }
+    }
+}
+
+/// Whether the scene includes the pointer's cursor (the drm backend, once
+/// the pointer has moved; a nested window has the host's cursor and
+/// headless has no one to see it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorMode {
+    Draw,
+    Hidden,
+}
+
+/// The elements of `output`, front to back.
+pub fn output_elements<R>(
+    state: &Heapland,
+    renderer: &mut R,
+    output: &Output,
+    cursor: CursorMode,
+) -> Vec<SceneElement<R>>
+where
+    R: Renderer + ImportAll + ImportMem,
+    R::TextureId: Clone + 'static,
+{
+    let Some(output_geo) = state.space.output_geometry(output) else {
+        return Vec::new();
+    };
+    let scale = Scale::from(output.current_scale().fractional_scale());
+    let to_physical =
+        |p: Point<i32, Logical>| (p - output_geo.loc).to_physical_precise_round(scale);
+    let mut elements: Vec<SceneElement<R>> = Vec::new();
+
+    if cursor == CursorMode::Draw && state.pointer_seen {
+        cursor_elements(state, renderer, &mut elements, output_geo.loc, scale);
+    }
+
+    let layers = layer_map_for_output(output);
+    let push_layer = |elements: &mut Vec<SceneElement<R>>, renderer: &mut R, layer: Layer| {
+        for surface in layers.layers_on(layer).rev() {
+            if let Some(geo) = layers.layer_geometry(surface) {
+                let loc = geo.loc.to_physical_precise_round(scale);
+                elements.extend(
+                    AsRenderElements::<R>::render_elements::<WaylandSurfaceRenderElement<R>>(
+                        surface, renderer, loc, scale, 1.0,
+                    )
+                    .into_iter()
+                    .map(SceneElement::Surface),
+                );
+            }
+        }
+    };
+    push_layer(&mut elements, renderer, Layer::Overlay);
+    push_layer(&mut elements, renderer, Layer::Top);
+
+    let focused = state.seat.get_keyboard().and_then(|k| k.current_focus());
+    for window in state.space.elements_for_output(output).rev() {
+        let Some(location) = state.space.element_location(window) else {
+            continue;
+        };
+        let render_loc = to_physical(location - window.geometry().loc);
+        elements.extend(
+            window
+                .render_elements::<WaylandSurfaceRenderElement<R>>(renderer, render_loc, scale, 1.0)
+                .into_iter()
+                .map(SceneElement::Surface),
+        );
+        let is_focused = window
+            .toplevel()
+            .is_some_and(|t| focused.as_ref() == Some(t.wl_surface()));
+        if let Some(title) = title_bar_for_frame(window, location, is_focused) {
+            let parts = [
+                (&title.buffers.close, title.close),
+                (&title.buffers.bar, title.bar),
+            ];
+            for (buffer, rect) in parts {
+                elements.push(SceneElement::Solid(SolidColorRenderElement::from_buffer(
+                    buffer,
+                    to_physical(rect.loc),
+                    scale,
+                    1.0,
+                    Kind::Unspecified,
+                )));
+            }
+        }
+    }
+
+    push_layer(&mut elements, renderer, Layer::Bottom);
+    push_layer(&mut elements, renderer, Layer::Background);
+    elements
+}
+
+fn cursor_elements<R>(
+    state: &Heapland,
+    renderer: &mut R,
+    elements: &mut Vec<SceneElement<R>>,
+    output_origin: Point<i32, Logical>,
+    scale: Scale<f64>,
+) where
+    R: Renderer + ImportAll + ImportMem,
+    R::TextureId: Clone + 'static,
+{
+    let Some(pointer) = state.seat.get_pointer() else {
+        return;
+    };
+    let position = pointer.current_location().to_i32_round() - output_origin;
+    match &state.cursor_status {
+        CursorImageStatus::Hidden => {}
+        CursorImageStatus::Surface(surface) => {
+            let hotspot = smithay::wayland::compositor::with_states(surface, |states| {
+                states
+                    .data_map
+                    .get::<smithay::input::pointer::CursorImageSurfaceData>()
+                    .and_then(|d| d.lock().ok().map(|d| d.hotspot))
+                    .unwrap_or_default()
+            });
+            let loc = (position - hotspot).to_physical_precise_round(scale);
+            elements.extend(
+                render_elements_from_surface_tree::<R, WaylandSurfaceRenderElement<R>>(
+                    renderer,
+                    surface,
+                    loc,
+                    scale,
+                    1.0,
+                    Kind::Cursor,
+                )
+                .into_iter()
+                .map(SceneElement::Surface),
+            );
+        }
+        CursorImageStatus::Named(_) => {
+            let cursor = &state.default_cursor;
+            let fill_at = (position + Point::from((1, 1))).to_physical_precise_round(scale);
+            let edge_at = position.to_physical_precise_round(scale);
+            elements.push(SceneElement::Solid(SolidColorRenderElement::from_buffer(
+                &cursor.fill,
+                fill_at,
+                scale,
+                1.0,
+                Kind::Cursor,
+            )));
+            elements.push(SceneElement::Solid(SolidColorRenderElement::from_buffer(
+                &cursor.edge,
+                edge_at,
+                scale,
+                1.0,
+                Kind::Cursor,
+            )));
+        }
+    }
+}
