@@ -12,6 +12,8 @@
 
 #![allow(dead_code)]
 
+pub mod desktop;
+
 use std::{
     collections::HashMap,
     fs::File,
@@ -367,6 +369,21 @@ impl Picture {
         }
         n
     }
+
+    /// Pixels of the rectangle whose every channel is within `tol` of `rgb`.
+    pub fn count_near(&self, rect: (u32, u32, u32, u32), rgb: [u8; 3], tol: u8) -> usize {
+        let (x0, y0, x1, y1) = rect;
+        let near = |p: [u8; 3]| (0..3).all(|i| p[i].abs_diff(rgb[i]) <= tol);
+        let mut n = 0;
+        for y in y0..y1.min(self.height) {
+            for x in x0..x1.min(self.width) {
+                if near(self.pixel(x, y)) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
 }
 
 /// One event of zwp_linux_dmabuf_feedback_v1.
@@ -419,6 +436,17 @@ pub struct Recorder {
     /// xdg-output: (name, logical position, logical size) once name and size arrived.
     pub xdg_output: Option<XdgOutputInfo>,
     pub xdg_output_pending: XdgOutputInfo,
+    /// zxdg_toplevel_decoration_v1.configure modes, in order.
+    pub decoration_modes: Vec<u32>,
+    /// zwlr_layer_surface_v1.configure: (serial, width, height), acked on arrival.
+    pub layer_configures: Vec<(u32, u32, u32)>,
+    pub layer_closed: bool,
+    /// wl_pointer.enter serials.
+    pub pointer_enters: Vec<u32>,
+    /// zwp_keyboard_shortcuts_inhibitor_v1.active seen (and not inactive since).
+    pub inhibitor_active: bool,
+    /// xdg_activation_token_v1.done tokens.
+    pub activation_tokens: Vec<String>,
 }
 
 /// A wayland-client connection with its queue and recorder.

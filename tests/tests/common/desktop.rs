@@ -1,0 +1,175 @@
+//! The test client's side of the desktop protocols: decorations, layer
+//! shell, pointer constraints, shortcut inhibition, single-pixel buffers,
+//! cursor shapes, activation, selections.
+
+use wayland_client::{
+    protocol::{
+        wl_data_device::WlDataDevice,
+        wl_data_device_manager::WlDataDeviceManager,
+        wl_data_source::WlDataSource,
+        wl_keyboard::WlKeyboard,
+        wl_pointer::{self, WlPointer},
+        wl_region::WlRegion,
+    },
+    Connection, Dispatch, Proxy, QueueHandle,
+};
+use wayland_protocols::{
+    wp::{
+        cursor_shape::v1::client::{
+            wp_cursor_shape_device_v1::WpCursorShapeDeviceV1,
+            wp_cursor_shape_manager_v1::WpCursorShapeManagerV1,
+        },
+        keyboard_shortcuts_inhibit::zv1::client::{
+            zwp_keyboard_shortcuts_inhibit_manager_v1::ZwpKeyboardShortcutsInhibitManagerV1,
+            zwp_keyboard_shortcuts_inhibitor_v1::{self, ZwpKeyboardShortcutsInhibitorV1},
+        },
+        pointer_constraints::zv1::client::{
+            zwp_confined_pointer_v1::ZwpConfinedPointerV1,
+            zwp_locked_pointer_v1::ZwpLockedPointerV1,
+            zwp_pointer_constraints_v1::ZwpPointerConstraintsV1,
+        },
+        primary_selection::zv1::client::{
+            zwp_primary_selection_device_manager_v1::ZwpPrimarySelectionDeviceManagerV1,
+            zwp_primary_selection_device_v1::ZwpPrimarySelectionDeviceV1,
+            zwp_primary_selection_source_v1::ZwpPrimarySelectionSourceV1,
+        },
+        relative_pointer::zv1::client::{
+            zwp_relative_pointer_manager_v1::ZwpRelativePointerManagerV1,
+            zwp_relative_pointer_v1::ZwpRelativePointerV1,
+        },
+        single_pixel_buffer::v1::client::wp_single_pixel_buffer_manager_v1::WpSinglePixelBufferManagerV1,
+    },
+    xdg::{
+        activation::v1::client::{
+            xdg_activation_token_v1::{self, XdgActivationTokenV1},
+            xdg_activation_v1::XdgActivationV1,
+        },
+        decoration::zv1::client::{
+            zxdg_decoration_manager_v1::ZxdgDecorationManagerV1,
+            zxdg_toplevel_decoration_v1::{self, ZxdgToplevelDecorationV1},
+        },
+    },
+};
+use wayland_protocols_wlr::layer_shell::v1::client::{
+    zwlr_layer_shell_v1::ZwlrLayerShellV1,
+    zwlr_layer_surface_v1::{self, ZwlrLayerSurfaceV1},
+};
+
+use super::Recorder;
+
+macro_rules! ignore_events {
+    ($($ty:ty),*) => {$(
+        impl Dispatch<$ty, ()> for Recorder {
+            fn event(_: &mut Self, _: &$ty, _: <$ty as Proxy>::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {}
+        }
+    )*};
+}
+
+ignore_events!(
+    ZxdgDecorationManagerV1,
+    ZwlrLayerShellV1,
+    ZwpPointerConstraintsV1,
+    ZwpLockedPointerV1,
+    ZwpConfinedPointerV1,
+    ZwpRelativePointerManagerV1,
+    ZwpRelativePointerV1,
+    ZwpKeyboardShortcutsInhibitManagerV1,
+    WpSinglePixelBufferManagerV1,
+    WpCursorShapeManagerV1,
+    WpCursorShapeDeviceV1,
+    XdgActivationV1,
+    WlDataDeviceManager,
+    WlDataDevice,
+    WlDataSource,
+    ZwpPrimarySelectionDeviceManagerV1,
+    ZwpPrimarySelectionDeviceV1,
+    ZwpPrimarySelectionSourceV1,
+    WlKeyboard,
+    WlRegion
+);
+
+impl Dispatch<ZxdgToplevelDecorationV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &ZxdgToplevelDecorationV1,
+        e: zxdg_toplevel_decoration_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let zxdg_toplevel_decoration_v1::Event::Configure { mode } = e {
+            s.decoration_modes.push(mode.into());
+        }
+    }
+}
+
+impl Dispatch<ZwlrLayerSurfaceV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        layer: &ZwlrLayerSurfaceV1,
+        e: zwlr_layer_surface_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match e {
+            zwlr_layer_surface_v1::Event::Configure {
+                serial,
+                width,
+                height,
+            } => {
+                layer.ack_configure(serial);
+                s.layer_configures.push((serial, width, height));
+            }
+            zwlr_layer_surface_v1::Event::Closed => s.layer_closed = true,
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<WlPointer, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &WlPointer,
+        e: wl_pointer::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wl_pointer::Event::Enter { serial, .. } = e {
+            s.pointer_enters.push(serial);
+        }
+    }
+}
+
+impl Dispatch<ZwpKeyboardShortcutsInhibitorV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &ZwpKeyboardShortcutsInhibitorV1,
+        e: zwp_keyboard_shortcuts_inhibitor_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match e {
+            zwp_keyboard_shortcuts_inhibitor_v1::Event::Active => s.inhibitor_active = true,
+            zwp_keyboard_shortcuts_inhibitor_v1::Event::Inactive => s.inhibitor_active = false,
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<XdgActivationTokenV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &XdgActivationTokenV1,
+        e: xdg_activation_token_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_activation_token_v1::Event::Done { token } = e {
+            s.activation_tokens.push(token);
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The desktop protocols everyday clients rely on, driven by the test
+//! client: what each does on screen, and the exact protocol error a client
+//! that misuses it gets while another client goes on being served.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, Compositor, Picture, BACKGROUND};
+use wayland_client::{
+    protocol::{wl_compositor::WlCompositor, wl_seat::WlSeat, wl_shm::WlShm},
+    Proxy, WEnum,
+};
+use wayland_protocols::{
+    wp::{
+        keyboard_shortcuts_inhibit::zv1::client::zwp_keyboard_shortcuts_inhibit_manager_v1::ZwpKeyboardShortcutsInhibitManagerV1,
+        pointer_constraints::zv1::client::zwp_pointer_constraints_v1::{
+            Lifetime, ZwpPointerConstraintsV1,
+        },
+        single_pixel_buffer::v1::client::wp_single_pixel_buffer_manager_v1::WpSinglePixelBufferManagerV1,
+        viewporter::client::wp_viewporter::WpViewporter,
+    },
+    xdg::{
+        activation::v1::client::xdg_activation_v1::XdgActivationV1,
+        decoration::zv1::client::{
+            zxdg_decoration_manager_v1::ZxdgDecorationManagerV1, zxdg_toplevel_decoration_v1::Mode,
+        },
+        shell::client::xdg_wm_base::XdgWmBase,
+    },
+};
+use wayland_protocols_wlr::layer_shell::v1::client::{
+    zwlr_layer_shell_v1::{self, Layer, ZwlrLayerShellV1},
+    zwlr_layer_surface_v1::{Anchor, ZwlrLayerSurfaceV1},
+};
+
+const RED: u32 = 0x00ff_0000;
+const RED_RGB: [u8; 3] = [255, 0, 0];
+const GREEN: u32 = 0x0000_ff00;
+const GREEN_RGB: [u8; 3] = [0, 255, 0];
+const BLUE: u32 = 0x0000_00ff;
+const BLUE_RGB: [u8; 3] = [0, 0, 255];
+/// heapland's title bar of the focused window (compositor/src/decoration.rs)
+/// and its close button, within rounding.
+const TITLE_FOCUSED_RGB: [u8; 3] = [56, 84, 128];
+const CLOSE_RGB: [u8; 3] = [191, 51, 51];
+const TITLE_HEIGHT: u32 = 24;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Another client can still map a window after a bad one was disconnected:
+/// a 40x40 green square at the first free cascade slot.
+fn another_client_is_served(comp: &mut Compositor) {
+    comp.assert_alive();
+    let mut good = comp.connect();
+    let _window = good.map_toplevel(40, 40, GREEN);
+    let pic = comp.wait_for_picture(WAIT, |p| p.count(0, 0, 320, 240, GREEN_RGB) >= 1600);
+    assert!(
+        pic.count(0, 0, 320, 240, GREEN_RGB) >= 1600,
+        "a well-behaved client's window did not appear after the bad client"
+    );
+}
+
+#[test]
+fn every_desktop_global_is_advertised() {
+    let comp = Compositor::start();
+    let client = comp.connect();
+    for interface in [
+        "wl_data_device_manager",
+        "zwp_primary_selection_device_manager_v1",
+        "zxdg_decoration_manager_v1",
+        "zwlr_layer_shell_v1",
+        "xdg_activation_v1",
+        "wp_cursor_shape_manager_v1",
+        "wp_single_pixel_buffer_manager_v1",
+        "zwp_pointer_constraints_v1",
+        "zwp_relative_pointer_manager_v1",
+        "zwp_keyboard_shortcuts_inhibit_manager_v1",
+    ] {
+        assert!(
+            client.has_global(interface),
+            "{interface} is not advertised"
+        );
+    }
+}
+
+/// Maps a toplevel that asked for `mode` decorations, with a `w`x`h`
+/// buffer of `xrgb`; returns the modes the compositor configured.
+fn map_decorated(client: &mut Client, mode: Mode, w: i32, h: i32, xrgb: u32) -> Vec<u32> {
+    let compositor: WlCompositor = client.bind(5);
+    let wm: XdgWmBase = client.bind(1);
+    let shm: WlShm = client.bind(1);
+    let decorations: ZxdgDecorationManagerV1 = client.bind(1);
+    let surface = compositor.create_surface(&client.qh, ());
+    let xdg = wm.get_xdg_surface(&surface, &client.qh, ());
+    let toplevel = xdg.get_toplevel(&client.qh, ());
+    let decoration = decorations.get_toplevel_decoration(&toplevel, &client.qh, ());
+    decoration.set_mode(mode);
+    surface.commit();
+    assert!(
+        client.dispatch_until(WAIT, |r| !r.configures.is_empty()),
+        "no configure"
+    );
+    let buffer = client.shm_buffer(&shm, w, h, xrgb);
+    surface.attach(Some(&buffer), 0, 0);
+    surface.damage_buffer(0, 0, w, h);
+    surface.commit();
+    client.roundtrip().expect("roundtrip");
+    std::mem::forget((surface, xdg, toplevel, decoration));
+    client.rec.decoration_modes.clone()
+}
+
+#[test]
+fn server_side_decorations_draw_a_title_bar_with_a_close_button() {
+    let mut comp = Compositor::start();
+    let mut client = comp.connect();
+    let modes = map_decorated(&mut client, Mode::ServerSide, 100, 60, RED);
+    assert_eq!(
+        modes.last(),
+        Some(&u32::from(Mode::ServerSide)),
+        "{modes:?}"
+    );
+    // The window moves down so its title bar stays on screen.
+    let shown = |p: &Picture| p.count(0, TITLE_HEIGHT, 100, TITLE_HEIGHT + 60, RED_RGB) == 6000;
+    let pic = comp.wait_for_picture(WAIT, shown);
+    assert!(shown(&pic), "window not below its title bar");
+    let bar = pic.count_near((0, 0, 76, TITLE_HEIGHT), TITLE_FOCUSED_RGB, 2);
+    assert_eq!(bar, 76 * TITLE_HEIGHT as usize, "focused title bar");
+    let close = pic.count_near((76, 0, 100, TITLE_HEIGHT), CLOSE_RGB, 2);
+    assert_eq!(close, 24 * TITLE_HEIGHT as usize, "close button");
+    assert_eq!(pic.pixel(150, 10), BACKGROUND);
+}
+
+#[test]
+fn client_side_decorations_are_honoured() {
+    let mut comp = Compositor::start();
+    let mut client = comp.connect();
+    let modes = map_decorated(&mut client, Mode::ClientSide, 100, 60, RED);
+    assert_eq!(
+        modes.last(),
+        Some(&u32::from(Mode::ClientSide)),
+        "{modes:?}"
+    );
+    let shown = |p: &Picture| p.count(0, 0, 100, 60, RED_RGB) == 6000;
+    let pic = comp.wait_for_picture(WAIT, shown);
+    assert!(shown(&pic), "window not at the top left, undecorated");
+}
+
+#[test]
+fn a_second_decoration_object_for_one_toplevel_is_already_constructed() {
+    let mut comp = Compositor::start();
+    let mut bad = comp.connect();
+    let compositor: WlCompositor = bad.bind(5);
+    let wm: XdgWmBase = bad.bind(1);
+    let decorations: ZxdgDecorationManagerV1 = bad.bind(1);
+    let surface = compositor.create_surface(&bad.qh, ());
+    let xdg = wm.get_xdg_surface(&surface, &bad.qh, ());
+    let toplevel = xdg.get_toplevel(&bad.qh, ());
+    let _first = decorations.get_toplevel_decoration(&toplevel, &bad.qh, ());
+    let _second = decorations.get_toplevel_decoration(&toplevel, &bad.qh, ());
+    // Smithay posts zxdg_toplevel_decoration_v1.error.already_constructed
+    // (1) on the manager, the object the request was sent to.
+    bad.expect_error("zxdg_decoration_manager_v1", 1);
+    another_client_is_served(&mut comp);
+}
+
+#[test]
+fn a_panel_reserves_its_zone_and_new_windows_open_below_it() {
+    let mut comp = Compositor::start();
+    let mut panel = comp.connect();
+    let compositor: WlCompositor = panel.bind(5);
+    let shm: WlShm = panel.bind(1);
+    let layers: ZwlrLayerShellV1 = panel.bind(4);
+    let surface = compositor.create_surface(&panel.qh, ());
+    let layer = layers.get_layer_surface(&surface, None, Layer::Top, "panel".into(), &panel.qh, ());
+    layer.set_anchor(Anchor::Top | Anchor::Left | Anchor::Right);
+    layer.set_size(0, 30);
+    layer.set_exclusive_zone(30);
+    surface.commit();
+    assert!(
+        panel.dispatch_until(WAIT, |r| !r.layer_configures.is_empty()),
+        "no layer configure"
+    );
+    let (_, width, height) = panel.rec.layer_configures[0];
+    assert_eq!((width, height), (320, 30), "the panel spans the output");
+    let buffer = panel.shm_buffer(&shm, 320, 30, BLUE);
+    surface.attach(Some(&buffer), 0, 0);
+    surface.damage_buffer(0, 0, 320, 30);
+    surface.commit();
+    panel.roundtrip().expect("roundtrip");
+
+    let mut app = comp.connect();
+    let _window = app.map_toplevel(100, 60, RED);
+    let shown = |p: &Picture| {
+        p.count(0, 0, 320, 30, BLUE_RGB) == 320 * 30 && p.count(0, 30, 100, 90, RED_RGB) == 6000
+    };
+    let pic = comp.wait_for_picture(WAIT, shown);
+    assert!(
+        shown(&pic),
+        "panel at the top and the window below it: panel {} px, window {} px",
+        pic.count(0, 0, 320, 30, BLUE_RGB),
+        pic.count(0, 30, 100, 90, RED_RGB)
+    );
+    assert!(!panel.rec.layer_closed);
+}
+
+#[test]
+fn a_layer_surface_on_an_unknown_layer_is_invalid_layer() {
+    let mut comp = Compositor::start();
+    let mut bad = comp.connect();
+    let compositor: WlCompositor = bad.bind(5);
+    let layers: ZwlrLayerShellV1 = bad.bind(4);
+    let surface = compositor.create_surface(&bad.qh, ());
+    // Layers are 0..=3. The typed request cannot carry 7, so send it in
+    // its wire form.
+    let request = zwlr_layer_shell_v1::Request::GetLayerSurface {
+        surface: surface.clone(),
+        output: None,
+        layer: WEnum::Unknown(7),
+        namespace: "bad".into(),
+    };
+    let data = bad.qh.make_data::<ZwlrLayerSurfaceV1, ()>(());
+    let _layer: ZwlrLayerSurfaceV1 = layers
+        .send_constructor(request, data)
+        .expect("send get_layer_surface");
+    bad.expect_error("zwlr_layer_shell_v1", 1);
+    another_client_is_served(&mut comp);
+}
+
+#[test]
+fn a_layer_surface_of_height_zero_without_both_anchors_is_invalid_size() {
+    let mut comp = Compositor::start();
+    let mut bad = comp.connect();
+    let compositor: WlCompositor = bad.bind(5);
+    let layers: ZwlrLayerShellV1 = bad.bind(4);
+    let surface = compositor.create_surface(&bad.qh, ());
+    let layer = layers.get_layer_surface(&surface, None, Layer::Top, "bad".into(), &bad.qh, ());
+    layer.set_anchor(Anchor::Top);
+    layer.set_size(100, 0);
+    surface.commit();
+    bad.expect_error("zwlr_layer_surface_v1", 1);
+    another_client_is_served(&mut comp);
+}
+
+#[test]
+fn locking_the_pointer_twice_is_already_constrained() {
+    let mut comp = Compositor::start();
+    let mut bad = comp.connect();
+    let (surface, _toplevel) = bad.map_toplevel(50, 50, RED);
+    let seat: WlSeat = bad.bind(5);
+    let pointer = seat.get_pointer(&bad.qh, ());
+    let constraints: ZwpPointerConstraintsV1 = bad.bind(1);
+    let _lock =
+        constraints.lock_pointer(&surface, &pointer, None, Lifetime::Persistent, &bad.qh, ());
+    bad.roundtrip().expect("one lock is fine");
+    let _again =
+        constraints.lock_pointer(&surface, &pointer, None, Lifetime::Persistent, &bad.qh, ());
+    bad.expect_error("zwp_pointer_constraints_v1", 1);
+    another_client_is_served(&mut comp);
+}
+
+#[test]
+fn a_shortcut_inhibitor_is_granted_and_a_second_one_is_already_inhibited() {
+    let mut comp = Compositor::start();
+    let mut client = comp.connect();
+    let (surface, _toplevel) = client.map_toplevel(50, 50, RED);
+    let seat: WlSeat = client.bind(5);
+    let manager: ZwpKeyboardShortcutsInhibitManagerV1 = client.bind(1);
+    let _inhibitor = manager.inhibit_shortcuts(&surface, &seat, &client.qh, ());
+    assert!(
+        client.dispatch_until(WAIT, |r| r.inhibitor_active),
+        "the inhibitor was not activated"
+    );
+    let _second = manager.inhibit_shortcuts(&surface, &seat, &client.qh, ());
+    client.expect_error("zwp_keyboard_shortcuts_inhibit_manager_v1", 0);
+    another_client_is_served(&mut comp);
+}
+
+#[test]
+fn a_single_pixel_buffer_fills_its_viewport() {
+    let mut comp = Compositor::start();
+    let mut client = comp.connect();
+    let compositor: WlCompositor = client.bind(5);
+    let wm: XdgWmBase = client.bind(1);
+    let pixels: WpSinglePixelBufferManagerV1 = client.bind(1);
+    let viewporter: WpViewporter = client.bind(1);
+    let surface = compositor.create_surface(&client.qh, ());
+    let xdg = wm.get_xdg_surface(&surface, &client.qh, ());
+    let _toplevel = xdg.get_toplevel(&client.qh, ());
+    surface.commit();
+    assert!(client.dispatch_until(WAIT, |r| !r.configures.is_empty()));
+    let buffer = pixels.create_u32_rgba_buffer(0, u32::MAX, 0, u32::MAX, &client.qh, ());
+    let viewport = viewporter.get_viewport(&surface, &client.qh, ());
+    viewport.set_destination(90, 70);
+    surface.attach(Some(&buffer), 0, 0);
+    surface.damage_buffer(0, 0, 1, 1);
+    surface.commit();
+    client.roundtrip().expect("roundtrip");
+    let shown = |p: &Picture| p.count(0, 0, 90, 70, GREEN_RGB) == 90 * 70;
+    let pic = comp.wait_for_picture(WAIT, shown);
+    assert!(
+        shown(&pic),
+        "single-pixel buffer: {} of {} px green",
+        pic.count(0, 0, 90, 70, GREEN_RGB),
+        90 * 70
+    );
+    assert_eq!(pic.pixel(95, 35), BACKGROUND);
+}
+
+#[test]
+fn activation_with_a_made_up_token_changes_nothing() {
+    let mut comp = Compositor::start();
+    let mut first = comp.connect();
+    let (first_surface, _t1) = first.map_toplevel(60, 60, RED);
+    let mut second = comp.connect();
+    let _t2 = second.map_toplevel(60, 60, BLUE);
+    // The second window is on top at (48,48), overlapping the first.
+    let stacked = |p: &Picture| p.pixel(50, 50) == BLUE_RGB;
+    assert!(stacked(&comp.wait_for_picture(WAIT, stacked)));
+    let activation: XdgActivationV1 = first.bind(1);
+    activation.activate("not-a-token".into(), &first_surface);
+    // A token asked for without any input serial is never valid either.
+    let token = activation.get_activation_token(&first.qh, ());
+    token.commit();
+    assert!(first.dispatch_until(WAIT, |r| !r.activation_tokens.is_empty()));
+    activation.activate(first.rec.activation_tokens[0].clone(), &first_surface);
+    first.roundtrip().expect("no protocol error");
+    std::thread::sleep(Duration::from_millis(200));
+    let pic = comp.screenshot().expect("screenshot");
+    assert_eq!(pic.pixel(50, 50), BLUE_RGB, "the first window was raised");
+    comp.assert_alive();
+}
+
+#[test]
+fn a_closed_window_frees_its_cascade_slot() {
+    let mut comp = Compositor::start();
+    let mut first = comp.connect();
+    let (s1, t1) = first.map_toplevel(40, 40, RED);
+    let mut second = comp.connect();
+    let _w2 = second.map_toplevel(40, 40, BLUE);
+    let two = |p: &Picture| {
+        p.count(0, 0, 40, 40, RED_RGB) == 1600 && p.count(48, 48, 88, 88, BLUE_RGB) == 1600
+    };
+    assert!(two(&comp.wait_for_picture(WAIT, two)), "cascade of two");
+    t1.destroy();
+    s1.destroy();
+    first.roundtrip().expect("roundtrip");
+    let mut third = comp.connect();
+    let _w3 = third.map_toplevel(40, 40, GREEN);
+    let reused = |p: &Picture| p.count(0, 0, 40, 40, GREEN_RGB) == 1600;
+    assert!(
+        reused(&comp.wait_for_picture(WAIT, reused)),
+        "the third window did not take the first one's place"
+    );
+}
