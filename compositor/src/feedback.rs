@@ -1,28 +1,35 @@
 //! linux-dmabuf feedback built from the devices that are really there, and
 //! its per-surface life cycle shared with the heap protocol.
 //!
-//! A [`FeedbackPlan`] is the compositor's own description of one feedback
-//! scope: main device and tranches, each with the devices that may touch its
-//! buffers. Smithay's `DmabufFeedback` (sent on linux-dmabuf) and the heap
-//! protocol's batches are both derived from the same plan, so their tranches
-//! always line up one to one.
+//! A [`FeedbackPlan`] is the one description of a feedback scope (default,
+//! or one surface): main device and tranches, each with the devices that may
+//! touch its buffers. It is normalized when built, by the rules Smithay's
+//! `DmabufFeedbackBuilder` applies (no format twice among tranches of one
+//! target and flags, no empty tranche, the main tranche without formats a
+//! preference tranche of the same target already lists), so the tranche list
+//! of the plan is the tranche list Smithay sends on linux-dmabuf, one to
+//! one; the heap protocol's batches are built from that same list.
 //!
-//! What main_device is advertised: the DRM render node when there is one
-//! (in the guest, vgem's renderD128); the pixman renderer reads buffers with
-//! the CPU through mmap, so any render node's buffers are importable. On a
-//! host with no DRM device at all, the compositor composites from CPU memory,
-//! and main_device is the device number of that memory: the kernel's
-//! internal shmem mount, as `fstat` reports it for a memfd (major 0, an
-//! anonymous device). It is never a DRM device, so clients that look it up
-//! with libdrm find none and allocate through the heap protocol or wl_shm;
-//! dev_t 0 is avoided because clients (wayland-info among them) read 0 as
-//! "no feedback". A scanout tranche is added only where direct scanout is
-//! possible, which the headless backend never offers.
+//! The main device is the DRM render node. Without any DRM device there is
+//! no device a client could open as main_device, so linux-dmabuf is
+//! advertised at version 3 (formats and modifiers, no feedback), and heap
+//! batches, following linux-dmabuf's tranches, carry none.
+//!
+//! Every tranche lists the main device among its devices: linux-dmabuf
+//! requires a buffer of any tranche to stay importable by the main device,
+//! which composites it whenever it is not scanned out. A scanout tranche is
+//! added to a surface's plan when the drm backend's own decision says so
+//! (the surface's buffer went to a plane, or could not only because of its
+//! format or placement), with the formats of the primary plane that the
+//! renderer can also import.
 
 use std::sync::{Arc, Mutex};
 
 use smithay::{
-    backend::allocator::{Format, Fourcc, Modifier},
+    backend::{
+        allocator::{Format, Fourcc, Modifier},
+        renderer::element::{RenderElementPresentationState, RenderElementStates, RenderingReason},
+    },
     reexports::{
         wayland_protocols::wp::linux_dmabuf::zv1::server::{
             zwp_linux_dmabuf_feedback_v1::TrancheFlags,
@@ -54,6 +61,17 @@ pub const HEAP_FORMATS: [Fourcc; 4] = [
     Fourcc::Xbgr8888,
 ];
 
+/// The linear formats the CPU compositor imports.
+pub fn cpu_formats() -> Vec<Format> {
+    HEAP_FORMATS
+        .iter()
+        .map(|code| Format {
+            code: *code,
+            modifier: Modifier::Linear,
+        })
+        .collect()
+}
+
 /// One feedback tranche.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tranche {
@@ -64,75 +82,131 @@ pub struct Tranche {
     pub devices: Vec<u64>,
 }
 
-/// One feedback scope: the tranches in preference order, the last being
-/// the main tranche (target = main device, every format).
+/// One feedback scope, normalized (see the module docs): tranches in
+/// preference order, the main tranche (main device, no flags) last unless
+/// preference tranches already cover all of its formats. No tranche at all
+/// means no linux-dmabuf feedback (version 3, no DRM device).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedbackPlan {
-    pub main_device: u64,
-    pub tranches: Vec<Tranche>,
+    main_device: u64,
+    tranches: Vec<Tranche>,
 }
 
 impl FeedbackPlan {
-    /// The plan of a compositor that renders with the CPU: one main tranche
-    /// of linear formats, on the render node when there is one, else on the
-    /// CPU memory device (see the module docs).
-    pub fn cpu_composited(render_node: Option<u64>) -> Self {
-        let main_device = render_node.unwrap_or_else(cpu_memory_device);
+    /// The plan of `main` (whose target is the main device) preceded by the
+    /// `preferred` tranches, normalized as Smithay's builder does it.
+    pub fn new(main: Tranche, preferred: Vec<Tranche>) -> Self {
+        let main_device = main.target_device;
+        let mut tranches: Vec<Tranche> = Vec::new();
+        for mut t in preferred {
+            if !t.devices.contains(&main_device) {
+                t.devices.push(main_device);
+            }
+            let (target, scanout) = (t.target_device, t.scanout);
+            let mut formats: Vec<Format> = Vec::new();
+            for f in std::mem::take(&mut t.formats) {
+                let listed = formats.contains(&f)
+                    || tranches.iter().any(|p| {
+                        p.target_device == target && p.scanout == scanout && p.formats.contains(&f)
+                    });
+                if !listed {
+                    formats.push(f);
+                }
+            }
+            t.formats = formats;
+            if !t.formats.is_empty() {
+                tranches.push(t);
+            }
+        }
+        let mut main = Tranche {
+            scanout: false,
+            ..main
+        };
+        let mut seen: Vec<Format> = Vec::new();
+        main.formats.retain(|f| {
+            let first = !seen.contains(f);
+            seen.push(*f);
+            first
+        });
+        let covered: Vec<Format> = tranches
+            .iter()
+            .filter(|p| p.target_device == main.target_device && !p.scanout)
+            .flat_map(|p| p.formats.iter().copied())
+            .collect();
+        main.formats.retain(|f| !covered.contains(f));
+        if !main.formats.is_empty() {
+            tranches.push(main);
+        }
         FeedbackPlan {
             main_device,
-            tranches: vec![Tranche {
-                target_device: main_device,
+            tranches,
+        }
+    }
+
+    /// No feedback: linux-dmabuf version 3 (see the module docs).
+    pub fn none() -> Self {
+        FeedbackPlan {
+            main_device: 0,
+            tranches: Vec::new(),
+        }
+    }
+
+    /// The plan of a compositor that renders with the CPU on a machine with
+    /// a DRM render node: one main tranche of linear formats.
+    pub fn cpu_composited(render_node: u64) -> Self {
+        FeedbackPlan::new(
+            Tranche {
+                target_device: render_node,
                 scanout: false,
-                formats: HEAP_FORMATS
-                    .iter()
-                    .map(|code| Format {
-                        code: *code,
-                        modifier: Modifier::Linear,
-                    })
-                    .collect(),
-                devices: render_node.into_iter().collect(),
-            }],
-        }
+                formats: cpu_formats(),
+                devices: vec![render_node],
+            },
+            Vec::new(),
+        )
     }
 
-    /// Every (format, modifier) pair of every tranche.
-    pub fn all_formats(&self) -> Vec<Format> {
-        let mut all: Vec<Format> = Vec::new();
-        for f in self.tranches.iter().flat_map(|t| t.formats.iter()) {
-            if !all.contains(f) {
-                all.push(*f);
-            }
-        }
-        all
+    /// This plan with a scanout tranche on `display` first.
+    pub fn with_scanout(&self, display: u64, formats: &[Format]) -> Self {
+        let Some((main, preferred)) = self.tranches.split_last() else {
+            return self.clone();
+        };
+        let mut tranches = vec![Tranche {
+            target_device: display,
+            scanout: true,
+            formats: formats.to_vec(),
+            devices: vec![display],
+        }];
+        tranches.extend(preferred.iter().cloned());
+        FeedbackPlan::new(main.clone(), tranches)
     }
 
-    /// Smithay's feedback with the same tranches in the same order.
-    ///
-    /// The builder puts its main tranche (main device, no flags, all formats)
-    /// last, so every tranche but the last becomes a preference tranche.
+    /// The tranches, exactly as linux-dmabuf sends them.
+    pub fn tranches(&self) -> &[Tranche] {
+        &self.tranches
+    }
+
+    /// Whether linux-dmabuf sends feedback at all (version 4).
+    pub fn has_feedback(&self) -> bool {
+        !self.tranches.is_empty()
+    }
+
+    /// Smithay's feedback with the same tranches in the same order: the
+    /// plan is normalized, so the builder changes nothing.
     pub fn to_dmabuf_feedback(&self) -> std::io::Result<DmabufFeedback> {
-        let mut builder = DmabufFeedbackBuilder::new(self.main_device, self.all_formats());
-        if let Some((_main, preferred)) = self.tranches.split_last() {
-            for t in preferred {
-                let flags = t.scanout.then_some(TrancheFlags::Scanout);
-                builder = builder.add_preference_tranche(
-                    t.target_device,
-                    flags,
-                    t.formats.iter().copied(),
-                );
+        let (main, preferred): (Vec<Format>, &[Tranche]) = match self.tranches.split_last() {
+            Some((last, rest)) if last.target_device == self.main_device && !last.scanout => {
+                (last.formats.clone(), rest)
             }
+            _ => (Vec::new(), &self.tranches[..]),
+        };
+        let mut builder = DmabufFeedbackBuilder::new(self.main_device, main);
+        for t in preferred {
+            let flags = t.scanout.then_some(TrancheFlags::Scanout);
+            builder =
+                builder.add_preference_tranche(t.target_device, flags, t.formats.iter().copied());
         }
         builder.build()
     }
-}
-
-/// The device number of CPU (shmem) memory, see the module docs; 0 if even
-/// a memfd cannot be created.
-pub fn cpu_memory_device() -> u64 {
-    rustix::fs::memfd_create("heapland-main-device", rustix::fs::MemfdFlags::CLOEXEC)
-        .and_then(|fd| rustix::fs::fstat(&fd))
-        .map(|st| st.st_dev)
-        .unwrap_or(0)
 }
 
 /// Finds the DRM render node, if any (`/dev/dri/renderD*`).
@@ -158,49 +232,35 @@ pub struct SurfaceFeedback {
     pub heap_instances: Mutex<Vec<Weak<XxDmabufHeapFeedbackV1>>>,
 }
 
-/// Formats a primary plane takes from a client for direct scanout.
-pub const SCANOUT_FORMATS: [Fourcc; 2] = [Fourcc::Xrgb8888, Fourcc::Argb8888];
-
-/// The plan for a surface right now: the default plan, preceded by a
-/// scanout tranche on the display device while the surface's window covers
-/// a whole output of a backend that can scan client buffers out (drm). The
-/// headless backend never can.
-pub fn plan_for_surface(state: &Heapland, surface: &WlSurface) -> Arc<FeedbackPlan> {
-    let Some(display) = state.scanout_device else {
-        return state.default_plan.clone();
+/// The drm backend's scanout decision for a surface, from the states of
+/// the frame it just rendered (Smithay's `select_dmabuf_feedback` rule): a
+/// buffer on a plane keeps the scanout tranche; one that could not go there
+/// because of its format or because scanout failed gets it, so the client
+/// can switch; anything else is composited and gets the default plan.
+pub fn wants_scanout(states: &RenderElementStates, surface: &WlSurface) -> bool {
+    let Some(state) = states.element_render_state(surface) else {
+        return false;
     };
-    let covers_output = state
-        .space
-        .elements()
-        .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == surface))
-        .and_then(|w| state.space.element_geometry(w))
-        .is_some_and(|geo| {
-            state
-                .outputs
-                .iter()
-                .filter_map(|o| state.space.output_geometry(o))
-                .any(|out| out == geo)
-        });
-    if !covers_output {
-        return state.default_plan.clone();
+    match state.presentation_state {
+        RenderElementPresentationState::ZeroCopy => true,
+        RenderElementPresentationState::Rendering { reason } => matches!(
+            reason,
+            Some(RenderingReason::FormatUnsupported) | Some(RenderingReason::ScanoutFailed)
+        ),
+        RenderElementPresentationState::Skipped => false,
     }
-    let mut plan = (*state.default_plan).clone();
-    plan.tranches.insert(
-        0,
-        Tranche {
-            target_device: display,
-            scanout: true,
-            formats: SCANOUT_FORMATS
-                .iter()
-                .map(|code| Format {
-                    code: *code,
-                    modifier: Modifier::Linear,
-                })
-                .collect(),
-            devices: vec![display],
-        },
-    );
-    Arc::new(plan)
+}
+
+/// After a frame: gives `surface` the scanout plan or the default one as
+/// the backend decided, re-sending both protocols' feedback if it changed.
+pub fn scanout_decided(state: &mut Heapland, surface: &WlSurface, scanout: bool) {
+    let wanted = match (&state.scanout_plan, scanout) {
+        (Some(plan), true) => plan.clone(),
+        _ => state.default_plan.clone(),
+    };
+    if *current_plan(state, surface) != *wanted {
+        set_surface_plan(state, surface, wanted);
+    }
 }
 
 /// The plan currently in effect for a surface.
@@ -214,20 +274,10 @@ pub fn current_plan(state: &Heapland, surface: &WlSurface) -> Arc<FeedbackPlan> 
     .unwrap_or_else(|| state.default_plan.clone())
 }
 
-/// After a commit: if the surface's plan changed (e.g. it became
-/// scanout-capable), re-send linux-dmabuf feedback and heap batches for it.
-pub fn surface_committed(state: &mut Heapland, surface: &WlSurface) {
-    let wanted = plan_for_surface(state, surface);
-    if *current_plan(state, surface) == *wanted {
-        return;
-    }
-    set_surface_plan(state, surface, wanted);
-}
-
 /// Installs a new plan for a surface and re-sends both protocols' feedback.
 pub fn set_surface_plan(state: &mut Heapland, surface: &WlSurface, plan: Arc<FeedbackPlan>) {
     let feedback = match plan.to_dmabuf_feedback() {
-        Ok(f) => f,
+        Ok(f) => Some(f).filter(|_| plan.has_feedback()),
         Err(err) => {
             tracing::warn!("cannot build surface feedback: {err}");
             return;
@@ -240,8 +290,10 @@ pub fn set_surface_plan(state: &mut Heapland, surface: &WlSurface, plan: Arc<Fee
         if let Ok(mut p) = sf.plan.lock() {
             *p = Some(plan.clone());
         }
-        if let Some(smithay_state) = SurfaceDmabufFeedbackState::from_states(states) {
-            smithay_state.set_feedback(&feedback);
+        if let (Some(smithay_state), Some(feedback)) =
+            (SurfaceDmabufFeedbackState::from_states(states), &feedback)
+        {
+            smithay_state.set_feedback(feedback);
         }
         sf.heap_instances
             .lock()
@@ -302,5 +354,107 @@ impl Dispatch<ZwpLinuxDmabufV1, DmabufData> for Heapland {
         );
         // Unused when the surface already had a feedback object.
         state.next_surface_feedback = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RENDER: u64 = 0xe280;
+    const DISPLAY: u64 = 0xe200;
+
+    fn linear(code: Fourcc) -> Format {
+        Format {
+            code,
+            modifier: Modifier::Linear,
+        }
+    }
+
+    fn tranche(target: u64, scanout: bool, formats: &[Fourcc]) -> Tranche {
+        Tranche {
+            target_device: target,
+            scanout,
+            formats: formats.iter().copied().map(linear).collect(),
+            devices: vec![target],
+        }
+    }
+
+    #[test]
+    fn every_tranche_lists_the_main_device_and_the_main_tranche_comes_last() {
+        let plan =
+            FeedbackPlan::cpu_composited(RENDER).with_scanout(DISPLAY, &[linear(Fourcc::Xrgb8888)]);
+        let t = plan.tranches();
+        assert_eq!(t.len(), 2);
+        assert!(t[0].scanout && t[0].target_device == DISPLAY);
+        assert_eq!(t[0].devices, vec![DISPLAY, RENDER]);
+        assert!(!t[1].scanout && t[1].target_device == RENDER);
+        assert_eq!(t[1].formats, cpu_formats());
+        assert!(t.iter().all(|t| t.devices.contains(&RENDER)));
+    }
+
+    #[test]
+    fn duplicate_formats_of_one_target_and_empty_tranches_are_dropped() {
+        let plan = FeedbackPlan::new(
+            tranche(RENDER, false, &[Fourcc::Xrgb8888, Fourcc::Argb8888]),
+            vec![
+                tranche(DISPLAY, true, &[Fourcc::Xrgb8888, Fourcc::Xrgb8888]),
+                // Same target and flags: only what the first did not list.
+                tranche(DISPLAY, true, &[Fourcc::Xrgb8888, Fourcc::Argb8888]),
+                // Nothing new: dropped.
+                tranche(DISPLAY, true, &[Fourcc::Argb8888]),
+                // Another target may repeat a format.
+                tranche(0xe281, false, &[Fourcc::Xrgb8888]),
+            ],
+        );
+        let formats: Vec<Vec<Fourcc>> = plan
+            .tranches()
+            .iter()
+            .map(|t| t.formats.iter().map(|f| f.code).collect())
+            .collect();
+        assert_eq!(
+            formats,
+            vec![
+                vec![Fourcc::Xrgb8888],
+                vec![Fourcc::Argb8888],
+                vec![Fourcc::Xrgb8888],
+                vec![Fourcc::Xrgb8888, Fourcc::Argb8888],
+            ]
+        );
+    }
+
+    #[test]
+    fn the_main_tranche_loses_formats_a_tranche_of_the_main_device_lists() {
+        let plan = FeedbackPlan::new(
+            tranche(RENDER, false, &[Fourcc::Xrgb8888, Fourcc::Argb8888]),
+            vec![tranche(RENDER, false, &[Fourcc::Argb8888])],
+        );
+        let t = plan.tranches();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[1].formats, vec![linear(Fourcc::Xrgb8888)]);
+
+        let covered = FeedbackPlan::new(
+            tranche(RENDER, false, &[Fourcc::Argb8888]),
+            vec![tranche(RENDER, false, &[Fourcc::Argb8888])],
+        );
+        assert_eq!(
+            covered.tranches().len(),
+            1,
+            "an empty main tranche is not sent"
+        );
+        // A scanout tranche on the main device is another (target, flags).
+        let scanout_on_main = FeedbackPlan::new(
+            tranche(RENDER, false, &[Fourcc::Argb8888]),
+            vec![tranche(RENDER, true, &[Fourcc::Argb8888])],
+        );
+        assert_eq!(scanout_on_main.tranches().len(), 2);
+    }
+
+    #[test]
+    fn no_render_node_means_no_feedback() {
+        let plan = FeedbackPlan::none();
+        assert!(!plan.has_feedback());
+        assert!(plan.tranches().is_empty());
+        assert_eq!(plan.with_scanout(DISPLAY, &cpu_formats()), plan);
     }
 }

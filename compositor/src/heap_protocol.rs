@@ -72,7 +72,7 @@ pub fn send_batch(state: &Heapland, feedback: &XxDmabufHeapFeedbackV1, plan: &Fe
         Some(client) if !is_sandboxed(&client) => Candidates::All,
         _ => Candidates::Accounted,
     };
-    for tranche in &plan.tranches {
+    for tranche in plan.tranches() {
         feedback.tranche_target(
             tranche.target_device.to_ne_bytes().to_vec(),
             u32::from(tranche.scanout),

@@ -76,12 +76,8 @@ use smithay::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    decoration,
-    dmabuf_params::ParamsValidator,
-    feedback::{self, FeedbackPlan},
-    heap_protocol::HeapProtocolState,
-    heaps::HeapDirectory,
-    move_grab::MoveGrab,
+    decoration, dmabuf_params::ParamsValidator, feedback::FeedbackPlan,
+    heap_protocol::HeapProtocolState, heaps::HeapDirectory, move_grab::MoveGrab,
     scene::DefaultCursor,
 };
 
@@ -139,6 +135,9 @@ pub struct Heapland {
     pub params: ParamsValidator,
     /// The default feedback plan; surfaces start with it.
     pub default_plan: Arc<FeedbackPlan>,
+    /// The default plan with a scanout tranche first, when the backend can
+    /// put client buffers on a plane (drm); see `feedback::scanout_decided`.
+    pub scanout_plan: Option<Arc<FeedbackPlan>>,
     pub heaps: HeapDirectory,
     pub heap_protocol: HeapProtocolState,
 
@@ -146,9 +145,6 @@ pub struct Heapland {
     pub mapped_count: u32,
     /// Set by SIGUSR1; the backend writes the screenshot after its next frame.
     pub screenshot_requested: bool,
-    /// The display device, when the backend can put a client's buffer on a
-    /// KMS plane: surfaces covering an output then get a scanout tranche.
-    pub scanout_device: Option<u64>,
     /// The feedback Smithay is to give the linux-dmabuf surface feedback
     /// object being created, when the surface's plan is not the default one
     /// (see [`feedback::next_surface_feedback`]).
@@ -179,13 +175,15 @@ pub enum StateError {
 }
 
 impl Heapland {
-    /// Creates every global. `plan` is the default dmabuf feedback, built by
-    /// the backend from the devices it really has.
+    /// Creates every global. `formats` are the dma-buf formats the renderer
+    /// imports; `plan` is the default dmabuf feedback, built from the
+    /// devices there really are (no tranche: linux-dmabuf version 3).
     pub fn new(
         display_handle: DisplayHandle,
         loop_handle: LoopHandle<'static, Heapland>,
         loop_signal: LoopSignal,
         socket_name: String,
+        formats: Vec<smithay::backend::allocator::Format>,
         plan: FeedbackPlan,
         heaps: HeapDirectory,
     ) -> Result<Self, StateError> {
@@ -208,10 +206,14 @@ impl Heapland {
         }
         seat.add_pointer();
 
-        let dmabuf_feedback = plan.to_dmabuf_feedback().map_err(StateError::Feedback)?;
         let mut dmabuf_state = DmabufState::new();
-        let dmabuf_global =
-            dmabuf_state.create_global_with_default_feedback::<Self>(dh, &dmabuf_feedback);
+        let dmabuf_global = if plan.has_feedback() {
+            let dmabuf_feedback = plan.to_dmabuf_feedback().map_err(StateError::Feedback)?;
+            dmabuf_state.create_global_with_default_feedback::<Self>(dh, &dmabuf_feedback)
+        } else {
+            // No device a client could open as main_device: version 3.
+            dmabuf_state.create_global::<Self>(dh, formats.clone())
+        };
         let heap_protocol = HeapProtocolState::new(dh);
         let security_context_state = crate::security_context::create_global(dh);
         let data_device_state = DataDeviceState::new::<Self>(dh);
@@ -251,8 +253,9 @@ impl Heapland {
                 pointer_constraints_state,
                 single_pixel_buffer_state,
             },
-            params: ParamsValidator::new(plan.all_formats()),
+            params: ParamsValidator::new(formats),
             default_plan: Arc::new(plan),
+            scanout_plan: None,
             dmabuf_state,
             data_device_state,
             primary_selection_state,
@@ -267,7 +270,6 @@ impl Heapland {
             heap_protocol,
             mapped_count: 0,
             screenshot_requested: false,
-            scanout_device: None,
             next_surface_feedback: None,
         })
     }
@@ -506,7 +508,6 @@ impl CompositorHandler for Heapland {
             self.keep_title_bar_visible(&window);
             self.focus_on_first_buffer(&window, &root);
         }
-        feedback::surface_committed(self, surface);
     }
 }
 

@@ -27,13 +27,17 @@ fn one_client(comp: &Compositor, i: usize) {
     let compositor: WlCompositor = c.bind(5);
     let wm: XdgWmBase = c.bind(1);
     let shm: WlShm = c.bind(1);
-    let dmabuf: ZwpLinuxDmabufV1 = c.bind(4);
+    // Feedback objects exist from version 4, which needs a render node.
+    let feedback = common::render_node().is_some();
+    let dmabuf: ZwpLinuxDmabufV1 = c.bind(if feedback { 4 } else { 3 });
     let heaps: XxDmabufHeapManagerV1 = c.bind(1);
     let surface = compositor.create_surface(&c.qh, ());
     let xdg = wm.get_xdg_surface(&surface, &c.qh, ());
     let _toplevel = xdg.get_toplevel(&c.qh, ());
-    let _fb = dmabuf.get_surface_feedback(&surface, &c.qh, ());
-    let _dfb = dmabuf.get_default_feedback(&c.qh, ());
+    if feedback {
+        let _fb = dmabuf.get_surface_feedback(&surface, &c.qh, ());
+        let _dfb = dmabuf.get_default_feedback(&c.qh, ());
+    }
     let _hfb = heaps.get_surface_feedback(&surface, &c.qh, ());
     let _hdfb = heaps.get_default_feedback(&c.qh, ());
     // Params holding an fd, never used.

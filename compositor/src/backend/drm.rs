@@ -16,6 +16,7 @@ use std::{
     cell::RefCell,
     path::{Path, PathBuf},
     rc::Rc,
+    sync::Arc,
     time::Duration,
 };
 
@@ -26,7 +27,7 @@ use calloop::{
 use heapland_allocator::DeviceNumber;
 use smithay::{
     backend::{
-        allocator::{gbm::GbmDevice, Fourcc},
+        allocator::{gbm::GbmDevice, Format, Fourcc},
         drm::{
             compositor::{DrmCompositor, FrameFlags, PrimaryPlaneElement},
             DrmDevice, DrmDeviceFd, DrmDeviceNotifier, DrmEvent, DrmEventMetadata, DrmEventTime,
@@ -58,6 +59,8 @@ use crate::{
         scanout::{ScanoutAllocator, ScanoutExporter, ScanoutMemory},
     },
     cli::{Cli, OutputMode as CliMode},
+    dmabuf_params::ParamsValidator,
+    feedback::{self, cpu_formats},
     input::InputAction,
     scene::{self, CursorMode},
     screenshot::write_dmabuf_png,
@@ -97,6 +100,9 @@ struct DrmOutput {
     /// Timer that retries a frame when there was nothing to draw.
     idle_timer: Option<RegistrationToken>,
     frames: u64,
+    /// Formats of the primary plane that a client's buffer may be scanned
+    /// out in (see `open_output`).
+    scanout_formats: Vec<Format>,
     /// Where to write this output's picture (the first output only).
     screenshot: Option<PathBuf>,
     every_frame: bool,
@@ -135,7 +141,7 @@ pub fn init(
     for (dev, path) in &candidates {
         match open_display(&mut session, state, cli, *dev, path, &shared) {
             Ok(found) => {
-                state.scanout_device = Some(*dev);
+                set_scanout_plan(state, *dev, &found.1);
                 opened = Some(found);
                 break;
             }
@@ -433,6 +439,17 @@ fn open_output(
 
     let renderer = PixmanRenderer::new().map_err(|e| format!("pixman: {e}"))?;
     let renderer_formats: Vec<_> = renderer.dmabuf_formats().into_iter().collect();
+    // What a client buffer on the primary plane may use: the plane takes
+    // it, the renderer can still composite it, and it is one of the packed
+    // formats heapland checks linux-dmabuf params against.
+    let packed = cpu_formats();
+    let scanout_formats: Vec<Format> = surface
+        .plane_info()
+        .formats
+        .iter()
+        .filter(|f| renderer_formats.contains(f) && packed.contains(f))
+        .copied()
+        .collect();
     let cursor_size = drm.cursor_size();
     let compositor = DrmCompositor::new(
         &output,
@@ -465,7 +482,45 @@ fn open_output(
         frames: 0,
         screenshot: None,
         every_frame: false,
+        scanout_formats,
     })
+}
+
+/// Gives the state the scanout plan of the display device `dev`: the
+/// default plan with a scanout tranche of the first output's primary plane
+/// formats (see `feedback`), and lets linux-dmabuf params use them.
+fn set_scanout_plan(state: &mut Heapland, dev: u64, outputs: &[DrmOutput]) {
+    let Some(first) = outputs.first() else {
+        return;
+    };
+    if !state.default_plan.has_feedback() || first.scanout_formats.is_empty() {
+        info!(
+            "no scanout tranche: no linux-dmabuf feedback, or no plane format the renderer imports"
+        );
+        return;
+    }
+    let plan = state.default_plan.with_scanout(dev, &first.scanout_formats);
+    let names: Vec<String> = first
+        .scanout_formats
+        .iter()
+        .map(|f| format!("{:?}", f.code))
+        .collect();
+    info!(
+        "scanout tranche on {}:{} for surfaces the display can show directly: {}",
+        rustix_major(dev),
+        rustix_minor(dev),
+        names.join(" ")
+    );
+    let mut formats = cpu_formats();
+    for t in plan.tranches() {
+        for f in &t.formats {
+            if !formats.contains(f) {
+                formats.push(*f);
+            }
+        }
+    }
+    state.params = ParamsValidator::new(formats);
+    state.scanout_plan = Some(Arc::new(plan));
 }
 
 fn rustix_major(dev: u64) -> u32 {
@@ -518,7 +573,12 @@ fn render(out: &mut DrmOutput, state: &mut Heapland) {
     let states = result.states;
 
     let output = out.output.clone();
+    let mut decisions = Vec::new();
     for window in state.space.elements_for_output(&output) {
+        if let Some(toplevel) = window.toplevel() {
+            let surface = toplevel.wl_surface();
+            decisions.push((surface.clone(), feedback::wants_scanout(&states, surface)));
+        }
         window.with_surfaces(|surface, surface_data| {
             smithay::desktop::utils::update_surface_primary_scanout_output(
                 surface,
@@ -528,6 +588,9 @@ fn render(out: &mut DrmOutput, state: &mut Heapland) {
                 smithay::backend::renderer::element::default_primary_scanout_output_compare,
             );
         });
+    }
+    for (surface, scanout) in decisions {
+        feedback::scanout_decided(state, &surface, scanout);
     }
     let feedback = state.frame_done(&output);
 

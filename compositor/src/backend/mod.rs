@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::{
     cli::{BackendKind, Cli},
-    feedback::{find_render_node, FeedbackPlan},
+    feedback::{cpu_formats, find_render_node, FeedbackPlan},
     heaps::HeapDirectory,
     state::{ClientState, Heapland, StateError},
 };
@@ -134,14 +134,10 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
             rustix::fs::major(dev),
             rustix::fs::minor(dev)
         ),
-        None => {
-            let dev = crate::feedback::cpu_memory_device();
-            info!(
-                "no DRM render node: advertising the CPU memory (shmem) device {}:{} as main_device",
-                rustix::fs::major(dev),
-                rustix::fs::minor(dev)
-            )
-        }
+        None => info!(
+            "no DRM render node: linux-dmabuf without feedback (version 3), as no \
+             client could open a main device"
+        ),
     }
     let heaps = HeapDirectory::scan();
     match heaps.discovery().empty_reason() {
@@ -155,12 +151,13 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
             }
         ),
     }
-    let plan = FeedbackPlan::cpu_composited(render_node);
+    let plan = render_node.map_or_else(FeedbackPlan::none, FeedbackPlan::cpu_composited);
     let mut state = Heapland::new(
         dh,
         handle.clone(),
         event_loop.get_signal(),
         socket_name,
+        cpu_formats(),
         plan,
         heaps,
     )?;

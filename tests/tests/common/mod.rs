@@ -62,7 +62,7 @@ use wayland_protocols::{
         linux_dmabuf::zv1::client::{
             zwp_linux_buffer_params_v1::{self, ZwpLinuxBufferParamsV1},
             zwp_linux_dmabuf_feedback_v1::{self, ZwpLinuxDmabufFeedbackV1},
-            zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
+            zwp_linux_dmabuf_v1::{self, ZwpLinuxDmabufV1},
         },
         presentation_time::client::{
             wp_presentation::WpPresentation,
@@ -436,6 +436,8 @@ pub struct Recorder {
     /// xdg-output: (name, logical position, logical size) once name and size arrived.
     pub xdg_output: Option<XdgOutputInfo>,
     pub xdg_output_pending: XdgOutputInfo,
+    /// zwp_linux_dmabuf_v1.modifier events (version 3): (format, modifier).
+    pub dmabuf_modifiers: Vec<(u32, u64)>,
     /// zxdg_toplevel_decoration_v1.configure modes, in order.
     pub decoration_modes: Vec<u32>,
     /// zwlr_layer_surface_v1.configure: (serial, width, height), acked on arrival.
@@ -631,7 +633,6 @@ ignore_events!(
     WlOutput,
     WlSeat,
     XdgToplevel,
-    ZwpLinuxDmabufV1,
     WpPresentation,
     WpViewporter,
     WpViewport,
@@ -875,6 +876,40 @@ pub fn host_has_heaps() -> bool {
 /// The dev_t of `path`'s device node.
 pub fn rdev(path: &str) -> Option<u64> {
     rustix::fs::stat(path).ok().map(|st| st.st_rdev)
+}
+
+/// The DRM render node heapland takes as main device (the first
+/// /dev/dri/renderD*), if this machine has one.
+pub fn render_node() -> Option<u64> {
+    let mut nodes: Vec<_> = std::fs::read_dir("/dev/dri")
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+        .map(|e| e.path())
+        .collect();
+    nodes.sort();
+    nodes.iter().find_map(|p| rdev(p.to_str()?))
+}
+
+impl Dispatch<ZwpLinuxDmabufV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &ZwpLinuxDmabufV1,
+        e: zwp_linux_dmabuf_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let zwp_linux_dmabuf_v1::Event::Modifier {
+            format,
+            modifier_hi,
+            modifier_lo,
+        } = e
+        {
+            let modifier = (u64::from(modifier_hi) << 32) | u64::from(modifier_lo);
+            s.dmabuf_modifiers.push((format, modifier));
+        }
+    }
 }
 
 pub type Fd = OwnedFd;
