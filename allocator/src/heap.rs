@@ -3,7 +3,10 @@
 //! Heaps speak the standard `<linux/dma-heap.h>` uapi whether they are the
 //! kernel's or `device_heap.ko`'s; udmabuf wraps a sealed memfd.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::{
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::PathBuf,
+};
 
 use rustix::{
     fs::{Mode, OFlags},
@@ -12,7 +15,7 @@ use rustix::{
 
 use crate::{
     buffer::DmaBuf,
-    discovery::{HeapInfo, HeapKind},
+    discovery::{HeapInfo, HeapKind, HeapProperties},
     Error, Result,
 };
 
@@ -87,6 +90,35 @@ impl Heap {
             info: info.clone(),
             fd,
         })
+    }
+
+    /// A heap handed over already open, e.g. by a compositor through the
+    /// heap protocol (see [`crate::feedback_client`]): its node and device
+    /// are unknown to the holder, only its name, whether it is contiguous
+    /// and its size limit (`None`: no known limit).
+    pub fn from_fd(
+        fd: OwnedFd,
+        name: String,
+        contiguous: bool,
+        max_alloc_bytes: Option<u64>,
+    ) -> Self {
+        let properties = HeapProperties {
+            contiguous,
+            max_alloc_bytes: max_alloc_bytes.unwrap_or(u64::MAX),
+            ..HeapProperties::UNKNOWN
+        };
+        Self {
+            info: HeapInfo {
+                name,
+                kind: HeapKind::Other,
+                dev_path: PathBuf::new(),
+                served_device: None,
+                served_sysfs_path: None,
+                properties,
+                contig_source: None,
+            },
+            fd,
+        }
     }
 
     /// What was discovered about this heap.

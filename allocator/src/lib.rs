@@ -87,6 +87,8 @@ pub mod constraints;
 pub mod device;
 pub mod discovery;
 mod error;
+#[cfg(feature = "client")]
+pub mod feedback_client;
 #[cfg(feature = "smithay")]
 pub mod framebuffer;
 pub mod heap;

@@ -86,6 +86,12 @@ pub fn send_batch(state: &Heapland, feedback: &XxDmabufHeapFeedbackV1, plan: &Fe
         for d in &devices {
             feedback.tranche_device(d.to_ne_bytes().to_vec());
         }
+        let layout = state.heaps.layout(&devices);
+        feedback.tranche_layout(
+            layout.pitch_alignment,
+            layout.offset_alignment,
+            layout.base_alignment,
+        );
         match state.heaps.grant(&devices, candidates) {
             Ok(grant) => {
                 debug!(heap = %grant.name, "tranche heap");
@@ -93,7 +99,8 @@ pub fn send_batch(state: &Heapland, feedback: &XxDmabufHeapFeedbackV1, plan: &Fe
                     grant.fd.as_fd(),
                     grant.name,
                     HeapFlags::from_bits_truncate(grant.flags),
-                    grant.max_pages,
+                    (grant.max_bytes >> 32) as u32,
+                    grant.max_bytes as u32,
                 );
             }
             Err(no) => {
@@ -236,7 +243,7 @@ impl Dispatch<XxDmabufHeapFeedbackV1, FeedbackData> for Heapland {
                 };
                 if !added {
                     resource.post_error(
-                        xx_dmabuf_heap_feedback_v1::Error::InvalidDevice,
+                        xx_dmabuf_heap_feedback_v1::Error::TooManyDevices,
                         format!("more than {MAX_EXTRA_DEVICES} devices declared"),
                     );
                     return;

@@ -17,15 +17,14 @@
 use std::os::fd::OwnedFd;
 
 use heapland_allocator::{
-    intersect, negotiation::resolve_devices, Accounting, Constraints, DeviceNumber, Discovery,
-    HeapInfo, HeapKind,
+    intersect, negotiation::resolve_devices, Accounting, Constraints, DeviceInfo, DeviceNumber,
+    Discovery, HeapInfo, HeapKind, Intersection,
 };
 use rustix::fs::{Mode, OFlags};
 
 /// Memory properties sent with a heap (`xx_dmabuf_heap_feedback_v1.heap_flags`).
 pub const FLAG_CONTIGUOUS: u32 = 0x1;
-pub const FLAG_COHERENT: u32 = 0x2;
-pub const FLAG_ACCOUNTED: u32 = 0x4;
+pub const FLAG_ACCOUNTED: u32 = 0x2;
 
 /// Size the heap is chosen for: one page. The protocol hands out a heap per
 /// tranche, not per buffer; `max_size` tells the client the real limit.
@@ -37,8 +36,17 @@ pub struct HeapGrant {
     pub fd: OwnedFd,
     pub name: String,
     pub flags: u32,
-    /// Largest allocation in 4096-byte pages, 0 when unknown.
-    pub max_pages: u32,
+    /// Largest allocation in bytes, 0 when unknown.
+    pub max_bytes: u64,
+}
+
+/// What the devices of a tranche need of a buffer's layout
+/// (`tranche_layout`), in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrancheLayout {
+    pub pitch_alignment: u32,
+    pub offset_alignment: u32,
+    pub base_alignment: u32,
 }
 
 /// Why a tranche gets no heap (`no_heap_reason`).
@@ -73,9 +81,6 @@ pub fn heap_flags(heap: &HeapInfo) -> u32 {
     let mut flags = 0;
     if p.contiguous {
         flags |= FLAG_CONTIGUOUS;
-    }
-    if p.coherent {
-        flags |= FLAG_COHERENT;
     }
     if is_accounted(heap) {
         flags |= FLAG_ACCOUNTED;
@@ -170,17 +175,9 @@ impl HeapDirectory {
                 }),
             ));
         }
-        let numbers: Vec<DeviceNumber> = devices
-            .iter()
-            .map(|d| DeviceNumber::from_dev_t(*d))
-            .collect();
-        let resolved = resolve_devices(&self.discovery, &numbers)
+        let (resolved, needs) = self
+            .needs(devices)
             .map_err(|e| NoHeap::Unsatisfiable(e.to_string()))?;
-        let parts: Vec<Constraints> = resolved
-            .iter()
-            .map(|d| Constraints::for_device(d, &self.discovery.heaps_serving(d)))
-            .collect();
-        let needs = intersect(&parts);
         let pool = match candidates {
             Candidates::All => &self.heaps,
             Candidates::Accounted => &self.accounted,
@@ -214,6 +211,40 @@ impl HeapDirectory {
         }
     }
 
+    /// The devices behind `devices` and what they need together.
+    fn needs(
+        &self,
+        devices: &[u64],
+    ) -> heapland_allocator::Result<(Vec<DeviceInfo>, Intersection)> {
+        let numbers: Vec<DeviceNumber> = devices
+            .iter()
+            .map(|d| DeviceNumber::from_dev_t(*d))
+            .collect();
+        let resolved = resolve_devices(&self.discovery, &numbers)?;
+        let parts: Vec<Constraints> = resolved
+            .iter()
+            .map(|d| Constraints::for_device(d, &self.discovery.heaps_serving(d)))
+            .collect();
+        let needs = intersect(&parts);
+        Ok((resolved, needs))
+    }
+
+    /// How the devices of a tranche need its buffers laid out. Devices this
+    /// machine cannot resolve add no need; every heap buffer starts at a
+    /// page, so the base alignment is at least the page size.
+    pub fn layout(&self, devices: &[u64]) -> TrancheLayout {
+        let needs = self
+            .needs(devices)
+            .map(|(_, needs)| needs)
+            .unwrap_or_else(|_| intersect(&[]));
+        let page = rustix::param::page_size() as u64;
+        TrancheLayout {
+            pitch_alignment: needs.pitch_alignment.max(1),
+            offset_alignment: needs.offset_alignment.max(1),
+            base_alignment: u32::try_from(needs.base_alignment.max(page)).unwrap_or(u32::MAX),
+        }
+    }
+
     /// Selects (among `candidates`) and opens a heap for a tranche.
     pub fn grant(&self, devices: &[u64], candidates: Candidates) -> Result<HeapGrant, NoHeap> {
         let heap = self.select(devices, candidates)?;
@@ -225,17 +256,15 @@ impl HeapDirectory {
         .map_err(|e| {
             NoHeap::Unavailable(format!("cannot open {}: {e}", heap.dev_path.display()))
         })?;
-        let max_bytes = heap.properties.max_alloc_bytes;
-        let max_pages = if max_bytes == u64::MAX {
-            0
-        } else {
-            u32::try_from(max_bytes / 4096).unwrap_or(u32::MAX)
+        let max_bytes = match heap.properties.max_alloc_bytes {
+            u64::MAX => 0,
+            bytes => bytes,
         };
         Ok(HeapGrant {
             fd,
             name: heap.name.clone(),
             flags: heap_flags(heap),
-            max_pages,
+            max_bytes,
         })
     }
 }
@@ -439,12 +468,8 @@ mod tests {
             assert_eq!(name(dir.select(&[VGEM], c)), Ok("vgem-sg".into()));
         }
         assert_eq!(dir.accounted_names(), vec!["vgem-sg"]);
-        assert_eq!(
-            heap_flags(&dir.heaps[0]),
-            FLAG_COHERENT | FLAG_ACCOUNTED,
-            "sg, coherent, charged"
-        );
-        assert_eq!(heap_flags(&contig("c")), FLAG_CONTIGUOUS | FLAG_COHERENT);
+        assert_eq!(heap_flags(&dir.heaps[0]), FLAG_ACCOUNTED, "sg, charged");
+        assert_eq!(heap_flags(&contig("c")), FLAG_CONTIGUOUS);
     }
 
     /// A tranche no heap serves is `unsatisfiable` for every client, not

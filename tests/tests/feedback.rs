@@ -71,6 +71,8 @@ struct HeapTranche {
     target: u64,
     flags: u32,
     devices: Vec<u64>,
+    /// tranche_layout was sent.
+    layout: bool,
     /// Ok(heap name) or Err(no_heap reason).
     heap: Result<String, u32>,
 }
@@ -97,6 +99,7 @@ fn heap_batch(rec: &Recorder, id: &ObjectId) -> Vec<HeapTranche> {
                     target: *t,
                     flags: *f,
                     devices: vec![],
+                    layout: false,
                     heap: Err(u32::MAX),
                 })
             }
@@ -105,6 +108,16 @@ fn heap_batch(rec: &Recorder, id: &ObjectId) -> Vec<HeapTranche> {
                 .expect("device outside a tranche")
                 .devices
                 .push(*d),
+            HeapEvent::Layout(pitch, offset, base) => {
+                let t = cur.as_mut().expect("layout outside a tranche");
+                assert!(
+                    !t.devices.is_empty(),
+                    "tranche_layout before tranche_device"
+                );
+                assert!(*pitch >= 1 && *offset >= 1, "alignments are at least 1");
+                assert!(*base >= 4096, "heap buffers start at a page: {base}");
+                t.layout = true;
+            }
             HeapEvent::Heap { fd, name, .. } => {
                 let st = rustix::fs::fstat(fd).expect("heap fd is open");
                 assert!(
@@ -121,6 +134,7 @@ fn heap_batch(rec: &Recorder, id: &ObjectId) -> Vec<HeapTranche> {
             HeapEvent::TrancheDone => {
                 let t = cur.take().expect("tranche_done without tranche_target");
                 assert_ne!(t.heap, Err(u32::MAX), "tranche without heap or no_heap");
+                assert!(t.layout, "tranche without tranche_layout");
                 out.push(t);
             }
             HeapEvent::Done => unreachable!(),
@@ -334,7 +348,7 @@ fn add_device_with_an_empty_array_is_invalid_device() {
 }
 
 #[test]
-fn add_device_beyond_the_limit_is_invalid_device() {
+fn add_device_beyond_the_limit_is_too_many_devices() {
     // 17 distinct devices; the limit is 16.
     let mut comp = Compositor::start_with(320, 240, &[]);
     let mut c = comp.connect();
@@ -345,7 +359,7 @@ fn add_device_beyond_the_limit_is_invalid_device() {
     }
     let msg = c.expect_error(
         "xx_dmabuf_heap_feedback_v1",
-        HeapError::InvalidDevice as u32,
+        HeapError::TooManyDevices as u32,
     );
     assert!(msg.contains("16"), "{msg}");
     comp.assert_alive();

@@ -39,7 +39,7 @@ use wayland_protocols::wp::{
 
 const MANAGER: &str = "wp_security_context_manager_v1";
 /// `xx_dmabuf_heap_feedback_v1.heap_flags.accounted`.
-const ACCOUNTED: u32 = 0x4;
+const ACCOUNTED: u32 = 0x2;
 /// `xx_dmabuf_heap_feedback_v1.no_heap_reason`.
 const NO_HEAPS: u32 = 0;
 const UNACCOUNTED: u32 = 3;
@@ -226,6 +226,7 @@ fn heap_batch(rec: &Recorder, id: &ObjectId) -> Vec<HeapTranche> {
                 });
             }
             HeapEvent::Device(d) => cur.as_mut().expect("tranche open").devices.push(*d),
+            HeapEvent::Layout(..) => assert!(cur.is_some(), "layout outside a tranche"),
             HeapEvent::Heap { name, flags, .. } => {
                 cur.as_mut().expect("tranche open").heap = Ok((name.clone(), *flags))
             }

@@ -16,6 +16,7 @@
 //! tests/vm/run.
 
 use std::{
+    collections::HashMap,
     fs::File,
     os::{
         fd::{AsFd, OwnedFd},
@@ -26,6 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use heapland_allocator::feedback_client::FeedbackCollector;
 use heapland_protocols::client::{
     xx_dmabuf_heap_feedback_v1::{self, XxDmabufHeapFeedbackV1},
     xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1,
@@ -226,23 +228,30 @@ fn output_buffer_from_heap() -> Result<(), String> {
 }
 
 /// Events the guest client cares about.
+///
+/// Feedback comes through heapland-allocator's `FeedbackCollector`, one per
+/// scope (the `u32` user data of both feedback objects, see
+/// [`feedback_scope`]): a batch counts only once both protocols completed it
+/// in step, and a compositor whose heap batch does not describe its
+/// linux-dmabuf tranches (count, order, targets, flags, main device) fails
+/// the test through `feedback_error`.
 #[derive(Default)]
 pub(super) struct State {
+    collectors: HashMap<u32, FeedbackCollector>,
+    /// Feedback out of step or malformed.
+    pub(super) feedback_error: Option<String>,
     pub(super) heap_fd: Option<OwnedFd>,
     pub(super) heap_name: String,
     pub(super) no_heap: Option<String>,
     pub(super) heap_done: bool,
     /// Flags of the first tranche of the last batch (1: scanout).
     pub(super) first_tranche_flags: Option<u32>,
-    tranches_in_batch: u32,
     pub(super) configured: bool,
     /// Size of the last configure (0 when the client chooses).
     pub(super) configured_size: (i32, i32),
     pub(super) frame_done: bool,
-    /// linux-dmabuf feedback: tranche flags of the last complete feedback.
+    /// linux-dmabuf feedback: tranche flags of the last joined feedback.
     pub(super) dmabuf_tranches: Option<Vec<u32>>,
-    dmabuf_pending: Vec<u32>,
-    dmabuf_flags: u32,
 }
 
 impl State {
@@ -252,6 +261,74 @@ impl State {
         self.heap_fd = None;
         self.no_heap = None;
     }
+
+    /// After an event of scope `scope`: records the joined feedback, if
+    /// both protocols completed it, as the latest batch.
+    fn joined(&mut self, scope: u32) {
+        let Some(result) = self.collectors.get_mut(&scope).and_then(|c| c.take()) else {
+            return;
+        };
+        let joined = match result {
+            Ok(j) => j,
+            Err(e) => {
+                self.feedback_error = Some(format!("feedback scope {scope}: {e}"));
+                return;
+            }
+        };
+        self.dmabuf_tranches = Some(
+            joined
+                .tranches
+                .iter()
+                .map(|t| u32::from(t.scanout))
+                .collect(),
+        );
+        self.first_tranche_flags = joined.tranches.first().map(|t| u32::from(t.scanout));
+        match joined.tranches.into_iter().next().map(|t| t.heap) {
+            Some(Ok(heap)) => {
+                self.heap_fd = Some(heap.fd);
+                self.heap_name = heap.name;
+                self.no_heap = None;
+            }
+            Some(Err(no)) => {
+                self.heap_fd = None;
+                self.no_heap = Some(no.message);
+            }
+            None => {
+                self.heap_fd = None;
+                self.no_heap = Some("no tranche".into());
+            }
+        }
+        self.heap_done = true;
+    }
+}
+
+/// Creates the linux-dmabuf and heap feedback objects of one scope (the
+/// default feedback, or `surface`'s), joined by one collector. Without
+/// linux-dmabuf feedback (a global below version 4) only the heap object.
+pub(super) fn feedback_scope(
+    st: &mut State,
+    qh: &QueueHandle<State>,
+    dmabuf: &ZwpLinuxDmabufV1,
+    heaps: &XxDmabufHeapManagerV1,
+    surface: Option<&WlSurface>,
+) -> (Option<ZwpLinuxDmabufFeedbackV1>, XxDmabufHeapFeedbackV1) {
+    let scope = st.collectors.len() as u32;
+    let with_dmabuf = dmabuf.version() >= 4;
+    let collector = if with_dmabuf {
+        FeedbackCollector::new()
+    } else {
+        FeedbackCollector::without_dmabuf_feedback()
+    };
+    st.collectors.insert(scope, collector);
+    let linux = with_dmabuf.then(|| match surface {
+        Some(s) => dmabuf.get_surface_feedback(s, qh, scope),
+        None => dmabuf.get_default_feedback(qh, scope),
+    });
+    let heap = match surface {
+        Some(s) => heaps.get_surface_feedback(s, qh, scope),
+        None => heaps.get_default_feedback(qh, scope),
+    };
+    (linux, heap)
 }
 
 /// A client connection to the guest's heapland, with the globals it announced.
@@ -289,16 +366,26 @@ fn client_heap_dmabuf_in_output() -> Result<(), String> {
     let dmabuf: ZwpLinuxDmabufV1 = bind(&globals, &qh, 4..=4)?;
     let heaps: XxDmabufHeapManagerV1 = bind(&globals, &qh, 1..=1)?;
 
-    // 1. The heap for the default feedback's first tranche, as an fd.
-    let _fb = heaps.get_default_feedback(&qh, ());
+    // 1. The heap for the default feedback's first tranche, as an fd; the
+    // heap batch must mirror the linux-dmabuf tranches (FeedbackCollector).
+    let _default = feedback_scope(&mut st, &qh, &dmabuf, &heaps, None);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !st.heap_done {
         queue
             .roundtrip(&mut st)
             .map_err(|e| format!("roundtrip: {e}"))?;
+        if let Some(err) = &st.feedback_error {
+            return Err(err.clone());
+        }
         if Instant::now() > deadline {
             return Err("no heap feedback batch".into());
         }
+    }
+    let default_flags = st.dmabuf_tranches.clone().unwrap_or_default();
+    if default_flags.is_empty() || default_flags.contains(&1) {
+        return Err(format!(
+            "headless default feedback: tranche flags {default_flags:?}, want tranches without scanout"
+        ));
     }
     let heap_fd = match (st.heap_fd.take(), &st.no_heap) {
         (Some(fd), _) => fd,
@@ -336,16 +423,33 @@ fn client_heap_dmabuf_in_output() -> Result<(), String> {
     let surface = compositor.create_surface(&qh, ());
     let xdg = wm.get_xdg_surface(&surface, &qh, ());
     let _toplevel = xdg.get_toplevel(&qh, ());
+    // The surface's feedback, on both protocols in step: on headless the
+    // same tranches as the default feedback.
+    st.expect_new_batch();
+    let _surface_scope = feedback_scope(&mut st, &qh, &dmabuf, &heaps, Some(&surface));
     surface.commit();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !st.configured {
+    while !st.configured || !st.heap_done {
         queue
             .roundtrip(&mut st)
             .map_err(|e| format!("roundtrip: {e}"))?;
+        if let Some(err) = &st.feedback_error {
+            return Err(err.clone());
+        }
         if Instant::now() > deadline {
-            return Err("no configure".into());
+            return Err("no configure or no surface feedback".into());
         }
     }
+    if st.dmabuf_tranches.as_ref() != Some(&default_flags) {
+        return Err(format!(
+            "headless surface feedback {:?} differs from the default {default_flags:?}",
+            st.dmabuf_tranches
+        ));
+    }
+    println!(
+        "INFO compositor: default and surface feedback in step on both protocols ({} tranches)",
+        default_flags.len()
+    );
     surface.attach(Some(&buffer), 0, 0);
     surface.damage_buffer(0, 0, w as i32, h as i32);
     surface.frame(&qh, ());
@@ -457,27 +561,22 @@ impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
     ]);
 }
 
-impl Dispatch<ZwpLinuxDmabufFeedbackV1, ()> for State {
+impl Dispatch<ZwpLinuxDmabufFeedbackV1, u32> for State {
     fn event(
         s: &mut Self,
         _: &ZwpLinuxDmabufFeedbackV1,
         e: zwp_linux_dmabuf_feedback_v1::Event,
-        _: &(),
+        scope: &u32,
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        use zwp_linux_dmabuf_feedback_v1::Event;
-        match e {
-            Event::TrancheFlags { flags } => {
-                s.dmabuf_flags = flags.into_result().map(|f| f.bits()).unwrap_or(0)
-            }
-            Event::TrancheDone => {
-                s.dmabuf_pending.push(s.dmabuf_flags);
-                s.dmabuf_flags = 0;
-            }
-            Event::Done => s.dmabuf_tranches = Some(std::mem::take(&mut s.dmabuf_pending)),
-            _ => {}
+        let Some(c) = s.collectors.get_mut(scope) else {
+            return;
+        };
+        if let Err(err) = c.dmabuf_event(e) {
+            s.feedback_error = Some(format!("feedback scope {scope}: {err}"));
         }
+        s.joined(*scope);
     }
 }
 
@@ -542,36 +641,21 @@ impl Dispatch<WlCallback, ()> for State {
     }
 }
 
-impl Dispatch<XxDmabufHeapFeedbackV1, ()> for State {
+impl Dispatch<XxDmabufHeapFeedbackV1, u32> for State {
     fn event(
         s: &mut Self,
         _: &XxDmabufHeapFeedbackV1,
         e: xx_dmabuf_heap_feedback_v1::Event,
-        _: &(),
+        scope: &u32,
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        use xx_dmabuf_heap_feedback_v1::Event;
-        match e {
-            // Keep the first tranche's answer (the most preferred).
-            Event::TrancheHeap { fd, name, .. } if s.heap_fd.is_none() && s.no_heap.is_none() => {
-                s.heap_fd = Some(fd);
-                s.heap_name = name;
-            }
-            Event::TrancheNoHeap { message, .. } if s.heap_fd.is_none() && s.no_heap.is_none() => {
-                s.no_heap = Some(message);
-            }
-            Event::TrancheTarget { flags, .. } => {
-                if s.tranches_in_batch == 0 {
-                    s.first_tranche_flags = Some(flags);
-                }
-                s.tranches_in_batch += 1;
-            }
-            Event::Done => {
-                s.heap_done = true;
-                s.tranches_in_batch = 0;
-            }
-            _ => {}
+        let Some(c) = s.collectors.get_mut(scope) else {
+            return;
+        };
+        if let Err(err) = c.heap_event(e) {
+            s.feedback_error = Some(format!("feedback scope {scope}: {err}"));
         }
+        s.joined(*scope);
     }
 }

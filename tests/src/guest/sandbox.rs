@@ -79,7 +79,7 @@ pub fn tests() -> Vec<Test> {
 const SANDBOX_SOCKET: &str = "heapland-guest-sandbox";
 const MANAGER: &str = "wp_security_context_manager_v1";
 /// `heap_flags.accounted`.
-const ACCOUNTED: u32 = 0x4;
+const ACCOUNTED: u32 = 0x2;
 /// `no_heap_reason`.
 const NO_HEAPS: u32 = 0;
 const UNSATISFIABLE: u32 = 1;

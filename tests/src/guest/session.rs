@@ -44,7 +44,7 @@ use wayland_protocols::{
 };
 
 use super::{
-    compositor::{read_png, Heapland, State, RUNTIME_DIR, SOCKET, XR24},
+    compositor::{feedback_scope, read_png, Heapland, State, RUNTIME_DIR, SOCKET, XR24},
     dma_buf::{self, Mapping},
     drm_card,
     v4l2::{self, MEMORY_DMABUF},
@@ -150,7 +150,7 @@ fn camera_frame_scanned_out_from_one_heap() -> Result<(), String> {
     } = Client::connect()?;
 
     // 1. The heap for the default tranche once the camera is declared.
-    let feedback = heaps.get_default_feedback(&qh, ());
+    let (_linux, feedback) = feedback_scope(&mut st, &qh, &dmabuf, &heaps, None);
     wait(
         &mut queue,
         &mut st,
@@ -338,7 +338,7 @@ fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
     let xdg = wm.get_xdg_surface(&surface, &qh, ());
     let toplevel = xdg.get_toplevel(&qh, ());
     toplevel.set_fullscreen(None);
-    let feedback = heaps.get_surface_feedback(&surface, &qh, ());
+    let (_linux, feedback) = feedback_scope(&mut st, &qh, &dmabuf, &heaps, Some(&surface));
     surface.commit();
     wait(
         &mut queue,
@@ -419,9 +419,8 @@ fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
 
     // Feedback asked for only now starts from the surface's current plan,
     // on both protocols alike: scanout tranche first, then the main one.
-    let _late_dmabuf = dmabuf.get_surface_feedback(&surface, &qh, ());
     st.expect_new_batch();
-    let _late_heap = heaps.get_surface_feedback(&surface, &qh, ());
+    let _late = feedback_scope(&mut st, &qh, &dmabuf, &heaps, Some(&surface));
     wait(
         &mut queue,
         &mut st,
@@ -604,6 +603,9 @@ pub(super) fn wait(
         queue
             .roundtrip(st)
             .map_err(|e| format!("roundtrip waiting for {what}: {e}\n{}", comp.log_text()))?;
+        if let Some(err) = &st.feedback_error {
+            return Err(format!("waiting for {what}: {err}"));
+        }
         comp.alive()?;
         if Instant::now() > deadline {
             return Err(format!("no {what}:\n{}", comp.log_text()));

@@ -403,11 +403,14 @@ pub enum FbEvent {
 pub enum HeapEvent {
     Target(u64, u32),
     Device(u64),
+    /// tranche_layout: pitch, offset and base alignment in bytes.
+    Layout(u32, u32, u32),
     Heap {
         fd: OwnedFd,
         name: String,
         flags: u32,
-        max_pages: u32,
+        /// Largest allocation in bytes, 0 for no known limit.
+        max_bytes: u64,
     },
     NoHeap {
         reason: u32,
@@ -827,16 +830,22 @@ impl Dispatch<XxDmabufHeapFeedbackV1, ()> for Recorder {
                 flags,
             } => HeapEvent::Target(u64_of(&target_device), flags),
             Event::TrancheDevice { device } => HeapEvent::Device(u64_of(&device)),
+            Event::TrancheLayout {
+                pitch_alignment,
+                offset_alignment,
+                base_alignment,
+            } => HeapEvent::Layout(pitch_alignment, offset_alignment, base_alignment),
             Event::TrancheHeap {
                 fd,
                 name,
                 flags,
-                max_size,
+                max_size_hi,
+                max_size_lo,
             } => HeapEvent::Heap {
                 fd,
                 name,
                 flags: flags.into(),
-                max_pages: max_size,
+                max_bytes: (u64::from(max_size_hi) << 32) | u64::from(max_size_lo),
             },
             Event::TrancheNoHeap { reason, message } => HeapEvent::NoHeap {
                 reason: reason.into(),
