@@ -174,6 +174,8 @@ pub struct FeedbackCollector {
     dmabuf_pending: DmabufPending,
     /// The latest complete linux-dmabuf batch.
     dmabuf: Option<Feedback>,
+    /// Its tranches' flags as sent (all bits, not only scanout).
+    dmabuf_flags: Vec<u32>,
     heap_pending: Vec<HeapTranche>,
     heap_current: Option<HeapTranche>,
     /// The latest complete heap batch, not yet joined.
@@ -207,6 +209,7 @@ impl FeedbackCollector {
             with_dmabuf: true,
             dmabuf_pending: DmabufPending::default(),
             dmabuf: None,
+            dmabuf_flags: Vec::new(),
             heap_pending: Vec::new(),
             heap_current: None,
             heap: None,
@@ -275,10 +278,13 @@ impl FeedbackCollector {
                         flags: *flags,
                     })
                     .collect();
-                let feedback = Feedback::from_wire(&pending.main_device, &pending.table, &wire)
-                    .map_err(|e| malformed(DMABUF, e.to_string()))?;
-                // The table is sent once per object; later batches reuse it.
+                let decoded = Feedback::from_wire(&pending.main_device, &pending.table, &wire);
+                let flags: Vec<u32> = pending.tranches.iter().map(|t| t.2).collect();
+                // The table is sent once per object; later batches reuse it,
+                // also after a malformed batch.
                 self.dmabuf_pending.table = pending.table;
+                let feedback = decoded.map_err(|e| malformed(DMABUF, e.to_string()))?;
+                self.dmabuf_flags = flags;
                 self.dmabuf = Some(feedback);
                 self.heap_just_done = false;
                 self.try_join();
@@ -384,7 +390,9 @@ impl FeedbackCollector {
                 self.heap_pending.push(t);
             }
             Event::Done => {
-                if self.heap_current.is_some() {
+                if self.heap_current.take().is_some() {
+                    // Drop the broken batch so the next one starts clean.
+                    self.heap_pending.clear();
                     return Err(malformed(HEAPS, "done inside a tranche"));
                 }
                 self.heap = Some(std::mem::take(&mut self.heap_pending));
@@ -407,7 +415,7 @@ impl FeedbackCollector {
             (None, true) => return,
             (_, false) => None,
         };
-        match check_in_step(dmabuf, heap) {
+        match check_in_step(dmabuf, &self.dmabuf_flags, heap) {
             Ok(()) => {}
             Err(reason) if self.heap_just_done => {
                 self.heap = None;
@@ -454,7 +462,11 @@ impl FeedbackCollector {
 
 /// Whether `heap` describes the tranches of `dmabuf` (`None`: no feedback,
 /// so no tranche): count, order, target, flags, main device listed.
-fn check_in_step(dmabuf: Option<&Feedback>, heap: &[HeapTranche]) -> Result<(), String> {
+fn check_in_step(
+    dmabuf: Option<&Feedback>,
+    dmabuf_flags: &[u32],
+    heap: &[HeapTranche],
+) -> Result<(), String> {
     let Some(dmabuf) = dmabuf else {
         return match heap.len() {
             0 => Ok(()),
@@ -479,7 +491,7 @@ fn check_in_step(dmabuf: Option<&Feedback>, heap: &[HeapTranche]) -> Result<(), 
                 d.target_device
             ));
         }
-        let flags = u32::from(d.scanout);
+        let flags = dmabuf_flags.get(i).copied().unwrap_or(u32::from(d.scanout));
         if h.flags != flags {
             return Err(format!(
                 "tranche {i}: linux-dmabuf flags {flags:#x}, heap flags {:#x}",
@@ -498,6 +510,16 @@ fn check_in_step(dmabuf: Option<&Feedback>, heap: &[HeapTranche]) -> Result<(), 
 
 /// Reads the format table (`size` bytes) from its fd.
 fn read_table(fd: std::os::fd::BorrowedFd<'_>, size: u32) -> Result<Vec<u8>, FeedbackError> {
+    // The size on the wire is the compositor's word; the file's is the truth.
+    let real = rustix::fs::fstat(fd)
+        .map_err(|e| FeedbackError::FormatTable(e.into()))?
+        .st_size;
+    if i64::from(size) > real {
+        return Err(FeedbackError::FormatTable(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("format table of {size} bytes in a file of {real}"),
+        )));
+    }
     let mut table = vec![0u8; size as usize];
     let mut done = 0;
     while done < table.len() {

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use smithay::reexports::wayland_server::Resource;
 use smithay::{
     delegate_xdg_activation,
     reexports::wayland_server::protocol::wl_surface::WlSurface,
@@ -29,17 +30,25 @@ impl XdgActivationHandler for Heapland {
     }
 
     fn token_created(&mut self, _token: XdgActivationToken, data: XdgActivationTokenData) -> bool {
-        // A token may only be created from input the client really got.
+        // A token may only be created by the client with keyboard focus,
+        // from input it really got since it was given that focus.
         let Some((serial, seat)) = data.serial else {
             return false;
         };
         let Some(seat) = smithay::input::Seat::<Self>::from_resource(&seat) else {
             return false;
         };
-        seat.get_keyboard().is_some_and(|k| {
-            k.last_enter()
-                .is_some_and(|enter| serial.is_no_older_than(&enter))
-        })
+        let Some(keyboard) = seat.get_keyboard() else {
+            return false;
+        };
+        let focused_client = keyboard
+            .current_focus()
+            .and_then(|s| self.display_handle.get_client(s.id()).ok())
+            .map(|c| c.id());
+        let recent = keyboard
+            .last_enter()
+            .is_some_and(|enter| serial.is_no_older_than(&enter));
+        recent && focused_client.is_some() && focused_client == data.client_id
     }
 
     fn request_activation(
@@ -53,7 +62,10 @@ impl XdgActivationHandler for Heapland {
             self.activation_state.remove_token(&token);
             return;
         }
-        self.focus_surface(&surface);
+        // Only a window that is showing can be activated.
+        if self.is_mapped_toplevel(&surface) {
+            self.focus_surface(&surface);
+        }
         self.activation_state.remove_token(&token);
     }
 }

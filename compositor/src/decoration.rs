@@ -12,7 +12,9 @@ use smithay::{
     backend::renderer::element::solid::SolidColorBuffer,
     delegate_xdg_decoration,
     desktop::Window,
-    reexports::wayland_protocols::xdg::decoration::zv1::server::zxdg_toplevel_decoration_v1::Mode,
+    reexports::wayland_protocols::xdg::{
+        decoration::zv1::server::zxdg_toplevel_decoration_v1::Mode, shell::server::xdg_toplevel,
+    },
     utils::{Logical, Point, Rectangle, Size},
     wayland::shell::xdg::{decoration::XdgDecorationHandler, ToplevelSurface},
 };
@@ -51,11 +53,14 @@ fn set_mode(toplevel: &ToplevelSurface, mode: Mode) {
 }
 
 /// Whether heapland draws this window's title bar: the client acknowledged
-/// a configure with server-side decorations.
+/// a configure with server-side decorations, and the window is not
+/// fullscreen (a fullscreen window covers its output, bar included).
 pub fn is_decorated(window: &Window) -> bool {
-    window
-        .toplevel()
-        .is_some_and(|t| t.current_state().decoration_mode == Some(Mode::ServerSide))
+    window.toplevel().is_some_and(|t| {
+        let state = t.current_state();
+        state.decoration_mode == Some(Mode::ServerSide)
+            && !state.states.contains(xdg_toplevel::State::Fullscreen)
+    })
 }
 
 /// Height the compositor adds above a window: the title bar, if any.
@@ -99,23 +104,22 @@ fn close_button(bar: Rectangle<i32, Logical>) -> Rectangle<i32, Logical> {
     )
 }
 
-impl Heapland {
-    /// The window whose title bar is under `point`, topmost first.
-    pub fn title_bar_under(&self, point: Point<f64, Logical>) -> Option<(Window, BarPart)> {
-        self.space.elements().rev().find_map(|window| {
-            let location = self.space.element_location(window)?;
-            let bar = title_bar(window, location)?;
-            if !bar.to_f64().contains(point) {
-                return None;
-            }
-            let part = if close_button(bar).to_f64().contains(point) {
-                BarPart::Close
-            } else {
-                BarPart::Bar
-            };
-            Some((window.clone(), part))
-        })
+/// Which part of `window`'s title bar (its geometry placed at `location`)
+/// `point` is on, if any.
+pub fn bar_part_at(
+    window: &Window,
+    location: Point<i32, Logical>,
+    point: Point<f64, Logical>,
+) -> Option<BarPart> {
+    let bar = title_bar(window, location)?;
+    if !bar.to_f64().contains(point) {
+        return None;
     }
+    Some(if close_button(bar).to_f64().contains(point) {
+        BarPart::Close
+    } else {
+        BarPart::Bar
+    })
 }
 
 /// The solid colours of one window's title bar, kept with the window so the

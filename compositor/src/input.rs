@@ -20,7 +20,7 @@ use smithay::{
     reexports::wayland_server::protocol::wl_surface::WlSurface,
     utils::{Logical, Point, Rectangle, SERIAL_COUNTER},
     wayland::{
-        compositor::with_states,
+        compositor::{get_parent, with_states},
         pointer_constraints::{with_pointer_constraint, PointerConstraint},
         shell::wlr_layer::{KeyboardInteractivity, Layer},
     },
@@ -28,7 +28,19 @@ use smithay::{
 
 use smithay::wayland::keyboard_shortcuts_inhibit::KeyboardShortcutsInhibitorSeat;
 
-use crate::{decoration::BarPart, state::Heapland};
+use crate::{
+    decoration::{self, BarPart},
+    state::Heapland,
+};
+
+/// What a point of the screen is on.
+enum Hit {
+    /// A client surface, with its origin in global coordinates.
+    Surface(WlSurface, Point<f64, Logical>),
+    /// A title bar heapland draws.
+    Bar(smithay::desktop::Window, BarPart),
+    Nothing,
+}
 
 /// BTN_LEFT of linux/input-event-codes.h.
 const BTN_LEFT: u32 = 0x110;
@@ -134,28 +146,46 @@ impl Heapland {
         })
     }
 
+    /// What is under `location`, top to bottom: overlay and top layer
+    /// surfaces, then each window from the top of the stack (its title bar,
+    /// then its surfaces and popups), then bottom and background layers.
+    fn hit(&self, location: Point<f64, Logical>) -> Hit {
+        for layer in [Layer::Overlay, Layer::Top] {
+            if let Some((s, loc)) = self.layer_surface_under(layer, location) {
+                return Hit::Surface(s, loc);
+            }
+        }
+        for window in self.space.elements().rev() {
+            let Some(geo_loc) = self.space.element_location(window) else {
+                continue;
+            };
+            if let Some(part) = decoration::bar_part_at(window, geo_loc, location) {
+                return Hit::Bar(window.clone(), part);
+            }
+            let render_loc = geo_loc - window.geometry().loc;
+            if let Some((s, loc)) =
+                window.surface_under(location - render_loc.to_f64(), WindowSurfaceType::ALL)
+            {
+                return Hit::Surface(s, (loc + render_loc).to_f64());
+            }
+        }
+        for layer in [Layer::Bottom, Layer::Background] {
+            if let Some((s, loc)) = self.layer_surface_under(layer, location) {
+                return Hit::Surface(s, loc);
+            }
+        }
+        Hit::Nothing
+    }
+
+    /// The client surface under `location` (none on a title bar).
     fn surface_under(
         &self,
         location: Point<f64, Logical>,
     ) -> Option<(WlSurface, Point<f64, Logical>)> {
-        let above = [Layer::Overlay, Layer::Top];
-        let below = [Layer::Bottom, Layer::Background];
-        above
-            .iter()
-            .find_map(|l| self.layer_surface_under(*l, location))
-            .or_else(|| {
-                // element_under gives where the window is drawn, which is
-                // where its surface coordinates start.
-                let (window, render_loc) = self.space.element_under(location)?;
-                let (surface, surface_loc) =
-                    window.surface_under(location - render_loc.to_f64(), WindowSurfaceType::ALL)?;
-                Some((surface, (surface_loc + render_loc).to_f64()))
-            })
-            .or_else(|| {
-                below
-                    .iter()
-                    .find_map(|l| self.layer_surface_under(*l, location))
-            })
+        match self.hit(location) {
+            Hit::Surface(s, loc) => Some((s, loc)),
+            Hit::Bar(..) | Hit::Nothing => None,
+        }
     }
 
     /// Relative motion: a locked pointer stays put and only reports the
@@ -169,17 +199,21 @@ impl Heapland {
         let mut locked = false;
         let mut confine: Option<Rectangle<i32, Logical>> = None;
         if let Some((surface, surface_loc)) = &under {
+            // The constraint is read under the surface's state lock; the
+            // surface's size is read after, outside it.
+            let mut confined = false;
             with_pointer_constraint(surface, &pointer, |constraint| match constraint {
                 Some(c) if c.is_active() => match &*c {
                     PointerConstraint::Locked(_) => locked = true,
-                    PointerConstraint::Confined(_) => {
-                        confine = self
-                            .surface_bounds(surface)
-                            .map(|b| Rectangle::new(surface_loc.to_i32_round(), b));
-                    }
+                    PointerConstraint::Confined(_) => confined = true,
                 },
                 _ => {}
             });
+            if confined {
+                confine = self
+                    .surface_bounds(surface)
+                    .map(|b| Rectangle::new(surface_loc.to_i32_round(), b));
+            }
         }
         pointer.relative_motion(
             self,
@@ -257,24 +291,30 @@ impl Heapland {
         let serial = SERIAL_COUNTER.next_serial();
         if event.state() == ButtonState::Pressed && !pointer.is_grabbed() {
             let location = pointer.current_location();
-            if let Some((window, part)) = self.title_bar_under(location) {
-                if let Some(surface) = window.toplevel().map(|t| t.wl_surface().clone()) {
-                    self.focus_surface(&surface);
-                }
-                match part {
-                    BarPart::Close => {
-                        if let Some(toplevel) = window.toplevel() {
-                            toplevel.send_close();
+            match self.hit(location) {
+                Hit::Bar(window, part) => {
+                    if let Some(surface) = window.toplevel().map(|t| t.wl_surface().clone()) {
+                        self.focus_surface(&surface);
+                    }
+                    match part {
+                        BarPart::Close => {
+                            if let Some(toplevel) = window.toplevel() {
+                                toplevel.send_close();
+                            }
                         }
+                        BarPart::Bar if event.button_code() == BTN_LEFT => {
+                            // The press goes to no client: the grab takes it.
+                            self.start_move_from_bar(window, location, BTN_LEFT, serial);
+                        }
+                        BarPart::Bar => {}
                     }
-                    BarPart::Bar if event.button_code() == BTN_LEFT => {
-                        // The press goes to no client: the grab takes it.
-                        self.start_move_from_bar(window, location, BTN_LEFT, serial);
-                    }
-                    BarPart::Bar => {}
                 }
-            } else {
-                self.focus_under(location, serial);
+                Hit::Surface(surface, _) => self.focus_clicked(&surface, serial),
+                Hit::Nothing => {
+                    if let Some(keyboard) = self.seat.get_keyboard() {
+                        keyboard.set_focus(self, None, serial);
+                    }
+                }
             }
         }
         pointer.button(
@@ -289,35 +329,35 @@ impl Heapland {
         pointer.frame(self);
     }
 
-    /// A click focuses what is under it: a layer surface that takes
-    /// keyboard input, else the window (raised), else nothing.
-    fn focus_under(&mut self, location: Point<f64, Logical>, serial: smithay::utils::Serial) {
-        let layer_focus = [Layer::Overlay, Layer::Top, Layer::Bottom, Layer::Background]
-            .iter()
-            .find_map(|l| {
-                self.outputs.iter().find_map(|output| {
-                    let output_loc = self.space.output_geometry(output)?.loc;
-                    let map = layer_map_for_output(output);
-                    let layer = map.layer_under(*l, location - output_loc.to_f64())?;
-                    let interactive =
-                        layer.cached_state().keyboard_interactivity != KeyboardInteractivity::None;
-                    Some(interactive.then(|| layer.wl_surface().clone()))
-                })
-            });
-        if let Some(focus) = layer_focus {
-            // A layer surface was hit: it takes focus if it wants input.
-            if let (Some(focus), Some(keyboard)) = (focus, self.seat.get_keyboard()) {
-                keyboard.set_focus(self, Some(focus), serial);
+    /// A click on `surface` focuses its window (raised), or its layer
+    /// surface if that takes keyboard input; a click on a popup or on a
+    /// layer surface without keyboard input leaves the focus where it is.
+    fn focus_clicked(&mut self, surface: &WlSurface, serial: smithay::utils::Serial) {
+        let mut root = surface.clone();
+        while let Some(parent) = get_parent(&root) {
+            root = parent;
+        }
+        let window = self
+            .space
+            .elements()
+            .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == &root))
+            .cloned();
+        if let Some(window) = window {
+            self.space.raise_element(&window, false);
+            if let Some(keyboard) = self.seat.get_keyboard() {
+                keyboard.set_focus(self, Some(root), serial);
             }
             return;
         }
-        let window = self.space.element_under(location).map(|(w, _)| w.clone());
-        if let Some(window) = &window {
-            self.space.raise_element(window, true);
-        }
-        let focus = window.and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
-        if let Some(keyboard) = self.seat.get_keyboard() {
-            keyboard.set_focus(self, focus, serial);
+        let layer_focus = self.outputs.iter().find_map(|output| {
+            let map = layer_map_for_output(output);
+            let layer = map.layer_for_surface(&root, WindowSurfaceType::ALL)?;
+            let interactive =
+                layer.cached_state().keyboard_interactivity != KeyboardInteractivity::None;
+            interactive.then(|| layer.wl_surface().clone())
+        });
+        if let (Some(focus), Some(keyboard)) = (layer_focus, self.seat.get_keyboard()) {
+            keyboard.set_focus(self, Some(focus), serial);
         }
     }
 

@@ -7,15 +7,16 @@
 
 use smithay::{
     delegate_layer_shell,
-    desktop::{layer_map_for_output, LayerSurface, WindowSurfaceType},
+    desktop::{layer_map_for_output, LayerSurface, PopupKind, WindowSurfaceType},
     output::Output,
     reexports::wayland_server::protocol::{wl_output::WlOutput, wl_surface::WlSurface},
+    utils::SERIAL_COUNTER,
     wayland::{
         compositor::with_states,
         shell::{
             wlr_layer::{
-                Layer, LayerSurface as WlrLayerSurface, LayerSurfaceData, WlrLayerShellHandler,
-                WlrLayerShellState,
+                KeyboardInteractivity, Layer, LayerSurface as WlrLayerSurface, LayerSurfaceData,
+                WlrLayerShellHandler, WlrLayerShellState,
             },
             xdg::PopupSurface,
         },
@@ -55,8 +56,12 @@ impl WlrLayerShellHandler for Heapland {
         }
     }
 
+    /// Tracked so it is drawn with its parent and configured on its first
+    /// commit (see `CompositorHandler::commit`).
     fn new_popup(&mut self, _parent: WlrLayerSurface, popup: PopupSurface) {
-        let _ = popup.send_configure();
+        if let Err(err) = self.popups.track_popup(PopupKind::Xdg(popup)) {
+            warn!("cannot track layer popup: {err}");
+        }
     }
 
     fn layer_destroyed(&mut self, surface: WlrLayerSurface) {
@@ -70,18 +75,33 @@ impl WlrLayerShellHandler for Heapland {
                 map.unmap_layer(&layer);
             }
         }
+        let had_focus = self
+            .seat
+            .get_keyboard()
+            .and_then(|k| k.current_focus())
+            .is_some_and(|f| &f == surface.wl_surface());
+        if had_focus {
+            self.focus_topmost();
+        }
     }
 }
 
 /// After a commit of a layer surface: re-arranges its output (size, anchor
-/// or exclusive zone may have changed) and sends the first configure.
-/// Returns whether `surface` was a layer surface.
-pub fn layer_committed(state: &Heapland, surface: &WlSurface) -> bool {
-    let Some(output) = state.outputs.iter().find(|o| {
-        layer_map_for_output(o)
-            .layer_for_surface(surface, WindowSurfaceType::TOPLEVEL)
-            .is_some()
-    }) else {
+/// or exclusive zone may have changed), sends the first configure, and
+/// gives the keyboard to a top or overlay surface that asks for it
+/// exclusively (a launcher, a lock screen). Returns whether `surface` was a
+/// layer surface.
+pub fn layer_committed(state: &mut Heapland, surface: &WlSurface) -> bool {
+    let Some(output) = state
+        .outputs
+        .iter()
+        .find(|o| {
+            layer_map_for_output(o)
+                .layer_for_surface(surface, WindowSurfaceType::TOPLEVEL)
+                .is_some()
+        })
+        .cloned()
+    else {
         return false;
     };
     let initial_sent = with_states(surface, |states| {
@@ -91,11 +111,27 @@ pub fn layer_committed(state: &Heapland, surface: &WlSurface) -> bool {
             .and_then(|d| d.lock().ok().map(|d| d.initial_configure_sent))
             .unwrap_or(true)
     });
-    let mut map = layer_map_for_output(output);
+    let mut map = layer_map_for_output(&output);
     map.arrange();
+    let layer = map
+        .layer_for_surface(surface, WindowSurfaceType::TOPLEVEL)
+        .cloned();
+    drop(map);
+    let Some(layer) = layer else {
+        return true;
+    };
     if !initial_sent {
-        if let Some(layer) = map.layer_for_surface(surface, WindowSurfaceType::TOPLEVEL) {
-            layer.layer_surface().send_configure();
+        layer.layer_surface().send_configure();
+        return true;
+    }
+    let cached = layer.cached_state();
+    let wants_keyboard = cached.keyboard_interactivity == KeyboardInteractivity::Exclusive
+        && matches!(cached.layer, Layer::Top | Layer::Overlay);
+    if wants_keyboard {
+        if let Some(keyboard) = state.seat.get_keyboard() {
+            if keyboard.current_focus().as_ref() != Some(surface) {
+                keyboard.set_focus(state, Some(surface.clone()), SERIAL_COUNTER.next_serial());
+            }
         }
     }
     true

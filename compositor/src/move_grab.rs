@@ -40,7 +40,7 @@ impl PointerGrab<Heapland> for MoveGrab {
         let delta = event.location - self.start_data.location;
         let location = self.initial_location.to_f64() + delta;
         data.space
-            .map_element(self.window.clone(), location.to_i32_round(), true);
+            .map_element(self.window.clone(), location.to_i32_round(), false);
     }
 
     fn relative_motion(

@@ -103,7 +103,10 @@ pub fn write_dmabuf_png(
         .ok_or(DmabufScreenshotError::NoPlane)?
         .try_clone_to_owned()
         .map_err(|e| DmabufScreenshotError::Map(e.to_string()))?;
-    let len = rustix::fs::seek(&fd, rustix::fs::SeekFrom::End(0))
+    // fstat gives a dma-buf's size; seeking would move the file offset the
+    // duplicate shares with every other holder of the buffer.
+    let len = rustix::fs::fstat(&fd)
+        .map(|st| st.st_size as u64)
         .map_err(|e| DmabufScreenshotError::Map(format!("size of the dma-buf: {e}")))?;
     let buffer = heapland_allocator::DmaBuf::from_fd(fd, len, String::from("scanout"));
     let mapping = buffer

@@ -11,6 +11,7 @@ use smithay::{
     delegate_relative_pointer,
     input::pointer::PointerHandle,
     reexports::wayland_server::protocol::wl_surface::WlSurface,
+    reexports::wayland_server::Resource,
     utils::{Logical, Point},
     wayland::{
         keyboard_shortcuts_inhibit::{
@@ -78,11 +79,19 @@ impl KeyboardShortcutsInhibitHandler for Heapland {
         &mut self.keyboard_shortcuts_inhibit_state
     }
 
-    /// Granted at once: the only shortcut it can take away from the
-    /// compositor is Ctrl+Alt+Backspace (VT switching is never inhibited,
-    /// it belongs to the session, not to the compositor).
+    /// Granted at once to unsandboxed clients: the only shortcut it can
+    /// take away from the compositor is Ctrl+Alt+Backspace (VT switching is
+    /// never inhibited, it belongs to the session, not to the compositor).
+    /// A sandboxed client's inhibitor stays inactive.
     fn new_inhibitor(&mut self, inhibitor: KeyboardShortcutsInhibitor) {
-        inhibitor.activate();
+        let sandboxed = self
+            .display_handle
+            .get_client(inhibitor.wl_surface().id())
+            .map(|c| crate::security_context::is_sandboxed(&c))
+            .unwrap_or(true);
+        if !sandboxed {
+            inhibitor.activate();
+        }
     }
 }
 

@@ -12,7 +12,11 @@ use std::{
 use smithay::{
     backend::{
         allocator::dmabuf::Dmabuf,
-        renderer::utils::{on_commit_buffer_handler, with_renderer_surface_state},
+        renderer::{
+            pixman::PixmanRenderer,
+            utils::{on_commit_buffer_handler, with_renderer_surface_state},
+            ImportDma, Renderer,
+        },
     },
     delegate_compositor, delegate_fractional_scale, delegate_output, delegate_presentation,
     delegate_seat, delegate_shm, delegate_single_pixel_buffer, delegate_viewporter,
@@ -126,6 +130,10 @@ pub struct Heapland {
     /// The cursor the focused client asked for.
     pub cursor_status: CursorImageStatus,
     pub default_cursor: DefaultCursor,
+    /// A renderer of heapland's kind (every backend composites dma-bufs
+    /// with pixman or, nested, with GLES on linear memory), used only to try
+    /// importing each client dma-buf when it is created.
+    pub import_check: PixmanRenderer,
     /// Whether the pointer has moved since start-up: the drm backend draws
     /// no cursor before (no pointing device, or nobody using it).
     pub pointer_seen: bool,
@@ -172,6 +180,8 @@ pub struct PassiveGlobals {
 pub enum StateError {
     #[error("cannot build the linux-dmabuf feedback (format table memfd): {0}")]
     Feedback(#[source] std::io::Error),
+    #[error("cannot create the pixman renderer that checks client dma-bufs: {0}")]
+    Renderer(String),
 }
 
 impl Heapland {
@@ -218,7 +228,12 @@ impl Heapland {
         let security_context_state = crate::security_context::create_global(dh);
         let data_device_state = DataDeviceState::new::<Self>(dh);
         let primary_selection_state = PrimarySelectionState::new::<Self>(dh);
-        let layer_shell_state = WlrLayerShellState::new::<Self>(dh);
+        // A sandboxed client could cover the screen with an overlay that
+        // takes the keyboard (a fake lock screen): layer shell is for the
+        // user's own panels and launchers.
+        let layer_shell_state = WlrLayerShellState::new_with_filter::<Self, _>(dh, |client| {
+            !crate::security_context::is_sandboxed(client)
+        });
         let activation_state = XdgActivationState::new::<Self>(dh);
         let keyboard_shortcuts_inhibit_state = KeyboardShortcutsInhibitState::new::<Self>(dh);
         let xdg_decoration_state = XdgDecorationState::new::<Self>(dh);
@@ -265,6 +280,7 @@ impl Heapland {
             popups: PopupManager::default(),
             cursor_status: CursorImageStatus::default_named(),
             default_cursor: DefaultCursor::default(),
+            import_check: PixmanRenderer::new().map_err(|e| StateError::Renderer(e.to_string()))?,
             pointer_seen: false,
             heaps,
             heap_protocol,
@@ -289,6 +305,26 @@ impl Heapland {
                 &mut presentation,
                 |_, _| Some(output.clone()),
                 |_, _| Kind::empty(),
+            );
+        }
+        // Panels and launchers redraw on frame callbacks too.
+        for layer in layer_map_for_output(output).layers() {
+            layer.send_frame(output, elapsed, Some(Duration::ZERO), |_, _| {
+                Some(output.clone())
+            });
+            layer.take_presentation_feedback(
+                &mut presentation,
+                |_, _| Some(output.clone()),
+                |_, _| Kind::empty(),
+            );
+        }
+        if let CursorImageStatus::Surface(surface) = &self.cursor_status {
+            smithay::desktop::utils::send_frames_surface_tree(
+                surface,
+                output,
+                elapsed,
+                Some(Duration::ZERO),
+                |_, _| Some(output.clone()),
             );
         }
         presentation
@@ -328,7 +364,7 @@ impl Heapland {
         let location =
             free.unwrap_or_else(|| slot((self.mapped_count % CASCADE_SLOTS as u32) as i32));
         self.mapped_count += 1;
-        self.space.map_element(window, location, true);
+        self.space.map_element(window, location, false);
     }
 
     /// A new window gets keyboard focus with its first buffer: earlier, it
@@ -352,11 +388,18 @@ impl Heapland {
     /// Raises the window of `surface` and gives it keyboard focus.
     pub fn focus_surface(&mut self, surface: &WlSurface) {
         if let Some(window) = self.window_of_surface(surface).cloned() {
-            self.space.raise_element(&window, true);
+            // Activation follows keyboard focus (`focus_changed`).
+            self.space.raise_element(&window, false);
         }
         if let Some(keyboard) = self.seat.get_keyboard() {
             keyboard.set_focus(self, Some(surface.clone()), SERIAL_COUNTER.next_serial());
         }
+    }
+
+    /// Whether `surface` is a toplevel's surface that has shown something.
+    pub fn is_mapped_toplevel(&self, surface: &WlSurface) -> bool {
+        self.window_of_surface(surface)
+            .is_some_and(|w| w.user_data().get::<FocusedOnMap>().is_some())
     }
 
     /// Where `surface`'s origin is in global coordinates, for toplevels and
@@ -388,13 +431,15 @@ impl Heapland {
         }
     }
 
-    /// Gives keyboard focus to the topmost window, or to nobody.
-    fn focus_topmost(&mut self) {
+    /// Gives keyboard focus to the topmost window that has shown something,
+    /// or to nobody.
+    pub fn focus_topmost(&mut self) {
         let top = self
             .space
             .elements()
-            .next_back()
-            .and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
+            .rev()
+            .filter(|w| w.user_data().get::<FocusedOnMap>().is_some())
+            .find_map(|w| w.toplevel().map(|t| t.wl_surface().clone()));
         if let Some(keyboard) = self.seat.get_keyboard() {
             keyboard.set_focus(self, top, SERIAL_COUNTER.next_serial());
         }
@@ -539,9 +584,12 @@ impl XdgShellHandler for Heapland {
             state.fullscreen_output = wl_output;
         });
         if let Some(window) = self.window_of(&surface) {
-            self.space.map_element(window, geometry.loc, true);
+            self.space.map_element(window, geometry.loc, false);
         }
-        surface.send_configure();
+        // Before the first commit the initial configure carries it.
+        if surface.is_initial_configure_sent() {
+            surface.send_configure();
+        }
     }
 
     fn unfullscreen_request(&mut self, surface: ToplevelSurface) {
@@ -550,7 +598,9 @@ impl XdgShellHandler for Heapland {
             state.size = None;
             state.fullscreen_output = None;
         });
-        surface.send_pending_configure();
+        if surface.is_initial_configure_sent() {
+            surface.send_pending_configure();
+        }
     }
 
     fn toplevel_destroyed(&mut self, surface: ToplevelSurface) {
@@ -598,7 +648,9 @@ impl XdgShellHandler for Heapland {
     /// its title bar when decorated).
     fn maximize_request(&mut self, surface: ToplevelSurface) {
         let (Some(area), Some(window)) = (self.usable_area(), self.window_of(&surface)) else {
-            surface.send_configure();
+            if surface.is_initial_configure_sent() {
+                surface.send_configure();
+            }
             return;
         };
         let margin = decoration::top_margin(&window);
@@ -608,8 +660,10 @@ impl XdgShellHandler for Heapland {
             state.size = Some(size);
         });
         self.space
-            .map_element(window, area.loc + Point::from((0, margin)), true);
-        surface.send_configure();
+            .map_element(window, area.loc + Point::from((0, margin)), false);
+        if surface.is_initial_configure_sent() {
+            surface.send_configure();
+        }
     }
 
     fn unmaximize_request(&mut self, surface: ToplevelSurface) {
@@ -617,7 +671,9 @@ impl XdgShellHandler for Heapland {
             state.states.unset(xdg_toplevel::State::Maximized);
             state.size = None;
         });
-        surface.send_pending_configure();
+        if surface.is_initial_configure_sent() {
+            surface.send_pending_configure();
+        }
     }
 
     fn reposition_request(
@@ -656,11 +712,11 @@ impl SeatHandler for Heapland {
             let is_focused = window
                 .toplevel()
                 .is_some_and(|t| Some(t.wl_surface()) == focused);
-            if window.set_activated(is_focused) {
-                if let Some(toplevel) = window.toplevel() {
-                    if toplevel.is_initial_configure_sent() {
-                        toplevel.send_pending_configure();
-                    }
+            window.set_activated(is_focused);
+            if let Some(toplevel) = window.toplevel() {
+                // Sends nothing when the pending state did not change.
+                if toplevel.is_initial_configure_sent() {
+                    toplevel.send_pending_configure();
                 }
             }
         }
@@ -704,9 +760,19 @@ impl DmabufHandler for Heapland {
         dmabuf: Dmabuf,
         notifier: ImportNotifier,
     ) {
-        // Smithay imports into the renderer at render time; here we only
-        // refuse what can never be imported: fds that are not dma-bufs.
-        match crate::dmabuf_params::check_is_dmabuf(&dmabuf) {
+        // Refuse what the compositor could never draw: fds that are not
+        // dma-bufs, and dma-bufs the renderer cannot import (pixman maps
+        // the planes; a buffer it cannot map or whose layout it cannot
+        // read fails here, with `failed`, instead of at render time).
+        // Forget earlier checks' mappings of buffers that are gone.
+        let _ = self.import_check.cleanup_texture_cache();
+        let checked = crate::dmabuf_params::check_is_dmabuf(&dmabuf).and_then(|()| {
+            self.import_check
+                .import_dmabuf(&dmabuf, None)
+                .map(drop)
+                .map_err(|e| format!("the renderer cannot import it: {e}"))
+        });
+        match checked {
             Ok(()) => {
                 if notifier.successful::<Self>().is_err() {
                     debug!("client went away before its dmabuf was created");

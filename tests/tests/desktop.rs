@@ -341,6 +341,10 @@ fn a_closed_window_frees_its_cascade_slot() {
         p.count(0, 0, 40, 40, RED_RGB) == 1600 && p.count(48, 48, 88, 88, BLUE_RGB) == 1600
     };
     assert!(two(&comp.wait_for_picture(WAIT, two)), "cascade of two");
+    // The configure that deactivates the first window comes first: the
+    // test client acks every configure, which must not follow the destroy.
+    let id1 = t1.id();
+    assert!(first.dispatch_until(WAIT, |r| r.activated.get(&id1) == Some(&false)));
     t1.destroy();
     s1.destroy();
     first.roundtrip().expect("roundtrip");
@@ -351,4 +355,55 @@ fn a_closed_window_frees_its_cascade_slot() {
         reused(&comp.wait_for_picture(WAIT, reused)),
         "the third window did not take the first one's place"
     );
+}
+
+#[test]
+fn the_newest_window_is_activated_and_the_previous_one_told_it_is_not() {
+    let mut comp = Compositor::start();
+    let mut first = comp.connect();
+    let (_s1, t1) = first.map_toplevel(40, 40, RED);
+    let id1 = t1.id();
+    assert!(
+        first.dispatch_until(WAIT, |r| r.activated.get(&id1) == Some(&true)),
+        "the first window was not activated"
+    );
+    let mut second = comp.connect();
+    let (_s2, t2) = second.map_toplevel(40, 40, BLUE);
+    let id2 = t2.id();
+    assert!(
+        second.dispatch_until(WAIT, |r| r.activated.get(&id2) == Some(&true)),
+        "the second window was not activated"
+    );
+    assert!(
+        first.dispatch_until(WAIT, |r| r.activated.get(&id1) == Some(&false)),
+        "the first window was not told it lost activation"
+    );
+    comp.assert_alive();
+}
+
+#[test]
+fn a_panel_gets_frame_callbacks() {
+    let comp = Compositor::start();
+    let mut panel = comp.connect();
+    let compositor: WlCompositor = panel.bind(5);
+    let shm: WlShm = panel.bind(1);
+    let layers: ZwlrLayerShellV1 = panel.bind(4);
+    let surface = compositor.create_surface(&panel.qh, ());
+    let layer =
+        layers.get_layer_surface(&surface, None, Layer::Bottom, "panel".into(), &panel.qh, ());
+    layer.set_anchor(Anchor::Bottom | Anchor::Left | Anchor::Right);
+    layer.set_size(0, 20);
+    surface.commit();
+    assert!(panel.dispatch_until(WAIT, |r| !r.layer_configures.is_empty()));
+    for round in 1..=3 {
+        let buffer = panel.shm_buffer(&shm, 320, 20, GREEN);
+        surface.attach(Some(&buffer), 0, 0);
+        surface.damage_buffer(0, 0, 320, 20);
+        surface.frame(&panel.qh, ());
+        surface.commit();
+        assert!(
+            panel.dispatch_until(WAIT, |r| r.frames_done >= round),
+            "frame callback {round} of a layer surface never came"
+        );
+    }
 }

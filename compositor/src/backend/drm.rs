@@ -641,9 +641,16 @@ fn schedule_idle(
     let refresh = out.refresh;
     let token = handle.insert_source(Timer::from_duration(refresh), move |_, _, state| {
         let mut b = backend.borrow_mut();
+        let active = b.drm.is_active();
         let Some(out) = b.outputs.iter_mut().find(|o| o.compositor.crtc() == crtc) else {
             return TimeoutAction::Drop;
         };
+        if !active {
+            // The session is paused (another VT): nothing to draw until it
+            // is activated again, which restarts the timer.
+            out.idle_timer = None;
+            return TimeoutAction::Drop;
+        }
         render(out, state);
         if out.flip_pending {
             out.idle_timer = None;

@@ -182,6 +182,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
     event_loop
         .run(Some(Duration::from_millis(100)), &mut state, |state| {
             state.space.refresh();
+            state.popups.cleanup();
             if let Err(err) = state.display_handle.flush_clients() {
                 warn!("flushing clients: {err}");
             }

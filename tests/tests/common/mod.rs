@@ -77,7 +77,7 @@ use wayland_protocols::{
     xdg::{
         shell::client::{
             xdg_surface::{self, XdgSurface},
-            xdg_toplevel::XdgToplevel,
+            xdg_toplevel::{self, XdgToplevel},
             xdg_wm_base::{self, XdgWmBase},
         },
         xdg_output::zv1::client::{
@@ -439,6 +439,8 @@ pub struct Recorder {
     /// xdg-output: (name, logical position, logical size) once name and size arrived.
     pub xdg_output: Option<XdgOutputInfo>,
     pub xdg_output_pending: XdgOutputInfo,
+    /// Whether each toplevel's last configure said it is activated.
+    pub activated: HashMap<ObjectId, bool>,
     /// zwp_linux_dmabuf_v1.modifier events (version 3): (format, modifier).
     pub dmabuf_modifiers: Vec<(u32, u64)>,
     /// zxdg_toplevel_decoration_v1.configure modes, in order.
@@ -635,7 +637,6 @@ ignore_events!(
     WlShmPool,
     WlOutput,
     WlSeat,
-    XdgToplevel,
     WpPresentation,
     WpViewporter,
     WpViewport,
@@ -712,6 +713,24 @@ impl Dispatch<XdgWmBase, ()> for Recorder {
     ) {
         if let xdg_wm_base::Event::Ping { serial } = e {
             wm.pong(serial);
+        }
+    }
+}
+
+impl Dispatch<XdgToplevel, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        toplevel: &XdgToplevel,
+        e: xdg_toplevel::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_toplevel::Event::Configure { states, .. } = e {
+            let activated = states
+                .chunks_exact(4)
+                .any(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) == 4);
+            s.activated.insert(toplevel.id(), activated);
         }
     }
 }
