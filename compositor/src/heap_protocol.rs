@@ -35,19 +35,19 @@ use crate::{
 /// Most devices one feedback object may declare with `add_device`.
 const MAX_EXTRA_DEVICES: usize = 16;
 
-/// The default-scope feedback objects (the global lives in the display).
+/// The heap protocol's global. Default-scope feedback objects are not
+/// tracked: the default plan is fixed for the compositor's lifetime (the
+/// render node found at start-up), so their only re-sends answer
+/// `add_device`, on the object itself. Surface-scope objects are tracked by
+/// their surface (`feedback::SurfaceFeedback`).
 #[derive(Debug)]
-pub struct HeapProtocolState {
-    default_instances: Vec<Weak<XxDmabufHeapFeedbackV1>>,
-}
+pub struct HeapProtocolState {}
 
 impl HeapProtocolState {
     pub fn new(dh: &DisplayHandle) -> Self {
         // The global lives as long as the display; its id is not needed.
         dh.create_global::<Heapland, XxDmabufHeapManagerV1, ()>(1, ());
-        HeapProtocolState {
-            default_instances: Vec::new(),
-        }
+        HeapProtocolState {}
     }
 }
 
@@ -169,9 +169,6 @@ impl Dispatch<XxDmabufHeapManagerV1, ()> for Heapland {
                         extra_devices: Mutex::new(Vec::new()),
                     },
                 );
-                let instances = &mut state.heap_protocol.default_instances;
-                instances.retain(|w| w.upgrade().is_ok());
-                instances.push(feedback.downgrade());
                 let plan = state.default_plan.clone();
                 send_batch(state, &feedback, &plan);
             }

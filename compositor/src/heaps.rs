@@ -26,9 +26,8 @@ use rustix::fs::{Mode, OFlags};
 pub const FLAG_CONTIGUOUS: u32 = 0x1;
 pub const FLAG_ACCOUNTED: u32 = 0x2;
 
-/// Size the heap is chosen for: one page. The protocol hands out a heap per
-/// tranche, not per buffer; `max_size` tells the client the real limit.
-const SELECT_SIZE: u64 = 4096;
+/// Size the heap is chosen for before any output exists: one page.
+const PAGE_BYTES: u64 = 4096;
 
 /// An opened heap for one tranche.
 #[derive(Debug)]
@@ -122,6 +121,12 @@ pub struct HeapDirectory {
     heaps: Vec<HeapInfo>,
     /// Those of `heaps` that charge the allocator's memory cgroup.
     accounted: Vec<HeapInfo>,
+    /// The buffer size heaps are chosen for: a full frame of the largest
+    /// output (see [`HeapDirectory::size_for_outputs`]). The protocol hands
+    /// out a heap per tranche, not per buffer; a heap that cannot hold a
+    /// full-screen buffer is not chosen while one that can exists, and
+    /// `max_size` tells the client the real limit.
+    frame_bytes: u64,
 }
 
 impl HeapDirectory {
@@ -142,7 +147,21 @@ impl HeapDirectory {
             discovery,
             heaps,
             accounted,
+            frame_bytes: PAGE_BYTES,
         }
+    }
+
+    /// Chooses heaps for buffers as large as a full XRGB8888 frame of the
+    /// largest of `outputs` (width x height in pixels).
+    pub fn size_for_outputs(&mut self, outputs: impl IntoIterator<Item = (i32, i32)>) {
+        self.frame_bytes = outputs
+            .into_iter()
+            .map(|(w, h)| {
+                u64::from(w.max(0).unsigned_abs()) * u64::from(h.max(0).unsigned_abs()) * 4
+            })
+            .max()
+            .unwrap_or(0)
+            .max(PAGE_BYTES);
     }
 
     pub fn discovery(&self) -> &Discovery {
@@ -182,18 +201,19 @@ impl HeapDirectory {
             Candidates::All => &self.heaps,
             Candidates::Accounted => &self.accounted,
         };
-        match needs.select(pool, &resolved, SELECT_SIZE) {
+        let size = self.frame_bytes;
+        match needs.select(pool, &resolved, size) {
             Ok(heap) => Ok(heap),
             Err(err) if candidates == Candidates::Accounted => {
                 // Would any heap serve the tranche? Then withholding is the
                 // reason; otherwise the tranche is unsatisfiable for everyone.
-                if let Err(all) = needs.select(&self.heaps, &resolved, SELECT_SIZE) {
+                if let Err(all) = needs.select(&self.heaps, &resolved, size) {
                     return Err(NoHeap::Unsatisfiable(all.to_string()));
                 }
                 let withheld: Vec<String> = self
                     .heaps
                     .iter()
-                    .filter(|h| !is_accounted(h) && needs.check(h, SELECT_SIZE).is_ok())
+                    .filter(|h| !is_accounted(h) && needs.check(h, size).is_ok())
                     .map(withheld_because)
                     .collect();
                 let accounted = if self.accounted.is_empty() {

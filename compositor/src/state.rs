@@ -147,7 +147,6 @@ pub struct Heapland {
     /// put client buffers on a plane (drm); see `feedback::scanout_decided`.
     pub scanout_plan: Option<Arc<FeedbackPlan>>,
     pub heaps: HeapDirectory,
-    pub heap_protocol: HeapProtocolState,
 
     /// Number of toplevels mapped so far, for the cascade of the stacking layout.
     pub mapped_count: u32,
@@ -173,6 +172,7 @@ pub struct PassiveGlobals {
     pub relative_pointer_state: RelativePointerManagerState,
     pub pointer_constraints_state: PointerConstraintsState,
     pub single_pixel_buffer_state: SinglePixelBufferState,
+    pub heap_protocol_state: HeapProtocolState,
 }
 
 /// Why the compositor could not set up its globals.
@@ -224,7 +224,7 @@ impl Heapland {
             // No device a client could open as main_device: version 3.
             dmabuf_state.create_global::<Self>(dh, formats.clone())
         };
-        let heap_protocol = HeapProtocolState::new(dh);
+        let heap_protocol_state = HeapProtocolState::new(dh);
         let security_context_state = crate::security_context::create_global(dh);
         let data_device_state = DataDeviceState::new::<Self>(dh);
         let primary_selection_state = PrimarySelectionState::new::<Self>(dh);
@@ -267,6 +267,7 @@ impl Heapland {
                 relative_pointer_state,
                 pointer_constraints_state,
                 single_pixel_buffer_state,
+                heap_protocol_state,
             },
             params: ParamsValidator::new(formats),
             default_plan: Arc::new(plan),
@@ -283,7 +284,6 @@ impl Heapland {
             import_check: PixmanRenderer::new().map_err(|e| StateError::Renderer(e.to_string()))?,
             pointer_seen: false,
             heaps,
-            heap_protocol,
             mapped_count: 0,
             screenshot_requested: false,
             next_surface_feedback: None,
@@ -328,6 +328,21 @@ impl Heapland {
             );
         }
         presentation
+    }
+
+    /// Announces `output` to clients at `location` of the global space, and
+    /// has heaps chosen for full frames of the largest output.
+    pub fn add_output(&mut self, output: &Output, location: Point<i32, Logical>) {
+        output.create_global::<Heapland>(&self.display_handle);
+        self.space.map_output(output, location);
+        self.outputs.push(output.clone());
+        let sizes: Vec<(i32, i32)> = self
+            .outputs
+            .iter()
+            .filter_map(|o| o.current_mode())
+            .map(|m| (m.size.w, m.size.h))
+            .collect();
+        self.heaps.size_for_outputs(sizes);
     }
 
     /// The mapped window of a toplevel.

@@ -301,9 +301,7 @@ fn publish_output(state: &mut Heapland, output: &Output) {
         .map(|m| m.size.w)
         .sum();
     output.change_current_state(None, None, None, Some((x, 0).into()));
-    output.create_global::<Heapland>(&state.display_handle);
-    state.space.map_output(output, (x, 0));
-    state.outputs.push(output.clone());
+    state.add_output(output, (x, 0).into());
 }
 
 /// Opens one DRM device and sets up every connected connector on it.

@@ -193,9 +193,7 @@ pub fn init(
             Some(Scale::Integer(1)),
             Some((x, 0).into()),
         );
-        output.create_global::<Heapland>(&state.display_handle);
-        state.space.map_output(&output, (x, 0));
-        state.outputs.push(output.clone());
+        state.add_output(&output, (x, 0).into());
         x += w;
 
         let buffer = allocate_output_buffer(

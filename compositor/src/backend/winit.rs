@@ -68,9 +68,7 @@ pub fn init(
         Some(Scale::Integer(1)),
         Some((0, 0).into()),
     );
-    output.create_global::<Heapland>(&state.display_handle);
-    state.space.map_output(&output, (0, 0));
-    state.outputs.push(output.clone());
+    state.add_output(&output, (0, 0).into());
     info!(
         "output {}: {}x{} in a window (winit, GLES)",
         output.name(),
