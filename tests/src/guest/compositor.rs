@@ -333,11 +333,18 @@ pub(super) fn feedback_scope(
 
 /// A client connection to the guest's heapland, with the globals it announced.
 pub(super) fn connect() -> Result<(Connection, GlobalList, EventQueue<State>), String> {
+    connect_with::<State>()
+}
+
+/// A connection to the guest's heapland whose events go to a state of type `S`.
+pub(super) fn connect_with<S>() -> Result<(Connection, GlobalList, EventQueue<S>), String>
+where
+    S: Dispatch<WlRegistry, GlobalListContents> + 'static,
+{
     let stream = UnixStream::connect(Path::new(RUNTIME_DIR).join(SOCKET))
         .map_err(|e| format!("connect: {e}"))?;
     let conn = Connection::from_socket(stream).map_err(|e| format!("wayland connection: {e}"))?;
-    let (globals, queue) =
-        registry_queue_init::<State>(&conn).map_err(|e| format!("registry: {e}"))?;
+    let (globals, queue) = registry_queue_init::<S>(&conn).map_err(|e| format!("registry: {e}"))?;
     Ok((conn, globals, queue))
 }
 

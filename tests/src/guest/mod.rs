@@ -18,6 +18,7 @@ pub mod drm_card;
 pub mod heap;
 pub mod heaps_command;
 pub mod host_usr;
+pub mod input;
 pub mod kernel_log;
 pub mod lifetime;
 pub mod modules;
@@ -107,7 +108,7 @@ pub fn phases() -> Vec<Phase> {
         // Needs vivid in dma-contig mode (after vivid-contig) and vkms free.
         Phase {
             name: "session",
-            tests: || [session::tests(), camera_pipeline::tests()].concat(),
+            tests: || [session::tests(), camera_pipeline::tests(), input::tests()].concat(),
         },
         // After the session tests, with vkms free: heapland on vkms with each
         // --allocator, read back through vkms's writeback connector.

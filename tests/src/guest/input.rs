@@ -1,0 +1,399 @@
+//! Keyboard input on the drm backend, end to end: a uinput keyboard that
+//! udev describes (systemd-udevd from the host's /usr, with the host's
+//! rules) and libinput opens through heapland's session; its key reaches
+//! the window that has keyboard focus, as a wl_keyboard.key event.
+
+use std::{
+    fs::File,
+    io::Write,
+    os::fd::{AsFd, OwnedFd},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use rustix::{
+    fs::{Mode, OFlags},
+    ioctl::{ioctl, opcode, IntegerSetter, NoArg, Opcode, Setter},
+};
+use wayland_client::{
+    globals::GlobalListContents,
+    protocol::{
+        wl_buffer::WlBuffer,
+        wl_compositor::WlCompositor,
+        wl_keyboard::{self, WlKeyboard},
+        wl_registry::WlRegistry,
+        wl_seat::WlSeat,
+        wl_shm::{self, WlShm},
+        wl_shm_pool::WlShmPool,
+        wl_surface::WlSurface,
+    },
+    Connection, Dispatch, Proxy, QueueHandle, WEnum,
+};
+use wayland_protocols::xdg::shell::client::{
+    xdg_surface::{self, XdgSurface},
+    xdg_toplevel::XdgToplevel,
+    xdg_wm_base::{self, XdgWmBase},
+};
+
+use super::{compositor::Heapland, Test};
+
+pub fn tests() -> Vec<Test> {
+    vec![Test {
+        name: "input::uinput_key_reaches_the_focused_window",
+        run: uinput_key_reaches_the_focused_window,
+    }]
+}
+
+/// linux/input-event-codes.h
+const EV_SYN: u16 = 0;
+const EV_KEY: u16 = 1;
+const SYN_REPORT: u16 = 0;
+const KEY_A: u16 = 30;
+const BUS_VIRTUAL: u16 = 0x06;
+
+/// linux/uinput.h
+const UI_SET_EVBIT: Opcode = opcode::write::<i32>(b'U', 100);
+const UI_SET_KEYBIT: Opcode = opcode::write::<i32>(b'U', 101);
+const UI_DEV_SETUP: Opcode = opcode::write::<UinputSetup>(b'U', 3);
+const UI_DEV_CREATE: Opcode = opcode::none(b'U', 1);
+const UI_DEV_DESTROY: Opcode = opcode::none(b'U', 2);
+const NAME: &str = "heapland test keyboard";
+
+/// `struct uinput_setup`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct UinputSetup {
+    bustype: u16,
+    vendor: u16,
+    product: u16,
+    version: u16,
+    name: [u8; 80],
+    ff_effects_max: u32,
+}
+
+/// A virtual keyboard with the letter keys.
+struct Keyboard {
+    fd: OwnedFd,
+}
+
+impl Keyboard {
+    fn create() -> Result<Keyboard, String> {
+        let fd = rustix::fs::open(
+            "/dev/uinput",
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("open /dev/uinput: {e} (is uinput loaded?)"))?;
+        let call = |what: &str, r: rustix::io::Result<()>| r.map_err(|e| format!("{what}: {e}"));
+        // SAFETY: UI_SET_EVBIT and UI_SET_KEYBIT take the bit number by value.
+        call("UI_SET_EVBIT", unsafe {
+            ioctl(&fd, IntegerSetter::<UI_SET_EVBIT>::new_usize(EV_KEY.into()))
+        })?;
+        for key in 16..=50 {
+            // SAFETY: as above.
+            call("UI_SET_KEYBIT", unsafe {
+                ioctl(&fd, IntegerSetter::<UI_SET_KEYBIT>::new_usize(key))
+            })?;
+        }
+        let mut setup = UinputSetup {
+            bustype: BUS_VIRTUAL,
+            vendor: 0x1234,
+            product: 0x5678,
+            version: 1,
+            name: [0; 80],
+            ff_effects_max: 0,
+        };
+        setup.name[..NAME.len()].copy_from_slice(NAME.as_bytes());
+        // SAFETY: UI_DEV_SETUP reads a struct uinput_setup.
+        call("UI_DEV_SETUP", unsafe {
+            ioctl(&fd, Setter::<UI_DEV_SETUP, UinputSetup>::new(setup))
+        })?;
+        // SAFETY: UI_DEV_CREATE takes no argument.
+        call("UI_DEV_CREATE", unsafe {
+            ioctl(&fd, NoArg::<UI_DEV_CREATE>::new())
+        })?;
+        Ok(Keyboard { fd })
+    }
+
+    fn event(&self, kind: u16, code: u16, value: i32) -> Result<(), String> {
+        // struct input_event: struct timeval (zero: the kernel stamps it), type, code, value.
+        let mut ev = [0u8; 24];
+        ev[16..18].copy_from_slice(&kind.to_ne_bytes());
+        ev[18..20].copy_from_slice(&code.to_ne_bytes());
+        ev[20..24].copy_from_slice(&value.to_ne_bytes());
+        rustix::io::write(&self.fd, &ev)
+            .map(drop)
+            .map_err(|e| format!("write input_event: {e}"))
+    }
+
+    /// Presses and releases `key`.
+    fn tap(&self, key: u16) -> Result<(), String> {
+        for value in [1, 0] {
+            self.event(EV_KEY, key, value)?;
+            self.event(EV_SYN, SYN_REPORT, 0)?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Keyboard {
+    fn drop(&mut self) {
+        // SAFETY: UI_DEV_DESTROY takes no argument.
+        let _ = unsafe { ioctl(&self.fd, NoArg::<UI_DEV_DESTROY>::new()) };
+    }
+}
+
+/// systemd-udevd from the host's /usr, for as long as the test runs:
+/// libinput only takes input devices that udev tagged (ID_INPUT_*).
+struct Udevd(Child);
+
+impl Udevd {
+    fn start() -> Result<Udevd, String> {
+        let path = [
+            "/usr/lib/systemd/systemd-udevd",
+            "/lib/systemd/systemd-udevd",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or("no systemd-udevd in the host's /usr (package udev)")?;
+        std::fs::create_dir_all("/run/udev").map_err(|e| format!("mkdir /run/udev: {e}"))?;
+        let child = Command::new(path)
+            .stdout(Stdio::null())
+            .stderr(File::create("/tmp/udevd.log").map_err(|e| format!("udevd log: {e}"))?)
+            .spawn()
+            .map_err(|e| format!("spawn {path}: {e}"))?;
+        let udevd = Udevd(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::path::Path::new("/run/udev/control").exists() {
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string("/tmp/udevd.log").unwrap_or_default();
+                return Err(format!("systemd-udevd did not start:\n{log}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(udevd)
+    }
+}
+
+impl Drop for Udevd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn udevadm(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("/bin/udevadm")
+        .args(args)
+        .output()
+        .map_err(|e| format!("run udevadm {args:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "udevadm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The event node of our keyboard, from sysfs.
+fn keyboard_event_node() -> Option<String> {
+    for entry in std::fs::read_dir("/sys/class/input").ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("event") {
+            continue;
+        }
+        let dev_name =
+            std::fs::read_to_string(entry.path().join("device/name")).unwrap_or_default();
+        if dev_name.trim() == NAME {
+            return Some(format!("/dev/input/{name}"));
+        }
+    }
+    None
+}
+
+#[derive(Default)]
+struct State {
+    configured: bool,
+    entered: bool,
+    /// (key, state) of wl_keyboard.key events.
+    keys: Vec<(u32, u32)>,
+}
+
+fn uinput_key_reaches_the_focused_window() -> Result<(), String> {
+    let _udevd = Udevd::start()?;
+    let keyboard = Keyboard::create()?;
+    // udev describes the new device (input_id builtin: ID_INPUT_KEYBOARD).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let node = loop {
+        if let Some(node) = keyboard_event_node() {
+            break node;
+        }
+        if Instant::now() > deadline {
+            return Err("the uinput keyboard has no event node".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    udevadm(&["trigger", "--action=add", "--subsystem-match=input"])?;
+    udevadm(&["settle", "--timeout=10"])?;
+    let props = udevadm(&["info", "--query=property", &format!("--name={node}")])?;
+    if !props.contains("ID_INPUT_KEYBOARD=1") {
+        return Err(format!("udev did not mark {node} as a keyboard:\n{props}"));
+    }
+
+    let mut comp = Heapland::start_with(&["--backend", "drm"])?;
+    let (conn, globals, mut queue) = super::compositor::connect_with::<State>()?;
+    let qh = queue.handle();
+    let bind_err = |what: &str, e: wayland_client::globals::BindError| format!("bind {what}: {e}");
+    let wl_compositor: WlCompositor = globals
+        .bind(&qh, 4..=5, ())
+        .map_err(|e| bind_err("wl_compositor", e))?;
+    let wm: XdgWmBase = globals
+        .bind(&qh, 1..=1, ())
+        .map_err(|e| bind_err("xdg_wm_base", e))?;
+    let shm: WlShm = globals
+        .bind(&qh, 1..=1, ())
+        .map_err(|e| bind_err("wl_shm", e))?;
+    let seat: WlSeat = globals
+        .bind(&qh, 5..=7, ())
+        .map_err(|e| bind_err("wl_seat", e))?;
+    let _wl_keyboard = seat.get_keyboard(&qh, ());
+
+    let surface = wl_compositor.create_surface(&qh, ());
+    let xdg = wm.get_xdg_surface(&surface, &qh, ());
+    let _toplevel = xdg.get_toplevel(&qh, ());
+    surface.commit();
+    let (w, h) = (64i32, 64i32);
+    let memfd = rustix::fs::memfd_create("heapland-input-window", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| format!("memfd_create: {e}"))?;
+    let mut file = File::from(memfd);
+    file.write_all(&vec![0x80u8; (w * h * 4) as usize])
+        .map_err(|e| format!("fill the window: {e}"))?;
+    let pool = shm.create_pool(file.as_fd(), w * h * 4, &qh, ());
+    let buffer = pool.create_buffer(0, w, h, w * 4, wl_shm::Format::Xrgb8888, &qh, ());
+
+    let mut st = State::default();
+    let mut wait = |st: &mut State, what: &str, done: fn(&State) -> bool| -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(st) {
+            queue
+                .roundtrip(st)
+                .map_err(|e| format!("roundtrip waiting for {what}: {e}"))?;
+            comp.alive()?;
+            if Instant::now() > deadline {
+                return Err(format!("no {what}:\n{}", comp.log_text()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    };
+    wait(&mut st, "configure", |s| s.configured)?;
+    surface.attach(Some(&buffer), 0, 0);
+    surface.damage_buffer(0, 0, w, h);
+    surface.commit();
+    // The window takes keyboard focus with its first buffer.
+    wait(&mut st, "wl_keyboard.enter", |s| s.entered)?;
+
+    keyboard.tap(KEY_A)?;
+    let evdev_a = u32::from(KEY_A);
+    wait(&mut st, "KEY_A pressed and released", |s| {
+        s.keys.contains(&(30, 1)) && s.keys.contains(&(30, 0))
+    })?;
+    if !st.keys.iter().all(|(k, _)| *k == evdev_a) {
+        return Err(format!("unexpected keys: {:?}", st.keys));
+    }
+    let log = comp.log_text();
+    println!(
+        "INFO input: {NAME} ({node}) -> libinput -> seat0 -> the focused window: {:?}",
+        st.keys
+    );
+    drop(buffer);
+    drop(conn);
+    drop(keyboard);
+    comp.stop().map_err(|e| format!("{e}\n{log}"))
+}
+
+impl Dispatch<WlRegistry, GlobalListContents> for State {
+    fn event(
+        _: &mut Self,
+        _: &WlRegistry,
+        _: <WlRegistry as Proxy>::Event,
+        _: &GlobalListContents,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+macro_rules! ignore {
+    ($($ty:ty),*) => {$(
+        impl Dispatch<$ty, ()> for State {
+            fn event(_: &mut Self, _: &$ty, _: <$ty as Proxy>::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {}
+        }
+    )*};
+}
+
+ignore!(
+    WlCompositor,
+    WlSurface,
+    WlBuffer,
+    WlShm,
+    WlShmPool,
+    WlSeat,
+    XdgToplevel
+);
+
+impl Dispatch<XdgWmBase, ()> for State {
+    fn event(
+        _: &mut Self,
+        wm: &XdgWmBase,
+        e: xdg_wm_base::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_wm_base::Event::Ping { serial } = e {
+            wm.pong(serial);
+        }
+    }
+}
+
+impl Dispatch<XdgSurface, ()> for State {
+    fn event(
+        s: &mut Self,
+        x: &XdgSurface,
+        e: xdg_surface::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_surface::Event::Configure { serial } = e {
+            x.ack_configure(serial);
+            s.configured = true;
+        }
+    }
+}
+
+impl Dispatch<WlKeyboard, ()> for State {
+    fn event(
+        s: &mut Self,
+        _: &WlKeyboard,
+        e: wl_keyboard::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match e {
+            wl_keyboard::Event::Enter { .. } => s.entered = true,
+            wl_keyboard::Event::Key { key, state, .. } => {
+                let state = match state {
+                    WEnum::Value(v) => u32::from(v),
+                    WEnum::Unknown(raw) => raw,
+                };
+                s.keys.push((key, state));
+            }
+            _ => {}
+        }
+    }
+}
