@@ -38,7 +38,7 @@ use smithay::{
             xdg::shell::server::xdg_toplevel,
         },
         wayland_server::{
-            backend::{ClientData, ClientId, DisconnectReason},
+            backend::{ClientData, ClientId, DisconnectReason, GlobalId},
             protocol::{
                 wl_buffer::WlBuffer, wl_output::WlOutput, wl_seat::WlSeat, wl_surface::WlSurface,
             },
@@ -332,8 +332,8 @@ impl Heapland {
 
     /// Announces `output` to clients at `location` of the global space, and
     /// has heaps chosen for full frames of the largest output.
-    pub fn add_output(&mut self, output: &Output, location: Point<i32, Logical>) {
-        output.create_global::<Heapland>(&self.display_handle);
+    pub fn add_output(&mut self, output: &Output, location: Point<i32, Logical>) -> GlobalId {
+        let global = output.create_global::<Heapland>(&self.display_handle);
         self.space.map_output(output, location);
         self.outputs.push(output.clone());
         let sizes: Vec<(i32, i32)> = self
@@ -343,6 +343,25 @@ impl Heapland {
             .map(|m| (m.size.w, m.size.h))
             .collect();
         self.heaps.size_for_outputs(sizes);
+        global
+    }
+
+    /// Withdraws `output` (its connector was unplugged): clients see its
+    /// global go, and windows left on no output move to the first one.
+    pub fn remove_output(&mut self, output: &Output, global: GlobalId) {
+        self.display_handle.remove_global::<Heapland>(global);
+        self.space.unmap_output(output);
+        self.outputs.retain(|o| o != output);
+        let origin = self.usable_area().map(|a| a.loc).unwrap_or_default();
+        let stranded: Vec<Window> = self
+            .space
+            .elements()
+            .filter(|w| self.space.outputs_for_element(w).is_empty())
+            .cloned()
+            .collect();
+        for window in stranded {
+            self.space.map_element(window, origin, false);
+        }
     }
 
     /// The mapped window of a toplevel.

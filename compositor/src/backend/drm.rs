@@ -35,7 +35,7 @@ use smithay::{
         libinput::{LibinputInputBackend, LibinputSessionInterface},
         renderer::{pixman::PixmanRenderer, ImportDma},
         session::{libseat::LibSeatSession, Event as SessionEvent, Session},
-        udev::UdevBackend,
+        udev::{UdevBackend, UdevEvent},
     },
     desktop::utils::OutputPresentationFeedback,
     output::{Mode as OutputMode, Output, PhysicalProperties, Subpixel},
@@ -47,6 +47,7 @@ use smithay::{
         input::Libinput,
         rustix::fs::OFlags,
         wayland_protocols::wp::presentation_time::server::wp_presentation_feedback::Kind,
+        wayland_server::backend::GlobalId,
     },
     utils::{DeviceFd, Monotonic, Time, Transform},
     wayland::presentation::Refresh,
@@ -106,6 +107,10 @@ struct DrmOutput {
     /// Where to write this output's picture (the first output only).
     screenshot: Option<PathBuf>,
     every_frame: bool,
+    /// The connector it drives, to notice its unplugging.
+    connector: connector::Handle,
+    /// Its wl_output global, once published.
+    global: Option<GlobalId>,
 }
 
 /// The display device and its outputs; shared by the event sources.
@@ -114,6 +119,20 @@ struct DrmBackend {
     outputs: Vec<DrmOutput>,
     /// Held so that the device stays ours for as long as the loop runs.
     session: LibSeatSession,
+    /// Where the scanout buffers of outputs plugged in later come from.
+    memory: ScanoutMemory,
+    device_name: String,
+}
+
+/// A display device opened with its connected outputs, before they are
+/// published.
+struct OpenedDisplay {
+    drm: DrmDevice,
+    outputs: Vec<DrmOutput>,
+    notifier: DrmDeviceNotifier,
+    memory: ScanoutMemory,
+    device_name: String,
+    dev: u64,
 }
 
 /// Opens the session and the first display device with a connected
@@ -141,7 +160,7 @@ pub fn init(
     for (dev, path) in &candidates {
         match open_display(&mut session, state, cli, *dev, path, &shared) {
             Ok(found) => {
-                set_scanout_plan(state, *dev, &found.1);
+                set_scanout_plan(state, *dev, &found.outputs);
                 opened = Some(found);
                 break;
             }
@@ -151,7 +170,7 @@ pub fn init(
             }
         }
     }
-    let Some((drm, outputs, drm_notifier)) = opened else {
+    let Some(opened) = opened else {
         return Err(DrmBackendError::NoDisplay {
             seat,
             tried: if tried.is_empty() {
@@ -161,14 +180,24 @@ pub fn init(
             },
         });
     };
+    let OpenedDisplay {
+        drm,
+        mut outputs,
+        notifier: drm_notifier,
+        memory,
+        device_name,
+        dev: display_dev,
+    } = opened;
     // Only outputs that are fully set up become globals and take space.
-    for out in &outputs {
-        publish_output(state, &out.output);
+    for out in &mut outputs {
+        publish_output(state, out);
     }
     let backend = Rc::new(RefCell::new(DrmBackend {
         drm,
         outputs,
         session,
+        memory,
+        device_name,
     }));
 
     let mut libinput = start_libinput(&backend.borrow().session, &seat, handle)?;
@@ -228,8 +257,18 @@ pub fn init(
         )
         .map_err(|e| DrmBackendError::Loop(e.to_string()))?;
 
-    // udev is only needed for the device list: hot-plug is not handled.
-    drop(udev);
+    // Connector hot-plug: udev reports a change of the display device.
+    let hotplug_backend = backend.clone();
+    let hotplug_handle = handle.clone();
+    handle
+        .insert_source(udev, move |event, _, state: &mut Heapland| {
+            if let UdevEvent::Changed { device_id } = event {
+                if device_id == display_dev {
+                    rescan_connectors(&hotplug_backend, state, &hotplug_handle);
+                }
+            }
+        })
+        .map_err(|e| DrmBackendError::Loop(e.to_string()))?;
     let mut b = backend.borrow_mut();
     if let Some(first) = b.outputs.first_mut() {
         first.screenshot = cli.screenshot.clone();
@@ -293,15 +332,98 @@ fn shared_devices(cli: &Cli) -> Result<Vec<DeviceNumber>, DrmBackendError> {
 }
 
 /// Announces an output to clients and places it right of the others.
-fn publish_output(state: &mut Heapland, output: &Output) {
+fn publish_output(state: &mut Heapland, out: &mut DrmOutput) {
     let x: i32 = state
         .outputs
         .iter()
         .filter_map(|o| o.current_mode())
         .map(|m| m.size.w)
         .sum();
-    output.change_current_state(None, None, None, Some((x, 0).into()));
-    state.add_output(output, (x, 0).into());
+    out.output
+        .change_current_state(None, None, None, Some((x, 0).into()));
+    out.global = Some(state.add_output(&out.output, (x, 0).into()));
+}
+
+/// After a udev change event of the display device: withdraws the outputs
+/// of unplugged connectors and sets up newly connected ones.
+fn rescan_connectors(
+    backend: &Rc<RefCell<DrmBackend>>,
+    state: &mut Heapland,
+    handle: &LoopHandle<'static, Heapland>,
+) {
+    let mut b = backend.borrow_mut();
+    let resources = match b.drm.resource_handles() {
+        Ok(r) => r,
+        Err(err) => {
+            warn!("hot-plug: cannot read KMS resources: {err}");
+            return;
+        }
+    };
+    let connected: Vec<connector::Info> = resources
+        .connectors()
+        .iter()
+        .filter_map(|c| b.drm.get_connector(*c, true).ok())
+        .filter(|i| i.state() == connector::State::Connected && !i.modes().is_empty())
+        .collect();
+    let mut kept = Vec::new();
+    for mut out in std::mem::take(&mut b.outputs) {
+        if connected.iter().any(|i| i.handle() == out.connector) {
+            kept.push(out);
+            continue;
+        }
+        info!("{}: disconnected, output withdrawn", out.output.name());
+        if let Some(token) = out.idle_timer.take() {
+            handle.remove(token);
+        }
+        if let Some(global) = out.global.take() {
+            state.remove_output(&out.output, global);
+        }
+    }
+    b.outputs = kept;
+    for info in connected {
+        if b.outputs.iter().any(|o| o.connector == info.handle()) {
+            continue;
+        }
+        let used: Vec<crtc::Handle> = b.outputs.iter().map(|o| o.compositor.crtc()).collect();
+        let Some(crtc) = info
+            .encoders()
+            .iter()
+            .filter_map(|enc| b.drm.get_encoder(*enc).ok())
+            .flat_map(|enc| resources.filter_crtcs(enc.possible_crtcs()))
+            .find(|crtc| !used.contains(crtc))
+        else {
+            warn!(
+                "{}-{} connected, but no CRTC is free for it",
+                info.interface().as_str(),
+                info.interface_id()
+            );
+            continue;
+        };
+        let b = &mut *b;
+        match open_output(&mut b.drm, &b.memory, &b.device_name, None, &info, crtc) {
+            Ok(mut out) => {
+                info!("{}: connected, output added", out.output.name());
+                publish_output(state, &mut out);
+                render(&mut out, state);
+                b.outputs.push(out);
+            }
+            Err(err) => warn!("hot-plug: {err}"),
+        }
+    }
+    drop(b);
+    let crtcs: Vec<crtc::Handle> = backend
+        .borrow()
+        .outputs
+        .iter()
+        .filter(|o| o.idle_timer.is_none())
+        .map(|o| o.compositor.crtc())
+        .collect();
+    for crtc in crtcs {
+        let mut b = backend.borrow_mut();
+        if let Some(out) = b.outputs.iter_mut().find(|o| o.compositor.crtc() == crtc) {
+            schedule_idle(out, backend, handle);
+        }
+    }
 }
 
 /// Opens one DRM device and sets up every connected connector on it.
@@ -312,7 +434,7 @@ fn open_display(
     dev: u64,
     path: &Path,
     shared: &[DeviceNumber],
-) -> Result<(DrmDevice, Vec<DrmOutput>, DrmDeviceNotifier), String> {
+) -> Result<OpenedDisplay, String> {
     let fd = session
         .open(
             path,
@@ -370,7 +492,14 @@ fn open_display(
     if outputs.is_empty() {
         return Err("no connected connector".into());
     }
-    Ok((drm, outputs, notifier))
+    Ok(OpenedDisplay {
+        drm,
+        outputs,
+        notifier,
+        memory,
+        device_name,
+        dev,
+    })
 }
 
 fn open_output(
@@ -481,6 +610,8 @@ fn open_output(
         screenshot: None,
         every_frame: false,
         scanout_formats,
+        connector: info.handle(),
+        global: None,
     })
 }
 
