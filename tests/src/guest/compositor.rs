@@ -252,6 +252,8 @@ pub(super) struct State {
     pub(super) frame_done: bool,
     /// linux-dmabuf feedback: tranche flags of the last joined feedback.
     pub(super) dmabuf_tranches: Option<Vec<u32>>,
+    /// The linux-dmabuf part of the last joined feedback, for negotiation.
+    pub(super) dmabuf_feedback: Option<heapland_allocator::negotiation::Feedback>,
 }
 
 impl State {
@@ -275,6 +277,7 @@ impl State {
                 return;
             }
         };
+        self.dmabuf_feedback = joined.dmabuf();
         self.dmabuf_tranches = Some(
             joined
                 .tranches
@@ -393,6 +396,33 @@ fn client_heap_dmabuf_in_output() -> Result<(), String> {
         return Err(format!(
             "headless default feedback: tranche flags {default_flags:?}, want tranches without scanout"
         ));
+    }
+    // heapland-allocator negotiates a buffer against heapland's own feedback.
+    {
+        use heapland_allocator::{
+            drm_fourcc::DrmFourcc,
+            negotiation::{negotiate, Request, Usage},
+            Discovery,
+        };
+        let feedback = st
+            .dmabuf_feedback
+            .clone()
+            .ok_or("joined feedback without its linux-dmabuf part")?;
+        let request = Request::new(
+            64,
+            48,
+            vec![DrmFourcc::Xrgb8888],
+            Usage {
+                cpu: true,
+                ..Default::default()
+            },
+        );
+        let n = negotiate(&Discovery::scan(), &feedback, &request)
+            .map_err(|e| format!("negotiating against heapland's own feedback: {e}"))?;
+        println!(
+            "INFO compositor: heapland-allocator negotiates heapland's default feedback: tranche {}, heap {}, stride {}",
+            n.tranche, n.heap.name, n.layout.planes[0].stride
+        );
     }
     let heap_fd = match (st.heap_fd.take(), &st.no_heap) {
         (Some(fd), _) => fd,

@@ -89,7 +89,9 @@ impl Keyboard {
         call("UI_SET_EVBIT", unsafe {
             ioctl(&fd, IntegerSetter::<UI_SET_EVBIT>::new_usize(EV_KEY.into()))
         })?;
-        for key in 16..=50 {
+        // ESC through F12: udev's input_id calls a device with the first
+        // 31 keys (ESC, digits, Q to D) a full keyboard (ID_INPUT_KEYBOARD).
+        for key in 1..=88 {
             // SAFETY: as above.
             call("UI_SET_KEYBIT", unsafe {
                 ioctl(&fd, IntegerSetter::<UI_SET_KEYBIT>::new_usize(key))
@@ -146,10 +148,10 @@ impl Drop for Keyboard {
 
 /// systemd-udevd from the host's /usr, for as long as the test runs:
 /// libinput only takes input devices that udev tagged (ID_INPUT_*).
-struct Udevd(Child);
+pub(super) struct Udevd(Child);
 
 impl Udevd {
-    fn start() -> Result<Udevd, String> {
+    pub(super) fn start() -> Result<Udevd, String> {
         let path = [
             "/usr/lib/systemd/systemd-udevd",
             "/lib/systemd/systemd-udevd",
@@ -177,8 +179,17 @@ impl Udevd {
 }
 
 impl Drop for Udevd {
+    /// `udevadm control --exit` stops udevd and its workers, which would
+    /// otherwise go on handling events (and opening device nodes) after
+    /// the test; killing the main process alone leaves them behind.
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let exited = Command::new("/bin/udevadm")
+            .args(["control", "--exit", "--timeout=10"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !exited {
+            let _ = self.0.kill();
+        }
         let _ = self.0.wait();
     }
 }
@@ -311,7 +322,58 @@ fn uinput_key_reaches_the_focused_window() -> Result<(), String> {
     drop(buffer);
     drop(conn);
     drop(keyboard);
-    comp.stop().map_err(|e| format!("{e}\n{log}"))
+    comp.stop().map_err(|e| format!("{e}\n{log}"))?;
+    // With input devices open through the session, heapland's exit must
+    // still release the display at once: nothing may hold it after.
+    released("/dev/dri/card0")
+}
+
+/// Waits (up to 10 s) until no process has `node` open; names the holders
+/// otherwise.
+pub(super) fn released(node: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let holders = holders_of(node);
+        if holders.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{node} still open 10 s after heapland exited, by {holders:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Processes with `node` open: (pid, command line).
+fn holders_of(node: &str) -> Vec<(u32, String)> {
+    let target = std::fs::canonicalize(node).unwrap_or_else(|_| node.into());
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == target))
+        {
+            let cmd = std::fs::read(p.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .unwrap_or_default();
+            out.push((pid, cmd));
+        }
+    }
+    out
 }
 
 impl Dispatch<WlRegistry, GlobalListContents> for State {

@@ -18,6 +18,7 @@ pub mod drm_card;
 pub mod heap;
 pub mod heaps_command;
 pub mod host_usr;
+pub mod hotplug;
 pub mod input;
 pub mod kernel_log;
 pub mod lifetime;
@@ -108,13 +109,19 @@ pub fn phases() -> Vec<Phase> {
         // Needs vivid in dma-contig mode (after vivid-contig) and vkms free.
         Phase {
             name: "session",
-            tests: || [session::tests(), camera_pipeline::tests(), input::tests()].concat(),
+            tests: || [session::tests(), camera_pipeline::tests()].concat(),
         },
         // After the session tests, with vkms free: heapland on vkms with each
         // --allocator, read back through vkms's writeback connector.
         Phase {
             name: "scanout",
             tests: scanout::tests,
+        },
+        // Last: these run systemd-udevd, whose database then makes libinput
+        // open the guest's evdev devices in every later session.
+        Phase {
+            name: "input",
+            tests: || [input::tests(), hotplug::tests()].concat(),
         },
     ]
 }
