@@ -18,11 +18,23 @@ use wayland_client::{
 
 use super::{compositor::Heapland, input::Udevd, Test};
 
+/// Only on kernels whose vkms has configfs (Debian's 7.x; 6.12's vkms has
+/// none, so there is no connector to unplug and no test to count).
 pub fn tests() -> Vec<Test> {
+    if kernel_major() < 7 {
+        return Vec::new();
+    }
     vec![Test {
         name: "hotplug::unplugged_connector_withdraws_its_output",
         run: unplugged_connector_withdraws_its_output,
     }]
+}
+
+fn kernel_major() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|r| r.split('.').next().and_then(|m| m.trim().parse().ok()))
+        .unwrap_or(0)
 }
 
 const CONFIGFS: &str = "/sys/kernel/config";
@@ -143,22 +155,8 @@ fn unplugged_connector_withdraws_its_output() -> Result<(), String> {
             }
         }
     }
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map_err(|e| format!("read osrelease: {e}"))?
-        .trim()
-        .to_owned();
-    let major: u32 = release
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
     if !Path::new(CONFIGFS).join("vkms").exists() {
-        // 6.12's vkms has no configfs (and so no connector to unplug); 7.3's has.
-        if major >= 7 {
-            return Err(format!("{release}: vkms has no configfs directory"));
-        }
-        println!("INFO hotplug: {release}: vkms has no configfs, so no connector to unplug");
-        return Ok(());
+        return Err("vkms has no configfs directory on this 7.x kernel".into());
     }
 
     let _udevd = Udevd::start()?;
