@@ -201,7 +201,16 @@ impl HeapDirectory {
             Candidates::All => &self.heaps,
             Candidates::Accounted => &self.accounted,
         };
-        let size = self.frame_bytes;
+        // A full frame where some heap can hold one, else one page: a heap
+        // too small for a full-screen buffer still serves smaller ones.
+        let size = if needs
+            .select(&self.heaps, &resolved, self.frame_bytes)
+            .is_ok()
+        {
+            self.frame_bytes
+        } else {
+            PAGE_BYTES
+        };
         match needs.select(pool, &resolved, size) {
             Ok(heap) => Ok(heap),
             Err(err) if candidates == Candidates::Accounted => {

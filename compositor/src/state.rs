@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
 use smithay::{
     backend::{
         allocator::dmabuf::Dmabuf,
@@ -348,19 +349,72 @@ impl Heapland {
 
     /// Withdraws `output` (its connector was unplugged): clients see its
     /// global go, and windows left on no output move to the first one.
+    ///
+    /// The global is disabled at once and removed a few seconds later, so a
+    /// client whose bind is already on its way is not killed for binding a
+    /// global that no longer exists. Its layer surfaces are closed, as the
+    /// layer-shell protocol requires.
     pub fn remove_output(&mut self, output: &Output, global: GlobalId) {
-        self.display_handle.remove_global::<Heapland>(global);
+        self.display_handle
+            .disable_global::<Heapland>(global.clone());
+        let dh = self.display_handle.clone();
+        let timer = Timer::from_duration(Duration::from_secs(5));
+        if let Err(err) = self.loop_handle.insert_source(timer, move |_, _, _| {
+            dh.remove_global::<Heapland>(global.clone());
+            TimeoutAction::Drop
+        }) {
+            warn!("cannot schedule the removal of a wl_output global: {err}");
+        }
+
+        let focus = self.seat.get_keyboard().and_then(|k| k.current_focus());
+        let mut closed_focus = false;
+        {
+            let mut map = layer_map_for_output(output);
+            let layers: Vec<_> = map.layers().cloned().collect();
+            for layer in layers {
+                closed_focus |= focus.as_ref() == Some(layer.wl_surface());
+                layer.layer_surface().send_close();
+                map.unmap_layer(&layer);
+            }
+        }
+
+        let old = self.space.output_geometry(output);
         self.space.unmap_output(output);
         self.outputs.retain(|o| o != output);
-        let origin = self.usable_area().map(|a| a.loc).unwrap_or_default();
-        let stranded: Vec<Window> = self
-            .space
-            .elements()
-            .filter(|w| self.space.outputs_for_element(w).is_empty())
-            .cloned()
+        let remaining: Vec<Rectangle<i32, Logical>> = self
+            .outputs
+            .iter()
+            .filter_map(|o| self.space.output_geometry(o))
             .collect();
-        for window in stranded {
-            self.space.map_element(window, origin, false);
+        let origin = self.usable_area().map(|a| a.loc).unwrap_or_default();
+        if let Some(old) = old {
+            // Windows that were on the withdrawn output and are on no other
+            // keep their place relative to it, on the first output.
+            let stranded: Vec<(Window, Point<i32, Logical>)> = self
+                .space
+                .elements()
+                .filter_map(|w| {
+                    let loc = self.space.element_location(w)?;
+                    let bbox = self.space.element_bbox(w)?;
+                    let was_there = old.contains(loc) || old.overlaps(bbox);
+                    let elsewhere = remaining.iter().any(|r| r.overlaps(bbox));
+                    (was_there && !elsewhere).then(|| (w.clone(), loc - old.loc))
+                })
+                .collect();
+            for (window, offset) in stranded {
+                self.space.map_element(window, origin + offset, false);
+            }
+        }
+        self.space.refresh();
+        let sizes: Vec<(i32, i32)> = self
+            .outputs
+            .iter()
+            .filter_map(|o| o.current_mode())
+            .map(|m| (m.size.w, m.size.h))
+            .collect();
+        self.heaps.size_for_outputs(sizes);
+        if closed_focus {
+            self.focus_topmost();
         }
     }
 

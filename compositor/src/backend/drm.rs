@@ -122,6 +122,11 @@ struct DrmBackend {
     /// Where the scanout buffers of outputs plugged in later come from.
     memory: ScanoutMemory,
     device_name: String,
+    /// `--output` modes, by output index, for outputs plugged in later.
+    requested: Vec<CliMode>,
+    /// `--screenshot` and `--screenshot-every-frame`, for the first output.
+    screenshot: Option<PathBuf>,
+    every_frame: bool,
 }
 
 /// A display device opened with its connected outputs, before they are
@@ -198,6 +203,9 @@ pub fn init(
         session,
         memory,
         device_name,
+        requested: cli.outputs.clone(),
+        screenshot: cli.screenshot.clone(),
+        every_frame: cli.screenshot_every_frame,
     }));
 
     let mut libinput = start_libinput(&backend.borrow().session, &seat, handle)?;
@@ -229,6 +237,9 @@ pub fn init(
                         render(out, state);
                         schedule_idle(out, &session_backend, &session_handle);
                     }
+                    // Connectors plugged or unplugged while away.
+                    drop(backend);
+                    rescan_connectors(&session_backend, state, &session_handle);
                 }
             }
         })
@@ -336,9 +347,10 @@ fn publish_output(state: &mut Heapland, out: &mut DrmOutput) {
     let x: i32 = state
         .outputs
         .iter()
-        .filter_map(|o| o.current_mode())
-        .map(|m| m.size.w)
-        .sum();
+        .filter_map(|o| state.space.output_geometry(o))
+        .map(|g| g.loc.x + g.size.w)
+        .max()
+        .unwrap_or(0);
     out.output
         .change_current_state(None, None, None, Some((x, 0).into()));
     out.global = Some(state.add_output(&out.output, (x, 0).into()));
@@ -352,6 +364,10 @@ fn rescan_connectors(
     handle: &LoopHandle<'static, Heapland>,
 ) {
     let mut b = backend.borrow_mut();
+    if !b.drm.is_active() {
+        // Not ours now; the rescan on activation catches up.
+        return;
+    }
     let resources = match b.drm.resource_handles() {
         Ok(r) => r,
         Err(err) => {
@@ -359,15 +375,26 @@ fn rescan_connectors(
             return;
         }
     };
-    let connected: Vec<connector::Info> = resources
-        .connectors()
-        .iter()
-        .filter_map(|c| b.drm.get_connector(*c, true).ok())
-        .filter(|i| i.state() == connector::State::Connected && !i.modes().is_empty())
-        .collect();
+    let mut connected: Vec<connector::Info> = Vec::new();
+    // A connector that cannot be read keeps its output as it is.
+    let mut unreadable: Vec<connector::Handle> = Vec::new();
+    for c in resources.connectors() {
+        match b.drm.get_connector(*c, true) {
+            Ok(i) if i.state() == connector::State::Connected && !i.modes().is_empty() => {
+                connected.push(i)
+            }
+            Ok(_) => {}
+            Err(err) => {
+                warn!("hot-plug: cannot read connector {c:?}: {err}");
+                unreadable.push(*c);
+            }
+        }
+    }
     let mut kept = Vec::new();
     for mut out in std::mem::take(&mut b.outputs) {
-        if connected.iter().any(|i| i.handle() == out.connector) {
+        if unreadable.contains(&out.connector)
+            || connected.iter().any(|i| i.handle() == out.connector)
+        {
             kept.push(out);
             continue;
         }
@@ -400,7 +427,15 @@ fn rescan_connectors(
             continue;
         };
         let b = &mut *b;
-        match open_output(&mut b.drm, &b.memory, &b.device_name, None, &info, crtc) {
+        let requested = b.requested.get(b.outputs.len()).copied();
+        match open_output(
+            &mut b.drm,
+            &b.memory,
+            &b.device_name,
+            requested,
+            &info,
+            crtc,
+        ) {
             Ok(mut out) => {
                 info!("{}: connected, output added", out.output.name());
                 publish_output(state, &mut out);
@@ -409,6 +444,12 @@ fn rescan_connectors(
             }
             Err(err) => warn!("hot-plug: {err}"),
         }
+    }
+    // The screenshot follows the first output, whichever it is now.
+    let (screenshot, every_frame) = (b.screenshot.clone(), b.every_frame);
+    for (i, out) in b.outputs.iter_mut().enumerate() {
+        out.screenshot = if i == 0 { screenshot.clone() } else { None };
+        out.every_frame = i == 0 && every_frame;
     }
     drop(b);
     let crtcs: Vec<crtc::Handle> = backend

@@ -160,6 +160,8 @@ impl Udevd {
         .find(|p| std::path::Path::new(p).exists())
         .ok_or("no systemd-udevd in the host's /usr (package udev)")?;
         std::fs::create_dir_all("/run/udev").map_err(|e| format!("mkdir /run/udev: {e}"))?;
+        // A control socket left by an earlier udevd would look like this one.
+        let _ = std::fs::remove_file("/run/udev/control");
         let child = Command::new(path)
             .stdout(Stdio::null())
             .stderr(File::create("/tmp/udevd.log").map_err(|e| format!("udevd log: {e}"))?)
@@ -253,7 +255,10 @@ fn uinput_key_reaches_the_focused_window() -> Result<(), String> {
         return Err(format!("udev did not mark {node} as a keyboard:\n{props}"));
     }
 
-    let mut comp = Heapland::start_with(&["--backend", "drm"])?;
+    // vkms, named: the release check below must look at heapland's card.
+    let card = super::drm_card::find("vkms", "card")?.path.clone();
+    let card_path = card.to_string_lossy().into_owned();
+    let mut comp = Heapland::start_with(&["--backend", "drm", "--drm-device", &card_path])?;
     let (conn, globals, mut queue) = super::compositor::connect_with::<State>()?;
     let qh = queue.handle();
     let bind_err = |what: &str, e: wayland_client::globals::BindError| format!("bind {what}: {e}");
@@ -325,7 +330,7 @@ fn uinput_key_reaches_the_focused_window() -> Result<(), String> {
     comp.stop().map_err(|e| format!("{e}\n{log}"))?;
     // With input devices open through the session, heapland's exit must
     // still release the display at once: nothing may hold it after.
-    released("/dev/dri/card0")
+    released(&card_path)
 }
 
 /// Waits (up to 10 s) until no process has `node` open; names the holders

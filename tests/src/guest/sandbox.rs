@@ -84,8 +84,10 @@ const ACCOUNTED: u32 = 0x2;
 const NO_HEAPS: u32 = 0;
 const UNSATISFIABLE: u32 = 1;
 const UNACCOUNTED: u32 = 3;
-/// The size the compositor chooses heaps for (one page).
-const SELECT_SIZE: u64 = 4096;
+/// The size the compositor chooses heaps for: a full XRGB8888 frame of its
+/// 320x240 output where some heap holds one, else one page.
+const FRAME_BYTES: u64 = 320 * 240 * 4;
+const PAGE_BYTES: u64 = 4096;
 
 fn boot_state() -> Result<(), String> {
     scenario("boot")
@@ -389,8 +391,19 @@ fn library_choice(
         .collect();
     let resolved = resolve_devices(discovery, &numbers).map_err(|e| e.to_string())?;
     let needs = intersect(&device_constraints(discovery, &resolved));
+    let heaps: Vec<HeapInfo> = discovery
+        .heaps()
+        .iter()
+        .filter(|h| h.kind != HeapKind::Udmabuf)
+        .cloned()
+        .collect();
+    let size = if needs.select(&heaps, &resolved, FRAME_BYTES).is_ok() {
+        FRAME_BYTES
+    } else {
+        PAGE_BYTES
+    };
     Ok(needs
-        .select(candidates, &resolved, SELECT_SIZE)
+        .select(candidates, &resolved, size)
         .ok()
         .map(|h| h.name.clone()))
 }
@@ -409,7 +422,7 @@ fn check_fd(g: &Granted) -> Result<(), String> {
             node.display()
         ));
     }
-    dma_heap::alloc(g.fd.as_fd(), SELECT_SIZE)
+    dma_heap::alloc(g.fd.as_fd(), PAGE_BYTES)
         .map(drop)
         .map_err(|e| format!("allocating 4096 bytes from the granted {}: {e}", g.name))
 }
