@@ -156,9 +156,7 @@ impl HeapDirectory {
     pub fn size_for_outputs(&mut self, outputs: impl IntoIterator<Item = (i32, i32)>) {
         self.frame_bytes = outputs
             .into_iter()
-            .map(|(w, h)| {
-                u64::from(w.max(0).unsigned_abs()) * u64::from(h.max(0).unsigned_abs()) * 4
-            })
+            .map(|(w, h)| u64::try_from(w).unwrap_or(0) * u64::try_from(h).unwrap_or(0) * 4)
             .max()
             .unwrap_or(0)
             .max(PAGE_BYTES);

@@ -420,10 +420,7 @@ impl Heapland {
 
     /// The mapped window of a toplevel.
     fn window_of(&self, surface: &ToplevelSurface) -> Option<Window> {
-        self.space
-            .elements()
-            .find(|w| w.toplevel().is_some_and(|t| t == surface))
-            .cloned()
+        self.window_of_surface(surface.wl_surface()).cloned()
     }
 
     /// The first output's area not reserved by layer surfaces (panels), in

@@ -38,12 +38,14 @@ use wayland_client::{
         wl_buffer::WlBuffer,
         wl_callback::{self, WlCallback},
         wl_compositor::WlCompositor,
+        wl_keyboard::{self, WlKeyboard},
         wl_registry::WlRegistry,
+        wl_seat::WlSeat,
         wl_shm::WlShm,
         wl_shm_pool::WlShmPool,
         wl_surface::WlSurface,
     },
-    Connection, Dispatch, EventQueue, Proxy, QueueHandle,
+    Connection, Dispatch, EventQueue, Proxy, QueueHandle, WEnum,
 };
 use wayland_protocols::{
     wp::linux_dmabuf::zv1::client::{
@@ -250,6 +252,10 @@ pub(super) struct State {
     /// Size of the last configure (0 when the client chooses).
     pub(super) configured_size: (i32, i32),
     pub(super) frame_done: bool,
+    /// wl_keyboard.enter arrived.
+    pub(super) keyboard_entered: bool,
+    /// (key, state) of wl_keyboard.key events.
+    pub(super) keys: Vec<(u32, u32)>,
     /// linux-dmabuf feedback: tranche flags of the last joined feedback.
     pub(super) dmabuf_tranches: Option<Vec<u32>>,
     /// The linux-dmabuf part of the last joined feedback, for negotiation.
@@ -336,18 +342,11 @@ pub(super) fn feedback_scope(
 
 /// A client connection to the guest's heapland, with the globals it announced.
 pub(super) fn connect() -> Result<(Connection, GlobalList, EventQueue<State>), String> {
-    connect_with::<State>()
-}
-
-/// A connection to the guest's heapland whose events go to a state of type `S`.
-pub(super) fn connect_with<S>() -> Result<(Connection, GlobalList, EventQueue<S>), String>
-where
-    S: Dispatch<WlRegistry, GlobalListContents> + 'static,
-{
     let stream = UnixStream::connect(Path::new(RUNTIME_DIR).join(SOCKET))
         .map_err(|e| format!("connect: {e}"))?;
     let conn = Connection::from_socket(stream).map_err(|e| format!("wayland connection: {e}"))?;
-    let (globals, queue) = registry_queue_init::<S>(&conn).map_err(|e| format!("registry: {e}"))?;
+    let (globals, queue) =
+        registry_queue_init::<State>(&conn).map_err(|e| format!("registry: {e}"))?;
     Ok((conn, globals, queue))
 }
 
@@ -578,9 +577,33 @@ ignore!(
     WlBuffer,
     WlShm,
     WlShmPool,
+    WlSeat,
     ZwpLinuxDmabufV1,
     XxDmabufHeapManagerV1
 );
+
+impl Dispatch<WlKeyboard, ()> for State {
+    fn event(
+        s: &mut Self,
+        _: &WlKeyboard,
+        e: wl_keyboard::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match e {
+            wl_keyboard::Event::Enter { .. } => s.keyboard_entered = true,
+            wl_keyboard::Event::Key { key, state, .. } => {
+                let state = match state {
+                    WEnum::Value(v) => u32::from(v),
+                    WEnum::Unknown(raw) => raw,
+                };
+                s.keys.push((key, state));
+            }
+            _ => {}
+        }
+    }
+}
 
 impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
     fn event(

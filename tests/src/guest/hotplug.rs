@@ -11,12 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use wayland_client::{
-    globals::GlobalListContents, protocol::wl_registry::WlRegistry, Connection, Dispatch, Proxy,
-    QueueHandle,
+use super::{
+    compositor::{Heapland, State},
+    input::Udevd,
+    Test,
 };
-
-use super::{compositor::Heapland, input::Udevd, Test};
 
 /// Only on kernels whose vkms has configfs (Debian's 7.x; 6.12's vkms has
 /// none, so there is no connector to unplug and no test to count).
@@ -128,20 +127,6 @@ fn cards() -> Vec<PathBuf> {
     cards
 }
 
-struct State;
-
-impl Dispatch<WlRegistry, GlobalListContents> for State {
-    fn event(
-        _: &mut Self,
-        _: &WlRegistry,
-        _: <WlRegistry as Proxy>::Event,
-        _: &GlobalListContents,
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
-
 fn unplugged_connector_withdraws_its_output() -> Result<(), String> {
     if !Path::new(CONFIGFS).join("vkms").exists() {
         let out = Command::new("mount")
@@ -174,13 +159,13 @@ fn unplugged_connector_withdraws_its_output() -> Result<(), String> {
     };
     let card_path = card.to_string_lossy().into_owned();
     let mut comp = Heapland::start_with(&["--backend", "drm", "--drm-device", &card_path])?;
-    let (_conn, globals, mut queue) = super::compositor::connect_with::<State>()?;
+    let (_conn, globals, mut queue) = super::compositor::connect()?;
     let outputs = |globals: &wayland_client::globals::GlobalList| {
         globals
             .contents()
             .with_list(|l| l.iter().filter(|g| g.interface == "wl_output").count())
     };
-    let mut st = State;
+    let mut st = State::default();
     let mut wait_outputs = |want: usize, what: &str| -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while outputs(&globals) != want {

@@ -15,27 +15,17 @@ use rustix::{
     fs::{Mode, OFlags},
     ioctl::{ioctl, opcode, IntegerSetter, NoArg, Opcode, Setter},
 };
-use wayland_client::{
-    globals::GlobalListContents,
-    protocol::{
-        wl_buffer::WlBuffer,
-        wl_compositor::WlCompositor,
-        wl_keyboard::{self, WlKeyboard},
-        wl_registry::WlRegistry,
-        wl_seat::WlSeat,
-        wl_shm::{self, WlShm},
-        wl_shm_pool::WlShmPool,
-        wl_surface::WlSurface,
-    },
-    Connection, Dispatch, Proxy, QueueHandle, WEnum,
+use wayland_client::protocol::{
+    wl_compositor::WlCompositor,
+    wl_seat::WlSeat,
+    wl_shm::{self, WlShm},
 };
-use wayland_protocols::xdg::shell::client::{
-    xdg_surface::{self, XdgSurface},
-    xdg_toplevel::XdgToplevel,
-    xdg_wm_base::{self, XdgWmBase},
-};
+use wayland_protocols::xdg::shell::client::xdg_wm_base::XdgWmBase;
 
-use super::{compositor::Heapland, Test};
+use super::{
+    compositor::{self, Heapland, State},
+    session, Test,
+};
 
 pub fn tests() -> Vec<Test> {
     vec![Test {
@@ -226,14 +216,6 @@ fn keyboard_event_node() -> Option<String> {
     None
 }
 
-#[derive(Default)]
-struct State {
-    configured: bool,
-    entered: bool,
-    /// (key, state) of wl_keyboard.key events.
-    keys: Vec<(u32, u32)>,
-}
-
 fn uinput_key_reaches_the_focused_window() -> Result<(), String> {
     let _udevd = Udevd::start()?;
     let keyboard = Keyboard::create()?;
@@ -259,21 +241,12 @@ fn uinput_key_reaches_the_focused_window() -> Result<(), String> {
     let card = super::drm_card::find("vkms", "card")?.path.clone();
     let card_path = card.to_string_lossy().into_owned();
     let mut comp = Heapland::start_with(&["--backend", "drm", "--drm-device", &card_path])?;
-    let (conn, globals, mut queue) = super::compositor::connect_with::<State>()?;
+    let (conn, globals, mut queue) = compositor::connect()?;
     let qh = queue.handle();
-    let bind_err = |what: &str, e: wayland_client::globals::BindError| format!("bind {what}: {e}");
-    let wl_compositor: WlCompositor = globals
-        .bind(&qh, 4..=5, ())
-        .map_err(|e| bind_err("wl_compositor", e))?;
-    let wm: XdgWmBase = globals
-        .bind(&qh, 1..=1, ())
-        .map_err(|e| bind_err("xdg_wm_base", e))?;
-    let shm: WlShm = globals
-        .bind(&qh, 1..=1, ())
-        .map_err(|e| bind_err("wl_shm", e))?;
-    let seat: WlSeat = globals
-        .bind(&qh, 5..=7, ())
-        .map_err(|e| bind_err("wl_seat", e))?;
+    let wl_compositor: WlCompositor = compositor::bind(&globals, &qh, 4..=5)?;
+    let wm: XdgWmBase = compositor::bind(&globals, &qh, 1..=1)?;
+    let shm: WlShm = compositor::bind(&globals, &qh, 1..=1)?;
+    let seat: WlSeat = compositor::bind(&globals, &qh, 5..=7)?;
     let _wl_keyboard = seat.get_keyboard(&qh, ());
 
     let surface = wl_compositor.create_surface(&qh, ());
@@ -290,32 +263,34 @@ fn uinput_key_reaches_the_focused_window() -> Result<(), String> {
     let buffer = pool.create_buffer(0, w, h, w * 4, wl_shm::Format::Xrgb8888, &qh, ());
 
     let mut st = State::default();
-    let mut wait = |st: &mut State, what: &str, done: fn(&State) -> bool| -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !done(st) {
-            queue
-                .roundtrip(st)
-                .map_err(|e| format!("roundtrip waiting for {what}: {e}"))?;
-            comp.alive()?;
-            if Instant::now() > deadline {
-                return Err(format!("no {what}:\n{}", comp.log_text()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    };
-    wait(&mut st, "configure", |s| s.configured)?;
+    session::wait(
+        &mut queue,
+        &mut st,
+        &mut comp,
+        |s| s.configured,
+        "configure",
+    )?;
     surface.attach(Some(&buffer), 0, 0);
     surface.damage_buffer(0, 0, w, h);
     surface.commit();
     // The window takes keyboard focus with its first buffer.
-    wait(&mut st, "wl_keyboard.enter", |s| s.entered)?;
+    session::wait(
+        &mut queue,
+        &mut st,
+        &mut comp,
+        |s| s.keyboard_entered,
+        "wl_keyboard.enter",
+    )?;
 
     keyboard.tap(KEY_A)?;
     let evdev_a = u32::from(KEY_A);
-    wait(&mut st, "KEY_A pressed and released", |s| {
-        s.keys.contains(&(30, 1)) && s.keys.contains(&(30, 0))
-    })?;
+    session::wait(
+        &mut queue,
+        &mut st,
+        &mut comp,
+        |s| s.keys.contains(&(30, 1)) && s.keys.contains(&(30, 0)),
+        "KEY_A pressed and released",
+    )?;
     if !st.keys.iter().all(|(k, _)| *k == evdev_a) {
         return Err(format!("unexpected keys: {:?}", st.keys));
     }
@@ -379,88 +354,4 @@ fn holders_of(node: &str) -> Vec<(u32, String)> {
         }
     }
     out
-}
-
-impl Dispatch<WlRegistry, GlobalListContents> for State {
-    fn event(
-        _: &mut Self,
-        _: &WlRegistry,
-        _: <WlRegistry as Proxy>::Event,
-        _: &GlobalListContents,
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
-
-macro_rules! ignore {
-    ($($ty:ty),*) => {$(
-        impl Dispatch<$ty, ()> for State {
-            fn event(_: &mut Self, _: &$ty, _: <$ty as Proxy>::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {}
-        }
-    )*};
-}
-
-ignore!(
-    WlCompositor,
-    WlSurface,
-    WlBuffer,
-    WlShm,
-    WlShmPool,
-    WlSeat,
-    XdgToplevel
-);
-
-impl Dispatch<XdgWmBase, ()> for State {
-    fn event(
-        _: &mut Self,
-        wm: &XdgWmBase,
-        e: xdg_wm_base::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-        if let xdg_wm_base::Event::Ping { serial } = e {
-            wm.pong(serial);
-        }
-    }
-}
-
-impl Dispatch<XdgSurface, ()> for State {
-    fn event(
-        s: &mut Self,
-        x: &XdgSurface,
-        e: xdg_surface::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-        if let xdg_surface::Event::Configure { serial } = e {
-            x.ack_configure(serial);
-            s.configured = true;
-        }
-    }
-}
-
-impl Dispatch<WlKeyboard, ()> for State {
-    fn event(
-        s: &mut Self,
-        _: &WlKeyboard,
-        e: wl_keyboard::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-        match e {
-            wl_keyboard::Event::Enter { .. } => s.entered = true,
-            wl_keyboard::Event::Key { key, state, .. } => {
-                let state = match state {
-                    WEnum::Value(v) => u32::from(v),
-                    WEnum::Unknown(raw) => raw,
-                };
-                s.keys.push((key, state));
-            }
-            _ => {}
-        }
-    }
 }
