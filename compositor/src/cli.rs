@@ -60,6 +60,12 @@ pub struct Cli {
     /// the log says so in one line. The other backends ignore this option.
     #[arg(long, value_enum, default_value_t = AllocatorKind::Heap)]
     pub allocator: AllocatorKind,
+
+    /// Append running totals to PATH once a second, for benchmarks: frames
+    /// shown (composited or scanned out directly), buffers heapland
+    /// allocated, and its CPU time (format in frame_stats.rs).
+    #[arg(long, value_name = "PATH")]
+    pub stats: Option<PathBuf>,
 }
 
 /// The memory the drm backend scans out of; pixman draws into it on the CPU

@@ -6,6 +6,7 @@ mod cli;
 mod decoration;
 mod dmabuf_params;
 mod feedback;
+mod frame_stats;
 mod heap_protocol;
 mod heaps;
 mod input;

@@ -82,7 +82,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     decoration, dmabuf_params::ParamsValidator, feedback::FeedbackPlan,
-    heap_protocol::HeapProtocolState, heaps::HeapDirectory, move_grab::MoveGrab,
+    frame_stats::FrameStats, heap_protocol::HeapProtocolState, heaps::HeapDirectory, move_grab::MoveGrab,
     scene::DefaultCursor,
 };
 
@@ -153,6 +153,8 @@ pub struct Heapland {
     pub mapped_count: u32,
     /// Set by SIGUSR1; the backend writes the screenshot after its next frame.
     pub screenshot_requested: bool,
+    /// Frames shown, for `--stats`.
+    pub frame_stats: FrameStats,
     /// The feedback Smithay is to give the linux-dmabuf surface feedback
     /// object being created, when the surface's plan is not the default one
     /// (see [`feedback::next_surface_feedback`]).
@@ -287,6 +289,7 @@ impl Heapland {
             heaps,
             mapped_count: 0,
             screenshot_requested: false,
+            frame_stats: FrameStats::default(),
             next_surface_feedback: None,
         })
     }

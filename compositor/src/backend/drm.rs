@@ -62,6 +62,7 @@ use crate::{
     cli::{Cli, OutputMode as CliMode},
     dmabuf_params::ParamsValidator,
     feedback::{self, cpu_formats},
+    frame_stats::Shown,
     input::InputAction,
     scene::{self, CursorMode},
     screenshot::write_dmabuf_png,
@@ -740,6 +741,10 @@ fn render(out: &mut DrmOutput, state: &mut Heapland) {
             }
         }
     }
+    let shown = match &result.primary_element {
+        PrimaryPlaneElement::Swapchain(_) => Shown::Composited,
+        PrimaryPlaneElement::Element(_) => Shown::Direct,
+    };
     let states = result.states;
 
     let output = out.output.clone();
@@ -769,6 +774,7 @@ fn render(out: &mut DrmOutput, state: &mut Heapland) {
             Ok(()) => {
                 out.flip_pending = true;
                 out.frames += 1;
+                state.frame_stats.frame(shown);
                 debug!(output = %output.name(), frame = out.frames, "queued");
             }
             Err(err) => warn!("{}: cannot queue the frame: {err}", output.name()),

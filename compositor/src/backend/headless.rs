@@ -33,6 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     cli::{Cli, OutputMode as CliMode},
+    frame_stats::{self, Shown},
     scene::{self, CursorMode},
     screenshot::write_xrgb8888_png,
     state::Heapland,
@@ -93,6 +94,7 @@ fn allocate_output_buffer(
             &[Modifier::Linear],
         ) {
             Ok((dmabuf, heap)) => {
+                frame_stats::buffer_allocated();
                 // Name the dma-buf so it can be told apart in
                 // /sys/kernel/debug/dma_buf/bufinfo.
                 if let Some(fd) = dmabuf
@@ -127,6 +129,7 @@ fn allocate_output_buffer(
             height: mode.height,
             source,
         })?;
+    frame_stats::buffer_allocated();
     Ok(OutputBuffer::Memory(image))
 }
 
@@ -306,6 +309,7 @@ fn render_frame(
     // in the output buffer, at a fixed rate.
     presentation.presented(now, Refresh::Fixed(interval), out.frames, Kind::empty());
     if damaged {
+        state.frame_stats.frame(Shown::Composited);
         debug!(output = %output.name(), frame = out.frames, "rendered");
     }
 }

@@ -46,6 +46,8 @@ pub enum RunError {
     Winit(#[from] winit::WinitError),
     #[error(transparent)]
     Drm(#[from] drm::DrmBackendError),
+    #[error(transparent)]
+    Stats(#[from] crate::frame_stats::StatsError),
     #[error("event loop failed: {0}")]
     Loop(String),
 }
@@ -167,6 +169,10 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         BackendKind::Drm => drm::init(&cli, &mut state, &handle)?,
         #[cfg(feature = "winit")]
         BackendKind::Winit => winit::init(&mut state, &handle)?,
+    }
+
+    if let Some(path) = &cli.stats {
+        crate::frame_stats::start(path, &handle)?;
     }
 
     println!(

@@ -29,6 +29,8 @@ use smithay::{
     utils::{Buffer as BufferCoords, Size},
 };
 
+use crate::frame_stats;
+
 /// Makes scanout buffers for one output; which memory is chosen once, when
 /// the output is set up (see `super::ScanoutMemory`).
 #[derive(Debug)]
@@ -89,6 +91,20 @@ impl Allocator for ScanoutAllocator {
     type Error = ScanoutAllocError;
 
     fn create_buffer(
+        &mut self,
+        width: u32,
+        height: u32,
+        fourcc: Fourcc,
+        modifiers: &[Modifier],
+    ) -> Result<ScanoutBuffer, ScanoutAllocError> {
+        let buffer = self.allocate(width, height, fourcc, modifiers)?;
+        frame_stats::buffer_allocated();
+        Ok(buffer)
+    }
+}
+
+impl ScanoutAllocator {
+    fn allocate(
         &mut self,
         width: u32,
         height: u32,
