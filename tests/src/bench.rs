@@ -14,9 +14,16 @@
 //! BENCH <boot> <size> <candidate> kind=<kind> bytes=<n> median=<ms> min=<ms> p90=<ms> n=<rounds> x_system=<ratio> x_memset=<ratio> [backing=.. source=.. dma=..] [note="..."]
 //! BENCH <boot> <size> <candidate> kind=<kind> bytes=<n> error="<why it has no numbers>"
 //! BENCH <boot> agree <size> group="<backing> <source>" heaps=<a>,<b>,.. spread=<max/min> tolerance=<fraction> ok=yes|no
+//! BENCH <boot> steady <case> backend=<headless|drm> allocator=<heap|gbm> client=<dmabuf|shm> mode=<WxH@Hz> frames=<n> composited=<n> direct=<n> allocations=<n> allocations_per_frame=<f> cpu_median=<ms> cpu_min=<ms> cpu_p90=<ms> n=<samples> fps=<f> secs=<s>
+//! BENCH <boot> steady <case> backend=.. allocator=.. client=.. mode=.. error="<why>"
 //! BENCH <boot> done
 //! BENCH <boot> host accel=<tcg|kvm> cpu="<host model>" nproc=<n> qemu="<version>"   (added by tests/vm/run)
 //! ```
+//!
+//! `steady` lines are the compositor's steady state (tests/src/guest/steady_state.rs):
+//! `<case>` is `headless/<client>` or `drm-<allocator>/<client>`; the counts are
+//! totals over every measured window of the case, `cpu_*` is heapland's CPU time per
+//! frame over one-second samples.
 //!
 //! `<size>` is `<width>x<height>-<FOURCC>` (`1920x1080-XRGB8888`); times are
 //! milliseconds per buffer; `x_system` and `x_memset` are ratios of medians,
@@ -187,6 +194,63 @@ impl Line {
 ///   `error <why>`;
 /// - `run`: one buffer as prepared, `ok <nanoseconds>` or `error <why>`;
 /// - `quit` (or end of input): exits.
+/// One line of `heapland --stats` (compositor/src/frame_stats.rs): the
+/// compositor's running totals at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    /// Output frames with new content.
+    pub frames: u64,
+    /// Of them, drawn into a buffer of the compositor's.
+    pub composited: u64,
+    /// Of them, a client buffer scanned out as it is.
+    pub direct: u64,
+    /// Buffers the compositor allocated.
+    pub buffer_allocations: u64,
+    /// The compositor's CPU time, user and system.
+    pub cpu_ns: u64,
+    /// CLOCK_MONOTONIC when the line was written.
+    pub monotonic_ns: u64,
+}
+
+impl Totals {
+    /// Parses a whole line; `None` if a field is missing or not a number (a
+    /// line still being written, say).
+    pub fn parse(line: &str) -> Option<Totals> {
+        let mut t = Totals::default();
+        let mut seen = 0;
+        for field in line.split_whitespace() {
+            let (key, value) = field.split_once('=')?;
+            let value: u64 = value.parse().ok()?;
+            let slot = match key {
+                "frames" => &mut t.frames,
+                "composited" => &mut t.composited,
+                "direct" => &mut t.direct,
+                "buffer_allocations" => &mut t.buffer_allocations,
+                "cpu_ns" => &mut t.cpu_ns,
+                "monotonic_ns" => &mut t.monotonic_ns,
+                _ => continue,
+            };
+            *slot = value;
+            seen += 1;
+        }
+        (seen == 6).then_some(t)
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Totals) -> Totals {
+        Totals {
+            frames: self.frames.saturating_sub(earlier.frames),
+            composited: self.composited.saturating_sub(earlier.composited),
+            direct: self.direct.saturating_sub(earlier.direct),
+            buffer_allocations: self
+                .buffer_allocations
+                .saturating_sub(earlier.buffer_allocations),
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            monotonic_ns: self.monotonic_ns.saturating_sub(earlier.monotonic_ns),
+        }
+    }
+}
+
 pub mod gbm_protocol {
     pub const READY: &str = "ready";
     pub const OK: &str = "ok";
@@ -244,6 +308,24 @@ mod tests {
         let mut v = vec![0u8; PAGE * 3 + 1];
         touch(&mut v);
         assert_eq!(v.iter().filter(|&&b| b == 1).count(), 4);
+    }
+
+    #[test]
+    fn compositor_totals() {
+        let a = Totals::parse(
+            "frames=10 composited=4 direct=6 buffer_allocations=3 cpu_ns=5000 monotonic_ns=100",
+        )
+        .unwrap();
+        assert_eq!((a.frames, a.direct, a.buffer_allocations), (10, 6, 3));
+        let b = Totals::parse(
+            "frames=70 composited=4 direct=66 buffer_allocations=3 cpu_ns=9000 monotonic_ns=1100",
+        )
+        .unwrap();
+        let d = b.since(&a);
+        assert_eq!((d.frames, d.direct, d.buffer_allocations), (60, 60, 0));
+        assert_eq!((d.cpu_ns, d.monotonic_ns), (4000, 1000));
+        assert!(Totals::parse("frames=1 composited=1").is_none());
+        assert!(Totals::parse("frames=1 composited=x direct=0 buffer_allocations=0 cpu_ns=1 monotonic_ns=1").is_none());
     }
 
     #[test]

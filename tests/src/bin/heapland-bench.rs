@@ -25,6 +25,12 @@
 //! code path: where their medians differ beyond the tolerance, a `WARN` line
 //! names them (the run goes on, it is a benchmark).
 //!
+//! Then the compositor's steady state (tests/src/guest/steady_state.rs): heapland
+//! headless and on vkms (heap and GBM scanout buffers), each with a full-screen
+//! dma-buf client and a wl_shm client redrawing every frame; heapland's own
+//! `--stats` totals give buffers allocated per frame and CPU time per frame.
+//! `--only` picks the parts.
+//!
 //! Output: `TABLE` lines (the table for people), `WARN` lines and `BENCH`
 //! lines (for tests/vm/run and heapland-plot; format in
 //! heapland_tests::bench). Asserts nothing about time; exits non-zero if any
@@ -43,7 +49,10 @@ use drm::control::Device as _;
 use heapland_allocator::{
     drm_fourcc::DrmFourcc as Fourcc, Alignment, DeviceNumber, Discovery, Heap, HeapKind, Layout,
 };
-use heapland_tests::bench::{gbm_protocol as proto, ms, quote, ratio, touch, Stats};
+use heapland_tests::{
+    bench::{gbm_protocol as proto, ms, quote, ratio, touch, Stats},
+    guest::steady_state,
+};
 
 const USAGE: &str = "\
 usage: heapland-bench [--rounds N] [--warmup N] [--tolerance F] [--boot NAME]
@@ -59,8 +68,13 @@ usage: heapland-bench [--rounds N] [--warmup N] [--tolerance F] [--boot NAME]
   --gbm-card PATH   the DRM node GBM allocates on (default: vkms's card)
   --gbm-timeout S   how long the helper may take to start (Mesa loads its
                     driver then) and to answer (default 180)
+  --only PARTS      comma-separated parts to run: alloc (buffer allocation),
+                    steady (the compositor's steady state); default all
+  --steady-rounds N runs of each steady-state case, interleaved (default 3)
+  --steady-secs S   measured seconds per run, after 2 s of warm-up (default 5)
 Defaults can also come from HEAPLAND_BENCH_ROUNDS, HEAPLAND_BENCH_WARMUP and
-HEAPLAND_BENCH_TOLERANCE.";
+HEAPLAND_BENCH_TOLERANCE, HEAPLAND_BENCH_STEADY_ROUNDS and
+HEAPLAND_BENCH_STEADY_SECS.";
 
 struct Args {
     rounds: usize,
@@ -70,6 +84,33 @@ struct Args {
     gbm_helper: Option<PathBuf>,
     gbm_card: Option<PathBuf>,
     gbm_timeout: Duration,
+    parts: Parts,
+    steady_rounds: usize,
+    steady_secs: f64,
+}
+
+/// Which parts of the benchmark run.
+#[derive(Clone, Copy)]
+struct Parts {
+    alloc: bool,
+    steady: bool,
+}
+
+impl Parts {
+    fn parse(list: &str) -> Result<Parts, String> {
+        let mut p = Parts {
+            alloc: false,
+            steady: false,
+        };
+        for part in list.split(',') {
+            match part {
+                "alloc" => p.alloc = true,
+                "steady" => p.steady = true,
+                _ => return Err(format!("--only {list}: unknown part {part:?} (alloc, steady)")),
+            }
+        }
+        Ok(p)
+    }
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
@@ -88,6 +129,12 @@ fn parse_args() -> Result<Args, String> {
         gbm_helper: None,
         gbm_card: None,
         gbm_timeout: Duration::from_secs(180),
+        parts: Parts {
+            alloc: true,
+            steady: true,
+        },
+        steady_rounds: env_or("HEAPLAND_BENCH_STEADY_ROUNDS", 3)?,
+        steady_secs: env_or("HEAPLAND_BENCH_STEADY_SECS", 5.0)?,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -104,12 +151,18 @@ fn parse_args() -> Result<Args, String> {
             "--gbm-helper" => args.gbm_helper = Some(value(&a)?.into()),
             "--gbm-card" => args.gbm_card = Some(value(&a)?.into()),
             "--gbm-timeout" => args.gbm_timeout = Duration::from_secs_f64(num(value(&a)?)?),
+            "--only" => args.parts = Parts::parse(&value(&a)?)?,
+            "--steady-rounds" => args.steady_rounds = num(value(&a)?)? as usize,
+            "--steady-secs" => args.steady_secs = num(value(&a)?)?,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
             _ => return Err(format!("unknown argument {a}\n{USAGE}")),
         }
+    }
+    if args.steady_rounds == 0 || args.steady_secs < 1.0 {
+        return Err("--steady-rounds must be at least 1 and --steady-secs at least 1".into());
     }
     if args.rounds == 0 {
         return Err("--rounds must be at least 1".into());
@@ -853,14 +906,31 @@ fn main() -> ExitCode {
         println!("TABLE no heaps: {reason}");
     }
     machine_line(&boot, &args);
-    let mut cands = candidates(&d, &args);
+    let mut cands = if args.parts.alloc {
+        candidates(&d, &args)
+    } else {
+        Vec::new()
+    };
     let mut failed = false;
-    for size in &sizes {
+    for size in sizes.iter().filter(|_| args.parts.alloc) {
         let rows = run_size(&mut cands, size, &args);
         report_size(&boot, size, &cands, &rows, &args);
         failed |= rows.iter().any(|r| r.result.is_err());
     }
     drop(cands);
+    if args.parts.steady {
+        // After the allocation part, which held vkms's card open: heapland
+        // must become DRM master.
+        let cases = steady_state::bench_cases();
+        let window = Duration::from_secs_f64(args.steady_secs);
+        failed |= !steady_state::bench(
+            &boot,
+            &cases,
+            args.steady_rounds,
+            Duration::from_secs(2),
+            window,
+        );
+    }
     println!("BENCH {boot} done");
     if failed {
         ExitCode::FAILURE

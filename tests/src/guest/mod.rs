@@ -30,6 +30,7 @@ pub mod sandbox;
 pub mod scanout;
 pub mod session;
 pub mod sg;
+pub mod steady_state;
 pub mod v4l2;
 pub mod vgem;
 pub mod vivid;
@@ -109,7 +110,14 @@ pub fn phases() -> Vec<Phase> {
         // Needs vivid in dma-contig mode (after vivid-contig) and vkms free.
         Phase {
             name: "session",
-            tests: || [session::tests(), camera_pipeline::tests()].concat(),
+            tests: || {
+                [
+                    session::tests(),
+                    camera_pipeline::tests(),
+                    steady_state::tests(),
+                ]
+                .concat()
+            },
         },
         // After the session tests, with vkms free: heapland on vkms with each
         // --allocator, read back through vkms's writeback connector.
