@@ -16,6 +16,8 @@
 //! BENCH <boot> agree <size> group="<backing> <source>" heaps=<a>,<b>,.. spread=<max/min> tolerance=<fraction> ok=yes|no
 //! BENCH <boot> steady <case> backend=<headless|drm> allocator=<heap|gbm> client=<dmabuf|shm> mode=<WxH@Hz> frames=<n> composited=<n> direct=<n> allocations=<n> allocations_per_frame=<f> cpu_median=<ms> cpu_min=<ms> cpu_p90=<ms> n=<samples> fps=<f> secs=<s>
 //! BENCH <boot> steady <case> backend=.. allocator=.. client=.. mode=.. error="<why>"
+//! BENCH <boot> camera <path> width=<w> height=<h> heap=<name> latency_median=<ms> latency_min=<ms> latency_p90=<ms> n=<frames> discarded=<n> client_copied_per_frame=<bytes> compositor_copied_per_frame=<bytes> frames=<n> direct=<n> composited=<n>
+//! BENCH <boot> camera <path> ... error="<why>"
 //! BENCH <boot> done
 //! BENCH <boot> host accel=<tcg|kvm> cpu="<host model>" nproc=<n> qemu="<version>"   (added by tests/vm/run)
 //! ```
@@ -24,6 +26,11 @@
 //! `<case>` is `headless/<client>` or `drm-<allocator>/<client>`; the counts are
 //! totals over every measured window of the case, `cpu_*` is heapland's CPU time per
 //! frame over one-second samples.
+//!
+//! `camera` lines are camera to display (tests/src/guest/camera_latency.rs): `<path>` is
+//! `heap-zero-copy` or `gbm-copy`; latencies are capture timestamp to page flip over
+//! every measured frame; `frames`, `direct` and `composited` are heapland's own counts
+//! over the measured runs.
 //!
 //! `<size>` is `<width>x<height>-<FOURCC>` (`1920x1080-XRGB8888`); times are
 //! milliseconds per buffer; `x_system` and `x_memset` are ratios of medians,

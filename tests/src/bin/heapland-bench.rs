@@ -29,6 +29,9 @@
 //! headless and on vkms (heap and GBM scanout buffers), each with a full-screen
 //! dma-buf client and a wl_shm client redrawing every frame; heapland's own
 //! `--stats` totals give buffers allocated per frame and CPU time per frame.
+//! Then camera to display (tests/src/guest/camera_latency.rs, run by the glibc helper
+//! heapland-bench-camera): vivid's capture timestamp to the page flip, zero-copy heap
+//! path against a copy into GBM buffers, with bytes copied per frame.
 //! `--only` picks the parts.
 //!
 //! Output: `TABLE` lines (the table for people), `WARN` lines and `BENCH`
@@ -69,12 +72,16 @@ usage: heapland-bench [--rounds N] [--warmup N] [--tolerance F] [--boot NAME]
   --gbm-timeout S   how long the helper may take to start (Mesa loads its
                     driver then) and to answer (default 180)
   --only PARTS      comma-separated parts to run: alloc (buffer allocation),
-                    steady (the compositor's steady state); default all
+                    steady (the compositor's steady state), camera
+                    (camera to display, heapland-bench-camera); default all
   --steady-rounds N runs of each steady-state case, interleaved (default 3)
   --steady-secs S   measured seconds per run, after 2 s of warm-up (default 5)
+  --camera-rounds N runs of each camera-to-display path, alternating (default 5)
+  --camera-frames N measured frames per camera run (default 60)
 Defaults can also come from HEAPLAND_BENCH_ROUNDS, HEAPLAND_BENCH_WARMUP and
-HEAPLAND_BENCH_TOLERANCE, HEAPLAND_BENCH_STEADY_ROUNDS and
-HEAPLAND_BENCH_STEADY_SECS.";
+HEAPLAND_BENCH_TOLERANCE, HEAPLAND_BENCH_STEADY_ROUNDS,
+HEAPLAND_BENCH_STEADY_SECS, HEAPLAND_BENCH_CAMERA_ROUNDS and
+HEAPLAND_BENCH_CAMERA_FRAMES.";
 
 struct Args {
     rounds: usize,
@@ -87,6 +94,8 @@ struct Args {
     parts: Parts,
     steady_rounds: usize,
     steady_secs: f64,
+    camera_rounds: usize,
+    camera_frames: usize,
 }
 
 /// Which parts of the benchmark run.
@@ -94,6 +103,7 @@ struct Args {
 struct Parts {
     alloc: bool,
     steady: bool,
+    camera: bool,
 }
 
 impl Parts {
@@ -101,12 +111,18 @@ impl Parts {
         let mut p = Parts {
             alloc: false,
             steady: false,
+            camera: false,
         };
         for part in list.split(',') {
             match part {
                 "alloc" => p.alloc = true,
                 "steady" => p.steady = true,
-                _ => return Err(format!("--only {list}: unknown part {part:?} (alloc, steady)")),
+                "camera" => p.camera = true,
+                _ => {
+                    return Err(format!(
+                        "--only {list}: unknown part {part:?} (alloc, steady, camera)"
+                    ))
+                }
             }
         }
         Ok(p)
@@ -132,7 +148,10 @@ fn parse_args() -> Result<Args, String> {
         parts: Parts {
             alloc: true,
             steady: true,
+            camera: true,
         },
+        camera_rounds: env_or("HEAPLAND_BENCH_CAMERA_ROUNDS", 5)?,
+        camera_frames: env_or("HEAPLAND_BENCH_CAMERA_FRAMES", 60)?,
         steady_rounds: env_or("HEAPLAND_BENCH_STEADY_ROUNDS", 3)?,
         steady_secs: env_or("HEAPLAND_BENCH_STEADY_SECS", 5.0)?,
     };
@@ -154,6 +173,8 @@ fn parse_args() -> Result<Args, String> {
             "--only" => args.parts = Parts::parse(&value(&a)?)?,
             "--steady-rounds" => args.steady_rounds = num(value(&a)?)? as usize,
             "--steady-secs" => args.steady_secs = num(value(&a)?)?,
+            "--camera-rounds" => args.camera_rounds = num(value(&a)?)? as usize,
+            "--camera-frames" => args.camera_frames = num(value(&a)?)? as usize,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -428,15 +449,19 @@ impl Drop for GbmChild {
 }
 
 fn find_helper(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    find_glibc_helper(explicit, "heapland-bench-gbm")
+}
+
+/// A glibc helper binary: `explicit`, else beside this binary, else in PATH.
+fn find_glibc_helper(explicit: Option<&Path>, name: &str) -> Result<PathBuf, String> {
     if let Some(p) = explicit {
         return Ok(p.to_owned());
     }
-    const NAME: &str = "heapland-bench-gbm";
     let beside = std::env::current_exe()
         .ok()
-        .and_then(|e| e.parent().map(|d| d.join(NAME)));
+        .and_then(|e| e.parent().map(|d| d.join(name)));
     let in_path: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(NAME)).collect())
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect())
         .unwrap_or_default();
     beside
         .into_iter()
@@ -444,7 +469,7 @@ fn find_helper(explicit: Option<&Path>) -> Result<PathBuf, String> {
         .find(|p| p.is_file())
         .ok_or_else(|| {
             format!(
-                "{NAME} is not in the guest (the glibc helper is built for the host target \
+                "{name} is not in the guest (the glibc helper is built for the host target \
                  and copied beside heapland-bench)"
             )
         })
@@ -885,6 +910,41 @@ fn machine_line(boot: &str, args: &Args) {
     );
 }
 
+/// Runs heapland-bench-camera, whose lines go to the same console.
+fn run_camera(boot: &str, args: &Args) -> bool {
+    let helper = match find_glibc_helper(None, "heapland-bench-camera") {
+        Ok(h) => h,
+        Err(e) => {
+            for path in ["heap-zero-copy", "gbm-copy"] {
+                println!("BENCH {boot} camera {path} error={}", quote(&e));
+            }
+            return false;
+        }
+    };
+    let _ = std::io::stdout().flush();
+    let status = Command::new(&helper)
+        .args(["--boot", boot])
+        .args(["--rounds", &args.camera_rounds.to_string()])
+        .args(["--frames", &args.camera_frames.to_string()])
+        .status();
+    match status {
+        Ok(s) if s.success() => true,
+        Ok(s) => {
+            println!("TABLE camera: {} exited with {s}", helper.display());
+            false
+        }
+        Err(e) => {
+            for path in ["heap-zero-copy", "gbm-copy"] {
+                println!(
+                    "BENCH {boot} camera {path} error={}",
+                    quote(&format!("cannot run {}: {e}", helper.display()))
+                );
+            }
+            false
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
@@ -930,6 +990,9 @@ fn main() -> ExitCode {
             Duration::from_secs(2),
             window,
         );
+    }
+    if args.parts.camera {
+        failed |= !run_camera(&boot, &args);
     }
     println!("BENCH {boot} done");
     if failed {

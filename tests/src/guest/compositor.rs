@@ -35,7 +35,7 @@ use heapland_protocols::client::{
 use wayland_client::{
     globals::{registry_queue_init, GlobalList, GlobalListContents},
     protocol::{
-        wl_buffer::WlBuffer,
+        wl_buffer::{self, WlBuffer},
         wl_callback::{self, WlCallback},
         wl_compositor::WlCompositor,
         wl_keyboard::{self, WlKeyboard},
@@ -48,6 +48,10 @@ use wayland_client::{
     Connection, Dispatch, EventQueue, Proxy, QueueHandle, WEnum,
 };
 use wayland_protocols::{
+    wp::presentation_time::client::{
+        wp_presentation::{self, WpPresentation},
+        wp_presentation_feedback::{self, WpPresentationFeedback},
+    },
     wp::linux_dmabuf::zv1::client::{
         zwp_linux_buffer_params_v1::{self, ZwpLinuxBufferParamsV1},
         zwp_linux_dmabuf_feedback_v1::{self, ZwpLinuxDmabufFeedbackV1},
@@ -260,6 +264,13 @@ pub(super) struct State {
     pub(super) dmabuf_tranches: Option<Vec<u32>>,
     /// The linux-dmabuf part of the last joined feedback, for negotiation.
     pub(super) dmabuf_feedback: Option<heapland_allocator::negotiation::Feedback>,
+    /// Tags of buffers made with a `u32` tag that the compositor released.
+    pub(super) released: Vec<u32>,
+    /// wp_presentation feedback made with a `u64` tag: (tag, CLOCK_MONOTONIC
+    /// nanoseconds it was presented at, or `None` if discarded).
+    pub(super) presented: Vec<(u64, Option<u64>)>,
+    /// wp_presentation.clock_id.
+    pub(super) presentation_clock: Option<u32>,
 }
 
 impl State {
@@ -697,6 +708,62 @@ impl Dispatch<WlCallback, ()> for State {
     ) {
         if let wl_callback::Event::Done { .. } = e {
             s.frame_done = true;
+        }
+    }
+}
+
+impl Dispatch<WlBuffer, u32> for State {
+    fn event(
+        s: &mut Self,
+        _: &WlBuffer,
+        e: wl_buffer::Event,
+        tag: &u32,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wl_buffer::Event::Release = e {
+            s.released.push(*tag);
+        }
+    }
+}
+
+impl Dispatch<WpPresentation, ()> for State {
+    fn event(
+        s: &mut Self,
+        _: &WpPresentation,
+        e: wp_presentation::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wp_presentation::Event::ClockId { clk_id } = e {
+            s.presentation_clock = Some(clk_id);
+        }
+    }
+}
+
+impl Dispatch<WpPresentationFeedback, u64> for State {
+    fn event(
+        s: &mut Self,
+        _: &WpPresentationFeedback,
+        e: wp_presentation_feedback::Event,
+        tag: &u64,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match e {
+            wp_presentation_feedback::Event::Presented {
+                tv_sec_hi,
+                tv_sec_lo,
+                tv_nsec,
+                ..
+            } => {
+                let secs = (u64::from(tv_sec_hi) << 32) | u64::from(tv_sec_lo);
+                s.presented
+                    .push((*tag, Some(secs * 1_000_000_000 + u64::from(tv_nsec))));
+            }
+            wp_presentation_feedback::Event::Discarded => s.presented.push((*tag, None)),
+            _ => {}
         }
     }
 }

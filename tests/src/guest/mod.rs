@@ -8,6 +8,9 @@
 pub mod accounting;
 pub mod allocator;
 pub mod bad_input;
+// Mesa's libgbm: glibc builds only (heapland-bench-camera).
+#[cfg(target_env = "gnu")]
+pub mod camera_latency;
 pub mod camera_pipeline;
 pub mod compositor;
 pub mod concurrency;

@@ -105,7 +105,7 @@ pub(super) fn bufinfo() -> Result<Vec<BufInfo>, String> {
     Ok(out)
 }
 
-fn dev_t_of(path: &Path) -> Result<u64, String> {
+pub(super) fn dev_t_of(path: &Path) -> Result<u64, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("stat {}: {e}", path.display()))?;
     if !meta.file_type().is_char_device() {
         return Err(format!("{} is not a character device", path.display()));

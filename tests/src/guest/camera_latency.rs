@@ -1,0 +1,619 @@
+//! Camera to display: how long a vivid frame takes from its capture timestamp
+//! to the page flip that shows it, on heapland's drm backend on vkms, and how
+//! many bytes are copied on the way.
+//!
+//! Two paths, run in turn (interleaved rounds) against one heapland:
+//!
+//! - `heap-zero-copy`: vivid captures straight into buffers from the heap
+//!   heapland names for the camera's tranche (`add_device` on the heap
+//!   feedback, V4L2_MEMORY_DMABUF); each captured buffer is attached as it is.
+//!   The V4L2 buffer goes back to the camera when heapland releases it.
+//! - `gbm-copy`: what a client without a shared heap does: vivid captures into
+//!   its own buffers (V4L2_MEMORY_MMAP), and each frame is copied by the CPU
+//!   into a GBM buffer (Mesa's GBM on vkms, LINEAR | SCANOUT), which is
+//!   attached; the V4L2 buffer goes back to the camera at once.
+//!
+//! The latency is wp_presentation's `presented` time (heapland takes it from
+//! the page-flip event, CLOCK_MONOTONIC) minus the buffer's V4L2 timestamp
+//! (vivid's capture time, CLOCK_MONOTONIC). Bytes copied per frame are the
+//! client's own copy plus, from heapland's `--stats` totals over the same
+//! frames, what heapland composited (a whole frame per composited frame; a
+//! frame scanned out directly from the client's buffer is not copied).
+//!
+//! Needs Mesa's libgbm, so this module exists in glibc builds only: it runs in
+//! the guest as `heapland-bench-camera`, started by heapland-bench.
+
+use std::{
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
+    time::{Duration, Instant},
+};
+
+use gbm::{BufferObject, BufferObjectFlags, Device as GbmDevice, Format as GbmFormat};
+use heapland_protocols::client::xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1;
+use wayland_client::{
+    protocol::{wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_surface::WlSurface},
+    Connection, EventQueue, QueueHandle,
+};
+use wayland_protocols::{
+    wp::{
+        linux_dmabuf::zv1::client::{
+            zwp_linux_buffer_params_v1::Flags, zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
+        },
+        presentation_time::client::wp_presentation::WpPresentation,
+    },
+    xdg::shell::client::xdg_wm_base::XdgWmBase,
+};
+
+use super::{
+    compositor::{self, feedback_scope, Heapland, State, XR24},
+    dma_buf::{self, Mapping},
+    dma_heap, drm_card,
+    session::dev_t_of,
+    v4l2::{self, Video, MEMORY_DMABUF, MEMORY_MMAP},
+};
+use crate::bench::{ms, quote, Stats, Totals};
+
+const WIDTH: u32 = 640;
+const HEIGHT: u32 = 480;
+/// Frames shown before the measured ones, at the start of every run.
+const WARMUP_FRAMES: usize = 10;
+/// Capture buffers asked of vivid.
+const CAPTURE_BUFFERS: u32 = 4;
+/// GBM buffers the copying path copies into, in turn as heapland releases them.
+const GBM_BUFFERS: usize = 3;
+const STATS: &str = "/tmp/heapland-camera-stats.txt";
+/// Tags of GBM wl_buffers start here; heap ones are the V4L2 index.
+const GBM_TAG: u32 = 100;
+/// CLOCK_MONOTONIC, as wp_presentation.clock_id names it.
+const CLOCK_MONOTONIC: u32 = 1;
+
+/// A path from the camera to the display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CameraPath {
+    HeapZeroCopy,
+    GbmCopy,
+}
+
+impl CameraPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            CameraPath::HeapZeroCopy => "heap-zero-copy",
+            CameraPath::GbmCopy => "gbm-copy",
+        }
+    }
+}
+
+/// What one run of a path measured.
+#[derive(Debug, Default)]
+struct Run {
+    latencies: Vec<Duration>,
+    discarded: usize,
+    client_copied: u64,
+    shown: u64,
+    compositor: Totals,
+}
+
+/// heapland on vkms sharing with the camera, and one full-screen client.
+struct Setup {
+    comp: Heapland,
+    conn: Connection,
+    queue: EventQueue<State>,
+    qh: QueueHandle<State>,
+    st: State,
+    surface: WlSurface,
+    dmabuf: ZwpLinuxDmabufV1,
+    presentation: WpPresentation,
+    /// The heap for the camera's tranche, once heapland named it.
+    heap: Option<OwnedFd>,
+    heap_name: String,
+    video: Video,
+    pix: v4l2::PixFormat,
+    card: std::path::PathBuf,
+    _keep: Vec<Box<dyn std::any::Any>>,
+}
+
+fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+impl Setup {
+    fn new() -> Result<Setup, String> {
+        let (video_node, video) = v4l2::find_capture("vivid")?;
+        let pix = video.set_format(WIDTH, HEIGHT, v4l2::PIX_FMT_XBGR32)?;
+        if (pix.width, pix.height) != (WIDTH, HEIGHT) {
+            return Err(format!("vivid chose {}x{}", pix.width, pix.height));
+        }
+        let card = drm_card::find("vkms", "card")?.path.clone();
+        let _ = std::fs::remove_file(STATS);
+        let mode = format!("{WIDTH}x{HEIGHT}@60");
+        let comp = Heapland::start_with(&[
+            "--backend",
+            "drm",
+            "--drm-device",
+            card.to_str().ok_or("non-UTF-8 card path")?,
+            "--output",
+            &mode,
+            "--share-with",
+            video_node.to_str().ok_or("non-UTF-8 video node")?,
+            "--stats",
+            STATS,
+        ])?;
+        let (conn, globals, queue) = compositor::connect()?;
+        let qh = queue.handle();
+        let wl_compositor: WlCompositor = compositor::bind(&globals, &qh, 4..=5)?;
+        let wm: XdgWmBase = compositor::bind(&globals, &qh, 1..=1)?;
+        let dmabuf: ZwpLinuxDmabufV1 = compositor::bind(&globals, &qh, 4..=4)?;
+        let heaps: XxDmabufHeapManagerV1 = compositor::bind(&globals, &qh, 1..=1)?;
+        let presentation: WpPresentation = compositor::bind(&globals, &qh, 1..=1)?;
+        let surface = wl_compositor.create_surface(&qh, ());
+        let xdg = wm.get_xdg_surface(&surface, &qh, ());
+        let toplevel = xdg.get_toplevel(&qh, ());
+        toplevel.set_fullscreen(None);
+        let mut st = State::default();
+        let (linux_feedback, heap_feedback) =
+            feedback_scope(&mut st, &qh, &dmabuf, &heaps, Some(&surface));
+        surface.commit();
+        let mut setup = Setup {
+            comp,
+            conn,
+            queue,
+            qh,
+            st,
+            surface,
+            dmabuf,
+            presentation,
+            heap: None,
+            heap_name: String::new(),
+            video,
+            pix,
+            card,
+            _keep: vec![
+                Box::new(wl_compositor),
+                Box::new(wm),
+                Box::new(heaps),
+                Box::new(xdg),
+                Box::new(toplevel),
+                Box::new(linux_feedback),
+            ],
+        };
+        setup.wait(|s| s.configured && s.heap_done, "configure and heap feedback")?;
+        // The camera joins the surface's tranches: the heap fd that comes back
+        // serves vkms, the render node and vivid.
+        setup.st.expect_new_batch();
+        heap_feedback.add_device(dev_t_of(&video_node)?.to_ne_bytes().to_vec());
+        setup.wait(|s| s.heap_done, "heap batch after add_device")?;
+        setup.heap = Some(
+            setup
+                .st
+                .heap_fd
+                .take()
+                .ok_or_else(|| format!("no heap for the camera: {:?}", setup.st.no_heap))?,
+        );
+        setup.heap_name = setup.st.heap_name.clone();
+        setup._keep.push(Box::new(heap_feedback));
+        if setup.st.presentation_clock != Some(CLOCK_MONOTONIC) {
+            return Err(format!(
+                "wp_presentation clock {:?}, not CLOCK_MONOTONIC",
+                setup.st.presentation_clock
+            ));
+        }
+        Ok(setup)
+    }
+
+    /// Flushes, waits up to 20 ms for the compositor or the camera, dispatches.
+    /// Returns whether the camera has a frame.
+    fn pump(&mut self) -> Result<bool, String> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        self.conn.flush().map_err(|e| format!("flush: {e}"))?;
+        let timeout = Timespec {
+            tv_sec: 0,
+            tv_nsec: 20_000_000,
+        };
+        let camera_ready = match self.queue.prepare_read() {
+            Some(guard) => {
+                let wl = guard.connection_fd();
+                let mut fds = [
+                    PollFd::new(&wl, PollFlags::IN),
+                    PollFd::new(&self.video, PollFlags::IN),
+                ];
+                poll(&mut fds, Some(&timeout)).map_err(|e| format!("poll: {e}"))?;
+                let (wl_ready, cam) = (
+                    !fds[0].revents().is_empty(),
+                    !fds[1].revents().is_empty(),
+                );
+                if wl_ready {
+                    guard.read().map_err(|e| format!("read events: {e}"))?;
+                }
+                cam
+            }
+            None => {
+                let mut fds = [PollFd::new(&self.video, PollFlags::IN)];
+                poll(&mut fds, Some(&Timespec::default())).map_err(|e| format!("poll: {e}"))?;
+                !fds[0].revents().is_empty()
+            }
+        };
+        self.queue
+            .dispatch_pending(&mut self.st)
+            .map_err(|e| format!("dispatch: {e}"))?;
+        Ok(camera_ready)
+    }
+
+    fn wait(&mut self, done: fn(&State) -> bool, what: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(&self.st) {
+            self.pump()?;
+            self.comp.alive()?;
+            if let Some(err) = &self.st.feedback_error {
+                return Err(format!("waiting for {what}: {err}"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no {what}:\n{}", self.comp.log_text()));
+            }
+        }
+        Ok(())
+    }
+
+    fn wl_buffer(&self, fd: BorrowedFd<'_>, offset: u32, stride: u32, tag: u32) -> WlBuffer {
+        let params = self.dmabuf.create_params(&self.qh, ());
+        params.add(fd, 0, offset, stride, 0, 0);
+        let buffer = params.create_immed(
+            WIDTH as i32,
+            HEIGHT as i32,
+            XR24,
+            Flags::empty(),
+            &self.qh,
+            tag,
+        );
+        params.destroy();
+        buffer
+    }
+
+    /// Attaches `buffer` full-screen with presentation feedback tagged with the
+    /// frame's capture time.
+    fn show(&mut self, buffer: &WlBuffer, capture_ns: u64) {
+        self.surface.attach(Some(buffer), 0, 0);
+        self.surface
+            .damage_buffer(0, 0, WIDTH as i32, HEIGHT as i32);
+        let _ = self.presentation.feedback(&self.surface, &self.qh, capture_ns);
+        self.surface.commit();
+    }
+
+    /// The last complete `--stats` line written after `after_ns`, if any.
+    fn totals_after(&self, after_ns: u64) -> Option<Totals> {
+        std::fs::read_to_string(STATS)
+            .ok()?
+            .lines()
+            .filter_map(Totals::parse)
+            .rfind(|t| t.monotonic_ns > after_ns)
+    }
+}
+
+/// The V4L2 timestamp of a dequeued buffer, in nanoseconds.
+fn capture_ns(b: &v4l2::Buffer) -> u64 {
+    b.tv_sec as u64 * 1_000_000_000 + b.tv_usec as u64 * 1000
+}
+
+/// The capture buffers of one run and what each path holds per buffer.
+enum Buffers {
+    Heap {
+        fds: Vec<OwnedFd>,
+        wl: Vec<WlBuffer>,
+        size: u32,
+    },
+    Gbm {
+        maps: Vec<(OwnedFd, Mapping)>,
+        bos: Vec<BufferObject<()>>,
+        wl: Vec<WlBuffer>,
+        free: Vec<usize>,
+        _device: GbmDevice<OwnedFd>,
+    },
+}
+
+fn start_path(s: &mut Setup, path: CameraPath) -> Result<Buffers, String> {
+    let frame = s.pix.sizeimage.div_ceil(4096) * 4096;
+    match path {
+        CameraPath::HeapZeroCopy => {
+            let n = s.video.reqbufs(CAPTURE_BUFFERS, MEMORY_DMABUF)?;
+            let heap = s.heap.as_ref().ok_or("no camera heap")?;
+            let fds: Vec<OwnedFd> = (0..n)
+                .map(|_| dma_heap::alloc(heap.as_fd(), u64::from(frame)))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("DMA_HEAP_IOCTL_ALLOC from {}: {e}", s.heap_name))?;
+            let wl = fds
+                .iter()
+                .enumerate()
+                .map(|(i, fd)| s.wl_buffer(fd.as_fd(), 0, s.pix.bytesperline, i as u32))
+                .collect();
+            for (i, fd) in fds.iter().enumerate() {
+                s.video.qbuf_dmabuf(i as u32, fd.as_fd(), frame)?;
+            }
+            s.video.streamon()?;
+            Ok(Buffers::Heap {
+                fds,
+                wl,
+                size: frame,
+            })
+        }
+        CameraPath::GbmCopy => {
+            let n = s.video.reqbufs(CAPTURE_BUFFERS, MEMORY_MMAP)?;
+            let mut maps = Vec::new();
+            for i in 0..n {
+                let b = s.video.querybuf(i, MEMORY_MMAP)?;
+                let fd = s.video.expbuf(i)?;
+                let map = Mapping::new(fd.as_fd(), b.length as usize)?;
+                maps.push((fd, map));
+            }
+            let card = rustix::fs::open(
+                &s.card,
+                rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| format!("open {}: {e}", s.card.display()))?;
+            let device = GbmDevice::new(card).map_err(|e| format!("gbm_create_device: {e}"))?;
+            let mut bos = Vec::new();
+            let mut wl = Vec::new();
+            for i in 0..GBM_BUFFERS {
+                let bo = device
+                    .create_buffer_object::<()>(
+                        WIDTH,
+                        HEIGHT,
+                        GbmFormat::Xrgb8888,
+                        BufferObjectFlags::LINEAR | BufferObjectFlags::SCANOUT,
+                    )
+                    .map_err(|e| format!("gbm_bo_create XRGB8888 {WIDTH}x{HEIGHT}: {e}"))?;
+                let fd = bo.fd().map_err(|e| format!("gbm_bo_get_fd: {e}"))?;
+                wl.push(s.wl_buffer(fd.as_fd(), bo.offset(0), bo.stride(), GBM_TAG + i as u32));
+                bos.push(bo);
+            }
+            for i in 0..n {
+                s.video.qbuf_mmap(i)?;
+            }
+            s.video.streamon()?;
+            Ok(Buffers::Gbm {
+                maps,
+                bos,
+                wl,
+                free: (0..GBM_BUFFERS).collect(),
+                _device: device,
+            })
+        }
+    }
+}
+
+/// Copies one captured XBGR32 frame into a GBM buffer, row by row.
+fn copy_frame(
+    src: &Mapping,
+    src_fd: BorrowedFd<'_>,
+    src_stride: usize,
+    bo: &mut BufferObject<()>,
+) -> Result<u64, String> {
+    let row = WIDTH as usize * 4;
+    dma_buf::sync(src_fd, dma_buf::SYNC_START | dma_buf::SYNC_READ)
+        .map_err(|e| format!("SYNC: {e}"))?;
+    let copied = bo
+        .map_mut(0, 0, WIDTH, HEIGHT, |m| {
+            let dst_stride = m.stride() as usize;
+            let dst = m.buffer_mut();
+            let bytes = src.bytes();
+            for y in 0..HEIGHT as usize {
+                dst[y * dst_stride..y * dst_stride + row]
+                    .copy_from_slice(&bytes[y * src_stride..y * src_stride + row]);
+            }
+            (row * HEIGHT as usize) as u64
+        })
+        .map_err(|e| format!("gbm_bo_map: {e}"));
+    dma_buf::sync(src_fd, dma_buf::SYNC_END | dma_buf::SYNC_READ)
+        .map_err(|e| format!("SYNC: {e}"))?;
+    copied
+}
+
+/// One run of `path`: `frames` measured frames after the warm-up.
+fn run_path(s: &mut Setup, path: CameraPath, frames: usize) -> Result<Run, String> {
+    s.st.released.clear();
+    s.st.presented.clear();
+    let mut bufs = start_path(s, path)?;
+    let mut run = Run::default();
+    let mut warmup_end_ns: Option<u64> = None;
+    let mut first_totals: Option<Totals> = None;
+    let mut showing = true;
+    let mut stop_ns = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let result = loop {
+        if Instant::now() > deadline {
+            break Err(format!(
+                "{}: {} of {frames} frames presented in 120 s",
+                path.name(),
+                run.latencies.len()
+            ));
+        }
+        s.comp.alive()?;
+        let camera_ready = s.pump()?;
+        // Buffers heapland let go of.
+        for tag in std::mem::take(&mut s.st.released) {
+            match &mut bufs {
+                Buffers::Heap { fds, size, .. } => {
+                    s.video
+                        .qbuf_dmabuf(tag, fds[tag as usize].as_fd(), *size)?;
+                }
+                Buffers::Gbm { free, .. } => free.push((tag - GBM_TAG) as usize),
+            }
+        }
+        for (capture, presented) in std::mem::take(&mut s.st.presented) {
+            match presented {
+                Some(at) if warmup_end_ns.is_some_and(|w| capture > w) => {
+                    run.latencies.push(Duration::from_nanos(at.saturating_sub(capture)));
+                }
+                Some(_) => {}
+                None => run.discarded += 1,
+            }
+        }
+        if warmup_end_ns.is_some() && first_totals.is_none() {
+            first_totals = s.totals_after(warmup_end_ns.unwrap_or(0));
+        }
+        if showing && run.latencies.len() >= frames && first_totals.is_some() {
+            showing = false;
+            stop_ns = now_ns();
+        }
+        if !showing {
+            // Nothing more is shown: the next totals line covers what was.
+            if let Some(last) = s.totals_after(stop_ns) {
+                let first = first_totals.unwrap_or_default();
+                run.compositor = last.since(&first);
+                break Ok(());
+            }
+        }
+        if !camera_ready {
+            continue;
+        }
+        let memory = match bufs {
+            Buffers::Heap { .. } => MEMORY_DMABUF,
+            Buffers::Gbm { .. } => MEMORY_MMAP,
+        };
+        let b = match s.video.dqbuf(memory, 0) {
+            Ok(b) => b,
+            Err(_) => continue,
+        };
+        let at = capture_ns(&b);
+        match &mut bufs {
+            Buffers::Heap { fds, wl, size } => {
+                if !showing {
+                    s.video
+                        .qbuf_dmabuf(b.index, fds[b.index as usize].as_fd(), *size)?;
+                    continue;
+                }
+                let buffer = wl[b.index as usize].clone();
+                s.show(&buffer, at);
+            }
+            Buffers::Gbm {
+                maps,
+                bos,
+                wl,
+                free,
+                ..
+            } => {
+                let target = if showing { free.pop() } else { None };
+                if let Some(i) = target {
+                    let (fd, map) = &maps[b.index as usize];
+                    run.client_copied +=
+                        copy_frame(map, fd.as_fd(), s.pix.bytesperline as usize, &mut bos[i])?;
+                }
+                s.video.qbuf_mmap(b.index)?;
+                let Some(i) = target else { continue };
+                let buffer = wl[i].clone();
+                s.show(&buffer, at);
+            }
+        }
+        run.shown += 1;
+        if run.shown as usize == WARMUP_FRAMES {
+            warmup_end_ns = Some(at);
+        }
+    };
+    // Back to an idle camera, whatever happened.
+    let _ = s.video.streamoff();
+    let memory = match &bufs {
+        Buffers::Heap { .. } => MEMORY_DMABUF,
+        Buffers::Gbm { .. } => MEMORY_MMAP,
+    };
+    match bufs {
+        Buffers::Heap { wl, .. } | Buffers::Gbm { wl, .. } => {
+            for b in wl {
+                b.destroy();
+            }
+        }
+    }
+    let _ = s.video.reqbufs(0, memory);
+    result.map(|()| run)
+}
+
+/// Both paths, `rounds` runs each in alternating order; prints `BENCH <boot>
+/// camera` lines (format in crate::bench) and `TABLE` lines. False if a path
+/// has no numbers.
+pub fn bench(boot: &str, rounds: usize, frames: usize) -> bool {
+    let mut setup = match Setup::new() {
+        Ok(s) => s,
+        Err(e) => {
+            for p in [CameraPath::HeapZeroCopy, CameraPath::GbmCopy] {
+                println!("BENCH {boot} camera {} error={}", p.name(), quote(&e));
+            }
+            println!("TABLE camera: no numbers: {e}");
+            return false;
+        }
+    };
+    println!(
+        "TABLE camera: vivid {WIDTH}x{HEIGHT} XBGR32 -> heapland on vkms ({WIDTH}x{HEIGHT}@60); camera heap {}",
+        setup.heap_name
+    );
+    let paths = [CameraPath::HeapZeroCopy, CameraPath::GbmCopy];
+    let mut runs: Vec<(Vec<Run>, Option<String>)> = paths.iter().map(|_| (Vec::new(), None)).collect();
+    for round in 0..rounds {
+        for k in 0..paths.len() {
+            let i = (k + round) % paths.len();
+            if runs[i].1.is_some() {
+                continue;
+            }
+            match run_path(&mut setup, paths[i], frames) {
+                Ok(r) => runs[i].0.push(r),
+                Err(e) => runs[i].1 = Some(e),
+            }
+        }
+    }
+    let frame_bytes = u64::from(WIDTH * HEIGHT * 4);
+    let mut ok = true;
+    for (path, (path_runs, error)) in paths.iter().zip(runs) {
+        let head = format!(
+            "BENCH {boot} camera {} width={WIDTH} height={HEIGHT} heap={}",
+            path.name(),
+            quote(&setup.heap_name)
+        );
+        if let Some(e) = error {
+            ok = false;
+            println!("{head} error={}", quote(&e));
+            println!("TABLE camera {}: no numbers: {e}", path.name());
+            continue;
+        }
+        let latencies: Vec<Duration> = path_runs
+            .iter()
+            .flat_map(|r| r.latencies.iter().copied())
+            .collect();
+        let Some(stats) = Stats::of(&latencies) else {
+            ok = false;
+            println!("{head} error=\"no frame presented\"");
+            continue;
+        };
+        let shown: u64 = path_runs.iter().map(|r| r.shown).sum();
+        let client: u64 = path_runs.iter().map(|r| r.client_copied).sum();
+        let discarded: usize = path_runs.iter().map(|r| r.discarded).sum();
+        let (mut frames_c, mut composited, mut direct) = (0, 0, 0);
+        for r in &path_runs {
+            frames_c += r.compositor.frames;
+            composited += r.compositor.composited;
+            direct += r.compositor.direct;
+        }
+        let client_per_frame = client / shown.max(1);
+        let compositor_per_frame = composited * frame_bytes / frames_c.max(1);
+        println!(
+            "{head} latency_median={} latency_min={} latency_p90={} n={} discarded={discarded} client_copied_per_frame={client_per_frame} compositor_copied_per_frame={compositor_per_frame} frames={frames_c} direct={direct} composited={composited}",
+            ms(stats.median),
+            ms(stats.min),
+            ms(stats.p90),
+            stats.n,
+        );
+        println!(
+            "TABLE camera {:<15} capture to flip median {} ms (min {}, p90 {}) over {} frames; copied per frame: client {} B, compositor {} B ({direct} of {frames_c} frames scanned out directly)",
+            path.name(),
+            ms(stats.median),
+            ms(stats.min),
+            ms(stats.p90),
+            stats.n,
+            client_per_frame,
+            compositor_per_frame,
+        );
+    }
+    let stopped = setup.comp.stop();
+    if let Err(e) = stopped {
+        println!("TABLE camera: heapland did not stop cleanly: {e}");
+        ok = false;
+    }
+    ok
+}
