@@ -16,7 +16,7 @@
 //! BENCH <boot> agree <size> group="<backing> <source>" heaps=<a>,<b>,.. spread=<max/min> tolerance=<fraction> ok=yes|no
 //! BENCH <boot> steady <case> backend=<headless|drm> allocator=<heap|gbm> client=<dmabuf|shm> mode=<WxH@Hz> frames=<n> composited=<n> direct=<n> allocations=<n> allocations_per_frame=<f> cpu_median=<ms> cpu_min=<ms> cpu_p90=<ms> n=<samples> fps=<f> secs=<s>
 //! BENCH <boot> steady <case> backend=.. allocator=.. client=.. mode=.. error="<why>"
-//! BENCH <boot> camera <path> width=<w> height=<h> heap=<name> latency_median=<ms> latency_min=<ms> latency_p90=<ms> n=<frames> discarded=<n> client_copied_per_frame=<bytes> compositor_copied_per_frame=<bytes> frames=<n> direct=<n> composited=<n>
+//! BENCH <boot> camera <path> width=<w> height=<h> heap=<name> latency_median=<ms> latency_min=<ms> latency_p90=<ms> n=<frames> discarded=<n> early=<n> client_copied_per_frame=<bytes> compositor_copied_per_frame=<bytes> frames=<n> direct=<n> composited=<n>
 //! BENCH <boot> camera <path> ... error="<why>"
 //! BENCH <boot> done
 //! BENCH <boot> host accel=<tcg|kvm> cpu="<host model>" nproc=<n> qemu="<version>"   (added by tests/vm/run)

@@ -88,6 +88,9 @@ impl CameraPath {
 struct Run {
     latencies: Vec<Duration>,
     discarded: usize,
+    /// Frames presented before their capture timestamp: a broken clock,
+    /// counted and left out.
+    early: usize,
     client_copied: u64,
     shown: u64,
     compositor: Totals,
@@ -109,6 +112,10 @@ struct Setup {
     video: Video,
     pix: v4l2::PixFormat,
     card: std::path::PathBuf,
+    /// Whether the camera streams. Its node is polled only then: vb2 starts
+    /// read() emulation when a queue that is not streaming is polled, and the
+    /// queue is then busy for VIDIOC_REQBUFS.
+    streaming: bool,
     _keep: Vec<Box<dyn std::any::Any>>,
 }
 
@@ -121,6 +128,11 @@ impl Setup {
     fn new() -> Result<Setup, String> {
         let (video_node, video) = v4l2::find_capture("vivid")?;
         let pix = video.set_format(WIDTH, HEIGHT, v4l2::PIX_FMT_XBGR32)?;
+        // Start of exposure: vivid then stamps a frame with the time it starts
+        // making it. Its default, end of frame, is that time plus most of a
+        // frame period, a moment that may not have come yet when the buffer
+        // is dequeued.
+        video.set_control(v4l2::VIVID_CID_TSTAMP_SRC, 1)?;
         if (pix.width, pix.height) != (WIDTH, HEIGHT) {
             return Err(format!("vivid chose {}x{}", pix.width, pix.height));
         }
@@ -168,6 +180,7 @@ impl Setup {
             video,
             pix,
             card,
+            streaming: false,
             _keep: vec![
                 Box::new(wl_compositor),
                 Box::new(wm),
@@ -210,28 +223,36 @@ impl Setup {
             tv_sec: 0,
             tv_nsec: 20_000_000,
         };
+        let camera = self.streaming.then_some(PollFlags::IN);
         let camera_ready = match self.queue.prepare_read() {
             Some(guard) => {
                 let wl = guard.connection_fd();
-                let mut fds = [
-                    PollFd::new(&wl, PollFlags::IN),
-                    PollFd::new(&self.video, PollFlags::IN),
-                ];
+                let mut fds = vec![PollFd::new(&wl, PollFlags::IN)];
+                fds.extend(camera.map(|f| PollFd::new(&self.video, f)));
                 poll(&mut fds, Some(&timeout)).map_err(|e| format!("poll: {e}"))?;
-                let (wl_ready, cam) = (
-                    !fds[0].revents().is_empty(),
-                    !fds[1].revents().is_empty(),
-                );
+                let wl_ready = !fds[0].revents().is_empty();
+                let cam = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+                drop(fds);
                 if wl_ready {
-                    guard.read().map_err(|e| format!("read events: {e}"))?;
+                    match guard.read() {
+                        Ok(_) => {}
+                        // Readable but nothing to read yet: the next round reads it.
+                        Err(wayland_client::backend::WaylandError::Io(e))
+                            if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(format!("read events: {e}")),
+                    }
                 }
                 cam
             }
-            None => {
-                let mut fds = [PollFd::new(&self.video, PollFlags::IN)];
-                poll(&mut fds, Some(&Timespec::default())).map_err(|e| format!("poll: {e}"))?;
-                !fds[0].revents().is_empty()
-            }
+            None => match camera {
+                Some(f) => {
+                    let mut fds = [PollFd::new(&self.video, f)];
+                    poll(&mut fds, Some(&Timespec::default()))
+                        .map_err(|e| format!("poll: {e}"))?;
+                    !fds[0].revents().is_empty()
+                }
+                None => false,
+            },
         };
         self.queue
             .dispatch_pending(&mut self.st)
@@ -310,11 +331,28 @@ enum Buffers {
     },
 }
 
+/// VIDIOC_REQBUFS, retried for a while on EBUSY.
+fn reqbufs(video: &Video, count: u32, memory: u32) -> Result<u32, String> {
+    let mut tries = 0;
+    loop {
+        match video.reqbufs(count, memory) {
+            Err(e) if e.contains("os error 16") && tries < 20 => {
+                if tries == 0 {
+                    let _ = std::fs::write("/sys/module/videobuf2_common/parameters/debug", "1");
+                }
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn start_path(s: &mut Setup, path: CameraPath) -> Result<Buffers, String> {
     let frame = s.pix.sizeimage.div_ceil(4096) * 4096;
     match path {
         CameraPath::HeapZeroCopy => {
-            let n = s.video.reqbufs(CAPTURE_BUFFERS, MEMORY_DMABUF)?;
+            let n = reqbufs(&s.video, CAPTURE_BUFFERS, MEMORY_DMABUF)?;
             let heap = s.heap.as_ref().ok_or("no camera heap")?;
             let fds: Vec<OwnedFd> = (0..n)
                 .map(|_| dma_heap::alloc(heap.as_fd(), u64::from(frame)))
@@ -329,6 +367,7 @@ fn start_path(s: &mut Setup, path: CameraPath) -> Result<Buffers, String> {
                 s.video.qbuf_dmabuf(i as u32, fd.as_fd(), frame)?;
             }
             s.video.streamon()?;
+            s.streaming = true;
             Ok(Buffers::Heap {
                 fds,
                 wl,
@@ -336,7 +375,7 @@ fn start_path(s: &mut Setup, path: CameraPath) -> Result<Buffers, String> {
             })
         }
         CameraPath::GbmCopy => {
-            let n = s.video.reqbufs(CAPTURE_BUFFERS, MEMORY_MMAP)?;
+            let n = reqbufs(&s.video, CAPTURE_BUFFERS, MEMORY_MMAP)?;
             let mut maps = Vec::new();
             for i in 0..n {
                 let b = s.video.querybuf(i, MEMORY_MMAP)?;
@@ -370,6 +409,7 @@ fn start_path(s: &mut Setup, path: CameraPath) -> Result<Buffers, String> {
                 s.video.qbuf_mmap(i)?;
             }
             s.video.streamon()?;
+            s.streaming = true;
             Ok(Buffers::Gbm {
                 maps,
                 bos,
@@ -441,9 +481,10 @@ fn run_path(s: &mut Setup, path: CameraPath, frames: usize) -> Result<Run, Strin
         }
         for (capture, presented) in std::mem::take(&mut s.st.presented) {
             match presented {
-                Some(at) if warmup_end_ns.is_some_and(|w| capture > w) => {
-                    run.latencies.push(Duration::from_nanos(at.saturating_sub(capture)));
-                }
+                Some(at) if warmup_end_ns.is_some_and(|w| capture > w) => match at.checked_sub(capture) {
+                    Some(ns) => run.latencies.push(Duration::from_nanos(ns)),
+                    None => run.early += 1,
+                },
                 Some(_) => {}
                 None => run.discarded += 1,
             }
@@ -511,6 +552,7 @@ fn run_path(s: &mut Setup, path: CameraPath, frames: usize) -> Result<Run, Strin
     };
     // Back to an idle camera, whatever happened.
     let _ = s.video.streamoff();
+    s.streaming = false;
     let memory = match &bufs {
         Buffers::Heap { .. } => MEMORY_DMABUF,
         Buffers::Gbm { .. } => MEMORY_MMAP,
@@ -584,6 +626,10 @@ pub fn bench(boot: &str, rounds: usize, frames: usize) -> bool {
         let shown: u64 = path_runs.iter().map(|r| r.shown).sum();
         let client: u64 = path_runs.iter().map(|r| r.client_copied).sum();
         let discarded: usize = path_runs.iter().map(|r| r.discarded).sum();
+        let early: usize = path_runs.iter().map(|r| r.early).sum();
+        if early > 0 {
+            ok = false;
+        }
         let (mut frames_c, mut composited, mut direct) = (0, 0, 0);
         for r in &path_runs {
             frames_c += r.compositor.frames;
@@ -593,7 +639,7 @@ pub fn bench(boot: &str, rounds: usize, frames: usize) -> bool {
         let client_per_frame = client / shown.max(1);
         let compositor_per_frame = composited * frame_bytes / frames_c.max(1);
         println!(
-            "{head} latency_median={} latency_min={} latency_p90={} n={} discarded={discarded} client_copied_per_frame={client_per_frame} compositor_copied_per_frame={compositor_per_frame} frames={frames_c} direct={direct} composited={composited}",
+            "{head} latency_median={} latency_min={} latency_p90={} n={} discarded={discarded} early={early} client_copied_per_frame={client_per_frame} compositor_copied_per_frame={compositor_per_frame} frames={frames_c} direct={direct} composited={composited}",
             ms(stats.median),
             ms(stats.min),
             ms(stats.p90),

@@ -106,6 +106,17 @@ pub struct ExportBuffer {
     pub reserved: [u32; 11],
 }
 
+/// struct v4l2_control.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Control {
+    pub id: u32,
+    pub value: i32,
+}
+
+/// vivid's "Timestamp Source" control: 0 end of frame, 1 start of exposure.
+pub const VIVID_CID_TSTAMP_SRC: u32 = 0x00f0_f000 + 24;
+
 const _: () = assert!(std::mem::size_of::<Capability>() == 104);
 const _: () = assert!(std::mem::size_of::<Format>() == 208);
 const _: () = assert!(std::mem::size_of::<RequestBuffers>() == 20);
@@ -122,6 +133,7 @@ const VIDIOC_EXPBUF: Opcode = opcode::read_write::<ExportBuffer>(b'V', 16);
 const VIDIOC_DQBUF: Opcode = opcode::read_write::<Buffer>(b'V', 17);
 const VIDIOC_STREAMON: Opcode = opcode::write::<i32>(b'V', 18);
 const VIDIOC_STREAMOFF: Opcode = opcode::write::<i32>(b'V', 19);
+const VIDIOC_S_CTRL: Opcode = opcode::read_write::<Control>(b'V', 28);
 
 fn cstr(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
@@ -306,6 +318,14 @@ impl Video {
         .map_err(|e| format!("VIDIOC_EXPBUF {index}: {e}"))?;
         // SAFETY: the kernel returned a new fd.
         Ok(unsafe { OwnedFd::from_raw_fd(e.fd) })
+    }
+
+    /// VIDIOC_S_CTRL.
+    pub fn set_control(&self, id: u32, value: i32) -> Result<(), String> {
+        let mut c = Control { id, value };
+        // SAFETY: Control matches struct v4l2_control.
+        unsafe { ioctl(&self.fd, Updater::<VIDIOC_S_CTRL, Control>::new(&mut c)) }
+            .map_err(|e| format!("VIDIOC_S_CTRL {id:#x}={value}: {e}"))
     }
 
     pub fn streamon(&self) -> Result<(), String> {
