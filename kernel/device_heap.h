@@ -77,6 +77,20 @@ enum device_heap_source {
 };
 
 /**
+ * struct device_heap_contig - one physically contiguous block
+ * @page:	its first page
+ * @len:	its length in bytes, a multiple of PAGE_SIZE
+ * @source:	where it came from, and so how it is given back
+ * @cma:	the CMA area, when @source is DEVICE_HEAP_FROM_CMA
+ */
+struct device_heap_contig {
+	struct page *page;
+	size_t len;
+	enum device_heap_source source;
+	struct cma *cma;
+};
+
+/**
  * struct device_heap_buffer - one allocation, the private data of its dma-buf
  * @heap:	heap it came from (reference held)
  * @attachments: list of struct device_heap_attachment
@@ -117,6 +131,19 @@ gfp_t device_heap_charge_gfp(const struct device_heap *heap);
 void device_heap_contig_source(struct device_heap *heap);
 int device_heap_alloc_memory(struct device_heap_buffer *buffer);
 void device_heap_free_memory(struct device_heap_buffer *buffer);
+void device_heap_free_block(const struct device_heap_contig *block);
+void device_heap_clear(struct page *page, unsigned long nr_pages);
+
+/* heap_cache.c: freed contiguous blocks kept for the next buffer */
+int device_heap_cache_init(void);
+void device_heap_cache_exit(void);
+bool device_heap_cache_take(const struct device_heap *heap, size_t len,
+			    struct device_heap_contig *block);
+bool device_heap_cache_put(const struct device_heap *heap,
+			   const struct device_heap_contig *block);
+bool device_heap_cache_drain(void);
+void device_heap_cache_drop(const struct device_heap *heap);
+u64 device_heap_cache_bytes(void);
 
 /* heap_node_{chrdev,core}.c: /dev/dma_heap/<name> (the registration seam) */
 int device_heap_node_init(void);

@@ -152,6 +152,7 @@ static struct device_heap *device_heap_lookup(const char *name)
 static void device_heap_destroy(struct device_heap *heap)
 {
 	atomic_set(&heap->dead, 1);
+	device_heap_cache_drop(heap);
 	list_del(&heap->list);
 	device_unregister(heap->node);
 	device_heap_node_unregister(heap);
@@ -618,6 +619,14 @@ static int device_heap_live_bytes_get(void *data, u64 *val)
 DEFINE_DEBUGFS_ATTRIBUTE(device_heap_live_bytes_fops,
 			 device_heap_live_bytes_get, NULL, "%llu\n");
 
+static int device_heap_cached_bytes_get(void *data, u64 *val)
+{
+	*val = device_heap_cache_bytes();
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(device_heap_cached_bytes_fops,
+			 device_heap_cached_bytes_get, NULL, "%llu\n");
+
 static void device_heap_add_param_devices(void)
 {
 	char *list, *cur, *spec;
@@ -682,9 +691,13 @@ static int __init device_heap_init(void)
 {
 	int ret, i;
 
-	ret = device_heap_node_init();
+	ret = device_heap_cache_init();
 	if (ret)
 		return ret;
+
+	ret = device_heap_node_init();
+	if (ret)
+		goto exit_cache;
 
 	ret = device_heap_faux_init();
 	if (ret)
@@ -707,6 +720,8 @@ static int __init device_heap_init(void)
 				&device_heap_live_buffers);
 	debugfs_create_file_unsafe("live_bytes", 0444, device_heap_debugfs,
 				   NULL, &device_heap_live_bytes_fops);
+	debugfs_create_file_unsafe("cached_bytes", 0444, device_heap_debugfs,
+				   NULL, &device_heap_cached_bytes_fops);
 
 	device_heap_add_param_devices();
 	return 0;
@@ -718,6 +733,8 @@ exit_faux:
 	device_heap_faux_exit();
 exit_node:
 	device_heap_node_exit();
+exit_cache:
+	device_heap_cache_exit();
 	return ret;
 }
 
@@ -748,6 +765,7 @@ static void __exit device_heap_exit(void)
 	class_unregister(&device_heap_class);
 	device_heap_faux_exit();
 	device_heap_node_exit();
+	device_heap_cache_exit();
 }
 
 module_init(device_heap_init);

@@ -127,7 +127,40 @@ static struct page *buddy_alloc(struct device_heap *heap, unsigned int order,
 	return NULL;
 }
 
-/* As buddy_alloc(), for exactly @len bytes: the tail of the block is freed. */
+/**
+ * device_heap_clear - clear memory that came without __GFP_ZERO
+ * @page: first page of a contiguous range
+ * @nr_pages: its length in pages
+ */
+void device_heap_clear(struct page *page, unsigned long nr_pages)
+{
+	unsigned long i;
+
+	if (!PageHighMem(page)) {
+		memset(page_address(page), 0, nr_pages << PAGE_SHIFT);
+		return;
+	}
+	for (i = 0; i < nr_pages; i++) {
+		clear_highpage(page + i);
+		cond_resched();
+	}
+}
+
+/*
+ * Whether the page allocator clears what it hands out with GFP_KERNEL
+ * (init_on_alloc, Debian's default): post_alloc_hook() then clears every
+ * page unless init_on_free already did at free time, which is not assumed.
+ */
+static bool device_heap_allocator_clears(void)
+{
+	return want_init_on_alloc(GFP_KERNEL) && !want_init_on_free();
+}
+
+/*
+ * As buddy_alloc(), for exactly @len bytes: the tail of the block is freed.
+ * Cleared here rather than with __GFP_ZERO, which would clear the whole
+ * power-of-two block, up to twice the buffer, tail included.
+ */
 static struct page *buddy_alloc_exact(struct device_heap *heap, size_t len,
 				      gfp_t gfp)
 {
@@ -142,29 +175,17 @@ static struct page *buddy_alloc_exact(struct device_heap *heap, size_t len,
 			continue;
 		page = virt_to_page(vaddr);
 		if (device_heap_reachable(heap, page_to_pfn(page),
-					  len >> PAGE_SHIFT))
+					  len >> PAGE_SHIFT)) {
+			if (!device_heap_allocator_clears())
+				device_heap_clear(page, len >> PAGE_SHIFT);
 			return page;
+		}
 		free_pages_exact(vaddr, len);
 	}
 	return NULL;
 }
 
 #ifdef CONFIG_CMA
-/* Clears memory that came without __GFP_ZERO. */
-static void device_heap_clear(struct page *page, unsigned long nr_pages)
-{
-	unsigned long i;
-
-	if (!PageHighMem(page)) {
-		memset(page_address(page), 0, nr_pages << PAGE_SHIFT);
-		return;
-	}
-	for (i = 0; i < nr_pages; i++) {
-		clear_highpage(page + i);
-		cond_resched();
-	}
-}
-
 static struct page *cma_range_alloc(struct device_heap *heap,
 				    unsigned long nr_pages)
 {
@@ -190,15 +211,15 @@ static struct page *cma_range_alloc(struct device_heap *heap,
 	 * GFP_KERNEL, which clears them on init_on_alloc kernels (Debian's
 	 * default): clear them here only where it did not.
 	 */
-	if (!(want_init_on_alloc(GFP_KERNEL) && !want_init_on_free()))
+	if (!device_heap_allocator_clears())
 		device_heap_clear(page, nr_pages);
 	return page;
 }
 
-static void cma_range_free(struct device_heap *heap, struct page *page,
+static void cma_range_free(struct cma *cma, struct page *page,
 			   unsigned long nr_pages)
 {
-	cma_release(heap->cma, page, nr_pages);
+	cma_release(cma, page, nr_pages);
 }
 #else
 static struct page *cma_range_alloc(struct device_heap *heap,
@@ -207,7 +228,7 @@ static struct page *cma_range_alloc(struct device_heap *heap,
 	return NULL;
 }
 
-static void cma_range_free(struct device_heap *heap, struct page *page,
+static void cma_range_free(struct cma *cma, struct page *page,
 			   unsigned long nr_pages)
 {
 }
@@ -331,61 +352,83 @@ unlock:
 	return page;
 }
 
-static void device_heap_free_contig(struct device_heap_buffer *buffer,
-				    struct page *page)
+/**
+ * device_heap_free_block - give a contiguous block back where it came from
+ * @block: the block
+ */
+void device_heap_free_block(const struct device_heap_contig *block)
 {
-	unsigned long nr_pages = buffer->len >> PAGE_SHIFT;
+	unsigned long nr_pages = block->len >> PAGE_SHIFT;
 
-	switch (buffer->source) {
+	switch (block->source) {
 	case DEVICE_HEAP_FROM_CMA:
-		cma_range_free(buffer->heap, page, nr_pages);
+		cma_range_free(block->cma, block->page, nr_pages);
 		break;
 	case DEVICE_HEAP_FROM_BUDDY:
-		free_pages_exact(page_address(page), buffer->len);
+		free_pages_exact(page_address(block->page), block->len);
 		break;
 	case DEVICE_HEAP_FROM_RANGE:
-		free_contig_range(page_to_pfn(page), nr_pages);
+		free_contig_range(page_to_pfn(block->page), nr_pages);
 		break;
 	}
+}
+
+/* Makes a new contiguous block for @heap, from the first source that has one. */
+static int device_heap_new_contig(struct device_heap *heap,
+				  struct device_heap_contig *block)
+{
+	unsigned long nr_pages = block->len >> PAGE_SHIFT;
+	struct page *page;
+
+	block->source = DEVICE_HEAP_FROM_CMA;
+	block->cma = heap->cma;
+	page = cma_range_alloc(heap, nr_pages);
+
+	if (!page && get_order(block->len) <= MAX_PAGE_ORDER) {
+		block->source = DEVICE_HEAP_FROM_BUDDY;
+		page = buddy_alloc_exact(heap, block->len,
+					 GFP_KERNEL | __GFP_NOWARN |
+					 __GFP_RETRY_MAYFAIL);
+	}
+
+	if (!page) {
+		block->source = DEVICE_HEAP_FROM_RANGE;
+		page = contig_range_alloc(heap, nr_pages);
+		if (IS_ERR_OR_NULL(page))
+			return page ? PTR_ERR(page) : -ENOMEM;
+	}
+	block->page = page;
+	return 0;
 }
 
 static int device_heap_alloc_contig(struct device_heap_buffer *buffer)
 {
 	struct device_heap *heap = buffer->heap;
-	unsigned long nr_pages = buffer->len >> PAGE_SHIFT;
-	struct page *page;
-	int ret;
+	struct device_heap_contig block = { .len = buffer->len };
+	int ret = 0;
 
-	buffer->source = DEVICE_HEAP_FROM_CMA;
-	page = cma_range_alloc(heap, nr_pages);
-
-	if (!page && get_order(buffer->len) <= MAX_PAGE_ORDER) {
-		buffer->source = DEVICE_HEAP_FROM_BUDDY;
-		page = buddy_alloc_exact(heap, buffer->len,
-					 GFP_KERNEL | __GFP_ZERO |
-					 __GFP_NOWARN | __GFP_RETRY_MAYFAIL);
+	if (!device_heap_cache_take(heap, block.len, &block)) {
+		ret = device_heap_new_contig(heap, &block);
+		/* Memory the cache holds may be what is missing. */
+		if (ret == -ENOMEM && device_heap_cache_drain())
+			ret = device_heap_new_contig(heap, &block);
 	}
-
-	if (!page) {
-		buffer->source = DEVICE_HEAP_FROM_RANGE;
-		page = contig_range_alloc(heap, nr_pages);
-		if (IS_ERR_OR_NULL(page)) {
-			ret = page ? PTR_ERR(page) : -ENOMEM;
-			pr_warn_ratelimited("device_heap: %s: no contiguous %lu KiB below %#llx: %d\n",
-					    heap->name, nr_pages << (PAGE_SHIFT - 10),
-					    heap->phys_limit, ret);
-			return ret;
-		}
+	if (ret) {
+		pr_warn_ratelimited("device_heap: %s: no contiguous %zu KiB below %#llx: %d\n",
+				    heap->name, block.len >> 10,
+				    heap->phys_limit, ret);
+		return ret;
 	}
 
 	ret = sg_alloc_table(&buffer->sg_table, 1, GFP_KERNEL);
 	if (ret)
-		goto free_pages;
-	sg_set_page(buffer->sg_table.sgl, page, buffer->len, 0);
+		goto free_block;
+	sg_set_page(buffer->sg_table.sgl, block.page, block.len, 0);
+	buffer->source = block.source;
 	return 0;
 
-free_pages:
-	device_heap_free_contig(buffer, page);
+free_block:
+	device_heap_free_block(&block);
 	return ret;
 }
 
@@ -538,7 +581,15 @@ void device_heap_free_memory(struct device_heap_buffer *buffer)
 	int i;
 
 	if (buffer->heap->backing == DEVICE_HEAP_CONTIG) {
-		device_heap_free_contig(buffer, sg_page(table->sgl));
+		struct device_heap_contig block = {
+			.page = sg_page(table->sgl),
+			.len = buffer->len,
+			.source = buffer->source,
+			.cma = buffer->heap->cma,
+		};
+
+		if (!device_heap_cache_put(buffer->heap, &block))
+			device_heap_free_block(&block);
 	} else {
 		for_each_sgtable_sg(table, sg, i)
 			__free_pages(sg_page(sg), compound_order(sg_page(sg)));

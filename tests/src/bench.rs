@@ -332,7 +332,10 @@ mod tests {
         assert_eq!((d.frames, d.direct, d.buffer_allocations), (60, 60, 0));
         assert_eq!((d.cpu_ns, d.monotonic_ns), (4000, 1000));
         assert!(Totals::parse("frames=1 composited=1").is_none());
-        assert!(Totals::parse("frames=1 composited=x direct=0 buffer_allocations=0 cpu_ns=1 monotonic_ns=1").is_none());
+        assert!(Totals::parse(
+            "frames=1 composited=x direct=0 buffer_allocations=0 cpu_ns=1 monotonic_ns=1"
+        )
+        .is_none());
     }
 
     #[test]

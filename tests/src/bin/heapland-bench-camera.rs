@@ -33,7 +33,9 @@ fn main() -> std::process::ExitCode {
         }
     }
     if boot.is_empty() || rounds == 0 || frames == 0 {
-        eprintln!("heapland-bench-camera: --boot is required, --rounds and --frames at least 1\n{USAGE}");
+        eprintln!(
+            "heapland-bench-camera: --boot is required, --rounds and --frames at least 1\n{USAGE}"
+        );
         return std::process::ExitCode::from(2);
     }
     if heapland_tests::guest::camera_latency::bench(&boot, rounds, frames) {

@@ -910,6 +910,84 @@ fn machine_line(boot: &str, args: &Args) {
     );
 }
 
+/// device_heap.ko's cache of freed contiguous blocks (kernel/heap_cache.c).
+const CACHE_MB: &str = "/sys/module/device_heap/parameters/cache_mb";
+
+/// Sets `cache_mb` on creation and puts the old value back on drop.
+struct CacheSetting(String);
+
+impl CacheSetting {
+    fn set(value: &str) -> Result<CacheSetting, String> {
+        let old = std::fs::read_to_string(CACHE_MB)
+            .map_err(|e| format!("{CACHE_MB}: {e}"))?
+            .trim()
+            .to_owned();
+        std::fs::write(CACHE_MB, value).map_err(|e| format!("write {CACHE_MB}: {e}"))?;
+        Ok(CacheSetting(old))
+    }
+}
+
+impl Drop for CacheSetting {
+    fn drop(&mut self) {
+        let _ = std::fs::write(CACHE_MB, &self.0);
+    }
+}
+
+/// The contiguous device heaps again, at the goal sizes, with the module's block
+/// cache off: what the first buffer of a size costs. Their lines name them
+/// `<heap>/uncached`, kind `device-uncached`; the references (system heap, memset)
+/// are those of the main pass. Returns false if a heap has no numbers.
+fn run_uncached(boot: &str, sizes: &[Size], cands: &mut [Candidate], args: &Args) -> bool {
+    if !Path::new(CACHE_MB).exists() {
+        println!("TABLE no block cache in this module ({CACHE_MB}): no uncached pass");
+        return true;
+    }
+    let _setting = match CacheSetting::set("0") {
+        Ok(s) => s,
+        Err(e) => {
+            println!("TABLE uncached pass skipped: {e}");
+            return false;
+        }
+    };
+    let mut uncached: Vec<Candidate> = Vec::new();
+    for c in cands.iter_mut() {
+        let contiguous = c
+            .extra
+            .iter()
+            .any(|(k, v)| *k == "backing" && v == "contig");
+        if c.kind != "device" || !contiguous {
+            continue;
+        }
+        let Ok(Work::Heap(heap)) = &c.work else {
+            continue;
+        };
+        let work = Heap::open(heap.info())
+            .map(Work::Heap)
+            .map_err(|e| e.to_string());
+        let mut u = Candidate::new(format!("{}/uncached", c.name), "device-uncached", work);
+        u.extra = c.extra.clone();
+        u.group = c.group.as_ref().map(|g| format!("{g} uncached"));
+        u.dma_bits = c.dma_bits;
+        uncached.push(u);
+    }
+    if uncached.is_empty() {
+        return true;
+    }
+    let mut ok = true;
+    for size in sizes
+        .iter()
+        .filter(|s| GOAL_SIZES.contains(&s.token.as_str()))
+    {
+        let rows = run_size(&mut uncached, size, args);
+        report_size(boot, size, &uncached, &rows, args);
+        ok &= rows.iter().all(|r| r.result.is_ok());
+    }
+    ok
+}
+
+/// The sizes the goal names; the uncached pass runs these only.
+const GOAL_SIZES: [&str; 2] = ["1920x1080-XRGB8888", "1280x720-NV12"];
+
 /// Runs heapland-bench-camera, whose lines go to the same console.
 fn run_camera(boot: &str, args: &Args) -> bool {
     let helper = match find_glibc_helper(None, "heapland-bench-camera") {
@@ -976,6 +1054,9 @@ fn main() -> ExitCode {
         let rows = run_size(&mut cands, size, &args);
         report_size(&boot, size, &cands, &rows, &args);
         failed |= rows.iter().any(|r| r.result.is_err());
+    }
+    if args.parts.alloc {
+        failed |= !run_uncached(&boot, &sizes, &mut cands, &args);
     }
     drop(cands);
     if args.parts.steady {

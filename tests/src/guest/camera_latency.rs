@@ -190,7 +190,10 @@ impl Setup {
                 Box::new(linux_feedback),
             ],
         };
-        setup.wait(|s| s.configured && s.heap_done, "configure and heap feedback")?;
+        setup.wait(
+            |s| s.configured && s.heap_done,
+            "configure and heap feedback",
+        )?;
         // The camera joins the surface's tranches: the heap fd that comes back
         // serves vkms, the render node and vivid.
         setup.st.expect_new_batch();
@@ -247,8 +250,7 @@ impl Setup {
             None => match camera {
                 Some(f) => {
                     let mut fds = [PollFd::new(&self.video, f)];
-                    poll(&mut fds, Some(&Timespec::default()))
-                        .map_err(|e| format!("poll: {e}"))?;
+                    poll(&mut fds, Some(&Timespec::default())).map_err(|e| format!("poll: {e}"))?;
                     !fds[0].revents().is_empty()
                 }
                 None => false,
@@ -296,7 +298,9 @@ impl Setup {
         self.surface.attach(Some(buffer), 0, 0);
         self.surface
             .damage_buffer(0, 0, WIDTH as i32, HEIGHT as i32);
-        let _ = self.presentation.feedback(&self.surface, &self.qh, capture_ns);
+        let _ = self
+            .presentation
+            .feedback(&self.surface, &self.qh, capture_ns);
         self.surface.commit();
     }
 
@@ -473,18 +477,19 @@ fn run_path(s: &mut Setup, path: CameraPath, frames: usize) -> Result<Run, Strin
         for tag in std::mem::take(&mut s.st.released) {
             match &mut bufs {
                 Buffers::Heap { fds, size, .. } => {
-                    s.video
-                        .qbuf_dmabuf(tag, fds[tag as usize].as_fd(), *size)?;
+                    s.video.qbuf_dmabuf(tag, fds[tag as usize].as_fd(), *size)?;
                 }
                 Buffers::Gbm { free, .. } => free.push((tag - GBM_TAG) as usize),
             }
         }
         for (capture, presented) in std::mem::take(&mut s.st.presented) {
             match presented {
-                Some(at) if warmup_end_ns.is_some_and(|w| capture > w) => match at.checked_sub(capture) {
-                    Some(ns) => run.latencies.push(Duration::from_nanos(ns)),
-                    None => run.early += 1,
-                },
+                Some(at) if warmup_end_ns.is_some_and(|w| capture > w) => {
+                    match at.checked_sub(capture) {
+                        Some(ns) => run.latencies.push(Duration::from_nanos(ns)),
+                        None => run.early += 1,
+                    }
+                }
                 Some(_) => {}
                 None => run.discarded += 1,
             }
@@ -587,7 +592,8 @@ pub fn bench(boot: &str, rounds: usize, frames: usize) -> bool {
         setup.heap_name
     );
     let paths = [CameraPath::HeapZeroCopy, CameraPath::GbmCopy];
-    let mut runs: Vec<(Vec<Run>, Option<String>)> = paths.iter().map(|_| (Vec::new(), None)).collect();
+    let mut runs: Vec<(Vec<Run>, Option<String>)> =
+        paths.iter().map(|_| (Vec::new(), None)).collect();
     for round in 0..rounds {
         for k in 0..paths.len() {
             let i = (k + round) % paths.len();

@@ -48,14 +48,14 @@ use wayland_client::{
     Connection, Dispatch, EventQueue, Proxy, QueueHandle, WEnum,
 };
 use wayland_protocols::{
-    wp::presentation_time::client::{
-        wp_presentation::{self, WpPresentation},
-        wp_presentation_feedback::{self, WpPresentationFeedback},
-    },
     wp::linux_dmabuf::zv1::client::{
         zwp_linux_buffer_params_v1::{self, ZwpLinuxBufferParamsV1},
         zwp_linux_dmabuf_feedback_v1::{self, ZwpLinuxDmabufFeedbackV1},
         zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
+    },
+    wp::presentation_time::client::{
+        wp_presentation::{self, WpPresentation},
+        wp_presentation_feedback::{self, WpPresentationFeedback},
     },
     xdg::shell::client::{
         xdg_surface::{self, XdgSurface},

@@ -8,6 +8,7 @@
 pub mod accounting;
 pub mod allocator;
 pub mod bad_input;
+pub mod block_cache;
 // Mesa's libgbm: glibc builds only (heapland-bench-camera).
 #[cfg(target_env = "gnu")]
 pub mod camera_latency;
@@ -77,6 +78,7 @@ pub fn phases() -> Vec<Phase> {
                     discovery::tests(),
                     concurrency::tests(),
                     lifetime::tests(),
+                    block_cache::tests(),
                     placement::tests(),
                     registration::tests(),
                     accounting::tests(),

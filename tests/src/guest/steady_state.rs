@@ -125,12 +125,16 @@ fn pump(conn: &Connection, queue: &mut EventQueue<State>, st: &mut State) -> Res
     conn.flush().map_err(|e| format!("flush: {e}"))?;
     if let Some(guard) = queue.prepare_read() {
         let fd = guard.connection_fd();
-        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
         let timeout = rustix::event::Timespec {
             tv_sec: 0,
             tv_nsec: 50_000_000,
         };
-        let ready = rustix::event::poll(&mut fds, Some(&timeout)).map_err(|e| format!("poll: {e}"))?;
+        let ready =
+            rustix::event::poll(&mut fds, Some(&timeout)).map_err(|e| format!("poll: {e}"))?;
         if ready > 0 {
             guard.read().map_err(|e| format!("read events: {e}"))?;
         }
@@ -174,14 +178,7 @@ fn make_buffers(
                 }
                 let params = dmabuf.create_params(qh, ());
                 params.add(fd.as_fd(), 0, 0, stride, 0, 0);
-                out.push(params.create_immed(
-                    w as i32,
-                    h as i32,
-                    XR24,
-                    Flags::empty(),
-                    qh,
-                    (),
-                ));
+                out.push(params.create_immed(w as i32, h as i32, XR24, Flags::empty(), qh, ()));
                 keep.push(fd);
             }
             Ok(out)
@@ -330,7 +327,13 @@ pub fn run_case(case: &Case, warmup: Duration, window: Duration) -> Result<Windo
 
 /// Every case, run `rounds` times in rotated order; prints `BENCH <boot>
 /// steady` lines (format in crate::bench) and a `TABLE` line per case.
-pub fn bench(boot: &str, cases: &[Case], rounds: usize, warmup: Duration, window: Duration) -> bool {
+pub fn bench(
+    boot: &str,
+    cases: &[Case],
+    rounds: usize,
+    warmup: Duration,
+    window: Duration,
+) -> bool {
     let mut results: Vec<(Vec<Window>, Option<String>)> =
         cases.iter().map(|_| (Vec::new(), None)).collect();
     for round in 0..rounds {
@@ -350,7 +353,11 @@ pub fn bench(boot: &str, cases: &[Case], rounds: usize, warmup: Duration, window
         let head = format!(
             "BENCH {boot} steady {} backend={} allocator={} client={} mode={}x{}@60",
             case.name(),
-            if case.allocator.is_some() { "drm" } else { "headless" },
+            if case.allocator.is_some() {
+                "drm"
+            } else {
+                "headless"
+            },
             case.allocator.unwrap_or("heap"),
             case.client.name(),
             case.width,

@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Freed contiguous blocks, kept a moment for the next buffer of their size.
+ *
+ * A contiguous buffer is costly to make: above MAX_PAGE_ORDER its pages are
+ * migrated out of a range (alloc_contig_range(), or cma_alloc(), which does
+ * the same inside the CMA area, draining every CPU's lists on the way), and
+ * below it the buddy allocator hands out a power-of-two block that kernels
+ * with init_on_alloc clear whole, up to twice the buffer. Yet the buffers of
+ * compositors and camera pipelines come and go in bursts of one size: a
+ * swapchain on resize or mode set, a capture queue on stream restart. So a
+ * freed block is kept, and the next allocation of exactly its size from the
+ * same heap takes it back and clears only the buffer's bytes.
+ *
+ * The cache holds memory nobody uses, so it is kept small and short-lived:
+ *  - at most cache_mb MiB (module parameter, 0 turns the cache off), the
+ *    oldest blocks going first;
+ *  - a block unused for cache_ms milliseconds goes back to where it came
+ *    from, so CMA memory set aside for devices is not held away from other
+ *    users for longer than a burst;
+ *  - a shrinker gives every block back under memory pressure (and on
+ *    "echo 2 > /proc/sys/vm/drop_caches");
+ *  - an allocation that finds no contiguous memory empties the cache and
+ *    tries again before it fails;
+ *  - a heap being removed takes its blocks with it.
+ *
+ * Only contiguous heaps cache: scatter-gather buffers come from the buddy
+ * allocator chunk by chunk, which is cheap, and are charged to a memcg,
+ * which a block kept past its buffer would escape.
+ */
+
+#include <linux/jiffies.h>
+#include <linux/list.h>
+#include <linux/moduleparam.h>
+#include <linux/shrinker.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/workqueue.h>
+
+#include "device_heap.h"
+
+static unsigned int cache_mb = 64;
+module_param(cache_mb, uint, 0644);
+MODULE_PARM_DESC(cache_mb,
+		 "Freed contiguous memory kept for buffers of the same size, in MiB (default 64, 0: off)");
+
+static unsigned int cache_ms = 2000;
+module_param(cache_ms, uint, 0644);
+MODULE_PARM_DESC(cache_ms,
+		 "How long a freed contiguous block is kept unused, in ms (default 2000)");
+
+/**
+ * struct device_heap_block - a freed contiguous block
+ * @list:	entry in cache_blocks, oldest first
+ * @heap:	heap it was allocated for; never dereferenced, only compared:
+ *		device_heap_cache_drop() removes a heap's blocks before the
+ *		heap can go away
+ * @block:	the memory, and how to give it back
+ * @freed:	jiffies when it was cached
+ */
+struct device_heap_block {
+	struct list_head list;
+	const struct device_heap *heap;
+	struct device_heap_contig block;
+	unsigned long freed;
+};
+
+static LIST_HEAD(cache_blocks);
+/* Protects cache_blocks and cache_pages. */
+static DEFINE_SPINLOCK(cache_lock);
+static unsigned long cache_pages;
+static struct shrinker *cache_shrinker;
+
+static void cache_age(struct work_struct *work);
+static DECLARE_DELAYED_WORK(cache_aging, cache_age);
+
+static unsigned long cache_limit_pages(void)
+{
+	return (unsigned long)READ_ONCE(cache_mb) << (20 - PAGE_SHIFT);
+}
+
+/* Called with cache_lock held: moves @b from the cache to @out. */
+static void cache_unlink(struct device_heap_block *b, struct list_head *out)
+{
+	lockdep_assert_held(&cache_lock);
+	list_move_tail(&b->list, out);
+	cache_pages -= b->block.len >> PAGE_SHIFT;
+}
+
+/* Gives the blocks on @blocks back; returns how many pages that was. */
+static unsigned long cache_release(struct list_head *blocks)
+{
+	struct device_heap_block *b, *tmp;
+	unsigned long pages = 0;
+
+	list_for_each_entry_safe(b, tmp, blocks, list) {
+		list_del(&b->list);
+		pages += b->block.len >> PAGE_SHIFT;
+		device_heap_free_block(&b->block);
+		kfree(b);
+	}
+	return pages;
+}
+
+/**
+ * device_heap_cache_take - a cached block for a new buffer
+ * @heap: heap the buffer is for
+ * @len: its length in bytes
+ * @block: set to the block, cleared to zero, when one is found
+ *
+ * Return: true if a block of exactly @len bytes, allocated for @heap, was in
+ * the cache (the most recently freed one is taken: its cache lines may
+ * still be warm).
+ */
+bool device_heap_cache_take(const struct device_heap *heap, size_t len,
+			    struct device_heap_contig *block)
+{
+	struct device_heap_block *b, *found = NULL;
+
+	spin_lock(&cache_lock);
+	list_for_each_entry_reverse(b, &cache_blocks, list) {
+		if (b->heap == heap && b->block.len == len) {
+			found = b;
+			list_del(&b->list);
+			cache_pages -= len >> PAGE_SHIFT;
+			break;
+		}
+	}
+	spin_unlock(&cache_lock);
+	if (!found)
+		return false;
+	*block = found->block;
+	kfree(found);
+	/* The last buffer's data must not reach the next owner. */
+	device_heap_clear(block->page, len >> PAGE_SHIFT);
+	return true;
+}
+
+/**
+ * device_heap_cache_put - keep a freed block, if the cache has room
+ * @heap: heap the block was allocated for
+ * @block: the block
+ *
+ * Return: true if the cache took the block, false if the caller must give
+ * it back (cache off or full of younger blocks, heap removed, no memory for
+ * the bookkeeping).
+ */
+bool device_heap_cache_put(const struct device_heap *heap,
+			   const struct device_heap_contig *block)
+{
+	unsigned long limit = cache_limit_pages();
+	unsigned long pages = block->len >> PAGE_SHIFT;
+	struct device_heap_block *b, *tmp;
+	LIST_HEAD(evicted);
+
+	if (pages > limit || !READ_ONCE(cache_ms))
+		return false;
+	b = kmalloc(sizeof(*b), GFP_KERNEL | __GFP_NOWARN);
+	if (!b)
+		return false;
+	b->heap = heap;
+	b->block = *block;
+	b->freed = jiffies;
+
+	spin_lock(&cache_lock);
+	/*
+	 * Checked under the lock that device_heap_cache_drop() takes after
+	 * the heap is marked dead: either the drop sees this block, or this
+	 * sees the mark.
+	 */
+	if (atomic_read(&heap->dead)) {
+		spin_unlock(&cache_lock);
+		kfree(b);
+		return false;
+	}
+	list_add_tail(&b->list, &cache_blocks);
+	cache_pages += pages;
+	list_for_each_entry_safe(b, tmp, &cache_blocks, list) {
+		if (cache_pages <= limit)
+			break;
+		cache_unlink(b, &evicted);
+	}
+	spin_unlock(&cache_lock);
+
+	cache_release(&evicted);
+	schedule_delayed_work(&cache_aging, msecs_to_jiffies(READ_ONCE(cache_ms)));
+	return true;
+}
+
+/* Gives back the blocks older than cache_ms, then waits for the next one. */
+static void cache_age(struct work_struct *work)
+{
+	unsigned long age = msecs_to_jiffies(READ_ONCE(cache_ms));
+	struct device_heap_block *b, *tmp;
+	unsigned long next = 0;
+	LIST_HEAD(old);
+
+	spin_lock(&cache_lock);
+	list_for_each_entry_safe(b, tmp, &cache_blocks, list) {
+		if (time_before(jiffies, b->freed + age)) {
+			next = b->freed + age - jiffies;
+			break;
+		}
+		cache_unlink(b, &old);
+	}
+	spin_unlock(&cache_lock);
+
+	cache_release(&old);
+	if (next)
+		schedule_delayed_work(&cache_aging, next);
+}
+
+/* Gives back blocks, oldest first, until @pages pages are freed. */
+static unsigned long cache_shrink(unsigned long pages)
+{
+	struct device_heap_block *b, *tmp;
+	unsigned long taken = 0;
+	LIST_HEAD(out);
+
+	spin_lock(&cache_lock);
+	list_for_each_entry_safe(b, tmp, &cache_blocks, list) {
+		if (taken >= pages)
+			break;
+		taken += b->block.len >> PAGE_SHIFT;
+		cache_unlink(b, &out);
+	}
+	spin_unlock(&cache_lock);
+	return cache_release(&out);
+}
+
+/**
+ * device_heap_cache_drain - give back every cached block
+ *
+ * Return: whether there was anything to give back.
+ */
+bool device_heap_cache_drain(void)
+{
+	return cache_shrink(ULONG_MAX) > 0;
+}
+
+/**
+ * device_heap_cache_drop - give back the blocks of a heap being removed
+ * @heap: the heap, already marked dead
+ */
+void device_heap_cache_drop(const struct device_heap *heap)
+{
+	struct device_heap_block *b, *tmp;
+	LIST_HEAD(out);
+
+	spin_lock(&cache_lock);
+	list_for_each_entry_safe(b, tmp, &cache_blocks, list) {
+		if (b->heap == heap)
+			cache_unlink(b, &out);
+	}
+	spin_unlock(&cache_lock);
+	cache_release(&out);
+}
+
+/* Bytes in the cache, for debugfs. */
+u64 device_heap_cache_bytes(void)
+{
+	return (u64)READ_ONCE(cache_pages) << PAGE_SHIFT;
+}
+
+static unsigned long cache_count(struct shrinker *shrinker,
+				 struct shrink_control *sc)
+{
+	return READ_ONCE(cache_pages) ?: SHRINK_EMPTY;
+}
+
+static unsigned long cache_scan(struct shrinker *shrinker,
+				struct shrink_control *sc)
+{
+	unsigned long freed = cache_shrink(sc->nr_to_scan);
+
+	return freed ?: SHRINK_STOP;
+}
+
+int device_heap_cache_init(void)
+{
+	cache_shrinker = shrinker_alloc(0, "device_heap-cache");
+	if (!cache_shrinker)
+		return -ENOMEM;
+	cache_shrinker->count_objects = cache_count;
+	cache_shrinker->scan_objects = cache_scan;
+	shrinker_register(cache_shrinker);
+	return 0;
+}
+
+/* Called once no buffer and no heap is left. */
+void device_heap_cache_exit(void)
+{
+	shrinker_free(cache_shrinker);
+	cancel_delayed_work_sync(&cache_aging);
+	device_heap_cache_drain();
+}

@@ -1,0 +1,216 @@
+//! The module's cache of freed contiguous blocks (kernel/heap_cache.c): a buffer
+//! freed a moment ago gives its memory to the next buffer of its size from the same
+//! heap, cleared; the cache gives memory back when told to (cache_mb=0), when it ages
+//! (cache_ms), and under memory pressure (its shrinker, which drop_caches runs).
+//!
+//! How the tests know: the physical frames behind the mapping (`/proc/self/pagemap`)
+//! and the module's debugfs counter `cached_bytes`.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use super::dma_buf::{self, Mapping};
+use super::dma_heap::{self, Heap, HeapInfo};
+use super::placement::pfns;
+use super::Test;
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test {
+            name: "block_cache::freed_block_reused_and_cleared",
+            run: freed_block_reused_and_cleared,
+        },
+        Test {
+            name: "block_cache::memory_given_back_off_aged_and_under_pressure",
+            run: memory_given_back_off_aged_and_under_pressure,
+        },
+    ]
+}
+
+const PARAMS: &str = "/sys/module/device_heap/parameters";
+/// Not a size any other test uses, so no other buffer takes the block.
+const LEN: usize = 3 << 20;
+
+fn cached() -> Result<u64, String> {
+    dma_heap::debugfs_counter("cached_bytes")
+}
+
+fn param(name: &str) -> Result<String, String> {
+    std::fs::read_to_string(format!("{PARAMS}/{name}"))
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| format!("{PARAMS}/{name}: {e}"))
+}
+
+fn set_param(name: &str, value: &str) -> Result<(), String> {
+    std::fs::write(format!("{PARAMS}/{name}"), value)
+        .map_err(|e| format!("write {value} to {PARAMS}/{name}: {e}"))
+}
+
+/// Gives every cached block back through the shrinker.
+fn drop_caches() -> Result<(), String> {
+    std::fs::write("/proc/sys/vm/drop_caches", "2").map_err(|e| format!("drop_caches: {e}"))
+}
+
+/// Restores module parameters on drop, whatever the test did.
+struct Restore(Vec<(&'static str, String)>);
+
+impl Restore {
+    fn save(names: &[&'static str]) -> Result<Restore, String> {
+        names
+            .iter()
+            .map(|&n| Ok((n, param(n)?)))
+            .collect::<Result<_, String>>()
+            .map(Restore)
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        for (name, value) in &self.0 {
+            let _ = set_param(name, value);
+        }
+    }
+}
+
+fn contiguous_heaps() -> Result<Vec<HeapInfo>, String> {
+    let heaps: Vec<HeapInfo> = dma_heap::all_infos()?
+        .into_iter()
+        .filter(|h| h.contiguous)
+        .collect();
+    if heaps.is_empty() {
+        return Err("no contiguous device heap".into());
+    }
+    Ok(heaps)
+}
+
+/// Allocates LEN bytes, fills them with `fill`, returns the buffer's first pfn.
+fn fill(heap: &Heap, fill: u8) -> Result<(std::os::fd::OwnedFd, u64), String> {
+    let fd = heap.alloc(LEN as u64)?;
+    let mut map = Mapping::new(fd.as_fd(), LEN)?;
+    dma_buf::sync(fd.as_fd(), dma_buf::SYNC_START | dma_buf::SYNC_WRITE)
+        .map_err(|e| format!("sync: {e}"))?;
+    map.bytes_mut().fill(fill);
+    dma_buf::sync(fd.as_fd(), dma_buf::SYNC_END | dma_buf::SYNC_WRITE)
+        .map_err(|e| format!("sync: {e}"))?;
+    let first = pfns(&map)?[0];
+    drop(map);
+    Ok((fd, first))
+}
+
+fn freed_block_reused_and_cleared() -> Result<(), String> {
+    let _restore = Restore::save(&["cache_mb", "cache_ms"])?;
+    set_param("cache_mb", "64")?;
+    set_param("cache_ms", "60000")?;
+    drop_caches()?;
+    let mut errs = Vec::new();
+    for info in contiguous_heaps()? {
+        let heap = Heap::open(&info.name)?;
+        let (fd, first) = fill(&heap, 0xa5)?;
+        let before = cached()?;
+        drop(fd);
+        let after = cached()?;
+        if after < before + LEN as u64 {
+            errs.push(format!(
+                "{}: cached_bytes {before} -> {after} after freeing {LEN} bytes",
+                info.name
+            ));
+            continue;
+        }
+        let again = heap.alloc(LEN as u64)?;
+        let map = Mapping::new(again.as_fd(), LEN)?;
+        let reused = pfns(&map)?[0];
+        dma_buf::sync(again.as_fd(), dma_buf::SYNC_START | dma_buf::SYNC_READ)
+            .map_err(|e| format!("sync: {e}"))?;
+        let dirty = map.bytes().iter().position(|&b| b != 0);
+        dma_buf::sync(again.as_fd(), dma_buf::SYNC_END | dma_buf::SYNC_READ)
+            .map_err(|e| format!("sync: {e}"))?;
+        println!(
+            "INFO block_cache: {}: freed block at pfn {first:#x}, next buffer of its size at {reused:#x}",
+            info.name
+        );
+        if reused != first {
+            errs.push(format!(
+                "{}: the next buffer of the same size is at pfn {reused:#x}, not the freed block's {first:#x}",
+                info.name
+            ));
+        }
+        if let Some(at) = dirty {
+            errs.push(format!(
+                "{}: the reused block holds the last buffer's data at byte {at}",
+                info.name
+            ));
+        }
+        if cached()? != before {
+            errs.push(format!(
+                "{}: cached_bytes {} after the block was taken back, {before} before",
+                info.name,
+                cached()?
+            ));
+        }
+    }
+    drop_caches()?;
+    super::all_ok(errs)
+}
+
+/// Waits up to `secs` for cached_bytes to reach 0.
+fn cache_empties(secs: u64) -> Result<bool, String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while cached()? != 0 {
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(true)
+}
+
+fn memory_given_back_off_aged_and_under_pressure() -> Result<(), String> {
+    let _restore = Restore::save(&["cache_mb", "cache_ms"])?;
+    let info = contiguous_heaps()?.remove(0);
+    let heap = Heap::open(&info.name)?;
+    let mut errs = Vec::new();
+
+    // Under pressure: the shrinker (drop_caches runs every shrinker).
+    set_param("cache_mb", "64")?;
+    set_param("cache_ms", "60000")?;
+    drop(fill(&heap, 1)?);
+    if cached()? < LEN as u64 {
+        errs.push(format!("nothing cached after a free: {}", cached()?));
+    }
+    drop_caches()?;
+    if !cache_empties(5)? {
+        errs.push(format!("drop_caches left {} bytes cached", cached()?));
+    }
+
+    // Aged: a block unused for cache_ms goes back.
+    set_param("cache_ms", "200")?;
+    drop(fill(&heap, 2)?);
+    if cached()? < LEN as u64 {
+        errs.push(format!(
+            "nothing cached after a free (cache_ms 200): {}",
+            cached()?
+        ));
+    }
+    if !cache_empties(10)? {
+        errs.push(format!(
+            "{} bytes still cached 10 s after the free, with cache_ms 200",
+            cached()?
+        ));
+    }
+
+    // Off: nothing is kept.
+    set_param("cache_ms", "60000")?;
+    set_param("cache_mb", "0")?;
+    drop(fill(&heap, 3)?);
+    if cached()? != 0 {
+        errs.push(format!("cache_mb 0 kept {} bytes", cached()?));
+    }
+    // Smaller than the block: the block is not kept either.
+    set_param("cache_mb", "1")?;
+    drop(fill(&heap, 4)?);
+    if cached()? != 0 {
+        errs.push(format!("cache_mb 1 kept a {LEN}-byte block: {}", cached()?));
+    }
+    drop_caches()?;
+    super::all_ok(errs)
+}
