@@ -81,8 +81,8 @@ use smithay::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    decoration, dmabuf_params::ParamsValidator, feedback::FeedbackPlan,
-    frame_stats::FrameStats, heap_protocol::HeapProtocolState, heaps::HeapDirectory, move_grab::MoveGrab,
+    decoration, dmabuf_params::ParamsValidator, feedback::FeedbackPlan, frame_stats::FrameStats,
+    heap_protocol::HeapProtocolState, heaps::HeapDirectory, move_grab::MoveGrab,
     scene::DefaultCursor,
 };
 
