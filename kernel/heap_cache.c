@@ -14,10 +14,9 @@
  *
  * The cache holds memory nobody uses, so it is kept small and short-lived:
  *  - at most cache_mb MiB (module parameter, 0 turns the cache off), the
- *    oldest blocks going first;
+ *    oldest blocks going first; a write to either parameter applies at once;
  *  - a block unused for cache_ms milliseconds goes back to where it came
- *    from, so CMA memory set aside for devices is not held away from other
- *    users for longer than a burst;
+ *    from;
  *  - a shrinker gives every block back under memory pressure (and on
  *    "echo 2 > /proc/sys/vm/drop_caches");
  *  - an allocation that finds no contiguous memory empties the cache and
@@ -26,26 +25,60 @@
  *
  * Only contiguous heaps cache: scatter-gather buffers come from the buddy
  * allocator chunk by chunk, which is cheap, and are charged to a memcg,
- * which a block kept past its buffer would escape.
+ * which a block kept past its buffer would escape. Blocks from a CMA area
+ * are never kept: other drivers allocate from the same area through the
+ * DMA API, which no shrinker serves, so a kept block could fail them. Nor
+ * are blocks under CACHE_MIN_BYTES, which the buddy allocator makes
+ * cheaply.
  */
 
 #include <linux/jiffies.h>
 #include <linux/list.h>
 #include <linux/moduleparam.h>
 #include <linux/shrinker.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/workqueue.h>
 
 #include "device_heap.h"
 
+#define CACHE_MIN_BYTES	SZ_64K
+
+static void cache_age(struct work_struct *work);
+static DECLARE_DELAYED_WORK(cache_aging, cache_age);
+
+/* Protects cache_blocks, cache_closing and writes to cache_pages. */
+static DEFINE_SPINLOCK(cache_lock);
+/* Set once the module is going: parameter writes queue no more work. */
+static bool cache_closing;
+
+/* A new limit or age applies now: the aging work trims to it. */
+static int cache_param_set(const char *val, const struct kernel_param *kp)
+{
+	int ret = param_set_uint(val, kp);
+
+	if (ret)
+		return ret;
+	spin_lock(&cache_lock);
+	if (!cache_closing)
+		mod_delayed_work(system_wq, &cache_aging, 0);
+	spin_unlock(&cache_lock);
+	return 0;
+}
+
+static const struct kernel_param_ops cache_param_ops = {
+	.set = cache_param_set,
+	.get = param_get_uint,
+};
+
 static unsigned int cache_mb = 64;
-module_param(cache_mb, uint, 0644);
+module_param_cb(cache_mb, &cache_param_ops, &cache_mb, 0644);
 MODULE_PARM_DESC(cache_mb,
 		 "Freed contiguous memory kept for buffers of the same size, in MiB (default 64, 0: off)");
 
 static unsigned int cache_ms = 2000;
-module_param(cache_ms, uint, 0644);
+module_param_cb(cache_ms, &cache_param_ops, &cache_ms, 0644);
 MODULE_PARM_DESC(cache_ms,
 		 "How long a freed contiguous block is kept unused, in ms (default 2000)");
 
@@ -66,25 +99,27 @@ struct device_heap_block {
 };
 
 static LIST_HEAD(cache_blocks);
-/* Protects cache_blocks and cache_pages. */
-static DEFINE_SPINLOCK(cache_lock);
+/* Read without the lock by the shrinker's count and debugfs. */
 static unsigned long cache_pages;
 static struct shrinker *cache_shrinker;
 
-static void cache_age(struct work_struct *work);
-static DECLARE_DELAYED_WORK(cache_aging, cache_age);
-
 static unsigned long cache_limit_pages(void)
 {
-	return (unsigned long)READ_ONCE(cache_mb) << (20 - PAGE_SHIFT);
+	return min_t(unsigned long, READ_ONCE(cache_mb),
+		     ULONG_MAX >> 20) << (20 - PAGE_SHIFT);
+}
+
+static void cache_pages_add(long pages)
+{
+	lockdep_assert_held(&cache_lock);
+	WRITE_ONCE(cache_pages, cache_pages + pages);
 }
 
 /* Called with cache_lock held: moves @b from the cache to @out. */
 static void cache_unlink(struct device_heap_block *b, struct list_head *out)
 {
-	lockdep_assert_held(&cache_lock);
 	list_move_tail(&b->list, out);
-	cache_pages -= b->block.len >> PAGE_SHIFT;
+	cache_pages_add(-(long)(b->block.len >> PAGE_SHIFT));
 }
 
 /* Gives the blocks on @blocks back; returns how many pages that was. */
@@ -117,12 +152,14 @@ bool device_heap_cache_take(const struct device_heap *heap, size_t len,
 {
 	struct device_heap_block *b, *found = NULL;
 
+	if (!READ_ONCE(cache_mb))
+		return false;
 	spin_lock(&cache_lock);
 	list_for_each_entry_reverse(b, &cache_blocks, list) {
 		if (b->heap == heap && b->block.len == len) {
 			found = b;
 			list_del(&b->list);
-			cache_pages -= len >> PAGE_SHIFT;
+			cache_pages_add(-(long)(len >> PAGE_SHIFT));
 			break;
 		}
 	}
@@ -142,8 +179,8 @@ bool device_heap_cache_take(const struct device_heap *heap, size_t len,
  * @block: the block
  *
  * Return: true if the cache took the block, false if the caller must give
- * it back (cache off or full of younger blocks, heap removed, no memory for
- * the bookkeeping).
+ * it back (cache off, block too small, too large or from CMA, heap removed,
+ * no memory for the bookkeeping).
  */
 bool device_heap_cache_put(const struct device_heap *heap,
 			   const struct device_heap_contig *block)
@@ -153,7 +190,8 @@ bool device_heap_cache_put(const struct device_heap *heap,
 	struct device_heap_block *b, *tmp;
 	LIST_HEAD(evicted);
 
-	if (pages > limit || !READ_ONCE(cache_ms))
+	if (pages > limit || block->len < CACHE_MIN_BYTES ||
+	    block->source == DEVICE_HEAP_FROM_CMA || !READ_ONCE(cache_ms))
 		return false;
 	b = kmalloc(sizeof(*b), GFP_KERNEL | __GFP_NOWARN);
 	if (!b)
@@ -174,7 +212,7 @@ bool device_heap_cache_put(const struct device_heap *heap,
 		return false;
 	}
 	list_add_tail(&b->list, &cache_blocks);
-	cache_pages += pages;
+	cache_pages_add(pages);
 	list_for_each_entry_safe(b, tmp, &cache_blocks, list) {
 		if (cache_pages <= limit)
 			break;
@@ -187,18 +225,23 @@ bool device_heap_cache_put(const struct device_heap *heap,
 	return true;
 }
 
-/* Gives back the blocks older than cache_ms, then waits for the next one. */
+/*
+ * Gives back the blocks older than cache_ms and, oldest first, those over
+ * cache_mb; then waits for the next block to age.
+ */
 static void cache_age(struct work_struct *work)
 {
 	unsigned long age = msecs_to_jiffies(READ_ONCE(cache_ms));
+	unsigned long limit = cache_limit_pages();
 	struct device_heap_block *b, *tmp;
+	unsigned long now = jiffies;
 	unsigned long next = 0;
 	LIST_HEAD(old);
 
 	spin_lock(&cache_lock);
 	list_for_each_entry_safe(b, tmp, &cache_blocks, list) {
-		if (time_before(jiffies, b->freed + age)) {
-			next = b->freed + age - jiffies;
+		if (cache_pages <= limit && time_before(now, b->freed + age)) {
+			next = max(b->freed + age - now, 1UL);
 			break;
 		}
 		cache_unlink(b, &old);
@@ -279,8 +322,11 @@ static unsigned long cache_scan(struct shrinker *shrinker,
 int device_heap_cache_init(void)
 {
 	cache_shrinker = shrinker_alloc(0, "device_heap-cache");
-	if (!cache_shrinker)
+	if (!cache_shrinker) {
+		/* A parameter given at load may have queued the work. */
+		cancel_delayed_work_sync(&cache_aging);
 		return -ENOMEM;
+	}
 	cache_shrinker->count_objects = cache_count;
 	cache_shrinker->scan_objects = cache_scan;
 	shrinker_register(cache_shrinker);
@@ -290,6 +336,9 @@ int device_heap_cache_init(void)
 /* Called once no buffer and no heap is left. */
 void device_heap_cache_exit(void)
 {
+	spin_lock(&cache_lock);
+	cache_closing = true;
+	spin_unlock(&cache_lock);
 	shrinker_free(cache_shrinker);
 	cancel_delayed_work_sync(&cache_aging);
 	device_heap_cache_drain();

@@ -32,6 +32,7 @@
 #include <linux/nodemask.h>
 #include <linux/page-flags.h>
 #include <linux/sched/signal.h>
+#include <linux/sizes.h>
 
 #include "device_heap.h"
 #include "heap_compat.h"
@@ -137,7 +138,14 @@ void device_heap_clear(struct page *page, unsigned long nr_pages)
 	unsigned long i;
 
 	if (!PageHighMem(page)) {
-		memset(page_address(page), 0, nr_pages << PAGE_SHIFT);
+		size_t len = nr_pages << PAGE_SHIFT, off, n;
+
+		/* In 2 MiB steps: a buffer may be hundreds of MiB. */
+		for (off = 0; off < len; off += n) {
+			n = min_t(size_t, len - off, SZ_2M);
+			memset(page_address(page) + off, 0, n);
+			cond_resched();
+		}
 		return;
 	}
 	for (i = 0; i < nr_pages; i++) {

@@ -61,9 +61,10 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = AllocatorKind::Heap)]
     pub allocator: AllocatorKind,
 
-    /// Append running totals to PATH once a second, for benchmarks: frames
-    /// shown (composited or scanned out directly), buffers heapland
-    /// allocated, and its CPU time (format in frame_stats.rs).
+    /// Write running totals to PATH (truncated first) once a second, for
+    /// benchmarks: frames shown (composited or scanned out directly),
+    /// buffers heapland allocated, and its CPU time (format in
+    /// frame_stats.rs).
     #[arg(long, value_name = "PATH")]
     pub stats: Option<PathBuf>,
 }

@@ -193,14 +193,6 @@ impl Line {
     }
 }
 
-/// The commands heapland-bench sends its GBM helper, one per line on the
-/// helper's stdin; every command gets one line back on its stdout.
-///
-/// - the helper starts with `ready <backend>` or `error <why>` (then exits);
-/// - `prepare <width> <height> <FOURCC>`: `ok <what it allocates>` or
-///   `error <why>`;
-/// - `run`: one buffer as prepared, `ok <nanoseconds>` or `error <why>`;
-/// - `quit` (or end of input): exits.
 /// One line of `heapland --stats` (compositor/src/frame_stats.rs): the
 /// compositor's running totals at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -258,6 +250,14 @@ impl Totals {
     }
 }
 
+/// The commands heapland-bench sends its GBM helper, one per line on the
+/// helper's stdin; every command gets one line back on its stdout.
+///
+/// - the helper starts with `ready <backend>` or `error <why>` (then exits);
+/// - `prepare <width> <height> <FOURCC>`: `ok <what it allocates>` or
+///   `error <why>`;
+/// - `run`: one buffer as prepared, `ok <nanoseconds>` or `error <why>`;
+/// - `quit` (or end of input): exits.
 pub mod gbm_protocol {
     pub const READY: &str = "ready";
     pub const OK: &str = "ok";

@@ -934,9 +934,12 @@ impl Drop for CacheSetting {
 }
 
 /// The contiguous device heaps again, at the goal sizes, with the module's block
-/// cache off: what the first buffer of a size costs. Their lines name them
-/// `<heap>/uncached`, kind `device-uncached`; the references (system heap, memset)
-/// are those of the main pass. Returns false if a heap has no numbers.
+/// cache off and emptied: what the first buffer of a size costs. Interleaved with
+/// references of their own (the system heap and the memset floor again), so their
+/// ratios compare runs of the same minutes. Every line of the pass has the field
+/// `pass=uncached`; its heaps are named `<heap>/uncached`, its references
+/// `system@uncached-pass` and `memset@uncached-pass`. Returns false if a candidate
+/// has no numbers.
 fn run_uncached(boot: &str, sizes: &[Size], cands: &mut [Candidate], args: &Args) -> bool {
     if !Path::new(CACHE_MB).exists() {
         println!("TABLE no block cache in this module ({CACHE_MB}): no uncached pass");
@@ -949,28 +952,39 @@ fn run_uncached(boot: &str, sizes: &[Size], cands: &mut [Candidate], args: &Args
             return false;
         }
     };
+    // What the main pass left cached goes back (the module's shrinker).
+    if let Err(e) = std::fs::write("/proc/sys/vm/drop_caches", "2") {
+        println!("TABLE uncached pass skipped: drop_caches: {e}");
+        return false;
+    }
+    let pass = ("pass", "uncached".to_owned());
     let mut uncached: Vec<Candidate> = Vec::new();
     for c in cands.iter_mut() {
         let contiguous = c
             .extra
             .iter()
             .any(|(k, v)| *k == "backing" && v == "contig");
-        if c.kind != "device" || !contiguous {
-            continue;
-        }
-        let Ok(Work::Heap(heap)) = &c.work else {
-            continue;
+        let name = match (c.kind, &c.work) {
+            ("device", Ok(Work::Heap(_))) if contiguous => format!("{}/uncached", c.name),
+            ("system", Ok(Work::Heap(_))) => "system@uncached-pass".to_owned(),
+            ("memset", Ok(Work::Memset)) => "memset@uncached-pass".to_owned(),
+            _ => continue,
         };
-        let work = Heap::open(heap.info())
-            .map(Work::Heap)
-            .map_err(|e| e.to_string());
-        let mut u = Candidate::new(format!("{}/uncached", c.name), "device-uncached", work);
-        u.extra = c.extra.clone();
+        let work = match &c.work {
+            Ok(Work::Heap(heap)) => Heap::open(heap.info())
+                .map(Work::Heap)
+                .map_err(|e| e.to_string()),
+            _ => Ok(Work::Memset),
+        };
+        let mut u = Candidate::new(name, c.kind, work);
+        u.extra = std::iter::once(pass.clone())
+            .chain(c.extra.iter().cloned())
+            .collect();
         u.group = c.group.as_ref().map(|g| format!("{g} uncached"));
         u.dma_bits = c.dma_bits;
         uncached.push(u);
     }
-    if uncached.is_empty() {
+    if !uncached.iter().any(|c| c.kind == "device") {
         return true;
     }
     let mut ok = true;

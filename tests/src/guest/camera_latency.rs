@@ -15,10 +15,13 @@
 //!
 //! The latency is wp_presentation's `presented` time (heapland takes it from
 //! the page-flip event, CLOCK_MONOTONIC) minus the buffer's V4L2 timestamp
-//! (vivid's capture time, CLOCK_MONOTONIC). Bytes copied per frame are the
-//! client's own copy plus, from heapland's `--stats` totals over the same
-//! frames, what heapland composited (a whole frame per composited frame; a
-//! frame scanned out directly from the client's buffer is not copied).
+//! (vivid's capture time, CLOCK_MONOTONIC: the control "Timestamp Source" is
+//! set to start of exposure, when vivid starts making the frame). Bytes
+//! copied per frame are the client's own copy plus what heapland composited
+//! (a whole frame per composited frame; a frame scanned out directly from the
+//! client's buffer is not copied), from heapland's `--stats` totals between
+//! the first line written after the warm-up and the first written after the
+//! last measured frame: the same run's frames, not exactly the measured ones.
 //!
 //! Needs Mesa's libgbm, so this module exists in glibc builds only: it runs in
 //! the guest as `heapland-bench-camera`, started by heapland-bench.
@@ -304,13 +307,15 @@ impl Setup {
         self.surface.commit();
     }
 
-    /// The last complete `--stats` line written after `after_ns`, if any.
+    /// The first complete `--stats` line written after `after_ns`, if any.
     fn totals_after(&self, after_ns: u64) -> Option<Totals> {
         std::fs::read_to_string(STATS)
             .ok()?
-            .lines()
+            .split_inclusive('\n')
+            // A line still being written has no newline yet.
+            .filter(|l| l.ends_with('\n'))
             .filter_map(Totals::parse)
-            .rfind(|t| t.monotonic_ns > after_ns)
+            .find(|t| t.monotonic_ns > after_ns)
     }
 }
 
@@ -341,9 +346,6 @@ fn reqbufs(video: &Video, count: u32, memory: u32) -> Result<u32, String> {
     loop {
         match video.reqbufs(count, memory) {
             Err(e) if e.contains("os error 16") && tries < 20 => {
-                if tries == 0 {
-                    let _ = std::fs::write("/sys/module/videobuf2_common/parameters/debug", "1");
-                }
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -453,19 +455,23 @@ fn copy_frame(
 }
 
 /// One run of `path`: `frames` measured frames after the warm-up.
-fn run_path(s: &mut Setup, path: CameraPath, frames: usize) -> Result<Run, String> {
-    s.st.released.clear();
-    s.st.presented.clear();
-    let mut bufs = start_path(s, path)?;
-    let mut run = Run::default();
+/// Shows captured frames until `frames` are measured, then the totals line
+/// after the last; fills `run`.
+fn measure(
+    s: &mut Setup,
+    bufs: &mut Buffers,
+    path: CameraPath,
+    frames: usize,
+    run: &mut Run,
+) -> Result<(), String> {
     let mut warmup_end_ns: Option<u64> = None;
     let mut first_totals: Option<Totals> = None;
     let mut showing = true;
     let mut stop_ns = 0u64;
     let deadline = Instant::now() + Duration::from_secs(120);
-    let result = loop {
+    loop {
         if Instant::now() > deadline {
-            break Err(format!(
+            return Err(format!(
                 "{}: {} of {frames} frames presented in 120 s",
                 path.name(),
                 run.latencies.len()
@@ -475,11 +481,15 @@ fn run_path(s: &mut Setup, path: CameraPath, frames: usize) -> Result<Run, Strin
         let camera_ready = s.pump()?;
         // Buffers heapland let go of.
         for tag in std::mem::take(&mut s.st.released) {
-            match &mut bufs {
+            match bufs {
                 Buffers::Heap { fds, size, .. } => {
                     s.video.qbuf_dmabuf(tag, fds[tag as usize].as_fd(), *size)?;
                 }
-                Buffers::Gbm { free, .. } => free.push((tag - GBM_TAG) as usize),
+                Buffers::Gbm { free, .. } => {
+                    if let Some(i) = tag.checked_sub(GBM_TAG) {
+                        free.push(i as usize);
+                    }
+                }
             }
         }
         for (capture, presented) in std::mem::take(&mut s.st.presented) {
@@ -506,7 +516,7 @@ fn run_path(s: &mut Setup, path: CameraPath, frames: usize) -> Result<Run, Strin
             if let Some(last) = s.totals_after(stop_ns) {
                 let first = first_totals.unwrap_or_default();
                 run.compositor = last.since(&first);
-                break Ok(());
+                return Ok(());
             }
         }
         if !camera_ready {
@@ -518,10 +528,12 @@ fn run_path(s: &mut Setup, path: CameraPath, frames: usize) -> Result<Run, Strin
         };
         let b = match s.video.dqbuf(memory, 0) {
             Ok(b) => b,
-            Err(_) => continue,
+            // Readable but taken already, or nothing after all (EAGAIN).
+            Err(e) if e.starts_with("no frame within") || e.contains("os error 11") => continue,
+            Err(e) => return Err(e),
         };
         let at = capture_ns(&b);
-        match &mut bufs {
+        match bufs {
             Buffers::Heap { fds, wl, size } => {
                 if !showing {
                     s.video
@@ -554,7 +566,15 @@ fn run_path(s: &mut Setup, path: CameraPath, frames: usize) -> Result<Run, Strin
         if run.shown as usize == WARMUP_FRAMES {
             warmup_end_ns = Some(at);
         }
-    };
+    }
+}
+
+fn run_path(s: &mut Setup, path: CameraPath, frames: usize) -> Result<Run, String> {
+    s.st.released.clear();
+    s.st.presented.clear();
+    let mut bufs = start_path(s, path)?;
+    let mut run = Run::default();
+    let result = measure(s, &mut bufs, path, frames, &mut run);
     // Back to an idle camera, whatever happened.
     let _ = s.video.streamoff();
     s.streaming = false;

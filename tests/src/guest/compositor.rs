@@ -115,6 +115,7 @@ impl Heapland {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("chmod {RUNTIME_DIR}: {e}"))?;
+        wait_for_socket_lock(dir)?;
         let _ = std::fs::remove_file(dir.join(SOCKET));
         let log = PathBuf::from("/tmp/heapland-compositor.log");
         let png = PathBuf::from("/tmp/heapland-output.png");
@@ -184,6 +185,37 @@ impl Heapland {
                 return Err("compositor ignored SIGTERM".into());
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Waits until no process holds the lock of heapland's socket.
+///
+/// On drm, heapland's session is libseat's builtin backend (root, no seatd or
+/// logind in the guest), which forks a seatd of its own: that child inherits
+/// every fd heapland had open, the socket's lock file and the DRM device
+/// included, and outlives heapland until it notices its parent is gone. A
+/// heapland started before then cannot take the socket.
+fn wait_for_socket_lock(dir: &Path) -> Result<(), String> {
+    use rustix::fs::{flock, FlockOperation};
+    let path = dir.join(format!("{SOCKET}.lock"));
+    let Ok(file) = File::open(&path) else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {
+                let _ = flock(&file, FlockOperation::Unlock);
+                return Ok(());
+            }
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!(
+                    "{} is still locked 20 s after the last heapland: {e}",
+                    path.display()
+                ))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
 }

@@ -115,7 +115,9 @@ pub struct Window {
 fn read_totals() -> Vec<Totals> {
     std::fs::read_to_string(STATS)
         .unwrap_or_default()
-        .lines()
+        .split_inclusive('\n')
+        // A line still being written has no newline yet.
+        .filter(|l| l.ends_with('\n'))
         .filter_map(Totals::parse)
         .collect()
 }

@@ -209,7 +209,7 @@ fn colours(boots: &[Boot]) -> Vec<(String, Rgb)> {
     let mut out: Vec<(String, Rgb)> = Vec::new();
     let mut next = 0;
     for b in boots {
-        for c in &b.candidates {
+        for c in b.plotted() {
             if out.iter().any(|(n, _)| n == c) {
                 continue;
             }
@@ -347,7 +347,7 @@ fn panel(
     // Scale: up to the largest median ratio (and 1.2), whiskers clipped.
     let mut max_ratio: f64 = 1.2;
     for s in &b.sizes {
-        for cand in &b.candidates {
+        for cand in b.plotted() {
             if let Some(r) = b.ratio(s, cand, "system") {
                 max_ratio = max_ratio.max(r);
             }
@@ -386,13 +386,13 @@ fn panel(
 
     let n_sizes = b.sizes.len().max(1);
     let group_w = (right - left) / n_sizes as f32;
-    let n_cands = b.candidates.len().max(1);
+    let n_cands = b.plotted().len().max(1);
     let slot = group_w * 0.86 / n_cands as f32;
     let bar_w = (slot * 0.78).max(2.0);
     let label_px = (slot / 3.0).clamp(9.0, 13.0);
     for (gi, size) in b.sizes.iter().enumerate() {
         let gx = left + group_w * gi as f32 + group_w * 0.07;
-        for (ci, cand) in b.candidates.iter().enumerate() {
+        for (ci, cand) in b.plotted().into_iter().enumerate() {
             let x0 = gx + slot * ci as f32 + (slot - bar_w) / 2.0;
             let x1 = x0 + bar_w;
             let xm = (x0 + x1) / 2.0;
