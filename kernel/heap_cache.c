@@ -48,10 +48,15 @@
 static void cache_age(struct work_struct *work);
 static DECLARE_DELAYED_WORK(cache_aging, cache_age);
 
-/* Protects cache_blocks, cache_closing and writes to cache_pages. */
+/* Protects cache_blocks, cache_live and writes to cache_pages. */
 static DEFINE_SPINLOCK(cache_lock);
-/* Set once the module is going: parameter writes queue no more work. */
-static bool cache_closing;
+/*
+ * Set from the end of device_heap_cache_init() to the start of its exit:
+ * only then may a parameter write queue the aging work. Parameters given at
+ * load are set before init runs, and a load that fails then frees the
+ * module without calling exit.
+ */
+static bool cache_live;
 
 /* A new limit or age applies now: the aging work trims to it. */
 static int cache_param_set(const char *val, const struct kernel_param *kp)
@@ -61,8 +66,8 @@ static int cache_param_set(const char *val, const struct kernel_param *kp)
 	if (ret)
 		return ret;
 	spin_lock(&cache_lock);
-	if (!cache_closing)
-		mod_delayed_work(system_wq, &cache_aging, 0);
+	if (cache_live)
+		mod_delayed_work(system_long_wq, &cache_aging, 0);
 	spin_unlock(&cache_lock);
 	return 0;
 }
@@ -133,6 +138,7 @@ static unsigned long cache_release(struct list_head *blocks)
 		pages += b->block.len >> PAGE_SHIFT;
 		device_heap_free_block(&b->block);
 		kfree(b);
+		cond_resched();
 	}
 	return pages;
 }
@@ -185,13 +191,12 @@ bool device_heap_cache_take(const struct device_heap *heap, size_t len,
 bool device_heap_cache_put(const struct device_heap *heap,
 			   const struct device_heap_contig *block)
 {
-	unsigned long limit = cache_limit_pages();
 	unsigned long pages = block->len >> PAGE_SHIFT;
 	struct device_heap_block *b, *tmp;
+	unsigned long limit;
 	LIST_HEAD(evicted);
 
-	if (pages > limit || block->len < CACHE_MIN_BYTES ||
-	    block->source == DEVICE_HEAP_FROM_CMA || !READ_ONCE(cache_ms))
+	if (block->len < CACHE_MIN_BYTES || block->source == DEVICE_HEAP_FROM_CMA)
 		return false;
 	b = kmalloc(sizeof(*b), GFP_KERNEL | __GFP_NOWARN);
 	if (!b)
@@ -204,9 +209,11 @@ bool device_heap_cache_put(const struct device_heap *heap,
 	/*
 	 * Checked under the lock that device_heap_cache_drop() takes after
 	 * the heap is marked dead: either the drop sees this block, or this
-	 * sees the mark.
+	 * sees the mark. The limit too, under the lock its setter takes
+	 * before it trims.
 	 */
-	if (atomic_read(&heap->dead)) {
+	limit = cache_limit_pages();
+	if (atomic_read(&heap->dead) || pages > limit || !READ_ONCE(cache_ms)) {
 		spin_unlock(&cache_lock);
 		kfree(b);
 		return false;
@@ -221,7 +228,8 @@ bool device_heap_cache_put(const struct device_heap *heap,
 	spin_unlock(&cache_lock);
 
 	cache_release(&evicted);
-	schedule_delayed_work(&cache_aging, msecs_to_jiffies(READ_ONCE(cache_ms)));
+	queue_delayed_work(system_long_wq, &cache_aging,
+			   msecs_to_jiffies(READ_ONCE(cache_ms)));
 	return true;
 }
 
@@ -250,7 +258,7 @@ static void cache_age(struct work_struct *work)
 
 	cache_release(&old);
 	if (next)
-		schedule_delayed_work(&cache_aging, next);
+		queue_delayed_work(system_long_wq, &cache_aging, next);
 }
 
 /* Gives back blocks, oldest first, until @pages pages are freed. */
@@ -322,14 +330,14 @@ static unsigned long cache_scan(struct shrinker *shrinker,
 int device_heap_cache_init(void)
 {
 	cache_shrinker = shrinker_alloc(0, "device_heap-cache");
-	if (!cache_shrinker) {
-		/* A parameter given at load may have queued the work. */
-		cancel_delayed_work_sync(&cache_aging);
+	if (!cache_shrinker)
 		return -ENOMEM;
-	}
 	cache_shrinker->count_objects = cache_count;
 	cache_shrinker->scan_objects = cache_scan;
 	shrinker_register(cache_shrinker);
+	spin_lock(&cache_lock);
+	cache_live = true;
+	spin_unlock(&cache_lock);
 	return 0;
 }
 
@@ -337,7 +345,7 @@ int device_heap_cache_init(void)
 void device_heap_cache_exit(void)
 {
 	spin_lock(&cache_lock);
-	cache_closing = true;
+	cache_live = false;
 	spin_unlock(&cache_lock);
 	shrinker_free(cache_shrinker);
 	cancel_delayed_work_sync(&cache_aging);

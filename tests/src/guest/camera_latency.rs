@@ -354,7 +354,23 @@ fn reqbufs(video: &Video, count: u32, memory: u32) -> Result<u32, String> {
     }
 }
 
+/// Sets up `path`'s buffers and starts the stream; on failure the camera's
+/// buffers are released again.
 fn start_path(s: &mut Setup, path: CameraPath) -> Result<Buffers, String> {
+    let memory = match path {
+        CameraPath::HeapZeroCopy => MEMORY_DMABUF,
+        CameraPath::GbmCopy => MEMORY_MMAP,
+    };
+    let started = start_buffers(s, path);
+    if started.is_err() {
+        let _ = s.video.streamoff();
+        s.streaming = false;
+        let _ = s.video.reqbufs(0, memory);
+    }
+    started
+}
+
+fn start_buffers(s: &mut Setup, path: CameraPath) -> Result<Buffers, String> {
     let frame = s.pix.sizeimage.div_ceil(4096) * 4096;
     match path {
         CameraPath::HeapZeroCopy => {
