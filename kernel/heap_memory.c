@@ -301,10 +301,9 @@ static struct page *contig_range_alloc_zone(struct device_heap *heap,
 			cond_resched();
 			continue;
 		}
-		/* __GFP_ZERO: the pages are cleared once, as they are taken. */
+		/* Cleared by the caller, only where the allocator does not. */
 		ret = device_heap_alloc_contig_range(start, start + nr_pages,
-						     GFP_KERNEL | __GFP_NOWARN |
-						     __GFP_ZERO);
+						     GFP_KERNEL | __GFP_NOWARN);
 		if (!ret)
 			return pfn_to_page(start);
 		/*
@@ -404,6 +403,13 @@ static int device_heap_new_contig(struct device_heap *heap,
 		page = contig_range_alloc(heap, nr_pages);
 		if (IS_ERR_OR_NULL(page))
 			return page ? PTR_ERR(page) : -ENOMEM;
+		/*
+		 * __GFP_ZERO would clear page by page as the range is split;
+		 * one pass over the range is cheaper, and init_on_alloc
+		 * kernels have cleared it already.
+		 */
+		if (!device_heap_allocator_clears())
+			device_heap_clear(page, nr_pages);
 	}
 	block->page = page;
 	return 0;
