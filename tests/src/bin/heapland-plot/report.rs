@@ -385,6 +385,16 @@ pub fn markdown(boots: &[Boot], command: &str, png: Option<&str>) -> String {
          where they do not the bench printed a WARN line (listed per boot below): noise, or \
          a real difference the code path does not show (e.g. a 32-bit DMA mask searches \
          other zones).\n\
+         - **Clearing**: every candidate hands out zeroed memory, cleared in one of two \
+         ways. The page allocator clears page by page (`clear_page`): for `__GFP_ZERO`, and \
+         on init_on_alloc kernels (Debian's default, the 7 boots) for every page it hands \
+         out, whole power-of-two blocks included. device_heap.ko clears with one memset over \
+         the buffer wherever the allocator did not (the 6.12 boot is booted with \
+         init_on_alloc=0) and for every block from its cache. Under TCG one memset over a \
+         range is several times cheaper than the same bytes cleared page by page; on real \
+         hardware both are a `rep stosb` over the same bytes and cost about the same, so \
+         where the device heaps clear for themselves their lead over the system heap is \
+         mostly TCG's.\n\
          - **TCG**: the guest runs under QEMU's TCG, which emulates every instruction on a \
          noisy 2-core host: absolute times are many times those of real hardware, and even \
          the ratios only carry over roughly (TCG makes memory-bound loops, page-table walks, \
