@@ -17,9 +17,9 @@ DESTDIR ?=
 DKMS_NAME := device-heap
 DKMS_VERSION ?= $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' kernel/dkms.conf)
 DKMS_SRC := /usr/src/$(DKMS_NAME)-$(DKMS_VERSION)
-KERNEL_SOURCES := Kbuild Makefile dkms.conf device_heap.h heap_compat.h \
-	heap_main.c heap_buffer.c heap_memory.c heap_charge.c \
-	heap_node_chrdev.c heap_node_core.c
+# Every C file and header of kernel/: Kbuild picks what a kernel builds.
+KERNEL_SOURCES := Kbuild Makefile dkms.conf \
+	$(sort $(notdir $(wildcard kernel/*.c kernel/*.h)))
 
 # Clients find the compositor's socket in XDG_RUNTIME_DIR; a login session
 # sets it, a bare root shell (a container, CI) may not: use a private one then.
