@@ -75,14 +75,7 @@ impl WlrLayerShellHandler for Heapland {
                 map.unmap_layer(&layer);
             }
         }
-        let had_focus = self
-            .seat
-            .get_keyboard()
-            .and_then(|k| k.current_focus())
-            .is_some_and(|f| &f == surface.wl_surface());
-        if had_focus {
-            self.focus_topmost();
-        }
+        self.refocus_if_focused(surface.wl_surface());
     }
 }
 

@@ -519,6 +519,19 @@ impl Heapland {
         }
     }
 
+    /// After `surface` went away: if it had keyboard focus, the topmost
+    /// window takes it.
+    pub fn refocus_if_focused(&mut self, surface: &WlSurface) {
+        let had_focus = self
+            .seat
+            .get_keyboard()
+            .and_then(|k| k.current_focus())
+            .is_some_and(|f| &f == surface);
+        if had_focus {
+            self.focus_topmost();
+        }
+    }
+
     /// Gives keyboard focus to the topmost window that has shown something,
     /// or to nobody.
     pub fn focus_topmost(&mut self) {
@@ -692,22 +705,10 @@ impl XdgShellHandler for Heapland {
     }
 
     fn toplevel_destroyed(&mut self, surface: ToplevelSurface) {
-        let window = self
-            .space
-            .elements()
-            .find(|w| w.toplevel().is_some_and(|t| t == &surface))
-            .cloned();
-        if let Some(window) = window {
+        if let Some(window) = self.window_of(&surface) {
             self.space.unmap_elem(&window);
         }
-        let had_focus = self
-            .seat
-            .get_keyboard()
-            .and_then(|k| k.current_focus())
-            .is_some_and(|f| &f == surface.wl_surface());
-        if had_focus {
-            self.focus_topmost();
-        }
+        self.refocus_if_focused(surface.wl_surface());
     }
 
     /// Popups (menus, tooltips) are placed where the positioner says,

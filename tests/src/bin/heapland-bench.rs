@@ -53,7 +53,7 @@ use heapland_allocator::{
     drm_fourcc::DrmFourcc as Fourcc, Alignment, DeviceNumber, Discovery, Heap, HeapKind, Layout,
 };
 use heapland_tests::{
-    bench::{gbm_protocol as proto, ms, quote, ratio, touch, Stats},
+    bench::{gbm_protocol as proto, ms, quote, ratio, touch, Stats, GOAL_SIZES},
     guest::steady_state,
 };
 
@@ -998,9 +998,6 @@ fn run_uncached(boot: &str, sizes: &[Size], cands: &mut [Candidate], args: &Args
     }
     ok
 }
-
-/// The sizes the goal names; the uncached pass runs these only.
-const GOAL_SIZES: [&str; 2] = ["1920x1080-XRGB8888", "1280x720-NV12"];
 
 /// Runs heapland-bench-camera, whose lines go to the same console.
 fn run_camera(boot: &str, args: &Args) -> bool {

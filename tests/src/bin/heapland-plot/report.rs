@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use heapland_tests::bench::Line;
+use heapland_tests::bench::{Line, GOAL_SIZES};
 
 const USAGE: &str = "\
 usage: heapland-plot [--md PATH] [--png PATH] [--command TEXT] [--font PATH] FILE...
@@ -22,8 +22,6 @@ usage: heapland-plot [--md PATH] [--png PATH] [--command TEXT] [--font PATH] FIL
 
 pub const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-/// The sizes the goals name.
-pub const GOAL_SIZES: [&str; 2] = ["1920x1080-XRGB8888", "1280x720-NV12"];
 /// Goal: a device heap's median at most this times the system heap's...
 pub const GOAL_X_SYSTEM: f64 = 1.0;
 /// ...and at most this times the memset floor's.
