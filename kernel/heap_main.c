@@ -9,11 +9,16 @@
  * /sys/dev/char/MAJ:MIN/device/device_heap/, together with the memory
  * guarantees of each (see ABI.md).
  *
- * Heaps are created from the "devices" module parameter or at run time by
- * writing to /sys/class/device_heap/add, and removed through
- * /sys/class/device_heap/remove or when the served device goes away.
+ * Devices are named by the "devices" module parameter or at run time by
+ * writing to /sys/class/device_heap/add. A named device has its heap while
+ * it is bound to a driver: drivers bind when they please (a display whose
+ * driver loads after this module, a device that is unbound and bound
+ * again), so the module keeps the list and serves each device when its
+ * driver binds. Writing a heap's name to /sys/class/device_heap/remove
+ * removes the heap and forgets the device.
  */
 
+#include <linux/amba/bus.h>
 #include <linux/cma.h>
 #include <linux/debugfs.h>
 #include <linux/device.h>
@@ -71,6 +76,9 @@ struct device_heap_bus {
 
 enum device_heap_bus_index {
 	DEVICE_HEAP_BUS_PLATFORM,
+#ifdef CONFIG_ARM_AMBA
+	DEVICE_HEAP_BUS_AMBA,
+#endif
 #ifdef CONFIG_PCI
 	DEVICE_HEAP_BUS_PCI,
 #endif
@@ -88,6 +96,13 @@ static struct device_heap_bus device_heap_buses[DEVICE_HEAP_NR_BUSES] = {
 		.bus = &platform_bus_type,
 		.nb.notifier_call = device_heap_bus_notify,
 	},
+#ifdef CONFIG_ARM_AMBA
+	/* PrimeCell devices of ARM boards: PL111 and HDLCD displays. */
+	[DEVICE_HEAP_BUS_AMBA] = {
+		.bus = &amba_bustype,
+		.nb.notifier_call = device_heap_bus_notify,
+	},
+#endif
 #ifdef CONFIG_PCI
 	[DEVICE_HEAP_BUS_PCI] = {
 		.bus = &pci_bus_type,
@@ -105,6 +120,20 @@ static struct device_heap_bus device_heap_buses[DEVICE_HEAP_NR_BUSES] = {
 #if DEVICE_HEAP_HAVE_FAUX
 static struct faux_device *device_heap_faux;
 #endif
+
+/*
+ * A device the module was asked to serve, kept so that it gets its heap
+ * whenever its driver binds. Under device_heaps_lock.
+ */
+struct device_heap_wanted {
+	struct list_head list;
+	const struct bus_type *bus;
+	bool auto_backing;
+	enum device_heap_backing backing;
+	char name[];
+};
+
+static LIST_HEAD(device_heap_wanted_list);
 
 static void device_heap_free(struct kref *ref)
 {
@@ -392,59 +421,188 @@ static const struct bus_type *device_heap_find_bus(const char *name, size_t len)
 }
 
 /*
- * Parse "<bus>/<device>[:contig|:sg]" and create the heap. Device names may
- * themselves contain ':' (PCI), so only a known backing after the last ':'
- * counts as one.
+ * Parse "<bus>/<device>[:contig|:sg]". Device names may themselves contain
+ * ':' (PCI), so only a known backing after the last ':' counts as one.
  */
-static int device_heap_add(const char *spec)
+static struct device_heap_wanted *device_heap_parse(const char *spec)
 {
-	enum device_heap_backing backing;
 	const struct bus_type *bus;
-	const char *slash, *colon;
-	struct device_heap *heap;
-	struct device *dev;
-	bool auto_backing = true;
-	char *name;
+	struct device_heap_wanted *w;
+	const char *slash;
+	char *colon;
 	int i;
 
 	slash = strchr(spec, '/');
 	if (!slash || slash == spec || !slash[1])
-		return -EINVAL;
+		return ERR_PTR(-EINVAL);
 	bus = device_heap_find_bus(spec, slash - spec);
 	if (!bus)
-		return -ENODEV;
+		return ERR_PTR(-ENODEV);
 
-	name = kstrdup(slash + 1, GFP_KERNEL);
-	if (!name)
-		return -ENOMEM;
-	colon = strrchr(name, ':');
+	w = kzalloc(struct_size(w, name, strlen(slash + 1) + 1), GFP_KERNEL);
+	if (!w)
+		return ERR_PTR(-ENOMEM);
+	INIT_LIST_HEAD(&w->list);
+	w->bus = bus;
+	w->auto_backing = true;
+	strcpy(w->name, slash + 1);
+	colon = strrchr(w->name, ':');
 	if (colon) {
 		i = match_string(device_heap_backing_names,
 				 ARRAY_SIZE(device_heap_backing_names),
 				 colon + 1);
 		if (i >= 0) {
-			backing = i;
-			auto_backing = false;
-			name[colon - name] = '\0';
+			w->backing = i;
+			w->auto_backing = false;
+			*colon = '\0';
 		}
 	}
+	return w;
+}
 
-	dev = bus_find_device_by_name(bus, NULL, name);
-	kfree(name);
-	if (!dev)
+static bool device_heap_wanted_match(const struct device_heap_wanted *w,
+				     struct device *dev)
+{
+	return w->bus == dev->bus && !strcmp(w->name, dev_name(dev));
+}
+
+static enum device_heap_backing
+device_heap_wanted_backing(const struct device_heap_wanted *w,
+			   struct device *dev)
+{
+	return w->auto_backing ? device_heap_default_backing(dev) : w->backing;
+}
+
+/* Keeps @w on the list, or frees it if the list has it already. */
+static void device_heap_want(struct device_heap_wanted *w)
+{
+	struct device_heap_wanted *old;
+
+	lockdep_assert_held(&device_heaps_lock);
+	list_for_each_entry(old, &device_heap_wanted_list, list) {
+		if (old->bus == w->bus && !strcmp(old->name, w->name) &&
+		    old->auto_backing == w->auto_backing &&
+		    (w->auto_backing || old->backing == w->backing)) {
+			kfree(w);
+			return;
+		}
+	}
+	list_add_tail(&w->list, &device_heap_wanted_list);
+}
+
+/* Forgets what asked for @heap: "remove" means for good. */
+static void device_heap_forget(const struct device_heap *heap)
+{
+	struct device_heap_wanted *w, *tmp;
+
+	lockdep_assert_held(&device_heaps_lock);
+	list_for_each_entry_safe(w, tmp, &device_heap_wanted_list, list) {
+		if (device_heap_wanted_match(w, heap->dev) &&
+		    device_heap_wanted_backing(w, heap->dev) == heap->backing) {
+			list_del(&w->list);
+			kfree(w);
+		}
+	}
+}
+
+/*
+ * Makes the heaps the list asks for @dev that do not exist yet. Called with
+ * the device lock and device_heaps_lock held; a device that cannot be served
+ * now (unbound, going away) is left for its next bind.
+ */
+static void device_heap_serve(struct device *dev)
+{
+	struct device_heap_wanted *w;
+	struct device_heap *heap;
+
+	lockdep_assert_held(&device_heaps_lock);
+	list_for_each_entry(w, &device_heap_wanted_list, list) {
+		if (!device_heap_wanted_match(w, dev))
+			continue;
+		heap = device_heap_create(dev, device_heap_wanted_backing(w, dev));
+		if (IS_ERR(heap) && PTR_ERR(heap) != -EEXIST &&
+		    PTR_ERR(heap) != -ENODEV)
+			dev_warn(dev, "no heap: %pe\n", heap);
+	}
+}
+
+/*
+ * A write to "add": the device must be there and servable now, else
+ * -ENODEV and nothing is remembered. Once made, its heap comes back
+ * whenever the device binds again.
+ */
+static int device_heap_add(const char *spec)
+{
+	struct device_heap_wanted *w;
+	struct device_heap *heap;
+	struct device *dev;
+	int ret;
+
+	w = device_heap_parse(spec);
+	if (IS_ERR(w))
+		return PTR_ERR(w);
+	dev = bus_find_device_by_name(w->bus, NULL, w->name);
+	if (!dev) {
+		kfree(w);
 		return -ENODEV;
+	}
 
 	/* Lock order: device, then the heap list, as in the bus notifier. */
 	device_lock(dev);
-	if (auto_backing)
-		backing = device_heap_default_backing(dev);
 	mutex_lock(&device_heaps_lock);
-	heap = device_heap_create(dev, backing);
+	heap = device_heap_create(dev, device_heap_wanted_backing(w, dev));
+	ret = PTR_ERR_OR_ZERO(heap);
+	if (!ret) {
+		device_heap_want(w);
+		w = NULL;
+	}
 	mutex_unlock(&device_heaps_lock);
 	device_unlock(dev);
 	put_device(dev);
+	kfree(w);
+	return ret;
+}
 
-	return PTR_ERR_OR_ZERO(heap);
+/*
+ * A "devices=" entry: remembered first, so that a driver binding while the
+ * device is looked up is seen by the notifier, then served if it can be.
+ * A device that is not there yet, or not bound, waits for its driver.
+ */
+static int device_heap_add_param(const char *spec)
+{
+	struct device_heap_wanted *w;
+	const struct bus_type *bus;
+	struct device *dev;
+	char *name;
+
+	w = device_heap_parse(spec);
+	if (IS_ERR(w))
+		return PTR_ERR(w);
+	bus = w->bus;
+	/* @w is the list's once kept, and freed if it was a duplicate. */
+	name = kstrdup(w->name, GFP_KERNEL);
+	if (!name) {
+		kfree(w);
+		return -ENOMEM;
+	}
+	mutex_lock(&device_heaps_lock);
+	device_heap_want(w);
+	mutex_unlock(&device_heaps_lock);
+
+	dev = bus_find_device_by_name(bus, NULL, name);
+	kfree(name);
+	if (!dev) {
+		pr_info("device_heap: %s: not there yet, served when its driver binds\n",
+			spec);
+		return 0;
+	}
+	device_lock(dev);
+	mutex_lock(&device_heaps_lock);
+	device_heap_serve(dev);
+	mutex_unlock(&device_heaps_lock);
+	device_unlock(dev);
+	put_device(dev);
+	return 0;
 }
 
 static int device_heap_remove(const char *name)
@@ -455,6 +613,7 @@ static int device_heap_remove(const char *name)
 	mutex_lock(&device_heaps_lock);
 	heap = device_heap_lookup(name);
 	if (heap) {
+		device_heap_forget(heap);
 		device_heap_destroy(heap);
 		ret = 0;
 	}
@@ -463,9 +622,12 @@ static int device_heap_remove(const char *name)
 }
 
 /*
- * The served device is losing its driver or going away: its heaps go first,
- * so that their sysfs nodes never outlive their parent. Buffers already
- * allocated stay valid; they need nothing from the device.
+ * Heaps follow their device's driver. A driver binding or unbinding may set
+ * another DMA mask than a heap was made for, and a device going away takes
+ * its heaps first, so that their sysfs nodes never outlive their parent;
+ * buffers already allocated stay valid, they need nothing from the device.
+ * Once bound (under the device lock) a listed device gets its heaps again,
+ * as does a driverless one when it appears.
  */
 static int device_heap_bus_notify(struct notifier_block *nb,
 				  unsigned long action, void *data)
@@ -474,13 +636,25 @@ static int device_heap_bus_notify(struct notifier_block *nb,
 	struct device *dev = data;
 
 	switch (action) {
+	case BUS_NOTIFY_ADD_DEVICE:
+		device_lock(dev);
+		mutex_lock(&device_heaps_lock);
+		if (device_heap_driverless(dev))
+			device_heap_serve(dev);
+		mutex_unlock(&device_heaps_lock);
+		device_unlock(dev);
+		return NOTIFY_OK;
+	case BUS_NOTIFY_BOUND_DRIVER:
+		mutex_lock(&device_heaps_lock);
+		device_heap_serve(dev);
+		mutex_unlock(&device_heaps_lock);
+		return NOTIFY_OK;
 	case BUS_NOTIFY_DEL_DEVICE:
 		device_heap_mark_dying(dev);
 		break;
 	case BUS_NOTIFY_REMOVED_DEVICE:
 		device_heap_unmark_dying(dev);
 		return NOTIFY_OK;
-	/* A driver binding may set another DMA mask than the heap was made for. */
 	case BUS_NOTIFY_BIND_DRIVER:
 	case BUS_NOTIFY_UNBIND_DRIVER:
 		break;
@@ -577,7 +751,7 @@ static ssize_t contig_source_show(struct device *dev,
 
 	if (heap->backing != DEVICE_HEAP_CONTIG)
 		return sysfs_emit(buf, "buddy\n");
-#ifdef CONFIG_CMA
+#ifdef DEVICE_HEAP_HAVE_CMA
 	if (heap->cma)
 		return sysfs_emit(buf, "cma:%s\n", cma_get_name(heap->cma));
 #endif
@@ -642,9 +816,9 @@ static void device_heap_add_param_devices(void)
 		spec = strim(spec);
 		if (!*spec)
 			continue;
-		ret = device_heap_add(spec);
+		ret = device_heap_add_param(spec);
 		if (ret)
-			pr_warn("device_heap: no heap for \"%s\": %d\n", spec, ret);
+			pr_warn("device_heap: cannot serve \"%s\": %d\n", spec, ret);
 	}
 	kfree(list);
 }
@@ -740,6 +914,7 @@ exit_cache:
 
 static void __exit device_heap_exit(void)
 {
+	struct device_heap_wanted *w, *wtmp;
 	struct device_heap_dying *d, *dtmp;
 	struct device_heap *heap, *tmp;
 
@@ -757,6 +932,10 @@ static void __exit device_heap_exit(void)
 	list_for_each_entry_safe(d, dtmp, &device_heap_dying_list, list) {
 		list_del(&d->list);
 		kfree(d);
+	}
+	list_for_each_entry_safe(w, wtmp, &device_heap_wanted_list, list) {
+		list_del(&w->list);
+		kfree(w);
 	}
 	mutex_unlock(&device_heaps_lock);
 	device_heap_unregister_buses();

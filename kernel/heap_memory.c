@@ -61,6 +61,10 @@ struct device_heap_zone_gfp {
 };
 
 static const struct device_heap_zone_gfp zone_gfps[] = {
+#ifdef CONFIG_HIGHMEM
+	/* Scattered pages only: the kernel maps them one at a time. */
+	{ __GFP_HIGHMEM, ZONE_HIGHMEM },
+#endif
 	{ 0, ZONE_NORMAL },
 #ifdef CONFIG_ZONE_DMA32
 	{ GFP_DMA32, ZONE_DMA32 },
@@ -96,14 +100,20 @@ static bool device_heap_reachable(const struct device_heap *heap,
  * (dma_direct_optimal_gfp_mask() and its retries): the highest zone whose
  * memory the device may reach first, each result checked against the exact
  * limit, so that a 30-bit device gets DMA32 memory below 1 GiB when there is
- * some rather than the 16 MiB DMA zone only. Never __GFP_MOVABLE. Fills
- * @gfps with the zone modifiers to try, in order, and returns how many.
+ * some rather than the 16 MiB DMA zone only. Never __GFP_MOVABLE. Highmem
+ * (32-bit kernels) first where @highmem allows it, as the system heap does
+ * (GFP_HIGHUSER): it is what lowmem-starved machines have most of, and
+ * scattered pages need no kernel mapping of their own. Fills @gfps with the
+ * zone modifiers to try, in order, and returns how many.
  */
-static int buddy_zone_ladder(const struct device_heap *heap, gfp_t *gfps)
+static int buddy_zone_ladder(const struct device_heap *heap, bool highmem,
+			     gfp_t *gfps)
 {
 	int i, n = 0;
 
 	for (i = 0; i < ARRAY_SIZE(zone_gfps); i++) {
+		if (!highmem && (zone_gfps[i].gfp & __GFP_HIGHMEM))
+			continue;
 		if (device_heap_zone_reachable(heap, zone_gfps[i].zone))
 			gfps[n++] = zone_gfps[i].gfp;
 	}
@@ -114,7 +124,7 @@ static struct page *buddy_alloc(struct device_heap *heap, unsigned int order,
 				gfp_t gfp)
 {
 	gfp_t gfps[ARRAY_SIZE(zone_gfps)];
-	int i, n = buddy_zone_ladder(heap, gfps);
+	int i, n = buddy_zone_ladder(heap, true, gfps);
 
 	for (i = 0; i < n; i++) {
 		struct page *page = alloc_pages(gfp | gfps[i], order);
@@ -167,13 +177,14 @@ static bool device_heap_allocator_clears(void)
 /*
  * As buddy_alloc(), for exactly @len bytes: the tail of the block is freed.
  * Cleared here rather than with __GFP_ZERO, which would clear the whole
- * power-of-two block, up to twice the buffer, tail included.
+ * power-of-two block, up to twice the buffer, tail included. Lowmem only:
+ * alloc_pages_exact() returns a kernel address.
  */
 static struct page *buddy_alloc_exact(struct device_heap *heap, size_t len,
 				      gfp_t gfp)
 {
 	gfp_t gfps[ARRAY_SIZE(zone_gfps)];
-	int i, n = buddy_zone_ladder(heap, gfps);
+	int i, n = buddy_zone_ladder(heap, false, gfps);
 
 	for (i = 0; i < n; i++) {
 		void *vaddr = alloc_pages_exact(len, gfp | gfps[i]);
@@ -193,7 +204,7 @@ static struct page *buddy_alloc_exact(struct device_heap *heap, size_t len,
 	return NULL;
 }
 
-#ifdef CONFIG_CMA
+#ifdef DEVICE_HEAP_HAVE_CMA
 static struct page *cma_range_alloc(struct device_heap *heap,
 				    unsigned long nr_pages)
 {
@@ -542,7 +553,7 @@ free_chunks:
  */
 void device_heap_contig_source(struct device_heap *heap)
 {
-#ifdef CONFIG_DMA_CMA
+#if defined(DEVICE_HEAP_HAVE_CMA) && defined(CONFIG_DMA_CMA)
 	struct page *page;
 	struct cma *cma;
 
