@@ -4,7 +4,10 @@
 //! A device's needs are read from the heaps `device_heap.ko` made for it (the
 //! module chose their backing from what the device can do): if every heap
 //! serving a device is contiguous, the device needs contiguous memory; its
-//! DMA mask and coherence are published by those heaps. Callers add what
+//! DMA mask and coherence are published by those heaps. A device no device
+//! heap serves is unknown, not unconstrained: a display without an IOMMU
+//! refuses scattered memory, and nothing here could tell, so no heap is
+//! proven to fit it. Callers add what
 //! sysfs cannot know (pitch alignment, maximum width) by editing the
 //! [`Constraints`] before intersecting.
 
@@ -49,6 +52,9 @@ pub struct Constraints {
     pub max_height: Option<u32>,
     /// Largest buffer in bytes, if limited.
     pub max_size: Option<u64>,
+    /// The needs above are known. `false` for a device no device heap
+    /// describes: then no heap fits it.
+    pub known: bool,
 }
 
 impl Constraints {
@@ -65,23 +71,31 @@ impl Constraints {
             max_width: None,
             max_height: None,
             max_size: None,
+            known: true,
+        }
+    }
+
+    /// A device whose needs nothing describes.
+    pub fn unknown(device: impl Into<String>) -> Self {
+        Self {
+            known: false,
+            ..Self::unconstrained(device)
         }
     }
 
     /// The needs of `device`, read from the heaps made for it (`serving`, as
     /// [`crate::Discovery::heaps_serving`] returns them). A device without
-    /// heaps is unconstrained: nothing is known against it, and the `system`
-    /// heap serves any device.
+    /// device heaps is [unknown](Self::unknown).
     pub fn for_device(device: &DeviceInfo, serving: &[&HeapInfo]) -> Self {
-        let mut c = Self::unconstrained(device.name.clone());
         let own: Vec<&HeapInfo> = serving
             .iter()
             .copied()
             .filter(|h| h.kind == HeapKind::Device)
             .collect();
         if own.is_empty() {
-            return c;
+            return Self::unknown(device.name.clone());
         }
+        let mut c = Self::unconstrained(device.name.clone());
         c.contiguous = own.iter().all(|h| h.properties.contiguous);
         c.dma_mask_bits = own
             .iter()
@@ -93,6 +107,9 @@ impl Constraints {
 
     fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if !self.known {
+            out.push("needs unknown (no device heap serves it)".to_owned());
+        }
         if self.contiguous {
             out.push("contiguous".to_owned());
         }
@@ -303,6 +320,13 @@ impl Intersection {
                  or udmabuf)"
                     .to_owned(),
             );
+        }
+        let unknown = self.who(|c| !c.known);
+        if !unknown.is_empty() {
+            reasons.push(format!(
+                "nothing describes the memory {unknown} needs (no device heap serves it: \
+                 modprobe device_heap devices=<bus>/<device>)"
+            ));
         }
         if self.contiguous && !p.contiguous {
             reasons.push(format!(

@@ -76,28 +76,19 @@ fn own_heap_is_preferred_over_system_and_udmabuf() {
     let vgem = resolve_devices(&d, &[VGEM]).unwrap();
     let (heap, ..) = choose(&d, &vgem, &[], Fourcc::Xrgb8888, 1920, 1080).unwrap();
     assert_eq!(heap.name, "vgem-sg");
-    // A device without heaps gets the system heap, not udmabuf.
+    // A device no device heap describes is unknown, not "any memory": no
+    // heap is proven to fit it (a display without an IOMMU would refuse the
+    // system heap's scattered pages), and the error says what to do.
     let other = heapland_allocator::DeviceNumber::new(226, 1);
     t.device("platform/other")
         .node("platform/other", "drm/card1", other);
     let d = t.discover();
     let devs = resolve_devices(&d, &[other]).unwrap();
-    let (heap, ..) = choose(&d, &devs, &[], Fourcc::Xrgb8888, 64, 64).unwrap();
-    assert_eq!(heap.name, "system");
-    // Without the system heap: another device's heap before udmabuf.
-    std::fs::remove_file(t.dir.path().join("dev/dma_heap/system")).unwrap();
-    let d = t.discover();
-    let (heap, ..) = choose(&d, &devs, &[], Fourcc::Xrgb8888, 64, 64).unwrap();
-    assert_eq!(heap.name, "vgem-sg");
-    // With nothing else: udmabuf, the last resort.
-    let bare = FakeTree::new();
-    bare.device("platform/other")
-        .node("platform/other", "drm/card1", other)
-        .udmabuf();
-    let d = bare.discover();
-    let devs = resolve_devices(&d, &[other]).unwrap();
-    let (heap, ..) = choose(&d, &devs, &[], Fourcc::Xrgb8888, 64, 64).unwrap();
-    assert_eq!(heap.name, "udmabuf");
+    let msg = choose(&d, &devs, &[], Fourcc::Xrgb8888, 64, 64)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("system: nothing describes the memory other needs"), "{msg}");
+    assert!(msg.contains("modprobe device_heap devices="), "{msg}");
 }
 
 #[test]
