@@ -57,7 +57,7 @@ use tracing::{debug, info, warn};
 use crate::{
     backend::{
         headless::CLEAR_COLOR,
-        scanout::{ScanoutAllocator, ScanoutExporter, ScanoutMemory},
+        scanout::{self, OutputScanout, ScanoutAllocator, ScanoutExporter, ScanoutMemory},
     },
     cli::{Cli, OutputMode as CliMode},
     dmabuf_params::ParamsValidator,
@@ -580,10 +580,6 @@ fn open_output(
         );
     }
     let name = format!("{}-{}", info.interface().as_str(), info.interface_id());
-    let surface = drm
-        .create_surface(crtc, mode, &[info.handle()])
-        .map_err(|e| format!("{name}: cannot create a KMS surface: {e}"))?;
-
     let scanout = memory.for_output(
         drm.device_fd(),
         device_name,
@@ -612,26 +608,48 @@ fn open_output(
     // it, the renderer can still composite it, and it is one of the packed
     // formats heapland checks linux-dmabuf params against.
     let packed = cpu_formats();
-    let scanout_formats: Vec<Format> = surface
-        .plane_info()
-        .formats
-        .iter()
-        .filter(|f| renderer_formats.contains(f) && packed.contains(f))
-        .copied()
-        .collect();
+    let mut scanout_formats = Vec::new();
     let cursor_size = drm.cursor_size();
-    let compositor = DrmCompositor::new(
-        &output,
-        surface,
-        None,
-        scanout.allocator,
-        scanout.exporter,
-        [Fourcc::Xrgb8888, Fourcc::Argb8888],
-        renderer_formats,
-        cursor_size,
-        None::<GbmDevice<DrmDeviceFd>>,
-    )
-    .map_err(|e| format!("{name}: cannot start the KMS compositor: {e}"))?;
+    let drm_fd = drm.device_fd().clone();
+    let mut start = |scanout: OutputScanout| {
+        let surface = drm
+            .create_surface(crtc, mode, &[info.handle()])
+            .map_err(|e| format!("{name}: cannot create a KMS surface: {e}"))?;
+        scanout_formats = surface
+            .plane_info()
+            .formats
+            .iter()
+            .filter(|f| renderer_formats.contains(f) && packed.contains(f))
+            .copied()
+            .collect();
+        DrmCompositor::new(
+            &output,
+            surface,
+            None,
+            scanout.allocator,
+            scanout.exporter,
+            [Fourcc::Xrgb8888, Fourcc::Argb8888],
+            renderer_formats.iter().copied(),
+            cursor_size,
+            None::<GbmDevice<DrmDeviceFd>>,
+        )
+        .map_err(|e| format!("{name}: cannot start the KMS compositor: {e}"))
+    };
+    // The display's test commit is the last word on heap memory: a device the
+    // kernel described wrongly refuses the buffer there. The output then
+    // scans out dumb buffers rather than being abandoned.
+    let is_heap = scanout.is_heap();
+    let mut source = scanout.source.clone();
+    let compositor = match start(scanout) {
+        Ok(c) => c,
+        Err(e) if is_heap => {
+            warn!("{e}: the display refused {source}; using KMS dumb buffers instead");
+            let dumb = scanout::dumb(&drm_fd);
+            source = dumb.source.clone();
+            start(dumb)?
+        }
+        Err(e) => return Err(e),
+    };
 
     let refresh_mhz = wl_mode.refresh.max(1000) as u64;
     info!(
@@ -639,7 +657,7 @@ fn open_output(
         wl_mode.size.w,
         wl_mode.size.h,
         refresh_mhz as f64 / 1000.0,
-        scanout.source
+        source
     );
     Ok(DrmOutput {
         output,

@@ -143,7 +143,17 @@ impl ScanoutMemory {
     }
 }
 
-fn dumb(drm: &DrmDeviceFd) -> OutputScanout {
+impl OutputScanout {
+    /// Heap memory, which the display may still refuse when it is first
+    /// committed (the kernel described the device wrongly, or not at all).
+    pub fn is_heap(&self) -> bool {
+        matches!(self.allocator, ScanoutAllocator::Heap(_))
+    }
+}
+
+/// KMS dumb buffers: what every KMS driver scans out, the fallback when heap
+/// memory cannot be used for an output.
+pub fn dumb(drm: &DrmDeviceFd) -> OutputScanout {
     OutputScanout {
         allocator: ScanoutAllocator::Dumb(DumbAllocator::new(drm.clone())),
         exporter: ScanoutExporter::new(),
