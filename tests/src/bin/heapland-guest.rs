@@ -65,6 +65,12 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Some("--phases-for") if args.len() == 2 => {
+            for p in guest::phases_for(&args[1]) {
+                println!("{}", p.name);
+            }
+            ExitCode::SUCCESS
+        }
         // Settle the guest after a phase that changes it (run by /init after every phase).
         Some("--after") if args.len() == 2 => {
             let r = match args[1].as_str() {

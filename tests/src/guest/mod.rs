@@ -9,8 +9,8 @@ pub mod accounting;
 pub mod allocator;
 pub mod bad_input;
 pub mod block_cache;
-// Mesa's libgbm: glibc builds only (heapland-bench-camera).
-#[cfg(target_env = "gnu")]
+// Mesa's libgbm: dynamically linked glibc builds only (heapland-bench-camera).
+#[cfg(all(target_env = "gnu", not(target_feature = "crt-static")))]
 pub mod camera_latency;
 pub mod camera_pipeline;
 pub mod compositor;
@@ -27,6 +27,7 @@ pub mod input;
 pub mod kernel_log;
 pub mod lifetime;
 pub mod modules;
+pub mod pl111;
 pub mod placement;
 pub mod registration;
 pub mod removal;
@@ -65,8 +66,17 @@ pub struct Phase {
     pub tests: fn() -> Vec<Test>,
 }
 
-/// Every phase, in the order /init runs them.
+/// Every phase of this build's architecture, in the order /init runs them.
 pub fn phases() -> Vec<Phase> {
+    phases_for(std::env::consts::ARCH)
+}
+
+/// The phases of the guest of `arch` (`std::env::consts::ARCH`): the host's harness asks
+/// for the arm boot's list from an x86_64 build.
+pub fn phases_for(arch: &str) -> Vec<Phase> {
+    if arch == "arm" {
+        return arm_phases();
+    }
     vec![
         Phase {
             name: "heap",
@@ -137,4 +147,12 @@ pub fn phases() -> Vec<Phase> {
             tests: || [input::tests(), hotplug::tests()].concat(),
         },
     ]
+}
+
+/// The arm boot (QEMU vexpress-a15, tests/vm/run): PL111, vgem and vivid.
+fn arm_phases() -> Vec<Phase> {
+    vec![Phase {
+        name: "pl111",
+        tests: pl111::tests,
+    }]
 }

@@ -135,7 +135,7 @@ const VIDIOC_STREAMON: Opcode = opcode::write::<i32>(b'V', 18);
 const VIDIOC_STREAMOFF: Opcode = opcode::write::<i32>(b'V', 19);
 const VIDIOC_S_CTRL: Opcode = opcode::read_write::<Control>(b'V', 28);
 
-fn cstr(b: &[u8]) -> String {
+pub fn cstr(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
