@@ -87,7 +87,10 @@ fn own_heap_is_preferred_over_system_and_udmabuf() {
     let msg = choose(&d, &devs, &[], Fourcc::Xrgb8888, 64, 64)
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("system: nothing describes the memory other needs"), "{msg}");
+    assert!(
+        msg.contains("system: nothing describes the memory other needs"),
+        "{msg}"
+    );
     assert!(msg.contains("modprobe device_heap devices="), "{msg}");
 }
 
