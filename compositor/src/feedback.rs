@@ -10,10 +10,13 @@
 //! of the plan is the tranche list Smithay sends on linux-dmabuf, one to
 //! one; the heap protocol's batches are built from that same list.
 //!
-//! The main device is the DRM render node. Without any DRM device there is
-//! no device a client could open as main_device, so linux-dmabuf is
-//! advertised at version 3 (formats and modifiers, no feedback), and heap
-//! batches, following linux-dmabuf's tranches, carry none.
+//! The main device is the DRM render node. A display engine without one
+//! (PL111, vc4's display and most ARM boards' KMS devices) has its primary
+//! node as main device on the drm backend: clients can open it, and it is the
+//! device that takes their buffers. Without any DRM device there is no
+//! device a client could open as main_device, so linux-dmabuf is advertised
+//! at version 3 (formats and modifiers, no feedback), and heap batches,
+//! following linux-dmabuf's tranches, carry none.
 //!
 //! Every tranche lists the main device among its devices: linux-dmabuf
 //! requires a buffer of any tranche to stay importable by the main device,

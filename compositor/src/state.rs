@@ -519,6 +519,24 @@ impl Heapland {
         }
     }
 
+    /// Gives linux-dmabuf a main device where it had none (version 3): the
+    /// drm backend on a display engine without a render node (ARM boards)
+    /// names the display's primary node, which clients can open, so that
+    /// feedback and heap batches come. Called before any client connects;
+    /// the version 3 global is replaced by one with feedback.
+    pub fn set_main_device(&mut self, dev: u64) -> Result<(), StateError> {
+        let plan = FeedbackPlan::cpu_composited(dev);
+        let feedback = plan.to_dmabuf_feedback().map_err(StateError::Feedback)?;
+        let dh = self.display_handle.clone();
+        let global = self
+            .dmabuf_state
+            .create_global_with_default_feedback::<Self>(&dh, &feedback);
+        let old = std::mem::replace(&mut self._globals.dmabuf_global, global);
+        self.dmabuf_state.destroy_global::<Self>(&dh, old);
+        self.default_plan = Arc::new(plan);
+        Ok(())
+    }
+
     /// After `surface` went away: if it had keyboard focus, the topmost
     /// window takes it.
     pub fn refocus_if_focused(&mut self, surface: &WlSurface) {

@@ -166,6 +166,16 @@ pub fn init(
     for (dev, path) in &candidates {
         match open_display(&mut session, state, cli, *dev, path, &shared) {
             Ok(found) => {
+                if !state.default_plan.has_feedback() {
+                    match state.set_main_device(*dev) {
+                        Ok(()) => info!(
+                            "no DRM render node: the display's primary node {}:{} is linux-dmabuf's main device",
+                            rustix_major(*dev),
+                            rustix_minor(*dev)
+                        ),
+                        Err(err) => warn!("linux-dmabuf stays without feedback: {err}"),
+                    }
+                }
                 set_scanout_plan(state, *dev, &found.outputs);
                 opened = Some(found);
                 break;

@@ -137,8 +137,8 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
             rustix::fs::minor(dev)
         ),
         None => info!(
-            "no DRM render node: linux-dmabuf without feedback (version 3), as no \
-             client could open a main device"
+            "no DRM render node: linux-dmabuf without feedback (version 3) unless the \
+             display's primary node becomes the main device (drm backend)"
         ),
     }
     let heaps = HeapDirectory::scan();
