@@ -430,6 +430,7 @@ static struct device_heap_wanted *device_heap_parse(const char *spec)
 	struct device_heap_wanted *w;
 	const char *slash;
 	char *colon;
+	size_t len;
 	int i;
 
 	slash = strchr(spec, '/');
@@ -439,13 +440,15 @@ static struct device_heap_wanted *device_heap_parse(const char *spec)
 	if (!bus)
 		return ERR_PTR(-ENODEV);
 
-	w = kzalloc(struct_size(w, name, strlen(slash + 1) + 1), GFP_KERNEL);
+	len = strlen(slash + 1);
+	/* Zeroed: the name is terminated. */
+	w = kzalloc(struct_size(w, name, len + 1), GFP_KERNEL);
 	if (!w)
 		return ERR_PTR(-ENOMEM);
 	INIT_LIST_HEAD(&w->list);
 	w->bus = bus;
 	w->auto_backing = true;
-	strcpy(w->name, slash + 1);
+	memcpy(w->name, slash + 1, len);
 	colon = strrchr(w->name, ':');
 	if (colon) {
 		i = match_string(device_heap_backing_names,
