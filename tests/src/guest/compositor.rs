@@ -104,12 +104,24 @@ impl Heapland {
         Self::start_with_env(backend_args, &[])
     }
 
+    /// Starts `/bin/heapland` as a user would: `args` and the socket only (the log
+    /// is heapland's default, on stderr), and waits for its socket.
+    pub(super) fn start_bare(args: &[&str]) -> Result<Heapland, String> {
+        Self::spawn(args, &[], false)
+    }
+
     /// [`Heapland::start_with`] with more environment variables, e.g. a library's
     /// debug switch whose output goes to the compositor's log.
     pub(super) fn start_with_env(
         backend_args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Heapland, String> {
+        Self::spawn(backend_args, env, true)
+    }
+
+    /// Starts heapland with `args`, its socket and, when `instrumented`, an info log
+    /// and a screenshot path.
+    fn spawn(args: &[&str], env: &[(&str, &str)], instrumented: bool) -> Result<Heapland, String> {
         let dir = Path::new(RUNTIME_DIR);
         std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {RUNTIME_DIR}: {e}"))?;
         use std::os::unix::fs::PermissionsExt;
@@ -120,11 +132,12 @@ impl Heapland {
         let log = PathBuf::from("/tmp/heapland-compositor.log");
         let png = PathBuf::from("/tmp/heapland-output.png");
         let _ = std::fs::remove_file(&png);
-        let child = Command::new("/bin/heapland")
-            .args(backend_args)
-            .args(["--socket", SOCKET, "--log", "info"])
-            .arg("--screenshot")
-            .arg(&png)
+        let mut cmd = Command::new("/bin/heapland");
+        cmd.args(args).args(["--socket", SOCKET]);
+        if instrumented {
+            cmd.args(["--log", "info"]).arg("--screenshot").arg(&png);
+        }
+        let child = cmd
             .env("XDG_RUNTIME_DIR", dir)
             .envs(env.iter().copied())
             .stdout(Stdio::null())

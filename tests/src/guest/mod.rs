@@ -28,6 +28,7 @@ pub mod kernel_log;
 pub mod lifetime;
 pub mod modules;
 pub mod pl111;
+pub mod pl111_session;
 pub mod placement;
 pub mod registration;
 pub mod removal;
@@ -151,8 +152,15 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
 
 /// The arm boot (QEMU vexpress-a15, tests/vm/run): PL111, vgem and vivid.
 fn arm_phases() -> Vec<Phase> {
-    vec![Phase {
-        name: "pl111",
-        tests: pl111::tests,
-    }]
+    vec![
+        Phase {
+            name: "pl111",
+            tests: pl111::tests,
+        },
+        // After pl111 (which uses vgem): heapland alone with the display.
+        Phase {
+            name: "pl111-session",
+            tests: pl111_session::tests,
+        },
+    ]
 }

@@ -180,7 +180,7 @@ fn camera_frame_scanned_out_from_one_heap() -> Result<(), String> {
     }
 
     // 2. Capture a camera frame straight into buffers from that heap.
-    let capture = Capture::run(&video, heap_fd.as_fd(), &st.heap_name)?;
+    let capture = Capture::run(&video, (CAM_W, CAM_H), heap_fd.as_fd(), &st.heap_name)?;
     let (pix, frame) = (capture.pix, &capture.frame);
     let frame_fd = capture.frame_fd();
 
@@ -315,7 +315,7 @@ fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
         .ok_or("non-UTF-8 video node path")?
         .to_owned();
     let mode = format!("{CAM_W}x{CAM_H}@60");
-    let mut comp = Heapland::start_with(&[
+    let comp = Heapland::start_with(&[
         "--backend",
         "drm",
         "--output",
@@ -323,6 +323,18 @@ fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
         "--share-with",
         &video_path,
     ])?;
+    fullscreen_camera_scanned_out(comp, &video_node, &video, (CAM_W, CAM_H), "vkms")
+}
+
+/// The body of the fullscreen camera test, for any display (`display`: its device name
+/// in bufinfo) whose only mode is `(cam_w, cam_h)`, with heapland already started.
+pub(super) fn fullscreen_camera_scanned_out(
+    mut comp: Heapland,
+    video_node: &Path,
+    video: &v4l2::Video,
+    (cam_w, cam_h): (u32, u32),
+    display: &str,
+) -> Result<(), String> {
     let Client {
         conn,
         mut queue,
@@ -347,9 +359,9 @@ fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
         |s| s.configured,
         "configure",
     )?;
-    if st.configured_size != (CAM_W as i32, CAM_H as i32) {
+    if st.configured_size != (cam_w as i32, cam_h as i32) {
         return Err(format!(
-            "fullscreen configure is {:?}, the output is {CAM_W}x{CAM_H}",
+            "fullscreen configure is {:?}, the output is {cam_w}x{cam_h}",
             st.configured_size
         ));
     }
@@ -364,7 +376,7 @@ fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
         return Err("scanout tranche before the surface shows anything".into());
     }
     st.expect_new_batch();
-    feedback.add_device(dev_t_of(&video_node)?.to_ne_bytes().to_vec());
+    feedback.add_device(dev_t_of(video_node)?.to_ne_bytes().to_vec());
     wait(
         &mut queue,
         &mut st,
@@ -378,13 +390,13 @@ fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
         .ok_or_else(|| format!("no heap for the camera: {:?}", st.no_heap))?;
     let heap_name = st.heap_name.clone();
 
-    let capture = Capture::run(&video, heap_fd.as_fd(), &heap_name)?;
+    let capture = Capture::run(video, (cam_w, cam_h), heap_fd.as_fd(), &heap_name)?;
     let params = dmabuf.create_params(&qh, ());
     params.add(capture.frame_fd(), 0, 0, capture.pix.bytesperline, 0, 0);
-    let buffer = params.create_immed(CAM_W as i32, CAM_H as i32, XR24, Flags::empty(), &qh, ());
+    let buffer = params.create_immed(cam_w as i32, cam_h as i32, XR24, Flags::empty(), &qh, ());
     st.expect_new_batch();
     surface.attach(Some(&buffer), 0, 0);
-    surface.damage_buffer(0, 0, CAM_W as i32, CAM_H as i32);
+    surface.damage_buffer(0, 0, cam_w as i32, cam_h as i32);
     surface.frame(&qh, ());
     surface.commit();
 
@@ -445,12 +457,20 @@ fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
     loop {
         let infos = bufinfo()?;
         let camera_buf = infos.iter().find(|b| b.inode == frame_inode);
-        if camera_buf.is_some_and(|b| b.attached.iter().any(|d| d == "vkms")) {
+        if camera_buf.is_some_and(|b| b.attached.iter().any(|d| d == display)) {
+            // Zero copies: the buffer the camera wrote is the one the display reads,
+            // exported once, by the heap.
+            let owners = infos.iter().filter(|b| b.inode == frame_inode).count();
+            if owners != 1 || camera_buf.is_some_and(|b| b.exp_name != heap_name) {
+                return Err(format!(
+                    "camera buffer in bufinfo: {camera_buf:?} ({owners} entries)"
+                ));
+            }
             break;
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "the camera buffer was not scanned out directly (not attached to vkms): {camera_buf:?}\n{}",
+                "the camera buffer was not scanned out directly (not attached to {display}): {camera_buf:?}\n{}",
                 comp.log_text()
             ));
         }
@@ -459,11 +479,11 @@ fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
             .map_err(|e| format!("roundtrip: {e}"))?;
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("INFO session: camera buffer from {heap_name} on vkms's primary plane, no copy");
+    println!("INFO session: camera buffer from {heap_name} on {display}'s primary plane, no copy");
 
     drop(buffer);
     drop(conn);
-    capture.stop(&video);
+    capture.stop(video);
     comp.stop()
 }
 
@@ -521,9 +541,14 @@ struct Capture {
 }
 
 impl Capture {
-    fn run(video: &v4l2::Video, heap: BorrowedFd<'_>, heap_name: &str) -> Result<Capture, String> {
-        let pix = video.set_format(CAM_W, CAM_H, v4l2::PIX_FMT_XBGR32)?;
-        if (pix.width, pix.height) != (CAM_W, CAM_H) {
+    fn run(
+        video: &v4l2::Video,
+        (cam_w, cam_h): (u32, u32),
+        heap: BorrowedFd<'_>,
+        heap_name: &str,
+    ) -> Result<Capture, String> {
+        let pix = video.set_format(cam_w, cam_h, v4l2::PIX_FMT_XBGR32)?;
+        if (pix.width, pix.height) != (cam_w, cam_h) {
             return Err(format!("vivid chose {}x{}", pix.width, pix.height));
         }
         let size = u64::from(pix.sizeimage).div_ceil(4096) * 4096;

@@ -56,6 +56,8 @@ pub struct PixFormat {
 #[derive(Clone, Copy)]
 pub struct Format {
     pub type_: u32,
+    /// The union holds pointers: 8-aligned on 64-bit only.
+    #[cfg(target_pointer_width = "64")]
     pub pad: u32,
     pub pix: PixFormat,
     pub rest: [u8; 200 - 48],
@@ -72,7 +74,9 @@ pub struct RequestBuffers {
     pub reserved: [u8; 3],
 }
 
-/// `struct v4l2_buffer` on 64-bit: timeval is 16 bytes, the `m` union 8.
+/// `struct v4l2_buffer` with a 64-bit timeval (16 bytes, 8-aligned), as 64-bit kernels
+/// and 32-bit kernels for time64 userspace take it; the `m` union is an
+/// `unsigned long`: 88 bytes on 64-bit, 80 on 32-bit (armhf).
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Buffer {
@@ -88,10 +92,11 @@ pub struct Buffer {
     pub sequence: u32,
     pub memory: u32,
     /// union { offset; userptr; planes; fd }: fd/offset in the low 32 bits.
-    pub m: u64,
+    pub m: usize,
     pub length: u32,
     pub reserved2: u32,
     pub request_fd: i32,
+    #[cfg(target_pointer_width = "64")]
     pub pad1: u32,
 }
 
@@ -118,9 +123,15 @@ pub struct Control {
 pub const VIVID_CID_TSTAMP_SRC: u32 = 0x00f0_f000 + 24;
 
 const _: () = assert!(std::mem::size_of::<Capability>() == 104);
+#[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Format>() == 208);
+#[cfg(target_pointer_width = "32")]
+const _: () = assert!(std::mem::size_of::<Format>() == 204);
 const _: () = assert!(std::mem::size_of::<RequestBuffers>() == 20);
+#[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Buffer>() == 88);
+#[cfg(target_pointer_width = "32")]
+const _: () = assert!(std::mem::size_of::<Buffer>() == 80);
 const _: () = assert!(std::mem::size_of::<ExportBuffer>() == 64);
 
 const VIDIOC_QUERYCAP: Opcode = opcode::read::<Capability>(b'V', 0);
@@ -248,7 +259,7 @@ impl Video {
             index,
             type_: BUF_TYPE_VIDEO_CAPTURE,
             memory: MEMORY_DMABUF,
-            m: fd.as_raw_fd() as u32 as u64,
+            m: fd.as_raw_fd() as u32 as usize,
             length,
             ..Default::default()
         };
