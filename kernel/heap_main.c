@@ -18,6 +18,8 @@
  * removes the heap and forgets the device.
  */
 
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/amba/bus.h>
 #include <linux/cma.h>
 #include <linux/debugfs.h>
@@ -97,7 +99,7 @@ static struct device_heap_bus device_heap_buses[DEVICE_HEAP_NR_BUSES] = {
 		.nb.notifier_call = device_heap_bus_notify,
 	},
 #ifdef CONFIG_ARM_AMBA
-	/* PrimeCell devices of ARM boards: PL111 and HDLCD displays. */
+	/* PrimeCell devices of ARM boards: PL110 and PL111 displays. */
 	[DEVICE_HEAP_BUS_AMBA] = {
 		.bus = &amba_bustype,
 		.nb.notifier_call = device_heap_bus_notify,
@@ -493,19 +495,42 @@ static void device_heap_want(struct device_heap_wanted *w)
 	list_add_tail(&w->list, &device_heap_wanted_list);
 }
 
-/* Forgets what asked for @heap: "remove" means for good. */
-static void device_heap_forget(const struct device_heap *heap)
+/*
+ * Whether @w asks for a heap named @name: "<device>-<backing>", either
+ * backing for an entry that lets the module choose (its device may not be
+ * there to ask).
+ */
+static bool device_heap_wanted_names(const struct device_heap_wanted *w,
+				     const char *name)
+{
+	size_t len = strlen(w->name);
+	int i;
+
+	if (strncmp(name, w->name, len) || name[len] != '-')
+		return false;
+	i = match_string(device_heap_backing_names,
+			 ARRAY_SIZE(device_heap_backing_names), name + len + 1);
+	return i >= 0 && (w->auto_backing || w->backing == i);
+}
+
+/*
+ * Forgets every entry asking for a heap named @name, whether or not the
+ * heap exists now: "remove" means for good. Returns whether one was found.
+ */
+static bool device_heap_forget(const char *name)
 {
 	struct device_heap_wanted *w, *tmp;
+	bool found = false;
 
 	lockdep_assert_held(&device_heaps_lock);
 	list_for_each_entry_safe(w, tmp, &device_heap_wanted_list, list) {
-		if (device_heap_wanted_match(w, heap->dev) &&
-		    device_heap_wanted_backing(w, heap->dev) == heap->backing) {
+		if (device_heap_wanted_names(w, name)) {
 			list_del(&w->list);
 			kfree(w);
+			found = true;
 		}
 	}
+	return found;
 }
 
 /*
@@ -595,28 +620,37 @@ static int device_heap_add_param(const char *spec)
 	dev = bus_find_device_by_name(bus, NULL, name);
 	kfree(name);
 	if (!dev) {
-		pr_info("device_heap: %s: not there yet, served when its driver binds\n",
+		pr_info("%s: not there yet, served when its driver binds\n",
 			spec);
 		return 0;
 	}
 	device_lock(dev);
 	mutex_lock(&device_heaps_lock);
-	device_heap_serve(dev);
+	if (dev->driver || device_heap_driverless(dev))
+		device_heap_serve(dev);
+	else
+		pr_info("%s: not bound yet, served when its driver binds\n",
+			spec);
 	mutex_unlock(&device_heaps_lock);
 	device_unlock(dev);
 	put_device(dev);
 	return 0;
 }
 
+/*
+ * Removes the heap @name and forgets the entries asking for it; an entry
+ * waiting for its device or driver can be forgotten without a heap.
+ */
 static int device_heap_remove(const char *name)
 {
 	struct device_heap *heap;
 	int ret = -ENOENT;
 
 	mutex_lock(&device_heaps_lock);
+	if (device_heap_forget(name))
+		ret = 0;
 	heap = device_heap_lookup(name);
 	if (heap) {
-		device_heap_forget(heap);
 		device_heap_destroy(heap);
 		ret = 0;
 	}
@@ -629,8 +663,10 @@ static int device_heap_remove(const char *name)
  * another DMA mask than a heap was made for, and a device going away takes
  * its heaps first, so that their sysfs nodes never outlive their parent;
  * buffers already allocated stay valid, they need nothing from the device.
- * Once bound (under the device lock) a listed device gets its heaps again,
- * as does a driverless one when it appears.
+ * Once bound (under the device lock) a listed device gets its heaps again.
+ * A driverless device binds nothing: it is served by "add" or at load only,
+ * after the module that made it has set its DMA mask, which it does after
+ * registering the device (vkms and vgem before 6.15).
  */
 static int device_heap_bus_notify(struct notifier_block *nb,
 				  unsigned long action, void *data)
@@ -639,14 +675,6 @@ static int device_heap_bus_notify(struct notifier_block *nb,
 	struct device *dev = data;
 
 	switch (action) {
-	case BUS_NOTIFY_ADD_DEVICE:
-		device_lock(dev);
-		mutex_lock(&device_heaps_lock);
-		if (device_heap_driverless(dev))
-			device_heap_serve(dev);
-		mutex_unlock(&device_heaps_lock);
-		device_unlock(dev);
-		return NOTIFY_OK;
 	case BUS_NOTIFY_BOUND_DRIVER:
 		mutex_lock(&device_heaps_lock);
 		device_heap_serve(dev);
@@ -821,7 +849,7 @@ static void device_heap_add_param_devices(void)
 			continue;
 		ret = device_heap_add_param(spec);
 		if (ret)
-			pr_warn("device_heap: cannot serve \"%s\": %d\n", spec, ret);
+			pr_warn("cannot serve \"%s\": %d\n", spec, ret);
 	}
 	kfree(list);
 }
