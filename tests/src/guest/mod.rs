@@ -162,5 +162,9 @@ fn arm_phases() -> Vec<Phase> {
             name: "pl111-session",
             tests: pl111_session::tests,
         },
+        Phase {
+            name: "pl111-rebind",
+            tests: pl111::rebind_tests,
+        },
     ]
 }

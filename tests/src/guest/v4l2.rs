@@ -199,6 +199,7 @@ impl Video {
     ) -> Result<PixFormat, String> {
         let mut f = Format {
             type_: BUF_TYPE_VIDEO_CAPTURE,
+            #[cfg(target_pointer_width = "64")]
             pad: 0,
             pix: PixFormat {
                 width,
@@ -218,6 +219,7 @@ impl Video {
     pub fn get_format(&self) -> Result<PixFormat, String> {
         let mut f = Format {
             type_: BUF_TYPE_VIDEO_CAPTURE,
+            #[cfg(target_pointer_width = "64")]
             pad: 0,
             pix: PixFormat::default(),
             rest: [0; 152],
