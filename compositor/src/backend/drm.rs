@@ -621,7 +621,9 @@ fn open_output(
     let mut scanout_formats = Vec::new();
     let cursor_size = drm.cursor_size();
     let drm_fd = drm.device_fd().clone();
-    let mut start = |scanout: OutputScanout| {
+    // The outer error: no surface; the inner one: the compositor, whose first
+    // test commit uses the allocator's buffer, did not start.
+    let mut start = |scanout: OutputScanout| -> Result<_, String> {
         let surface = drm
             .create_surface(crtc, mode, &[info.handle()])
             .map_err(|e| format!("{name}: cannot create a KMS surface: {e}"))?;
@@ -632,7 +634,7 @@ fn open_output(
             .filter(|f| renderer_formats.contains(f) && packed.contains(f))
             .copied()
             .collect();
-        DrmCompositor::new(
+        Ok(DrmCompositor::new(
             &output,
             surface,
             None,
@@ -642,23 +644,26 @@ fn open_output(
             renderer_formats.iter().copied(),
             cursor_size,
             None::<GbmDevice<DrmDeviceFd>>,
-        )
-        .map_err(|e| format!("{name}: cannot start the KMS compositor: {e}"))
+        ))
     };
     // The display's test commit is the last word on heap memory: a device the
     // kernel described wrongly refuses the buffer there. The output then
     // scans out dumb buffers rather than being abandoned.
     let is_heap = scanout.is_heap();
     let mut source = scanout.source.clone();
-    let compositor = match start(scanout) {
+    let compositor = match start(scanout)? {
         Ok(c) => c,
-        Err(e) if is_heap => {
-            warn!("{e}: the display refused {source}; using KMS dumb buffers instead");
+        Err(refused) if is_heap => {
+            warn!(
+                "{name}: the display refused {source} ({refused}); using KMS dumb buffers instead"
+            );
             let dumb = scanout::dumb(&drm_fd);
             source = dumb.source.clone();
-            start(dumb)?
+            start(dumb)?.map_err(|e| {
+                format!("{name}: cannot start the KMS compositor with {source} ({e}), nor with heap memory ({refused})")
+            })?
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(format!("{name}: cannot start the KMS compositor: {e}")),
     };
 
     let refresh_mhz = wl_mode.refresh.max(1000) as u64;

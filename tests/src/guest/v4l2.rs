@@ -51,7 +51,8 @@ pub struct PixFormat {
     pub xfer_func: u32,
 }
 
-/// `struct v4l2_format`: the union is 200 bytes at offset 8 (it holds pointers).
+/// `struct v4l2_format`: the union is 200 bytes, at offset 8 on 64-bit, 4 on 32-bit
+/// (it holds pointers).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Format {

@@ -253,7 +253,9 @@ impl HeapReport {
                 Some(s) => format!("device heap for {}", s.name),
                 None => "device heap".into(),
             },
-            HeapKind::System => "the kernel's system heap, for any device".into(),
+            HeapKind::System => {
+                "the kernel's system heap, for devices that take scattered pages".into()
+            }
             HeapKind::Cma => "a CMA heap of the kernel".into(),
             HeapKind::Udmabuf => "memfd pages as dma-bufs, the last resort".into(),
             HeapKind::Other => "a heap of unknown kind: nothing says what memory it gives".into(),
