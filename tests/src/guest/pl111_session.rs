@@ -241,19 +241,19 @@ fn heap_and_shm_windows_composited() -> Result<(), String> {
         }
     }
 
+    // A toplevel, committed without a buffer until configured.
+    let mut window = |st: &mut State, comp: &mut Heapland, what: &str| {
+        st.configured = false;
+        let surface = compositor.create_surface(&qh, ());
+        let xdg = wm.get_xdg_surface(&surface, &qh, ());
+        let toplevel = xdg.get_toplevel(&qh, ());
+        surface.commit();
+        wait(&mut queue, st, comp, |s| s.configured, what).map(|()| (surface, xdg, toplevel))
+    };
+
     // First window: 400x300 of wl_shm.
     let (sw, sh) = (400i32, 300i32);
-    let surface1 = compositor.create_surface(&qh, ());
-    let xdg1 = wm.get_xdg_surface(&surface1, &qh, ());
-    let _top1 = xdg1.get_toplevel(&qh, ());
-    surface1.commit();
-    wait(
-        &mut queue,
-        &mut st,
-        &mut comp,
-        |s| s.configured,
-        "configure of the shm window",
-    )?;
+    let (surface1, _xdg1, _top1) = window(&mut st, &mut comp, "configure of the shm window")?;
     let memfd = rustix::fs::memfd_create("pl111-shm", rustix::fs::MemfdFlags::CLOEXEC)
         .map_err(|e| format!("memfd_create: {e}"))?;
     let mut file = File::from(memfd);
@@ -286,18 +286,7 @@ fn heap_and_shm_windows_composited() -> Result<(), String> {
     let params = dmabuf.create_params(&qh, ());
     params.add(buf.as_fd(), 0, 0, dw * 4, 0, 0);
     let dma_buf_obj = params.create_immed(dw as i32, dh as i32, XR24, Flags::empty(), &qh, ());
-    st.configured = false;
-    let surface2 = compositor.create_surface(&qh, ());
-    let xdg2 = wm.get_xdg_surface(&surface2, &qh, ());
-    let _top2 = xdg2.get_toplevel(&qh, ());
-    surface2.commit();
-    wait(
-        &mut queue,
-        &mut st,
-        &mut comp,
-        |s| s.configured,
-        "configure of the heap window",
-    )?;
+    let (surface2, _xdg2, _top2) = window(&mut st, &mut comp, "configure of the heap window")?;
     st.frame_done = false;
     surface2.attach(Some(&dma_buf_obj), 0, 0);
     surface2.damage_buffer(0, 0, dw as i32, dh as i32);
