@@ -2,12 +2,12 @@
 /*
  * Per-device DMA-BUF heaps: shared definitions.
  *
- * A device heap allocates memory that one served device can DMA to, and
- * exports it as a dma-buf. The served device's constraints (DMA mask, IOMMU,
- * coherence) decide where the memory comes from; how the memory is backed
- * (one contiguous range or scattered chunks) is chosen per heap and published
- * in sysfs so that userspace can pick the heap that suits every device that
- * will touch a buffer.
+ * A device heap allocates one kind of memory: contiguous or scattered, below
+ * a physical limit, from a given CMA area first. Served devices whose needs
+ * are the same share one heap, named for its memory. Every served device has
+ * links in sysfs to all the heaps that serve it, best first, the kernel's own
+ * heaps included (heap_links.c), so userspace finds the memory that works
+ * for a set of devices without knowing any heap by name.
  */
 #ifndef _DEVICE_HEAP_H
 #define _DEVICE_HEAP_H
@@ -22,6 +22,7 @@
 #include <linux/types.h>
 
 struct cma;
+struct dentry;
 struct device_heap_core_node;
 
 #define DEVICE_HEAP_NAME_MAX	64
@@ -34,20 +35,41 @@ enum device_heap_backing {
 };
 
 /**
- * struct device_heap - a heap allocating memory for one served device
+ * struct device_heap_needs - what a served device asks of memory
+ * @backing:	contiguous, or scattered pages the device can gather
+ * @phys_limit:	highest physical address the device reaches, capped at the
+ *		last byte of RAM (devices reaching all of RAM have the same
+ *		needs whatever their mask)
+ * @dma_limit:	highest bus address it reaches: min_not_zero() of its
+ *		coherent mask and bus limit, as dma_coherent_ok() checks;
+ *		U64_MAX behind an IOMMU
+ * @cma:	the CMA area its DMA API allocations come from (its own,
+ *		else the default one), or NULL; contiguous needs only
+ * @coherent:	its DMA is cache-coherent with the CPU
+ */
+struct device_heap_needs {
+	enum device_heap_backing backing;
+	u64 phys_limit;
+	u64 dma_limit;
+	struct cma *cma;
+	bool coherent;
+};
+
+/**
+ * struct device_heap - a heap allocating one kind of memory
  * @ref:	held by the registry, by every open heap file and every buffer
  * @list:	entry in the module's list of heaps
  * @name:	heap name, also the node name under /dev/dma_heap/
- * @dev:	served device, held while the heap is registered, then NULL
  * @backing:	how buffers are backed
- * @phys_limit:	highest physical address a buffer page may have: the served
- *		device's DMA limit translated with dma_to_phys(), or the
- *		top of the address space behind an IOMMU
- * @coherent:	the served device's DMA is cache-coherent with the CPU
+ * @phys_limit:	highest physical address a buffer page may have
+ * @dma_limit:	highest bus address, checked on every allocation
+ * @coherent:	every device the heap was made for is cache-coherent
+ * @users:	served devices whose needs made the heap; it goes with the last
  * @max_alloc:	largest allocation accepted, in bytes
  * @cma:	CMA area contiguous buffers come from first, or NULL
  * @dead:	set once the heap is unregistered; allocations then fail
- * @node:	sysfs node, child of @dev in class device_heap
+ * @node:	sysfs node in class device_heap (no parent: heaps are shared)
+ * @served:	the node's served/ directory exists
  * @cdev:	character device, when the module registers the node itself
  * @devt:	device number of @cdev, 0 when the heap core owns the node
  * @core:	the heap core's registration, when the kernel has the core
@@ -56,13 +78,16 @@ struct device_heap {
 	struct kref ref;
 	struct list_head list;
 	char name[DEVICE_HEAP_NAME_MAX];
-	struct device *dev;
 	enum device_heap_backing backing;
 	u64 phys_limit;
+	u64 dma_limit;
 	bool coherent;
+	unsigned int users;
 	size_t max_alloc;
 	struct cma *cma;
+	int cma_state;
 	atomic_t dead;
+	bool served;
 	struct device *node;
 	struct cdev *cdev;
 	dev_t devt;
@@ -100,6 +125,8 @@ struct device_heap_contig {
  * @source:	where contiguous memory came from
  * @vmap_cnt:	number of kernel mappings handed out
  * @vaddr:	kernel mapping while @vmap_cnt > 0
+ * @live:	entry in the debugfs listing of live buffers
+ * @ino:	inode number of the dma-buf's file, as userspace fstat()s it
  */
 struct device_heap_buffer {
 	struct device_heap *heap;
@@ -110,13 +137,57 @@ struct device_heap_buffer {
 	enum device_heap_source source;
 	int vmap_cnt;
 	void *vaddr;
+	struct list_head live;
+	unsigned long ino;
+};
+
+/**
+ * struct device_heap_served - a device served for one "devices"/"add" entry
+ * @list:	entry in device_heap_served_list
+ * @dev:	the device (reference held), bound to its driver
+ * @needs:	what it asks of memory
+ * @heap:	the module's heap made for @needs, or NULL where a heap of the
+ *		kernel gives exactly that memory (the "system" heap)
+ * @linked:	this entry made the device's dma_heaps/ directory
+ */
+struct device_heap_served {
+	struct list_head list;
+	struct device *dev;
+	struct device_heap_needs needs;
+	struct device_heap *heap;
+	bool linked;
 };
 
 extern atomic_t device_heap_live_buffers;
 extern atomic64_t device_heap_live_bytes;
+extern struct mutex device_heaps_lock;
+extern struct list_head device_heaps;
+extern struct list_head device_heap_served_list;
+extern u64 device_heap_ram_top;
 
 void device_heap_get(struct device_heap *heap);
 void device_heap_put(struct device_heap *heap);
+
+/* heap_main.c: heaps by the memory they give */
+int device_heap_name(const struct device_heap_needs *needs, char *buf,
+		     size_t size);
+struct device_heap *device_heap_find(const struct device_heap_needs *needs);
+struct device_heap *device_heap_create(const struct device_heap_needs *needs);
+void device_heap_destroy(struct device_heap *heap, struct list_head *dead);
+void device_heap_bury(struct list_head *dead);
+extern const char * const device_heap_backing_names[];
+
+/* heap_served.c: which devices are served, following their drivers */
+int device_heap_served_init(void);
+void device_heap_served_exit(void);
+int device_heap_control_add(const char *spec);
+int device_heap_control_remove(const char *spec);
+void device_heap_add_param_devices(const char *devices);
+
+/* heap_links.c: device -> heap links in priority order */
+void device_heap_relink(void);
+void device_heap_unlink(struct device_heap_served *served);
+bool device_heap_kernel_heap_exists(struct device *dev, const char *name);
 
 /* heap_buffer.c: dma-buf export of one allocation */
 struct dma_buf *device_heap_allocate(struct device_heap *heap, size_t len,
@@ -128,11 +199,14 @@ const char *device_heap_accounting_name(const struct device_heap *heap);
 gfp_t device_heap_charge_gfp(const struct device_heap *heap);
 
 /* heap_memory.c: where the pages come from */
-void device_heap_contig_source(struct device_heap *heap);
+extern bool device_heap_contig_migrate;
 int device_heap_alloc_memory(struct device_heap_buffer *buffer);
 void device_heap_free_memory(struct device_heap_buffer *buffer);
 void device_heap_free_block(const struct device_heap_contig *block);
-void device_heap_clear(struct page *page, unsigned long nr_pages);
+int device_heap_clear(struct page *page, unsigned long nr_pages);
+
+/* heap_buffer.c: the debugfs listing of live buffers and their frames */
+void device_heap_buffers_debugfs(struct dentry *dir);
 
 /* heap_cache.c: freed contiguous blocks kept for the next buffer */
 int device_heap_cache_init(void);
@@ -151,5 +225,6 @@ void device_heap_node_exit(void);
 int device_heap_node_register(struct device_heap *heap);
 int device_heap_node_publish(struct device_heap *heap);
 void device_heap_node_unregister(struct device_heap *heap);
+bool device_heap_node_is_ours(const char *name);
 
 #endif /* _DEVICE_HEAP_H */

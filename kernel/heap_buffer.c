@@ -9,6 +9,7 @@
  * devices the syncs are no-ops.
  */
 
+#include <linux/debugfs.h>
 #include <linux/dma-buf.h>
 #include <linux/dma-mapping.h>
 #include <linux/err.h>
@@ -17,6 +18,7 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/scatterlist.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 
@@ -148,8 +150,8 @@ static int device_heap_end_cpu_access(struct dma_buf *dmabuf,
 	return 0;
 }
 
-/* The page at @pgoff of the buffer, or NULL past its end. */
-static struct page *device_heap_buffer_page(struct device_heap_buffer *buffer,
+/* The frame at @pgoff of the buffer, or 0 past its end. */
+static unsigned long device_heap_buffer_pfn(struct device_heap_buffer *buffer,
 					    unsigned long pgoff)
 {
 	struct scatterlist *sg;
@@ -159,22 +161,25 @@ static struct page *device_heap_buffer_page(struct device_heap_buffer *buffer,
 		unsigned long npages = sg->length >> PAGE_SHIFT;
 
 		if (pgoff < npages)
-			return pfn_to_page(page_to_pfn(sg_page(sg)) + pgoff);
+			return page_to_pfn(sg_page(sg)) + pgoff;
 		pgoff -= npages;
 	}
-	return NULL;
+	return 0;
 }
 
-/* A page the mapping lost (e.g. to MADV_DONTNEED) comes back on the next touch. */
+/*
+ * The mapping is made whole at mmap time; a page it loses (the mm zapping
+ * the range) comes back on the next touch.
+ */
 static vm_fault_t device_heap_vm_fault(struct vm_fault *vmf)
 {
 	struct vm_area_struct *vma = vmf->vma;
-	struct device_heap_buffer *buffer = vma->vm_private_data;
-	struct page *page = device_heap_buffer_page(buffer, vmf->pgoff);
+	unsigned long pfn = device_heap_buffer_pfn(vma->vm_private_data,
+						   vmf->pgoff);
 
-	if (!page)
+	if (!pfn)
 		return VM_FAULT_SIGBUS;
-	return device_heap_insert_mixed(vma, vmf->address, page_to_pfn(page));
+	return vmf_insert_pfn(vma, vmf->address, pfn);
 }
 
 static const struct vm_operations_struct device_heap_vm_ops = {
@@ -183,16 +188,12 @@ static const struct vm_operations_struct device_heap_vm_ops = {
 
 /*
  * Shared mappings only, as cma_heap: a private mapping of a dma-buf would be
- * a copy no device sees, and copy-on-write of mapped buffer pages cannot work
- * (with remapped pfns the first page did, the second failed).
+ * a copy no device sees, and copy-on-write of mapped buffer pages cannot work.
  *
- * The pages go in as special entries of a VM_MIXEDMAP | VM_IO mapping: like
- * remap_pfn_range() they take no page reference and cannot be pinned by
- * get_user_pages() (so no pipe or O_DIRECT can hold a page past the buffer's
- * release), but unlike a VM_PFNMAP mapping they are visible in
- * /proc/<pid>/pagemap, which is how the tests check placement. The kernel
- * exports no ranged insert for such mappings: pages go in one by one, all at
- * mmap time, from the page the offset falls in.
+ * A VM_PFNMAP mapping, as the system and CMA heaps make: the pages take no
+ * reference and cannot be pinned by get_user_pages(), so no pipe or
+ * O_DIRECT can hold a page past the buffer's release. Each contiguous run
+ * of the buffer goes in with one remap_pfn_range().
  */
 static int device_heap_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 {
@@ -200,32 +201,31 @@ static int device_heap_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 	unsigned long skip = vma->vm_pgoff;
 	unsigned long addr = vma->vm_start;
 	struct scatterlist *sg;
-	vm_fault_t ret;
-	int i;
+	int i, ret;
 
 	if (!(vma->vm_flags & (VM_SHARED | VM_MAYSHARE)))
 		return -EINVAL;
 
 	/* dma_buf_mmap_internal() has checked that the range fits the buffer. */
-	vm_flags_set(vma, VM_MIXEDMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP);
+	vm_flags_set(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_ops = &device_heap_vm_ops;
 	vma->vm_private_data = buffer;
 
 	for_each_sgtable_sg(&buffer->sg_table, sg, i) {
 		unsigned long npages = sg->length >> PAGE_SHIFT;
-		unsigned long pfn = page_to_pfn(sg_page(sg));
+		unsigned long len;
 
 		if (skip >= npages) {
 			skip -= npages;
 			continue;
 		}
-		for (pfn += skip, npages -= skip, skip = 0;
-		     npages && addr < vma->vm_end;
-		     pfn++, npages--, addr += PAGE_SIZE) {
-			ret = device_heap_insert_mixed(vma, addr, pfn);
-			if (ret & VM_FAULT_ERROR)
-				return ret == VM_FAULT_OOM ? -ENOMEM : -EFAULT;
-		}
+		len = min((npages - skip) << PAGE_SHIFT, vma->vm_end - addr);
+		ret = remap_pfn_range(vma, addr, page_to_pfn(sg_page(sg)) + skip,
+				      len, vma->vm_page_prot);
+		if (ret)
+			return ret;
+		skip = 0;
+		addr += len;
 		if (addr >= vma->vm_end)
 			break;
 	}
@@ -292,10 +292,17 @@ static void device_heap_vunmap(struct dma_buf *dmabuf, struct iosys_map *map)
 	iosys_map_clear(map);
 }
 
+/* Live buffers, for the debugfs listing of their frames. */
+static LIST_HEAD(device_heap_live_list);
+static DEFINE_MUTEX(device_heap_live_lock);
+
 static void device_heap_release(struct dma_buf *dmabuf)
 {
 	struct device_heap_buffer *buffer = dmabuf->priv;
 
+	mutex_lock(&device_heap_live_lock);
+	list_del(&buffer->live);
+	mutex_unlock(&device_heap_live_lock);
 	atomic_dec(&device_heap_live_buffers);
 	atomic64_sub(buffer->len, &device_heap_live_bytes);
 	device_heap_free_memory(buffer);
@@ -359,6 +366,10 @@ struct dma_buf *device_heap_allocate(struct device_heap *heap, size_t len,
 		goto free_memory;
 	}
 
+	buffer->ino = file_inode(dmabuf->file)->i_ino;
+	mutex_lock(&device_heap_live_lock);
+	list_add_tail(&buffer->live, &device_heap_live_list);
+	mutex_unlock(&device_heap_live_lock);
 	atomic_inc(&device_heap_live_buffers);
 	atomic64_add(buffer->len, &device_heap_live_bytes);
 	return dmabuf;
@@ -370,4 +381,40 @@ put_heap:
 	mutex_destroy(&buffer->lock);
 	kfree(buffer);
 	return ERR_PTR(ret);
+}
+
+/*
+ * /sys/kernel/debug/device_heap/buffers: one line per live buffer, "<inode>
+ * <heap> <bytes>" and its runs of frames as "<first pfn, hex>+<count>", so
+ * that tests see where a buffer lies without pagemap (which shows no frames
+ * of a VM_PFNMAP mapping) and whatever the buffer is mapped by.
+ */
+static int device_heap_buffers_show(struct seq_file *m, void *unused)
+{
+	struct device_heap_buffer *buffer;
+	struct scatterlist *sg;
+	int i;
+
+	mutex_lock(&device_heap_live_lock);
+	list_for_each_entry(buffer, &device_heap_live_list, live) {
+		seq_printf(m, "%lu %s %zu", buffer->ino, buffer->heap->name,
+			   buffer->len);
+		for_each_sgtable_sg(&buffer->sg_table, sg, i)
+			seq_printf(m, " %lx+%u", page_to_pfn(sg_page(sg)),
+				   sg->length >> PAGE_SHIFT);
+		seq_putc(m, '\n');
+	}
+	mutex_unlock(&device_heap_live_lock);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(device_heap_buffers);
+
+/**
+ * device_heap_buffers_debugfs - create the listing of live buffers
+ * @dir: the module's debugfs directory
+ */
+void device_heap_buffers_debugfs(struct dentry *dir)
+{
+	debugfs_create_file("buffers", 0400, dir, NULL,
+			    &device_heap_buffers_fops);
 }

@@ -175,7 +175,10 @@ bool device_heap_cache_take(const struct device_heap *heap, size_t len,
 	*block = found->block;
 	kfree(found);
 	/* The last buffer's data must not reach the next owner. */
-	device_heap_clear(block->page, len >> PAGE_SHIFT);
+	if (device_heap_clear(block->page, len >> PAGE_SHIFT)) {
+		device_heap_free_block(block);
+		return false;
+	}
 	return true;
 }
 

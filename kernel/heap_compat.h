@@ -10,13 +10,14 @@
 #ifndef _DEVICE_HEAP_COMPAT_H
 #define _DEVICE_HEAP_COMPAT_H
 
+#include <linux/device.h>
 #include <linux/gfp.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/stringify.h>
 #include <linux/version.h>
 
-/* use_dma_iommu() and <linux/iommu-dma.h> arrived in 6.12. */
+/* The oldest kernel tested. */
 #if LINUX_VERSION_CODE < KERNEL_VERSION(6, 12, 0)
 #error "device_heap needs Linux 6.12 or later"
 #endif
@@ -51,14 +52,22 @@
 #define DEVICE_HEAP_HAVE_FAUX	0
 #endif
 
-/* Since 6.17 pfn_t is gone: vmf_insert_mixed() takes a plain pfn. */
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 17, 0)
-#define device_heap_insert_mixed(vma, addr, pfn) \
-	vmf_insert_mixed(vma, addr, pfn)
+/*
+ * Whether the DMA API maps @dev through an IOMMU (use_dma_iommu(), whose
+ * header is the DMA layer's own). Kernels whose struct device keeps its
+ * flags in a word generate dev_dma_iommu(); Kbuild finds which.
+ */
+#ifdef CONFIG_IOMMU_DMA
+#ifdef DEVICE_HEAP_DEV_FLAGS
+#define device_heap_dma_iommu(dev)	dev_dma_iommu(dev)
 #else
-#include <linux/pfn_t.h>
-#define device_heap_insert_mixed(vma, addr, pfn) \
-	vmf_insert_mixed(vma, addr, pfn_to_pfn_t(pfn))
+#define device_heap_dma_iommu(dev)	((dev)->dma_iommu)
+#endif
+#else
+static inline bool device_heap_dma_iommu(struct device *dev)
+{
+	return false;
+}
 #endif
 
 #endif /* _DEVICE_HEAP_COMPAT_H */

@@ -1,53 +1,42 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Per-device DMA-BUF heaps.
+ * DMA-BUF heaps for the memory devices need.
  *
- * One heap per served device, as proposed in "dma-buf: heaps: Add a device
- * heap" (2020), with what that thread asked for: discovery. Each heap is a
- * device of class device_heap, child of the device it serves, so userspace
- * holding a DRM or V4L2 device number finds the heaps that serve it under
- * /sys/dev/char/MAJ:MIN/device/device_heap/, together with the memory
- * guarantees of each (see ABI.md).
+ * The 2020 RFC "dma-buf: heaps: Add a device heap" proposed one heap per
+ * device; its thread asked which heap serves a device. Here a heap is one
+ * kind of memory (contiguous or scattered, below a physical limit, from a
+ * CMA area first), named for that memory as the kernel's naming rule asks
+ * (Documentation/userspace-api/dma-buf-heaps.rst), and shared by every
+ * served device whose needs are the same. Each served device has links to
+ * all the heaps that serve it, the kernel's own included, best first
+ * (heap_links.c; ABI.md).
  *
  * Devices are named by the "devices" module parameter or at run time by
- * writing to /sys/class/device_heap/add. A named device has its heap while
- * it is bound to a driver: drivers bind when they please (a display whose
- * driver loads after this module, a device that is unbound and bound
- * again), so the module keeps the list and serves each device when its
- * driver binds. Writing a heap's name to /sys/class/device_heap/remove
- * removes the heap and forgets the device.
+ * writing to /sys/class/device_heap/add, and served while bound to a driver
+ * (heap_served.c).
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/amba/bus.h>
 #include <linux/cma.h>
 #include <linux/debugfs.h>
 #include <linux/device.h>
-#include <linux/dma-direct.h>
 #include <linux/dma-map-ops.h>
-#include <linux/iommu-dma.h>
-#include <linux/dma-mapping.h>
 #include <linux/kernel.h>
 #include <linux/mm.h>
+#include <linux/mmzone.h>
 #include <linux/module.h>
-#include <linux/pci.h>
-#include <linux/platform_device.h>
-#include <linux/property.h>
+#include <linux/nodemask.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 
 #include "device_heap.h"
 #include "heap_compat.h"
 
-#if DEVICE_HEAP_HAVE_FAUX
-#include <linux/device/faux.h>
-#endif
-
 static char *devices;
 module_param(devices, charp, 0444);
 MODULE_PARM_DESC(devices,
-		 "Comma-separated devices to serve at load: <bus>/<device>[:contig|:sg]");
+		 "Comma-separated devices to serve: <bus>/<device>[:contig|:sg]");
 
 static unsigned int contig_max_mb = 256;
 module_param(contig_max_mb, uint, 0444);
@@ -59,102 +48,23 @@ atomic64_t device_heap_live_bytes = ATOMIC64_INIT(0);
 
 static const struct class device_heap_class;
 
-static LIST_HEAD(device_heaps);
-static DEFINE_MUTEX(device_heaps_lock);
-/* Set by module exit under device_heaps_lock: no heap may be created after. */
-static bool device_heaps_closing;
+/* The heaps, the served devices and the links between them. */
+DEFINE_MUTEX(device_heaps_lock);
+LIST_HEAD(device_heaps);
+/* The last byte of RAM, when the module was loaded. */
+u64 device_heap_ram_top;
 static struct dentry *device_heap_debugfs;
 
-static const char * const device_heap_backing_names[] = {
+const char * const device_heap_backing_names[] = {
 	[DEVICE_HEAP_CONTIG] = "contig",
 	[DEVICE_HEAP_SG] = "sg",
 };
-
-struct device_heap_bus {
-	const struct bus_type *bus;
-	struct notifier_block nb;
-	bool registered;
-};
-
-enum device_heap_bus_index {
-	DEVICE_HEAP_BUS_PLATFORM,
-#ifdef CONFIG_ARM_AMBA
-	DEVICE_HEAP_BUS_AMBA,
-#endif
-#ifdef CONFIG_PCI
-	DEVICE_HEAP_BUS_PCI,
-#endif
-#if DEVICE_HEAP_HAVE_FAUX
-	DEVICE_HEAP_BUS_FAUX,
-#endif
-	DEVICE_HEAP_NR_BUSES
-};
-
-static int device_heap_bus_notify(struct notifier_block *nb,
-				  unsigned long action, void *data);
-
-static struct device_heap_bus device_heap_buses[DEVICE_HEAP_NR_BUSES] = {
-	[DEVICE_HEAP_BUS_PLATFORM] = {
-		.bus = &platform_bus_type,
-		.nb.notifier_call = device_heap_bus_notify,
-	},
-#ifdef CONFIG_ARM_AMBA
-	/* PrimeCell devices of ARM boards: PL110 and PL111 displays. */
-	[DEVICE_HEAP_BUS_AMBA] = {
-		.bus = &amba_bustype,
-		.nb.notifier_call = device_heap_bus_notify,
-	},
-#endif
-#ifdef CONFIG_PCI
-	[DEVICE_HEAP_BUS_PCI] = {
-		.bus = &pci_bus_type,
-		.nb.notifier_call = device_heap_bus_notify,
-	},
-#endif
-#if DEVICE_HEAP_HAVE_FAUX
-	/* .bus is taken from device_heap_faux at init: faux_bus_type is static. */
-	[DEVICE_HEAP_BUS_FAUX] = {
-		.nb.notifier_call = device_heap_bus_notify,
-	},
-#endif
-};
-
-#if DEVICE_HEAP_HAVE_FAUX
-static struct faux_device *device_heap_faux;
-#endif
-
-/*
- * A device the module was asked to serve, kept so that it gets its heap
- * whenever its driver binds. Under device_heaps_lock.
- */
-struct device_heap_wanted {
-	struct list_head list;
-	const struct bus_type *bus;
-	bool auto_backing;
-	enum device_heap_backing backing;
-	char name[];
-};
-
-static LIST_HEAD(device_heap_wanted_list);
 
 static void device_heap_free(struct kref *ref)
 {
 	struct device_heap *heap = container_of(ref, struct device_heap, ref);
 
-	put_device(heap->dev);
 	kfree(heap);
-}
-
-/*
- * Drop the served device as soon as the heap is unregistered rather than
- * when the last buffer goes: a reference does not keep a device's memory
- * alive when its driver defined it statically (vivid does), and buffers need
- * only the placement the heap computed, never the device itself.
- */
-static void device_heap_release_device(struct device_heap *heap)
-{
-	put_device(heap->dev);
-	heap->dev = NULL;
 }
 
 void device_heap_get(struct device_heap *heap)
@@ -165,30 +75,6 @@ void device_heap_get(struct device_heap *heap)
 void device_heap_put(struct device_heap *heap)
 {
 	kref_put(&heap->ref, device_heap_free);
-}
-
-static struct device_heap *device_heap_lookup(const char *name)
-{
-	struct device_heap *heap;
-
-	lockdep_assert_held(&device_heaps_lock);
-	list_for_each_entry(heap, &device_heaps, list) {
-		if (!strcmp(heap->name, name))
-			return heap;
-	}
-	return NULL;
-}
-
-/* Called with device_heaps_lock held. */
-static void device_heap_destroy(struct device_heap *heap)
-{
-	atomic_set(&heap->dead, 1);
-	device_heap_cache_drop(heap);
-	list_del(&heap->list);
-	device_unregister(heap->node);
-	device_heap_node_unregister(heap);
-	device_heap_release_device(heap);
-	device_heap_put(heap);
 }
 
 /*
@@ -207,150 +93,97 @@ static size_t device_heap_max_alloc(enum device_heap_backing backing)
 	return half_ram;
 }
 
-/*
- * Without an IOMMU a device reaches one buffer at one bus address, so the
- * only memory sure to work for it is contiguous; behind an IOMMU the DMA API
- * makes scattered pages look contiguous to the device.
+/**
+ * device_heap_name - the name of the memory @needs ask for
+ * @needs: a device's needs
+ * @buf: where the name goes
+ * @size: size of @buf
+ *
+ * Names describe the memory, never the allocator: "system" for pages
+ * anywhere in RAM (the kernel's own heap, where it has one), "system-32bit"
+ * for pages below 4 GiB, a "-contiguous" suffix for physically contiguous
+ * buffers, and a device's own CMA area by its name
+ * ("<area>-contiguous").
+ *
+ * Return: 0, or -ENAMETOOLONG.
  */
-static enum device_heap_backing device_heap_default_backing(struct device *dev)
+int device_heap_name(const struct device_heap_needs *needs, char *buf,
+		     size_t size)
 {
-	return use_dma_iommu(dev) ? DEVICE_HEAP_SG : DEVICE_HEAP_CONTIG;
+	const char *suffix = needs->backing == DEVICE_HEAP_CONTIG ?
+			     "-contiguous" : "";
+	const char *area = NULL;
+	int len;
+
+#ifdef DEVICE_HEAP_HAVE_CMA
+	if (needs->cma && needs->cma != dev_get_cma_area(NULL))
+		area = cma_get_name(needs->cma);
+#endif
+	if (area)
+		len = snprintf(buf, size, "%s%s", area, suffix);
+	else if (needs->phys_limit >= device_heap_ram_top)
+		len = snprintf(buf, size, "system%s", suffix);
+	else
+		len = snprintf(buf, size, "system-%dbit%s",
+			       fls64(needs->phys_limit), suffix);
+	return len >= size ? -ENAMETOOLONG : 0;
 }
 
-/*
- * Devices between BUS_NOTIFY_DEL_DEVICE and BUS_NOTIFY_REMOVED_DEVICE: being
- * deleted but still on their bus, where "add" could find them. Under
- * device_heaps_lock.
+static bool device_heap_gives(const struct device_heap *heap,
+			      const struct device_heap_needs *needs)
+{
+	return heap->backing == needs->backing &&
+	       heap->phys_limit == needs->phys_limit &&
+	       (needs->backing == DEVICE_HEAP_SG || heap->cma == needs->cma);
+}
+
+/**
+ * device_heap_find - the live heap giving exactly what @needs ask for
+ * @needs: a device's needs
+ *
+ * Return: the heap, or NULL. Called with device_heaps_lock held.
  */
-struct device_heap_dying {
-	struct list_head list;
-	struct device *dev;
-};
-
-static LIST_HEAD(device_heap_dying_list);
-
-static void device_heap_mark_dying(struct device *dev)
+struct device_heap *device_heap_find(const struct device_heap_needs *needs)
 {
-	struct device_heap_dying *d;
-
-	/* Small and short-lived; the deletion cannot be refused. */
-	d = kmalloc(sizeof(*d), GFP_KERNEL | __GFP_NOFAIL);
-	d->dev = dev;
-	mutex_lock(&device_heaps_lock);
-	list_add(&d->list, &device_heap_dying_list);
-	mutex_unlock(&device_heaps_lock);
-}
-
-static void device_heap_unmark_dying(struct device *dev)
-{
-	struct device_heap_dying *d, *tmp;
-
-	mutex_lock(&device_heaps_lock);
-	list_for_each_entry_safe(d, tmp, &device_heap_dying_list, list) {
-		if (d->dev == dev) {
-			list_del(&d->list);
-			kfree(d);
-			break;
-		}
-	}
-	mutex_unlock(&device_heaps_lock);
-}
-
-static bool device_heap_dying(struct device *dev)
-{
-	struct device_heap_dying *d;
+	struct device_heap *heap;
 
 	lockdep_assert_held(&device_heaps_lock);
-	list_for_each_entry(d, &device_heap_dying_list, list) {
-		if (d->dev == dev)
-			return true;
+	list_for_each_entry(heap, &device_heaps, list) {
+		if (device_heap_gives(heap, needs))
+			return heap;
 	}
-	return false;
+	return NULL;
 }
 
-/*
- * A platform device that no driver of the bus could take: registered bare by
- * a module that drives it itself (vkms and vgem before 6.15 do). Nothing
- * will set another DMA mask on it.
- */
-static bool device_heap_driverless(struct device *dev)
+static struct device_heap *device_heap_lookup(const char *name)
 {
-	return !dev->driver && dev->bus == &platform_bus_type &&
-	       !dev_fwnode(dev) && !device_has_driver_override(dev) &&
-	       !driver_find(to_platform_device(dev)->name, &platform_bus_type);
-}
-
-/*
- * Which devices get a heap, decided under the device lock and
- * device_heaps_lock:
- *  - a device bound to its driver: the driver set the DMA mask in probe,
- *    and the unbind notification, which removes the heap, is sent under the
- *    device lock held here, also when the device is deleted, so it always
- *    sees a heap created now;
- *  - a driverless device (above), whose heap goes at BUS_NOTIFY_DEL_DEVICE;
- *    one already past that notification is refused (device_heap_dying()),
- *    and one past BUS_NOTIFY_REMOVED_DEVICE is no longer on its bus;
- * never a device merely unbound, whose mask is a stale driver's or none.
- */
-static bool device_heap_servable(struct device *dev)
-{
-	struct device *again;
-	bool on_bus;
+	struct device_heap *heap;
 
 	lockdep_assert_held(&device_heaps_lock);
-	device_lock_assert(dev);
-
-	if (device_heap_dying(dev))
-		return false;
-	again = bus_find_device_by_name(dev->bus, NULL, dev_name(dev));
-	on_bus = again == dev;
-	put_device(again);
-	if (!on_bus)
-		return false;
-	return dev->driver || device_heap_driverless(dev);
+	list_for_each_entry(heap, &device_heaps, list) {
+		if (!strcmp(heap->name, name))
+			return heap;
+	}
+	return NULL;
 }
 
-/*
- * The highest physical address the served device reaches. The DMA mask is a
- * bus address; dma_to_phys() applies the bus's offsets, as dma-direct does
- * for its own allocations. Behind an IOMMU any page will do.
+/**
+ * device_heap_create - make the heap for @needs
+ * @needs: a served device's needs, for which device_heap_find() found none
+ *
+ * The heap has no user yet: the caller counts the device it serves.
+ * Called with device_heaps_lock held.
+ *
+ * Return: the heap, or an ERR_PTR: -EEXIST if a heap of another kind of
+ * memory has the name, -ENOSPC if the heap core has no room for another
+ * name, or an error from registering the node.
  */
-static u64 device_heap_phys_limit(struct device *dev)
-{
-	u64 dma_limit = min_not_zero(dma_get_mask(dev), dev->bus_dma_limit);
-	phys_addr_t phys;
-
-	if (use_dma_iommu(dev))
-		return U64_MAX;
-	phys = dma_to_phys(dev, dma_limit);
-	/* No bus region holds the limit: nothing beyond the mask is sure. */
-	if (phys == (phys_addr_t)-1)
-		return dma_limit;
-	return phys;
-}
-
-/*
- * Called with the served device's lock and device_heaps_lock held, so that
- * the device cannot change state between device_heap_servable() and the
- * heap joining the list that the bus notifier walks.
- */
-static struct device_heap *device_heap_create(struct device *dev,
-					      enum device_heap_backing backing)
+struct device_heap *device_heap_create(const struct device_heap_needs *needs)
 {
 	struct device_heap *heap;
 	int ret;
 
 	lockdep_assert_held(&device_heaps_lock);
-	device_lock_assert(dev);
-
-	if (device_heaps_closing)
-		return ERR_PTR(-ENODEV);
-	if (!device_heap_servable(dev))
-		return ERR_PTR(-ENODEV);
-	if (!dev->dma_mask) {
-		dev_warn(dev, "device does no DMA, no heap for it\n");
-		return ERR_PTR(-EINVAL);
-	}
 
 	heap = kzalloc(sizeof(*heap), GFP_KERNEL);
 	if (!heap)
@@ -358,29 +191,26 @@ static struct device_heap *device_heap_create(struct device *dev,
 
 	kref_init(&heap->ref);
 	INIT_LIST_HEAD(&heap->list);
-	heap->dev = get_device(dev);
-	heap->backing = backing;
-	heap->phys_limit = device_heap_phys_limit(dev);
-	heap->coherent = dev_is_dma_coherent(dev);
-	heap->max_alloc = device_heap_max_alloc(backing);
+	heap->backing = needs->backing;
+	heap->phys_limit = needs->phys_limit;
+	heap->dma_limit = needs->dma_limit;
+	heap->cma = needs->backing == DEVICE_HEAP_CONTIG ? needs->cma : NULL;
+	heap->coherent = needs->coherent;
+	heap->max_alloc = device_heap_max_alloc(needs->backing);
 
-	if (snprintf(heap->name, sizeof(heap->name), "%s-%s", dev_name(dev),
-		     device_heap_backing_names[backing]) >= sizeof(heap->name)) {
-		ret = -ENAMETOOLONG;
+	ret = device_heap_name(needs, heap->name, sizeof(heap->name));
+	if (ret)
 		goto put_heap;
-	}
 	if (device_heap_lookup(heap->name)) {
 		ret = -EEXIST;
 		goto put_heap;
 	}
 
-	device_heap_contig_source(heap);
-
 	ret = device_heap_node_register(heap);
 	if (ret)
 		goto put_heap;
 
-	heap->node = device_create(&device_heap_class, dev, heap->devt, heap,
+	heap->node = device_create(&device_heap_class, NULL, heap->devt, heap,
 				   "%s", heap->name);
 	if (IS_ERR(heap->node)) {
 		ret = PTR_ERR(heap->node);
@@ -392,11 +222,9 @@ static struct device_heap *device_heap_create(struct device *dev,
 		goto destroy_node;
 
 	list_add_tail(&heap->list, &device_heaps);
-	dev_info(dev, "heap %s: %s%s, below %d bits, %scoherent, accounting %s\n",
-		 heap->name, device_heap_backing_names[backing],
-		 heap->cma ? " (cma)" : "", fls64(heap->phys_limit),
-		 heap->coherent ? "" : "non-",
-		 device_heap_accounting_name(heap));
+	pr_info("heap %s: %s, below %d bits, accounting %s\n", heap->name,
+		device_heap_backing_names[heap->backing],
+		fls64(heap->phys_limit), device_heap_accounting_name(heap));
 	return heap;
 
 destroy_node:
@@ -408,301 +236,40 @@ put_heap:
 	return ERR_PTR(ret);
 }
 
-static const struct bus_type *device_heap_find_bus(const char *name, size_t len)
-{
-	int i;
-
-	for (i = 0; i < ARRAY_SIZE(device_heap_buses); i++) {
-		const struct bus_type *bus = device_heap_buses[i].bus;
-
-		if (bus && strlen(bus->name) == len &&
-		    !strncmp(bus->name, name, len))
-			return bus;
-	}
-	return NULL;
-}
-
-/*
- * Parse "<bus>/<device>[:contig|:sg]". Device names may themselves contain
- * ':' (PCI), so only a known backing after the last ':' counts as one.
+/**
+ * device_heap_destroy - unregister a heap no device needs any more
+ * @heap: the heap
+ * @dead: where the heap goes until device_heap_bury()
+ *
+ * Buffers already allocated stay valid; open heap files fail further
+ * allocations with -ENODEV. Called with device_heaps_lock held: the blocks
+ * the cache keeps for the heap are given back by device_heap_bury(), after
+ * the caller lets go of the lock.
  */
-static struct device_heap_wanted *device_heap_parse(const char *spec)
+void device_heap_destroy(struct device_heap *heap, struct list_head *dead)
 {
-	const struct bus_type *bus;
-	struct device_heap_wanted *w;
-	const char *slash;
-	char *colon;
-	size_t len;
-	int i;
-
-	slash = strchr(spec, '/');
-	if (!slash || slash == spec || !slash[1])
-		return ERR_PTR(-EINVAL);
-	bus = device_heap_find_bus(spec, slash - spec);
-	if (!bus)
-		return ERR_PTR(-ENODEV);
-
-	len = strlen(slash + 1);
-	/* Zeroed: the name is terminated. */
-	w = kzalloc(struct_size(w, name, len + 1), GFP_KERNEL);
-	if (!w)
-		return ERR_PTR(-ENOMEM);
-	INIT_LIST_HEAD(&w->list);
-	w->bus = bus;
-	w->auto_backing = true;
-	memcpy(w->name, slash + 1, len);
-	colon = strrchr(w->name, ':');
-	if (colon) {
-		i = match_string(device_heap_backing_names,
-				 ARRAY_SIZE(device_heap_backing_names),
-				 colon + 1);
-		if (i >= 0) {
-			w->backing = i;
-			w->auto_backing = false;
-			*colon = '\0';
-		}
-	}
-	return w;
-}
-
-static bool device_heap_wanted_match(const struct device_heap_wanted *w,
-				     struct device *dev)
-{
-	return w->bus == dev->bus && !strcmp(w->name, dev_name(dev));
-}
-
-static enum device_heap_backing
-device_heap_wanted_backing(const struct device_heap_wanted *w,
-			   struct device *dev)
-{
-	return w->auto_backing ? device_heap_default_backing(dev) : w->backing;
-}
-
-/* Keeps @w on the list, or frees it if the list has it already. */
-static void device_heap_want(struct device_heap_wanted *w)
-{
-	struct device_heap_wanted *old;
-
 	lockdep_assert_held(&device_heaps_lock);
-	list_for_each_entry(old, &device_heap_wanted_list, list) {
-		if (old->bus == w->bus && !strcmp(old->name, w->name) &&
-		    old->auto_backing == w->auto_backing &&
-		    (w->auto_backing || old->backing == w->backing)) {
-			kfree(w);
-			return;
-		}
-	}
-	list_add_tail(&w->list, &device_heap_wanted_list);
+	atomic_set(&heap->dead, 1);
+	list_move_tail(&heap->list, dead);
+	device_unregister(heap->node);
+	heap->node = NULL;
+	heap->served = false;
+	device_heap_node_unregister(heap);
 }
 
-/*
- * Whether @w asks for a heap named @name: "<device>-<backing>", either
- * backing for an entry that lets the module choose (its device may not be
- * there to ask).
+/**
+ * device_heap_bury - give back what destroyed heaps kept, without locks held
+ * @dead: heaps from device_heap_destroy()
  */
-static bool device_heap_wanted_names(const struct device_heap_wanted *w,
-				     const char *name)
-{
-	size_t len = strlen(w->name);
-	int i;
-
-	if (strncmp(name, w->name, len) || name[len] != '-')
-		return false;
-	i = match_string(device_heap_backing_names,
-			 ARRAY_SIZE(device_heap_backing_names), name + len + 1);
-	return i >= 0 && (w->auto_backing || w->backing == i);
-}
-
-/*
- * Forgets every entry asking for a heap named @name, whether or not the
- * heap exists now: "remove" means for good. Returns whether one was found.
- */
-static bool device_heap_forget(const char *name)
-{
-	struct device_heap_wanted *w, *tmp;
-	bool found = false;
-
-	lockdep_assert_held(&device_heaps_lock);
-	list_for_each_entry_safe(w, tmp, &device_heap_wanted_list, list) {
-		if (device_heap_wanted_names(w, name)) {
-			list_del(&w->list);
-			kfree(w);
-			found = true;
-		}
-	}
-	return found;
-}
-
-/*
- * Makes the heaps the list asks for @dev that do not exist yet. Called with
- * the device lock and device_heaps_lock held; a device that cannot be served
- * now (unbound, going away) is left for its next bind.
- */
-static void device_heap_serve(struct device *dev)
-{
-	struct device_heap_wanted *w;
-	struct device_heap *heap;
-
-	lockdep_assert_held(&device_heaps_lock);
-	list_for_each_entry(w, &device_heap_wanted_list, list) {
-		if (!device_heap_wanted_match(w, dev))
-			continue;
-		heap = device_heap_create(dev, device_heap_wanted_backing(w, dev));
-		if (IS_ERR(heap) && PTR_ERR(heap) != -EEXIST &&
-		    PTR_ERR(heap) != -ENODEV)
-			dev_warn(dev, "no heap: %pe\n", heap);
-	}
-}
-
-/*
- * A write to "add": the device must be there and servable now, else
- * -ENODEV and nothing is remembered. Once made, its heap comes back
- * whenever the device binds again.
- */
-static int device_heap_add(const char *spec)
-{
-	struct device_heap_wanted *w;
-	struct device_heap *heap;
-	struct device *dev;
-	int ret;
-
-	w = device_heap_parse(spec);
-	if (IS_ERR(w))
-		return PTR_ERR(w);
-	dev = bus_find_device_by_name(w->bus, NULL, w->name);
-	if (!dev) {
-		kfree(w);
-		return -ENODEV;
-	}
-
-	/* Lock order: device, then the heap list, as in the bus notifier. */
-	device_lock(dev);
-	mutex_lock(&device_heaps_lock);
-	heap = device_heap_create(dev, device_heap_wanted_backing(w, dev));
-	ret = PTR_ERR_OR_ZERO(heap);
-	if (!ret) {
-		device_heap_want(w);
-		w = NULL;
-	}
-	mutex_unlock(&device_heaps_lock);
-	device_unlock(dev);
-	put_device(dev);
-	kfree(w);
-	return ret;
-}
-
-/*
- * A "devices=" entry: remembered first, so that a driver binding while the
- * device is looked up is seen by the notifier, then served if it can be.
- * A device that is not there yet, or not bound, waits for its driver.
- */
-static int device_heap_add_param(const char *spec)
-{
-	struct device_heap_wanted *w;
-	const struct bus_type *bus;
-	struct device *dev;
-	char *name;
-
-	w = device_heap_parse(spec);
-	if (IS_ERR(w))
-		return PTR_ERR(w);
-	bus = w->bus;
-	/* @w is the list's once kept, and freed if it was a duplicate. */
-	name = kstrdup(w->name, GFP_KERNEL);
-	if (!name) {
-		kfree(w);
-		return -ENOMEM;
-	}
-	mutex_lock(&device_heaps_lock);
-	device_heap_want(w);
-	mutex_unlock(&device_heaps_lock);
-
-	dev = bus_find_device_by_name(bus, NULL, name);
-	kfree(name);
-	if (!dev) {
-		pr_info("%s: not there yet, served when its driver binds\n",
-			spec);
-		return 0;
-	}
-	device_lock(dev);
-	mutex_lock(&device_heaps_lock);
-	if (dev->driver || device_heap_driverless(dev))
-		device_heap_serve(dev);
-	else
-		pr_info("%s: not bound yet, served when its driver binds\n",
-			spec);
-	mutex_unlock(&device_heaps_lock);
-	device_unlock(dev);
-	put_device(dev);
-	return 0;
-}
-
-/*
- * Removes the heap @name and forgets the entries asking for it; an entry
- * waiting for its device or driver can be forgotten without a heap.
- */
-static int device_heap_remove(const char *name)
-{
-	struct device_heap *heap;
-	int ret = -ENOENT;
-
-	mutex_lock(&device_heaps_lock);
-	if (device_heap_forget(name))
-		ret = 0;
-	heap = device_heap_lookup(name);
-	if (heap) {
-		device_heap_destroy(heap);
-		ret = 0;
-	}
-	mutex_unlock(&device_heaps_lock);
-	return ret;
-}
-
-/*
- * Heaps follow their device's driver. A driver binding or unbinding may set
- * another DMA mask than a heap was made for, and a device going away takes
- * its heaps first, so that their sysfs nodes never outlive their parent;
- * buffers already allocated stay valid, they need nothing from the device.
- * Once bound (under the device lock) a listed device gets its heaps again.
- * A driverless device binds nothing: it is served by "add" or at load only,
- * after the module that made it has set its DMA mask, which it does after
- * registering the device (vkms and vgem before 6.15).
- */
-static int device_heap_bus_notify(struct notifier_block *nb,
-				  unsigned long action, void *data)
+void device_heap_bury(struct list_head *dead)
 {
 	struct device_heap *heap, *tmp;
-	struct device *dev = data;
 
-	switch (action) {
-	case BUS_NOTIFY_BOUND_DRIVER:
-		mutex_lock(&device_heaps_lock);
-		device_heap_serve(dev);
-		mutex_unlock(&device_heaps_lock);
-		return NOTIFY_OK;
-	case BUS_NOTIFY_DEL_DEVICE:
-		device_heap_mark_dying(dev);
-		break;
-	case BUS_NOTIFY_REMOVED_DEVICE:
-		device_heap_unmark_dying(dev);
-		return NOTIFY_OK;
-	case BUS_NOTIFY_BIND_DRIVER:
-	case BUS_NOTIFY_UNBIND_DRIVER:
-		break;
-	default:
-		return NOTIFY_DONE;
+	list_for_each_entry_safe(heap, tmp, dead, list) {
+		list_del_init(&heap->list);
+		device_heap_cache_drop(heap);
+		device_heap_put(heap);
 	}
-
-	mutex_lock(&device_heaps_lock);
-	list_for_each_entry_safe(heap, tmp, &device_heaps, list) {
-		if (heap->dev != dev)
-			continue;
-		dev_info(dev, "device changing or going away, removing heap %s\n",
-			 heap->name);
-		device_heap_destroy(heap);
-	}
-	mutex_unlock(&device_heaps_lock);
-	return NOTIFY_OK;
 }
 
 static ssize_t add_store(const struct class *class,
@@ -715,7 +282,7 @@ static ssize_t add_store(const struct class *class,
 	spec = kstrndup(buf, count, GFP_KERNEL);
 	if (!spec)
 		return -ENOMEM;
-	ret = device_heap_add(strim(spec));
+	ret = device_heap_control_add(strim(spec));
 	kfree(spec);
 	return ret ?: count;
 }
@@ -725,14 +292,14 @@ static ssize_t remove_store(const struct class *class,
 			    const struct class_attribute *attr,
 			    const char *buf, size_t count)
 {
-	char *name;
+	char *spec;
 	int ret;
 
-	name = kstrndup(buf, count, GFP_KERNEL);
-	if (!name)
+	spec = kstrndup(buf, count, GFP_KERNEL);
+	if (!spec)
 		return -ENOMEM;
-	ret = device_heap_remove(strim(name));
-	kfree(name);
+	ret = device_heap_control_remove(strim(spec));
+	kfree(spec);
 	return ret ?: count;
 }
 static CLASS_ATTR_WO(remove);
@@ -771,22 +338,29 @@ static ssize_t alignment_bytes_show(struct device *dev,
 static DEVICE_ATTR_RO(alignment_bytes);
 
 /*
- * Where contiguous buffers come from: "cma:<area>" when the kernel has a CMA
- * area for the device, else "migrate" (buddy pages, alloc_contig_range()
- * above MAX_PAGE_ORDER). Scatter-gather heaps take buddy pages: "buddy".
+ * Where buffers come from, in the order tried: "cma:<area> buddy" when the
+ * heap has a CMA area not found out of reach, "buddy" without one, "migrate"
+ * added where contig_migrate is set; scattered heaps take buddy pages:
+ * "buddy".
  */
 static ssize_t contig_source_show(struct device *dev,
 				  struct device_attribute *attr, char *buf)
 {
 	const struct device_heap *heap = dev_get_drvdata(dev);
+	int len = 0;
 
 	if (heap->backing != DEVICE_HEAP_CONTIG)
 		return sysfs_emit(buf, "buddy\n");
 #ifdef DEVICE_HEAP_HAVE_CMA
-	if (heap->cma)
-		return sysfs_emit(buf, "cma:%s\n", cma_get_name(heap->cma));
+	if (heap->cma && READ_ONCE(heap->cma_state) >= 0)
+		len += sysfs_emit_at(buf, len, "cma:%s ",
+				     cma_get_name(heap->cma));
 #endif
-	return sysfs_emit(buf, "migrate\n");
+	len += sysfs_emit_at(buf, len, "buddy");
+	if (READ_ONCE(device_heap_contig_migrate))
+		len += sysfs_emit_at(buf, len, " migrate");
+	len += sysfs_emit_at(buf, len, "\n");
+	return len;
 }
 static DEVICE_ATTR_RO(contig_source);
 
@@ -832,69 +406,22 @@ static int device_heap_cached_bytes_get(void *data, u64 *val)
 DEFINE_DEBUGFS_ATTRIBUTE(device_heap_cached_bytes_fops,
 			 device_heap_cached_bytes_get, NULL, "%llu\n");
 
-static void device_heap_add_param_devices(void)
+/* The last byte of RAM: a device reaching it reaches all memory. */
+static void device_heap_find_ram_top(void)
 {
-	char *list, *cur, *spec;
-	int ret;
+	unsigned long end = 0;
+	int nid;
 
-	if (!devices)
-		return;
-	list = kstrdup(devices, GFP_KERNEL);
-	if (!list)
-		return;
-	cur = list;
-	while ((spec = strsep(&cur, ","))) {
-		spec = strim(spec);
-		if (!*spec)
-			continue;
-		ret = device_heap_add_param(spec);
-		if (ret)
-			pr_warn("cannot serve \"%s\": %d\n", spec, ret);
-	}
-	kfree(list);
+	for_each_online_node(nid)
+		end = max(end, pgdat_end_pfn(NODE_DATA(nid)));
+	device_heap_ram_top = PFN_PHYS(end) - 1;
 }
-
-static void device_heap_unregister_buses(void)
-{
-	int i;
-
-	for (i = ARRAY_SIZE(device_heap_buses) - 1; i >= 0; i--) {
-		if (device_heap_buses[i].registered)
-			bus_unregister_notifier(device_heap_buses[i].bus,
-						&device_heap_buses[i].nb);
-		device_heap_buses[i].registered = false;
-	}
-}
-
-#if DEVICE_HEAP_HAVE_FAUX
-/* The faux bus (vkms, vgem) is not exported: a faux device of ours leads to it. */
-static int device_heap_faux_init(void)
-{
-	device_heap_faux = faux_device_create("device_heap", NULL, NULL);
-	if (!device_heap_faux)
-		return -ENOMEM;
-	device_heap_buses[DEVICE_HEAP_BUS_FAUX].bus = device_heap_faux->dev.bus;
-	return 0;
-}
-
-static void device_heap_faux_exit(void)
-{
-	faux_device_destroy(device_heap_faux);
-}
-#else
-static int device_heap_faux_init(void)
-{
-	return 0;
-}
-
-static void device_heap_faux_exit(void)
-{
-}
-#endif
 
 static int __init device_heap_init(void)
 {
-	int ret, i;
+	int ret;
+
+	device_heap_find_ram_top();
 
 	ret = device_heap_cache_init();
 	if (ret)
@@ -904,21 +431,13 @@ static int __init device_heap_init(void)
 	if (ret)
 		goto exit_cache;
 
-	ret = device_heap_faux_init();
+	ret = class_register(&device_heap_class);
 	if (ret)
 		goto exit_node;
 
-	ret = class_register(&device_heap_class);
+	ret = device_heap_served_init();
 	if (ret)
-		goto exit_faux;
-
-	for (i = 0; i < ARRAY_SIZE(device_heap_buses); i++) {
-		ret = bus_register_notifier(device_heap_buses[i].bus,
-					    &device_heap_buses[i].nb);
-		if (ret)
-			goto unregister_buses;
-		device_heap_buses[i].registered = true;
-	}
+		goto unregister_class;
 
 	device_heap_debugfs = debugfs_create_dir("device_heap", NULL);
 	debugfs_create_atomic_t("live_buffers", 0444, device_heap_debugfs,
@@ -927,15 +446,13 @@ static int __init device_heap_init(void)
 				   NULL, &device_heap_live_bytes_fops);
 	debugfs_create_file_unsafe("cached_bytes", 0444, device_heap_debugfs,
 				   NULL, &device_heap_cached_bytes_fops);
+	device_heap_buffers_debugfs(device_heap_debugfs);
 
-	device_heap_add_param_devices();
+	device_heap_add_param_devices(devices);
 	return 0;
 
-unregister_buses:
-	device_heap_unregister_buses();
+unregister_class:
 	class_unregister(&device_heap_class);
-exit_faux:
-	device_heap_faux_exit();
 exit_node:
 	device_heap_node_exit();
 exit_cache:
@@ -943,37 +460,16 @@ exit_cache:
 	return ret;
 }
 
+/*
+ * No buffer or open heap file is left: each holds a module reference. The
+ * served devices go first, and their heaps with them, while the notifiers
+ * still see devices going away.
+ */
 static void __exit device_heap_exit(void)
 {
-	struct device_heap_wanted *w, *wtmp;
-	struct device_heap_dying *d, *dtmp;
-	struct device_heap *heap, *tmp;
-
-	/*
-	 * No buffer or open heap file is left: each holds a module reference.
-	 * Remove the heaps while the notifiers still remove them for devices
-	 * going away, then stop hearing about devices.
-	 */
-	mutex_lock(&device_heaps_lock);
-	/* A write to "add" may still be waiting for the lock. */
-	device_heaps_closing = true;
-	list_for_each_entry_safe(heap, tmp, &device_heaps, list)
-		device_heap_destroy(heap);
-	/* A deletion in flight when the notifiers went leaves its mark. */
-	list_for_each_entry_safe(d, dtmp, &device_heap_dying_list, list) {
-		list_del(&d->list);
-		kfree(d);
-	}
-	list_for_each_entry_safe(w, wtmp, &device_heap_wanted_list, list) {
-		list_del(&w->list);
-		kfree(w);
-	}
-	mutex_unlock(&device_heaps_lock);
-	device_heap_unregister_buses();
-
+	device_heap_served_exit();
 	debugfs_remove(device_heap_debugfs);
 	class_unregister(&device_heap_class);
-	device_heap_faux_exit();
 	device_heap_node_exit();
 	device_heap_cache_exit();
 }
@@ -981,6 +477,6 @@ static void __exit device_heap_exit(void)
 module_init(device_heap_init);
 module_exit(device_heap_exit);
 
-MODULE_DESCRIPTION("DMA-BUF heaps that allocate for a given device, with sysfs discovery");
+MODULE_DESCRIPTION("DMA-BUF heaps for the memory devices need, with device to heap links");
 MODULE_LICENSE("GPL");
 MODULE_IMPORT_NS(DEVICE_HEAP_NS(DMA_BUF));

@@ -2,18 +2,23 @@
 /*
  * Where device heap memory comes from.
  *
- * The memory is plain pages, never a mapping owned by the served device: a
- * buffer must outlive the driver of the device it was made for, and each
- * importer maps it through its own DMA API at attach time. What the served
- * device dictates is placement: below its DMA limit unless it sits behind an
- * IOMMU, and physically contiguous when the heap's backing says so.
+ * The memory is plain pages, never a mapping owned by a served device: a
+ * buffer must outlive the driver of every device it was made for, and each
+ * importer maps it through its own DMA API at attach time. What the devices
+ * dictate is placement: below their DMA limit, and physically contiguous
+ * when the heap's backing says so. Every allocation is checked against the
+ * limit as dma_coherent_ok() checks the DMA API's own.
  *
  * Contiguous memory comes, in order of preference:
- *  - from the CMA area the served device would use (its own or the default
- *    one), where the kernel has one: memory set aside for exactly this;
- *  - from the buddy allocator, up to order MAX_PAGE_ORDER (4 MiB on x86);
- *  - above that, from a range carved out of the lowmem zones with
- *    alloc_contig_range(), which migrates whatever lives there.
+ *  - from the CMA area the served devices' DMA API allocations come from
+ *    (their own, else the default one): memory set aside for exactly this;
+ *  - from the page allocator, up to its largest order (MAX_PAGE_ORDER);
+ *  - above that, only where the contig_migrate parameter allows it: from a
+ *    range carved out of the lowmem zones with alloc_contig_range(), which
+ *    migrates whatever lives there. For kernels without a CMA area.
+ * Scattered pages come from the page allocator, from the zone the limit
+ * asks for, as dma_direct_optimal_gfp_mask() picks it: a failure there is a
+ * failure, never a step down into the zones other devices need.
  *
  * Memory is never taken from ZONE_MOVABLE: a dma-buf pins its pages for as
  * long as anyone holds it, and pinned pages in ZONE_MOVABLE make memory
@@ -25,8 +30,10 @@
 #include <linux/dma-mapping.h>
 #include <linux/gfp.h>
 #include <linux/highmem.h>
+#include <linux/mem_encrypt.h>
 #include <linux/memory_hotplug.h>
 #include <linux/mm.h>
+#include <linux/moduleparam.h>
 #include <linux/mmzone.h>
 #include <linux/mutex.h>
 #include <linux/nodemask.h>
@@ -54,25 +61,10 @@ static const unsigned int sg_orders[] = { 8, 4, 0 };
 /* One range search at a time: concurrent ones would fight over windows. */
 static DEFINE_MUTEX(contig_range_lock);
 
-/* A buddy allocation zone modifier, and the zone it allocates from first. */
-struct device_heap_zone_gfp {
-	gfp_t gfp;
-	enum zone_type zone;
-};
-
-static const struct device_heap_zone_gfp zone_gfps[] = {
-#ifdef CONFIG_HIGHMEM
-	/* Scattered pages only: the kernel maps them one at a time. */
-	{ __GFP_HIGHMEM, ZONE_HIGHMEM },
-#endif
-	{ 0, ZONE_NORMAL },
-#ifdef CONFIG_ZONE_DMA32
-	{ GFP_DMA32, ZONE_DMA32 },
-#endif
-#ifdef CONFIG_ZONE_DMA
-	{ GFP_DMA, ZONE_DMA },
-#endif
-};
+bool device_heap_contig_migrate;
+module_param_named(contig_migrate, device_heap_contig_migrate, bool, 0644);
+MODULE_PARM_DESC(contig_migrate,
+		 "Contiguous buffers above the page allocator's largest block, without a CMA area, by migrating pages (default off)");
 
 static bool device_heap_zone_reachable(const struct device_heap *heap,
 				       enum zone_type z)
@@ -89,52 +81,81 @@ static bool device_heap_zone_reachable(const struct device_heap *heap,
 	return false;
 }
 
+/*
+ * Whether the device reaches [pfn, pfn + nr_pages): the last byte's bus
+ * address below the limit, as dma_coherent_ok() decides (with the memory
+ * encryption bit SME hosts put in bus addresses).
+ */
 static bool device_heap_reachable(const struct device_heap *heap,
 				  unsigned long pfn, unsigned long nr_pages)
 {
-	return PFN_PHYS(pfn + nr_pages) - 1 <= heap->phys_limit;
+	phys_addr_t last = PFN_PHYS(pfn + nr_pages) - 1;
+
+	return last <= heap->phys_limit && __sme_set(last) <= heap->dma_limit;
+}
+
+/* The last byte of ZONE_DMA, or 0 where the kernel has none. */
+static u64 device_heap_zone_dma_end(void)
+{
+#ifdef CONFIG_ZONE_DMA
+	unsigned long end = 0;
+	int nid;
+
+	for_each_online_node(nid) {
+		struct zone *zone = &NODE_DATA(nid)->node_zones[ZONE_DMA];
+
+		if (populated_zone(zone))
+			end = max(end, zone_end_pfn(zone));
+	}
+	return end ? PFN_PHYS(end) - 1 : 0;
+#else
+	return 0;
+#endif
 }
 
 /*
- * Buddy allocations walk down the zones as dma-direct does
- * (dma_direct_optimal_gfp_mask() and its retries): the highest zone whose
- * memory the device may reach first, each result checked against the exact
- * limit, so that a 30-bit device gets DMA32 memory below 1 GiB when there is
- * some rather than the 16 MiB DMA zone only. Never __GFP_MOVABLE. Highmem
- * (32-bit kernels) first where @highmem allows it, as the system heap does
- * (GFP_HIGHUSER): it is what lowmem-starved machines have most of, and
- * scattered pages need no kernel mapping of their own. Fills @gfps with the
- * zone modifiers to try, in order, and returns how many.
+ * The zone modifier for the heap's limit, as dma_direct_optimal_gfp_mask()
+ * picks it: ZONE_DMA for devices reaching no further, ZONE_DMA32 for devices
+ * below 4 GiB, else none. The page allocator falls back to lower zones on
+ * its own, keeping their lowmem reserves. @highmem: scattered pages may be
+ * highmem (32-bit kernels), as the system heap's are.
  */
-static int buddy_zone_ladder(const struct device_heap *heap, bool highmem,
-			     gfp_t *gfps)
+static gfp_t device_heap_zone_gfp(const struct device_heap *heap, bool highmem)
 {
-	int i, n = 0;
+	u64 dma_end = device_heap_zone_dma_end();
 
-	for (i = 0; i < ARRAY_SIZE(zone_gfps); i++) {
-		if (!highmem && (zone_gfps[i].gfp & __GFP_HIGHMEM))
-			continue;
-		if (device_heap_zone_reachable(heap, zone_gfps[i].zone))
-			gfps[n++] = zone_gfps[i].gfp;
+	if (heap->phys_limit < device_heap_ram_top) {
+		if (dma_end && heap->phys_limit <= dma_end)
+			return GFP_DMA;
+#ifdef CONFIG_ZONE_DMA32
+		if (heap->phys_limit <= DMA_BIT_MASK(32))
+			return GFP_DMA32;
+#endif
 	}
-	return n;
+	return highmem ? __GFP_HIGHMEM : 0;
 }
 
+/*
+ * One allocation from the zone the limit asks for. A block out of reach
+ * (a 30-bit device given DMA32 memory above 1 GiB) is retried once in
+ * ZONE_DMA, as dma-direct does; failing to find memory is not retried.
+ */
 static struct page *buddy_alloc(struct device_heap *heap, unsigned int order,
 				gfp_t gfp)
 {
-	gfp_t gfps[ARRAY_SIZE(zone_gfps)];
-	int i, n = buddy_zone_ladder(heap, true, gfps);
+	struct page *page;
 
-	for (i = 0; i < n; i++) {
-		struct page *page = alloc_pages(gfp | gfps[i], order);
-
-		if (!page)
-			continue;
-		if (device_heap_reachable(heap, page_to_pfn(page), 1 << order))
-			return page;
-		__free_pages(page, order);
-	}
+	page = alloc_pages(gfp | device_heap_zone_gfp(heap, true), order);
+	if (!page || device_heap_reachable(heap, page_to_pfn(page), 1 << order))
+		return page;
+	__free_pages(page, order);
+	if (!device_heap_zone_dma_end() ||
+	    device_heap_zone_gfp(heap, true) == GFP_DMA)
+		return NULL;
+	page = alloc_pages(gfp | GFP_DMA, order);
+	if (!page || device_heap_reachable(heap, page_to_pfn(page), 1 << order))
+		return page;
+	__free_pages(page, order);
 	return NULL;
 }
 
@@ -142,8 +163,11 @@ static struct page *buddy_alloc(struct device_heap *heap, unsigned int order,
  * device_heap_clear - clear memory that came without __GFP_ZERO
  * @page: first page of a contiguous range
  * @nr_pages: its length in pages
+ *
+ * Return: 0, or -EINTR if the caller was killed meanwhile (the memory is
+ * then only partly cleared, and must not be handed out).
  */
-void device_heap_clear(struct page *page, unsigned long nr_pages)
+int device_heap_clear(struct page *page, unsigned long nr_pages)
 {
 	unsigned long i;
 
@@ -152,16 +176,21 @@ void device_heap_clear(struct page *page, unsigned long nr_pages)
 
 		/* In 2 MiB steps: a buffer may be hundreds of MiB. */
 		for (off = 0; off < len; off += n) {
+			if (fatal_signal_pending(current))
+				return -EINTR;
 			n = min_t(size_t, len - off, SZ_2M);
 			memset(page_address(page) + off, 0, n);
 			cond_resched();
 		}
-		return;
+		return 0;
 	}
 	for (i = 0; i < nr_pages; i++) {
+		if (!(i % 512) && fatal_signal_pending(current))
+			return -EINTR;
 		clear_highpage(page + i);
 		cond_resched();
 	}
+	return 0;
 }
 
 /*
@@ -176,41 +205,60 @@ static bool device_heap_allocator_clears(void)
 
 /*
  * As buddy_alloc(), for exactly @len bytes: the tail of the block is freed.
- * Cleared here rather than with __GFP_ZERO, which would clear the whole
- * power-of-two block, up to twice the buffer, tail included. Lowmem only:
- * alloc_pages_exact() returns a kernel address.
+ * Not cleared here: the caller clears only where the allocator did not,
+ * since __GFP_ZERO would clear the whole power-of-two block, up to twice
+ * the buffer. Lowmem only: alloc_pages_exact() returns a kernel address.
  */
 static struct page *buddy_alloc_exact(struct device_heap *heap, size_t len,
 				      gfp_t gfp)
 {
-	gfp_t gfps[ARRAY_SIZE(zone_gfps)];
-	int i, n = buddy_zone_ladder(heap, false, gfps);
+	void *vaddr = alloc_pages_exact(len, gfp | device_heap_zone_gfp(heap, false));
+	struct page *page;
 
-	for (i = 0; i < n; i++) {
-		void *vaddr = alloc_pages_exact(len, gfp | gfps[i]);
-		struct page *page;
-
-		if (!vaddr)
-			continue;
-		page = virt_to_page(vaddr);
-		if (device_heap_reachable(heap, page_to_pfn(page),
-					  len >> PAGE_SHIFT)) {
-			if (!device_heap_allocator_clears())
-				device_heap_clear(page, len >> PAGE_SHIFT);
-			return page;
-		}
-		free_pages_exact(vaddr, len);
-	}
+	if (!vaddr)
+		return NULL;
+	page = virt_to_page(vaddr);
+	if (device_heap_reachable(heap, page_to_pfn(page), len >> PAGE_SHIFT))
+		return page;
+	free_pages_exact(vaddr, len);
 	return NULL;
 }
 
 #ifdef DEVICE_HEAP_HAVE_CMA
+/*
+ * Whether the heap's CMA area lies within reach. Areas are placed at boot
+ * (x86 puts them above 4 GiB where it can) and nothing exported says where:
+ * the first allocation takes one page of the area and gives it back, with no
+ * lock held, and the answer is kept. An area that is full when asked is
+ * asked again next time. Every allocation is checked again anyway.
+ */
+static bool cma_usable(struct device_heap *heap)
+{
+	int state = READ_ONCE(heap->cma_state);
+	struct page *page;
+	bool usable;
+
+	if (!heap->cma || state)
+		return state > 0;
+	page = cma_alloc(heap->cma, 1, 0, true);
+	if (!page)
+		return true;
+	usable = device_heap_reachable(heap, page_to_pfn(page), 1) &&
+		 page_zonenum(page) <= ZONE_NORMAL;
+	cma_release(heap->cma, page, 1);
+	WRITE_ONCE(heap->cma_state, usable ? 1 : -1);
+	if (!usable)
+		pr_info("device_heap: %s: CMA area %s is out of reach, not used\n",
+			heap->name, cma_get_name(heap->cma));
+	return usable;
+}
+
 static struct page *cma_range_alloc(struct device_heap *heap,
 				    unsigned long nr_pages)
 {
 	struct page *page;
 
-	if (!heap->cma)
+	if (!cma_usable(heap))
 		return NULL;
 	page = cma_alloc(heap->cma, nr_pages, 0, true);
 	if (!page)
@@ -225,13 +273,6 @@ static struct page *cma_range_alloc(struct device_heap *heap,
 		cma_release(heap->cma, page, nr_pages);
 		return NULL;
 	}
-	/*
-	 * cma_alloc() hands its pages through post_alloc_hook() with
-	 * GFP_KERNEL, which clears them on init_on_alloc kernels (Debian's
-	 * default): clear them here only where it did not.
-	 */
-	if (!device_heap_allocator_clears())
-		device_heap_clear(page, nr_pages);
 	return page;
 }
 
@@ -391,38 +432,56 @@ void device_heap_free_block(const struct device_heap_contig *block)
 	}
 }
 
-/* Makes a new contiguous block for @heap, from the first source that has one. */
+/*
+ * Makes a new contiguous block for @heap, from the first source that has
+ * one, cleared. cma_alloc(), alloc_pages_exact() and alloc_contig_range()
+ * all hand pages through post_alloc_hook() with GFP_KERNEL, which clears
+ * them on init_on_alloc kernels (Debian's default): one pass clears them
+ * here only where it did not.
+ */
 static int device_heap_new_contig(struct device_heap *heap,
 				  struct device_heap_contig *block)
 {
 	unsigned long nr_pages = block->len >> PAGE_SHIFT;
+	bool buddy_fits = get_order(block->len) <= MAX_PAGE_ORDER;
 	struct page *page;
+	int ret;
 
 	block->source = DEVICE_HEAP_FROM_CMA;
 	block->cma = heap->cma;
 	page = cma_range_alloc(heap, nr_pages);
 
-	if (!page && get_order(block->len) <= MAX_PAGE_ORDER) {
+	if (!page && buddy_fits) {
 		block->source = DEVICE_HEAP_FROM_BUDDY;
 		page = buddy_alloc_exact(heap, block->len,
 					 GFP_KERNEL | __GFP_NOWARN |
 					 __GFP_RETRY_MAYFAIL);
 	}
 
-	if (!page) {
+	if (!page && !buddy_fits && READ_ONCE(device_heap_contig_migrate)) {
 		block->source = DEVICE_HEAP_FROM_RANGE;
 		page = contig_range_alloc(heap, nr_pages);
-		if (IS_ERR_OR_NULL(page))
-			return page ? PTR_ERR(page) : -ENOMEM;
-		/*
-		 * __GFP_ZERO would clear page by page as the range is split;
-		 * one pass over the range is cheaper, and init_on_alloc
-		 * kernels have cleared it already.
-		 */
-		if (!device_heap_allocator_clears())
-			device_heap_clear(page, nr_pages);
+		if (IS_ERR(page))
+			return PTR_ERR(page);
+	}
+
+	if (!page) {
+		if (!buddy_fits && !READ_ONCE(device_heap_contig_migrate))
+			pr_warn_ratelimited("device_heap: %s: %zu KiB is more than the page allocator's largest block (%lu KiB) and %s; boot with cma=<size>, or set contig_migrate=1\n",
+					    heap->name, block->len >> 10,
+					    (PAGE_SIZE << MAX_PAGE_ORDER) >> 10,
+					    heap->cma ? "the CMA area has no room" :
+					    "no CMA area serves the heap");
+		return -ENOMEM;
 	}
 	block->page = page;
+	if (!device_heap_allocator_clears()) {
+		ret = device_heap_clear(page, nr_pages);
+		if (ret) {
+			device_heap_free_block(block);
+			return ret;
+		}
+	}
 	return 0;
 }
 
@@ -537,45 +596,6 @@ static int device_heap_alloc_sg(struct device_heap_buffer *buffer)
 free_chunks:
 	sg_free_chunks(&pages);
 	return ret;
-}
-
-/**
- * device_heap_contig_source - where a heap's contiguous buffers come from
- * @heap: a heap being created, whose @dev, @backing and @phys_limit are set
- *
- * Sets @heap->cma to the CMA area the DMA API would use for the served
- * device (its own, else the default area), if the kernel has one and the
- * device can use it. Areas are placed at boot and nothing exported tells
- * where: one page taken from the area and given back shows whether its
- * first free memory lies below the device's limit and outside ZONE_MOVABLE
- * (an area full right now is assumed usable). Every allocation is checked
- * again, and falls back to the other sources when the area does not fit.
- */
-void device_heap_contig_source(struct device_heap *heap)
-{
-#if defined(DEVICE_HEAP_HAVE_CMA) && defined(CONFIG_DMA_CMA)
-	struct page *page;
-	struct cma *cma;
-
-	if (heap->backing != DEVICE_HEAP_CONTIG)
-		return;
-	cma = dev_get_cma_area(heap->dev);
-	if (!cma)
-		return;
-	page = cma_alloc(cma, 1, 0, true);
-	if (page) {
-		bool usable = device_heap_reachable(heap, page_to_pfn(page), 1) &&
-			      page_zonenum(page) <= ZONE_NORMAL;
-
-		cma_release(cma, page, 1);
-		if (!usable) {
-			pr_info("device_heap: %s: CMA area %s is out of reach, not used\n",
-				heap->name, cma_get_name(cma));
-			return;
-		}
-	}
-	heap->cma = cma;
-#endif
 }
 
 /**

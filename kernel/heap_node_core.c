@@ -48,6 +48,14 @@ struct device_heap_core_node {
 static LIST_HEAD(device_heap_core_nodes);
 static DEFINE_MUTEX(device_heap_core_lock);
 
+/*
+ * Names given to the core, which keeps each (and a minor) until reboot.
+ * Heaps are named for their memory, so a system has a handful; the bound
+ * keeps devices added and removed in a loop from using up minors.
+ */
+#define DEVICE_HEAP_CORE_NODES_MAX	32
+static unsigned int device_heap_core_node_count;
+
 static struct dma_buf *device_heap_core_allocate(struct dma_heap *dma_heap,
 						 unsigned long len,
 						 u32 fd_flags, u64 heap_flags)
@@ -92,6 +100,11 @@ static struct device_heap_core_node *device_heap_core_node_get(const char *name)
 			return node;
 	}
 
+	if (device_heap_core_node_count >= DEVICE_HEAP_CORE_NODES_MAX) {
+		pr_warn_ratelimited("device_heap: %s: the heap core has %d names of ours, no more\n",
+				    name, DEVICE_HEAP_CORE_NODES_MAX);
+		return ERR_PTR(-ENOSPC);
+	}
 	node = kzalloc(sizeof(*node), GFP_KERNEL);
 	if (!node)
 		return ERR_PTR(-ENOMEM);
@@ -107,6 +120,7 @@ static struct device_heap_core_node *device_heap_core_node_get(const char *name)
 	}
 	/* The heap core keeps @node and our ops until reboot. */
 	__module_get(THIS_MODULE);
+	device_heap_core_node_count++;
 	list_add_tail(&node->list, &device_heap_core_nodes);
 	return node;
 }
@@ -181,6 +195,28 @@ void device_heap_node_unregister(struct device_heap *heap)
 	spin_unlock(&node->lock);
 	heap->core = NULL;
 	device_heap_put(heap);
+}
+
+/**
+ * device_heap_node_is_ours - whether the core's node @name is the module's
+ * @name: a heap name
+ *
+ * Return: true if the module gave the core a node of that name, live or not.
+ */
+bool device_heap_node_is_ours(const char *name)
+{
+	struct device_heap_core_node *node;
+	bool ours = false;
+
+	mutex_lock(&device_heap_core_lock);
+	list_for_each_entry(node, &device_heap_core_nodes, list) {
+		if (!strcmp(node->name, name)) {
+			ours = true;
+			break;
+		}
+	}
+	mutex_unlock(&device_heap_core_lock);
+	return ours;
 }
 
 int device_heap_node_init(void)
