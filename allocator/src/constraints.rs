@@ -1,15 +1,20 @@
-//! What each device needs from memory, and what a buffer shared by several
-//! devices needs: the intersection.
+//! What each device needs from memory, what a buffer shared by several
+//! devices needs (the intersection), and which heap to take.
 //!
-//! A device's needs are read from the heaps `device_heap.ko` made for it (the
-//! module chose their backing from what the device can do): if every heap
-//! serving a device is contiguous, the device needs contiguous memory; its
-//! DMA mask and coherence are published by those heaps. A device no device
-//! heap serves is unknown, not unconstrained: a display without an IOMMU
-//! refuses scattered memory, and nothing here could tell, so no heap is
-//! proven to fit it. Callers add what
-//! sysfs cannot know (pitch alignment, maximum width) by editing the
+//! A device's needs are read from the heaps it links to: the kernel links a
+//! device to a heap only if the heap's memory is what the device needs or
+//! more (kernel/ABI.md), so the device needs contiguous memory if every
+//! heap it links to is contiguous, and reaches at least as far as the
+//! farthest-reaching of them. A device that links to no heap is unknown,
+//! not unconstrained: a display without an IOMMU refuses scattered memory,
+//! and nothing here could tell, so no heap is proven to fit it. Callers add
+//! what sysfs cannot know (pitch alignment, maximum width) by editing the
 //! [`Constraints`] before intersecting.
+//!
+//! The choice among fitting heaps follows the links, because their order is
+//! the kernel's, made knowing where each kind of memory lies and which is
+//! scarce: the first heap in the first device's order that every other
+//! device links to too. Heaps no device links to are fallbacks after them.
 
 use std::fmt::Write as _;
 
@@ -75,7 +80,7 @@ impl Constraints {
         }
     }
 
-    /// A device whose needs nothing describes.
+    /// A device whose needs nothing describes (it links to no heap).
     pub fn unknown(device: impl Into<String>) -> Self {
         Self {
             known: false,
@@ -83,23 +88,24 @@ impl Constraints {
         }
     }
 
-    /// The needs of `device`, read from the heaps made for it (`serving`, as
-    /// [`crate::Discovery::heaps_serving`] returns them). A device without
-    /// device heaps is [unknown](Self::unknown).
+    /// The needs of `device`, read from the heaps it links to (`serving`, as
+    /// [`crate::Discovery::heaps_serving`] returns them): every one gives
+    /// memory the device can use. A device linking to no heap whose memory
+    /// is known is [unknown](Self::unknown).
     pub fn for_device(device: &DeviceInfo, serving: &[&HeapInfo]) -> Self {
-        let own: Vec<&HeapInfo> = serving
+        let known: Vec<&HeapInfo> = serving
             .iter()
             .copied()
-            .filter(|h| h.kind == HeapKind::Device)
+            .filter(|h| h.properties_known())
             .collect();
-        if own.is_empty() {
+        if known.is_empty() {
             return Self::unknown(device.name.clone());
         }
         let mut c = Self::unconstrained(device.name.clone());
-        c.contiguous = own.iter().all(|h| h.properties.contiguous);
-        c.dma_mask_bits = own
+        c.contiguous = known.iter().all(|h| h.properties.contiguous);
+        c.dma_mask_bits = known
             .iter()
-            .filter_map(|h| h.properties.dma_mask_bits)
+            .filter_map(|h| reach_of_linker(h))
             .max()
             .unwrap_or(64);
         c
@@ -108,7 +114,7 @@ impl Constraints {
     fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();
         if !self.known {
-            out.push("needs unknown (no device heap serves it)".to_owned());
+            out.push("needs unknown (it links to no heap)".to_owned());
         }
         if self.contiguous {
             out.push("contiguous".to_owned());
@@ -206,9 +212,29 @@ pub fn intersect(parts: &[Constraints]) -> Intersection {
     i
 }
 
-/// How well a fitting heap suits the devices: (devices served, earliest
-/// device served, kind, thrift); higher is better.
-type Preference = (u32, u32, u32, u32);
+/// How far a device that links to `heap` reaches, in bits of physical
+/// address, where the link says.
+///
+/// The module caps a heap's `dma_mask_bits` at the last byte of RAM, so
+/// that a device reaching all of RAM may see, say, 33: what it needs is
+/// then all of RAM, which the kernel's `system` heap (64) gives too. Hence
+/// 64 for the heaps that serve only devices reaching all of RAM: the
+/// kernel's `system` and CMA heaps, and the module's heaps whose name
+/// carries no limit (`system`, `system-contiguous`: "anywhere in RAM").
+fn reach_of_linker(heap: &HeapInfo) -> Option<u32> {
+    match heap.kind {
+        HeapKind::System | HeapKind::Cma => Some(64),
+        HeapKind::Device if matches!(heap.name.as_str(), "system" | "system-contiguous") => {
+            Some(64)
+        }
+        _ => heap.properties.dma_mask_bits,
+    }
+}
+
+/// How well a fitting heap suits the devices, higher is better: devices
+/// linking to it; the earliest of them (`u32::MAX - position`); its rank
+/// there (`u32::MAX - rank`); its kind; thrift.
+type Preference = (u32, u32, u32, u32, u32);
 
 /// Why one heap does not fit an intersection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,8 +252,8 @@ pub enum Verdict {
     /// The heap [`Intersection::select`] returns.
     Chosen,
     /// It fits every device, but the chosen heap suits them better; the
-    /// sentence says in what way, e.g. `fits, but vivid.0-contig is made
-    /// for vivid.0, and this is the system heap`.
+    /// sentence says in what way, e.g. `fits, but system-contiguous is rank
+    /// 0 for vkms, this heap rank 1`.
     Outranked(String),
     /// It does not fit: what it lacks, with the devices that need it.
     Unmet(Vec<String>),
@@ -280,10 +306,10 @@ impl<'a> Ranking<'a> {
 fn kind_phrase(heap: &HeapInfo) -> String {
     match heap.kind {
         HeapKind::System => "the system heap".to_owned(),
-        HeapKind::Device => match &heap.served_device {
-            Some(d) => format!("a heap made for {d}, not among these devices"),
-            None => "a heap made for another device".to_owned(),
-        },
+        HeapKind::Device if heap.served.is_empty() => {
+            "a heap of device_heap serving no device now".to_owned()
+        }
+        HeapKind::Device => format!("a heap serving {}", heap.served_names()),
         HeapKind::Cma => "a CMA heap (contiguous memory is scarce)".to_owned(),
         HeapKind::Udmabuf => "udmabuf, the last resort".to_owned(),
         HeapKind::Other => "a heap of unknown kind".to_owned(),
@@ -324,8 +350,8 @@ impl Intersection {
         let unknown = self.who(|c| !c.known);
         if !unknown.is_empty() {
             reasons.push(format!(
-                "nothing describes the memory {unknown} needs (no device heap serves it: \
-                 modprobe device_heap devices=<bus>/<device>)"
+                "nothing describes the memory {unknown} needs (it links to no heap: serve \
+                 it with modprobe device_heap devices=<bus>/<device>)"
             ));
         }
         if self.contiguous && !p.contiguous {
@@ -382,17 +408,24 @@ impl Intersection {
     fn preference(&self, heap: &HeapInfo, devices: &[DeviceInfo]) -> Preference {
         let served = devices.iter().filter(|d| heap.serves(d)).count() as u32;
         // Devices come in priority order (a tranche's target device first):
-        // between heaps serving as many devices, the one serving an earlier
-        // device wins.
-        let first = devices
+        // between heaps linked from as many devices, the earliest device's
+        // order decides, by rank.
+        let (first, rank) = devices
             .iter()
-            .position(|d| heap.serves(d))
-            .map_or(0, |p| u32::MAX - p as u32);
-        // A heap made for some other device still maps its memory through
-        // that device: the system heap is the more natural home for a buffer
-        // it does not serve. CMA memory is scarce and of unknown reach: the
-        // last choice, only where contiguity is needed and nothing else has
-        // it (udmabuf, never contiguous, cannot compete there).
+            .enumerate()
+            .find_map(|(p, d)| d.rank_of(&heap.name).map(|r| (p, r)))
+            .filter(|_| heap.kind != HeapKind::Udmabuf)
+            .map_or((0, 0), |(p, r)| {
+                (
+                    u32::MAX - p as u32,
+                    u32::MAX - u32::try_from(r).unwrap_or(u32::MAX),
+                )
+            });
+        // Fallbacks, which no device links to: the system heap's scattered
+        // pages are the natural home of a buffer no device constrains; then
+        // a heap of the module; udmabuf; CMA memory last, being scarce and
+        // of unknown reach (only where contiguity is needed and nothing else
+        // has it: udmabuf, never contiguous, cannot compete there).
         let kind_rank = match heap.kind {
             HeapKind::System => 3,
             HeapKind::Device => 2,
@@ -400,7 +433,7 @@ impl Intersection {
             HeapKind::Cma | HeapKind::Other => 0,
         };
         let thrift = u32::from(self.contiguous || !heap.properties.contiguous);
-        (served, first, kind_rank, thrift)
+        (served, first, rank, kind_rank, thrift)
     }
 
     /// Why `heap` (preference `mine`) lost to `chosen` (preference `best`).
@@ -412,45 +445,57 @@ impl Intersection {
         best: Preference,
         devices: &[DeviceInfo],
     ) -> String {
-        let served_by = |h: &HeapInfo| -> Vec<&str> {
+        // "vkms (rank 0), vgem (rank 2)": the devices linking to `h`.
+        let linked_by = |h: &HeapInfo| -> Vec<String> {
             devices
                 .iter()
                 .filter(|d| h.serves(d))
-                .map(|d| d.name.as_str())
+                .filter_map(|d| d.rank_of(&h.name).map(|r| format!("{} (rank {r})", d.name)))
                 .collect()
         };
+        // The earliest device linking to `h`, and `h`'s rank there.
+        let first = |h: &HeapInfo| {
+            devices
+                .iter()
+                .filter(|_| h.kind != HeapKind::Udmabuf)
+                .find_map(|d| d.rank_of(&h.name).map(|r| (d.name.as_str(), r)))
+                .unwrap_or(("", 0))
+        };
         if mine.0 < best.0 {
-            let theirs = served_by(chosen).join(", ");
-            let ours = served_by(heap);
+            let theirs = linked_by(chosen).join(", ");
+            let ours = linked_by(heap);
             return if ours.is_empty() {
                 format!(
-                    "fits, but {} is made for {theirs}, and this is {}",
+                    "fits, but {} serves {theirs}, and none of these devices links to this \
+                     heap ({})",
                     chosen.name,
                     kind_phrase(heap)
                 )
             } else {
                 format!(
-                    "fits, but {} is made for {theirs}, this heap only for {}",
+                    "fits, but {} serves {theirs}, this heap only {}",
                     chosen.name,
                     ours.join(", ")
                 )
             };
         }
         if mine.1 < best.1 {
-            let first = |h: &HeapInfo| {
-                devices
-                    .iter()
-                    .find(|d| h.serves(d))
-                    .map_or("", |d| d.name.as_str())
-            };
+            let (theirs, rank) = first(chosen);
             return format!(
-                "fits, but {} is made for {}, listed before {}",
+                "fits, but {} is rank {rank} for {theirs}, listed before {}",
                 chosen.name,
-                first(chosen),
-                first(heap)
+                first(heap).0
             );
         }
         if mine.2 < best.2 {
+            let (device, rank) = first(chosen);
+            return format!(
+                "fits, but {} is rank {rank} for {device}, this heap rank {}",
+                chosen.name,
+                first(heap).1
+            );
+        }
+        if mine.3 < best.3 {
             return format!(
                 "fits, but {} ({}) is preferred to {}",
                 chosen.name,
@@ -458,7 +503,7 @@ impl Intersection {
                 kind_phrase(heap)
             );
         }
-        if mine.3 < best.3 {
+        if mine.4 < best.4 {
             return format!(
                 "fits, but its memory is contiguous, which is scarce and not needed; {} is not",
                 chosen.name
@@ -523,17 +568,19 @@ impl Intersection {
         Ok(Ranking { heaps })
     }
 
-    /// Picks the heap that satisfies every device, preferring the most
-    /// specific one, for a buffer of `size` bytes: [`Intersection::rank`]'s
-    /// choice.
+    /// Picks the heap that satisfies every device, following the devices'
+    /// links, for a buffer of `size` bytes: [`Intersection::rank`]'s choice.
     ///
-    /// Preference: a device heap serving more of the taking-part devices
-    /// (`devices`, resolved, in priority order) first, and among those the one
-    /// serving the earliest device; then `system`; then a heap made for some
-    /// other device; then udmabuf; then a CMA heap (only ever fit when
-    /// contiguity is needed and no device needs a DMA mask below 64 bits).
-    /// Among equals, a heap that is not contiguous when contiguity is not
-    /// needed, because contiguous memory is scarce; then the first.
+    /// Preference among the heaps that fit: one more of the taking-part
+    /// devices (`devices`, resolved, in priority order) link to first; among
+    /// those, the one the earliest device links to, and of its links the
+    /// best ranked. So for one device, the first heap in its links that
+    /// fits; for several, the first in the first device's links that every
+    /// other device links to too. Then the heaps no device links to:
+    /// `system`, a heap of `device_heap`, udmabuf, a CMA heap (only ever fit
+    /// when contiguity is needed and no device needs a DMA mask below 64
+    /// bits). Among those, a heap that is not contiguous when contiguity is
+    /// not needed, because contiguous memory is scarce; then the first.
     ///
     /// On failure the error names the devices with their needs and why each
     /// heap was rejected: "no heap satisfies vivid.0 (contiguous) and vgem

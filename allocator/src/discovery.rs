@@ -2,9 +2,13 @@
 //!
 //! Five sources, from most to least specific:
 //! 1. device heaps of `device_heap.ko`: `/dev/dma_heap/<name>` with properties
-//!    in `/sys/class/device_heap/<name>/` (kernel/ABI.md);
+//!    in `/sys/class/device_heap/<name>/` (kernel/ABI.md). A device heap is
+//!    one kind of memory, named for it (`system-32bit-contiguous`,
+//!    `system-contiguous`, `system-32bit`, `<area>-contiguous`), shared by
+//!    every served device whose needs it meets; its `served/` links name
+//!    those devices;
 //! 2. the kernel's own `system` heap, which publishes nothing: it is taken as
-//!    non-contiguous, coherent, 64-bit, serving any device;
+//!    non-contiguous, coherent, 64-bit;
 //! 3. the kernel's CMA heaps (module [`crate::cma`]): contiguous, but from an
 //!    area nothing places, so their DMA reach is unknown;
 //! 4. `/dev/udmabuf`, which turns memfd pages into a dma-buf: a last resort
@@ -12,13 +16,22 @@
 //! 5. any other heap of the heap core, listed so that people see it, with
 //!    unknown properties, and never chosen for a device.
 //!
+//! Which heap serves which device is not decided here but read: every device
+//! the module serves links to the heaps that serve it, best first, the
+//! kernel's own heaps included (module [`crate::device`]). The links are the
+//! kernel's word on membership, which knows what userspace cannot (where RAM
+//! and CMA areas lie, which device gathers pages), so [`HeapInfo::serves`]
+//! follows them rather than comparing properties. The kernel's heaps have no
+//! `served/` directory; the devices linking to them are found through the
+//! links of the devices the module serves.
+//!
 //! Each heap says whether it charges its memory to the allocating process's
 //! memory cgroup (module [`crate::accounting`]).
 //!
 //! On kernels where device heaps join the heap core, the core's node of a
 //! removed device heap stays until reboot; such a node (named like a device
-//! heap, `<device>-contig` or `<device>-sg`, while `device_heap` is loaded)
-//! is skipped with that reason, not listed as an unknown heap.
+//! heap, e.g. `system-32bit-contiguous`, while `device_heap` is loaded) is
+//! skipped with that reason, not listed as an unknown heap.
 //!
 //! Nothing read here can panic: a heap whose attributes do not parse is
 //! skipped and the reason kept in [`Discovery::skipped`].
@@ -70,7 +83,8 @@ impl SysRoots {
 /// Where a heap's memory comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HeapKind {
-    /// A heap of `device_heap.ko`, allocating through one device's DMA API.
+    /// A heap of `device_heap.ko`: one kind of memory, shared by every
+    /// served device it suits.
     Device,
     /// The kernel's `system` heap.
     System,
@@ -103,11 +117,13 @@ impl HeapKind {
 pub struct HeapProperties {
     /// Every buffer is one physically contiguous range.
     pub contiguous: bool,
-    /// The served device's DMA is cache-coherent with the CPU.
+    /// The DMA of every device the heap was made for is cache-coherent with
+    /// the CPU.
     pub coherent: bool,
     /// Every page lies below `2^dma_mask_bits`; `None` where nothing says
     /// where the pages lie (CMA heaps, unknown heaps), so that no device with
-    /// a narrower DMA mask is ever given them on a guess.
+    /// a narrower DMA mask is ever given them on a guess. The module caps
+    /// its heaps' value at RAM's last byte: `system-contiguous` may say 33.
     pub dma_mask_bits: Option<u32>,
     /// Largest allocation in bytes (`u64::MAX`: no limit but memory).
     pub max_alloc_bytes: u64,
@@ -155,34 +171,47 @@ impl HeapProperties {
     };
 }
 
+/// A served device that links to a heap, as the heap's
+/// `served/<bus>:<device>` link names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServedLink {
+    /// The device's bus, as `add` takes it: `platform`, `pci`, `faux`,
+    /// `amba`.
+    pub bus: String,
+    /// `dev_name()` of the device, e.g. `vkms`, `vivid.0`, `0000:00:02.0`.
+    pub name: String,
+    /// Canonical sysfs path of the device (where its `dma_heaps/` is).
+    pub sysfs_path: PathBuf,
+}
+
 /// One heap found by [`Discovery`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeapInfo {
-    /// The heap's name (`vkms-contig`, `system`, `udmabuf`).
+    /// The heap's name (`system-32bit-contiguous`, `system`, `udmabuf`).
     pub name: String,
     /// Where its memory comes from.
     pub kind: HeapKind,
     /// The node to open: `/dev/dma_heap/<name>` or `/dev/udmabuf`.
     pub dev_path: PathBuf,
-    /// `dev_name()` of the served device, for device heaps.
-    pub served_device: Option<String>,
-    /// Canonical sysfs path of the served device, for device heaps.
-    pub served_sysfs_path: Option<PathBuf>,
+    /// The served devices that link to this heap, by bus and name: a device
+    /// heap's `served/` links; for the kernel's heaps, the devices served by
+    /// the module whose `dma_heaps/` links to them. Empty for udmabuf, and
+    /// for a heap no served device links to.
+    pub served: Vec<ServedLink>,
     /// Memory properties.
     pub properties: HeapProperties,
     /// Where buffers come from, for people: a device heap's `contig_source`
-    /// attribute (`cma:<area>`, `migrate`, `buddy`) where the module has it,
-    /// and `cma:<area>` for a CMA heap whose area is known.
+    /// attribute, the sources in the order tried, separated by spaces
+    /// (`cma:reserved buddy`, `buddy migrate`, `buddy`), where the module
+    /// has it, and `cma:<area>` for a CMA heap whose area is known.
     pub contig_source: Option<String>,
 }
 
 impl HeapInfo {
-    /// True if this heap is meant for any device (system heap, udmabuf)
-    /// rather than one in particular. Not so for CMA heaps and unknown heaps:
-    /// nothing says where their memory lies, so they serve no device until
-    /// proven (see [`crate::Intersection::check`]).
-    pub fn serves_any_device(&self) -> bool {
-        matches!(self.kind, HeapKind::System | HeapKind::Udmabuf)
+    /// The sources of [`Self::contig_source`] in the order tried, e.g.
+    /// `["cma:reserved", "buddy"]`; empty where unknown.
+    pub fn contig_sources(&self) -> impl Iterator<Item = &str> {
+        self.contig_source.iter().flat_map(|s| s.split_whitespace())
     }
 
     /// False for heaps whose memory nothing describes ([`HeapKind::Other`]):
@@ -192,9 +221,19 @@ impl HeapInfo {
         self.kind != HeapKind::Other
     }
 
-    /// True if this heap was made for `device` or one of its parents.
+    /// True if `device` links to this heap (its own `dma_heaps/` or its
+    /// nearest parent's): any heap the kernel names there, device heaps,
+    /// the kernel's `system` and CMA heaps alike. udmabuf is no heap and
+    /// serves no device in particular.
     pub fn serves(&self, device: &DeviceInfo) -> bool {
-        self.kind == HeapKind::Device && device.heap_names.contains(&self.name)
+        self.kind != HeapKind::Udmabuf && device.rank_of(&self.name).is_some()
+    }
+
+    /// `dev_name()`s of the devices in [`Self::served`], joined for people:
+    /// `vkms, vivid.0`.
+    pub fn served_names(&self) -> String {
+        let names: Vec<&str> = self.served.iter().map(|s| s.name.as_str()).collect();
+        names.join(", ")
     }
 }
 
@@ -252,8 +291,7 @@ impl Discovery {
                         name,
                         kind: HeapKind::Device,
                         dev_path,
-                        served_device: attrs.served_device,
-                        served_sysfs_path: attrs.served_sysfs_path,
+                        served: attrs.served,
                         properties: attrs.properties,
                         contig_source: attrs.contig_source,
                     }),
@@ -267,8 +305,7 @@ impl Discovery {
                     name,
                     kind: HeapKind::System,
                     dev_path,
-                    served_device: None,
-                    served_sysfs_path: None,
+                    served: Vec::new(),
                     properties: HeapProperties {
                         accounting: accounting::system_heap(roots),
                         ..HeapProperties::ANYWHERE
@@ -284,8 +321,7 @@ impl Discovery {
                     name,
                     kind: HeapKind::Cma,
                     dev_path,
-                    served_device: None,
-                    served_sysfs_path: None,
+                    served: Vec::new(),
                     properties,
                     contig_source: area.map(|a| format!("cma:{}", a.name)),
                 });
@@ -302,8 +338,7 @@ impl Discovery {
                     name,
                     kind: HeapKind::Other,
                     dev_path,
-                    served_device: None,
-                    served_sysfs_path: None,
+                    served: Vec::new(),
                     properties: HeapProperties::UNKNOWN,
                     contig_source: None,
                 });
@@ -335,8 +370,7 @@ impl Discovery {
                 name: "udmabuf".into(),
                 kind: HeapKind::Udmabuf,
                 dev_path: udmabuf,
-                served_device: None,
-                served_sysfs_path: None,
+                served: Vec::new(),
                 // memfd pages are shmem pages, charged to the memory cgroup
                 // of the process that faults them in: the allocating one,
                 // which creates and fills the memfd.
@@ -347,6 +381,8 @@ impl Discovery {
                 contig_source: None,
             });
         }
+
+        link_kernel_heaps(&mut heaps);
 
         // Most specific first: device heaps, then system, CMA, udmabuf, and
         // the heaps nothing describes.
@@ -418,13 +454,15 @@ impl Discovery {
         Some(reason)
     }
 
-    /// Resolves a device number to its sysfs device and serving heaps.
+    /// Resolves a device number to its sysfs device and the heaps it links
+    /// to.
     pub fn resolve(&self, number: DeviceNumber) -> Result<DeviceInfo> {
         device::resolve(&self.roots, number)
     }
 
-    /// Heaps made for `device` or its parents (nearest first), without the
-    /// heaps that serve any device.
+    /// The heaps `device` links to, in its rank order (best first), that
+    /// this discovery found; links to heaps it did not find (no node, bad
+    /// attributes) are left out.
     pub fn heaps_serving(&self, device: &DeviceInfo) -> Vec<&HeapInfo> {
         device
             .heap_names
@@ -486,14 +524,82 @@ fn read_optional_attr(heap: &str, dir: &Path, attribute: &'static str) -> Result
 fn is_removed_device_heap(roots: &SysRoots, name: &str) -> bool {
     roots.sysfs.join("module/device_heap").exists()
         && roots.sysfs.join("class/dma_heap").join(name).exists()
-        && (name.ends_with("-contig") || name.ends_with("-sg"))
+        && is_device_heap_name(name)
+}
+
+/// Whether `name` is one the module gives its heaps (kernel/ABI.md):
+/// `system-<N>bit`, `system-<N>bit-contiguous`, `system-contiguous`,
+/// `<area>-contiguous`. Not plain `system`: that is the kernel's heap, and
+/// the module makes one only where the kernel has none, so a node of that
+/// name is taken as the kernel's unless the module lists it.
+fn is_device_heap_name(name: &str) -> bool {
+    if let Some(area) = name.strip_suffix("-contiguous") {
+        return !area.is_empty();
+    }
+    name.strip_prefix("system-")
+        .and_then(|rest| rest.strip_suffix("bit"))
+        .is_some_and(|bits| {
+            !bits.is_empty() && bits.bytes().all(|b| b.is_ascii_digit()) && !bits.starts_with('0')
+        })
+}
+
+/// Fills [`HeapInfo::served`] of the kernel's heaps (which have no
+/// `served/` directory) from the links of every device the module serves.
+fn link_kernel_heaps(heaps: &mut [HeapInfo]) {
+    let mut devices: Vec<ServedLink> = heaps
+        .iter()
+        .filter(|h| h.kind == HeapKind::Device)
+        .flat_map(|h| h.served.iter().cloned())
+        .collect();
+    devices.sort();
+    devices.dedup();
+    for device in devices {
+        let Some(links) = device::heap_links(&device.sysfs_path) else {
+            continue;
+        };
+        for heap in heaps.iter_mut() {
+            if matches!(
+                heap.kind,
+                HeapKind::System | HeapKind::Cma | HeapKind::Other
+            ) && links.contains(&heap.name)
+            {
+                heap.served.push(device.clone());
+            }
+        }
+    }
+}
+
+/// The devices a device heap's `served/` directory links to, sorted. Links
+/// not named `<bus>:<device>` or whose device is gone are left out: the
+/// module remakes them while devices come and go.
+fn read_served(dir: &Path) -> Vec<ServedLink> {
+    let Ok(entries) = fs::read_dir(dir.join("served")) else {
+        return Vec::new();
+    };
+    let mut served: Vec<ServedLink> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|entry| {
+            let link = entry.file_name().to_string_lossy().into_owned();
+            let (bus, name) = link.split_once(':')?;
+            if bus.is_empty() || name.is_empty() {
+                return None;
+            }
+            let sysfs_path = fs::canonicalize(entry.path()).ok()?;
+            Some(ServedLink {
+                bus: bus.to_owned(),
+                name: name.to_owned(),
+                sysfs_path,
+            })
+        })
+        .collect();
+    served.sort();
+    served
 }
 
 /// What a device heap's sysfs directory says.
 struct DeviceHeapAttrs {
     properties: HeapProperties,
-    served_device: Option<String>,
-    served_sysfs_path: Option<PathBuf>,
+    served: Vec<ServedLink>,
     contig_source: Option<String>,
 }
 
@@ -559,11 +665,6 @@ fn read_device_heap(name: &str, dir: &Path) -> Result<DeviceHeapAttrs> {
         })?,
     };
     let contig_source = read_optional_attr(name, dir, "contig_source")?;
-    let served = fs::canonicalize(dir.join("device")).ok();
-    let served_name = served
-        .as_ref()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned());
     Ok(DeviceHeapAttrs {
         properties: HeapProperties {
             contiguous,
@@ -573,8 +674,40 @@ fn read_device_heap(name: &str, dir: &Path) -> Result<DeviceHeapAttrs> {
             alignment_bytes,
             accounting,
         },
-        served_device: served_name,
-        served_sysfs_path: served,
+        served: read_served(dir),
         contig_source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_heap_names_are_the_modules_memory_names() {
+        for name in [
+            "system-32bit",
+            "system-32bit-contiguous",
+            "system-40bit",
+            "system-contiguous",
+            "linux,cma-contiguous",
+            "vram-contiguous",
+        ] {
+            assert!(is_device_heap_name(name), "{name}");
+        }
+        for name in [
+            "system",
+            "reserved",
+            "default_cma_region",
+            "-contiguous",
+            "system-bit",
+            "system-032bit",
+            "system-32",
+            "system-xbit",
+            "vkms-contig",
+            "vgem-sg",
+        ] {
+            assert!(!is_device_heap_name(name), "{name}");
+        }
+    }
 }

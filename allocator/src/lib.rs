@@ -54,6 +54,13 @@
 //!
 //! # Which heap, and why
 //!
+//! The kernel ranks the heaps that serve each device (`dma_heaps/0`, `1`,
+//! ... in sysfs, see [`device`]), and the choice follows that order: for one
+//! device, the first heap in its links that fits the buffer; for several,
+//! the first heap in the first device's links that every other device also
+//! links to and that fits. Heaps no device links to (`system` for devices
+//! that do not link to it, udmabuf) are fallbacks after those.
+//!
 //! [`explain_choice`] is [`choose`] with its reasons: the verdict on every
 //! heap ([`Ranking`]: chosen, outranked by a better-suited heap, or unfit
 //! with what it lacks). `choose`, and so `HeapAllocator`, decide from it,
@@ -103,7 +110,7 @@ pub use accounting::Accounting;
 pub use buffer::{DmaBuf, Mapping, PixelBuffer, ReadAccess, WriteAccess};
 pub use constraints::{intersect, Constraints, Intersection, Ranked, Ranking, Unmet, Verdict};
 pub use device::{DeviceInfo, DeviceNumber};
-pub use discovery::{Discovery, HeapInfo, HeapKind, HeapProperties, Skipped, SysRoots};
+pub use discovery::{Discovery, HeapInfo, HeapKind, HeapProperties, ServedLink, Skipped, SysRoots};
 pub use drm_fourcc;
 pub use error::{Error, Result};
 #[cfg(feature = "smithay")]

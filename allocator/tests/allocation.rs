@@ -11,7 +11,7 @@ fn a_node_that_is_not_a_heap_gives_a_named_error() {
     let t = guest_like();
     let d = t.discover();
     // The fake /dev node is a regular file: the ioctl fails with ENOTTY.
-    let heap = Heap::open(d.heap("vkms-contig").unwrap()).unwrap();
+    let heap = Heap::open(d.heap("system-contiguous").unwrap()).unwrap();
     let err = heap.allocate(4096).unwrap_err();
     assert!(
         matches!(
@@ -23,13 +23,13 @@ fn a_node_that_is_not_a_heap_gives_a_named_error() {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("vkms-contig"), "{err}");
+    assert!(err.to_string().contains("system-contiguous"), "{err}");
     // Zero and oversize requests fail before any ioctl.
     assert!(matches!(heap.allocate(0), Err(Error::InvalidSize { .. })));
     let err = heap.allocate(65 << 20).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "allocation: 68157440 exceeds the limit 67108864 of vkms-contig"
+        "allocation: 68157440 exceeds the limit 67108864 of system-contiguous"
     );
 }
 
@@ -87,9 +87,10 @@ mod smithay_feature {
         let t = guest_like();
         let mut a = HeapAllocator::new(t.discover(), &[VKMS, VGEM]).unwrap();
         assert_eq!(a.devices().len(), 2);
+        // vkms's first heap, which vgem links to too.
         assert_eq!(
             a.heap_for(1024, 768, Fourcc::Xrgb8888).unwrap(),
-            "vkms-contig"
+            "system-contiguous"
         );
         // Tiled modifiers only: refused with the reason.
         let err = a
@@ -102,7 +103,7 @@ mod smithay_feature {
             .unwrap_err();
         assert!(
             err.to_string()
-                .contains("DMA_HEAP_IOCTL_ALLOC on vkms-contig"),
+                .contains("DMA_HEAP_IOCTL_ALLOC on system-contiguous"),
             "{err}"
         );
         assert!(

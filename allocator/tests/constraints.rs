@@ -9,21 +9,28 @@ use heapland_allocator::{
 };
 
 #[test]
-fn device_needs_come_from_its_heaps() {
+fn device_needs_come_from_its_links() {
     let t = guest_like();
-    t.heap("platform/vgem", "vgem-contig", HeapSpec::contig().mask(32));
     let d = t.discover();
-    let vivid = d.resolve(VIVID).unwrap();
-    let c = Constraints::for_device(&vivid, &d.heaps_serving(&vivid));
-    assert!(c.contiguous);
-    assert_eq!(c.device, "vivid.0");
-    let vgem = d.resolve(VGEM).unwrap();
-    let c = Constraints::for_device(&vgem, &d.heaps_serving(&vgem));
+    let needs = |n| {
+        let device = d.resolve(n).unwrap();
+        Constraints::for_device(&device, &d.heaps_serving(&device))
+    };
+    let vivid = needs(VIVID);
+    assert_eq!(vivid.device, "vivid.0");
+    assert!(vivid.contiguous && vivid.known);
+    assert_eq!(vivid.dma_mask_bits, 32);
+    // system-contiguous says 33 bits, RAM's last byte: memory "anywhere in
+    // RAM", so vkms reaches all of it.
+    let vkms = needs(VKMS);
+    assert!(vkms.contiguous);
+    assert_eq!(vkms.dma_mask_bits, 64);
+    let vgem = needs(VGEM);
     assert!(
-        !c.contiguous,
-        "vgem has an sg heap, so it does not need contiguous memory"
+        !vgem.contiguous,
+        "vgem links to the system heap, so it gathers scattered pages"
     );
-    assert_eq!(c.dma_mask_bits, 64);
+    assert_eq!(vgem.dma_mask_bits, 64);
 }
 
 #[test]
@@ -56,29 +63,33 @@ fn intersection_takes_the_strictest_of_each() {
 fn all_three_guest_devices_get_a_contiguous_heap() {
     let t = guest_like();
     let d = t.discover();
-    let devs = resolve_devices(&d, &[VKMS, VGEM, VIVID]).unwrap();
-    let (heap, layout, i) = choose(&d, &devs, &[], Fourcc::Nv12, 1280, 720).unwrap();
-    assert!(i.contiguous);
-    assert!(heap.properties.contiguous);
-    // vkms-contig and vivid.0-contig both serve one device; the heap of the
-    // first-listed device wins.
-    assert_eq!(heap.name, "vkms-contig");
-    let devs = resolve_devices(&d, &[VIVID, VKMS, VGEM]).unwrap();
-    let (heap, ..) = choose(&d, &devs, &[], Fourcc::Nv12, 1280, 720).unwrap();
-    assert_eq!(heap.name, "vivid.0-contig");
-    assert_eq!(layout.size, 1_382_400);
+    for order in [[VKMS, VGEM, VIVID], [VIVID, VKMS, VGEM]] {
+        let devs = resolve_devices(&d, &order).unwrap();
+        let (heap, layout, i) = choose(&d, &devs, &[], Fourcc::Nv12, 1280, 720).unwrap();
+        assert!(i.contiguous);
+        assert_eq!(i.dma_mask_bits, 32);
+        // The only heap all three link to.
+        assert_eq!(heap.name, "system-32bit-contiguous");
+        assert_eq!(layout.size, 1_382_400);
+    }
 }
 
 #[test]
-fn own_heap_is_preferred_over_system_and_udmabuf() {
+fn one_device_gets_the_first_heap_of_its_links() {
     let t = guest_like();
     let d = t.discover();
-    let vgem = resolve_devices(&d, &[VGEM]).unwrap();
-    let (heap, ..) = choose(&d, &vgem, &[], Fourcc::Xrgb8888, 1920, 1080).unwrap();
-    assert_eq!(heap.name, "vgem-sg");
-    // A device no device heap describes is unknown, not "any memory": no
-    // heap is proven to fit it (a display without an IOMMU would refuse the
-    // system heap's scattered pages), and the error says what to do.
+    for (n, want) in [
+        (VGEM, "system"),
+        (VKMS, "system-contiguous"),
+        (VIVID, "system-32bit-contiguous"),
+    ] {
+        let devs = resolve_devices(&d, &[n]).unwrap();
+        let (heap, ..) = choose(&d, &devs, &[], Fourcc::Xrgb8888, 1920, 1080).unwrap();
+        assert_eq!(heap.name, want, "{n}");
+    }
+    // A device linking to no heap is unknown, not "any memory": no heap is
+    // proven to fit it (a display without an IOMMU would refuse the system
+    // heap's scattered pages), and the error says what to do.
     let other = heapland_allocator::DeviceNumber::new(226, 1);
     t.device("platform/other")
         .node("platform/other", "drm/card1", other);
@@ -88,38 +99,52 @@ fn own_heap_is_preferred_over_system_and_udmabuf() {
         .unwrap_err()
         .to_string();
     assert!(
-        msg.contains("system: nothing describes the memory other needs"),
+        msg.contains("system: nothing describes the memory other needs (it links to no heap"),
         "{msg}"
     );
     assert!(msg.contains("modprobe device_heap devices="), "{msg}");
+    assert!(
+        msg.starts_with("no heap satisfies other (needs unknown (it links to no heap))"),
+        "{msg}"
+    );
 }
 
 #[test]
-fn uncontiguous_need_prefers_sg_over_scarce_contig() {
+fn a_link_that_does_not_fit_passes_to_the_next_rank() {
+    // vkms's best heap holds 4 MiB: a 1080p buffer comes from its next.
     let t = guest_like();
-    t.heap("platform/vgem", "vgem-contig", HeapSpec::contig());
+    t.set_attr("system-contiguous", "max_alloc_bytes", "4194304\n");
     let d = t.discover();
-    let vgem = resolve_devices(&d, &[VGEM]).unwrap();
-    let (heap, ..) = choose(&d, &vgem, &[], Fourcc::Xrgb8888, 640, 480).unwrap();
-    assert_eq!(heap.name, "vgem-sg");
+    let devs = resolve_devices(&d, &[VKMS]).unwrap();
+    let (heap, ..) = choose(&d, &devs, &[], Fourcc::Xrgb8888, 1024, 768).unwrap();
+    assert_eq!(heap.name, "system-contiguous");
+    let e = explain_choice(&d, &devs, &[], Fourcc::Xrgb8888, 1920, 1080).unwrap();
+    assert_eq!(e.ranking.chosen().unwrap().name, "system-32bit-contiguous");
+    let unmet = e.ranking.unmet();
+    let first = unmet
+        .iter()
+        .find(|u| u.heap == "system-contiguous")
+        .unwrap();
+    assert_eq!(
+        first.reasons,
+        ["max allocation 4194304 bytes < 8294400 needed"]
+    );
 }
 
 #[test]
 fn impossible_set_is_explained() {
-    // vivid.0 needs contiguous memory; vgem can only address 32 bits, and
-    // the only contiguous heaps give 40-bit memory.
+    // vivid.0 needs contiguous memory and its heap gives 40-bit memory; vgem
+    // can only address 32 bits and gathers scattered pages below them.
     let t = FakeTree::new();
-    t.device("platform/vivid.0")
+    t.heap("system-40bit-contiguous", HeapSpec::contig().mask(40))
+        .heap("system-32bit", HeapSpec::sg().mask(32))
+        .system_heap()
+        .device("platform/vivid.0")
         .node("platform/vivid.0", "video4linux/video0", VIVID)
-        .heap(
-            "platform/vivid.0",
-            "vivid.0-contig",
-            HeapSpec::contig().mask(40),
-        )
+        .links("platform/vivid.0", &["system-40bit-contiguous"])
         .device("platform/vgem")
         .node("platform/vgem", "drm/renderD128", VGEM)
-        .heap("platform/vgem", "vgem-sg", HeapSpec::sg().mask(32))
-        .system_heap();
+        .links("platform/vgem", &["system-32bit"]);
     let d = t.discover();
     let devs = resolve_devices(&d, &[VIVID, VGEM]).unwrap();
     let err = choose(&d, &devs, &[], Fourcc::Nv12, 1280, 720).unwrap_err();
@@ -132,11 +157,11 @@ fn impossible_set_is_explained() {
         "{msg}"
     );
     assert!(
-        msg.contains("vgem-sg: not contiguous (needed by vivid.0)"),
+        msg.contains("system-32bit: not contiguous (needed by vivid.0)"),
         "{msg}"
     );
     assert!(
-        msg.contains("vivid.0-contig: memory up to 40 bits, beyond DMA mask 32 of vgem"),
+        msg.contains("system-40bit-contiguous: memory up to 40 bits, beyond DMA mask 32 of vgem"),
         "{msg}"
     );
     assert!(
@@ -148,14 +173,11 @@ fn impossible_set_is_explained() {
 #[test]
 fn too_large_for_every_contiguous_heap_is_explained() {
     let t = FakeTree::new();
-    t.device("platform/vkms")
+    t.heap("system-contiguous", system_contiguous().max(4 << 20))
+        .system_heap()
+        .device("platform/vkms")
         .node("platform/vkms", "drm/card0", VKMS)
-        .heap(
-            "platform/vkms",
-            "vkms-contig",
-            HeapSpec::contig().max(4 << 20),
-        )
-        .system_heap();
+        .links("platform/vkms", &["system-contiguous"]);
     let d = t.discover();
     let devs = resolve_devices(&d, &[VKMS]).unwrap();
     assert!(choose(&d, &devs, &[], Fourcc::Xrgb8888, 1024, 768).is_ok());
@@ -163,7 +185,7 @@ fn too_large_for_every_contiguous_heap_is_explained() {
         .unwrap_err()
         .to_string();
     assert!(
-        msg.contains("vkms-contig: max allocation 4194304 bytes < 8294400 needed"),
+        msg.contains("system-contiguous: max allocation 4194304 bytes < 8294400 needed"),
         "{msg}"
     );
     assert!(msg.contains("no heap satisfies vkms (contiguous)"), "{msg}");
@@ -188,13 +210,14 @@ fn caller_limits_are_enforced_and_named() {
         err.to_string().contains("limit 1048576 of vkms plane"),
         "{err}"
     );
+    // vkms's best heap is not coherent: a coherent need takes its next.
     let mut coherent = Constraints::unconstrained("cpu");
     coherent.coherent = true;
-    t.heap("platform/vgem", "vgem-nc", HeapSpec::sg().noncoherent());
+    t.set_attr("system-contiguous", "coherent", "0\n");
     let d = t.discover();
-    let vgem = resolve_devices(&d, &[VGEM]).unwrap();
-    let (heap, ..) = choose(&d, &vgem, &[coherent], Fourcc::Xrgb8888, 64, 64).unwrap();
-    assert_ne!(heap.name, "vgem-nc");
+    let vkms = resolve_devices(&d, &[VKMS]).unwrap();
+    let (heap, ..) = choose(&d, &vkms, &[coherent], Fourcc::Xrgb8888, 64, 64).unwrap();
+    assert_eq!(heap.name, "system-32bit-contiguous");
 }
 
 #[test]
@@ -205,146 +228,239 @@ fn no_heaps_at_all_is_its_own_error() {
     assert!(matches!(err, Error::NoHeaps { .. }), "{err}");
 }
 
+fn verdict_of<'a>(e: &'a heapland_allocator::Explained<'_>, heap: &str) -> &'a Verdict {
+    &e.ranking
+        .heaps
+        .iter()
+        .find(|r| r.heap.name == heap)
+        .unwrap_or_else(|| panic!("{heap} not judged"))
+        .verdict
+}
+
+fn outranked_because(e: &heapland_allocator::Explained<'_>, heap: &str) -> String {
+    match verdict_of(e, heap) {
+        Verdict::Outranked(why) => why.clone(),
+        v => panic!("{heap}: {v:?}"),
+    }
+}
+
 #[test]
 fn ranking_judges_every_heap_and_agrees_with_select() {
     let t = guest_like();
     let d = t.discover();
-    let devs = resolve_devices(&d, &[VIVID, VKMS]).unwrap();
+    // vgem first: its order is system (not contiguous, as vkms needs),
+    // system-contiguous, system-32bit-contiguous; vkms links to both.
+    let devs = resolve_devices(&d, &[VGEM, VKMS]).unwrap();
     let explained = explain_choice(&d, &devs, &[], Fourcc::Nv12, 1920, 1080).unwrap();
     let (chosen, layout, _) = choose(&d, &devs, &[], Fourcc::Nv12, 1920, 1080).unwrap();
     assert_eq!(explained.heap().unwrap().name, chosen.name);
-    assert_eq!(explained.ranking.chosen().unwrap().name, "vivid.0-contig");
+    assert_eq!(
+        explained.ranking.chosen().unwrap().name,
+        "system-contiguous"
+    );
     assert_eq!(explained.layout, layout);
     assert_eq!(explained.ranking.heaps.len(), d.heaps().len());
-    let verdict = |n: &str| {
-        explained
-            .ranking
-            .heaps
-            .iter()
-            .find(|r| r.heap.name == n)
-            .unwrap()
-            .verdict
-            .clone()
-    };
-    match verdict("vkms-contig") {
-        Verdict::Outranked(why) => assert!(
-            why.contains("vivid.0-contig is made for vivid.0, listed before vkms"),
-            "{why}"
-        ),
-        v => panic!("vkms-contig: {v:?}"),
-    }
-    match verdict("system") {
-        Verdict::Unmet(why) => assert!(
-            why.iter()
-                .any(|w| w.contains("not contiguous (needed by vivid.0, vkms)")),
-            "{why:?}"
-        ),
+    assert_eq!(
+        outranked_because(&explained, "system-32bit-contiguous"),
+        "fits, but system-contiguous is rank 1 for vgem, this heap rank 2"
+    );
+    match verdict_of(&explained, "system") {
+        Verdict::Unmet(why) => assert_eq!(why, &["not contiguous (needed by vkms)"]),
         v => panic!("system: {v:?}"),
     }
-    match verdict("vgem-sg") {
-        Verdict::Unmet(_) => {}
-        v => panic!("vgem-sg: {v:?}"),
-    }
-    // Only vgem: its own heap, then the system heap is preferred to heaps
-    // made for other devices, and those to udmabuf.
+    assert!(matches!(
+        verdict_of(&explained, "udmabuf"),
+        Verdict::Unmet(_)
+    ));
+    // Only vgem: its first link, the kernel's system heap; its other links
+    // by rank; udmabuf, which nothing links to, after them.
     let vgem = resolve_devices(&d, &[VGEM]).unwrap();
     let e = explain_choice(&d, &vgem, &[], Fourcc::Xrgb8888, 64, 64).unwrap();
-    assert_eq!(e.ranking.chosen().unwrap().name, "vgem-sg");
-    for r in &e.ranking.heaps {
-        if r.heap.name == "vgem-sg" {
-            assert_eq!(r.verdict, Verdict::Chosen);
-        } else {
-            let Verdict::Outranked(why) = &r.verdict else {
-                panic!("{}: {:?}", r.heap.name, r.verdict);
-            };
-            assert!(
-                why.starts_with("fits, but vgem-sg is made for vgem"),
-                "{why}"
-            );
-        }
+    assert_eq!(e.ranking.chosen().unwrap().name, "system");
+    assert_eq!(
+        outranked_because(&e, "system-contiguous"),
+        "fits, but system is rank 0 for vgem, this heap rank 1"
+    );
+    assert_eq!(
+        outranked_because(&e, "system-32bit-contiguous"),
+        "fits, but system is rank 0 for vgem, this heap rank 2"
+    );
+    assert_eq!(
+        outranked_because(&e, "udmabuf"),
+        "fits, but system serves vgem (rank 0), and none of these devices links to \
+         this heap (udmabuf, the last resort)"
+    );
+    // vkms first, vivid.0 second: vivid.0 links only to the 32-bit heap.
+    let devs = resolve_devices(&d, &[VKMS, VIVID]).unwrap();
+    let e = explain_choice(&d, &devs, &[], Fourcc::Nv12, 1280, 720).unwrap();
+    assert_eq!(e.ranking.chosen().unwrap().name, "system-32bit-contiguous");
+    match verdict_of(&e, "system-contiguous") {
+        Verdict::Unmet(why) => assert_eq!(
+            why,
+            &["memory up to 33 bits, beyond DMA mask 32 of vivid.0"]
+        ),
+        v => panic!("{v:?}"),
     }
 }
 
-/// A 7.x system with a CMA area and devices needing contiguous memory.
+#[test]
+fn two_devices_follow_the_first_devices_order() {
+    // Two heaps both devices link to, ranked differently by each.
+    let t = FakeTree::new();
+    t.heap("system-contiguous", system_contiguous())
+        .heap(
+            "reserved-contiguous",
+            HeapSpec::contig().source("cma:reserved buddy"),
+        )
+        .heap("system-32bit-contiguous", system_32bit_contiguous())
+        .system_heap()
+        .device("platform/vivid.0")
+        .node("platform/vivid.0", "video4linux/video0", VIVID)
+        .links(
+            "platform/vivid.0",
+            &["system-contiguous", "reserved-contiguous"],
+        )
+        .device("platform/vkms")
+        .node("platform/vkms", "drm/card0", VKMS)
+        .links(
+            "platform/vkms",
+            &[
+                "system-32bit-contiguous",
+                "reserved-contiguous",
+                "system-contiguous",
+            ],
+        );
+    let d = t.discover();
+    let pick = |order: &[heapland_allocator::DeviceNumber]| {
+        let devs = resolve_devices(&d, order).unwrap();
+        choose(&d, &devs, &[], Fourcc::Xrgb8888, 640, 480)
+            .unwrap()
+            .0
+            .name
+    };
+    assert_eq!(pick(&[VIVID, VKMS]), "system-contiguous");
+    // vkms's best is not linked by vivid.0: its next one both link to.
+    assert_eq!(pick(&[VKMS, VIVID]), "reserved-contiguous");
+    assert_eq!(pick(&[VKMS]), "system-32bit-contiguous");
+    let devs = resolve_devices(&d, &[VKMS, VIVID]).unwrap();
+    let e = explain_choice(&d, &devs, &[], Fourcc::Xrgb8888, 640, 480).unwrap();
+    assert_eq!(
+        outranked_because(&e, "system-contiguous"),
+        "fits, but reserved-contiguous is rank 1 for vkms, this heap rank 2"
+    );
+    assert_eq!(
+        outranked_because(&e, "system-32bit-contiguous"),
+        "fits, but reserved-contiguous serves vkms (rank 1), vivid.0 (rank 1), this heap \
+         only vkms (rank 0)"
+    );
+    // Where the devices share no heap, one linked by the earlier device
+    // comes first.
+    t.links("platform/vivid.0", &["system-contiguous"]).links(
+        "platform/vkms",
+        &["system-32bit-contiguous", "reserved-contiguous"],
+    );
+    let d = t.discover();
+    let devs = resolve_devices(&d, &[VIVID, VKMS]).unwrap();
+    let e = explain_choice(&d, &devs, &[], Fourcc::Xrgb8888, 640, 480).unwrap();
+    assert_eq!(e.ranking.chosen().unwrap().name, "system-contiguous");
+    assert_eq!(
+        outranked_because(&e, "system-32bit-contiguous"),
+        "fits, but system-contiguous is rank 0 for vivid.0, listed before vkms"
+    );
+}
+
+/// A 7.x system with a CMA area: vkms reaches all of RAM and uses the
+/// default area, so the kernel's CMA heap serves it after the module's.
 fn with_cma() -> FakeTree {
     let t = guest_like();
     t.cma_area("reserved", 32768)
         .core_heap("default_cma_region")
         .core_heap("reserved")
-        .on_heap_core();
+        .on_heap_core()
+        .links(
+            "platform/vkms",
+            &[
+                "system-contiguous",
+                "default_cma_region",
+                "system-32bit-contiguous",
+            ],
+        );
     t
 }
 
 #[test]
 fn cma_heap_is_never_chosen_for_a_device_of_narrower_reach() {
-    // vkms can only address 32 bits and its own heap is too small: the CMA
+    // vivid.0 can only address 32 bits and its heap is too small: the CMA
     // heap is large enough but nothing says it lies below 4 GiB.
     let t = FakeTree::new();
-    t.device("platform/vkms")
-        .node("platform/vkms", "drm/card0", VKMS)
-        .heap(
-            "platform/vkms",
-            "vkms-contig",
-            HeapSpec::contig().mask(32).max(1 << 20),
-        )
-        .system_heap()
-        .cma_area("reserved", 32768)
-        .core_heap("reserved")
-        .on_heap_core();
+    t.heap(
+        "system-32bit-contiguous",
+        system_32bit_contiguous().max(1 << 20),
+    )
+    .system_heap()
+    .cma_area("reserved", 32768)
+    .core_heap("reserved")
+    .on_heap_core()
+    .device("platform/vivid.0")
+    .node("platform/vivid.0", "video4linux/video0", VIVID)
+    .links("platform/vivid.0", &["system-32bit-contiguous"]);
     let d = t.discover();
-    let devs = resolve_devices(&d, &[VKMS]).unwrap();
+    let devs = resolve_devices(&d, &[VIVID]).unwrap();
     let err = choose(&d, &devs, &[], Fourcc::Xrgb8888, 1920, 1080).unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains("reserved: DMA reach unknown, not proven below DMA mask 32 of vkms"),
+        msg.contains("reserved: DMA reach unknown, not proven below DMA mask 32 of vivid.0"),
         "{msg}"
     );
 }
 
 #[test]
-fn cma_heap_is_the_last_choice_of_a_64_bit_device_needing_contiguity() {
+fn cma_heaps_come_where_the_links_put_them_and_last_otherwise() {
     let t = with_cma();
     let d = t.discover();
-    // vivid.0 (contiguous, 64-bit) has its own heap: CMA is outranked.
-    let devs = resolve_devices(&d, &[VIVID]).unwrap();
+    // vkms links to the kernel's default CMA heap after the module's heap.
+    let devs = resolve_devices(&d, &[VKMS]).unwrap();
     let e = explain_choice(&d, &devs, &[], Fourcc::Nv12, 1920, 1080).unwrap();
-    assert_eq!(e.ranking.chosen().unwrap().name, "vivid.0-contig");
-    for r in &e.ranking.heaps {
-        if r.heap.kind == HeapKind::Cma {
-            assert!(
-                matches!(&r.verdict, Verdict::Outranked(w) if w.contains("made for vivid.0")),
-                "{:?}",
-                r.verdict
-            );
-        }
-    }
+    assert_eq!(e.ranking.chosen().unwrap().name, "system-contiguous");
+    assert_eq!(
+        outranked_because(&e, "default_cma_region"),
+        "fits, but system-contiguous is rank 0 for vkms, this heap rank 1"
+    );
+    // `reserved`, the same area by its old name, is linked by nobody.
+    let why = outranked_because(&e, "reserved");
+    assert!(
+        why.ends_with(
+            "none of these devices links to this heap (a CMA heap (contiguous memory is scarce))"
+        ),
+        "{why}"
+    );
     // A device needing no contiguity never gets CMA memory over system.
     let vgem = resolve_devices(&d, &[VGEM]).unwrap();
     let e = explain_choice(&d, &vgem, &[], Fourcc::Xrgb8888, 64, 64).unwrap();
-    let cma = e
-        .ranking
-        .heaps
-        .iter()
-        .find(|r| r.heap.name == "reserved")
-        .unwrap();
-    assert!(
-        matches!(&cma.verdict, Verdict::Outranked(w) if w.contains("CMA heap")),
-        "{:?}",
-        cma.verdict
+    assert!(outranked_because(&e, "reserved").contains("CMA heap"));
+    // Where the module's heap is too small, the linked CMA heap serves.
+    t.set_attr("system-contiguous", "max_alloc_bytes", "1048576\n");
+    let d = t.discover();
+    let devs = resolve_devices(&d, &[VKMS]).unwrap();
+    let (heap, ..) = choose(&d, &devs, &[], Fourcc::Nv12, 1920, 1080).unwrap();
+    assert_eq!(
+        (heap.name.as_str(), heap.kind),
+        ("default_cma_region", HeapKind::Cma)
     );
-    // Where its own heap is too small, a 64-bit device needing contiguity
-    // gets a contiguous heap: another device's first, CMA last.
-    let big = HeapSpec::contig().max(1 << 20);
+    // A 64-bit device whose links are all too small gets a contiguous heap
+    // it does not link to: CMA, the last resort.
+    let big = system_contiguous().max(1 << 20);
     let t = FakeTree::new();
-    t.device("platform/vivid.0")
-        .node("platform/vivid.0", "video4linux/video0", VIVID)
-        .heap("platform/vivid.0", "vivid.0-contig", big)
+    t.heap("system-contiguous", big)
         .system_heap()
         .cma_area("reserved", 32768)
         .core_heap("reserved")
-        .on_heap_core();
+        .on_heap_core()
+        .device("platform/vkms")
+        .node("platform/vkms", "drm/card0", VKMS)
+        .links("platform/vkms", &["system-contiguous"]);
     let d = t.discover();
-    let devs = resolve_devices(&d, &[VIVID]).unwrap();
+    let devs = resolve_devices(&d, &[VKMS]).unwrap();
     let (heap, ..) = choose(&d, &devs, &[], Fourcc::Nv12, 1920, 1080).unwrap();
     assert_eq!(heap.name, "reserved");
     assert_eq!(heap.kind, HeapKind::Cma);

@@ -59,49 +59,66 @@ fn names(v: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// The guest's devices on a 7.x kernel with a CMA area: device heaps for
-/// vkms (contiguous, 32-bit), vgem (sg, charged) and vivid.0 (contiguous),
-/// listed by the heap core too; system, `default_cma_region`, `reserved`,
-/// udmabuf; and the node a removed vgem-contig heap left behind.
+/// The guest's devices on a 7.x kernel with a CMA area, listed by the heap
+/// core too: vkms (contiguous, 32-bit), vgem (scatter-gather, 32-bit) and
+/// vivid.0 (contiguous, all of RAM, the default CMA area), served by three
+/// heaps of the module and the kernel's default CMA heap; system,
+/// `reserved`, udmabuf; and the node a removed `system-40bit` heap left
+/// behind.
+///
+/// ```text
+/// vkms     0 system-32bit-contiguous
+/// vgem     0 system-32bit  1 system-32bit-contiguous
+/// vivid.0  0 system-contiguous  1 default_cma_region  2 system-32bit-contiguous
+/// ```
 fn heap_core_tree(mem_accounting: bool) -> FakeTree {
     let t = FakeTree::new();
-    t.device("faux/vkms")
-        .driver("faux/vkms", "vkms")
-        .node("faux/vkms", "drm/card0", VKMS)
-        .heap(
-            "faux/vkms",
-            "vkms-contig",
-            HeapSpec::contig()
-                .mask(32)
-                .accounting("none")
-                .source("cma:reserved"),
-        )
-        .device("faux/vgem")
-        .driver("faux/vgem", "vgem")
-        .node("faux/vgem", "drm/renderD128", VGEM)
-        .heap("faux/vgem", "vgem-sg", HeapSpec::sg().accounting("memcg"))
-        .device("platform/vivid.0")
-        .driver("platform/vivid.0", "vivid")
-        .node("platform/vivid.0", "video4linux/video0", VIVID)
-        .node(
-            "platform/vivid.0",
-            "video4linux/video1",
-            heapland_allocator::DeviceNumber::new(81, 1),
-        )
-        .heap(
-            "platform/vivid.0",
-            "vivid.0-contig",
-            HeapSpec::contig().accounting("none"),
-        )
-        .system_heap()
-        .udmabuf()
-        .cma_area("reserved", 32768)
-        .core_heap("system")
-        .core_heap("default_cma_region")
-        .core_heap("reserved")
-        .on_heap_core()
-        .core_heap("vgem-contig")
-        .mem_accounting(mem_accounting);
+    t.heap(
+        "system-32bit-contiguous",
+        system_32bit_contiguous()
+            .accounting("none")
+            .source("cma:reserved buddy"),
+    )
+    .heap("system-32bit", HeapSpec::sg().mask(32).accounting("memcg"))
+    .heap(
+        "system-contiguous",
+        system_contiguous()
+            .accounting("none")
+            .source("cma:reserved buddy"),
+    )
+    .system_heap()
+    .udmabuf()
+    .cma_area("reserved", 32768)
+    .core_heap("system")
+    .core_heap("default_cma_region")
+    .core_heap("reserved")
+    .on_heap_core()
+    .core_heap("system-40bit")
+    .mem_accounting(mem_accounting)
+    .device("faux/vkms")
+    .driver("faux/vkms", "vkms")
+    .node("faux/vkms", "drm/card0", VKMS)
+    .links("faux/vkms", &["system-32bit-contiguous"])
+    .device("faux/vgem")
+    .driver("faux/vgem", "vgem")
+    .node("faux/vgem", "drm/renderD128", VGEM)
+    .links("faux/vgem", &["system-32bit", "system-32bit-contiguous"])
+    .device("platform/vivid.0")
+    .driver("platform/vivid.0", "vivid")
+    .node("platform/vivid.0", "video4linux/video0", VIVID)
+    .node(
+        "platform/vivid.0",
+        "video4linux/video1",
+        heapland_allocator::DeviceNumber::new(81, 1),
+    )
+    .links(
+        "platform/vivid.0",
+        &[
+            "system-contiguous",
+            "default_cma_region",
+            "system-32bit-contiguous",
+        ],
+    );
     t
 }
 
@@ -136,21 +153,21 @@ fn this_host_has_no_heaps_and_says_so() {
 }
 
 #[test]
-fn list_shows_every_heap_once_with_kind_and_accounting() {
+fn list_shows_every_heap_once_with_kind_accounting_and_served_devices() {
     for mem_accounting in [true, false] {
         let t = heap_core_tree(mem_accounting);
         let out = run_on(&t, &["list", "--json"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let v = json(&out);
-        assert_eq!(v["version"], 1);
+        assert_eq!(v["version"], 2);
         assert!(v["error"].is_null());
         let listed = names(&v, "heaps");
         assert_eq!(
             listed,
             [
-                "vgem-sg",
-                "vivid.0-contig",
-                "vkms-contig",
+                "system-32bit",
+                "system-32bit-contiguous",
+                "system-contiguous",
                 "system",
                 "default_cma_region",
                 "reserved",
@@ -168,9 +185,9 @@ fn list_shows_every_heap_once_with_kind_and_accounting() {
         };
         let system_charges = if mem_accounting { "memcg" } else { "none" };
         for (name, kind, accounting) in [
-            ("vgem-sg", "device", "memcg"),
-            ("vivid.0-contig", "device", "none"),
-            ("vkms-contig", "device", "none"),
+            ("system-32bit", "device", "memcg"),
+            ("system-32bit-contiguous", "device", "none"),
+            ("system-contiguous", "device", "none"),
             ("system", "system", system_charges),
             ("default_cma_region", "cma", "none"),
             ("reserved", "cma", "none"),
@@ -181,27 +198,50 @@ fn list_shows_every_heap_once_with_kind_and_accounting() {
             assert_eq!(h["accounting"], accounting, "{name}");
             assert_eq!(h["properties_known"], true, "{name}");
         }
-        let vkms = heap("vkms-contig");
-        assert_eq!(vkms["backing"], "contig");
-        assert_eq!(vkms["contiguous"], true);
-        assert_eq!(vkms["dma_mask_bits"], 32);
-        assert_eq!(vkms["dma_reach"], "below 4 GiB (32-bit)");
-        assert_eq!(vkms["max_alloc_bytes"], 64 << 20);
-        assert_eq!(vkms["contig_source"], "cma:reserved");
-        let served = &vkms["served_device"];
-        assert_eq!(served["name"], "vkms");
-        assert_eq!(served["driver"], "vkms");
-        assert!(served["sysfs_path"]
+        let shared = heap("system-32bit-contiguous");
+        assert_eq!(shared["backing"], "contig");
+        assert_eq!(shared["contiguous"], true);
+        assert_eq!(shared["dma_mask_bits"], 32);
+        assert_eq!(shared["dma_reach"], "below 4 GiB (32-bit)");
+        assert_eq!(shared["max_alloc_bytes"], 64 << 20);
+        assert_eq!(shared["contig_source"], "cma:reserved buddy");
+        // Every device linking to it, by bus and name, with its rank there.
+        let served: Vec<(String, u64)> = shared["served"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    format!(
+                        "{}:{}",
+                        s["bus"].as_str().unwrap(),
+                        s["name"].as_str().unwrap()
+                    ),
+                    s["rank"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            served,
+            [
+                ("faux:vgem".to_owned(), 1),
+                ("faux:vkms".to_owned(), 0),
+                ("platform:vivid.0".to_owned(), 2)
+            ]
+        );
+        let vkms = &shared["served"][1];
+        assert_eq!(vkms["driver"], "vkms");
+        assert!(vkms["sysfs_path"]
             .as_str()
             .unwrap()
             .ends_with("sys/devices/faux/vkms"));
-        assert_eq!(served["nodes"][0]["dev"], "226:0");
-        assert!(served["nodes"][0]["path"]
+        assert_eq!(vkms["nodes"][0]["dev"], "226:0");
+        assert!(vkms["nodes"][0]["path"]
             .as_str()
             .unwrap()
             .ends_with("dev/dri/card0"));
-        let vivid = heap("vivid.0-contig");
-        let vivid_nodes: Vec<&str> = vivid["served_device"]["nodes"]
+        let contiguous = heap("system-contiguous");
+        let vivid_nodes: Vec<&str> = contiguous["served"][0]["nodes"]
             .as_array()
             .unwrap()
             .iter()
@@ -213,13 +253,18 @@ fn list_shows_every_heap_once_with_kind_and_accounting() {
         assert!(cma["dma_mask_bits"].is_null(), "reach unknown: {cma}");
         assert!(cma["dma_reach"].as_str().unwrap().starts_with("unknown"));
         assert_eq!(cma["contig_source"], "cma:reserved");
-        assert!(cma["served_device"].is_null());
+        // The kernel's heap is linked, not made for anyone: found through
+        // the links.
+        assert_eq!(cma["served"][0]["name"], "vivid.0");
+        assert_eq!(cma["served"][0]["rank"], 1);
+        assert_eq!(heap("reserved")["served"].as_array().unwrap().len(), 0);
         let system = heap("system");
         assert_eq!(system["backing"], "sg");
         assert!(system["max_alloc_bytes"].is_null(), "no limit but memory");
         assert_eq!(system["dma_reach"], "anywhere (64-bit)");
-        // What the removed vgem-contig left is not a heap, and says why.
-        assert_eq!(names(&v, "skipped"), ["vgem-contig"]);
+        assert_eq!(system["served"].as_array().unwrap().len(), 0);
+        // What the removed system-40bit left is not a heap, and says why.
+        assert_eq!(names(&v, "skipped"), ["system-40bit"]);
         assert!(v["skipped"][0]["reason"]
             .as_str()
             .unwrap()
@@ -234,14 +279,16 @@ fn list_for_people_has_a_block_per_heap() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     for needle in [
-        "vkms-contig: device heap for vkms",
+        "system-32bit-contiguous: device heap serving vgem, vkms, vivid.0",
         "DMA reach     below 4 GiB (32-bit)",
-        "serves        vkms (driver vkms)",
+        "comes from    cma:reserved buddy",
+        "serves        vkms (faux bus, driver vkms), its heap of rank 0",
+        "serves        vivid.0 (platform bus, driver vivid), its heap of rank 2",
         "system: the kernel's system heap",
         "accounting    memcg: charged",
         "default_cma_region: a CMA heap",
         "found but not usable:",
-        "vgem-contig: the heap core's node of a removed device heap",
+        "system-40bit: the heap core's node of a removed device heap",
     ] {
         assert!(text.contains(needle), "{needle:?} not in:\n{text}");
     }
@@ -300,14 +347,29 @@ fn for_picks_what_the_library_picks_and_explains_every_other_heap() {
         }
         assert_eq!(v["devices"].as_array().unwrap().len(), resolved.len());
     }
-    // vivid first, but vivid's heap gives memory above vkms' 32 bits:
-    // vkms' heap; sg heaps are unfit, the CMA heaps cannot prove they reach
-    // vkms' 32 bits.
+    // vivid first, but its first heap gives memory above vkms' 32 bits, and
+    // the CMA heap cannot prove it lies below them: vivid's third, which
+    // vkms links to too; sg heaps are unfit.
     let out = run_on(&t, &["for", "81:0", "226:0", "--format", "NV12", "--json"]);
     let v = json(&out);
-    assert_eq!(v["heap"]["name"], "vkms-contig");
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["heap"]["name"], "system-32bit-contiguous");
     assert_eq!(v["needs"]["contiguous"], true);
     assert_eq!(v["needs"]["dma_mask_bits"], 32);
+    let vivid = &v["devices"][0];
+    assert_eq!(vivid["name"], "vivid.0");
+    assert_eq!(
+        vivid["heaps"],
+        serde_json::json!([
+            "system-contiguous",
+            "default_cma_region",
+            "system-32bit-contiguous"
+        ])
+    );
+    assert!(vivid["heaps_from"]
+        .as_str()
+        .unwrap()
+        .ends_with("sys/devices/platform/vivid.0"));
     let reason = |n: &str| {
         v["passed_over"]
             .as_array()
@@ -317,9 +379,9 @@ fn for_picks_what_the_library_picks_and_explains_every_other_heap() {
             .unwrap()
             .clone()
     };
-    let vivid = reason("vivid.0-contig");
-    assert_eq!(vivid["fits"], false);
-    assert!(vivid["reasons"][0]
+    let above = reason("system-contiguous");
+    assert_eq!(above["fits"], false);
+    assert!(above["reasons"][0]
         .as_str()
         .unwrap()
         .contains("beyond DMA mask 32 of vkms"));
@@ -329,25 +391,45 @@ fn for_picks_what_the_library_picks_and_explains_every_other_heap() {
         .as_str()
         .unwrap()
         .contains("not contiguous (needed by vivid.0, vkms)"));
-    let cma = reason("reserved");
-    assert_eq!(cma["kind"], "cma");
-    assert!(cma["reasons"]
+    for name in ["default_cma_region", "reserved"] {
+        let cma = reason(name);
+        assert_eq!(cma["kind"], "cma");
+        assert!(cma["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("DMA reach unknown")));
+    }
+    // vgem alone: its first heap; the next is passed over by rank.
+    let out = run_on(&t, &["for", "226:128", "--json"]);
+    let v = json(&out);
+    assert_eq!(v["heap"]["name"], "system-32bit");
+    let next = v["passed_over"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|r| r.as_str().unwrap().contains("DMA reach unknown")));
+        .find(|p| p["name"] == "system-32bit-contiguous")
+        .unwrap()
+        .clone();
+    assert_eq!(next["fits"], true);
+    assert_eq!(
+        next["reasons"][0],
+        "fits, but system-32bit is rank 0 for vgem, this heap rank 1"
+    );
     // For people.
     let out = run_on(&t, &["for", "81:0", "226:0", "--format", "NV12"]);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
     for needle in [
-        "heap          vkms-contig",
+        "heap          system-32bit-contiguous",
         "81:0: vivid.0 (81:0), needs contiguous",
+        "heaps by rank: 0 system-contiguous, 1 default_cma_region, 2 system-32bit-contiguous",
         "226:0: vkms (226:0), needs contiguous, below 4 GiB (32-bit)",
+        "heaps by rank: 0 system-32bit-contiguous\n",
         "buffer        NV12 1920x1080, modifier LINEAR",
         "  plane 1",
         "passed over",
-        "vivid.0-contig",
+        "system-contiguous",
     ] {
         assert!(text.contains(needle), "{needle:?} not in:\n{text}");
     }
@@ -355,8 +437,8 @@ fn for_picks_what_the_library_picks_and_explains_every_other_heap() {
 
 #[test]
 fn for_without_a_fitting_heap_exits_4_and_explains() {
-    // vkms' heap is too small for 4K and nothing else is both contiguous
-    // and proven below 4 GiB.
+    // vkms' only heap is too small for 4K and nothing else is both
+    // contiguous and proven below 4 GiB.
     let t = heap_core_tree(false);
     let out = run_on(&t, &["for", "226:0", "--size", "4096x4097", "--json"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));

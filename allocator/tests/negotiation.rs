@@ -63,8 +63,8 @@ fn scanout_tranche_is_preferred_for_scanout_usage() {
     assert_eq!(n.modifier, Modifier::Linear);
     let names: Vec<&str> = n.devices.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["vkms", "vgem"], "target then main device");
-    // vkms needs contiguous memory; its own heap serves it.
-    assert_eq!(n.heap.name, "vkms-contig");
+    // vkms needs contiguous memory: its first heap, which vgem links to too.
+    assert_eq!(n.heap.name, "system-contiguous");
     assert!(n.passed_over.is_empty());
     assert_eq!(n.layout.planes[0].stride, 4096);
 
@@ -76,7 +76,7 @@ fn scanout_tranche_is_preferred_for_scanout_usage() {
     )
     .unwrap();
     assert_eq!(n.tranche, 0);
-    assert_eq!(n.heap.name, "vgem-sg");
+    assert_eq!(n.heap.name, "system");
 }
 
 #[test]
@@ -96,7 +96,7 @@ fn falls_back_to_the_main_tranche_and_explains() {
     .unwrap();
     assert_eq!(n.tranche, 0);
     assert!(!n.scanout);
-    assert_eq!(n.heap.name, "vgem-sg");
+    assert_eq!(n.heap.name, "system");
     assert_eq!(n.passed_over.len(), 1);
     let why = &n.passed_over[0];
     assert!(why.starts_with("tranche 1 (226:0, scanout):"), "{why}");
@@ -110,16 +110,14 @@ fn falls_back_to_the_main_tranche_and_explains() {
 fn falls_back_when_no_heap_fits_the_scanout_device() {
     // vkms's contiguous heap cannot hold 1080p; the main tranche can.
     let t = FakeTree::new();
-    t.device("platform/vkms")
+    t.heap("system-contiguous", system_contiguous().max(4 << 20))
+        .system_heap()
+        .device("platform/vkms")
         .node("platform/vkms", "drm/card0", VKMS)
-        .heap(
-            "platform/vkms",
-            "vkms-contig",
-            HeapSpec::contig().max(4 << 20),
-        )
+        .links("platform/vkms", &["system-contiguous"])
         .device("platform/vgem")
         .node("platform/vgem", "drm/renderD128", VGEM)
-        .heap("platform/vgem", "vgem-sg", HeapSpec::sg());
+        .links("platform/vgem", &["system", "system-contiguous"]);
     let d = t.discover();
     let fb = feedback(vec![entry(XR24, LINEAR)], vec![entry(XR24, LINEAR)]);
     let n = negotiate(
@@ -129,6 +127,7 @@ fn falls_back_when_no_heap_fits_the_scanout_device() {
     )
     .unwrap();
     assert_eq!(n.tranche, 0);
+    assert_eq!(n.heap.name, "system");
     assert!(
         n.passed_over[0].contains("max allocation 4194304 bytes < 8294400"),
         "{:?}",
@@ -212,7 +211,8 @@ fn extra_devices_join_the_intersection() {
     );
     req.extra_devices.push(VIVID);
     let n = negotiate(&d, &fb, &req).unwrap();
-    assert!(n.heap.properties.contiguous, "{}", n.heap.name);
+    // The first of vgem's links that vivid.0 (32-bit) links to too.
+    assert_eq!(n.heap.name, "system-32bit-contiguous");
     assert!(n.intersection.contiguous);
     assert_eq!(n.devices.len(), 2, "vgem deduplicated, vivid.0 added");
 }
@@ -316,22 +316,46 @@ fn wire_feedback_decodes_and_rejects_malformed_input() {
 }
 
 #[test]
-fn the_target_devices_heap_wins_a_tie() {
-    // As in the guest: every device has a contiguous heap.
+fn the_target_devices_order_wins() {
+    // Two heaps both devices link to, ranked differently by each.
     let t = FakeTree::new();
-    t.device("platform/vkms")
+    t.heap("system-contiguous", system_contiguous())
+        .heap("system-32bit-contiguous", system_32bit_contiguous())
+        .system_heap()
+        .device("platform/vkms")
         .node("platform/vkms", "drm/card0", VKMS)
-        .heap("platform/vkms", "vkms-contig", HeapSpec::contig())
+        .links(
+            "platform/vkms",
+            &["system-contiguous", "system-32bit-contiguous"],
+        )
         .device("platform/vgem")
         .node("platform/vgem", "drm/renderD128", VGEM)
-        .heap("platform/vgem", "vgem-contig", HeapSpec::contig())
-        .system_heap();
+        .links(
+            "platform/vgem",
+            &["system-32bit-contiguous", "system-contiguous"],
+        );
     let d = t.discover();
     let fb = feedback(vec![entry(XR24, LINEAR)], vec![entry(XR24, LINEAR)]);
     let req = Request::new(1024, 768, vec![Fourcc::Xrgb8888], scanout());
     let n = negotiate(&d, &fb, &req).unwrap();
-    assert_eq!((n.tranche, n.heap.name.as_str()), (1, "vkms-contig"));
+    assert_eq!((n.tranche, n.heap.name.as_str()), (1, "system-contiguous"));
     let req = Request::new(1024, 768, vec![Fourcc::Xrgb8888], Usage::default());
     let n = negotiate(&d, &fb, &req).unwrap();
-    assert_eq!((n.tranche, n.heap.name.as_str()), (0, "vgem-contig"));
+    assert_eq!(
+        (n.tranche, n.heap.name.as_str()),
+        (0, "system-32bit-contiguous")
+    );
+    // vgem's tranche composited by vkms: vgem's order still leads.
+    let fb = Feedback {
+        main_device: VKMS,
+        tranches: vec![Tranche {
+            target_device: VGEM,
+            formats: vec![entry(XR24, LINEAR)],
+            scanout: false,
+        }],
+    };
+    let n = negotiate(&d, &fb, &req).unwrap();
+    let names: Vec<&str> = n.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["vgem", "vkms"]);
+    assert_eq!(n.heap.name, "system-32bit-contiguous");
 }

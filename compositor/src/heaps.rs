@@ -3,16 +3,19 @@
 //!
 //! The compositor only asks "for buffers touched by these devices, which
 //! heap, and may I open it?". Discovery (the sysfs ABI of kernel/ABI.md) runs
-//! once at start-up; the choice among heaps (most specific heap serving every
-//! device, then `system`) is the allocator's, so the compositor and clients
-//! that use the library agree. `/dev/udmabuf` is never handed out: it is not
+//! once at start-up; the choice among heaps is the allocator's, so the
+//! compositor and clients that use the library agree: the kernel ranks the
+//! heaps serving each device (its `dma_heaps/` links), and the first heap in
+//! the first device's order that every other device links to too wins, then
+//! `system` and the other heaps no device links to. `/dev/udmabuf` is never handed out: it is not
 //! a DMA-BUF heap and does not speak `DMA_HEAP_IOCTL_ALLOC`.
 //!
 //! Sandboxed clients ([`Candidates::Accounted`]) may only be handed heaps
 //! that charge the allocating process's memory cgroup: the allocator's
-//! choice is then made among those heaps alone, while what the devices need
-//! is still read from every heap (a device whose only heaps are contiguous
-//! needs contiguous memory, whether or not those heaps are handed out).
+//! choice is then made among those heaps alone, in the same link order,
+//! while what the devices need is still read from every heap they link to (a
+//! device whose heaps are all contiguous needs contiguous memory, whether or
+//! not those heaps are handed out).
 
 use std::os::fd::OwnedFd;
 
@@ -90,7 +93,10 @@ pub fn heap_flags(heap: &HeapInfo) -> u32 {
 /// Why a heap is withheld from sandboxed clients, for the `unaccounted`
 /// message: what memory it gives and that nobody is charged for it.
 fn withheld_because(heap: &HeapInfo) -> String {
-    let device = heap.served_device.as_deref().unwrap_or("its device");
+    let devices = match heap.served_names() {
+        names if names.is_empty() => String::new(),
+        names => format!(" for {names}"),
+    };
     let source = heap
         .contig_source
         .as_deref()
@@ -102,9 +108,9 @@ fn withheld_because(heap: &HeapInfo) -> String {
             .to_owned(),
         HeapKind::Cma => format!("a CMA heap{source}"),
         HeapKind::Device if heap.properties.contiguous => {
-            format!("contiguous memory for {device}{source}")
+            format!("contiguous memory{devices}{source}")
         }
-        HeapKind::Device => format!("scatter-gather memory for {device}{source}"),
+        HeapKind::Device => format!("scatter-gather memory{devices}{source}"),
         other => format!("a heap of kind {other:?}"),
     };
     format!(
@@ -177,7 +183,9 @@ impl HeapDirectory {
     }
 
     /// Picks, among `candidates`, the heap whose memory every device in
-    /// `devices` can use.
+    /// `devices` can use: the first in the first device's links that the
+    /// others link to too, else a heap no device links to (see the module
+    /// documentation).
     ///
     /// The devices' needs come from every discovered heap; the allocator's
     /// selection then runs over the candidate heaps only. With
@@ -305,9 +313,10 @@ mod tests {
     };
 
     use super::*;
-    use heapland_allocator::{HeapProperties, SysRoots};
+    use heapland_allocator::{HeapProperties, ServedLink, SysRoots};
 
     const VGEM: u64 = (226 << 8) | 128;
+    const VKMS: u64 = 226 << 8;
 
     /// A private directory for one fake sysfs tree, removed on drop.
     struct Tree(PathBuf);
@@ -326,8 +335,10 @@ mod tests {
             SysRoots::under(&self.0)
         }
 
-        /// `platform/<device>` with a DRM node numbered `dev` and the device
-        /// heaps `heaps` listed under it (what `resolve_devices` reads).
+        /// `platform/<device>` with a DRM node numbered `dev`, linking to
+        /// `heaps` best first (`dma_heaps/0`, `1`, ..., what
+        /// `resolve_devices` reads): the kernel's `system`, else heaps of
+        /// the module.
         fn device(&self, device: &str, node: &str, dev: u64, heaps: &[&str]) {
             let dir = self.0.join("sys/devices/platform").join(device);
             let node_dir = dir.join("drm").join(node);
@@ -339,8 +350,20 @@ mod tests {
                 self.0.join(format!("sys/dev/char/{major}:{minor}")),
             )
             .unwrap();
-            for h in heaps {
-                fs::create_dir_all(dir.join("device_heap").join(h)).unwrap();
+            fs::create_dir_all(dir.join("dma_heaps")).unwrap();
+            for (rank, h) in heaps.iter().enumerate() {
+                let class = if *h == "system" {
+                    "dma_heap"
+                } else {
+                    "device_heap"
+                };
+                let target = format!("virtual/{class}/{h}");
+                fs::create_dir_all(self.0.join("sys/devices").join(&target)).unwrap();
+                symlink(
+                    format!("../../../{target}"),
+                    dir.join("dma_heaps").join(rank.to_string()),
+                )
+                .unwrap();
             }
         }
 
@@ -360,8 +383,14 @@ mod tests {
             name: name.into(),
             kind,
             dev_path: Path::new("/nonexistent/dma_heap").join(name),
-            served_device: (kind == HeapKind::Device).then(|| "vgem".into()),
-            served_sysfs_path: None,
+            served: match kind {
+                HeapKind::Device => vec![ServedLink {
+                    bus: "platform".into(),
+                    name: "vgem".into(),
+                    sysfs_path: "/nonexistent/platform/vgem".into(),
+                }],
+                _ => Vec::new(),
+            },
             properties,
             contig_source: None,
         }
@@ -379,12 +408,14 @@ mod tests {
         )
     }
 
-    fn sg(name: &str, accounting: Accounting) -> HeapInfo {
+    /// Scattered pages below 4 GiB.
+    fn sg32(name: &str, accounting: Accounting) -> HeapInfo {
         heap(
             name,
             HeapKind::Device,
             HeapProperties {
                 accounting,
+                dma_mask_bits: Some(32),
                 ..HeapProperties::ANYWHERE
             },
         )
@@ -415,23 +446,26 @@ mod tests {
         }
     }
 
-    /// The guest's boot state: the render device's only heap is contiguous
-    /// (so it needs contiguous memory) and charges nobody, nor does the
-    /// system heap. Sandboxed clients get `unaccounted`, naming the heap
-    /// that would have served them, not the system heap that would not.
+    /// The render device's only heap is contiguous (so it needs contiguous
+    /// memory) and charges nobody, nor does the system heap. Sandboxed
+    /// clients get `unaccounted`, naming the heap that would have served
+    /// them, not the system heap that would not.
     #[test]
     fn contiguous_only_is_withheld_from_sandboxed_clients() {
         let t = Tree::new("contig");
-        t.device("vgem", "renderD128", VGEM, &["vgem-contig"]);
-        let dir = t.directory(vec![contig("vgem-contig"), system(Accounting::None)]);
+        t.device("vgem", "renderD128", VGEM, &["system-contiguous"]);
+        let dir = t.directory(vec![contig("system-contiguous"), system(Accounting::None)]);
         assert_eq!(
             name(dir.select(&[VGEM], Candidates::All)),
-            Ok("vgem-contig".into())
+            Ok("system-contiguous".into())
         );
         match dir.select(&[VGEM], Candidates::Accounted) {
             Err(NoHeap::Unaccounted(m)) => {
-                assert!(m.contains("withheld vgem-contig (contiguous memory"), "{m}");
-                assert!(!m.contains("withheld system"), "{m}");
+                assert!(
+                    m.contains("withheld system-contiguous (contiguous memory for vgem"),
+                    "{m}"
+                );
+                assert!(!m.contains("system (the system heap"), "{m}");
                 assert!(m.contains("no heap on this system charges"), "{m}");
             }
             other => panic!("expected Unaccounted, got {other:?}"),
@@ -450,11 +484,11 @@ mod tests {
     #[test]
     fn accounted_heap_that_does_not_fit_is_not_handed_out() {
         let t = Tree::new("nofit");
-        t.device("vgem", "renderD128", VGEM, &["vgem-contig"]);
-        let dir = t.directory(vec![contig("vgem-contig"), system(Accounting::Memcg)]);
+        t.device("vgem", "renderD128", VGEM, &["system-contiguous"]);
+        let dir = t.directory(vec![contig("system-contiguous"), system(Accounting::Memcg)]);
         match dir.select(&[VGEM], Candidates::Accounted) {
             Err(NoHeap::Unaccounted(m)) => {
-                assert!(m.contains("withheld vgem-contig"), "{m}");
+                assert!(m.contains("withheld system-contiguous"), "{m}");
                 assert!(m.contains("none of the heaps that charge does"), "{m}");
                 assert!(m.contains("not contiguous"), "{m}");
             }
@@ -468,35 +502,80 @@ mod tests {
     }
 
     /// The choice among accounted heaps is the allocator's selection over
-    /// them alone: the device's own uncharged heap is passed over for the
-    /// charged system heap, while unsandboxed clients keep the device heap.
+    /// them alone, in the device's link order: the uncharged system heap,
+    /// its first, is passed over for its next, the module's charged heap,
+    /// while unsandboxed clients keep the first.
     #[test]
     fn sandboxed_choice_is_made_among_accounted_heaps() {
         let t = Tree::new("choice");
-        t.device("vgem", "renderD128", VGEM, &["vgem-sg"]);
+        t.device(
+            "vgem",
+            "renderD128",
+            VGEM,
+            &["system", "system-32bit", "system-contiguous"],
+        );
         let dir = t.directory(vec![
-            sg("vgem-sg", Accounting::None),
-            system(Accounting::Memcg),
+            sg32("system-32bit", Accounting::Memcg),
+            contig("system-contiguous"),
+            system(Accounting::None),
         ]);
         assert_eq!(
             name(dir.select(&[VGEM], Candidates::All)),
-            Ok("vgem-sg".into())
+            Ok("system".into())
         );
         assert_eq!(
             name(dir.select(&[VGEM], Candidates::Accounted)),
-            Ok("system".into())
+            Ok("system-32bit".into())
         );
-        // A charged device heap is everyone's choice.
-        let dir = t.directory(vec![
-            sg("vgem-sg", Accounting::Memcg),
-            system(Accounting::None),
-        ]);
-        for c in [Candidates::All, Candidates::Accounted] {
-            assert_eq!(name(dir.select(&[VGEM], c)), Ok("vgem-sg".into()));
-        }
-        assert_eq!(dir.accounted_names(), vec!["vgem-sg"]);
+        assert_eq!(dir.accounted_names(), vec!["system-32bit"]);
         assert_eq!(heap_flags(&dir.heaps[0]), FLAG_ACCOUNTED, "sg, charged");
         assert_eq!(heap_flags(&contig("c")), FLAG_CONTIGUOUS);
+        // Where the system heap charges too, it is everyone's choice.
+        let dir = t.directory(vec![
+            sg32("system-32bit", Accounting::Memcg),
+            system(Accounting::Memcg),
+        ]);
+        for c in [Candidates::All, Candidates::Accounted] {
+            assert_eq!(name(dir.select(&[VGEM], c)), Ok("system".into()));
+        }
+    }
+
+    /// Several devices: the first heap in the first device's links that
+    /// every other device links to too.
+    #[test]
+    fn choice_follows_the_first_devices_links() {
+        let t = Tree::new("order");
+        t.device(
+            "vgem",
+            "renderD128",
+            VGEM,
+            &["system", "system-contiguous", "system-32bit-contiguous"],
+        );
+        t.device(
+            "vkms",
+            "card0",
+            VKMS,
+            &["system-32bit-contiguous", "system-contiguous"],
+        );
+        let mut c32 = contig("system-32bit-contiguous");
+        c32.properties.dma_mask_bits = Some(32);
+        let dir = t.directory(vec![
+            contig("system-contiguous"),
+            c32,
+            system(Accounting::None),
+        ]);
+        assert_eq!(
+            name(dir.select(&[VGEM], Candidates::All)),
+            Ok("system".into())
+        );
+        assert_eq!(
+            name(dir.select(&[VGEM, VKMS], Candidates::All)),
+            Ok("system-contiguous".into())
+        );
+        assert_eq!(
+            name(dir.select(&[VKMS, VGEM], Candidates::All)),
+            Ok("system-32bit-contiguous".into())
+        );
     }
 
     /// A tranche no heap serves is `unsatisfiable` for every client, not
@@ -504,8 +583,8 @@ mod tests {
     #[test]
     fn unsatisfiable_stays_unsatisfiable_for_sandboxed_clients() {
         let t = Tree::new("unsat");
-        t.device("vgem", "renderD128", VGEM, &["vgem-contig"]);
-        let dir = t.directory(vec![contig("vgem-contig"), system(Accounting::Memcg)]);
+        t.device("vgem", "renderD128", VGEM, &["system-contiguous"]);
+        let dir = t.directory(vec![contig("system-contiguous"), system(Accounting::Memcg)]);
         let unknown = (81 << 8) | 7;
         for c in [Candidates::All, Candidates::Accounted] {
             assert!(
@@ -515,7 +594,7 @@ mod tests {
         }
         // vgem needs contiguous memory; its heap gives less than a page and
         // the system heap is not contiguous.
-        let mut tiny = contig("vgem-contig");
+        let mut tiny = contig("system-contiguous");
         tiny.properties.max_alloc_bytes = 1024;
         let dir = t.directory(vec![tiny, system(Accounting::Memcg)]);
         for c in [Candidates::All, Candidates::Accounted] {

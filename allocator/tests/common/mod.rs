@@ -1,5 +1,7 @@
 //! A fake sysfs + /dev tree in a tempdir, shaped like what device_heap.ko
-//! and the kernel create (kernel/ABI.md), for host tests.
+//! and the kernel create (kernel/ABI.md), for host tests: heaps under
+//! `sys/devices/virtual/device_heap/<name>` with their attributes, class
+//! links and `served/` links; per device `dma_heaps/<rank>` links.
 
 #![allow(dead_code)]
 
@@ -36,7 +38,7 @@ impl HeapSpec {
             max_alloc_bytes: 64 << 20,
             alignment_bytes: 4096,
             accounting: None,
-            contig_source: Some("migrate"),
+            contig_source: Some("buddy migrate"),
         }
     }
     pub fn sg() -> Self {
@@ -71,6 +73,22 @@ impl HeapSpec {
 fn write(path: &Path, text: &str) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, text).unwrap();
+}
+
+/// The bus of a device path under `sys/devices`, as `served/` names it:
+/// `platform/vkms` is on `platform`, `pci0000:00/0000:00:02.0` on `pci`.
+fn bus_of(device: &str) -> &str {
+    let first = device.split('/').next().unwrap();
+    if first.starts_with("pci") {
+        "pci"
+    } else {
+        first
+    }
+}
+
+/// `dev_name()` of a device path: its last component.
+fn dev_name(device: &str) -> &str {
+    device.rsplit('/').next().unwrap()
 }
 
 /// A relative path from directory `from` to `to` (both under the root).
@@ -143,11 +161,12 @@ impl FakeTree {
         self
     }
 
-    /// A device heap `name` serving `device`, with its /dev node.
-    pub fn heap(&self, device: &str, name: &str, spec: HeapSpec) -> &Self {
-        let dev_dir = self.sys(&format!("devices/{device}"));
-        let heap_dir = dev_dir.join("device_heap").join(name);
-        fs::create_dir_all(&heap_dir).unwrap();
+    /// A heap of the module, `name`, at `sys/devices/virtual/device_heap/`,
+    /// with its class link and /dev node; no device links to it yet (see
+    /// [`FakeTree::links`]).
+    pub fn heap(&self, name: &str, spec: HeapSpec) -> &Self {
+        let heap_dir = self.sys(&format!("devices/virtual/device_heap/{name}"));
+        fs::create_dir_all(heap_dir.join("served")).unwrap();
         let backing = if spec.contiguous { "contig" } else { "sg" };
         write(&heap_dir.join("name"), &format!("{name}\n"));
         write(&heap_dir.join("dev"), "10:120\n");
@@ -178,11 +197,54 @@ impl FakeTree {
         if let Some(source) = spec.contig_source {
             write(&heap_dir.join("contig_source"), &format!("{source}\n"));
         }
-        symlink(rel(&heap_dir, &dev_dir), heap_dir.join("device")).unwrap();
         let class = self.sys("class/device_heap");
         fs::create_dir_all(&class).unwrap();
         symlink(rel(&class, &heap_dir), class.join(name)).unwrap();
         self.dev_node(&format!("dma_heap/{name}"));
+        self
+    }
+
+    /// `device` (e.g. `platform/vkms`) links to `heaps`, best first:
+    /// `dma_heaps/0`, `1`, ... point at the module's heap of that name
+    /// (`virtual/device_heap/<name>`, which then links back from its
+    /// `served/<bus>:<device>`), else at the kernel's
+    /// (`virtual/dma_heap/<name>`, made if missing). Replaces any links the
+    /// device had, as the module remakes them.
+    pub fn links(&self, device: &str, heaps: &[&str]) -> &Self {
+        let dev_dir = self.sys(&format!("devices/{device}"));
+        let links = dev_dir.join("dma_heaps");
+        let back = format!("{}:{}", bus_of(device), dev_name(device));
+        if links.exists() {
+            fs::remove_dir_all(&links).unwrap();
+            if let Ok(entries) = fs::read_dir(self.sys("devices/virtual/device_heap")) {
+                for e in entries.filter_map(|e| e.ok()) {
+                    let _ = fs::remove_file(e.path().join("served").join(&back));
+                }
+            }
+        }
+        fs::create_dir_all(&links).unwrap();
+        for (rank, name) in heaps.iter().enumerate() {
+            let module = self.sys(&format!("devices/virtual/device_heap/{name}"));
+            let target = if module.exists() {
+                let served = module.join("served").join(&back);
+                symlink(rel(served.parent().unwrap(), &dev_dir), served).unwrap();
+                module
+            } else {
+                let kernel = self.sys(&format!("devices/virtual/dma_heap/{name}"));
+                fs::create_dir_all(&kernel).unwrap();
+                kernel
+            };
+            symlink(rel(&links, &target), links.join(rank.to_string())).unwrap();
+        }
+        self
+    }
+
+    /// A raw entry in `device`'s `dma_heaps/`: a link named `link` to
+    /// `target` (relative to `sys/`), which need not exist.
+    pub fn raw_link(&self, device: &str, link: &str, target: &str) -> &Self {
+        let links = self.sys(&format!("devices/{device}/dma_heaps"));
+        fs::create_dir_all(&links).unwrap();
+        symlink(rel(&links, &self.sys(target)), links.join(link)).unwrap();
         self
     }
 
@@ -267,20 +329,46 @@ pub const VKMS: DeviceNumber = DeviceNumber::new(226, 0);
 pub const VGEM: DeviceNumber = DeviceNumber::new(226, 128);
 pub const VIVID: DeviceNumber = DeviceNumber::new(81, 0);
 
-/// The guest's shape: vkms (contig), vgem (sg), vivid.0 (contig), system,
-/// udmabuf.
+/// The contiguous heap for devices reaching all of RAM: `dma_mask_bits` is
+/// capped at RAM's last byte (here below 8 GiB).
+pub fn system_contiguous() -> HeapSpec {
+    HeapSpec::contig().mask(33)
+}
+
+/// The contiguous heap for devices reaching 4 GiB.
+pub fn system_32bit_contiguous() -> HeapSpec {
+    HeapSpec::contig().mask(32)
+}
+
+/// The guest's shape: vkms (contiguous, reaching all of RAM), vivid.0
+/// (contiguous, 32-bit), vgem (scatter-gather, all of RAM), served by two
+/// heaps of the module and the kernel's system heap; udmabuf.
+///
+/// ```text
+/// vkms     0 system-contiguous  1 system-32bit-contiguous
+/// vivid.0  0 system-32bit-contiguous
+/// vgem     0 system  1 system-contiguous  2 system-32bit-contiguous
+/// ```
 pub fn guest_like() -> FakeTree {
     let t = FakeTree::new();
-    t.device("platform/vkms")
+    t.heap("system-contiguous", system_contiguous())
+        .heap("system-32bit-contiguous", system_32bit_contiguous())
+        .system_heap()
+        .udmabuf()
+        .device("platform/vkms")
         .node("platform/vkms", "drm/card0", VKMS)
-        .heap("platform/vkms", "vkms-contig", HeapSpec::contig())
+        .links(
+            "platform/vkms",
+            &["system-contiguous", "system-32bit-contiguous"],
+        )
         .device("platform/vgem")
         .node("platform/vgem", "drm/renderD128", VGEM)
-        .heap("platform/vgem", "vgem-sg", HeapSpec::sg())
+        .links(
+            "platform/vgem",
+            &["system", "system-contiguous", "system-32bit-contiguous"],
+        )
         .device("platform/vivid.0")
         .node("platform/vivid.0", "video4linux/video0", VIVID)
-        .heap("platform/vivid.0", "vivid.0-contig", HeapSpec::contig())
-        .system_heap()
-        .udmabuf();
+        .links("platform/vivid.0", &["system-32bit-contiguous"]);
     t
 }

@@ -33,19 +33,26 @@ choose for a set of devices.
 A DMA-BUF heap (/dev/dma_heap/NAME) hands out memory that devices can share: \
 a camera writes a frame, a GPU or a display reads it, with no copy. Which heap \
 to use depends on the devices: some need physically contiguous memory, some can \
-only reach memory below 4 GiB. device_heap.ko gives each device a heap of its \
-own and publishes its memory guarantees in sysfs; the kernel adds the system \
-heap and, where a CMA area exists, CMA heaps; /dev/udmabuf is a last resort.
+only reach memory below 4 GiB. device_heap.ko makes a heap for each kind of \
+memory its devices need (system-32bit-contiguous, system-contiguous, \
+system-32bit, AREA-contiguous), shared by every device it suits, and publishes \
+its guarantees in sysfs; the kernel adds the system heap and, where a CMA area \
+exists, CMA heaps; /dev/udmabuf is a last resort. Every device the module \
+serves links to the heaps that serve it, best first (its dma_heaps/ directory \
+in sysfs), the kernel's heaps included.
 
 heapland-heaps list (the default) shows every heap: its kind, node, backing, \
 contiguity, DMA reach, largest allocation, alignment, whether its memory is \
 charged to the allocating process's memory cgroup, where its memory comes \
-from, and for device heaps the device it serves: name, driver, bus path and \
-/dev nodes.
+from, and the devices that link to it: name, bus, driver, the heap's rank \
+among the device's heaps, bus path and /dev nodes.
 
 heapland-heaps for DEVICE... shows the heap and the buffer layout \
 heapland-allocator chooses for a buffer those devices all touch, by the \
-library's own code, and why every other heap was passed over.";
+library's own code, and why every other heap was passed over. The choice \
+follows the links: the first heap in the first DEVICE's order that every \
+other DEVICE links to too and that fits the buffer; heaps no DEVICE links to \
+are fallbacks after those.";
 
 const AFTER_LONG_HELP: &str = "\
 EXAMPLES:
@@ -81,7 +88,12 @@ FILES:
     /sys/class/device_heap/NAME/
         A device heap's guarantees: backing, contiguous, coherent,
         dma_mask_bits, max_alloc_bytes, alignment_bytes, contig_source,
-        accounting (kernel/ABI.md of heapland).
+        accounting; served/BUS:DEVICE links to the devices it serves
+        (kernel/ABI.md of heapland).
+    /sys/devices/.../DEVICE/dma_heaps/RANK
+        The heaps serving a device, best first (0, 1, ...), linking to
+        /sys/devices/virtual/device_heap/NAME or, for the kernel's heaps,
+        /sys/devices/virtual/dma_heap/NAME.
     /sys/class/dma_heap/NAME/
         Heaps of the kernel's heap core (6.18 and later list every heap).
     /sys/kernel/mm/cma/AREA/
@@ -90,15 +102,16 @@ FILES:
         Y where the system heap charges the allocating process's memory
         cgroup (boot with dma_heap.mem_accounting=1).
     /sys/dev/char/MAJ:MIN
-        From a device node to the device and the heaps that serve it.
+        From a device node to the device; its dma_heaps/, or its nearest
+        parent's, lists the heaps that serve it.
 
 JSON OUTPUT:
-    --json prints one JSON object (version 1) on standard output, also when
+    --json prints one JSON object (version 2) on standard output, also when
     the exit status is 1, 3 or 4 (then \"error\" says why); usage errors
     (status 2) print text on standard error only.
-    list: {\"version\": 1, \"heaps\": [HEAP...], \"skipped\": [{\"name\", \"reason\"}],
+    list: {\"version\": 2, \"heaps\": [HEAP...], \"skipped\": [{\"name\", \"reason\"}],
            \"error\": ERROR or null}
-    for:  {\"version\": 1, \"devices\": [DEVICE...], \"needs\": NEEDS or null,
+    for:  {\"version\": 2, \"devices\": [DEVICE...], \"needs\": NEEDS or null,
            \"buffer\": BUFFER or null, \"heap\": HEAP or null,
            \"passed_over\": [{\"name\", \"kind\", \"fits\", \"reasons\": [...]}],
            \"error\": ERROR or null}
@@ -108,11 +121,14 @@ JSON OUTPUT:
            (contig|sg), \"contiguous\", \"coherent\", \"dma_mask_bits\" (null:
            unknown), \"dma_reach\" (for people), \"max_alloc_bytes\" (null: no
            limit but memory), \"alignment_bytes\", \"accounting\" (memcg|none),
-           \"contig_source\" (cma:AREA|migrate|buddy or null), \"served_device\":
-           null or {\"name\", \"driver\", \"sysfs_path\", \"nodes\": [{\"path\",
-           \"dev\", \"sysfs_path\"}]}}
-    DEVICE: {\"arg\", \"dev\" (MAJ:MIN), \"name\", \"sysfs_path\", \"heaps\": [...],
-           \"needs\": NEEDS}
+           \"contig_source\" (sources in the order tried, separated by spaces:
+           cma:AREA, buddy, migrate; or null), \"served\": [SERVED...]}
+    SERVED: {\"bus\", \"name\", \"driver\", \"sysfs_path\", \"rank\" (the heap's
+           rank among the device's heaps, 0 the best; null: unknown),
+           \"nodes\": [{\"path\", \"dev\", \"sysfs_path\"}]}
+    DEVICE: {\"arg\", \"dev\" (MAJ:MIN), \"name\", \"sysfs_path\", \"heaps_from\"
+           (the directory whose dma_heaps/ was read, or null), \"heaps\": [NAME...]
+           (best first: heaps[RANK]), \"needs\": NEEDS}
     NEEDS: {\"contiguous\", \"dma_mask_bits\", \"coherent\", \"pitch_alignment\",
            \"offset_alignment\", \"base_alignment\"}
     BUFFER: {\"format\", \"fourcc\", \"width\", \"height\", \"modifier\",
@@ -176,7 +192,8 @@ pub enum Command {
 pub struct For {
     /// The devices that will touch the buffer, in priority order: character
     /// device nodes (/dev/video0, /dev/dri/card0, /dev/dri/renderD128) or
-    /// device numbers as MAJ:MIN (226:0).
+    /// device numbers as MAJ:MIN (226:0). The first device's heap order
+    /// decides among the heaps they all link to.
     #[arg(value_name = "DEVICE", required = true)]
     pub devices: Vec<DeviceArg>,
 

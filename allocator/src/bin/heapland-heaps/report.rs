@@ -12,7 +12,8 @@ use heapland_allocator::{
 use crate::cli::{self, modifier_name};
 
 /// Version of the JSON shape; fields are only ever added within a version.
-pub const VERSION: u32 = 1;
+/// 2: heaps are shared, `served_device` became the list `served`.
+pub const VERSION: u32 = 2;
 
 /// One heap.
 #[derive(Debug, Serialize)]
@@ -37,10 +38,11 @@ pub struct HeapReport {
     pub alignment_bytes: u64,
     /// `memcg` or `none`.
     pub accounting: &'static str,
-    /// `cma:<area>`, `migrate`, `buddy`, where known.
+    /// Where buffers come from, in the order tried, separated by spaces
+    /// (`cma:reserved buddy`, `buddy migrate`, `buddy`), where known.
     pub contig_source: Option<String>,
-    /// The device a device heap serves.
-    pub served_device: Option<ServedReport>,
+    /// The served devices that link to this heap.
+    pub served: Vec<ServedReport>,
     /// The kind, for the text.
     #[serde(skip)]
     pub heap_kind: HeapKind,
@@ -49,12 +51,17 @@ pub struct HeapReport {
     pub charged: Accounting,
 }
 
-/// The device a device heap serves.
+/// A device a heap serves.
 #[derive(Debug, Serialize)]
 pub struct ServedReport {
+    /// `platform`, `pci`, `faux`, `amba`.
+    pub bus: String,
     pub name: String,
     pub driver: Option<String>,
     pub sysfs_path: String,
+    /// The heap's rank among the device's links (0: its best heap); null
+    /// where its links could not be read.
+    pub rank: Option<usize>,
     pub nodes: Vec<NodeReport>,
 }
 
@@ -130,7 +137,10 @@ pub struct DeviceReport {
     /// The device that does DMA (`vivid.0`).
     pub name: String,
     pub sysfs_path: String,
-    /// Heaps made for it or its parents, nearest first.
+    /// The directory whose `dma_heaps/` was read: the device's or its
+    /// nearest parent's; null where no heap serves it.
+    pub heaps_from: Option<String>,
+    /// The heaps it links to, best first: `heaps[rank]`.
     pub heaps: Vec<String>,
     /// What it needs, read from those heaps.
     pub needs: Option<NeedsReport>,
@@ -212,20 +222,25 @@ impl HeapReport {
     pub fn new(discovery: &Discovery, heap: &HeapInfo) -> Self {
         let p = &heap.properties;
         let known = heap.properties_known();
-        let served = ServedDevice::of(discovery.roots(), heap).map(|s| ServedReport {
-            name: s.name,
-            driver: s.driver,
-            sysfs_path: s.sysfs_path.display().to_string(),
-            nodes: s
-                .nodes
-                .into_iter()
-                .map(|n| NodeReport {
-                    path: n.path.map(|p| p.display().to_string()),
-                    dev: n.number.to_string(),
-                    sysfs_path: n.sysfs_path.display().to_string(),
-                })
-                .collect(),
-        });
+        let served = ServedDevice::all(discovery.roots(), heap)
+            .into_iter()
+            .map(|s| ServedReport {
+                rank: s.rank_of(&heap.name),
+                bus: s.bus,
+                name: s.name,
+                driver: s.driver,
+                sysfs_path: s.sysfs_path.display().to_string(),
+                nodes: s
+                    .nodes
+                    .into_iter()
+                    .map(|n| NodeReport {
+                        path: n.path.map(|p| p.display().to_string()),
+                        dev: n.number.to_string(),
+                        sysfs_path: n.sysfs_path.display().to_string(),
+                    })
+                    .collect(),
+            })
+            .collect();
         Self {
             name: heap.name.clone(),
             kind: heap.kind.as_str(),
@@ -240,7 +255,7 @@ impl HeapReport {
             alignment_bytes: p.alignment_bytes,
             accounting: p.accounting.as_str(),
             contig_source: heap.contig_source.clone(),
-            served_device: served,
+            served,
             heap_kind: heap.kind,
             charged: p.accounting,
         }
@@ -249,10 +264,13 @@ impl HeapReport {
     /// The sentence after the name in text output: what kind of heap.
     pub fn kind_phrase(&self) -> String {
         match self.heap_kind {
-            HeapKind::Device => match &self.served_device {
-                Some(s) => format!("device heap for {}", s.name),
-                None => "device heap".into(),
-            },
+            HeapKind::Device if self.served.is_empty() => {
+                "device heap, serving no device now".into()
+            }
+            HeapKind::Device => {
+                let names: Vec<&str> = self.served.iter().map(|s| s.name.as_str()).collect();
+                format!("device heap serving {}", names.join(", "))
+            }
             HeapKind::System => {
                 "the kernel's system heap, for devices that take scattered pages".into()
             }
@@ -347,6 +365,7 @@ impl DeviceReport {
             dev: device.number.to_string(),
             name: device.name.clone(),
             sysfs_path: device.sysfs_path.display().to_string(),
+            heaps_from: device.heaps_from.as_ref().map(|p| p.display().to_string()),
             heaps: device.heap_names.clone(),
             needs: needs.map(NeedsReport::of_device),
         }

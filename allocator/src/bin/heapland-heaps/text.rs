@@ -45,12 +45,20 @@ pub fn heap(out: &mut String, h: &HeapReport) {
         line(out, "coherent", if c { "yes" } else { "no" });
     }
     line(out, "accounting", &h.accounting_phrase());
-    if let Some(s) = &h.served_device {
+    for s in &h.served {
         let driver = match &s.driver {
             Some(d) => format!("driver {d}"),
             None => "no driver bound".into(),
         };
-        line(out, "serves", &format!("{} ({driver})", s.name));
+        let rank = match s.rank {
+            Some(r) => format!(", its heap of rank {r}"),
+            None => String::new(),
+        };
+        line(
+            out,
+            "serves",
+            &format!("{} ({} bus, {driver}){rank}", s.name, s.bus),
+        );
         line(out, "bus path", &s.sysfs_path);
         let mut nodes = s.nodes.iter().map(|n| match &n.path {
             Some(p) => format!("{p} ({})", n.dev),
@@ -105,11 +113,19 @@ pub fn choice(r: &ForReport) -> String {
             .map(|n| n.phrase())
             .unwrap_or_else(|| "unknown".into());
         let text = format!("{}: {} ({}), needs {needs}", d.arg, d.name, d.dev);
-        if i == 0 {
-            let _ = writeln!(out, "{:<LABEL$}{text}", "devices");
+        let _ = writeln!(out, "{:<LABEL$}{text}", if i == 0 { "devices" } else { "" });
+        let links: Vec<String> = d
+            .heaps
+            .iter()
+            .enumerate()
+            .map(|(rank, name)| format!("{rank} {name}"))
+            .collect();
+        let links = if links.is_empty() {
+            "links to no heap".to_owned()
         } else {
-            let _ = writeln!(out, "{:<LABEL$}{text}", "");
-        }
+            format!("heaps by rank: {}", links.join(", "))
+        };
+        let _ = writeln!(out, "{:<LABEL$}  {links}", "");
     }
     if let Some(n) = &r.needs {
         let _ = writeln!(out, "{:<LABEL$}{}", "together", n.phrase());
