@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use heapland_tests::guest::{self, accounting, concurrency, removal};
+use heapland_tests::guest::{self, accounting, concurrency, removal, stress};
 
 fn one_line(s: &str) -> String {
     s.replace('\n', " | ")
@@ -94,6 +94,19 @@ fn main() -> ExitCode {
                 }
             };
             match concurrency::child_main(&args[1], iters, seed) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(stress::CHILD_FLAG) if args.len() >= 4 => {
+            let (Ok(seconds), Ok(seed)) = (args[1].parse(), args[2].parse()) else {
+                eprintln!("bad arguments to {}", stress::CHILD_FLAG);
+                return ExitCode::from(2);
+            };
+            match stress::child_main(seconds, seed, &args[3..]) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e}");

@@ -119,11 +119,8 @@ fn discovery_finds_real_heaps() -> Result<(), String> {
         let h = d
             .heaps()
             .iter()
-            .find(|h| h.served_device.as_deref() == Some(dev))
+            .find(|h| h.kind == HeapKind::Device && h.served.iter().any(|s| s.name == dev))
             .ok_or_else(|| format!("no device heap serving {dev} in {names:?}"))?;
-        if h.kind != HeapKind::Device || !h.name.starts_with(dev) {
-            return Err(format!("heap {h:?} for {dev} is misdescribed"));
-        }
         let p = &h.properties;
         if !matches!(p.dma_mask_bits, Some(1..=64))
             || p.max_alloc_bytes == 0
@@ -131,7 +128,7 @@ fn discovery_finds_real_heaps() -> Result<(), String> {
         {
             return Err(format!("implausible properties of {}: {p:?}", h.name));
         }
-        if h.name.ends_with("-contig") != p.contiguous {
+        if h.name.ends_with("-contiguous") != p.contiguous {
             return Err(format!(
                 "{}: name and contiguous={} disagree",
                 h.name, p.contiguous
@@ -185,11 +182,22 @@ fn resolves_real_dev_t() -> Result<(), String> {
                 path.display()
             ));
         }
-        if serving
+        // In the order of the device's own links, each heap listing it as served.
+        let links: Vec<String> = super::dma_heap::links(&info.sysfs_path)?
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        let names: Vec<String> = serving.iter().map(|h| h.name.clone()).collect();
+        if names != links {
+            return Err(format!(
+                "{dev}: heaps {names:?}, its dma_heaps/ links {links:?}"
+            ));
+        }
+        if let Some(h) = serving
             .iter()
-            .any(|h| h.served_device.as_deref() != Some(dev))
+            .find(|h| h.kind == HeapKind::Device && !h.served.iter().any(|s| s.name == dev))
         {
-            return Err(format!("{dev}: heaps {serving:?} serve another device"));
+            return Err(format!("{dev}: {} does not list it as served", h.name));
         }
         println!(
             "INFO allocator: {} -> {} -> {:?}",

@@ -151,6 +151,7 @@ fn nonzero_fd_field_is_einval() -> Result<(), String> {
 /// and change nothing.
 fn control_files_reject_bad_writes() -> Result<(), String> {
     const ENODEV: i32 = 19;
+    const ENOENT: i32 = 2;
     let before = dma_heap::device_heaps()?;
     let mut errs = Vec::new();
     let vgem = dma_heap::spec("vgem", None)?;
@@ -162,6 +163,9 @@ fn control_files_reject_bad_writes() -> Result<(), String> {
         ("add", format!("{vgem}:sg:contig"), None),
         ("remove", "no-such-heap".into(), None),
         ("remove", "\n".into(), None),
+        // remove takes an entry as add does, never a heap's name.
+        ("remove", "platform/no-such-device".into(), Some(ENOENT)),
+        ("remove", "system-contiguous".into(), Some(ENOENT)),
     ];
     for (file, value, want) in cases {
         match dma_heap::control_raw(file, value) {
@@ -169,7 +173,7 @@ fn control_files_reject_bad_writes() -> Result<(), String> {
             Err(e) => {
                 if let Some(w) = want {
                     if e.raw_os_error() != Some(*w) {
-                        errs.push(format!("{file} {value:?}: {e}, expected ENODEV"));
+                        errs.push(format!("{file} {value:?}: {e}, expected errno {w}"));
                     }
                 }
             }

@@ -3,10 +3,10 @@
 //! heap, cleared; the cache gives memory back when told to (cache_mb=0), when it ages
 //! (cache_ms), and under memory pressure (its shrinker, which drop_caches runs). Blocks
 //! of a CMA area are never kept (other drivers allocate from the area too). With the
-//! cache off, a fresh block is cleared too (on 6.12, booted with init_on_alloc=0, by the
-//! module itself, for the buffer's bytes only).
+//! cache off, a fresh block is cleared too (every boot has init_on_alloc=0: by the module
+//! itself, for the buffer's bytes only), whichever source it came from.
 //!
-//! How the tests know: the physical frames behind the mapping (`/proc/self/pagemap`)
+//! How the tests know: the physical frames of the buffer (the module's debugfs listing)
 //! and the module's debugfs counter `cached_bytes`.
 
 use std::os::fd::AsFd;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::dma_buf::{self, Mapping};
 use super::dma_heap::{self, Heap, HeapInfo};
-use super::placement::pfns;
+use super::placement::frames;
 use super::Test;
 
 pub fn tests() -> Vec<Test> {
@@ -92,14 +92,19 @@ fn contiguous_heaps() -> Result<Vec<HeapInfo>, String> {
 
 /// Allocates LEN bytes, fills them with `fill`, returns the buffer's first pfn.
 fn fill(heap: &Heap, fill: u8) -> Result<(std::os::fd::OwnedFd, u64), String> {
-    let fd = heap.alloc(LEN as u64)?;
-    let mut map = Mapping::new(fd.as_fd(), LEN)?;
+    fill_len(heap, fill, LEN)
+}
+
+/// Allocates `len` bytes, fills them with `fill`, returns the buffer's first pfn.
+fn fill_len(heap: &Heap, fill: u8, len: usize) -> Result<(std::os::fd::OwnedFd, u64), String> {
+    let fd = heap.alloc(len as u64)?;
+    let mut map = Mapping::new(fd.as_fd(), len)?;
     dma_buf::sync(fd.as_fd(), dma_buf::SYNC_START | dma_buf::SYNC_WRITE)
         .map_err(|e| format!("sync: {e}"))?;
     map.bytes_mut().fill(fill);
     dma_buf::sync(fd.as_fd(), dma_buf::SYNC_END | dma_buf::SYNC_WRITE)
         .map_err(|e| format!("sync: {e}"))?;
-    let first = pfns(&map)?[0];
+    let first = frames(fd.as_fd())?[0];
     drop(map);
     Ok((fd, first))
 }
@@ -111,7 +116,7 @@ fn from_cma(info: &HeapInfo) -> bool {
 /// Whether the buffer at `fd` reads as zeros; the offset of the first byte that
 /// does not, if any.
 fn first_dirty(fd: std::os::fd::BorrowedFd<'_>) -> Result<Option<usize>, String> {
-    let map = Mapping::new(fd, LEN)?;
+    let map = Mapping::new(fd, dma_buf::size(fd)? as usize)?;
     dma_buf::sync(fd, dma_buf::SYNC_START | dma_buf::SYNC_READ)
         .map_err(|e| format!("sync: {e}"))?;
     let dirty = map.bytes().iter().position(|&b| b != 0);
@@ -152,7 +157,7 @@ fn freed_block_reused_and_cleared() -> Result<(), String> {
             continue;
         }
         let again = heap.alloc(LEN as u64)?;
-        let reused = pfns(&Mapping::new(again.as_fd(), LEN)?)?[0];
+        let reused = frames(again.as_fd())?[0];
         let dirty = first_dirty(again.as_fd())?;
         println!(
             "INFO block_cache: {}: freed block at pfn {first:#x}, next buffer of its size at {reused:#x}",
@@ -260,58 +265,67 @@ fn memory_given_back_off_aged_and_under_pressure() -> Result<(), String> {
     super::all_ok(errs)
 }
 
-/// Buffers per heap in the cache-off test: enough memory freed and taken again that
-/// the new buffers land on frames the old ones dirtied.
-const FRESH_BUFFERS: usize = 12;
+/// Buffers per heap and size in the cache-off test: enough memory freed and taken again
+/// that the new buffers land on frames the old ones dirtied.
+const FRESH_BUFFERS: usize = 6;
 
+/// With the cache off, every block is new: from the CMA area (fresh CMA blocks, which
+/// only the module clears: every boot has init_on_alloc=0), from the page allocator, or
+/// above its largest block (8 MiB: the CMA area or migration). Buffers of each size are
+/// dirtied and freed, then taken again; every one must read as zero, and for every heap
+/// and size some must land on frames the freed ones had dirtied, or the clearing was not
+/// exercised and the test fails. Deleting the module's clears turns it red.
 fn fresh_blocks_cleared_with_the_cache_off() -> Result<(), String> {
     let _restore = Restore::save(&["cache_mb"])?;
     set_param("cache_mb", "0")?;
     drop_caches()?;
     let mut errs = Vec::new();
-    let mut reused_total = 0;
     for info in contiguous_heaps()? {
         let heap = Heap::open(&info.name)?;
-        let mut dirtied = Vec::new();
-        let mut old = Vec::new();
-        for _ in 0..FRESH_BUFFERS {
-            let (fd, first) = fill(&heap, 0x5a)?;
-            dirtied.push(first);
-            old.push(fd);
-        }
-        drop(old);
-        // Freed pages sit on per-CPU lists until drained; compaction drains them and
-        // merges them back into blocks the next buffers can take.
-        let _ = std::fs::write("/proc/sys/vm/compact_memory", "1");
-        let pages = (LEN / 4096) as u64;
-        let mut reused = 0;
-        for i in 0..FRESH_BUFFERS {
-            let again = heap.alloc(LEN as u64)?;
-            let first = pfns(&Mapping::new(again.as_fd(), LEN)?)?[0];
-            if dirtied
-                .iter()
-                .any(|&d| first < d + pages && d < first + pages)
-            {
-                reused += 1;
+        for len in [LEN, 8 << 20] {
+            let pages = (len / 4096) as u64;
+            let mut dirtied = Vec::new();
+            let mut old = Vec::new();
+            for _ in 0..FRESH_BUFFERS {
+                let (fd, first) = fill_len(&heap, 0x5a, len)?;
+                dirtied.push(first);
+                old.push(fd);
             }
-            if let Some(at) = first_dirty(again.as_fd())? {
+            drop(old);
+            // Freed pages sit on per-CPU lists until drained; compaction drains them and
+            // merges them back into blocks the next buffers can take.
+            let _ = std::fs::write("/proc/sys/vm/compact_memory", "1");
+            let mut reused = 0;
+            let mut kept = Vec::new();
+            for i in 0..FRESH_BUFFERS {
+                let again = heap.alloc(len as u64)?;
+                let first = frames(again.as_fd())?[0];
+                if dirtied
+                    .iter()
+                    .any(|&d| first < d + pages && d < first + pages)
+                {
+                    reused += 1;
+                }
+                if let Some(at) = first_dirty(again.as_fd())? {
+                    errs.push(format!(
+                        "{} ({}), buffer {i}: a fresh {len}-byte buffer holds old data at byte {at}",
+                        info.name, info.contig_source
+                    ));
+                    break;
+                }
+                kept.push(again);
+            }
+            println!(
+                "INFO block_cache: cache off, {} ({}), {len} bytes: {reused} of {FRESH_BUFFERS} fresh buffers on frames a freed buffer had dirtied, all read as zero",
+                info.name, info.contig_source
+            );
+            if reused == 0 {
                 errs.push(format!(
-                    "{} ({}), buffer {i}: a fresh {LEN}-byte buffer holds old data at byte {at}",
-                    info.name, info.contig_source
+                    "{}: no fresh {len}-byte buffer landed on dirtied frames: the clearing was not exercised",
+                    info.name
                 ));
-                break;
             }
         }
-        println!(
-            "INFO block_cache: cache off, {}: {reused} of {FRESH_BUFFERS} fresh buffers on frames a freed buffer had dirtied, all read as zero",
-            info.name
-        );
-        reused_total += reused;
-    }
-    if reused_total == 0 {
-        errs.push(
-            "no fresh buffer landed on dirtied frames: the clearing was not exercised".into(),
-        );
     }
     if cached()? != 0 {
         errs.push(format!("cache_mb 0 and {} bytes cached", cached()?));

@@ -127,15 +127,15 @@ pub struct HeapInfo {
     pub name: String,
     /// The canonical sysfs directory of the heap.
     pub dir: PathBuf,
-    /// Canonical path of the served device (the `device` link).
-    pub device: PathBuf,
+    /// Canonical paths of the devices it serves (its `served/` links), sorted.
+    pub served: Vec<PathBuf>,
     pub backing: String,
     pub contiguous: bool,
     pub coherent: bool,
     pub dma_mask_bits: u32,
     pub max_alloc_bytes: u64,
     pub alignment_bytes: u64,
-    /// Where contiguous buffers come from: `cma:<area>`, `migrate`, or `buddy` (sg heaps).
+    /// Where buffers come from, in order: `cma:<area> buddy`, `buddy`, `buddy migrate`.
     pub contig_source: String,
     /// MAJ:MIN of `/dev/dma_heap/<name>`: the heap's own `dev` attribute where the module
     /// registers the node, else the heap core's (`/sys/class/dma_heap/<name>/dev`).
@@ -170,8 +170,16 @@ impl HeapInfo {
     /// Reads every attribute of the heap whose sysfs directory is `dir`.
     pub fn read(dir: &Path) -> Result<Self, String> {
         let dir = fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let device = fs::canonicalize(dir.join("device"))
-            .map_err(|e| format!("{}/device: {e}", dir.display()))?;
+        let mut served = Vec::new();
+        if let Ok(rd) = fs::read_dir(dir.join("served")) {
+            for e in rd.filter_map(|e| e.ok()) {
+                served.push(
+                    fs::canonicalize(e.path())
+                        .map_err(|err| format!("{}: {err}", e.path().display()))?,
+                );
+            }
+        }
+        served.sort();
         Ok(Self {
             name: attr(&dir, "name")?,
             backing: attr(&dir, "backing")?,
@@ -185,7 +193,7 @@ impl HeapInfo {
                 Ok(d) => d,
                 Err(_) => attr(&Path::new(CORE_CLASS).join(attr(&dir, "name")?), "dev")?,
             },
-            device,
+            served,
             dir,
         })
     }
@@ -218,32 +226,99 @@ pub fn all_infos() -> Result<Vec<HeapInfo>, String> {
     names.iter().map(|n| HeapInfo::by_name(n)).collect()
 }
 
-/// The heaps serving the device at `device_dir` (a canonical sysfs device directory),
-/// found as the ABI says: `device_heap/` in the device's directory or in a parent's.
-pub fn heaps_serving(device_dir: &Path) -> Result<Vec<HeapInfo>, String> {
+/// Where the module's heaps live in sysfs; the kernel's are under .../virtual/dma_heap.
+pub const VIRTUAL_DIR: &str = "/sys/devices/virtual/device_heap";
+
+/// One of a device's `dma_heaps/<rank>` links.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub rank: usize,
+    /// The heap's name: the target directory's name, /dev/dma_heap/<name>.
+    pub name: String,
+    /// Canonical target.
+    pub target: PathBuf,
+    /// A heap of the module (target under /sys/devices/virtual/device_heap).
+    pub ours: bool,
+}
+
+/// The `dma_heaps/` links of the device at `device_dir` or of its nearest parent that has
+/// them, in rank order; fails if the ranks are not 0..n or a link does not resolve.
+pub fn links(device_dir: &Path) -> Result<Vec<Link>, String> {
     let mut dir = Some(device_dir);
     while let Some(d) = dir {
         if d == Path::new("/sys/devices") || d == Path::new("/sys") {
             break;
         }
-        let hd = d.join("device_heap");
+        let hd = d.join("dma_heaps");
         if hd.is_dir() {
             let mut v = Vec::new();
             for e in fs::read_dir(&hd).map_err(|e| format!("{}: {e}", hd.display()))? {
                 let e = e.map_err(|e| e.to_string())?;
-                v.push(HeapInfo::read(&e.path())?);
+                let name = e.file_name().to_string_lossy().into_owned();
+                let rank: usize = name
+                    .parse()
+                    .map_err(|_| format!("{}: link {name:?} is not a rank", hd.display()))?;
+                let target = fs::canonicalize(e.path())
+                    .map_err(|err| format!("{}: {err}", e.path().display()))?;
+                v.push(Link {
+                    rank,
+                    name: target
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    ours: target.starts_with(VIRTUAL_DIR),
+                    target,
+                });
             }
-            v.sort_by(|a, b| a.name.cmp(&b.name));
-            if !v.is_empty() {
-                return Ok(v);
+            v.sort_by_key(|l| l.rank);
+            for (i, l) in v.iter().enumerate() {
+                if l.rank != i {
+                    return Err(format!("{}: ranks are not 0..{}", hd.display(), v.len()));
+                }
             }
+            return Ok(v);
         }
         dir = d.parent();
     }
     Err(format!(
-        "no device_heap/ directory in {} or its parents",
+        "no dma_heaps/ directory in {} or its parents",
         device_dir.display()
     ))
+}
+
+/// The module's heaps serving the device at `device_dir`, in rank order (the kernel's
+/// own heaps in its links are left out).
+pub fn heaps_serving(device_dir: &Path) -> Result<Vec<HeapInfo>, String> {
+    let v: Vec<HeapInfo> = links(device_dir)?
+        .iter()
+        .filter(|l| l.ours)
+        .map(|l| HeapInfo::read(&l.target))
+        .collect::<Result<_, _>>()?;
+    if v.is_empty() {
+        return Err(format!(
+            "no heap of the module serves {}",
+            device_dir.display()
+        ));
+    }
+    Ok(v)
+}
+
+/// The best heap of the module for `dev_name` that is contiguous (or not): the first one
+/// in its links.
+pub fn best_heap(dev_name: &str, contiguous: bool) -> Result<HeapInfo, String> {
+    heaps_of_device(dev_name)?
+        .into_iter()
+        .find(|h| h.contiguous == contiguous)
+        .ok_or_else(|| {
+            format!(
+                "no {} heap of the module serves {dev_name}",
+                if contiguous {
+                    "contiguous"
+                } else {
+                    "scattered"
+                }
+            )
+        })
 }
 
 /// Buses the module serves devices on. vkms and vgem are platform devices up to 6.14

@@ -29,6 +29,10 @@ pub fn tests() -> Vec<Test> {
             run: zeroed_on_allocation,
         },
         Test {
+            name: "heap::madvise_dontneed_keeps_contents",
+            run: madvise_dontneed_keeps_contents,
+        },
+        Test {
             name: "heap::dma_buf_sync_start_end",
             run: dma_buf_sync_start_end,
         },
@@ -189,6 +193,42 @@ fn zeroed_on_allocation() -> Result<(), String> {
             }
         }
         Ok(())
+    })
+}
+
+/// MADV_DONTNEED on a mapping of a buffer loses nothing: the kernel refuses it on the
+/// module's VM_PFNMAP mappings (EINVAL), or drops the pages from the mapping and the next
+/// touch maps the buffer's own pages again; either way the contents read back whole, also
+/// through a second mapping.
+fn madvise_dontneed_keeps_contents() -> Result<(), String> {
+    use rustix::mm::{madvise, Advice};
+    const LEN: usize = 256 * 1024;
+    for_each_heap(|_, heap| {
+        let b = heap.alloc(LEN as u64)?;
+        dma_buf::fill(b.as_fd(), LEN, 77)?;
+        let mut m = Mapping::new(&b, LEN)?;
+        m.words_mut()[5] = 0x1234_5678;
+        // SAFETY: the range is the live mapping `m`, which nothing else borrows now.
+        let r = unsafe {
+            madvise(
+                m.bytes_mut().as_mut_ptr().cast(),
+                LEN,
+                Advice::LinuxDontNeed,
+            )
+        };
+        match r {
+            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+            Err(e) => return Err(format!("madvise(MADV_DONTNEED): {e}")),
+        }
+        if m.words()[5] != 0x1234_5678 {
+            return Err(format!(
+                "after MADV_DONTNEED ({r:?}) the mapping reads {:#x}, not what was written",
+                m.words()[5]
+            ));
+        }
+        m.words_mut()[5] = dma_buf::pattern(77, 5);
+        drop(m);
+        dma_buf::check(b.as_fd(), LEN, 77)
     })
 }
 

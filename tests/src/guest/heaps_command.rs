@@ -110,7 +110,7 @@ fn lingering(name: &str) -> bool {
 
 fn json_lists_every_heap_once() -> Result<(), String> {
     let v = run_json(&["--json"])?;
-    if v["version"] != 1 || !v["error"].is_null() {
+    if v["version"] != 2 || !v["error"].is_null() {
         return Err(format!("version/error: {} {}", v["version"], v["error"]));
     }
     let heaps = array(&v, "heaps")?;
@@ -192,46 +192,95 @@ fn canonical(p: &Path) -> Result<PathBuf, String> {
     fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
+/// Every heap lists the devices that link to it, with the heap's rank among each device's
+/// links, its driver and /dev nodes, all as sysfs says; device heaps' properties are
+/// their sysfs attributes.
 fn device_heaps_name_their_devices() -> Result<(), String> {
     let v = run_json(&["list", "--json"])?;
     let mut errs = Vec::new();
-    let mut seen = 0;
+    let mut served_seen = std::collections::BTreeSet::new();
     for h in array(&v, "heaps")? {
-        if h["kind"] != "device" {
-            if !h["served_device"].is_null() {
-                errs.push(format!("{}: serves a device: {h}", h["name"]));
+        let name = str_of(h, "name");
+        for served in array(h, "served")? {
+            let dev = str_of(served, "name").to_owned();
+            let sysfs = canonical(Path::new(str_of(served, "sysfs_path")))?;
+            // The rank is where the device's own dma_heaps/ puts the heap.
+            let links = dma_heap::links(&sysfs)?;
+            let rank = links.iter().position(|l| l.name == name);
+            if served["rank"].as_u64().map(|r| r as usize) != rank {
+                errs.push(format!(
+                    "{name}: rank {} for {dev}, its dma_heaps/ says {rank:?}",
+                    served["rank"]
+                ));
             }
+            let driver = fs::read_link(sysfs.join("driver"))
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+            if served["driver"].as_str() != driver.as_deref() {
+                errs.push(format!(
+                    "{name}: driver of {dev} {}, sysfs says {driver:?}",
+                    served["driver"]
+                ));
+            }
+            // Every node named is a character device with the number given, whose
+            // sysfs device is the served device or below it.
+            let nodes = array(served, "nodes")?;
+            if nodes.is_empty() {
+                errs.push(format!("{name}: no /dev node found for {dev}"));
+            }
+            for n in nodes {
+                let Some(path) = n["path"].as_str() else {
+                    continue;
+                };
+                match fs::metadata(path) {
+                    Ok(m) if m.file_type().is_char_device() => {
+                        let num =
+                            DeviceNumber::of_path(Path::new(path)).map_err(|e| e.to_string())?;
+                        if n["dev"] != *num.to_string() {
+                            errs.push(format!("{name}: {path} is {num}, listed as {}", n["dev"]));
+                        }
+                    }
+                    other => errs.push(format!(
+                        "{name}: {path} is not a character device: {other:?}"
+                    )),
+                }
+                let node_sys = canonical(Path::new(str_of(n, "sysfs_path")))?;
+                if !node_sys.starts_with(&sysfs) {
+                    errs.push(format!(
+                        "{name}: node {} not below {}",
+                        node_sys.display(),
+                        sysfs.display()
+                    ));
+                }
+            }
+            let paths: Vec<&str> = nodes.iter().filter_map(|n| n["path"].as_str()).collect();
+            let expect_prefix = match dev.as_str() {
+                "vkms" => Some("/dev/dri/card"),
+                "vgem" => Some("/dev/dri/"),
+                "vivid.0" => Some("/dev/video"),
+                _ => None,
+            };
+            if let Some(prefix) = expect_prefix {
+                if !paths.iter().any(|p| p.starts_with(prefix)) {
+                    errs.push(format!("{name}: no {prefix}* among {paths:?} for {dev}"));
+                }
+            }
+            served_seen.insert(dev);
+        }
+        if h["kind"] != "device" {
             continue;
         }
-        seen += 1;
-        let name = str_of(h, "name");
         let info = dma_heap::HeapInfo::by_name(name)?;
-        let served = &h["served_device"];
-        let want_name = info
-            .device
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if served["name"] != *want_name {
+        // The devices it serves are the ones its served/ links name.
+        let mut listed: Vec<PathBuf> = array(h, "served")?
+            .iter()
+            .filter_map(|s| canonical(Path::new(str_of(s, "sysfs_path"))).ok())
+            .collect();
+        listed.sort();
+        if listed != info.served {
             errs.push(format!(
-                "{name}: serves {}, sysfs says {want_name}",
-                served["name"]
-            ));
-        }
-        if served["sysfs_path"] != *info.device.display().to_string() {
-            errs.push(format!(
-                "{name}: bus path {}, sysfs says {}",
-                served["sysfs_path"],
-                info.device.display()
-            ));
-        }
-        let driver = fs::read_link(info.device.join("driver"))
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-        if served["driver"].as_str() != driver.as_deref() {
-            errs.push(format!(
-                "{name}: driver {}, sysfs says {driver:?}",
-                served["driver"]
+                "{name}: serves {listed:?}, its served/ links say {:?}",
+                info.served
             ));
         }
         // The published properties, as the module's sysfs says them.
@@ -264,53 +313,11 @@ fn device_heaps_name_their_devices() -> Result<(), String> {
                 h["accounting"]
             ));
         }
-        // Every node named is a character device with the number given, whose
-        // sysfs device is the served device or below it.
-        let nodes = array(served, "nodes")?;
-        if nodes.is_empty() {
-            errs.push(format!("{name}: no /dev node found for {want_name}"));
-        }
-        for n in nodes {
-            let Some(path) = n["path"].as_str() else {
-                continue;
-            };
-            match fs::metadata(path) {
-                Ok(m) if m.file_type().is_char_device() => {
-                    let num = DeviceNumber::of_path(Path::new(path)).map_err(|e| e.to_string())?;
-                    if n["dev"] != *num.to_string() {
-                        errs.push(format!("{name}: {path} is {num}, listed as {}", n["dev"]));
-                    }
-                }
-                other => errs.push(format!(
-                    "{name}: {path} is not a character device: {other:?}"
-                )),
-            }
-            let node_sys = canonical(Path::new(str_of(n, "sysfs_path")))?;
-            if !node_sys.starts_with(&info.device) {
-                errs.push(format!(
-                    "{name}: node {} not below {}",
-                    node_sys.display(),
-                    info.device.display()
-                ));
-            }
-        }
-        let paths: Vec<&str> = nodes.iter().filter_map(|n| n["path"].as_str()).collect();
-        let expect_prefix = match want_name.as_str() {
-            "vkms" => Some("/dev/dri/card"),
-            "vgem" => Some("/dev/dri/"),
-            "vivid.0" => Some("/dev/video"),
-            _ => None,
-        };
-        if let Some(prefix) = expect_prefix {
-            if !paths.iter().any(|p| p.starts_with(prefix)) {
-                errs.push(format!("{name}: no {prefix}* among {paths:?}"));
-            }
-        }
     }
-    if seen < 3 {
-        errs.push(format!(
-            "only {seen} device heaps listed, expected vkms', vgem's and vivid.0's"
-        ));
+    for dev in ["vkms", "vgem", "vivid.0"] {
+        if !served_seen.contains(dev) {
+            errs.push(format!("no heap lists {dev} as served: {served_seen:?}"));
+        }
     }
     all_ok(errs)
 }

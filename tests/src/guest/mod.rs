@@ -37,6 +37,7 @@ pub mod scanout;
 pub mod session;
 pub mod sg;
 pub mod steady_state;
+pub mod stress;
 pub mod v4l2;
 pub mod vgem;
 pub mod vivid;
@@ -75,14 +76,24 @@ pub fn phases() -> Vec<Phase> {
 /// The phases of the guest of `arch` (`std::env::consts::ARCH`): the host's harness asks
 /// for the arm boot's list from an x86_64 build.
 pub fn phases_for(arch: &str) -> Vec<Phase> {
-    if arch == "arm" {
-        return arm_phases();
+    match arch {
+        "arm" => return arm_phases(),
+        // The debug kernel (KASAN, lockdep): the phases that exercise the module, not the
+        // compositor's, which the other boots run and which TCG under KASAN makes slow.
+        "debug" => {
+            return phases_for("x86_64")
+                .into_iter()
+                .filter(|p| DEBUG_PHASES.contains(&p.name))
+                .collect()
+        }
+        _ => {}
     }
     vec![
         Phase {
             name: "heap",
             tests: || {
                 [
+                    placement::opt_in_tests(),
                     sg::add_tests(),
                     heap::tests(),
                     bad_input::tests(),
@@ -101,11 +112,23 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
             name: "drm",
             tests: || [vgem::tests(), vkms::tests(), sg::remove_tests()].concat(),
         },
+        // After `drm` removed the sg entries: vivid.0's comes and goes here.
+        Phase {
+            name: "stress",
+            tests: stress::tests,
+        },
         // Before vivid-vmalloc/removal change the guest: the boot state has
         // heaps for vkms, vgem and vivid.0.
         Phase {
             name: "allocator",
-            tests: || [allocator::tests(), heaps_command::tests()].concat(),
+            tests: || {
+                [
+                    discovery::boot_links_tests(),
+                    allocator::tests(),
+                    heaps_command::tests(),
+                ]
+                .concat()
+            },
         },
         Phase {
             name: "vivid-vmalloc",
@@ -150,12 +173,23 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
     ]
 }
 
+/// The phases the debug kernel's boot runs.
+const DEBUG_PHASES: &[&str] = &[
+    "heap",
+    "drm",
+    "stress",
+    "allocator",
+    "vivid-vmalloc",
+    "removal",
+    "vivid-contig",
+];
+
 /// The arm boot (QEMU vexpress-a15, tests/vm/run): PL111, vgem and vivid.
 fn arm_phases() -> Vec<Phase> {
     vec![
         Phase {
             name: "pl111",
-            tests: pl111::tests,
+            tests: || [discovery::boot_links_tests(), pl111::tests()].concat(),
         },
         // After pl111 (which uses vgem): heapland alone with the display.
         Phase {

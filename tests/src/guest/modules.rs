@@ -17,6 +17,23 @@ pub fn boot_params(name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Adds `param` to the module's line of /etc/heapland/modules, so that reloads
+/// (`boot_params`) keep what a test configured at run time.
+pub fn keep_param(name: &str, param: &str) -> Result<(), String> {
+    const LIST: &str = "/etc/heapland/modules";
+    let text = fs::read_to_string(LIST).map_err(|e| format!("{LIST}: {e}"))?;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| match l.split_whitespace().next() {
+            Some(n) if n == name && !l.split_whitespace().any(|w| w == param) => {
+                format!("{l} {param}")
+            }
+            _ => l.to_owned(),
+        })
+        .collect();
+    fs::write(LIST, out.join("\n") + "\n").map_err(|e| format!("{LIST}: {e}"))
+}
+
 pub fn is_loaded(name: &str) -> bool {
     Path::new("/sys/module")
         .join(name)

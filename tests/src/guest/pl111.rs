@@ -30,10 +30,13 @@ use super::Test;
 
 /// The PL111's AMBA device on vexpress-a15 (tests/vm/run names it in `devices=`).
 pub const CLCD: &str = "1c1f0000.clcd";
-/// The heap the module made for it, named for the device and the backing it chose.
-const CLCD_HEAP: &str = "1c1f0000.clcd-contig";
-/// vgem's heap, scatter-gather on purpose (`platform/vgem:sg`).
-const SG_HEAP: &str = "vgem-sg";
+/// The heap the module made for it: contiguous memory anywhere in RAM (PL111's 32-bit
+/// mask reaches all of the board's RAM), shared with vivid.0, which needs the same.
+const CLCD_HEAP: &str = "system-contiguous";
+/// Scattered pages anywhere: the kernel has no heaps of its own here (armmp-lpae
+/// does not build the heap core's system heap), so the module makes `system` for vgem,
+/// served as a scatter-gather device on purpose (`platform/vgem:sg`).
+const SG_HEAP: &str = "system";
 /// Where the host harness puts QEMU's screendumps (virtio-9p, tests/vm/run).
 const HOSTOUT: &str = "/hostout";
 /// The display's mode and so every buffer here: 1024x768 XRGB8888, 3 MiB.
@@ -159,14 +162,9 @@ fn import(card: &Card, fd: BorrowedFd<'_>) -> Result<framebuffer::Handle, String
         .map_err(|e| format!("ADDFB2: {e}"))
 }
 
-/// Whether the pages behind `map` are physically one range. Every page is touched first:
-/// some exporters (vgem) fill their mappings on fault.
-fn contiguous(map: &Mapping) -> Result<bool, String> {
-    for b in map.bytes().iter().step_by(4096) {
-        // SAFETY: a reference into the live mapping; volatile so that the read happens.
-        unsafe { std::ptr::read_volatile(b) };
-    }
-    let pfns = placement::pfns(map)?;
+/// Whether the pages of `buf` are physically one range.
+fn contiguous(buf: BorrowedFd<'_>) -> Result<bool, String> {
+    let pfns = placement::frames(buf)?;
     Ok(pfns.windows(2).all(|w| w[1] == w[0] + 1))
 }
 
@@ -180,8 +178,7 @@ fn scattered(
     let mut kept = Vec::new();
     for _ in 0..8 {
         let fd = make()?;
-        let map = Mapping::new(fd.as_fd(), dma_buf::size(fd.as_fd())? as usize)?;
-        if !contiguous(&map)? {
+        if !contiguous(fd.as_fd())? {
             return Ok(fd);
         }
         println!("INFO pl111: a {what} buffer came out contiguous, trying another");
@@ -229,7 +226,7 @@ fn scattered_buffers_refused() -> Result<(), String> {
     let sg = Heap::open(SG_HEAP)?;
     candidates.push((
         "scatter-gather heap",
-        scattered("vgem-sg", || sg.alloc(LEN as u64)),
+        scattered(SG_HEAP, || sg.alloc(LEN as u64)),
     ));
 
     if let Err(e) = vgem_refused(&card) {
@@ -446,7 +443,7 @@ fn chosen_heap_scanned_out() -> Result<(), String> {
     let fd = heap.alloc(LEN as u64)?;
     {
         let mut map = Mapping::new(fd.as_fd(), LEN)?;
-        if !contiguous(&map)? {
+        if !contiguous(fd.as_fd())? {
             return Err(format!("{name} gave a scattered buffer"));
         }
         dma_buf::sync(fd.as_fd(), dma_buf::SYNC_START | dma_buf::SYNC_WRITE)
@@ -645,13 +642,11 @@ fn highmem_cleared_mapped_synced() -> Result<(), String> {
     let mut found = None;
     for _ in 0..48 {
         let fd = heap.alloc(BUF as u64)?;
-        let map = Mapping::new(fd.as_fd(), BUF)?;
-        let pfns = placement::pfns(&map)?;
+        let pfns = placement::frames(fd.as_fd())?;
         let n = pfns
             .iter()
             .filter(|p| **p >= high.start && **p < high.start + high.spanned)
             .count();
-        drop(map);
         if n > 0 {
             found = Some((fd, n));
             break;
@@ -701,9 +696,10 @@ fn highmem_cleared_mapped_synced() -> Result<(), String> {
     super::all_ok(errs)
 }
 
-/// Waits up to 10 s for `CLCD_HEAP` to exist (`true`) or be gone (`false`).
+/// Waits up to 10 s for PL111's heap links (its `dma_heaps/`) to exist (`true`) or be
+/// gone (`false`). Its heap itself stays: vivid.0 needs the same memory.
 fn wait_heap(present: bool) -> Result<(), String> {
-    let path = Path::new(dma_heap::CLASS).join(CLCD_HEAP);
+    let path = clcd_sysfs().join("dma_heaps");
     let start = Instant::now();
     while path.exists() != present {
         if start.elapsed() > Duration::from_secs(10) {
@@ -719,8 +715,8 @@ fn wait_heap(present: bool) -> Result<(), String> {
 }
 
 /// device_heap was loaded before pl111 (tests/vm/init loads in the order tests/vm/run
-/// wrote), naming the display in `devices=`: the heap came when pl111 bound. It goes when
-/// pl111 unbinds, and comes back when pl111 binds again.
+/// wrote), naming the display in `devices=`: it was served when pl111 bound. Its links go
+/// when pl111 unbinds, and come back when pl111 binds again.
 fn heap_follows_the_driver() -> Result<(), String> {
     let mark = Mark::new("pl111 unbind and bind");
     let order = fs::read_to_string("/etc/heapland/modules").map_err(|e| e.to_string())?;

@@ -35,7 +35,9 @@ use super::pl111::{parse_ppm, screendump, CLCD};
 use super::session::{bufinfo, dev_t_of, wait};
 use super::Test;
 
-const HEAP: &str = "1c1f0000.clcd-contig";
+const HEAP: &str = "system-contiguous";
+/// Scattered pages anywhere (the module's `system` here, made for vgem).
+const SG_HEAP: &str = "system";
 /// heapland's background (backend/headless.rs CLEAR_COLOR, 0.10 0.12 0.16), as pixman
 /// rounds it.
 const BACKGROUND: [u8; 3] = [26, 31, 41];
@@ -350,33 +352,34 @@ fn camera_frame_scanned_out_without_copy() -> Result<(), String> {
     super::session::fullscreen_camera_scanned_out(comp, &node, &video, (640, 480), CLCD)
 }
 
-/// Puts PL111's own heap back when dropped, whatever the test did before failing: later
-/// phases need it.
+/// Serves PL111 as at boot again when dropped, whatever the test did before failing:
+/// later phases need it.
 struct RestoreDisplayHeap;
 
 impl Drop for RestoreDisplayHeap {
     fn drop(&mut self) {
-        let _ = dma_heap::control("remove", &format!("{CLCD}-sg"));
-        if !std::path::Path::new(dma_heap::CLASS).join(HEAP).exists() {
-            if let Err(e) = dma_heap::control("add", &format!("amba/{CLCD}")) {
-                println!("FAIL pl111_session::restore_display_heap: {e}");
-            }
+        let _ = dma_heap::control("remove", &format!("amba/{CLCD}:sg"));
+        match dma_heap::control_raw("add", &format!("amba/{CLCD}")) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(17) => {} // EEXIST: served so already
+            Err(e) => println!("FAIL pl111_session::restore_display_heap: {e}"),
         }
     }
 }
 
 /// Makes the module declare PL111 scatter-gather (a wrong description, on purpose): the
-/// heap chosen for the display is then `1c1f0000.clcd-sg`, whose buffers PL111 refuses at
-/// the test commit. heapland must say so once and scan out dumb buffers.
+/// best heap for the display is then `system` (scattered pages, ranked before contiguous
+/// memory), whose buffers PL111 refuses at the test commit. heapland must say so once and
+/// scan out dumb buffers.
 ///
 /// A fresh guest may hand out adjacent 1 MiB chunks, which PL111 would take: the heap's
 /// free memory is cut into separate 1 MiB holes first (every other buffer of a run freed,
 /// its neighbours kept), where the page allocator finds heapland's chunks.
 fn refused_heap_falls_back_to_dumb_buffers() -> Result<(), String> {
     let _restore = RestoreDisplayHeap;
-    dma_heap::control("remove", HEAP)?;
+    dma_heap::control("remove", &format!("amba/{CLCD}"))?;
     dma_heap::control("add", &format!("amba/{CLCD}:sg"))?;
-    let sg = super::dma_heap::Heap::open(&format!("{CLCD}-sg"))?;
+    let sg = super::dma_heap::Heap::open(SG_HEAP)?;
     let mut run = (0..32)
         .map(|_| sg.alloc(1 << 20))
         .collect::<Result<Vec<_>, _>>()?;
@@ -387,8 +390,8 @@ fn refused_heap_falls_back_to_dumb_buffers() -> Result<(), String> {
     let source = log_line(&mut comp, "scanout buffers from ")?;
     println!("INFO pl111_session: refused {refused}; now {source}");
     let mut errs = Vec::new();
-    if !refused.contains("1c1f0000.clcd-sg") {
-        errs.push(format!("refused {refused}, expected the sg heap"));
+    if !refused.contains(SG_HEAP) || refused.contains(HEAP) {
+        errs.push(format!("refused {refused}, expected the sg heap {SG_HEAP}"));
     }
     if source != "KMS dumb buffers" {
         errs.push(format!("scanout buffers from {source}, not dumb buffers"));

@@ -35,6 +35,10 @@ pub fn tests() -> Vec<Test> {
             run: heap_removed_during_allocations,
         },
         Test {
+            name: "removal::shared_heap_stays_while_another_device_needs_it",
+            run: shared_heap_stays_while_another_device_needs_it,
+        },
+        Test {
             name: "removal::driver_unbind_while_buffer_alive",
             run: driver_unbind_while_buffer_alive,
         },
@@ -135,11 +139,18 @@ fn rmmod_after_last_buffer_then_reload() -> Result<(), String> {
     super::all_ok(errs)
 }
 
+/// The heap only vivid.0 needs (its 32-bit contiguous memory; vkms and vgem link to it
+/// but need the wider one), and the entry that serves vivid.0 at boot.
+fn vivid_heap() -> Result<(HeapInfo, String), String> {
+    Ok((
+        dma_heap::best_heap("vivid.0", true)?,
+        dma_heap::spec("vivid.0", None)?,
+    ))
+}
+
+/// Stops serving vivid.0 (the only device its heap is for) with a buffer alive.
 fn sysfs_remove_heap_while_buffer_alive() -> Result<(), String> {
-    let info: HeapInfo = dma_heap::heaps_of_device("vgem")?
-        .into_iter()
-        .next()
-        .ok_or("vgem has no heap")?;
+    let (info, entry) = vivid_heap()?;
     let live0 = dma_heap::debugfs_counter("live_buffers")?;
     let heap = Heap::open(&info.name)?;
     const LEN: usize = 128 * 1024;
@@ -147,7 +158,7 @@ fn sysfs_remove_heap_while_buffer_alive() -> Result<(), String> {
     dma_buf::fill(buf.as_fd(), LEN, 21)?;
     let mut old_map = Mapping::new(&buf, LEN)?;
     let mark = Mark::new("sysfs remove heap");
-    dma_heap::control("remove", &info.name)?;
+    dma_heap::control("remove", &entry)?;
 
     let mut errs = Vec::new();
     if Path::new(dma_heap::CLASS).join(&info.name).exists() {
@@ -187,12 +198,18 @@ fn sysfs_remove_heap_while_buffer_alive() -> Result<(), String> {
             "live_buffers {live0} -> {live1} after the buffer was closed"
         ));
     }
+    match dma_heap::device_dir("vivid.0") {
+        Ok(d) if d.join("dma_heaps").exists() => {
+            errs.push("vivid.0 still has dma_heaps/ after its entry was removed".into())
+        }
+        _ => {}
+    }
     // Put it back as it was (the next phases use it).
-    let spec = dma_heap::spec("vgem", Some(&info.backing))?;
+    let spec = entry;
     match dma_heap::control("add", &spec) {
         Ok(()) => match HeapInfo::by_name(&info.name) {
             Ok(again) => {
-                if let Err(e) = check_sane(&again, &info.device, false) {
+                if let Err(e) = check_sane(&again, &dma_heap::device_dir("vivid.0")?, false) {
                     errs.push(format!("re-added heap: {e}"));
                 }
                 if let Err(e) = Heap::open(&info.name).and_then(|h| h.alloc(4096).map(drop)) {
@@ -278,25 +295,72 @@ fn race_allocations(
     Ok((ok.into_inner(), nodev.into_inner(), errs))
 }
 
-/// Races heap removal against allocations in flight through the vgem heap. Nothing may
-/// stay allocated and the kernel must not complain.
+/// Races heap removal (vivid.0's entry, the only one needing its heap) against
+/// allocations in flight through the heap. Nothing may stay allocated and the kernel must
+/// not complain.
 fn heap_removed_during_allocations() -> Result<(), String> {
-    let info: HeapInfo = dma_heap::heaps_of_device("vgem")?
-        .into_iter()
-        .next()
-        .ok_or("vgem has no heap")?;
+    let (info, entry) = vivid_heap()?;
     let live0 = dma_heap::debugfs_counter("live_buffers")?;
     let mark = Mark::new("heap removal race");
     let (ok, nodev, mut errs) =
-        race_allocations(&info.name, 4, || dma_heap::control("remove", &info.name))?;
+        race_allocations(&info.name, 4, || dma_heap::control("remove", &entry))?;
     println!("INFO removal: {ok} allocations before the heap went, {nodev} ENODEV after");
     if nodev == 0 {
         errs.push("no allocation saw ENODEV after the heap was removed".into());
     }
-    if let Err(e) = dma_heap::control("add", &dma_heap::spec("vgem", Some(&info.backing))?) {
-        errs.push(format!("re-adding {}: {e}", info.name));
+    if let Err(e) = dma_heap::control("add", &entry) {
+        errs.push(format!("re-adding {entry}: {e}"));
     }
     settle_race(live0, &mark, errs)
+}
+
+/// A heap two devices need stays when one of them stops being served: vgem's entry goes,
+/// `system-contiguous` stays for vkms (allocating, listing only vkms as served), vgem
+/// loses its links, and gets them back when added again.
+fn shared_heap_stays_while_another_device_needs_it() -> Result<(), String> {
+    let shared = dma_heap::best_heap("vkms", true)?;
+    let vgem_dir = dma_heap::device_dir("vgem")?;
+    let vkms_dir = dma_heap::device_dir("vkms")?;
+    if !shared.served.contains(&vgem_dir) || !shared.served.contains(&vkms_dir) {
+        return Err(format!(
+            "{} does not serve both vkms and vgem: {:?}",
+            shared.name, shared.served
+        ));
+    }
+    let entry = dma_heap::spec("vgem", None)?;
+    let mark = Mark::new("remove one device of a shared heap");
+    dma_heap::control("remove", &entry)?;
+    let mut errs = Vec::new();
+    match HeapInfo::by_name(&shared.name) {
+        Ok(h) => {
+            if h.served.contains(&vgem_dir) {
+                errs.push(format!("{} still lists vgem as served", h.name));
+            }
+            if let Err(e) = Heap::open(&h.name).and_then(|h| h.alloc(65536).map(drop)) {
+                errs.push(format!("the shared heap after vgem went: {e}"));
+            }
+        }
+        Err(e) => errs.push(format!("{} went with vgem's entry: {e}", shared.name)),
+    }
+    if vgem_dir.join("dma_heaps").exists() {
+        errs.push("vgem kept dma_heaps/ after its entry was removed".into());
+    }
+    if let Err(e) = dma_heap::control("add", &entry) {
+        errs.push(format!("re-adding {entry}: {e}"));
+    }
+    match dma_heap::links(&vgem_dir) {
+        Ok(l) if l.first().map(|l| l.name.as_str()) == Some(shared.name.as_str()) => {}
+        Ok(l) => errs.push(format!(
+            "vgem re-added links {:?}, expected {} first",
+            l.iter().map(|l| &l.name).collect::<Vec<_>>(),
+            shared.name
+        )),
+        Err(e) => errs.push(format!("vgem re-added: {e}")),
+    }
+    if let Err(e) = mark.check_clean() {
+        errs.push(e);
+    }
+    super::all_ok(errs)
 }
 
 /// Races the removal of the served device (rmmod vivid) against allocations in flight
@@ -498,9 +562,10 @@ fn vivid_reloaded_contig_heap_added() -> Result<(), String> {
         .find(|h| h.contiguous)
         .ok_or("no contiguous heap for the new vivid.0 after add")?;
     check_sane(h, &dev, true)?;
-    if h.name != "vivid.0-contig" {
+    // Named for its memory: contiguous, below vivid.0's 32-bit reach.
+    if h.name != "system-32bit-contiguous" {
         return Err(format!(
-            "contiguous heap of vivid.0 is named {}, expected vivid.0-contig",
+            "contiguous heap of vivid.0 is named {}, expected system-32bit-contiguous",
             h.name
         ));
     }
@@ -523,12 +588,24 @@ fn add_races_unbind_and_rmmod_vivid() -> Result<(), String> {
         modules::insmod("vivid", "")?;
     }
     let spec = dma_heap::spec("vivid.0", Some("contig"))?;
+    // Only adds serve vivid.0 during the race: its boot entry goes (restore() brings one
+    // back), and so does an entry a failed run may have left.
+    for entry in [dma_heap::spec("vivid.0", None)?, spec.clone()] {
+        let _ = dma_heap::control_raw("remove", &entry);
+    }
+    // What serving vivid.0 leaves: its heap (which only it needs) and its links.
     let vivid_heaps = || -> Vec<String> {
-        dma_heap::device_heaps()
+        let mut left: Vec<String> = dma_heap::device_heaps()
             .unwrap_or_default()
             .into_iter()
-            .filter(|n| n.starts_with("vivid.0-"))
-            .collect()
+            .filter(|n| n == "system-32bit-contiguous")
+            .collect();
+        if let Ok(d) = dma_heap::device_dir("vivid.0") {
+            if d.join("dma_heaps").exists() {
+                left.push(format!("{}/dma_heaps", d.display()));
+            }
+        }
+        left
     };
     let live0 = dma_heap::debugfs_counter("live_buffers")?;
     let mark = Mark::new("add against unbind and rmmod vivid");

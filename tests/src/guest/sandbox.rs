@@ -18,9 +18,9 @@
 //! Nothing here says which heap charges: that is read from discovery, so the
 //! test holds before and after the module charges sg heaps, and with or
 //! without `dma_heap.mem_accounting`. It runs twice: in the boot state (the
-//! device heaps of vkms, vgem and vivid.0 are contiguous), and with a
-//! `vgem-sg` heap added through the module's `add` file for the time of the
-//! test. Every granted fd is checked to be the heap named (same device
+//! device heaps of vkms, vgem and vivid.0 are contiguous), and with vivid.0
+//! also served as a scatter-gather device through the module's `add` file for
+//! the time of the test (the module then makes `system-32bit`, which charges). Every granted fd is checked to be the heap named (same device
 //! number) and to allocate.
 
 use std::{
@@ -94,17 +94,18 @@ fn boot_state() -> Result<(), String> {
 }
 
 fn with_sg_heap() -> Result<(), String> {
-    const NAME: &str = "vgem-sg";
+    const NAME: &str = "system-32bit";
+    let entry = dma_heap::spec("vivid.0", Some("sg"))?;
     let added = if Path::new(dma_heap::CLASS).join(NAME).exists() {
         false
     } else {
-        dma_heap::control("add", &dma_heap::spec("vgem", Some("sg"))?)?;
+        dma_heap::control("add", &entry)?;
         true
     };
-    let result = scenario("vgem-sg");
+    let result = scenario(NAME);
     if added {
         // The clients and the compositor are gone: nothing holds the heap.
-        dma_heap::control("remove", NAME)?;
+        dma_heap::control("remove", &entry)?;
     }
     result
 }
