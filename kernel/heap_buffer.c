@@ -150,9 +150,9 @@ static int device_heap_end_cpu_access(struct dma_buf *dmabuf,
 	return 0;
 }
 
-/* The frame at @pgoff of the buffer, or 0 past its end. */
-static unsigned long device_heap_buffer_pfn(struct device_heap_buffer *buffer,
-					    unsigned long pgoff)
+/* The frame at @pgoff of the buffer, in @pfn; false past its end. */
+static bool device_heap_buffer_pfn(struct device_heap_buffer *buffer,
+				   unsigned long pgoff, unsigned long *pfn)
 {
 	struct scatterlist *sg;
 	int i;
@@ -160,11 +160,13 @@ static unsigned long device_heap_buffer_pfn(struct device_heap_buffer *buffer,
 	for_each_sgtable_sg(&buffer->sg_table, sg, i) {
 		unsigned long npages = sg->length >> PAGE_SHIFT;
 
-		if (pgoff < npages)
-			return page_to_pfn(sg_page(sg)) + pgoff;
+		if (pgoff < npages) {
+			*pfn = page_to_pfn(sg_page(sg)) + pgoff;
+			return true;
+		}
 		pgoff -= npages;
 	}
-	return 0;
+	return false;
 }
 
 /*
@@ -174,10 +176,9 @@ static unsigned long device_heap_buffer_pfn(struct device_heap_buffer *buffer,
 static vm_fault_t device_heap_vm_fault(struct vm_fault *vmf)
 {
 	struct vm_area_struct *vma = vmf->vma;
-	unsigned long pfn = device_heap_buffer_pfn(vma->vm_private_data,
-						   vmf->pgoff);
+	unsigned long pfn;
 
-	if (!pfn)
+	if (!device_heap_buffer_pfn(vma->vm_private_data, vmf->pgoff, &pfn))
 		return VM_FAULT_SIGBUS;
 	return vmf_insert_pfn(vma, vmf->address, pfn);
 }

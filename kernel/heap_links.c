@@ -58,6 +58,7 @@ struct device_heap_link {
 	bool contig;
 	u64 phys_limit;
 	bool ours;
+	bool private_area;
 };
 
 /*
@@ -109,9 +110,10 @@ static struct device *device_heap_kernel_heap(struct device *any,
 bool device_heap_kernel_heap_exists(struct device *dev, const char *name)
 {
 	struct device *heap = device_heap_kernel_heap(dev, name);
+	bool exists = heap;
 
 	put_device(heap);
-	return heap;
+	return exists;
 }
 
 /*
@@ -166,7 +168,10 @@ static int device_heap_link_cmp(const void *a, const void *b)
 		return x->phys_limit > y->phys_limit ? -1 : 1;
 	if (x->ours != y->ours)
 		return x->ours ? -1 : 1;
-	return 0;
+	/* Same memory class: a device's own CMA area first, then by name. */
+	if (x->private_area != y->private_area)
+		return x->private_area ? -1 : 1;
+	return strcmp(dev_name(x->target), dev_name(y->target));
 }
 
 /*
@@ -205,6 +210,7 @@ static int device_heap_rank(struct device *dev, struct device_heap_link *links)
 			.contig = heap_contig,
 			.phys_limit = heap->phys_limit,
 			.ours = true,
+			.private_area = device_heap_private_area(heap->cma),
 		};
 	}
 
@@ -264,10 +270,12 @@ static void device_heap_link_device(struct device_heap_served *s)
 		if (ret)
 			dev_warn(s->dev, "cannot link heap %s: %d\n",
 				 dev_name(links[i].target), ret);
-		if (links[i].ours)
-			sysfs_add_link_to_group(&links[i].target->kobj,
-						device_heap_served_group.name,
-						&s->dev->kobj, back);
+		if (links[i].ours &&
+		    sysfs_add_link_to_group(&links[i].target->kobj,
+					    device_heap_served_group.name,
+					    &s->dev->kobj, back))
+			dev_warn(s->dev, "cannot link back from heap %s\n",
+				 dev_name(links[i].target));
 	}
 put:
 	for (i = 0; i < n; i++)

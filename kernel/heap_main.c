@@ -103,7 +103,7 @@ static size_t device_heap_max_alloc(enum device_heap_backing backing)
  * anywhere in RAM (the kernel's own heap, where it has one), "system-32bit"
  * for pages below 4 GiB, a "-contiguous" suffix for physically contiguous
  * buffers, and a device's own CMA area by its name
- * ("<area>-contiguous").
+ * ("<area>-contiguous", "<area>-32bit-contiguous").
  *
  * Return: 0, or -ENAMETOOLONG.
  */
@@ -119,7 +119,10 @@ int device_heap_name(const struct device_heap_needs *needs, char *buf,
 	if (needs->cma && needs->cma != dev_get_cma_area(NULL))
 		area = cma_get_name(needs->cma);
 #endif
-	if (area)
+	if (area && needs->phys_limit < device_heap_ram_top)
+		len = snprintf(buf, size, "%s-%dbit%s", area,
+			       fls64(needs->phys_limit), suffix);
+	else if (area)
 		len = snprintf(buf, size, "%s%s", area, suffix);
 	else if (needs->phys_limit >= device_heap_ram_top)
 		len = snprintf(buf, size, "system%s", suffix);
@@ -230,6 +233,8 @@ struct device_heap *device_heap_create(const struct device_heap_needs *needs)
 destroy_node:
 	device_unregister(heap->node);
 unregister_node:
+	/* An fd opened on the node meanwhile must not allocate from it. */
+	atomic_set(&heap->dead, 1);
 	device_heap_node_unregister(heap);
 put_heap:
 	device_heap_put(heap);

@@ -25,6 +25,8 @@
  * offline (the reason the zone exists) fail.
  */
 
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/cma.h>
 #include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
@@ -136,26 +138,41 @@ static gfp_t device_heap_zone_gfp(const struct device_heap *heap, bool highmem)
 }
 
 /*
- * One allocation from the zone the limit asks for. A block out of reach
- * (a 30-bit device given DMA32 memory above 1 GiB) is retried once in
- * ZONE_DMA, as dma-direct does; failing to find memory is not retried.
+ * The next zone to try after a block came out of reach, as
+ * __dma_direct_alloc_pages() retries: ZONE_DMA32 for a device whose limit
+ * is below the top of RAM but at or above 4 GiB, then ZONE_DMA; 0 when
+ * there is nothing lower to try. Only reach decides: a zone that has no
+ * free memory is a failure, not a reason to go lower.
  */
+static gfp_t device_heap_retry_gfp(const struct device_heap *heap, gfp_t gfp)
+{
+#ifdef CONFIG_ZONE_DMA32
+	if (!(gfp & (GFP_DMA32 | GFP_DMA)) &&
+	    heap->phys_limit < device_heap_ram_top)
+		return (gfp & ~__GFP_HIGHMEM) | GFP_DMA32;
+#endif
+	if (device_heap_zone_dma_end() && !(gfp & GFP_DMA) &&
+	    heap->phys_limit <= DMA_BIT_MASK(32))
+		return (gfp & ~(GFP_DMA32 | __GFP_HIGHMEM)) | GFP_DMA;
+	return 0;
+}
+
+/* One allocation from the zone the limit asks for, lower only if out of reach. */
 static struct page *buddy_alloc(struct device_heap *heap, unsigned int order,
 				gfp_t gfp)
 {
 	struct page *page;
 
-	page = alloc_pages(gfp | device_heap_zone_gfp(heap, true), order);
-	if (!page || device_heap_reachable(heap, page_to_pfn(page), 1 << order))
-		return page;
-	__free_pages(page, order);
-	if (!device_heap_zone_dma_end() ||
-	    device_heap_zone_gfp(heap, true) == GFP_DMA)
-		return NULL;
-	page = alloc_pages(gfp | GFP_DMA, order);
-	if (!page || device_heap_reachable(heap, page_to_pfn(page), 1 << order))
-		return page;
-	__free_pages(page, order);
+	gfp |= device_heap_zone_gfp(heap, true);
+	do {
+		page = alloc_pages(gfp, order);
+		if (!page)
+			return NULL;
+		if (device_heap_reachable(heap, page_to_pfn(page), 1 << order))
+			return page;
+		__free_pages(page, order);
+		gfp = device_heap_retry_gfp(heap, gfp);
+	} while (gfp);
 	return NULL;
 }
 
@@ -212,15 +229,21 @@ static bool device_heap_allocator_clears(void)
 static struct page *buddy_alloc_exact(struct device_heap *heap, size_t len,
 				      gfp_t gfp)
 {
-	void *vaddr = alloc_pages_exact(len, gfp | device_heap_zone_gfp(heap, false));
 	struct page *page;
+	void *vaddr;
 
-	if (!vaddr)
-		return NULL;
-	page = virt_to_page(vaddr);
-	if (device_heap_reachable(heap, page_to_pfn(page), len >> PAGE_SHIFT))
-		return page;
-	free_pages_exact(vaddr, len);
+	gfp |= device_heap_zone_gfp(heap, false);
+	do {
+		vaddr = alloc_pages_exact(len, gfp);
+		if (!vaddr)
+			return NULL;
+		page = virt_to_page(vaddr);
+		if (device_heap_reachable(heap, page_to_pfn(page),
+					  len >> PAGE_SHIFT))
+			return page;
+		free_pages_exact(vaddr, len);
+		gfp = device_heap_retry_gfp(heap, gfp);
+	} while (gfp);
 	return NULL;
 }
 
@@ -248,7 +271,7 @@ static bool cma_usable(struct device_heap *heap)
 	cma_release(heap->cma, page, 1);
 	WRITE_ONCE(heap->cma_state, usable ? 1 : -1);
 	if (!usable)
-		pr_info("device_heap: %s: CMA area %s is out of reach, not used\n",
+		pr_info("%s: CMA area %s is out of reach, not used\n",
 			heap->name, cma_get_name(heap->cma));
 	return usable;
 }
@@ -467,7 +490,7 @@ static int device_heap_new_contig(struct device_heap *heap,
 
 	if (!page) {
 		if (!buddy_fits && !READ_ONCE(device_heap_contig_migrate))
-			pr_warn_ratelimited("device_heap: %s: %zu KiB is more than the page allocator's largest block (%lu KiB) and %s; boot with cma=<size>, or set contig_migrate=1\n",
+			pr_warn_ratelimited("%s: %zu KiB is more than the page allocator's largest block (%lu KiB) and %s; boot with cma=<size>, or set contig_migrate=1\n",
 					    heap->name, block->len >> 10,
 					    (PAGE_SIZE << MAX_PAGE_ORDER) >> 10,
 					    heap->cma ? "the CMA area has no room" :
@@ -492,13 +515,16 @@ static int device_heap_alloc_contig(struct device_heap_buffer *buffer)
 	int ret = 0;
 
 	if (!device_heap_cache_take(heap, block.len, &block)) {
+		/* A cached block whose clearing a fatal signal stopped. */
+		if (fatal_signal_pending(current))
+			return -EINTR;
 		ret = device_heap_new_contig(heap, &block);
 		/* Memory the cache holds may be what is missing. */
 		if (ret == -ENOMEM && device_heap_cache_drain())
 			ret = device_heap_new_contig(heap, &block);
 	}
 	if (ret) {
-		pr_warn_ratelimited("device_heap: %s: no contiguous %zu KiB below %#llx: %d\n",
+		pr_warn_ratelimited("%s: no contiguous %zu KiB below %#llx: %d\n",
 				    heap->name, block.len >> 10,
 				    heap->phys_limit, ret);
 		return ret;

@@ -19,6 +19,8 @@
  *    rmmod fails (EAGAIN, the module is in use).
  */
 
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/dma-buf.h>
 #include <linux/dma-heap.h>
 #include <linux/err.h>
@@ -101,7 +103,7 @@ static struct device_heap_core_node *device_heap_core_node_get(const char *name)
 	}
 
 	if (device_heap_core_node_count >= DEVICE_HEAP_CORE_NODES_MAX) {
-		pr_warn_ratelimited("device_heap: %s: the heap core has %d names of ours, no more\n",
+		pr_warn_ratelimited("%s: the heap core has %d names of ours, no more\n",
 				    name, DEVICE_HEAP_CORE_NODES_MAX);
 		return ERR_PTR(-ENOSPC);
 	}

@@ -14,7 +14,6 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/amba/bus.h>
-#include <linux/cc_platform.h>
 #include <linux/device.h>
 #include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
@@ -200,10 +199,12 @@ static bool device_heap_servable(struct device *dev)
 /*
  * What @dev asks of memory when it takes buffers of @backing. Behind an
  * IOMMU the DMA API makes any page reachable. Without one the device
- * reaches bus addresses up to the smaller of its coherent mask and its
- * bus's limit, as dma_coherent_ok() checks; physical addresses map to bus
- * addresses one to one, but for the memory encryption bit of SME hosts,
- * which every allocation's check applies (__sme_set()). Devices whose bus
+ * reaches bus addresses up to the smallest of its masks and its bus's
+ * limit, as dma_coherent_ok() and dma_capable() check; the limit is rounded
+ * down to a power of two (what heaps are named by, "system-32bit"), so that
+ * devices reaching the same named memory share its heap. Physical addresses
+ * map to bus addresses one to one, but for the memory encryption bit of SME
+ * hosts, which every allocation's check applies (__sme_set()). Devices whose bus
  * offsets memory (dma_range_map) are served only behind an IOMMU: the
  * module cannot translate those offsets through an interface it may use.
  */
@@ -232,13 +233,18 @@ static int device_heap_device_needs(struct device *dev,
 		dev_warn(dev, "bus offsets DMA addresses and no IOMMU: not served\n");
 		return -EOPNOTSUPP;
 	}
-	limit = min_not_zero(dev->coherent_dma_mask, dev->bus_dma_limit);
+	/* Importers map through the streaming mask, allocators through the other. */
+	limit = min_not_zero(min_not_zero(*dev->dma_mask, dev->coherent_dma_mask),
+			     dev->bus_dma_limit);
 	if (__sme_set(0ULL) > limit) {
 		dev_warn(dev, "reaches no encrypted memory: not served\n");
 		return -EOPNOTSUPP;
 	}
 	needs->dma_limit = limit;
-	needs->phys_limit = min_t(u64, __sme_clr(limit), device_heap_ram_top);
+	limit = __sme_clr(limit);
+	if (limit != U64_MAX)
+		limit = (1ULL << (fls64(limit + 1) - 1)) - 1;
+	needs->phys_limit = min_t(u64, limit, device_heap_ram_top);
 	return 0;
 }
 
@@ -316,6 +322,9 @@ static int device_heap_serve_one(struct device *dev,
 		heap = device_heap_create(&s->needs);
 		if (IS_ERR(heap)) {
 			ret = PTR_ERR(heap);
+			/* Another kind of memory has the name: not "served already". */
+			if (ret == -EEXIST)
+				ret = -EBUSY;
 			goto free;
 		}
 	}
@@ -450,6 +459,7 @@ static void device_heap_want(struct device_heap_wanted *w)
 static int device_heap_serve(struct device *dev)
 {
 	struct device_heap_wanted *w;
+	bool changed = false;
 	int ret, first = 0;
 
 	lockdep_assert_held(&device_heaps_lock);
@@ -457,12 +467,14 @@ static int device_heap_serve(struct device *dev)
 		if (!device_heap_wanted_match(w, dev))
 			continue;
 		ret = device_heap_serve_one(dev, device_heap_wanted_backing(w, dev));
+		changed |= !ret;
 		if (ret && ret != -EEXIST && ret != -ENODEV) {
 			dev_warn(dev, "not served: %pe\n", ERR_PTR(ret));
 			first = first ?: ret;
 		}
 	}
-	device_heap_relink();
+	if (changed)
+		device_heap_relink();
 	return first;
 }
 
@@ -471,13 +483,17 @@ static void device_heap_unserve_device(struct device *dev,
 				       struct list_head *dead)
 {
 	struct device_heap_served *s, *tmp;
+	bool changed = false;
 
 	lockdep_assert_held(&device_heaps_lock);
 	list_for_each_entry_safe(s, tmp, &device_heap_served_list, list) {
-		if (s->dev == dev)
+		if (s->dev == dev) {
 			device_heap_unserve(s, dead);
+			changed = true;
+		}
 	}
-	device_heap_relink();
+	if (changed)
+		device_heap_relink();
 }
 
 /**
@@ -522,6 +538,19 @@ int device_heap_control_add(const char *spec)
 	return ret;
 }
 
+/* Whether an entry still on the list asks for what @s serves. */
+static bool device_heap_still_wanted(struct device_heap_served *s)
+{
+	struct device_heap_wanted *w;
+
+	list_for_each_entry(w, &device_heap_wanted_list, list) {
+		if (device_heap_wanted_match(w, s->dev) &&
+		    device_heap_wanted_backing(w, s->dev) == s->needs.backing)
+			return true;
+	}
+	return false;
+}
+
 /**
  * device_heap_control_remove - a write to "remove"
  * @spec: an entry as given to "add" or "devices"
@@ -546,17 +575,19 @@ int device_heap_control_remove(const char *spec)
 	list_for_each_entry_safe(old, tmp, &device_heap_wanted_list, list) {
 		if (!device_heap_wanted_same(old, w))
 			continue;
+		list_del(&old->list);
 		list_for_each_entry_safe(s, stmp, &device_heap_served_list, list) {
 			if (device_heap_wanted_match(old, s->dev) &&
 			    s->needs.backing ==
-			    device_heap_wanted_backing(old, s->dev))
+			    device_heap_wanted_backing(old, s->dev) &&
+			    !device_heap_still_wanted(s))
 				device_heap_unserve(s, &dead);
 		}
-		list_del(&old->list);
 		kfree(old);
 		ret = 0;
 	}
-	device_heap_relink();
+	if (!ret)
+		device_heap_relink();
 	mutex_unlock(&device_heaps_lock);
 	device_heap_bury(&dead);
 	kfree(w);
@@ -750,17 +781,17 @@ void device_heap_served_exit(void)
 	device_heaps_closing = true;
 	list_for_each_entry_safe(s, stmp, &device_heap_served_list, list)
 		device_heap_unserve(s, &dead);
-	/* A deletion in flight when the notifiers went leaves its mark. */
-	list_for_each_entry_safe(d, dtmp, &device_heap_dying_list, list) {
-		list_del(&d->list);
-		kfree(d);
-	}
 	list_for_each_entry_safe(w, wtmp, &device_heap_wanted_list, list) {
 		list_del(&w->list);
 		kfree(w);
 	}
 	mutex_unlock(&device_heaps_lock);
 	device_heap_bury(&dead);
+	/* Waits for notifier calls in flight, which may mark a device dying. */
 	device_heap_unregister_buses();
+	list_for_each_entry_safe(d, dtmp, &device_heap_dying_list, list) {
+		list_del(&d->list);
+		kfree(d);
+	}
 	device_heap_faux_exit();
 }
