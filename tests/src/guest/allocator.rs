@@ -254,6 +254,26 @@ fn alloc_for(devs: &[&str]) -> Result<(), String> {
                 info.name, devs[0]
             ));
         }
+        // The choice follows the kernel's order: the first heap in the first device's
+        // links that every device links to (every heap they share fits these sizes).
+        let first = super::dma_heap::links(&devices[0].sysfs_path)?;
+        let others: Vec<Vec<String>> = devices[1..]
+            .iter()
+            .map(|d| {
+                super::dma_heap::links(&d.sysfs_path)
+                    .map(|l| l.into_iter().map(|l| l.name).collect())
+            })
+            .collect::<Result<_, _>>()?;
+        let want = first
+            .iter()
+            .map(|l| &l.name)
+            .find(|n| others.iter().all(|o| o.contains(n)));
+        if want != Some(&info.name) {
+            return Err(format!(
+                "{devs:?} {fourcc} {w}x{h}: chose {}, the links put {want:?} first",
+                info.name
+            ));
+        }
         println!(
             "INFO allocator: {devs:?} {fourcc} {w}x{h} -> {} ({} bytes, planes {:?})",
             info.name, layout.size, layout.planes

@@ -321,9 +321,9 @@ pub fn best_heap(dev_name: &str, contiguous: bool) -> Result<HeapInfo, String> {
         })
 }
 
-/// Buses the module serves devices on. vkms and vgem are platform devices up to 6.14
+/// Buses the module serves devices on (amba: PL111 on the arm board). vkms and vgem are platform devices up to 6.14
 /// and faux devices from 6.15; vivid stays a platform device.
-const BUSES: &[&str] = &["platform", "faux", "pci"];
+const BUSES: &[&str] = &["platform", "faux", "pci", "amba"];
 
 /// The bus the device `dev_name` (e.g. "vkms") is on.
 pub fn bus_of(dev_name: &str) -> Result<&'static str, String> {

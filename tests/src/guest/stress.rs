@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 
 use super::dma_buf;
-use super::dma_heap::{self, Heap};
+use super::dma_heap;
 use super::kernel_log::Mark;
 use super::Test;
 
@@ -123,15 +123,21 @@ pub fn child_main(seconds: u64, seed: u32, heaps: &[String]) -> Result<(), Strin
         let name = &heaps[i % heaps.len()];
         let len = SIZES[(i / heaps.len() + seed as usize) % SIZES.len()];
         i += 1;
-        let heap = match Heap::open(name) {
-            Ok(h) => h,
-            Err(_) if !std::path::Path::new("/dev/dma_heap").join(name).exists() => {
+        // The node comes and goes with the heap where the module owns it (6.12).
+        let path = format!("/dev/dma_heap/{name}");
+        let heap = match rustix::fs::open(
+            path.as_str(),
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) | Err(Errno::NODEV) | Err(Errno::NXIO) => {
                 gone += 1;
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(format!("open {path}: {e}")),
         };
-        let buf = match dma_heap::alloc(heap.fd.as_fd(), len as u64) {
+        let buf = match dma_heap::alloc(heap.as_fd(), len as u64) {
             Ok(b) => b,
             Err(Errno::NODEV) | Err(Errno::NOMEM) => {
                 gone += 1;
