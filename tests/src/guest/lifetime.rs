@@ -120,13 +120,22 @@ fn thousand_buffers_all_given_back() -> Result<(), String> {
         return Err(format!("live_buffers is {live1} with no buffer open"));
     }
     let lost = |from: u64, to: u64| from.saturating_sub(to);
-    if lost(free0, free1) > MARGIN_KIB || lost(free0, free3) > MARGIN_KIB {
+    // KASAN holds freed slab objects in a quarantine before they go back: its kernel
+    // gets more slack, still far below one round's buffers.
+    let margin = if kasan()? { 8 * MARGIN_KIB } else { MARGIN_KIB };
+    if lost(free0, free1) > margin || lost(free0, free3) > margin {
         return Err(format!(
-            "free memory did not come back within {MARGIN_KIB} KiB: {trend:?} KiB ({})",
+            "free memory did not come back within {margin} KiB: {trend:?} KiB ({})",
             meminfo_summary()
         ));
     }
     Ok(())
+}
+
+/// Whether the kernel runs with KASAN (its runtime's symbols are in kallsyms).
+fn kasan() -> Result<bool, String> {
+    let syms = std::fs::read_to_string("/proc/kallsyms").map_err(|e| format!("kallsyms: {e}"))?;
+    Ok(syms.lines().any(|l| l.ends_with(" __asan_load8")))
 }
 
 fn meminfo_summary() -> String {
