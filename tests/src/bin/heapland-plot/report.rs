@@ -356,9 +356,9 @@ pub fn markdown(boots: &[Boot], command: &str, png: Option<&str>) -> String {
          (close the last fd, or destroy the DRM/GBM object). This is what a client pays for a \
          fresh buffer it fills from the CPU: the kernel's allocation and zeroing, building \
          the page tables, and the faults if the mapping is not populated at mmap time.\n\
-         - **Candidates**: every device heap of `device_heap.ko` (named after the device, \
-         `-contig` for physically contiguous ones; the note says backing, contig_source and \
-         DMA reach); the kernel's `system` heap; `udmabuf` (a sealed memfd turned into a \
+         - **Candidates**: every device heap of `device_heap.ko` (named for its memory: \
+         `system-contiguous`, `system-32bit-contiguous` below 4 GiB; the note says backing, \
+         contig_source and DMA reach); the kernel's `system` heap; `udmabuf` (a sealed memfd turned into a \
          dma-buf); `dumb@vkms`, DRM dumb buffers on vkms (`CREATE_DUMB` + `MAP_DUMB`); \
          `gbm@vkms`, Mesa's GBM on vkms (kms_swrast), a LINEAR buffer object mapped with \
          `gbm_bo_map`, timed by a glibc helper (heapland-bench-gbm) the static bench drives \
