@@ -306,15 +306,21 @@ fn cma_total_kib() -> Result<u64, String> {
         .unwrap_or(0))
 }
 
-fn contig_source_matches_the_kernel() -> Result<(), String> {
-    let cma_kib = cma_total_kib()?;
-    let areas: Vec<String> = fs::read_dir("/sys/kernel/mm/cma")
+/// The kernel's CMA areas, by the names /sys/kernel/mm/cma gives them (none without
+/// CONFIG_CMA_SYSFS or a CMA area).
+fn cma_areas() -> Vec<String> {
+    fs::read_dir("/sys/kernel/mm/cma")
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn contig_source_matches_the_kernel() -> Result<(), String> {
+    let cma_kib = cma_total_kib()?;
+    let areas = cma_areas();
     println!("INFO placement: CmaTotal {cma_kib} kB, CMA areas {areas:?}");
     let mut errs = Vec::new();
     let mut cma_heaps = 0;
@@ -415,13 +421,7 @@ fn large_contiguous_needs_cma_or_the_opt_in() -> Result<(), String> {
             migrate.trim()
         ));
     }
-    let areas: Vec<String> = fs::read_dir("/sys/kernel/mm/cma")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let areas = cma_areas();
     let has_cma = cma_total_kib()? > 0;
     let ram_bits = 64 - super::discovery::ram_top()?.leading_zeros();
     // Blocks the cache keeps would serve a request without any source.
