@@ -24,6 +24,7 @@
 struct cma;
 struct dentry;
 struct device_heap_core_node;
+struct device_heap_user;
 
 #define DEVICE_HEAP_NAME_MAX	64
 
@@ -127,6 +128,8 @@ struct device_heap_contig {
  * @vaddr:	kernel mapping while @vmap_cnt > 0
  * @live:	entry in the debugfs listing of live buffers
  * @ino:	inode number of the dma-buf's file, as userspace fstat()s it
+ * @user:	the user whose count of pinned bytes includes @len, or NULL
+ *		for a caller with CAP_IPC_LOCK
  */
 struct device_heap_buffer {
 	struct device_heap *heap;
@@ -139,6 +142,7 @@ struct device_heap_buffer {
 	void *vaddr;
 	struct list_head live;
 	unsigned long ino;
+	struct device_heap_user *user;
 };
 
 /**
@@ -197,6 +201,14 @@ struct dma_buf *device_heap_allocate(struct device_heap *heap, size_t len,
 bool device_heap_charges(const struct device_heap *heap);
 const char *device_heap_accounting_name(const struct device_heap *heap);
 gfp_t device_heap_charge_gfp(const struct device_heap *heap);
+gfp_t device_heap_meta_gfp(const struct device_heap *heap);
+
+/* heap_user_limit.c: how much one user may pin */
+void device_heap_user_limit_init(void);
+u64 device_heap_max_user_bytes(void);
+int device_heap_user_pin(struct device_heap_buffer *buffer);
+void device_heap_user_unpin(struct device_heap_buffer *buffer);
+void device_heap_users_debugfs(struct dentry *dir);
 
 /* heap_memory.c: where the pages come from */
 extern bool device_heap_contig_migrate;

@@ -40,11 +40,12 @@ static int device_heap_attach(struct dma_buf *dmabuf,
 	struct device_heap_attachment *a;
 	int ret, i;
 
-	a = kzalloc(sizeof(*a), GFP_KERNEL);
+	a = kzalloc(sizeof(*a), device_heap_meta_gfp(buffer->heap));
 	if (!a)
 		return -ENOMEM;
 
-	ret = sg_alloc_table(&a->table, buffer->sg_table.orig_nents, GFP_KERNEL);
+	ret = sg_alloc_table(&a->table, buffer->sg_table.orig_nents,
+			     device_heap_meta_gfp(buffer->heap));
 	if (ret)
 		goto free_attachment;
 
@@ -241,7 +242,8 @@ static void *device_heap_do_vmap(struct device_heap_buffer *buffer)
 	unsigned int i = 0;
 	void *vaddr;
 
-	pages = kvmalloc_array(npages, sizeof(*pages), GFP_KERNEL);
+	pages = kvmalloc_array(npages, sizeof(*pages),
+			       device_heap_meta_gfp(buffer->heap));
 	if (!pages)
 		return ERR_PTR(-ENOMEM);
 
@@ -307,6 +309,7 @@ static void device_heap_release(struct dma_buf *dmabuf)
 	atomic_dec(&device_heap_live_buffers);
 	atomic64_sub(buffer->len, &device_heap_live_bytes);
 	device_heap_free_memory(buffer);
+	device_heap_user_unpin(buffer);
 	device_heap_put(buffer->heap);
 	mutex_destroy(&buffer->lock);
 	kfree(buffer);
@@ -342,7 +345,7 @@ struct dma_buf *device_heap_allocate(struct device_heap *heap, size_t len,
 	struct dma_buf *dmabuf;
 	int ret;
 
-	buffer = kzalloc(sizeof(*buffer), GFP_KERNEL);
+	buffer = kzalloc(sizeof(*buffer), device_heap_meta_gfp(heap));
 	if (!buffer)
 		return ERR_PTR(-ENOMEM);
 
@@ -352,9 +355,13 @@ struct dma_buf *device_heap_allocate(struct device_heap *heap, size_t len,
 	buffer->heap = heap;
 	buffer->len = len;
 
-	ret = device_heap_alloc_memory(buffer);
+	ret = device_heap_user_pin(buffer);
 	if (ret)
 		goto put_heap;
+
+	ret = device_heap_alloc_memory(buffer);
+	if (ret)
+		goto unpin;
 
 	exp_info.exp_name = heap->name;
 	exp_info.ops = &device_heap_buf_ops;
@@ -377,6 +384,8 @@ struct dma_buf *device_heap_allocate(struct device_heap *heap, size_t len,
 
 free_memory:
 	device_heap_free_memory(buffer);
+unpin:
+	device_heap_user_unpin(buffer);
 put_heap:
 	device_heap_put(heap);
 	mutex_destroy(&buffer->lock);

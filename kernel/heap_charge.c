@@ -19,12 +19,18 @@
  *    controller (6.14 and later) could charge them, but Debian does not build
  *    it (CONFIG_CGROUP_DMEM is not set in 7.3), so nothing here would test it.
  *
- * Charging the pages never invokes the OOM killer: every charged page
- * allocation is made with __GFP_RETRY_MAYFAIL or __GFP_NORETRY, so a process
- * over its limit gets ENOMEM after reclaim in its own group. The pages are
- * allocated before the dma-buf is exported; the few hundred bytes of file,
- * inode and fd table that the export and the fd then take are charged like
- * those of any other system call.
+ * Charging never invokes the OOM killer: every charged page allocation is
+ * made with __GFP_RETRY_MAYFAIL or __GFP_NORETRY, so a process over its
+ * limit gets ENOMEM after reclaim in its own group. The buffer's own
+ * metadata (the buffer, its scatterlist, each attachment's copy of it, the
+ * page array of a kernel mapping) is charged too on charging heaps, with
+ * __GFP_RETRY_MAYFAIL everywhere: a fragmented buffer's scatterlist is
+ * 1/128 of its size. The file, inode and fd the export then takes are
+ * charged like those of any other system call.
+ *
+ * Charging is a bound only where some ancestor cgroup sets memory.max; the
+ * bound that holds on every system is the module's own count per user
+ * (heap_user_limit.c).
  */
 
 #include <linux/gfp.h>
@@ -37,15 +43,16 @@
  * @heap: the heap
  *
  * Asked at every allocation and every read of "accounting", so the answer is
- * the one the allocation gets. A kernel without memory cgroups, or booted
- * with cgroup_disable=memory, charges nothing: __GFP_ACCOUNT is then a no-op
- * and the heap must not claim otherwise. (cgroup.memory=nokmem also turns
- * off the charge of pages allocated with __GFP_ACCOUNT, and modules cannot
- * see it: ABI.md says so.)
+ * the one the allocation gets. __GFP_ACCOUNT charges only while kernel
+ * memory accounting is on: never on a kernel without memory cgroups, booted
+ * with cgroup_disable=memory or with cgroup.memory=nokmem, and not before
+ * the first memory cgroup below the root exists (which is also the first
+ * one a limit could be set on). The heap must not claim otherwise.
  */
 bool device_heap_charges(const struct device_heap *heap)
 {
-	return heap->backing == DEVICE_HEAP_SG && !mem_cgroup_disabled();
+	return heap->backing == DEVICE_HEAP_SG && !mem_cgroup_disabled() &&
+	       memcg_kmem_online();
 }
 
 const char *device_heap_accounting_name(const struct device_heap *heap)
@@ -57,4 +64,13 @@ const char *device_heap_accounting_name(const struct device_heap *heap)
 gfp_t device_heap_charge_gfp(const struct device_heap *heap)
 {
 	return device_heap_charges(heap) ? __GFP_ACCOUNT : 0;
+}
+
+/*
+ * For the metadata of a buffer of @heap: charged with its pages, and never
+ * a reason for the OOM killer.
+ */
+gfp_t device_heap_meta_gfp(const struct device_heap *heap)
+{
+	return GFP_KERNEL | __GFP_RETRY_MAYFAIL | device_heap_charge_gfp(heap);
 }

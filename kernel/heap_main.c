@@ -343,6 +343,17 @@ static ssize_t alignment_bytes_show(struct device *dev,
 static DEVICE_ATTR_RO(alignment_bytes);
 
 /*
+ * The most one user may have in live buffers of all of the module's heaps
+ * (heap_user_limit.c): its presence says the heap is bounded per user.
+ */
+static ssize_t max_user_bytes_show(struct device *dev,
+				   struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%llu\n", device_heap_max_user_bytes());
+}
+static DEVICE_ATTR_RO(max_user_bytes);
+
+/*
  * Where buffers come from, in the order tried: "cma:<area> buddy" when the
  * heap has a CMA area not found out of reach, "buddy" without one, "migrate"
  * added where contig_migrate is set; scattered heaps take buddy pages:
@@ -379,6 +390,7 @@ static struct attribute *device_heap_attrs[] = {
 	&dev_attr_alignment_bytes.attr,
 	&dev_attr_contig_source.attr,
 	&dev_attr_accounting.attr,
+	&dev_attr_max_user_bytes.attr,
 	NULL,
 };
 ATTRIBUTE_GROUPS(device_heap);
@@ -427,6 +439,7 @@ static int __init device_heap_init(void)
 	int ret;
 
 	device_heap_find_ram_top();
+	device_heap_user_limit_init();
 
 	ret = device_heap_cache_init();
 	if (ret)
@@ -452,6 +465,7 @@ static int __init device_heap_init(void)
 	debugfs_create_file_unsafe("cached_bytes", 0444, device_heap_debugfs,
 				   NULL, &device_heap_cached_bytes_fops);
 	device_heap_buffers_debugfs(device_heap_debugfs);
+	device_heap_users_debugfs(device_heap_debugfs);
 
 	device_heap_add_param_devices(devices);
 	return 0;

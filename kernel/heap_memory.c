@@ -530,7 +530,7 @@ static int device_heap_alloc_contig(struct device_heap_buffer *buffer)
 		return ret;
 	}
 
-	ret = sg_alloc_table(&buffer->sg_table, 1, GFP_KERNEL);
+	ret = sg_alloc_table(&buffer->sg_table, 1, device_heap_meta_gfp(heap));
 	if (ret)
 		goto free_block;
 	sg_set_page(buffer->sg_table.sgl, block.page, block.len, 0);
@@ -607,7 +607,8 @@ static int device_heap_alloc_sg(struct device_heap_buffer *buffer)
 		nents++;
 	}
 
-	ret = sg_alloc_table(&buffer->sg_table, nents, GFP_KERNEL);
+	ret = sg_alloc_table(&buffer->sg_table, nents,
+			     device_heap_meta_gfp(buffer->heap));
 	if (ret)
 		goto free_chunks;
 
