@@ -114,12 +114,15 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(accounting::CHILD_FLAG) if args.len() == 3 => {
-            let Ok(chunk) = args[2].parse() else {
+        Some(accounting::CHILD_FLAG) if (3..=4).contains(&args.len()) => {
+            let (Ok(chunk), Ok(uid)) = (
+                args[2].parse(),
+                args.get(3).map(|u| u.parse()).transpose(),
+            ) else {
                 eprintln!("bad arguments to {}", accounting::CHILD_FLAG);
                 return ExitCode::from(2);
             };
-            match accounting::child_main(&args[1], chunk) {
+            match accounting::child_main(&args[1], chunk, uid) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e}");

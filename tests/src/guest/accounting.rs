@@ -35,13 +35,19 @@ pub fn tests() -> Vec<Test> {
             run: uncharged_heaps_leave_memcg_alone,
         },
         Test {
-            name: "accounting::udev_rule_grants_charged_heaps_only",
-            run: udev_rule_grants_charged_heaps_only,
+            name: "accounting::fragmented_buffer_metadata_is_charged",
+            run: fragmented_buffer_metadata_is_charged,
+        },
+        Test {
+            name: "accounting::udev_rule_grants_bounded_heaps_only",
+            run: udev_rule_grants_bounded_heaps_only,
         },
     ]
 }
 
-/// Hidden subcommand: `--child-charge <heap> <bytes>`, commanded line by line on stdin.
+/// Hidden subcommand: `--child-charge <heap> <bytes> [<uid>]`, commanded line by line on
+/// stdin; with a uid, it opens the heap as root and then becomes that user (and its group),
+/// without supplementary groups or capabilities, before its first allocation.
 pub const CHILD_FLAG: &str = "--child-charge";
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -73,16 +79,16 @@ fn cgroup_root() -> Result<&'static Path, String> {
     Ok(root)
 }
 
-fn read(p: &Path) -> Result<String, String> {
+pub(super) fn read(p: &Path) -> Result<String, String> {
     fs::read_to_string(p).map_err(|e| format!("read {}: {e}", p.display()))
 }
 
-fn write(p: &Path, v: &str) -> Result<(), String> {
+pub(super) fn write(p: &Path, v: &str) -> Result<(), String> {
     fs::write(p, v).map_err(|e| format!("write {v:?} to {}: {e}", p.display()))
 }
 
 /// Reads `key value` from a flat-keyed file (memory.events, /proc/vmstat).
-fn keyed(text: &str, key: &str) -> Option<u64> {
+pub(super) fn keyed(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(char::is_whitespace)?;
         if k == key {
@@ -93,12 +99,12 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
     })
 }
 
-fn global_oom_kills() -> Result<u64, String> {
+pub(super) fn global_oom_kills() -> Result<u64, String> {
     keyed(&read(Path::new("/proc/vmstat"))?, "oom_kill")
         .ok_or_else(|| "no oom_kill in /proc/vmstat".into())
 }
 
-fn memory_current(group: &Path) -> Result<u64, String> {
+pub(super) fn memory_current(group: &Path) -> Result<u64, String> {
     let s = read(&group.join("memory.current"))?;
     s.trim()
         .parse()
@@ -106,10 +112,10 @@ fn memory_current(group: &Path) -> Result<u64, String> {
 }
 
 /// A cgroup of its own, removed when dropped (once nothing is charged to it).
-struct Group(PathBuf);
+pub(super) struct Group(pub(super) PathBuf);
 
 impl Group {
-    fn new(tag: &str) -> Result<Self, String> {
+    pub(super) fn new(tag: &str) -> Result<Self, String> {
         let p = cgroup_root()?.join(format!("heapland-{tag}-{}", std::process::id()));
         fs::create_dir(&p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
         Ok(Self(p))
@@ -123,7 +129,7 @@ impl Drop for Group {
 }
 
 /// The child, allocating on command from inside a group.
-struct Charger {
+pub(super) struct Charger {
     child: Child,
     /// Taken (closed) on exit.
     stdin: Option<ChildStdin>,
@@ -132,9 +138,23 @@ struct Charger {
 
 impl Charger {
     fn spawn(heap: &str, group: &Path) -> Result<Self, String> {
+        Self::spawn_as(heap, group, CHUNK, None)
+    }
+
+    /// A child allocating `chunk` bytes a time from `heap`, as `uid` if given.
+    pub(super) fn spawn_as(
+        heap: &str,
+        group: &Path,
+        chunk: u64,
+        uid: Option<u32>,
+    ) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let mut child = Command::new(exe)
-            .args([CHILD_FLAG, heap, &CHUNK.to_string()])
+        let mut cmd = Command::new(exe);
+        cmd.args([CHILD_FLAG, heap, &chunk.to_string()]);
+        if let Some(uid) = uid {
+            cmd.arg(uid.to_string());
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -150,7 +170,11 @@ impl Charger {
         })
     }
 
-    fn ask(&mut self, cmd: &str) -> Result<String, String> {
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(super) fn ask(&mut self, cmd: &str) -> Result<String, String> {
         let stdin = self.stdin.as_mut().ok_or("charger told to exit")?;
         writeln!(stdin, "{cmd}").map_err(|e| format!("to charger: {e}"))?;
         let mut line = String::new();
@@ -164,7 +188,7 @@ impl Charger {
     }
 
     /// `Ok(Some(fd))` for a buffer, `Ok(None)` for ENOMEM, `Err` for anything else.
-    fn alloc(&mut self) -> Result<Option<RawFd>, String> {
+    pub(super) fn alloc(&mut self) -> Result<Option<RawFd>, String> {
         let r = self.ask("alloc")?;
         match r.split_once(' ') {
             Some(("ok", fd)) => fd.parse().map(Some).map_err(|_| r.clone()),
@@ -175,7 +199,7 @@ impl Charger {
         }
     }
 
-    fn exit(mut self) -> Result<(), String> {
+    pub(super) fn exit(mut self) -> Result<(), String> {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = writeln!(stdin, "exit");
         }
@@ -200,8 +224,11 @@ impl Drop for Charger {
 
 /// Body of the child: `alloc` (reply `ok <fd>` or `err <errno>`), `free` (close every
 /// buffer), `exit`.
-pub fn child_main(heap: &str, chunk: u64) -> Result<(), String> {
+pub fn child_main(heap: &str, chunk: u64, uid: Option<u32>) -> Result<(), String> {
     let heap = Heap::open(heap)?;
+    if let Some(uid) = uid {
+        become_user(uid)?;
+    }
     let mut buffers: Vec<OwnedFd> = Vec::new();
     let mut out = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines() {
@@ -229,7 +256,32 @@ pub fn child_main(heap: &str, chunk: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the guest was booted with `cgroup.memory=nokmem` (the `7` boot): the kernel then
+/// charges no page allocated with `__GFP_ACCOUNT`, and no heap may say it charges.
+pub fn nokmem() -> Result<bool, String> {
+    Ok(read(Path::new("/proc/cmdline"))?
+        .split_whitespace()
+        .any(|w| w == "cgroup.memory=nokmem"))
+}
+
+/// Scattered heaps charge memcg, contiguous ones nobody; under `cgroup.memory=nokmem` none
+/// charges. Asked with a memory cgroup below the root in place: the kernel turns kernel memory
+/// charging on with the first one, and before that nothing is charged anywhere.
+/// Drops root for `uid` (its group the same number): no supplementary groups, and with
+/// every id changed the kernel clears the capabilities, CAP_IPC_LOCK included. The thread
+/// calls act for the process: the child has no other thread.
+fn become_user(uid: u32) -> Result<(), String> {
+    use rustix::process::{Gid, Uid};
+    use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
+    let (gid, uid) = (Gid::from_raw(uid), Uid::from_raw(uid));
+    set_thread_groups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+    set_thread_res_gid(gid, gid, gid).map_err(|e| format!("setresgid: {e}"))?;
+    set_thread_res_uid(uid, uid, uid).map_err(|e| format!("setresuid: {e}"))
+}
+
 fn every_heap_says_who_pays() -> Result<(), String> {
+    let _group = Group::new("who-pays")?;
+    let nokmem = nokmem()?;
     let mut errs = Vec::new();
     let heaps = dma_heap::all_infos()?;
     if heaps.is_empty() {
@@ -237,10 +289,14 @@ fn every_heap_says_who_pays() -> Result<(), String> {
     }
     for h in &heaps {
         let got = accounting_of(&h.name)?;
-        let want = if h.contiguous { "none" } else { "memcg" };
+        let want = if h.contiguous || nokmem {
+            "none"
+        } else {
+            "memcg"
+        };
         if got != want {
             errs.push(format!(
-                "{}: accounting {got:?}, expected {want:?} (contiguous {})",
+                "{}: accounting {got:?}, expected {want:?} (contiguous {}, nokmem {nokmem})",
                 h.name, h.contiguous
             ));
         }
@@ -287,6 +343,10 @@ fn charged_heaps_charge_the_allocating_cgroup() -> Result<(), String> {
         }
     }
     if tried == 0 {
+        if nokmem()? {
+            println!("INFO accounting: cgroup.memory=nokmem: no heap charges, as each says");
+            return Ok(());
+        }
         return Err(
             "no heap charges anyone (the heap phase adds sg heaps, which charge memcg)".into(),
         );
@@ -436,8 +496,11 @@ fn uncharged_heaps_leave_memcg_alone() -> Result<(), String> {
 
 /// The rule the module ships (kernel/70-device-heap.rules, in the guest's
 /// /etc/udev/rules.d): `udevadm test` on every heap node, ours and the heap core's, shows
-/// the `uaccess` tag exactly on heaps that charge their allocator's cgroup.
-fn udev_rule_grants_charged_heaps_only() -> Result<(), String> {
+/// the `uaccess` tag exactly on heaps that bound what one user pins (`max_user_bytes`, every
+/// heap of the module), never on the kernel's own, whether or not they charge memcg (the
+/// 7-cma boot has `dma_heap.mem_accounting=1`: its `system` heap charges, and at a limit
+/// OOM-kills instead of failing).
+fn udev_rule_grants_bounded_heaps_only() -> Result<(), String> {
     use super::dma_heap::CORE_CLASS;
     let rule = Path::new("/etc/udev/rules.d/70-device-heap.rules");
     if !rule.exists() {
@@ -452,11 +515,18 @@ fn udev_rule_grants_charged_heaps_only() -> Result<(), String> {
             Path::new(CLASS).join(name)
         }
     };
-    let mut nodes: Vec<(String, PathBuf, bool)> = heaps_by_charge()?
-        .into_iter()
-        .map(|(name, charged)| (name.clone(), node_of(&name), charged))
-        .collect();
-    // Any other heap of the core (none on Debian's kernels today) must stay root's.
+    let mut nodes: Vec<(String, PathBuf, bool)> = Vec::new();
+    for h in dma_heap::all_infos()? {
+        let bounded = Path::new(CLASS)
+            .join(&h.name)
+            .join("max_user_bytes")
+            .exists();
+        if !bounded {
+            return Err(format!("{}: no max_user_bytes", h.name));
+        }
+        nodes.push((h.name.clone(), node_of(&h.name), true));
+    }
+    // The kernel's heaps (system, CMA) must stay root's.
     if let Ok(entries) = fs::read_dir(CORE_CLASS) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -466,7 +536,7 @@ fn udev_rule_grants_charged_heaps_only() -> Result<(), String> {
         }
     }
     let mut errs = Vec::new();
-    for (name, node, charged) in &nodes {
+    for (name, node, bounded) in &nodes {
         let out = Command::new("/bin/udevadm")
             .args(["test", "--action=add"])
             .arg(node)
@@ -491,15 +561,11 @@ fn udev_rule_grants_charged_heaps_only() -> Result<(), String> {
             .find(|l| l.starts_with("TAGS="))
             .unwrap_or("TAGS= (none)");
         let granted = tags.contains(":uaccess:");
-        if granted != *charged {
+        if granted != *bounded {
             errs.push(format!(
-                "{name} ({}): {tags}, but it {} its allocator's cgroup",
+                "{name} ({}): {tags}, but it {} what one user pins",
                 node.display(),
-                if *charged {
-                    "charges"
-                } else {
-                    "does not charge"
-                }
+                if *bounded { "bounds" } else { "does not bound" }
             ));
         }
         println!(
@@ -510,9 +576,138 @@ fn udev_rule_grants_charged_heaps_only() -> Result<(), String> {
     // The rule is only shown to work if it granted one heap and refused another.
     if !nodes.iter().any(|n| n.2) || nodes.iter().all(|n| n.2) {
         errs.push(format!(
-            "need both a charged and an uncharged heap to judge the rule: {:?}",
+            "need both a bounded and an unbounded heap to judge the rule: {:?}",
             nodes.iter().map(|n| (&n.0, n.2)).collect::<Vec<_>>()
         ));
     }
     all_ok(errs)
+}
+
+/// Memory cut into single free pages: every other page of an anonymous mapping over nearly
+/// all free memory is given back, so that the page allocator has (almost) no free block
+/// larger than a page and a scattered buffer gets one scatterlist entry per page.
+struct Fragmenter {
+    addr: *mut std::ffi::c_void,
+    len: usize,
+}
+
+impl Fragmenter {
+    /// Leaves `reserve` bytes of free memory whole.
+    fn new(reserve: u64) -> Result<Self, String> {
+        use rustix::mm::{madvise, mmap_anonymous, Advice, MapFlags, ProtFlags};
+        const PAGE: usize = 4096;
+        let free = keyed(&read(Path::new("/proc/meminfo"))?, "MemFree:")
+            .ok_or("no MemFree in /proc/meminfo")?
+            << 10;
+        let len = (free.saturating_sub(reserve) as usize) / (2 * PAGE) * (2 * PAGE);
+        if len == 0 {
+            return Err(format!("only {free} bytes free"));
+        }
+        // SAFETY: a new private anonymous mapping, owned by the Fragmenter until dropped.
+        let addr = unsafe {
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        }
+        .map_err(|e| format!("mmap {len}: {e}"))?;
+        let frag = Self { addr, len };
+        // SAFETY: the range is this mapping; huge pages would free nothing page by page.
+        unsafe { madvise(addr, len, Advice::LinuxNoHugepage) }
+            .map_err(|e| format!("MADV_NOHUGEPAGE: {e}"))?;
+        for off in (0..len).step_by(PAGE) {
+            // SAFETY: inside the mapping, which is writable.
+            unsafe { std::ptr::write_volatile(addr.cast::<u8>().add(off), 1) };
+        }
+        for off in (0..len).step_by(2 * PAGE) {
+            // SAFETY: one page inside the mapping; nothing refers to its contents.
+            unsafe { madvise(addr.cast::<u8>().add(off).cast(), PAGE, Advice::LinuxDontNeed) }
+                .map_err(|e| format!("MADV_DONTNEED: {e}"))?;
+        }
+        Ok(frag)
+    }
+}
+
+impl Drop for Fragmenter {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in new(), unmapped once.
+        let _ = unsafe { rustix::mm::munmap(self.addr, self.len) };
+    }
+}
+
+/// The scatterlist entries of the live buffer with inode `ino` (the module's debugfs
+/// listing: "<inode> <heap> <bytes> <pfn>+<count>...").
+fn entries_of(ino: u64) -> Result<usize, String> {
+    let listing = read(Path::new("/sys/kernel/debug/device_heap/buffers"))?;
+    listing
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&ino.to_string()))
+        .map(|l| l.split_whitespace().count() - 3)
+        .ok_or_else(|| format!("buffer {ino} not in the debugfs listing"))
+}
+
+/// A scattered buffer cut into single pages has a scatterlist of a 128th of its size, and
+/// on a charging heap that is charged too: memory.current grows by the pages and the
+/// scatterlist. Under cgroup.memory=nokmem neither is (the heap says `none`).
+fn fragmented_buffer_metadata_is_charged() -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    /// Bytes of one scatterlist entry, at least (32 on x86-64).
+    const ENTRY: u64 = 24;
+    const BUF: u64 = 256 << 20;
+    /// What memcg's per-CPU stock may hold charged ahead: 64 pages on each of 2 CPUs.
+    const STOCK: u64 = 512 << 10;
+    let nokmem = nokmem()?;
+    let heap = dma_heap::all_infos()?
+        .into_iter()
+        .find(|h| !h.contiguous)
+        .ok_or("no scattered device heap (the heap phase adds them)")?;
+    let charged = accounting_of(&heap.name)? == "memcg";
+    if charged == nokmem {
+        return Err(format!(
+            "{} says it charges: {charged}, with nokmem {nokmem}",
+            heap.name
+        ));
+    }
+    let frag = Fragmenter::new(48 << 20)?;
+    let group = Group::new("meta")?;
+    let mut child = Charger::spawn_as(&heap.name, &group.0, BUF, None)?;
+    child.ask("ping")?;
+    let base = memory_current(&group.0)?;
+    let fd = child.alloc()?.ok_or("ENOMEM for the fragmented buffer")?;
+    let grown = memory_current(&group.0)?.saturating_sub(base);
+    let ino = fs::metadata(format!("/proc/{}/fd/{fd}", child.pid()))
+        .map_err(|e| format!("stat the child's buffer: {e}"))?
+        .ino();
+    let entries = entries_of(ino)? as u64;
+    child.ask("free")?;
+    child.exit()?;
+    drop(frag);
+    let table = entries * ENTRY;
+    println!(
+        "INFO accounting: {}: {} MiB in {entries} pieces (scatterlist >= {} KiB),          memory.current grew {} KiB",
+        heap.name,
+        BUF >> 20,
+        table >> 10,
+        grown >> 10
+    );
+    if !charged {
+        return if grown < SLACK {
+            Ok(())
+        } else {
+            Err(format!("nothing should be charged, memory.current grew {grown}"))
+        };
+    }
+    if table < 2 * STOCK {
+        return Err(format!(
+            "memory not fragmented enough: {entries} pieces, a scatterlist too small to              tell from the memcg's per-CPU slack"
+        ));
+    }
+    if grown < BUF + table - STOCK {
+        return Err(format!(
+            "memory.current grew {grown}: the {BUF} bytes of pages and not the scatterlist              of {entries} entries (>= {table} bytes)"
+        ));
+    }
+    Ok(())
 }

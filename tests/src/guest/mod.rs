@@ -38,6 +38,7 @@ pub mod session;
 pub mod sg;
 pub mod steady_state;
 pub mod stress;
+pub mod user_limit;
 pub mod v4l2;
 pub mod vgem;
 pub mod vivid;
@@ -104,6 +105,7 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
                     placement::tests(),
                     registration::tests(),
                     accounting::tests(),
+                    user_limit::tests(),
                 ]
                 .concat()
             },
@@ -189,7 +191,14 @@ fn arm_phases() -> Vec<Phase> {
     vec![
         Phase {
             name: "pl111",
-            tests: || [discovery::boot_links_tests(), pl111::tests()].concat(),
+            tests: || {
+                [
+                    discovery::boot_links_tests(),
+                    pl111::tests(),
+                    user_limit::tests(),
+                ]
+                .concat()
+            },
         },
         // After pl111 (which uses vgem): heapland alone with the display.
         Phase {
