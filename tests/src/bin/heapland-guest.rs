@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use heapland_tests::guest::{self, accounting, concurrency, removal, stress};
+use heapland_tests::guest::{self, accounting, concurrency, grants, removal, stress};
 
 fn one_line(s: &str) -> String {
     s.replace('\n', " | ")
@@ -107,6 +107,19 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             match stress::child_main(seconds, seed, &args[3..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(grants::CHILD_FLAG) if args.len() == 3 => {
+            let Ok(uid) = args[1].parse() else {
+                eprintln!("bad arguments to {}", grants::CHILD_FLAG);
+                return ExitCode::from(2);
+            };
+            match grants::child_main(uid, std::path::Path::new(&args[2])) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e}");

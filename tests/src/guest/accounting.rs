@@ -270,7 +270,7 @@ pub fn nokmem() -> Result<bool, String> {
 /// Drops root for `uid` (its group the same number): no supplementary groups, and with
 /// every id changed the kernel clears the capabilities, CAP_IPC_LOCK included. The thread
 /// calls act for the process: the child has no other thread.
-fn become_user(uid: u32) -> Result<(), String> {
+pub(super) fn become_user(uid: u32) -> Result<(), String> {
     use rustix::process::{Gid, Uid};
     use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
     let (gid, uid) = (Gid::from_raw(uid), Uid::from_raw(uid));

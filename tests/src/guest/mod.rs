@@ -18,6 +18,7 @@ pub mod concurrency;
 pub mod discovery;
 pub mod dma_buf;
 pub mod dma_heap;
+pub mod grants;
 pub mod drm_card;
 pub mod heap;
 pub mod heaps_command;
@@ -146,7 +147,15 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
         },
         Phase {
             name: "compositor",
-            tests: || [compositor::tests(), sandbox::tests(), host_usr::tests()].concat(),
+            tests: || {
+                [
+                    compositor::tests(),
+                    sandbox::tests(),
+                    grants::tests(),
+                    host_usr::tests(),
+                ]
+                .concat()
+            },
         },
         // Needs vivid in dma-contig mode (after vivid-contig) and vkms free.
         Phase {

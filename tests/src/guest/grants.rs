@@ -1,0 +1,430 @@
+//! Which heap fds a root heapland hands to clients of other users: only heaps the client
+//! could open itself (the node's mode and ACL, as logind's uaccess sets them) or heaps
+//! that bound what one user pins (`max_user_bytes`).
+//!
+//! vgem is served as a scatter-gather device for the time of the test, so the kernel's
+//! `system` heap (root's alone, bounded by nothing) is the best heap of the headless
+//! default feedback's tranche. Clients are child processes that become their user before
+//! they connect (SO_PEERCRED is taken at connect): root gets `system`; an unprivileged
+//! user gets the next heap in vgem's links that it may have, never `system`; each fd it
+//! receives is checked by the client itself against the node (can it open the node named
+//! by the fd's device number, or is the heap bounded). Then an ACL entry gives the user
+//! read access to `system`, as logind does for the active session, and its next batch has
+//! `system`; the entry is removed, as at a session switch, and the next batch has not.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use heapland_protocols::client::{
+    xx_dmabuf_heap_feedback_v1::{self, XxDmabufHeapFeedbackV1},
+    xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1,
+};
+use wayland_client::{
+    globals::{registry_queue_init, GlobalListContents},
+    protocol::wl_registry::WlRegistry,
+    Connection, Dispatch, EventQueue, Proxy, QueueHandle,
+};
+
+use super::compositor::{Heapland, RUNTIME_DIR, SOCKET};
+use super::{accounting::become_user, all_ok, dma_heap, Test};
+
+pub fn tests() -> Vec<Test> {
+    vec![Test {
+        name: "grants::root_heapland_hands_users_only_what_they_may_open_or_is_bounded",
+        run: root_heapland_grants,
+    }]
+}
+
+/// Hidden subcommand: `--grant-client <uid> <socket>`, commanded line by line on stdin.
+pub const CHILD_FLAG: &str = "--grant-client";
+const TEST_UID: u32 = 4242;
+const SYSTEM: &str = "/dev/dma_heap/system";
+const ACL_XATTR: &str = "system.posix_acl_access";
+
+/// One tranche as a client saw it: the heap's name, whether the client could open the
+/// heap's node itself, and whether the heap bounds what one user pins; or why none.
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    Heap {
+        name: String,
+        self_open: bool,
+        bounded: bool,
+    },
+    NoHeap(String),
+}
+
+fn parse_batch(lines: &[String]) -> Result<Vec<Seen>, String> {
+    lines
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(4, ' ').collect();
+            match f[..] {
+                ["heap", name, open, bounded] => Ok(Seen::Heap {
+                    name: name.into(),
+                    self_open: open == "1",
+                    bounded: bounded == "1",
+                }),
+                ["no_heap", ..] => Ok(Seen::NoHeap(l.clone())),
+                _ => Err(format!("client said {l:?}")),
+            }
+        })
+        .collect()
+}
+
+/// A client process of one user.
+struct GrantClient {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    who: String,
+}
+
+impl GrantClient {
+    fn spawn(uid: u32) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let socket = Path::new(RUNTIME_DIR).join(SOCKET);
+        let mut child = Command::new(exe)
+            .arg(CHILD_FLAG)
+            .arg(uid.to_string())
+            .arg(&socket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn client: {e}"))?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+            who: format!("uid {uid}"),
+        })
+    }
+
+    /// A new default feedback object's first batch.
+    fn batch(&mut self) -> Result<Vec<Seen>, String> {
+        writeln!(self.stdin, "feedback").map_err(|e| format!("{}: {e}", self.who))?;
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.stdout
+                .read_line(&mut line)
+                .map_err(|e| format!("{}: {e}", self.who))?;
+            let line = line.trim_end().to_owned();
+            match line.as_str() {
+                "" => return Err(format!("{}: client gone", self.who)),
+                "done" => break,
+                l if l.starts_with("error ") => return Err(format!("{}: {l}", self.who)),
+                _ => lines.push(line),
+            }
+        }
+        let seen = parse_batch(&lines)?;
+        println!("INFO grants: {} got {seen:?}", self.who);
+        Ok(seen)
+    }
+}
+
+impl Drop for GrantClient {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "exit");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `system.posix_acl_access` granting `uid` read access besides the mode's owner.
+fn acl_with_reader(mode: u32, uid: u32) -> Vec<u8> {
+    const UNDEFINED: u32 = u32::MAX;
+    let entry = |tag: u16, perm: u32, id: u32| {
+        let mut e = tag.to_le_bytes().to_vec();
+        e.extend_from_slice(&(perm as u16).to_le_bytes());
+        e.extend_from_slice(&id.to_le_bytes());
+        e
+    };
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    acl.extend(entry(0x01, (mode >> 6) & 7, UNDEFINED)); // ACL_USER_OBJ
+    acl.extend(entry(0x02, 4, uid)); // ACL_USER
+    acl.extend(entry(0x04, (mode >> 3) & 7, UNDEFINED)); // ACL_GROUP_OBJ
+    acl.extend(entry(0x10, 4 | ((mode >> 3) & 7), UNDEFINED)); // ACL_MASK
+    acl.extend(entry(0x20, mode & 7, UNDEFINED)); // ACL_OTHER
+    acl
+}
+
+/// An ACL entry for a user on a node, removed (and the mode put back) on drop.
+struct AclGrant {
+    node: PathBuf,
+    mode: u32,
+}
+
+impl AclGrant {
+    fn add(node: &Path, uid: u32) -> Result<Self, String> {
+        let mode = fs::metadata(node)
+            .map_err(|e| format!("stat {}: {e}", node.display()))?
+            .permissions()
+            .mode()
+            & 0o7777;
+        rustix::fs::setxattr(
+            node,
+            ACL_XATTR,
+            &acl_with_reader(mode, uid),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .map_err(|e| format!("setxattr {ACL_XATTR} on {}: {e}", node.display()))?;
+        Ok(Self {
+            node: node.into(),
+            mode,
+        })
+    }
+
+    fn remove(&self) -> Result<(), String> {
+        rustix::fs::removexattr(&self.node, ACL_XATTR)
+            .map_err(|e| format!("removexattr on {}: {e}", self.node.display()))?;
+        // Setting the ACL set the group bits to its mask.
+        fs::set_permissions(&self.node, fs::Permissions::from_mode(self.mode))
+            .map_err(|e| format!("chmod {}: {e}", self.node.display()))
+    }
+}
+
+impl Drop for AclGrant {
+    fn drop(&mut self) {
+        let _ = self.remove();
+    }
+}
+
+fn heap_names(batch: &[Seen]) -> Vec<&str> {
+    batch
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Heap { name, .. } => Some(name.as_str()),
+            Seen::NoHeap(_) => None,
+        })
+        .collect()
+}
+
+/// Every heap a user's client received it may open itself or is bounded.
+fn check_user_batch(label: &str, batch: &[Seen], errs: &mut Vec<String>) {
+    if batch.is_empty() {
+        errs.push(format!("{label}: no tranche"));
+    }
+    for s in batch {
+        if let Seen::Heap {
+            name,
+            self_open,
+            bounded,
+        } = s
+        {
+            if !self_open && !bounded {
+                errs.push(format!(
+                    "{label}: handed {name}, which uid {TEST_UID} may not open and which \
+                     bounds nothing"
+                ));
+            }
+        }
+    }
+}
+
+fn root_heapland_grants() -> Result<(), String> {
+    if !Path::new(SYSTEM).exists() {
+        return Err(format!("{SYSTEM} missing: the kernel's system heap is the unbounded one"));
+    }
+    let entry = dma_heap::spec("vgem", Some("sg"))?;
+    dma_heap::control("add", &entry)?;
+    let result = (|| {
+        let mut comp =
+            Heapland::start_with(&["--backend", "headless", "--output", "320x240@30"])?;
+        let r = with_compositor();
+        let alive = comp.alive();
+        let stopped = comp.stop();
+        r?;
+        alive?;
+        stopped
+    })();
+    let removed = dma_heap::control("remove", &entry);
+    result?;
+    removed
+}
+
+fn with_compositor() -> Result<(), String> {
+    // Let other users reach the socket, as a desktop's compositor of theirs would be.
+    fs::set_permissions(RUNTIME_DIR, fs::Permissions::from_mode(0o711))
+        .map_err(|e| format!("chmod {RUNTIME_DIR}: {e}"))?;
+    let socket = Path::new(RUNTIME_DIR).join(SOCKET);
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o777))
+        .map_err(|e| format!("chmod {}: {e}", socket.display()))?;
+    let mut errs = Vec::new();
+
+    // The compositor's own user gets what it may open: the system heap.
+    let root = GrantClient::spawn(0)?.batch()?;
+    if !heap_names(&root).contains(&"system") {
+        return Err(format!(
+            "root was not handed the system heap, vgem's best with {}: {root:?}",
+            "vgem:sg"
+        ));
+    }
+
+    let mut user = GrantClient::spawn(TEST_UID)?;
+    let before = user.batch()?;
+    check_user_batch("without ACL", &before, &mut errs);
+    if heap_names(&before).contains(&"system") {
+        errs.push("without ACL: the user was handed the system heap".into());
+    }
+    if heap_names(&before).is_empty() {
+        errs.push(format!(
+            "without ACL: no heap at all, where vgem links to bounded heaps: {before:?}"
+        ));
+    }
+
+    let acl = AclGrant::add(Path::new(SYSTEM), TEST_UID)?;
+    let with_acl = user.batch()?;
+    check_user_batch("with ACL", &with_acl, &mut errs);
+    if !with_acl
+        .iter()
+        .any(|s| matches!(s, Seen::Heap { name, self_open: true, .. } if name == "system"))
+    {
+        errs.push(format!(
+            "with an ACL entry for uid {TEST_UID} on {SYSTEM}: not handed it: {with_acl:?}"
+        ));
+    }
+
+    acl.remove()?;
+    drop(acl);
+    let after = user.batch()?;
+    check_user_batch("after the ACL went", &after, &mut errs);
+    if heap_names(&after).contains(&"system") {
+        errs.push("the ACL entry was removed, and the next batch still had system".into());
+    }
+    all_ok(errs)
+}
+
+/// Body of a client: becomes `uid`, connects, and answers `feedback` with one line per
+/// tranche of a new default feedback object's first batch, then `done`.
+pub fn child_main(uid: u32, socket: &Path) -> Result<(), String> {
+    if uid != 0 {
+        become_user(uid)?;
+    }
+    let stream = UnixStream::connect(socket).map_err(|e| format!("connect {socket:?}: {e}"))?;
+    let conn = Connection::from_socket(stream).map_err(|e| e.to_string())?;
+    let (globals, mut queue): (_, EventQueue<Batches>) =
+        registry_queue_init(&conn).map_err(|e| format!("registry: {e}"))?;
+    let qh = queue.handle();
+    let manager: XxDmabufHeapManagerV1 = globals
+        .bind(&qh, 1..=1, ())
+        .map_err(|e| format!("bind heap manager: {e}"))?;
+    let mut st = Batches::default();
+    let mut out = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        match line.as_str() {
+            "feedback" => {
+                st.done = None;
+                let fb = manager.get_default_feedback(&qh, ());
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while st.done.is_none() {
+                    queue.roundtrip(&mut st).map_err(|e| e.to_string())?;
+                    if Instant::now() > deadline {
+                        writeln!(out, "error no batch").map_err(|e| e.to_string())?;
+                        break;
+                    }
+                }
+                fb.destroy();
+                for t in st.done.take().unwrap_or_default() {
+                    writeln!(out, "{t}").map_err(|e| e.to_string())?;
+                }
+                writeln!(out, "done").map_err(|e| e.to_string())?;
+            }
+            "exit" => return Ok(()),
+            other => writeln!(out, "error unknown command {other:?}").map_err(|e| e.to_string())?,
+        }
+        out.flush().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// How a client describes a heap it received: its name, whether it could open the node
+/// whose device number the fd has, and whether the heap says it bounds each user.
+fn describe_grant(fd: &OwnedFd, name: &str) -> String {
+    let rdev = rustix::fs::fstat(fd.as_fd()).map(|st| st.st_rdev).ok();
+    let node = fs::read_dir("/dev/dma_heap").ok().and_then(|d| {
+        d.flatten()
+            .map(|e| e.path())
+            .find(|p| rustix::fs::stat(p).is_ok_and(|st| Some(st.st_rdev) == rdev))
+    });
+    let Some(node) = node else {
+        return format!("heap {name} 0 0 (no node with the fd's device number)");
+    };
+    let node_name = node.file_name().map(|n| n.to_string_lossy().into_owned());
+    if node_name.as_deref() != Some(name) {
+        return format!("heap {name} 0 0 (the fd is {})", node.display());
+    }
+    let self_open = fs::File::open(&node).is_ok();
+    let bounded = Path::new(dma_heap::CLASS)
+        .join(name)
+        .join("max_user_bytes")
+        .exists();
+    format!("heap {name} {} {}", u8::from(self_open), u8::from(bounded))
+}
+
+#[derive(Default)]
+struct Batches {
+    pending: Vec<String>,
+    done: Option<Vec<String>>,
+}
+
+impl Dispatch<WlRegistry, GlobalListContents> for Batches {
+    fn event(
+        _: &mut Self,
+        _: &WlRegistry,
+        _: <WlRegistry as Proxy>::Event,
+        _: &GlobalListContents,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+impl Dispatch<XxDmabufHeapManagerV1, ()> for Batches {
+    fn event(
+        _: &mut Self,
+        _: &XxDmabufHeapManagerV1,
+        _: <XxDmabufHeapManagerV1 as Proxy>::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+impl Dispatch<XxDmabufHeapFeedbackV1, ()> for Batches {
+    fn event(
+        s: &mut Self,
+        _: &XxDmabufHeapFeedbackV1,
+        e: xx_dmabuf_heap_feedback_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use xx_dmabuf_heap_feedback_v1::Event;
+        match e {
+            Event::TrancheHeap { fd, name, .. } => s.pending.push(describe_grant(&fd, &name)),
+            Event::TrancheNoHeap { reason, message } => {
+                let reason: u32 = reason.into();
+                s.pending.push(format!("no_heap {reason} {message}"));
+            }
+            Event::Done => s.done = Some(std::mem::take(&mut s.pending)),
+            _ => {}
+        }
+    }
+}
