@@ -583,6 +583,18 @@ fn udev_rule_grants_bounded_heaps_only() -> Result<(), String> {
     all_ok(errs)
 }
 
+/// A `/proc/meminfo` line's value in bytes (`MemTotal`, `MemFree`, ...).
+pub(super) fn meminfo(key: &str) -> Result<u64, String> {
+    read(Path::new("/proc/meminfo"))?
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .map(|kb| kb << 10)
+        .ok_or_else(|| format!("no {key} in /proc/meminfo"))
+}
+
 /// Memory cut into single free pages: every other page of an anonymous mapping over nearly
 /// all free memory is given back, so that the page allocator has (almost) no free block
 /// larger than a page and a scattered buffer gets one scatterlist entry per page.
@@ -596,9 +608,7 @@ impl Fragmenter {
     fn new(reserve: u64) -> Result<Self, String> {
         use rustix::mm::{madvise, mmap_anonymous, Advice, MapFlags, ProtFlags};
         const PAGE: usize = 4096;
-        let free = keyed(&read(Path::new("/proc/meminfo"))?, "MemFree:")
-            .ok_or("no MemFree in /proc/meminfo")?
-            << 10;
+        let free = meminfo("MemFree")?;
         let len = (free.saturating_sub(reserve) as usize) / (2 * PAGE) * (2 * PAGE);
         if len == 0 {
             return Err(format!("only {free} bytes free"));

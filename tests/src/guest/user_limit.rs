@@ -13,7 +13,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::accounting::{global_oom_kills, keyed, read, write, Charger, Group};
+use super::accounting::{global_oom_kills, keyed, meminfo, read, write, Charger, Group};
 use super::dma_heap::{self, Heap, CLASS};
 use super::{all_ok, Test};
 
@@ -52,9 +52,7 @@ fn limit() -> Result<u64, String> {
 }
 
 fn mem_total() -> Result<u64, String> {
-    keyed(&read(Path::new("/proc/meminfo"))?, "MemTotal:")
-        .map(|kb| kb << 10)
-        .ok_or_else(|| "no MemTotal in /proc/meminfo".into())
+    meminfo("MemTotal")
 }
 
 /// Sets the limit for the time of a test, and puts the old one back.
