@@ -26,7 +26,9 @@
 //! links of the devices the module serves.
 //!
 //! Each heap says whether it charges its memory to the allocating process's
-//! memory cgroup (module [`crate::accounting`]).
+//! memory cgroup (module [`crate::accounting`]), and whether something bounds
+//! what one user may pin in it ([`HeapProperties::max_user_bytes`]: the
+//! module's heaps do, the kernel's do not).
 //!
 //! On kernels where device heaps join the heap core, the core's node of a
 //! removed device heap stays until reboot; such a node (named like a device
@@ -131,12 +133,27 @@ pub struct HeapProperties {
     pub alignment_bytes: u64,
     /// Whether buffers are charged to the allocating process's memory cgroup.
     pub accounting: Accounting,
+    /// The most bytes one user (other than tasks with `CAP_IPC_LOCK`) may
+    /// have pinned at once across all of the module's heaps; an allocation
+    /// over it fails with ENOMEM. The device heap's `max_user_bytes`
+    /// attribute; `None` where nothing bounds what one user pins: the
+    /// kernel's own heaps (`system`, CMA heaps), udmabuf, and device heaps of
+    /// modules older than the attribute.
+    ///
+    /// This decides who may be handed the heap. A heap fd lets its holder
+    /// pin memory that cannot be swapped, that the OOM killer does not see,
+    /// and that a memory cgroup charge bounds only where some ancestor sets
+    /// `memory.max`. A heap that bounds what one user pins may be handed to
+    /// any client; one that does not only to clients who could open the
+    /// node themselves, so that handing them the fd gives them nothing
+    /// their own credentials do not.
+    pub max_user_bytes: Option<u64>,
 }
 
 impl HeapProperties {
     /// What the `system` heap and udmabuf give: pages anywhere, coherent on
-    /// x86, no limit but memory. Not charged; [`Discovery`] sets what each
-    /// really does.
+    /// x86, no limit but memory, nothing bounding what one user pins. Not
+    /// charged; [`Discovery`] sets what each really does.
     pub const ANYWHERE: HeapProperties = HeapProperties {
         contiguous: false,
         coherent: true,
@@ -144,11 +161,13 @@ impl HeapProperties {
         max_alloc_bytes: u64::MAX,
         alignment_bytes: 4096,
         accounting: Accounting::None,
+        max_user_bytes: None,
     };
 
     /// What a CMA heap gives: contiguous, cacheable pages (coherent on x86
     /// like the system heap's) from an area of unknown placement, up to the
-    /// area's size where it is known, never charged.
+    /// area's size where it is known, never charged, nothing bounding what
+    /// one user pins.
     pub const CMA: HeapProperties = HeapProperties {
         contiguous: true,
         coherent: true,
@@ -156,11 +175,12 @@ impl HeapProperties {
         max_alloc_bytes: u64::MAX,
         alignment_bytes: 4096,
         accounting: Accounting::None,
+        max_user_bytes: None,
     };
 
     /// What is promised by a heap nobody describes: nothing. Not contiguous,
-    /// not coherent, reach unknown, not charged; pages at least are aligned
-    /// to a page.
+    /// not coherent, reach unknown, not charged, no bound per user; pages at
+    /// least are aligned to a page.
     pub const UNKNOWN: HeapProperties = HeapProperties {
         contiguous: false,
         coherent: false,
@@ -168,6 +188,7 @@ impl HeapProperties {
         max_alloc_bytes: u64::MAX,
         alignment_bytes: 4096,
         accounting: Accounting::None,
+        max_user_bytes: None,
     };
 }
 
@@ -518,6 +539,14 @@ fn read_optional_attr(heap: &str, dir: &Path, attribute: &'static str) -> Result
     read_attr(heap, dir, attribute).map(Some)
 }
 
+/// A decimal attribute that older modules lack: `None` if it does not exist.
+fn read_optional_u64(heap: &str, dir: &Path, attribute: &'static str) -> Result<Option<u64>> {
+    if !dir.join(attribute).exists() {
+        return Ok(None);
+    }
+    read_u64(heap, dir, attribute).map(Some)
+}
+
 /// A heap core node that is not in `device_heap`'s class but is named like
 /// its heaps while the module is loaded: what the core keeps of a removed
 /// device heap.
@@ -665,6 +694,8 @@ fn read_device_heap(name: &str, dir: &Path) -> Result<DeviceHeapAttrs> {
         })?,
     };
     let contig_source = read_optional_attr(name, dir, "contig_source")?;
+    // Absent on modules older than the attribute: those bound no user.
+    let max_user_bytes = read_optional_u64(name, dir, "max_user_bytes")?;
     Ok(DeviceHeapAttrs {
         properties: HeapProperties {
             contiguous,
@@ -673,6 +704,7 @@ fn read_device_heap(name: &str, dir: &Path) -> Result<DeviceHeapAttrs> {
             max_alloc_bytes,
             alignment_bytes,
             accounting,
+            max_user_bytes,
         },
         served: read_served(dir),
         contig_source,

@@ -62,6 +62,7 @@ fn finds_device_heaps_with_properties_then_system_then_udmabuf() {
             max_alloc_bytes: 4 << 20,
             alignment_bytes: 4096,
             accounting: Accounting::None,
+            max_user_bytes: None,
         }
     );
     assert_eq!(h.contig_source.as_deref(), Some("buddy"));
@@ -178,6 +179,9 @@ fn malformed_attributes_skip_the_heap_and_say_why() {
         ("max_alloc_bytes", "\n", "max_alloc_bytes"),
         ("name", "other\n", "own name"),
         ("coherent", "\u{0}\u{ff}\n", "coherent"),
+        ("max_user_bytes", "lots\n", "max_user_bytes"),
+        ("max_user_bytes", "-1\n", "a decimal number"),
+        ("max_user_bytes", "\n", "max_user_bytes"),
     ];
     for (attr, value, expect) in cases {
         let t = guest_like();
@@ -263,6 +267,32 @@ fn accounting_is_read_per_heap() {
         Accounting::None
     );
     assert_eq!(Accounting::Memcg.to_string(), "memcg");
+}
+
+/// Every heap of a module that has the attribute bounds what one user pins;
+/// heaps of older modules and the kernel's own heaps do not.
+#[test]
+fn max_user_bytes_is_read_per_heap_and_only_the_modules_heaps_have_it() {
+    let t = heap_core_with_cma();
+    t.heap("system-32bit", HeapSpec::sg().mask(32).max_user(512 << 20))
+        .set_attr("system-contiguous", "max_user_bytes", "0\n");
+    let d = t.discover();
+    let bound = |n: &str| d.heap(n).unwrap().properties.max_user_bytes;
+    assert_eq!(bound("system-32bit"), Some(512 << 20));
+    assert_eq!(bound("system-contiguous"), Some(0));
+    // An older module without the attribute bounds nobody.
+    assert_eq!(bound("system-32bit-contiguous"), None);
+    for kernel in ["system", "default_cma_region", "reserved", "udmabuf"] {
+        assert_eq!(bound(kernel), None, "{kernel}");
+    }
+    assert!(d.skipped().is_empty(), "{:?}", d.skipped());
+    for p in [
+        HeapProperties::ANYWHERE,
+        HeapProperties::CMA,
+        HeapProperties::UNKNOWN,
+    ] {
+        assert_eq!(p.max_user_bytes, None);
+    }
 }
 
 #[test]

@@ -79,7 +79,13 @@ fn heap_core_tree(mem_accounting: bool) -> FakeTree {
             .accounting("none")
             .source("cma:reserved buddy"),
     )
-    .heap("system-32bit", HeapSpec::sg().mask(32).accounting("memcg"))
+    .heap(
+        "system-32bit",
+        HeapSpec::sg()
+            .mask(32)
+            .accounting("memcg")
+            .max_user(512 << 20),
+    )
     .heap(
         "system-contiguous",
         system_contiguous()
@@ -184,19 +190,23 @@ fn list_shows_every_heap_once_with_kind_accounting_and_served_devices() {
                 .clone()
         };
         let system_charges = if mem_accounting { "memcg" } else { "none" };
-        for (name, kind, accounting) in [
-            ("system-32bit", "device", "memcg"),
-            ("system-32bit-contiguous", "device", "none"),
-            ("system-contiguous", "device", "none"),
-            ("system", "system", system_charges),
-            ("default_cma_region", "cma", "none"),
-            ("reserved", "cma", "none"),
-            ("udmabuf", "udmabuf", "memcg"),
+        // Only the heap of a module with the attribute bounds one user.
+        let bounded = serde_json::json!(512 << 20);
+        let unbounded = serde_json::Value::Null;
+        for (name, kind, accounting, per_user) in [
+            ("system-32bit", "device", "memcg", &bounded),
+            ("system-32bit-contiguous", "device", "none", &unbounded),
+            ("system-contiguous", "device", "none", &unbounded),
+            ("system", "system", system_charges, &unbounded),
+            ("default_cma_region", "cma", "none", &unbounded),
+            ("reserved", "cma", "none", &unbounded),
+            ("udmabuf", "udmabuf", "memcg", &unbounded),
         ] {
             let h = heap(name);
             assert_eq!(h["kind"], kind, "{name}");
             assert_eq!(h["accounting"], accounting, "{name}");
             assert_eq!(h["properties_known"], true, "{name}");
+            assert_eq!(&h["max_user_bytes"], per_user, "{name}");
         }
         let shared = heap("system-32bit-contiguous");
         assert_eq!(shared["backing"], "contig");
@@ -286,6 +296,8 @@ fn list_for_people_has_a_block_per_heap() {
         "serves        vivid.0 (platform bus, driver vivid), its heap of rank 2",
         "system: the kernel's system heap",
         "accounting    memcg: charged",
+        "per user      at most 512 MiB (536870912 bytes) pinned by one user",
+        "per user      no limit: nothing bounds what one user pins",
         "default_cma_region: a CMA heap",
         "found but not usable:",
         "system-40bit: the heap core's node of a removed device heap",

@@ -27,6 +27,8 @@ pub struct HeapSpec {
     pub accounting: Option<&'static str>,
     /// The `contig_source` attribute; `None`: absent.
     pub contig_source: Option<&'static str>,
+    /// The `max_user_bytes` attribute; `None`: absent, as with older modules.
+    pub max_user_bytes: Option<u64>,
 }
 
 impl HeapSpec {
@@ -39,6 +41,7 @@ impl HeapSpec {
             alignment_bytes: 4096,
             accounting: None,
             contig_source: Some("buddy migrate"),
+            max_user_bytes: None,
         }
     }
     pub fn sg() -> Self {
@@ -50,6 +53,10 @@ impl HeapSpec {
     }
     pub fn accounting(mut self, word: &'static str) -> Self {
         self.accounting = Some(word);
+        self
+    }
+    pub fn max_user(mut self, bytes: u64) -> Self {
+        self.max_user_bytes = Some(bytes);
         self
     }
     pub fn source(mut self, source: &'static str) -> Self {
@@ -196,6 +203,9 @@ impl FakeTree {
         }
         if let Some(source) = spec.contig_source {
             write(&heap_dir.join("contig_source"), &format!("{source}\n"));
+        }
+        if let Some(bytes) = spec.max_user_bytes {
+            write(&heap_dir.join("max_user_bytes"), &format!("{bytes}\n"));
         }
         let class = self.sys("class/device_heap");
         fs::create_dir_all(&class).unwrap();

@@ -43,9 +43,10 @@ in sysfs), the kernel's heaps included.
 
 heapland-heaps list (the default) shows every heap: its kind, node, backing, \
 contiguity, DMA reach, largest allocation, alignment, whether its memory is \
-charged to the allocating process's memory cgroup, where its memory comes \
-from, and the devices that link to it: name, bus, driver, the heap's rank \
-among the device's heaps, bus path and /dev nodes.
+charged to the allocating process's memory cgroup, how much one user may pin \
+in it, where its memory comes from, and the devices that link to it: name, \
+bus, driver, the heap's rank among the device's heaps, bus path and /dev \
+nodes.
 
 heapland-heaps for DEVICE... shows the heap and the buffer layout \
 heapland-allocator chooses for a buffer those devices all touch, by the \
@@ -88,8 +89,8 @@ FILES:
     /sys/class/device_heap/NAME/
         A device heap's guarantees: backing, contiguous, coherent,
         dma_mask_bits, max_alloc_bytes, alignment_bytes, contig_source,
-        accounting; served/BUS:DEVICE links to the devices it serves
-        (kernel/ABI.md of heapland).
+        accounting, max_user_bytes; served/BUS:DEVICE links to the devices
+        it serves (kernel/ABI.md of heapland).
     /sys/devices/.../DEVICE/dma_heaps/RANK
         The heaps serving a device, best first (0, 1, ...), linking to
         /sys/devices/virtual/device_heap/NAME or, for the kernel's heaps,
@@ -121,8 +122,10 @@ JSON OUTPUT:
            (contig|sg), \"contiguous\", \"coherent\", \"dma_mask_bits\" (null:
            unknown), \"dma_reach\" (for people), \"max_alloc_bytes\" (null: no
            limit but memory), \"alignment_bytes\", \"accounting\" (memcg|none),
-           \"contig_source\" (sources in the order tried, separated by spaces:
-           cma:AREA, buddy, migrate; or null), \"served\": [SERVED...]}
+           \"max_user_bytes\" (most bytes one user may pin across the module's
+           heaps; null: nothing bounds it), \"contig_source\" (sources in the
+           order tried, separated by spaces: cma:AREA, buddy, migrate; or
+           null), \"served\": [SERVED...]}
     SERVED: {\"bus\", \"name\", \"driver\", \"sysfs_path\", \"rank\" (the heap's
            rank among the device's heaps, 0 the best; null: unknown),
            \"nodes\": [{\"path\", \"dev\", \"sysfs_path\"}]}

@@ -12,7 +12,8 @@ use heapland_allocator::{
 use crate::cli::{self, modifier_name};
 
 /// Version of the JSON shape; fields are only ever added within a version.
-/// 2: heaps are shared, `served_device` became the list `served`.
+/// 2: heaps are shared, `served_device` became the list `served`; later
+/// within 2, `max_user_bytes` was added to every heap.
 pub const VERSION: u32 = 2;
 
 /// One heap.
@@ -38,6 +39,10 @@ pub struct HeapReport {
     pub alignment_bytes: u64,
     /// `memcg` or `none`.
     pub accounting: &'static str,
+    /// The most bytes one user may have pinned across all of the module's
+    /// heaps; null where nothing bounds it (the kernel's heaps, older
+    /// modules).
+    pub max_user_bytes: Option<u64>,
     /// Where buffers come from, in the order tried, separated by spaces
     /// (`cma:reserved buddy`, `buddy migrate`, `buddy`), where known.
     pub contig_source: Option<String>,
@@ -254,6 +259,7 @@ impl HeapReport {
             max_alloc_bytes: (known && p.max_alloc_bytes != u64::MAX).then_some(p.max_alloc_bytes),
             alignment_bytes: p.alignment_bytes,
             accounting: p.accounting.as_str(),
+            max_user_bytes: p.max_user_bytes,
             contig_source: heap.contig_source.clone(),
             served,
             heap_kind: heap.kind,
@@ -290,6 +296,17 @@ impl HeapReport {
             _ => "",
         };
         format!("none: not charged to anyone{hint}")
+    }
+
+    /// What bounds one user's pinned memory, explained.
+    pub fn per_user_phrase(&self) -> String {
+        match self.max_user_bytes {
+            Some(n) => format!(
+                "at most {} ({n} bytes) pinned by one user across the module's heaps",
+                bytes(n)
+            ),
+            None => "no limit: nothing bounds what one user pins".into(),
+        }
     }
 }
 

@@ -45,6 +45,7 @@ pub fn heap(out: &mut String, h: &HeapReport) {
         line(out, "coherent", if c { "yes" } else { "no" });
     }
     line(out, "accounting", &h.accounting_phrase());
+    line(out, "per user", &h.per_user_phrase());
     for s in &h.served {
         let driver = match &s.driver {
             Some(d) => format!("driver {d}"),
