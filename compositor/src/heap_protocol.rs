@@ -6,9 +6,15 @@
 //! client declares another device with `add_device`.
 //!
 //! Every client gets the same tranches (target, flags, devices) from the
-//! plan; only the heap of each tranche depends on the client: sandboxed
-//! clients (connected through a `wp_security_context_v1` socket) are handed
-//! accounted heaps only ([`Candidates::Accounted`]).
+//! plan; only the heap of each tranche depends on the client
+//! ([`Recipient`]): a heap that bounds nothing per user only where the
+//! client's own credentials would open its node, and for sandboxed clients
+//! (connected through a `wp_security_context_v1` socket) accounted heaps
+//! only (module `heaps`).
+//!
+//! The log says, at debug level, per tranche: the client (its id, pid and
+//! uid), the heap handed or the reason none was, and each heap withheld
+//! from it and why.
 
 use std::{os::fd::AsFd, sync::Mutex};
 
@@ -27,9 +33,9 @@ use tracing::{debug, info};
 
 use crate::{
     feedback::{current_plan, FeedbackPlan, SurfaceFeedback},
-    heaps::{Candidates, NoHeap},
+    heaps::{NoHeap, Recipient},
     security_context::is_sandboxed,
-    state::Heapland,
+    state::{ClientState, Heapland},
 };
 
 /// Most devices one feedback object may declare with `add_device`.
@@ -67,11 +73,18 @@ pub fn send_batch(state: &Heapland, feedback: &XxDmabufHeapFeedbackV1, plan: &Fe
         .and_then(|d| d.extra_devices.lock().ok().map(|v| v.clone()))
         .unwrap_or_default();
     // A feedback object whose client is gone sends nothing anyway; fail
-    // closed rather than open.
-    let candidates = match feedback.client() {
-        Some(client) if !is_sandboxed(&client) => Candidates::All,
-        _ => Candidates::Accounted,
+    // closed rather than open: sandboxed, credentials unknown.
+    let client = feedback.client();
+    let peer = client
+        .as_ref()
+        .and_then(|c| c.get_data::<ClientState>())
+        .and_then(|s| s.peer.as_ref());
+    let recipient = Recipient {
+        sandboxed: client.as_ref().is_none_or(is_sandboxed),
+        peer,
     };
+    let client_id = client.as_ref().map(Client::id);
+    let (pid, uid) = (peer.map(|p| p.pid), peer.map(|p| p.uid));
     for tranche in plan.tranches() {
         feedback.tranche_target(
             tranche.target_device.to_ne_bytes().to_vec(),
@@ -92,9 +105,20 @@ pub fn send_batch(state: &Heapland, feedback: &XxDmabufHeapFeedbackV1, plan: &Fe
             layout.offset_alignment,
             layout.base_alignment,
         );
-        match state.heaps.grant(&devices, candidates) {
+        match state.heaps.grant(&devices, recipient) {
             Ok(grant) => {
-                debug!(heap = %grant.name, "tranche heap");
+                let withheld = match grant.withheld.as_slice() {
+                    [] => String::new(),
+                    w => format!("; withheld {}", w.join("; withheld ")),
+                };
+                debug!(
+                    client = ?client_id,
+                    ?pid,
+                    ?uid,
+                    heap = %grant.name,
+                    "tranche heap {}{withheld}",
+                    grant.name
+                );
                 feedback.tranche_heap(
                     grant.fd.as_fd(),
                     grant.name,
@@ -110,7 +134,13 @@ pub fn send_batch(state: &Heapland, feedback: &XxDmabufHeapFeedbackV1, plan: &Fe
                     NoHeap::Unavailable(m) => (NoHeapReason::Unavailable, m),
                     NoHeap::Unaccounted(m) => (NoHeapReason::Unaccounted, m),
                 };
-                debug!(?reason, "tranche without heap: {message}");
+                debug!(
+                    client = ?client_id,
+                    ?pid,
+                    ?uid,
+                    ?reason,
+                    "tranche without heap: {message}"
+                );
                 feedback.tranche_no_heap(reason, message);
             }
         }

@@ -1,21 +1,37 @@
 //! Which DMA-BUF heap serves a set of devices, answered for the heap
-//! protocol by the heap allocator library (`heapland-allocator`).
+//! protocol by the heap allocator library (`heapland-allocator`), and which
+//! heaps a client may be handed at all.
 //!
 //! The compositor only asks "for buffers touched by these devices, which
-//! heap, and may I open it?". Discovery (the sysfs ABI of kernel/ABI.md) runs
-//! once at start-up; the choice among heaps is the allocator's, so the
-//! compositor and clients that use the library agree: the kernel ranks the
-//! heaps serving each device (its `dma_heaps/` links), and the first heap in
-//! the first device's order that every other device links to too wins, then
-//! `system` and the other heaps no device links to. `/dev/udmabuf` is never handed out: it is not
-//! a DMA-BUF heap and does not speak `DMA_HEAP_IOCTL_ALLOC`.
+//! heap, and may this client have it?". Discovery (the sysfs ABI of
+//! kernel/ABI.md) runs once at start-up; the choice among heaps is the
+//! allocator's, so the compositor and clients that use the library agree:
+//! the kernel ranks the heaps serving each device (its `dma_heaps/` links),
+//! and the first heap in the first device's order that every other device
+//! links to too wins, then `system` and the other heaps no device links to.
+//! `/dev/udmabuf` is never handed out: it is not a DMA-BUF heap and does not
+//! speak `DMA_HEAP_IOCTL_ALLOC`.
 //!
-//! Sandboxed clients ([`Candidates::Accounted`]) may only be handed heaps
-//! that charge the allocating process's memory cgroup: the allocator's
-//! choice is then made among those heaps alone, in the same link order,
-//! while what the devices need is still read from every heap they link to (a
-//! device whose heaps are all contiguous needs contiguous memory, whether or
-//! not those heaps are handed out).
+//! Who gets which heap ([`Recipient`], protocols/README.md "Security
+//! model"). heapland opens heaps with its own credentials and passes the fd
+//! on, so a heap fd must not give a client what its own credentials do not,
+//! whatever user heapland runs as. A heap fd lets its holder pin memory, so:
+//! - a heap that bounds what one user pins
+//!   ([`HeapProperties::max_user_bytes`](heapland_allocator::HeapProperties),
+//!   every heap of `device_heap.ko`) may be handed to any client;
+//! - any other heap (the kernel's `system` and CMA heaps) only to a client
+//!   whose credentials ([`Peer`]) would let it open the heap's node for
+//!   reading itself: the node's mode, owners and ACL are read at every
+//!   grant (`node_access`), so access logind takes away at a session
+//!   switch ends the next grant;
+//! - a client whose credentials are unknown gets bounded heaps only;
+//! - sandboxed clients moreover get only heaps that charge the allocating
+//!   process's memory cgroup.
+//!
+//! The allocator's choice is made among the heaps the client may be handed
+//! alone, in the same link order, while what the devices need is still read
+//! from every heap they link to (a device whose heaps are all contiguous
+//! needs contiguous memory, whether or not those heaps are handed out).
 
 use std::os::fd::OwnedFd;
 
@@ -25,12 +41,17 @@ use heapland_allocator::{
 };
 use rustix::fs::{Mode, OFlags};
 
+use crate::{node_access, peer::Peer};
+
 /// Memory properties sent with a heap (`xx_dmabuf_heap_feedback_v1.heap_flags`).
 pub const FLAG_CONTIGUOUS: u32 = 0x1;
 pub const FLAG_ACCOUNTED: u32 = 0x2;
 
 /// Size the heap is chosen for before any output exists: one page.
 const PAGE_BYTES: u64 = 4096;
+
+/// Prefix of the messages to sandboxed clients.
+const SANDBOXED: &str = "sandboxed client (wp_security_context_v1)";
 
 /// An opened heap for one tranche.
 #[derive(Debug)]
@@ -40,6 +61,9 @@ pub struct HeapGrant {
     pub flags: u32,
     /// Largest allocation in bytes, 0 when unknown.
     pub max_bytes: u64,
+    /// The heaps that would serve the tranche but were withheld from this
+    /// client, each with why (for the log).
+    pub withheld: Vec<String>,
 }
 
 /// What the devices of a tranche need of a buffer's layout
@@ -56,25 +80,77 @@ pub struct TrancheLayout {
 pub enum NoHeap {
     NoHeaps(String),
     Unsatisfiable(String),
+    /// A heap serves the tranche but cannot be opened, or none that serves
+    /// it may be handed to this client: the message names each heap
+    /// withheld and why.
     Unavailable(String),
-    /// Heaps serve the tranche, but none the client may be handed: the
-    /// message names the heaps withheld and why.
+    /// The client is sandboxed, heaps serve the tranche, but none that
+    /// charges the allocating process's memory cgroup: the message names
+    /// the heaps withheld and why.
     Unaccounted(String),
 }
 
-/// Which heaps a client may be handed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Candidates {
-    /// Every DMA-BUF heap (unsandboxed clients, the compositor itself).
-    All,
-    /// Only heaps that charge the allocating process's memory cgroup
-    /// (sandboxed clients, see protocols/README.md "Security model").
-    Accounted,
+/// Whom heaps are handed to: what decides which heaps a client may get
+/// (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'a> {
+    /// Connected through a `wp_security_context_v1` socket: only heaps that
+    /// charge the allocating process's memory cgroup.
+    pub sandboxed: bool,
+    /// The client's credentials; `None` where they are unknown: then only
+    /// heaps that bound what one user pins.
+    pub peer: Option<&'a Peer>,
+}
+
+/// Why a heap is withheld from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Withheld {
+    /// The client is sandboxed and the heap charges nobody.
+    Unaccounted,
+    /// Nothing bounds what one user pins in the heap, and the client's
+    /// credentials are unknown.
+    NoCredentials,
+    /// Nothing bounds what one user pins in the heap, and the client could
+    /// not open its node itself.
+    MayNotOpen { uid: u32 },
+    /// Nothing bounds what one user pins in the heap, and whether the
+    /// client could open its node cannot be told.
+    AccessUnknown { uid: u32, error: String },
+}
+
+impl Recipient<'_> {
+    /// Why `heap` may not be handed to this recipient; `None` if it may.
+    /// Reads the node's mode and ACL now for a heap that bounds nobody.
+    pub fn withholds(&self, heap: &HeapInfo) -> Option<Withheld> {
+        if self.sandboxed && !is_accounted(heap) {
+            return Some(Withheld::Unaccounted);
+        }
+        if bounds_each_user(heap) {
+            return None;
+        }
+        let Some(peer) = self.peer else {
+            return Some(Withheld::NoCredentials);
+        };
+        match node_access::may_read(&heap.dev_path, peer) {
+            Ok(true) => None,
+            Ok(false) => Some(Withheld::MayNotOpen { uid: peer.uid }),
+            Err(err) => Some(Withheld::AccessUnknown {
+                uid: peer.uid,
+                error: err.to_string(),
+            }),
+        }
+    }
 }
 
 /// Whether allocations from `heap` are charged to the allocator's memory cgroup.
 pub fn is_accounted(heap: &HeapInfo) -> bool {
     heap.properties.accounting == Accounting::Memcg
+}
+
+/// Whether `heap` refuses an allocation that takes one user past a limit
+/// of their own (`max_user_bytes`): then any client may have it.
+pub fn bounds_each_user(heap: &HeapInfo) -> bool {
+    heap.properties.max_user_bytes.is_some()
 }
 
 /// The heap's `heap_flags` bits.
@@ -90,9 +166,9 @@ pub fn heap_flags(heap: &HeapInfo) -> u32 {
     flags
 }
 
-/// Why a heap is withheld from sandboxed clients, for the `unaccounted`
-/// message: what memory it gives and that nobody is charged for it.
-fn withheld_because(heap: &HeapInfo) -> String {
+/// A heap withheld for not charging, for the `unaccounted` message: its
+/// name, what memory it gives and that nobody is charged for it.
+fn unaccounted_because(heap: &HeapInfo) -> String {
     let devices = match heap.served_names() {
         names if names.is_empty() => String::new(),
         names => format!(" for {names}"),
@@ -119,14 +195,41 @@ fn withheld_because(heap: &HeapInfo) -> String {
     )
 }
 
+/// A withheld heap and why, for messages and logs:
+/// `system: uid 1000 may not open /dev/dma_heap/system, and nothing bounds
+/// what one user pins in it`.
+fn withheld_because(heap: &HeapInfo, why: &Withheld) -> String {
+    const UNBOUNDED: &str = "and nothing bounds what one user pins in it";
+    let (name, node) = (&heap.name, heap.dev_path.display());
+    match why {
+        Withheld::Unaccounted => unaccounted_because(heap),
+        Withheld::NoCredentials => {
+            format!("{name}: the client's credentials are unknown, {UNBOUNDED}")
+        }
+        Withheld::MayNotOpen { uid } => {
+            format!("{name}: uid {uid} may not open {node}, {UNBOUNDED}")
+        }
+        Withheld::AccessUnknown { uid, error } => format!(
+            "{name}: whether uid {uid} may open {node} cannot be told ({error}), {UNBOUNDED}"
+        ),
+    }
+}
+
+/// A heap chosen for a client.
+#[derive(Debug)]
+pub struct Choice<'a> {
+    pub heap: &'a HeapInfo,
+    /// The heaps that would serve the tranche but were withheld from this
+    /// client, each with why.
+    pub withheld: Vec<String>,
+}
+
 /// The heaps of this machine.
 #[derive(Debug, Clone)]
 pub struct HeapDirectory {
     discovery: Discovery,
     /// The DMA-BUF heaps among the discovered ones (no udmabuf).
     heaps: Vec<HeapInfo>,
-    /// Those of `heaps` that charge the allocator's memory cgroup.
-    accounted: Vec<HeapInfo>,
     /// The buffer size heaps are chosen for: a full frame of the largest
     /// output (see [`HeapDirectory::size_for_outputs`]). The protocol hands
     /// out a heap per tranche, not per buffer; a heap that cannot hold a
@@ -148,11 +251,9 @@ impl HeapDirectory {
             .filter(|h| h.kind != HeapKind::Udmabuf)
             .cloned()
             .collect();
-        let accounted = heaps.iter().filter(|h| is_accounted(h)).cloned().collect();
         HeapDirectory {
             discovery,
             heaps,
-            accounted,
             frame_bytes: PAGE_BYTES,
         }
     }
@@ -174,25 +275,41 @@ impl HeapDirectory {
 
     /// Names of the DMA-BUF heaps found.
     pub fn names(&self) -> Vec<&str> {
-        self.heaps.iter().map(|h| h.name.as_str()).collect()
+        self.names_where(|_| true)
     }
 
     /// Names of the heaps that charge the allocator's memory cgroup.
     pub fn accounted_names(&self) -> Vec<&str> {
-        self.accounted.iter().map(|h| h.name.as_str()).collect()
+        self.names_where(is_accounted)
     }
 
-    /// Picks, among `candidates`, the heap whose memory every device in
-    /// `devices` can use: the first in the first device's links that the
-    /// others link to too, else a heap no device links to (see the module
-    /// documentation).
+    /// Names of the heaps that bound what one user pins: those any client
+    /// may be handed.
+    pub fn bounded_names(&self) -> Vec<&str> {
+        self.names_where(bounds_each_user)
+    }
+
+    fn names_where(&self, keep: impl Fn(&HeapInfo) -> bool) -> Vec<&str> {
+        self.heaps
+            .iter()
+            .filter(|h| keep(h))
+            .map(|h| h.name.as_str())
+            .collect()
+    }
+
+    /// Picks, among the heaps `recipient` may be handed, the heap whose
+    /// memory every device in `devices` can use: the first in the first
+    /// device's links that the others link to too, else a heap no device
+    /// links to (see the module documentation).
     ///
     /// The devices' needs come from every discovered heap; the allocator's
-    /// selection then runs over the candidate heaps only. With
-    /// [`Candidates::Accounted`], a tranche that some heap serves but no
-    /// accounted heap does gets [`NoHeap::Unaccounted`], naming the heaps
-    /// that would have served it.
-    pub fn select(&self, devices: &[u64], candidates: Candidates) -> Result<&HeapInfo, NoHeap> {
+    /// selection then runs over the heaps the recipient may be handed
+    /// only, each decided now ([`Recipient::withholds`]). A tranche that
+    /// some heap serves but none of those does gets
+    /// [`NoHeap::Unaccounted`] where the recipient is sandboxed and no heap
+    /// that charges serves it, else [`NoHeap::Unavailable`]; both name the
+    /// heaps withheld and why.
+    pub fn select(&self, devices: &[u64], recipient: Recipient<'_>) -> Result<Choice<'_>, NoHeap> {
         if self.heaps.is_empty() {
             return Err(NoHeap::NoHeaps(
                 self.discovery.empty_reason().unwrap_or_else(|| {
@@ -203,10 +320,6 @@ impl HeapDirectory {
         let (resolved, needs) = self
             .needs(devices)
             .map_err(|e| NoHeap::Unsatisfiable(e.to_string()))?;
-        let pool = match candidates {
-            Candidates::All => &self.heaps,
-            Candidates::Accounted => &self.accounted,
-        };
         // A full frame where some heap can hold one, else one page: a heap
         // too small for a full-screen buffer still serves smaller ones.
         let size = if needs
@@ -217,33 +330,76 @@ impl HeapDirectory {
         } else {
             PAGE_BYTES
         };
-        match needs.select(pool, &resolved, size) {
-            Ok(heap) => Ok(heap),
-            Err(err) if candidates == Candidates::Accounted => {
-                // Would any heap serve the tranche? Then withholding is the
-                // reason; otherwise the tranche is unsatisfiable for everyone.
-                if let Err(all) = needs.select(&self.heaps, &resolved, size) {
-                    return Err(NoHeap::Unsatisfiable(all.to_string()));
-                }
-                let withheld: Vec<String> = self
+        let mut pool = Vec::new();
+        let mut withheld = Vec::new();
+        for heap in &self.heaps {
+            match recipient.withholds(heap) {
+                None => pool.push(heap.clone()),
+                // Only heaps that would serve are worth a word.
+                Some(why) if needs.check(heap, size).is_ok() => withheld.push((heap, why)),
+                Some(_) => {}
+            }
+        }
+        let withheld_text = || -> Vec<String> {
+            withheld
+                .iter()
+                .map(|(heap, why)| withheld_because(heap, why))
+                .collect()
+        };
+        let err = match needs.select(&pool, &resolved, size) {
+            Ok(chosen) => {
+                // The pool holds copies: answer with the directory's own.
+                let heap = self
                     .heaps
                     .iter()
-                    .filter(|h| !is_accounted(h) && needs.check(h, size).is_ok())
-                    .map(withheld_because)
-                    .collect();
-                let accounted = if self.accounted.is_empty() {
-                    "no heap on this system charges the allocating process's memory cgroup"
-                        .to_owned()
-                } else {
-                    format!("none of the heaps that charge does: {err}")
-                };
-                Err(NoHeap::Unaccounted(format!(
-                    "sandboxed client (wp_security_context_v1): withheld {}; {accounted}",
-                    withheld.join(", ")
-                )))
+                    .find(|h| h.name == chosen.name)
+                    .ok_or_else(|| NoHeap::Unsatisfiable("the chosen heap vanished".into()))?;
+                return Ok(Choice {
+                    heap,
+                    withheld: withheld_text(),
+                });
             }
-            Err(err) => Err(NoHeap::Unsatisfiable(err.to_string())),
+            Err(err) => err,
+        };
+        // Would any heap serve the tranche? Then withholding is the reason;
+        // otherwise the tranche is unsatisfiable for everyone.
+        if let Err(all) = needs.select(&self.heaps, &resolved, size) {
+            return Err(NoHeap::Unsatisfiable(all.to_string()));
         }
+        if withheld.is_empty() {
+            return Err(NoHeap::Unsatisfiable(err.to_string()));
+        }
+        let only_unaccounted = withheld.iter().all(|(_, w)| *w == Withheld::Unaccounted);
+        if recipient.sandboxed && only_unaccounted {
+            let charging = self.heaps.iter().any(is_accounted);
+            let accounted = if charging {
+                format!("none of the heaps that charge does: {err}")
+            } else {
+                "no heap on this system charges the allocating process's memory cgroup".to_owned()
+            };
+            return Err(NoHeap::Unaccounted(format!(
+                "{SANDBOXED}: withheld {}; {accounted}",
+                withheld_text().join(", ")
+            )));
+        }
+        let rest = if pool.is_empty() {
+            "no other heap may be handed to this client".to_owned()
+        } else {
+            format!("none of the heaps this client may be handed serves the tranche: {err}")
+        };
+        let prefix = if recipient.sandboxed {
+            format!("{SANDBOXED}: ")
+        } else {
+            String::new()
+        };
+        let withheld: Vec<String> = withheld_text()
+            .into_iter()
+            .map(|w| format!("withheld {w}"))
+            .collect();
+        Err(NoHeap::Unavailable(format!(
+            "{prefix}{}; {rest}",
+            withheld.join("; ")
+        )))
     }
 
     /// The devices behind `devices` and what they need together.
@@ -280,9 +436,10 @@ impl HeapDirectory {
         }
     }
 
-    /// Selects (among `candidates`) and opens a heap for a tranche.
-    pub fn grant(&self, devices: &[u64], candidates: Candidates) -> Result<HeapGrant, NoHeap> {
-        let heap = self.select(devices, candidates)?;
+    /// Selects (among the heaps `recipient` may be handed) and opens a
+    /// heap for a tranche.
+    pub fn grant(&self, devices: &[u64], recipient: Recipient<'_>) -> Result<HeapGrant, NoHeap> {
+        let Choice { heap, withheld } = self.select(devices, recipient)?;
         let fd = rustix::fs::open(
             &heap.dev_path,
             OFlags::RDONLY | OFlags::CLOEXEC,
@@ -300,6 +457,7 @@ impl HeapDirectory {
             name: heap.name.clone(),
             flags: heap_flags(heap),
             max_bytes,
+            withheld,
         })
     }
 }
@@ -308,7 +466,7 @@ impl HeapDirectory {
 mod tests {
     use std::{
         fs,
-        os::unix::fs::symlink,
+        os::unix::fs::{symlink, MetadataExt, PermissionsExt},
         path::{Path, PathBuf},
     };
 
@@ -317,6 +475,9 @@ mod tests {
 
     const VGEM: u64 = (226 << 8) | 128;
     const VKMS: u64 = 226 << 8;
+
+    /// What `device_heap.ko` bounds each user to in these trees.
+    const PER_USER: u64 = 256 << 20;
 
     /// A private directory for one fake sysfs tree, removed on drop.
     struct Tree(PathBuf);
@@ -327,7 +488,7 @@ mod tests {
                 std::env::temp_dir().join(format!("heapland-heaps-{}-{tag}", std::process::id()));
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(dir.join("sys/dev/char")).unwrap();
-            fs::create_dir_all(dir.join("dev")).unwrap();
+            fs::create_dir_all(dir.join("dev/dma_heap")).unwrap();
             Tree(dir)
         }
 
@@ -367,14 +528,66 @@ mod tests {
             }
         }
 
+        /// A real file standing for the node of `heap`, with `mode`, owned
+        /// by whoever runs the test; `heap` now points at it.
+        fn node(&self, heap: &mut HeapInfo, mode: u32) -> PathBuf {
+            let path = self.0.join("dev/dma_heap").join(&heap.name);
+            fs::write(&path, "").unwrap();
+            chmod(&path, mode);
+            heap.dev_path = path.clone();
+            path
+        }
+
         fn directory(&self, heaps: Vec<HeapInfo>) -> HeapDirectory {
             HeapDirectory::from_discovery(Discovery::from_heaps(self.roots(), heaps))
+        }
+
+        /// A user who neither owns the tree's files nor is in their group,
+        /// nor root: unit tests may run as root.
+        fn stranger(&self) -> Peer {
+            let meta = fs::metadata(&self.0).unwrap();
+            let uid = if meta.uid() == 0 {
+                1000
+            } else {
+                meta.uid() + 1
+            };
+            let gid = if meta.gid() == 0 {
+                1000
+            } else {
+                meta.gid() + 1
+            };
+            Peer {
+                pid: 4242,
+                uid,
+                gid,
+                groups: Vec::new(),
+            }
         }
     }
 
     impl Drop for Tree {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// An unsandboxed client with credentials `peer`.
+    fn client(peer: &Peer) -> Recipient<'_> {
+        Recipient {
+            sandboxed: false,
+            peer: Some(peer),
+        }
+    }
+
+    /// A sandboxed client with credentials `peer`.
+    fn sandboxed(peer: &Peer) -> Recipient<'_> {
+        Recipient {
+            sandboxed: true,
+            peer: Some(peer),
         }
     }
 
@@ -396,6 +609,7 @@ mod tests {
         }
     }
 
+    /// A contiguous heap of the module: bounded per user, not charged.
     fn contig(name: &str) -> HeapInfo {
         heap(
             name,
@@ -403,12 +617,13 @@ mod tests {
             HeapProperties {
                 contiguous: true,
                 accounting: Accounting::None,
+                max_user_bytes: Some(PER_USER),
                 ..HeapProperties::ANYWHERE
             },
         )
     }
 
-    /// Scattered pages below 4 GiB.
+    /// Scattered pages below 4 GiB, a heap of the module.
     fn sg32(name: &str, accounting: Accounting) -> HeapInfo {
         heap(
             name,
@@ -416,33 +631,39 @@ mod tests {
             HeapProperties {
                 accounting,
                 dma_mask_bits: Some(32),
+                max_user_bytes: Some(PER_USER),
                 ..HeapProperties::ANYWHERE
             },
         )
     }
 
-    fn system(accounting: Accounting) -> HeapInfo {
-        heap(
+    /// The kernel's system heap, which bounds nobody, at a node of `t`
+    /// with `mode`.
+    fn system(t: &Tree, accounting: Accounting, mode: u32) -> HeapInfo {
+        let mut h = heap(
             "system",
             HeapKind::System,
             HeapProperties {
                 accounting,
                 ..HeapProperties::ANYWHERE
             },
-        )
+        );
+        t.node(&mut h, mode);
+        h
     }
 
-    fn name(r: Result<&HeapInfo, NoHeap>) -> Result<String, NoHeap> {
-        r.map(|h| h.name.clone())
+    fn name(r: Result<Choice<'_>, NoHeap>) -> Result<String, NoHeap> {
+        r.map(|c| c.heap.name.clone())
     }
 
     #[test]
     fn empty_host_has_no_heaps() {
         let t = Tree::new("empty");
         let dirs = HeapDirectory::from_discovery(Discovery::scan_roots(&t.roots()));
-        for c in [Candidates::All, Candidates::Accounted] {
-            assert!(matches!(dirs.select(&[], c), Err(NoHeap::NoHeaps(_))));
-            assert!(matches!(dirs.grant(&[], c), Err(NoHeap::NoHeaps(_))));
+        let p = t.stranger();
+        for r in [client(&p), sandboxed(&p)] {
+            assert!(matches!(dirs.select(&[], r), Err(NoHeap::NoHeaps(_))));
+            assert!(matches!(dirs.grant(&[], r), Err(NoHeap::NoHeaps(_))));
         }
     }
 
@@ -454,12 +675,16 @@ mod tests {
     fn contiguous_only_is_withheld_from_sandboxed_clients() {
         let t = Tree::new("contig");
         t.device("vgem", "renderD128", VGEM, &["system-contiguous"]);
-        let dir = t.directory(vec![contig("system-contiguous"), system(Accounting::None)]);
+        let dir = t.directory(vec![
+            contig("system-contiguous"),
+            system(&t, Accounting::None, 0o644),
+        ]);
+        let p = t.stranger();
         assert_eq!(
-            name(dir.select(&[VGEM], Candidates::All)),
+            name(dir.select(&[VGEM], client(&p))),
             Ok("system-contiguous".into())
         );
-        match dir.select(&[VGEM], Candidates::Accounted) {
+        match dir.select(&[VGEM], sandboxed(&p)) {
             Err(NoHeap::Unaccounted(m)) => {
                 assert!(
                     m.contains("withheld system-contiguous (contiguous memory for vgem"),
@@ -471,7 +696,7 @@ mod tests {
             other => panic!("expected Unaccounted, got {other:?}"),
         }
         // Without devices (CPU only) the system heap serves, and is withheld.
-        match dir.select(&[], Candidates::Accounted) {
+        match dir.select(&[], sandboxed(&p)) {
             Err(NoHeap::Unaccounted(m)) => {
                 assert!(m.contains("system (the system heap"), "{m}");
             }
@@ -485,8 +710,12 @@ mod tests {
     fn accounted_heap_that_does_not_fit_is_not_handed_out() {
         let t = Tree::new("nofit");
         t.device("vgem", "renderD128", VGEM, &["system-contiguous"]);
-        let dir = t.directory(vec![contig("system-contiguous"), system(Accounting::Memcg)]);
-        match dir.select(&[VGEM], Candidates::Accounted) {
+        let dir = t.directory(vec![
+            contig("system-contiguous"),
+            system(&t, Accounting::Memcg, 0o644),
+        ]);
+        let p = t.stranger();
+        match dir.select(&[VGEM], sandboxed(&p)) {
             Err(NoHeap::Unaccounted(m)) => {
                 assert!(m.contains("withheld system-contiguous"), "{m}");
                 assert!(m.contains("none of the heaps that charge does"), "{m}");
@@ -494,11 +723,9 @@ mod tests {
             }
             other => panic!("expected Unaccounted, got {other:?}"),
         }
-        // Where no device needs contiguous memory, the charged system heap serves.
-        assert_eq!(
-            name(dir.select(&[], Candidates::Accounted)),
-            Ok("system".into())
-        );
+        // Where no device needs contiguous memory, the charged system heap
+        // serves (the client may open its node).
+        assert_eq!(name(dir.select(&[], sandboxed(&p))), Ok("system".into()));
     }
 
     /// The choice among accounted heaps is the allocator's selection over
@@ -517,26 +744,28 @@ mod tests {
         let dir = t.directory(vec![
             sg32("system-32bit", Accounting::Memcg),
             contig("system-contiguous"),
-            system(Accounting::None),
+            system(&t, Accounting::None, 0o644),
         ]);
+        let p = t.stranger();
+        assert_eq!(name(dir.select(&[VGEM], client(&p))), Ok("system".into()));
         assert_eq!(
-            name(dir.select(&[VGEM], Candidates::All)),
-            Ok("system".into())
-        );
-        assert_eq!(
-            name(dir.select(&[VGEM], Candidates::Accounted)),
+            name(dir.select(&[VGEM], sandboxed(&p))),
             Ok("system-32bit".into())
         );
         assert_eq!(dir.accounted_names(), vec!["system-32bit"]);
+        assert_eq!(
+            dir.bounded_names(),
+            vec!["system-32bit", "system-contiguous"]
+        );
         assert_eq!(heap_flags(&dir.heaps[0]), FLAG_ACCOUNTED, "sg, charged");
         assert_eq!(heap_flags(&contig("c")), FLAG_CONTIGUOUS);
         // Where the system heap charges too, it is everyone's choice.
         let dir = t.directory(vec![
             sg32("system-32bit", Accounting::Memcg),
-            system(Accounting::Memcg),
+            system(&t, Accounting::Memcg, 0o644),
         ]);
-        for c in [Candidates::All, Candidates::Accounted] {
-            assert_eq!(name(dir.select(&[VGEM], c)), Ok("system".into()));
+        for r in [client(&p), sandboxed(&p)] {
+            assert_eq!(name(dir.select(&[VGEM], r)), Ok("system".into()));
         }
     }
 
@@ -562,46 +791,270 @@ mod tests {
         let dir = t.directory(vec![
             contig("system-contiguous"),
             c32,
-            system(Accounting::None),
+            system(&t, Accounting::None, 0o644),
         ]);
+        let p = t.stranger();
+        assert_eq!(name(dir.select(&[VGEM], client(&p))), Ok("system".into()));
         assert_eq!(
-            name(dir.select(&[VGEM], Candidates::All)),
-            Ok("system".into())
-        );
-        assert_eq!(
-            name(dir.select(&[VGEM, VKMS], Candidates::All)),
+            name(dir.select(&[VGEM, VKMS], client(&p))),
             Ok("system-contiguous".into())
         );
         assert_eq!(
-            name(dir.select(&[VKMS, VGEM], Candidates::All)),
+            name(dir.select(&[VKMS, VGEM], client(&p))),
             Ok("system-32bit-contiguous".into())
         );
     }
 
     /// A tranche no heap serves is `unsatisfiable` for every client, not
-    /// `unaccounted`: withholding is not why it has none.
+    /// `unaccounted` or `unavailable`: withholding is not why it has none.
     #[test]
-    fn unsatisfiable_stays_unsatisfiable_for_sandboxed_clients() {
+    fn unsatisfiable_stays_unsatisfiable_for_every_client() {
         let t = Tree::new("unsat");
         t.device("vgem", "renderD128", VGEM, &["system-contiguous"]);
-        let dir = t.directory(vec![contig("system-contiguous"), system(Accounting::Memcg)]);
+        let dir = t.directory(vec![
+            contig("system-contiguous"),
+            system(&t, Accounting::Memcg, 0o600),
+        ]);
+        let p = t.stranger();
         let unknown = (81 << 8) | 7;
-        for c in [Candidates::All, Candidates::Accounted] {
+        let none = Recipient {
+            sandboxed: false,
+            peer: None,
+        };
+        for r in [client(&p), sandboxed(&p), none] {
             assert!(
-                matches!(dir.select(&[unknown], c), Err(NoHeap::Unsatisfiable(_))),
-                "{c:?}"
+                matches!(dir.select(&[unknown], r), Err(NoHeap::Unsatisfiable(_))),
+                "{r:?}"
             );
         }
         // vgem needs contiguous memory; its heap gives less than a page and
         // the system heap is not contiguous.
         let mut tiny = contig("system-contiguous");
         tiny.properties.max_alloc_bytes = 1024;
-        let dir = t.directory(vec![tiny, system(Accounting::Memcg)]);
-        for c in [Candidates::All, Candidates::Accounted] {
+        let dir = t.directory(vec![tiny, system(&t, Accounting::Memcg, 0o600)]);
+        for r in [client(&p), sandboxed(&p), none] {
             assert!(
-                matches!(dir.select(&[VGEM], c), Err(NoHeap::Unsatisfiable(_))),
-                "{c:?}"
+                matches!(dir.select(&[VGEM], r), Err(NoHeap::Unsatisfiable(_))),
+                "{r:?}"
             );
         }
+    }
+
+    /// The kernel's system heap bounds nobody: a client gets it only while
+    /// its own credentials would open the node, read again at every
+    /// choice, and otherwise the next heap in the device's links, which
+    /// bounds every user.
+    #[test]
+    fn unbounded_heap_only_for_clients_that_may_open_it() {
+        let t = Tree::new("unbounded");
+        t.device(
+            "vgem",
+            "renderD128",
+            VGEM,
+            &["system", "system-32bit", "system-contiguous"],
+        );
+        let sys = system(&t, Accounting::None, 0o600);
+        let node = sys.dev_path.clone();
+        let dir = t.directory(vec![
+            sg32("system-32bit", Accounting::None),
+            contig("system-contiguous"),
+            sys,
+        ]);
+        let p = t.stranger();
+        let choice = dir.select(&[VGEM], client(&p)).unwrap();
+        assert_eq!(choice.heap.name, "system-32bit");
+        assert_eq!(
+            choice.withheld,
+            [format!(
+                "system: uid {} may not open {}, and nothing bounds what one user pins in it",
+                p.uid,
+                node.display()
+            )]
+        );
+        // World-readable now: the next choice sees it, no cache.
+        chmod(&node, 0o604);
+        let choice = dir.select(&[VGEM], client(&p)).unwrap();
+        assert_eq!(choice.heap.name, "system");
+        assert!(choice.withheld.is_empty(), "{:?}", choice.withheld);
+        // Readable by the owning group only: a member of it may.
+        chmod(&node, 0o640);
+        let member = Peer {
+            groups: vec![fs::metadata(&node).unwrap().gid()],
+            ..p.clone()
+        };
+        assert_eq!(
+            name(dir.select(&[VGEM], client(&member))),
+            Ok("system".into())
+        );
+        assert_eq!(
+            name(dir.select(&[VGEM], client(&p))),
+            Ok("system-32bit".into())
+        );
+        // Root may open anything.
+        chmod(&node, 0o600);
+        let root = Peer {
+            uid: 0,
+            gid: 0,
+            ..p.clone()
+        };
+        assert_eq!(
+            name(dir.select(&[VGEM], client(&root))),
+            Ok("system".into())
+        );
+        // A node that cannot be read withholds, with the reason.
+        fs::remove_file(&node).unwrap();
+        let choice = dir.select(&[VGEM], client(&root)).unwrap();
+        assert_eq!(choice.heap.name, "system-32bit");
+        assert!(
+            choice.withheld[0].starts_with("system: whether uid 0 may open"),
+            "{:?}",
+            choice.withheld
+        );
+    }
+
+    /// Where only unbounded heaps serve and the client may open none, it is
+    /// told `unavailable`, with each heap withheld and why.
+    #[test]
+    fn withheld_unbounded_heaps_are_unavailable_with_the_reason() {
+        let t = Tree::new("unavailable");
+        let sys = system(&t, Accounting::None, 0o600);
+        let node = sys.dev_path.clone();
+        let dir = t.directory(vec![sys]);
+        let p = t.stranger();
+        assert_eq!(
+            dir.select(&[], client(&p)).map(|c| c.heap.name.clone()),
+            Err(NoHeap::Unavailable(format!(
+                "withheld system: uid {} may not open {}, and nothing bounds what one user \
+                 pins in it; no other heap may be handed to this client",
+                p.uid,
+                node.display()
+            )))
+        );
+        assert!(matches!(
+            dir.grant(&[], client(&p)),
+            Err(NoHeap::Unavailable(_))
+        ));
+        // A bounded heap that does not fit: it is named as what the client
+        // may be handed, and why it does not serve.
+        let mut small = sg32("system-32bit", Accounting::None);
+        small.properties.max_alloc_bytes = 1024;
+        let sys = system(&t, Accounting::None, 0o600);
+        let dir = t.directory(vec![small, sys]);
+        match dir.select(&[], client(&p)) {
+            Err(NoHeap::Unavailable(m)) => {
+                assert!(m.starts_with("withheld system: uid"), "{m}");
+                assert!(
+                    m.contains(
+                        "; none of the heaps this client may be handed serves the tranche: "
+                    ),
+                    "{m}"
+                );
+                assert!(m.contains("system-32bit"), "{m}");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
+    /// Without credentials a client gets what bounds every user, and
+    /// nothing else.
+    #[test]
+    fn clients_without_credentials_get_bounded_heaps_only() {
+        let t = Tree::new("nocred");
+        t.device("vgem", "renderD128", VGEM, &["system", "system-32bit"]);
+        let dir = t.directory(vec![
+            sg32("system-32bit", Accounting::None),
+            system(&t, Accounting::Memcg, 0o666),
+        ]);
+        let unknown = Recipient {
+            sandboxed: false,
+            peer: None,
+        };
+        let choice = dir.select(&[VGEM], unknown).unwrap();
+        assert_eq!(choice.heap.name, "system-32bit");
+        assert_eq!(
+            choice.withheld,
+            [
+                "system: the client's credentials are unknown, and nothing bounds what one \
+              user pins in it"
+            ]
+        );
+        let dir = t.directory(vec![system(&t, Accounting::Memcg, 0o666)]);
+        match dir.select(&[], unknown) {
+            Err(NoHeap::Unavailable(m)) => {
+                assert!(m.contains("credentials are unknown"), "{m}")
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        // Sandboxed: the accounting rule comes first, then the same.
+        let sandboxed_unknown = Recipient {
+            sandboxed: true,
+            ..unknown
+        };
+        assert!(matches!(
+            dir.select(&[], sandboxed_unknown),
+            Err(NoHeap::Unavailable(_))
+        ));
+    }
+
+    /// A sandboxed client keeps the accounting rule on top: a charging heap
+    /// it may not open is withheld too, and then the reason is
+    /// `unavailable`, not `unaccounted` (a heap that charges does serve).
+    #[test]
+    fn sandboxed_clients_need_both_rules() {
+        let t = Tree::new("both");
+        let dir = t.directory(vec![
+            contig("system-contiguous"),
+            system(&t, Accounting::Memcg, 0o600),
+        ]);
+        let p = t.stranger();
+        // Unsandboxed: the charged system heap is withheld (no access) and
+        // the module's contiguous heap, bounded, serves.
+        assert_eq!(
+            name(dir.select(&[], client(&p))),
+            Ok("system-contiguous".into())
+        );
+        match dir.select(&[], sandboxed(&p)) {
+            Err(NoHeap::Unavailable(m)) => {
+                assert!(
+                    m.starts_with("sandboxed client (wp_security_context_v1): "),
+                    "{m}"
+                );
+                assert!(
+                    m.contains(
+                        "withheld system-contiguous (contiguous memory for vgem: not charged"
+                    ),
+                    "{m}"
+                );
+                assert!(
+                    m.contains(&format!("withheld system: uid {} may not open", p.uid)),
+                    "{m}"
+                );
+                assert!(
+                    m.ends_with("; no other heap may be handed to this client"),
+                    "{m}"
+                );
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        // Once the user may open it, the sandboxed client gets it.
+        chmod(&t.0.join("dev/dma_heap/system"), 0o604);
+        assert_eq!(name(dir.select(&[], sandboxed(&p))), Ok("system".into()));
+    }
+
+    /// A granted heap is opened, and says what was withheld on the way.
+    #[test]
+    fn grant_opens_the_chosen_node() {
+        let t = Tree::new("grant");
+        t.device("vgem", "renderD128", VGEM, &["system", "system-32bit"]);
+        let mut sg = sg32("system-32bit", Accounting::Memcg);
+        t.node(&mut sg, 0o600);
+        let dir = t.directory(vec![sg, system(&t, Accounting::None, 0o600)]);
+        let p = t.stranger();
+        let grant = dir.grant(&[VGEM], client(&p)).unwrap();
+        assert_eq!(grant.name, "system-32bit");
+        assert_eq!(grant.flags, FLAG_ACCOUNTED);
+        assert_eq!(grant.max_bytes, 0);
+        assert_eq!(grant.withheld.len(), 1, "{:?}", grant.withheld);
+        assert!(grant.withheld[0].starts_with("system: uid"));
     }
 }

@@ -12,6 +12,8 @@ mod heaps;
 mod input;
 mod layer_shell;
 mod move_grab;
+mod node_access;
+mod peer;
 mod scene;
 mod screenshot;
 mod seat_protocols;

@@ -10,8 +10,10 @@
 //! As in Smithay's anvil, the manager global is offered only to clients that
 //! are not sandboxed, so a sandboxed client cannot create a context of its
 //! own; a client that gets hold of the manager anyway gets the `nested`
-//! error. Sandboxed clients are handed accounted heaps only
-//! (`heap_protocol`, protocols/README.md "Security model").
+//! error. Sandboxed clients are handed accounted heaps only, on top of the
+//! rule for every client (`heaps`, protocols/README.md "Security model").
+//! Like every client, each records the credentials it connected with
+//! (`peer`).
 //!
 //! Smithay takes `listen_fd` on trust: an fd that is not a listening
 //! `AF_UNIX` stream socket would make its listener fail on `accept` and
@@ -54,7 +56,10 @@ use smithay::{
 };
 use tracing::{debug, info, warn};
 
-use crate::state::{ClientState, Heapland};
+use crate::{
+    peer::Peer,
+    state::{ClientState, Heapland},
+};
 
 /// True if the client connected through a security context's socket.
 ///
@@ -152,8 +157,10 @@ impl SecurityContextHandler for Heapland {
                 .insert_source(listener, move |stream, _, state: &mut Heapland| {
                     let client_state = ClientState {
                         security_context: Some(context.clone()),
+                        peer: Peer::accepted(&stream),
                         ..ClientState::default()
                     };
+                    let peer = client_state.peer.clone();
                     match state
                         .display_handle
                         .insert_client(stream, Arc::new(client_state))
@@ -161,6 +168,9 @@ impl SecurityContextHandler for Heapland {
                         Ok(client) => debug!(
                             client = ?client.id(),
                             app_id = ?context.app_id,
+                            pid = ?peer.as_ref().map(|p| p.pid),
+                            uid = ?peer.as_ref().map(|p| p.uid),
+                            groups = ?peer.as_ref().map(|p| &p.groups),
                             "sandboxed client connected"
                         ),
                         Err(err) => warn!("cannot add sandboxed client: {err}"),

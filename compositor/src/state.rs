@@ -82,7 +82,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     decoration, dmabuf_params::ParamsValidator, feedback::FeedbackPlan, frame_stats::FrameStats,
-    heap_protocol::HeapProtocolState, heaps::HeapDirectory, move_grab::MoveGrab,
+    heap_protocol::HeapProtocolState, heaps::HeapDirectory, move_grab::MoveGrab, peer::Peer,
     scene::DefaultCursor,
 };
 
@@ -93,6 +93,10 @@ pub struct ClientState {
     /// The `wp_security_context_v1` context the client connected through;
     /// `None` for clients of the main socket (see `security_context`).
     pub security_context: Option<SecurityContext>,
+    /// The credentials of the client's process when it connected; `None`
+    /// where they could not be read (then it is handed only heaps that bound
+    /// what one user pins, see `heaps`).
+    pub peer: Option<Peer>,
 }
 
 impl ClientData for ClientState {

@@ -15,12 +15,13 @@ use calloop::{
     EventLoop, Interest, Mode, PostAction,
 };
 use smithay::{reexports::wayland_server::Display, wayland::socket::ListeningSocketSource};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     cli::{BackendKind, Cli},
     feedback::{cpu_formats, find_render_node, FeedbackPlan},
     heaps::HeapDirectory,
+    peer::Peer,
     state::{ClientState, Heapland, StateError},
 };
 
@@ -94,11 +95,23 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
     let handle = event_loop.handle();
     handle
         .insert_source(socket, |stream, _, state: &mut Heapland| {
-            if let Err(err) = state
+            let client_state = ClientState {
+                peer: Peer::accepted(&stream),
+                ..ClientState::default()
+            };
+            let peer = client_state.peer.clone();
+            match state
                 .display_handle
-                .insert_client(stream, Arc::new(ClientState::default()))
+                .insert_client(stream, Arc::new(client_state))
             {
-                warn!("cannot add client: {err}");
+                Ok(client) => debug!(
+                    client = ?client.id(),
+                    pid = ?peer.as_ref().map(|p| p.pid),
+                    uid = ?peer.as_ref().map(|p| p.uid),
+                    groups = ?peer.as_ref().map(|p| &p.groups),
+                    "client connected"
+                ),
+                Err(err) => warn!("cannot add client: {err}"),
             }
         })
         .map_err(|e| RunError::Loop(e.to_string()))?;
@@ -142,15 +155,19 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         ),
     }
     let heaps = HeapDirectory::scan();
+    let list = |names: Vec<&str>| match names {
+        names if names.is_empty() => "none".to_owned(),
+        names => names.join(", "),
+    };
     match heaps.discovery().empty_reason() {
         Some(reason) => info!("DMA-BUF heaps: none ({reason})"),
         None => info!(
-            "DMA-BUF heaps: {}; for sandboxed clients (charged to their memory cgroup): {}",
+            "DMA-BUF heaps: {}; bounded per user, for any client: {}; the others only for \
+             clients that may open the node themselves; for sandboxed clients, only those \
+             charged to their memory cgroup: {}",
             heaps.names().join(", "),
-            match heaps.accounted_names() {
-                names if names.is_empty() => "none".to_owned(),
-                names => names.join(", "),
-            }
+            list(heaps.bounded_names()),
+            list(heaps.accounted_names())
         ),
     }
     let plan = render_node.map_or_else(FeedbackPlan::none, FeedbackPlan::cpu_composited);
