@@ -128,10 +128,9 @@ fn main() -> ExitCode {
             }
         }
         Some(accounting::CHILD_FLAG) if (3..=4).contains(&args.len()) => {
-            let (Ok(chunk), Ok(uid)) = (
-                args[2].parse(),
-                args.get(3).map(|u| u.parse()).transpose(),
-            ) else {
+            let (Ok(chunk), Ok(uid)) =
+                (args[2].parse(), args.get(3).map(|u| u.parse()).transpose())
+            else {
                 eprintln!("bad arguments to {}", accounting::CHILD_FLAG);
                 return ExitCode::from(2);
             };

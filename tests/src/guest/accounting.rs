@@ -633,8 +633,14 @@ impl Fragmenter {
         }
         for off in (0..len).step_by(2 * PAGE) {
             // SAFETY: one page inside the mapping; nothing refers to its contents.
-            unsafe { madvise(addr.cast::<u8>().add(off).cast(), PAGE, Advice::LinuxDontNeed) }
-                .map_err(|e| format!("MADV_DONTNEED: {e}"))?;
+            unsafe {
+                madvise(
+                    addr.cast::<u8>().add(off).cast(),
+                    PAGE,
+                    Advice::LinuxDontNeed,
+                )
+            }
+            .map_err(|e| format!("MADV_DONTNEED: {e}"))?;
         }
         Ok(frag)
     }
@@ -706,7 +712,9 @@ fn fragmented_buffer_metadata_is_charged() -> Result<(), String> {
         return if grown < SLACK {
             Ok(())
         } else {
-            Err(format!("nothing should be charged, memory.current grew {grown}"))
+            Err(format!(
+                "nothing should be charged, memory.current grew {grown}"
+            ))
         };
     }
     if table < 2 * STOCK {

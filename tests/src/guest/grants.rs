@@ -238,13 +238,14 @@ fn check_user_batch(label: &str, batch: &[Seen], errs: &mut Vec<String>) {
 
 fn root_heapland_grants() -> Result<(), String> {
     if !Path::new(SYSTEM).exists() {
-        return Err(format!("{SYSTEM} missing: the kernel's system heap is the unbounded one"));
+        return Err(format!(
+            "{SYSTEM} missing: the kernel's system heap is the unbounded one"
+        ));
     }
     let entry = dma_heap::spec("vgem", Some("sg"))?;
     dma_heap::control("add", &entry)?;
     let result = (|| {
-        let mut comp =
-            Heapland::start_with(&["--backend", "headless", "--output", "320x240@30"])?;
+        let mut comp = Heapland::start_with(&["--backend", "headless", "--output", "320x240@30"])?;
         let r = with_compositor();
         let alive = comp.alive();
         let stopped = comp.stop();

@@ -162,7 +162,9 @@ fn bad_input_changes_nothing() -> Result<(), String> {
         }
         let now = limit()?;
         if now != before {
-            errs.push(format!("{bad:?} changed max_user_bytes from {before} to {now}"));
+            errs.push(format!(
+                "{bad:?} changed max_user_bytes from {before} to {now}"
+            ));
             // Put it back, so that one failure does not make the next ones.
             write(Path::new(PARAM), &before.to_string())?;
         }
@@ -251,7 +253,9 @@ fn limit_cycle(heap: &str) -> Result<(), String> {
     }
     let now = global_oom_kills()?;
     if now != ooms {
-        return Err(format!("oom_kill in /proc/vmstat went from {ooms} to {now}"));
+        return Err(format!(
+            "oom_kill in /proc/vmstat went from {ooms} to {now}"
+        ));
     }
     // Exiting with buffers held gives them back.
     let pid = child.pid();
@@ -285,7 +289,9 @@ fn zero_leaves_users_nothing() -> Result<(), String> {
     let group = Group::new("user-zero")?;
     let mut child = Charger::spawn_as(&heap, &group.0, 4096, Some(TEST_UID))?;
     if let Some(fd) = child.alloc()? {
-        return Err(format!("uid {TEST_UID} got buffer {fd} with max_user_bytes 0"));
+        return Err(format!(
+            "uid {TEST_UID} got buffer {fd} with max_user_bytes 0"
+        ));
     }
     child.exit()?;
     Heap::open(&heap)?.alloc(4096).map(drop)
