@@ -225,7 +225,16 @@ impl Drop for Charger {
 /// Body of the child: `alloc` (reply `ok <fd>` or `err <errno>`), `free` (close every
 /// buffer), `exit`.
 pub fn child_main(heap: &str, chunk: u64, uid: Option<u32>) -> Result<(), String> {
+    use rustix::process::{setrlimit, Resource, Rlimit};
     let heap = Heap::open(heap)?;
+    // Room for the thousands of buffers of `allocn` (root may raise it; others keep theirs).
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(16384),
+            maximum: Some(16384),
+        },
+    );
     if let Some(uid) = uid {
         become_user(uid)?;
     }
@@ -245,6 +254,30 @@ pub fn child_main(heap: &str, chunk: u64, uid: Option<u32>) -> Result<(), String
             "free" => {
                 buffers.clear();
                 "ok".into()
+            }
+            cmd if cmd.starts_with("allocn ") => {
+                let mut it = cmd.split_whitespace().skip(1).map(str::parse::<u64>);
+                match (it.next(), it.next()) {
+                    (Some(Ok(n)), Some(Ok(len))) => {
+                        let mut got = 0;
+                        let mut err = None;
+                        while got < n {
+                            match dma_heap::alloc(std::os::fd::AsFd::as_fd(&heap.fd), len) {
+                                Ok(fd) => buffers.push(fd),
+                                Err(e) => {
+                                    err = Some(e);
+                                    break;
+                                }
+                            }
+                            got += 1;
+                        }
+                        match err {
+                            None => format!("ok {got}"),
+                            Some(e) => format!("err {} after {got}", e.raw_os_error()),
+                        }
+                    }
+                    _ => format!("err bad command {cmd:?}"),
+                }
             }
             "ping" => "ok".into(),
             "exit" => return Ok(()),
@@ -595,83 +628,66 @@ pub(super) fn meminfo(key: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("no {key} in /proc/meminfo"))
 }
 
-/// Memory cut into single free pages: every other page of an anonymous mapping over nearly
-/// all free memory is given back, so that the page allocator has (almost) no free block
-/// larger than a page and a scattered buffer gets one scatterlist entry per page.
-struct Fragmenter {
-    addr: *mut std::ffi::c_void,
-    len: usize,
-}
+/// Scatterlist entries per buffer of each batch, and bytes of one entry (x86-64).
+const ENTRY: u64 = 32;
 
-impl Fragmenter {
-    /// Leaves `reserve` bytes of free memory whole.
-    fn new(reserve: u64) -> Result<Self, String> {
-        use rustix::mm::{madvise, mmap_anonymous, Advice, MapFlags, ProtFlags};
-        const PAGE: usize = 4096;
-        let free = meminfo("MemFree")?;
-        let len = (free.saturating_sub(reserve) as usize) / (2 * PAGE) * (2 * PAGE);
-        if len == 0 {
-            return Err(format!("only {free} bytes free"));
-        }
-        // SAFETY: a new private anonymous mapping, owned by the Fragmenter until dropped.
-        let addr = unsafe {
-            mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE | MapFlags::NORESERVE,
-            )
-        }
-        .map_err(|e| format!("mmap {len}: {e}"))?;
-        let frag = Self { addr, len };
-        // SAFETY: the range is this mapping; huge pages would free nothing page by page.
-        unsafe { madvise(addr, len, Advice::LinuxNoHugepage) }
-            .map_err(|e| format!("MADV_NOHUGEPAGE: {e}"))?;
-        for off in (0..len).step_by(PAGE) {
-            // SAFETY: inside the mapping, which is writable.
-            unsafe { std::ptr::write_volatile(addr.cast::<u8>().add(off), 1) };
-        }
-        for off in (0..len).step_by(2 * PAGE) {
-            // SAFETY: one page inside the mapping; nothing refers to its contents.
-            unsafe {
-                madvise(
-                    addr.cast::<u8>().add(off).cast(),
-                    PAGE,
-                    Advice::LinuxDontNeed,
-                )
-            }
-            .map_err(|e| format!("MADV_DONTNEED: {e}"))?;
-        }
-        Ok(frag)
+/// The child allocates `n` buffers of `len` bytes at once; returns how much the group's
+/// memory.current grew and the scatterlist entries of those buffers (debugfs), then has
+/// them freed and waits until the group is back where it was.
+fn batch_charge(
+    child: &mut Charger,
+    group: &Path,
+    heap: &str,
+    n: u64,
+    len: u64,
+) -> Result<(u64, u64), String> {
+    let base = memory_current(group)?;
+    let reply = child.ask(&format!("allocn {n} {len}"))?;
+    if reply != format!("ok {n}") {
+        return Err(format!("{n} buffers of {len} bytes: {reply}"));
     }
-}
-
-impl Drop for Fragmenter {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in new(), unmapped once.
-        let _ = unsafe { rustix::mm::munmap(self.addr, self.len) };
-    }
-}
-
-/// The scatterlist entries of the live buffer with inode `ino` (the module's debugfs
-/// listing: "<inode> <heap> <bytes> <pfn>+<count>...").
-fn entries_of(ino: u64) -> Result<usize, String> {
+    let grown = memory_current(group)?.saturating_sub(base);
     let listing = read(Path::new("/sys/kernel/debug/device_heap/buffers"))?;
-    listing
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(&ino.to_string()))
-        .map(|l| l.split_whitespace().count() - 3)
-        .ok_or_else(|| format!("buffer {ino} not in the debugfs listing"))
+    let (mut buffers, mut entries) = (0, 0);
+    for line in listing.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() > 3 && f[1] == heap && f[2] == len.to_string() {
+            buffers += 1;
+            entries += f.len() as u64 - 3;
+        }
+    }
+    if buffers != n {
+        return Err(format!(
+            "debugfs lists {buffers} buffers of {len} bytes, not {n}"
+        ));
+    }
+    child.ask("free")?;
+    // Files, inodes and dentries are freed after an RCU grace period.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while memory_current(group)? > base + SLACK {
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "memory.current stayed {} above {base} after the buffers were freed",
+                memory_current(group)? - base
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok((grown, entries))
 }
 
-/// A scattered buffer cut into single pages has a scatterlist of a 128th of its size, and
-/// on a charging heap that is charged too: memory.current grows by the pages and the
-/// scatterlist. Under cgroup.memory=nokmem neither is (the heap says `none`).
+/// A buffer in many pieces has a scatterlist to match, and on a charging heap it is
+/// charged with the pages. 6144 buffers of 60 KiB (fifteen single pages each: the
+/// scattered heap takes 64 KiB chunks only for 64 KiB or more) are set against 6144 of
+/// 64 KiB (one chunk each): everything else per buffer (the buffer, the dma-buf file,
+/// inode and dentry) is the same, so memory.current must grow, beyond the pages, by the
+/// difference of the scatterlists (15 entries against 1, 32 bytes each), less what
+/// memcg's per-CPU stock may hold charged ahead on each of the two measures. Under
+/// cgroup.memory=nokmem nothing is charged (the heap says `none`).
 fn fragmented_buffer_metadata_is_charged() -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    /// Bytes of one scatterlist entry, at least (32 on x86-64).
-    const ENTRY: u64 = 24;
-    const BUF: u64 = 256 << 20;
+    const N: u64 = 6144;
+    const PIECES: u64 = 60 << 10;
+    const WHOLE: u64 = 64 << 10;
     /// What memcg's per-CPU stock may hold charged ahead: 64 pages on each of 2 CPUs.
     const STOCK: u64 = 512 << 10;
     let nokmem = nokmem()?;
@@ -686,45 +702,52 @@ fn fragmented_buffer_metadata_is_charged() -> Result<(), String> {
             heap.name
         ));
     }
-    let frag = Fragmenter::new(48 << 20)?;
     let group = Group::new("meta")?;
-    let mut child = Charger::spawn_as(&heap.name, &group.0, BUF, None)?;
+    let mut child = Charger::spawn_as(&heap.name, &group.0, WHOLE, None)?;
     child.ask("ping")?;
-    let base = memory_current(&group.0)?;
-    let fd = child.alloc()?.ok_or("ENOMEM for the fragmented buffer")?;
-    let grown = memory_current(&group.0)?.saturating_sub(base);
-    let ino = fs::metadata(format!("/proc/{}/fd/{fd}", child.pid()))
-        .map_err(|e| format!("stat the child's buffer: {e}"))?
-        .ino();
-    let entries = entries_of(ino)? as u64;
-    child.ask("free")?;
+    // The whole buffers first: the fd table the child grows on its first batch counts
+    // for them, against the difference looked for.
+    let (g_whole, e_whole) = batch_charge(&mut child, &group.0, &heap.name, N, WHOLE)?;
+    let (g_pieces, e_pieces) = batch_charge(&mut child, &group.0, &heap.name, N, PIECES)?;
     child.exit()?;
-    drop(frag);
-    let table = entries * ENTRY;
     println!(
-        "INFO accounting: {}: {} MiB in {entries} pieces (scatterlist >= {} KiB),          memory.current grew {} KiB",
+        "INFO accounting: {}: {N} x {} KiB in {e_pieces} pieces grew memory.current by \
+         {} KiB; {N} x {} KiB in {e_whole} pieces by {} KiB",
         heap.name,
-        BUF >> 20,
-        table >> 10,
-        grown >> 10
+        PIECES >> 10,
+        g_pieces >> 10,
+        WHOLE >> 10,
+        g_whole >> 10
     );
     if !charged {
-        return if grown < SLACK {
+        return if g_pieces.max(g_whole) < SLACK {
             Ok(())
         } else {
             Err(format!(
-                "nothing should be charged, memory.current grew {grown}"
+                "nothing should be charged, memory.current grew {g_pieces} and {g_whole}"
             ))
         };
     }
-    if table < 2 * STOCK {
+    if e_pieces < N * 15 || e_whole >= e_pieces {
         return Err(format!(
-            "memory not fragmented enough: {entries} pieces, a scatterlist too small to              tell from the memcg's per-CPU slack"
+            "{e_pieces} pieces of 60 KiB buffers and {e_whole} of 64 KiB ones: the \
+             comparison needs many more of the first"
         ));
     }
-    if grown < BUF + table - STOCK {
+    let beyond = |grown: u64, len: u64| grown as i64 - (N * len) as i64;
+    let (meta_pieces, meta_whole) = (beyond(g_pieces, PIECES), beyond(g_whole, WHOLE));
+    let want = ((e_pieces - e_whole) * ENTRY) as i64 - 2 * STOCK as i64;
+    if meta_pieces - meta_whole < want {
         return Err(format!(
-            "memory.current grew {grown}: the {BUF} bytes of pages and not the scatterlist              of {entries} entries (>= {table} bytes)"
+            "beyond their pages, the 60 KiB buffers took {meta_pieces} bytes and the 64 KiB \
+             ones {meta_whole}: their {} more scatterlist entries are not charged (want a \
+             difference of at least {want})",
+            e_pieces - e_whole
+        ));
+    }
+    if g_pieces < N * PIECES {
+        return Err(format!(
+            "memory.current grew {g_pieces}, less than the pages"
         ));
     }
     Ok(())
