@@ -128,8 +128,7 @@ struct device_heap_contig {
  * @vaddr:	kernel mapping while @vmap_cnt > 0
  * @live:	entry in the debugfs listing of live buffers
  * @ino:	inode number of the dma-buf's file, as userspace fstat()s it
- * @user:	the user whose count of pinned bytes includes @len, or NULL
- *		for a caller with CAP_IPC_LOCK
+ * @user:	the user whose count of pinned bytes includes @len
  */
 struct device_heap_buffer {
 	struct device_heap *heap;

@@ -242,8 +242,8 @@ static void *device_heap_do_vmap(struct device_heap_buffer *buffer)
 	unsigned int i = 0;
 	void *vaddr;
 
-	pages = kvmalloc_array(npages, sizeof(*pages),
-			       device_heap_meta_gfp(buffer->heap));
+	/* Freed as soon as the mapping is made: not worth charging. */
+	pages = kvmalloc_array(npages, sizeof(*pages), GFP_KERNEL);
 	if (!pages)
 		return ERR_PTR(-ENOMEM);
 

@@ -2,15 +2,18 @@
 /*
  * Who pays for device heap memory.
  *
- * A heap fd lets its holder pin memory for as long as it keeps the buffers,
- * so a heap is only safe to hand to an unprivileged process if what that
- * process allocates counts against a limit it cannot lift. Each heap says in
- * sysfs ("accounting") whether it charges the allocating process:
+ * Each heap says in sysfs ("accounting") whether it charges the allocating
+ * process's memory cgroup, on top of the module's own count per user
+ * (heap_user_limit.c), which is the bound that holds on every system: a
+ * charge bounds anything only where some ancestor cgroup sets memory.max.
  *
  *  - "memcg": buddy pages are allocated with __GFP_ACCOUNT, so every page is
  *    charged to the allocating process's memory cgroup (memory.current,
  *    memory.max) and uncharged when the page is freed, whoever drops the
- *    last reference. Scatter-gather heaps, on every kernel.
+ *    last reference. Scatter-gather heaps, while the kernel charges kernel
+ *    memory at all (not under cgroup.memory=nokmem, nor before the first
+ *    memory cgroup below the root). A task in the root cgroup, or a kernel
+ *    thread, is charged to nobody, as for any __GFP_ACCOUNT allocation.
  *  - "none": contiguous heaps. Their memory comes from CMA or from ranges
  *    carved out with alloc_contig_range(): neither takes a gfp that charges,
  *    and the functions that charge a memcg for pages already allocated are
@@ -21,16 +24,12 @@
  *
  * Charging never invokes the OOM killer: every charged page allocation is
  * made with __GFP_RETRY_MAYFAIL or __GFP_NORETRY, so a process over its
- * limit gets ENOMEM after reclaim in its own group. The buffer's own
+ * limit gets ENOMEM after reclaim in its own group. The buffer's lasting
  * metadata (the buffer, its scatterlist, each attachment's copy of it, the
- * page array of a kernel mapping) is charged too on charging heaps, with
- * __GFP_RETRY_MAYFAIL everywhere: a fragmented buffer's scatterlist is
- * 1/128 of its size. The file, inode and fd the export then takes are
- * charged like those of any other system call.
- *
- * Charging is a bound only where some ancestor cgroup sets memory.max; the
- * bound that holds on every system is the module's own count per user
- * (heap_user_limit.c).
+ * last charged to the attaching process) is charged too on charging heaps,
+ * with __GFP_RETRY_MAYFAIL everywhere: a scatterlist of single pages is
+ * 1/128 of the buffer's size. The file, inode and fd the export then takes
+ * are charged like those of any other system call.
  */
 
 #include <linux/gfp.h>

@@ -148,7 +148,7 @@ int device_heap_node_register(struct device_heap *heap)
  *
  * Called after the sysfs node is created, so that udev, handling the core
  * node's uevent, can read the heap's attributes (the module's rule grants
- * access by "accounting").
+ * access by "max_user_bytes").
  *
  * Return: 0, -EEXIST if a live heap of ours already has the name (the
  * caller's name lookup rules that out), or an error from dma_heap_add(),

@@ -16,11 +16,16 @@
  * nobody is OOM-killed, and the caller can free buffers and retry. Charging
  * a memcg, where the heap does, comes on top.
  *
- * Tasks with CAP_IPC_LOCK are not counted: they may lock all of memory with
- * mlock() anyway. The count belongs to the buffer and drops when the buffer
- * is released, whoever holds it last, so a user who leaves a session keeps
- * at most max_user_bytes pinned through buffers and heap files opened
+ * Tasks with CAP_IPC_LOCK are not limited, as mlock() does not limit them:
+ * their buffers are counted like anyone's, and the capability is asked for
+ * only when an allocation is over the limit (no audit record, no privilege
+ * used, otherwise). The count belongs to the buffer and drops when the
+ * buffer is released, whoever holds it last, so a user who leaves a session
+ * keeps at most max_user_bytes pinned through buffers and heap files opened
  * before.
+ *
+ * The limit is kept in pages, an unsigned long, so that it is read and
+ * written whole on 32-bit machines too.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -56,31 +61,28 @@ struct device_heap_user {
 static DEFINE_HASHTABLE(device_heap_users, 6);
 static DEFINE_MUTEX(device_heap_users_lock);
 
-/* Set at module init when not given at load. */
-static u64 max_user_bytes = U64_MAX;
-
-static u64 device_heap_ram_bytes(void)
-{
-	return (u64)totalram_pages() << PAGE_SHIFT;
-}
+/* In pages; set at module init when not given at load. */
+static unsigned long max_user_pages = ULONG_MAX;
 
 /*
- * Bytes, as max_alloc_bytes reads. A limit above RAM would bound nothing
- * and is refused, as is anything but a number; nothing changes then.
+ * Decimal bytes, as max_alloc_bytes reads, rounded down to a page. A limit
+ * above RAM would bound nothing and is refused, as is anything but a number;
+ * nothing changes then.
  */
 static int max_user_bytes_set(const char *val, const struct kernel_param *kp)
 {
 	u64 bytes;
 
-	if (kstrtou64(val, 0, &bytes) || bytes > device_heap_ram_bytes())
+	if (kstrtou64(val, 10, &bytes) ||
+	    bytes >> PAGE_SHIFT > totalram_pages())
 		return -EINVAL;
-	WRITE_ONCE(max_user_bytes, bytes);
+	WRITE_ONCE(max_user_pages, bytes >> PAGE_SHIFT);
 	return 0;
 }
 
 static int max_user_bytes_get(char *buf, const struct kernel_param *kp)
 {
-	return sysfs_emit(buf, "%llu\n", READ_ONCE(max_user_bytes));
+	return sysfs_emit(buf, "%llu\n", device_heap_max_user_bytes());
 }
 
 static const struct kernel_param_ops max_user_bytes_ops = {
@@ -89,25 +91,26 @@ static const struct kernel_param_ops max_user_bytes_ops = {
 };
 module_param_cb(max_user_bytes, &max_user_bytes_ops, NULL, 0644);
 MODULE_PARM_DESC(max_user_bytes,
-		 "Most bytes one user without CAP_IPC_LOCK may have in live buffers of all heaps (default: an eighth of RAM; at most RAM)");
+		 "Most bytes one user may have in live buffers of all heaps unless it has CAP_IPC_LOCK (default: an eighth of RAM; at most RAM)");
 
 /**
  * device_heap_max_user_bytes - the per-user limit now in force
+ *
+ * Return: the limit in bytes, a multiple of PAGE_SIZE.
  */
 u64 device_heap_max_user_bytes(void)
 {
-	return READ_ONCE(max_user_bytes);
+	return (u64)READ_ONCE(max_user_pages) << PAGE_SHIFT;
 }
 
 /*
- * An eighth of RAM: room for dozens of full-screen 4K buffers on a
- * desktop, and eight users together cannot take all of memory.
+ * An eighth of RAM: room for dozens of full-screen 4K buffers on a desktop,
+ * and it takes eight users at the limit to pin all of RAM.
  */
 void device_heap_user_limit_init(void)
 {
-	if (READ_ONCE(max_user_bytes) == U64_MAX)
-		WRITE_ONCE(max_user_bytes,
-			   PAGE_ALIGN_DOWN(device_heap_ram_bytes() / 8));
+	if (READ_ONCE(max_user_pages) == ULONG_MAX)
+		WRITE_ONCE(max_user_pages, totalram_pages() / 8);
 }
 
 static struct device_heap_user *device_heap_user_find(kuid_t uid)
@@ -115,9 +118,10 @@ static struct device_heap_user *device_heap_user_find(kuid_t uid)
 	struct device_heap_user *user;
 
 	lockdep_assert_held(&device_heap_users_lock);
-	hash_for_each_possible(device_heap_users, user, node, __kuid_val(uid))
+	hash_for_each_possible(device_heap_users, user, node, __kuid_val(uid)) {
 		if (uid_eq(user->uid, uid))
 			return user;
+	}
 	return NULL;
 }
 
@@ -134,45 +138,56 @@ static void device_heap_user_drop(struct device_heap_user *user)
  * device_heap_user_pin - count a new buffer against its allocating user
  * @buffer: buffer whose @len is set and whose memory is not yet allocated
  *
- * Return: 0, with @buffer->user set unless the caller has CAP_IPC_LOCK, or
- * -ENOMEM when the buffer would take the user past max_user_bytes.
+ * Return: 0, with @buffer->user set, or -ENOMEM when the buffer would take
+ * a user without CAP_IPC_LOCK past max_user_bytes.
  */
 int device_heap_user_pin(struct device_heap_buffer *buffer)
 {
-	u64 limit = READ_ONCE(max_user_bytes);
+	u64 limit = device_heap_max_user_bytes();
+	struct device_heap_user *user, *new = NULL;
 	kuid_t uid = current_uid();
-	struct device_heap_user *user;
-	int ret = 0;
+	u64 pinned;
+	bool over;
 
-	if (capable(CAP_IPC_LOCK))
-		return 0;
-
+	/*
+	 * The entry lives while the user has buffers, whichever process or
+	 * cgroup allocated first: not charged, as user_struct is not, and
+	 * allocated outside the lock every release takes.
+	 */
 	mutex_lock(&device_heap_users_lock);
 	user = device_heap_user_find(uid);
 	if (!user) {
-		user = kzalloc(sizeof(*user), GFP_KERNEL_ACCOUNT);
+		mutex_unlock(&device_heap_users_lock);
+		new = kzalloc(sizeof(*new), GFP_KERNEL);
+		if (!new)
+			return -ENOMEM;
+		new->uid = uid;
+		mutex_lock(&device_heap_users_lock);
+		user = device_heap_user_find(uid);
 		if (!user) {
-			ret = -ENOMEM;
-			goto unlock;
+			user = new;
+			new = NULL;
+			hash_add(device_heap_users, &user->node, __kuid_val(uid));
 		}
-		user->uid = uid;
-		hash_add(device_heap_users, &user->node, __kuid_val(uid));
 	}
 
-	if (buffer->len > limit || user->bytes > limit - buffer->len) {
+	pinned = user->bytes;
+	over = buffer->len > limit || pinned > limit - buffer->len;
+	if (over && !capable(CAP_IPC_LOCK)) {
+		device_heap_user_drop(user);
+		mutex_unlock(&device_heap_users_lock);
+		kfree(new);
 		pr_info_ratelimited("uid %u has %llu bytes in buffers: %zu more is past max_user_bytes (%llu)\n",
 				    from_kuid_munged(&init_user_ns, uid),
-				    user->bytes, buffer->len, limit);
-		device_heap_user_drop(user);
-		ret = -ENOMEM;
-		goto unlock;
+				    pinned, buffer->len, limit);
+		return -ENOMEM;
 	}
 	user->bytes += buffer->len;
 	user->buffers++;
 	buffer->user = user;
-unlock:
 	mutex_unlock(&device_heap_users_lock);
-	return ret;
+	kfree(new);
+	return 0;
 }
 
 /**
@@ -214,5 +229,5 @@ DEFINE_SHOW_ATTRIBUTE(device_heap_users);
 
 void device_heap_users_debugfs(struct dentry *dir)
 {
-	debugfs_create_file("users", 0444, dir, NULL, &device_heap_users_fops);
+	debugfs_create_file("users", 0400, dir, NULL, &device_heap_users_fops);
 }
