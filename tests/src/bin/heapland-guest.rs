@@ -114,12 +114,16 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(grants::CHILD_FLAG) if args.len() == 3 => {
-            let Ok(uid) = args[1].parse() else {
+        Some(grants::CHILD_FLAG) if (3..=4).contains(&args.len()) => {
+            let groups: Result<Vec<u32>, _> = args
+                .get(3)
+                .map(|g| g.split(',').map(str::parse).collect())
+                .unwrap_or(Ok(Vec::new()));
+            let (Ok(uid), Ok(groups)) = (args[1].parse(), groups) else {
                 eprintln!("bad arguments to {}", grants::CHILD_FLAG);
                 return ExitCode::from(2);
             };
-            match grants::child_main(uid, std::path::Path::new(&args[2])) {
+            match grants::child_main(uid, std::path::Path::new(&args[2]), &groups) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e}");

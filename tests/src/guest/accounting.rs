@@ -236,7 +236,7 @@ pub fn child_main(heap: &str, chunk: u64, uid: Option<u32>) -> Result<(), String
         },
     );
     if let Some(uid) = uid {
-        become_user(uid)?;
+        become_user(uid, &[])?;
     }
     let mut buffers: Vec<OwnedFd> = Vec::new();
     let mut out = std::io::stdout().lock();
@@ -297,21 +297,22 @@ pub fn nokmem() -> Result<bool, String> {
         .any(|w| w == "cgroup.memory=nokmem"))
 }
 
-/// Scattered heaps charge memcg, contiguous ones nobody; under `cgroup.memory=nokmem` none
-/// charges. Asked with a memory cgroup below the root in place: the kernel turns kernel memory
-/// charging on with the first one, and before that nothing is charged anywhere.
-/// Drops root for `uid` (its group the same number): no supplementary groups, and with
+/// Drops root for `uid` (its group the same number) with the supplementary `groups`; with
 /// every id changed the kernel clears the capabilities, CAP_IPC_LOCK included. The thread
 /// calls act for the process: the child has no other thread.
-pub(super) fn become_user(uid: u32) -> Result<(), String> {
+pub(super) fn become_user(uid: u32, groups: &[u32]) -> Result<(), String> {
     use rustix::process::{Gid, Uid};
     use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
     let (gid, uid) = (Gid::from_raw(uid), Uid::from_raw(uid));
-    set_thread_groups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+    let groups: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    set_thread_groups(&groups).map_err(|e| format!("setgroups: {e}"))?;
     set_thread_res_gid(gid, gid, gid).map_err(|e| format!("setresgid: {e}"))?;
     set_thread_res_uid(uid, uid, uid).map_err(|e| format!("setresuid: {e}"))
 }
 
+/// Scattered heaps charge memcg, contiguous ones nobody; under `cgroup.memory=nokmem` none
+/// charges. Asked with a memory cgroup below the root in place: the kernel turns kernel memory
+/// charging on with the first one, and before that nothing is charged anywhere.
 fn every_heap_says_who_pays() -> Result<(), String> {
     let _group = Group::new("who-pays")?;
     let nokmem = nokmem()?;
@@ -628,8 +629,38 @@ pub(super) fn meminfo(key: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("no {key} in /proc/meminfo"))
 }
 
-/// Scatterlist entries per buffer of each batch, and bytes of one entry (x86-64).
+/// Bytes of one scatterlist entry (x86-64).
 const ENTRY: u64 = 32;
+
+/// The group's memory.current once it stops falling: what earlier buffers left to free
+/// after an RCU grace period (files, inodes, dentries) is gone.
+fn settled(group: &Path) -> Result<u64, String> {
+    let mut last = memory_current(group)?;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = memory_current(group)?;
+        if now >= last {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Err(format!("memory.current still falling after 10 s: {last}"))
+}
+
+/// What memcg's per-CPU stock may hold charged ahead of use: 64 pages on each CPU.
+fn memcg_stock() -> Result<u64, String> {
+    let online = read(Path::new("/sys/devices/system/cpu/online"))?;
+    let mut cpus = 0;
+    for range in online.trim().split(',') {
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        let (a, b): (u64, u64) = (
+            a.parse().map_err(|_| format!("cpu/online: {online:?}"))?,
+            b.parse().map_err(|_| format!("cpu/online: {online:?}"))?,
+        );
+        cpus += b + 1 - a;
+    }
+    Ok(cpus * 64 * 4096)
+}
 
 /// The child allocates `n` buffers of `len` bytes at once; returns how much the group's
 /// memory.current grew and the scatterlist entries of those buffers (debugfs), then has
@@ -641,7 +672,7 @@ fn batch_charge(
     n: u64,
     len: u64,
 ) -> Result<(u64, u64), String> {
-    let base = memory_current(group)?;
+    let base = settled(group)?;
     let reply = child.ask(&format!("allocn {n} {len}"))?;
     if reply != format!("ok {n}") {
         return Err(format!("{n} buffers of {len} bytes: {reply}"));
@@ -688,8 +719,7 @@ fn fragmented_buffer_metadata_is_charged() -> Result<(), String> {
     const N: u64 = 6144;
     const PIECES: u64 = 60 << 10;
     const WHOLE: u64 = 64 << 10;
-    /// What memcg's per-CPU stock may hold charged ahead: 64 pages on each of 2 CPUs.
-    const STOCK: u64 = 512 << 10;
+    let stock = memcg_stock()?;
     let nokmem = nokmem()?;
     let heap = dma_heap::all_infos()?
         .into_iter()
@@ -702,6 +732,8 @@ fn fragmented_buffer_metadata_is_charged() -> Result<(), String> {
             heap.name
         ));
     }
+    // 64 KiB chunks are taken without reclaim or compaction: make them plentiful.
+    write(Path::new("/proc/sys/vm/compact_memory"), "1")?;
     let group = Group::new("meta")?;
     let mut child = Charger::spawn_as(&heap.name, &group.0, WHOLE, None)?;
     child.ask("ping")?;
@@ -728,15 +760,15 @@ fn fragmented_buffer_metadata_is_charged() -> Result<(), String> {
             ))
         };
     }
-    if e_pieces < N * 15 || e_whole >= e_pieces {
+    if e_pieces < N * 15 || (e_pieces.saturating_sub(e_whole)) * ENTRY < 4 * stock {
         return Err(format!(
-            "{e_pieces} pieces of 60 KiB buffers and {e_whole} of 64 KiB ones: the \
-             comparison needs many more of the first"
+            "{e_pieces} pieces of 60 KiB buffers and {e_whole} of 64 KiB ones: too few more \
+             of the first to tell their scatterlists from memcg's stock (inconclusive)"
         ));
     }
     let beyond = |grown: u64, len: u64| grown as i64 - (N * len) as i64;
     let (meta_pieces, meta_whole) = (beyond(g_pieces, PIECES), beyond(g_whole, WHOLE));
-    let want = ((e_pieces - e_whole) * ENTRY) as i64 - 2 * STOCK as i64;
+    let want = ((e_pieces - e_whole) * ENTRY) as i64 - 2 * stock as i64;
     if meta_pieces - meta_whole < want {
         return Err(format!(
             "beyond their pages, the 60 KiB buffers took {meta_pieces} bytes and the 64 KiB \

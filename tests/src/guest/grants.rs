@@ -11,6 +11,8 @@
 //! by the fd's device number, or is the heap bounded). Then an ACL entry gives the user
 //! read access to `system`, as logind does for the active session, and its next batch has
 //! `system`; the entry is removed, as at a session switch, and the next batch has not.
+//! Last, an entry for a group: a client in it as a supplementary group gets `system`, the
+//! user outside it does not.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -41,9 +43,13 @@ pub fn tests() -> Vec<Test> {
     }]
 }
 
-/// Hidden subcommand: `--grant-client <uid> <socket>`, commanded line by line on stdin.
+/// Hidden subcommand: `--grant-client <uid> <socket> [<group>,...]`, commanded line by
+/// line on stdin.
 pub const CHILD_FLAG: &str = "--grant-client";
 const TEST_UID: u32 = 4242;
+/// A user in the supplementary group [`TEST_GROUP`], which an ACL entry names.
+const GROUP_UID: u32 = 4243;
+const TEST_GROUP: u32 = 4343;
 const SYSTEM: &str = "/dev/dma_heap/system";
 const ACL_XATTR: &str = "system.posix_acl_access";
 
@@ -86,13 +92,16 @@ struct GrantClient {
 }
 
 impl GrantClient {
-    fn spawn(uid: u32) -> Result<Self, String> {
+    fn spawn(uid: u32, groups: &[u32]) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let socket = Path::new(RUNTIME_DIR).join(SOCKET);
-        let mut child = Command::new(exe)
-            .arg(CHILD_FLAG)
-            .arg(uid.to_string())
-            .arg(&socket)
+        let mut cmd = Command::new(exe);
+        cmd.arg(CHILD_FLAG).arg(uid.to_string()).arg(&socket);
+        if !groups.is_empty() {
+            let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+            cmd.arg(list.join(","));
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -103,7 +112,7 @@ impl GrantClient {
             child,
             stdin,
             stdout,
-            who: format!("uid {uid}"),
+            who: format!("uid {uid} groups {groups:?}"),
         })
     }
 
@@ -145,8 +154,15 @@ impl Drop for GrantClient {
     }
 }
 
-/// `system.posix_acl_access` granting `uid` read access besides the mode's owner.
-fn acl_with_reader(mode: u32, uid: u32) -> Vec<u8> {
+/// Whom an ACL entry names.
+#[derive(Clone, Copy)]
+enum Named {
+    User(u32),
+    Group(u32),
+}
+
+/// `system.posix_acl_access` granting `who` read access besides the mode's owner.
+fn acl_with_reader(mode: u32, who: Named) -> Vec<u8> {
     const UNDEFINED: u32 = u32::MAX;
     let entry = |tag: u16, perm: u32, id: u32| {
         let mut e = tag.to_le_bytes().to_vec();
@@ -156,8 +172,13 @@ fn acl_with_reader(mode: u32, uid: u32) -> Vec<u8> {
     };
     let mut acl = 2u32.to_le_bytes().to_vec();
     acl.extend(entry(0x01, (mode >> 6) & 7, UNDEFINED)); // ACL_USER_OBJ
-    acl.extend(entry(0x02, 4, uid)); // ACL_USER
+    if let Named::User(uid) = who {
+        acl.extend(entry(0x02, 4, uid)); // ACL_USER
+    }
     acl.extend(entry(0x04, (mode >> 3) & 7, UNDEFINED)); // ACL_GROUP_OBJ
+    if let Named::Group(gid) = who {
+        acl.extend(entry(0x08, 4, gid)); // ACL_GROUP
+    }
     acl.extend(entry(0x10, 4 | ((mode >> 3) & 7), UNDEFINED)); // ACL_MASK
     acl.extend(entry(0x20, mode & 7, UNDEFINED)); // ACL_OTHER
     acl
@@ -170,7 +191,7 @@ struct AclGrant {
 }
 
 impl AclGrant {
-    fn add(node: &Path, uid: u32) -> Result<Self, String> {
+    fn add(node: &Path, who: Named) -> Result<Self, String> {
         let mode = fs::metadata(node)
             .map_err(|e| format!("stat {}: {e}", node.display()))?
             .permissions()
@@ -179,7 +200,7 @@ impl AclGrant {
         rustix::fs::setxattr(
             node,
             ACL_XATTR,
-            &acl_with_reader(mode, uid),
+            &acl_with_reader(mode, who),
             rustix::fs::XattrFlags::empty(),
         )
         .map_err(|e| format!("setxattr {ACL_XATTR} on {}: {e}", node.display()))?;
@@ -254,8 +275,11 @@ fn root_heapland_grants() -> Result<(), String> {
         stopped
     })();
     let removed = dma_heap::control("remove", &entry);
+    let restored = fs::set_permissions(RUNTIME_DIR, fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("chmod {RUNTIME_DIR}: {e}"));
     result?;
-    removed
+    removed?;
+    restored
 }
 
 fn with_compositor() -> Result<(), String> {
@@ -268,7 +292,7 @@ fn with_compositor() -> Result<(), String> {
     let mut errs = Vec::new();
 
     // The compositor's own user gets what it may open: the system heap.
-    let root = GrantClient::spawn(0)?.batch()?;
+    let root = GrantClient::spawn(0, &[])?.batch()?;
     if !heap_names(&root).contains(&"system") {
         return Err(format!(
             "root was not handed the system heap, vgem's best with {}: {root:?}",
@@ -276,7 +300,8 @@ fn with_compositor() -> Result<(), String> {
         ));
     }
 
-    let mut user = GrantClient::spawn(TEST_UID)?;
+    let mut user = GrantClient::spawn(TEST_UID, &[])?;
+    let mut member = GrantClient::spawn(GROUP_UID, &[TEST_GROUP])?;
     let before = user.batch()?;
     check_user_batch("without ACL", &before, &mut errs);
     if heap_names(&before).contains(&"system") {
@@ -288,7 +313,7 @@ fn with_compositor() -> Result<(), String> {
         ));
     }
 
-    let acl = AclGrant::add(Path::new(SYSTEM), TEST_UID)?;
+    let acl = AclGrant::add(Path::new(SYSTEM), Named::User(TEST_UID))?;
     let with_acl = user.batch()?;
     check_user_batch("with ACL", &with_acl, &mut errs);
     if !with_acl
@@ -307,14 +332,37 @@ fn with_compositor() -> Result<(), String> {
     if heap_names(&after).contains(&"system") {
         errs.push("the ACL entry was removed, and the next batch still had system".into());
     }
+
+    // A named group: its member (a supplementary group, as SO_PEERGROUPS reports it) may
+    // have the heap, the user outside it may not.
+    let acl = AclGrant::add(Path::new(SYSTEM), Named::Group(TEST_GROUP))?;
+    let in_group = member.batch()?;
+    check_user_batch("group ACL, member", &in_group, &mut errs);
+    if !in_group
+        .iter()
+        .any(|s| matches!(s, Seen::Heap { name, self_open: true, .. } if name == "system"))
+    {
+        errs.push(format!(
+            "an ACL entry for group {TEST_GROUP} on {SYSTEM}: its member uid {GROUP_UID} \
+             was not handed it: {in_group:?}"
+        ));
+    }
+    let outside = user.batch()?;
+    check_user_batch("group ACL, outsider", &outside, &mut errs);
+    if heap_names(&outside).contains(&"system") {
+        errs.push(format!(
+            "uid {TEST_UID}, outside group {TEST_GROUP}, was handed system"
+        ));
+    }
+    drop(acl);
     all_ok(errs)
 }
 
 /// Body of a client: becomes `uid`, connects, and answers `feedback` with one line per
 /// tranche of a new default feedback object's first batch, then `done`.
-pub fn child_main(uid: u32, socket: &Path) -> Result<(), String> {
+pub fn child_main(uid: u32, socket: &Path, groups: &[u32]) -> Result<(), String> {
     if uid != 0 {
-        become_user(uid)?;
+        become_user(uid, groups)?;
     }
     let stream = UnixStream::connect(socket).map_err(|e| format!("connect {socket:?}: {e}"))?;
     let conn = Connection::from_socket(stream).map_err(|e| e.to_string())?;
