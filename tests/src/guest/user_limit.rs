@@ -35,6 +35,10 @@ pub fn tests() -> Vec<Test> {
             name: "user_limit::zero_leaves_users_nothing_and_root_everything",
             run: zero_leaves_users_nothing,
         },
+        Test {
+            name: "user_limit::system_heap_bounded_only_where_it_is_ours",
+            run: system_heap_bounded_only_where_ours,
+        },
     ]
 }
 
@@ -303,4 +307,44 @@ fn zero_leaves_users_nothing() -> Result<(), String> {
     }
     child.exit()?;
     Heap::open(&heap)?.alloc(4096).map(drop)
+}
+
+/// Why the udev rule leaves the kernel's `system` heap to root: the same user, in the same
+/// group without `memory.max`, allocates from it past the limit our heaps refuse at, with
+/// nothing refusing (charging memcg or not: 7-cma has `dma_heap.mem_accounting=1`). Where
+/// `system` is the module's own (armhf), it is bounded like the others.
+fn system_heap_bounded_only_where_ours() -> Result<(), String> {
+    if !Path::new("/dev/dma_heap/system").exists() {
+        return Err("no system heap in this guest".into());
+    }
+    let ours = Path::new(CLASS).join("system").exists();
+    let _limit = LimitGuard::set(LIMIT)?;
+    wait_unpinned(TEST_UID)?;
+    let group = Group::new("user-system")?;
+    check_unbounded(&group.0)?;
+    let mut child = Charger::spawn_as("system", &group.0, CHUNK, Some(TEST_UID))?;
+    let past = LIMIT / CHUNK + 4;
+    let mut got = 0;
+    while got < past && child.alloc()?.is_some() {
+        got += 1;
+    }
+    child.exit()?;
+    println!(
+        "INFO user_limit: system ({}): uid {TEST_UID} got {got} x {} MiB under a {} MiB limit",
+        if ours { "the module's" } else { "the kernel's" },
+        CHUNK >> 20,
+        LIMIT >> 20
+    );
+    match (ours, got) {
+        (true, n) if n == LIMIT / CHUNK => Ok(()),
+        (false, n) if n == past => Ok(()),
+        (true, n) => Err(format!(
+            "the module's system heap let uid {TEST_UID} have {n} buffers, the limit holds {}",
+            LIMIT / CHUNK
+        )),
+        (false, n) => Err(format!(
+            "the kernel's system heap refused uid {TEST_UID} after {n} buffers: it has a \
+             bound after all, and the udev rule could grant it"
+        )),
+    }
 }
