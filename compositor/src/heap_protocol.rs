@@ -84,7 +84,7 @@ pub fn send_batch(state: &Heapland, feedback: &XxDmabufHeapFeedbackV1, plan: &Fe
         peer,
     };
     let client_id = client.as_ref().map(Client::id);
-    let (pid, uid) = (peer.map(|p| p.pid), peer.map(|p| p.uid));
+    let (pid, uid) = (peer.and_then(|p| p.pid), peer.map(|p| p.uid));
     for tranche in plan.tranches() {
         feedback.tranche_target(
             tranche.target_device.to_ne_bytes().to_vec(),

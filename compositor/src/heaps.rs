@@ -21,17 +21,20 @@
 //!   every heap of `device_heap.ko`) may be handed to any client;
 //! - any other heap (the kernel's `system` and CMA heaps) only to a client
 //!   whose credentials ([`Peer`]) would let it open the heap's node for
-//!   reading itself: the node's mode, owners and ACL are read at every
-//!   grant (`node_access`), so access logind takes away at a session
-//!   switch ends the next grant;
+//!   reading itself: at every choice the node is opened, and the open file
+//!   judged (a character device; its mode, owners and ACL, `node_access`),
+//!   so access logind takes away at a session switch ends the next grant;
+//!   the fd handed out is the one judged, not the path opened again;
 //! - a client whose credentials are unknown gets bounded heaps only;
 //! - sandboxed clients moreover get only heaps that charge the allocating
 //!   process's memory cgroup.
 //!
 //! The allocator's choice is made among the heaps the client may be handed
-//! alone, in the same link order, while what the devices need is still read
-//! from every heap they link to (a device whose heaps are all contiguous
-//! needs contiguous memory, whether or not those heaps are handed out).
+//! alone, in the same link order, and so is the buffer size it is made for
+//! (a full frame where one of those heaps holds one), while what the
+//! devices need is still read from every heap they link to (a device whose
+//! heaps are all contiguous needs contiguous memory, whether or not those
+//! heaps are handed out).
 
 use std::os::fd::OwnedFd;
 
@@ -39,7 +42,7 @@ use heapland_allocator::{
     intersect, negotiation::resolve_devices, Accounting, Constraints, DeviceInfo, DeviceNumber,
     Discovery, HeapInfo, HeapKind, Intersection,
 };
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 
 use crate::{node_access, peer::Peer};
 
@@ -119,22 +122,29 @@ pub enum Withheld {
 }
 
 impl Recipient<'_> {
-    /// Why `heap` may not be handed to this recipient; `None` if it may.
-    /// Reads the node's mode and ACL now for a heap that bounds nobody.
-    pub fn withholds(&self, heap: &HeapInfo) -> Option<Withheld> {
+    /// Whether `heap` may be handed to this recipient: `Err` says why not.
+    /// A heap that bounds every user may (`Ok(None)`: opened when granted);
+    /// one that bounds nobody only if its node, opened now, is a
+    /// `node_type` the client could open itself (`Ok(Some(fd))`: that open
+    /// node, the fd to hand out).
+    pub fn admits(
+        &self,
+        heap: &HeapInfo,
+        node_type: FileType,
+    ) -> Result<Option<OwnedFd>, Withheld> {
         if self.sandboxed && !is_accounted(heap) {
-            return Some(Withheld::Unaccounted);
+            return Err(Withheld::Unaccounted);
         }
         if bounds_each_user(heap) {
-            return None;
+            return Ok(None);
         }
         let Some(peer) = self.peer else {
-            return Some(Withheld::NoCredentials);
+            return Err(Withheld::NoCredentials);
         };
-        match node_access::may_read(&heap.dev_path, peer) {
-            Ok(true) => None,
-            Ok(false) => Some(Withheld::MayNotOpen { uid: peer.uid }),
-            Err(err) => Some(Withheld::AccessUnknown {
+        match node_access::open_for(&heap.dev_path, peer, node_type) {
+            Ok(Some(fd)) => Ok(Some(fd)),
+            Ok(None) => Err(Withheld::MayNotOpen { uid: peer.uid }),
+            Err(err) => Err(Withheld::AccessUnknown {
                 uid: peer.uid,
                 error: err.to_string(),
             }),
@@ -222,6 +232,10 @@ pub struct Choice<'a> {
     /// The heaps that would serve the tranche but were withheld from this
     /// client, each with why.
     pub withheld: Vec<String>,
+    /// The heap's node as opened and judged for this client, where it
+    /// bounds nobody ([`Recipient::admits`]): what [`HeapDirectory::grant`]
+    /// hands out. `None` for a heap that bounds every user, opened then.
+    pub judged: Option<OwnedFd>,
 }
 
 /// The heaps of this machine.
@@ -233,9 +247,12 @@ pub struct HeapDirectory {
     /// The buffer size heaps are chosen for: a full frame of the largest
     /// output (see [`HeapDirectory::size_for_outputs`]). The protocol hands
     /// out a heap per tranche, not per buffer; a heap that cannot hold a
-    /// full-screen buffer is not chosen while one that can exists, and
-    /// `max_size` tells the client the real limit.
+    /// full-screen buffer is not chosen while one the client may be handed
+    /// can, and `max_size` tells the client the real limit.
     frame_bytes: u64,
+    /// What a heap's node must be to be judged for a client: a character
+    /// device (tests stand regular files in for them).
+    node_type: FileType,
 }
 
 impl HeapDirectory {
@@ -255,6 +272,7 @@ impl HeapDirectory {
             discovery,
             heaps,
             frame_bytes: PAGE_BYTES,
+            node_type: FileType::CharacterDevice,
         }
     }
 
@@ -304,7 +322,8 @@ impl HeapDirectory {
     ///
     /// The devices' needs come from every discovered heap; the allocator's
     /// selection then runs over the heaps the recipient may be handed
-    /// only, each decided now ([`Recipient::withholds`]). A tranche that
+    /// only, each decided now ([`Recipient::admits`]), for a full frame
+    /// where one of those heaps holds one, else for a page. A tranche that
     /// some heap serves but none of those does gets
     /// [`NoHeap::Unaccounted`] where the recipient is sandboxed and no heap
     /// that charges serves it, else [`NoHeap::Unavailable`]; both name the
@@ -320,26 +339,34 @@ impl HeapDirectory {
         let (resolved, needs) = self
             .needs(devices)
             .map_err(|e| NoHeap::Unsatisfiable(e.to_string()))?;
-        // A full frame where some heap can hold one, else one page: a heap
-        // too small for a full-screen buffer still serves smaller ones.
-        let size = if needs
-            .select(&self.heaps, &resolved, self.frame_bytes)
-            .is_ok()
-        {
+        // Which heaps this client may be handed, each judged now; the nodes
+        // opened for that are kept, to hand out the one chosen.
+        let mut pool = Vec::new();
+        let mut judged = Vec::new();
+        let mut refused = Vec::new();
+        for heap in &self.heaps {
+            match recipient.admits(heap, self.node_type) {
+                Ok(fd) => {
+                    judged.extend(fd.map(|fd| (heap.name.clone(), fd)));
+                    pool.push(heap.clone());
+                }
+                Err(why) => refused.push((heap, why)),
+            }
+        }
+        // A full frame where some heap this client may be handed can hold
+        // one, else one page: a heap too small for a full-screen buffer
+        // still serves smaller ones. (Chosen against every heap, a frame
+        // only a withheld heap holds would leave this client none.)
+        let size = if needs.select(&pool, &resolved, self.frame_bytes).is_ok() {
             self.frame_bytes
         } else {
             PAGE_BYTES
         };
-        let mut pool = Vec::new();
-        let mut withheld = Vec::new();
-        for heap in &self.heaps {
-            match recipient.withholds(heap) {
-                None => pool.push(heap.clone()),
-                // Only heaps that would serve are worth a word.
-                Some(why) if needs.check(heap, size).is_ok() => withheld.push((heap, why)),
-                Some(_) => {}
-            }
-        }
+        // Only heaps that would serve are worth a word.
+        let withheld: Vec<(&HeapInfo, Withheld)> = refused
+            .into_iter()
+            .filter(|(heap, _)| needs.check(heap, size).is_ok())
+            .collect();
         let withheld_text = || -> Vec<String> {
             withheld
                 .iter()
@@ -354,9 +381,14 @@ impl HeapDirectory {
                     .iter()
                     .find(|h| h.name == chosen.name)
                     .ok_or_else(|| NoHeap::Unsatisfiable("the chosen heap vanished".into()))?;
+                let judged = judged
+                    .into_iter()
+                    .find(|(name, _)| *name == heap.name)
+                    .map(|(_, fd)| fd);
                 return Ok(Choice {
                     heap,
                     withheld: withheld_text(),
+                    judged,
                 });
             }
             Err(err) => err,
@@ -439,15 +471,28 @@ impl HeapDirectory {
     /// Selects (among the heaps `recipient` may be handed) and opens a
     /// heap for a tranche.
     pub fn grant(&self, devices: &[u64], recipient: Recipient<'_>) -> Result<HeapGrant, NoHeap> {
-        let Choice { heap, withheld } = self.select(devices, recipient)?;
-        let fd = rustix::fs::open(
-            &heap.dev_path,
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| {
-            NoHeap::Unavailable(format!("cannot open {}: {e}", heap.dev_path.display()))
-        })?;
+        Self::granted(self.select(devices, recipient)?)
+    }
+
+    /// The grant of `choice`: a heap that bounds nobody with the fd its
+    /// node was judged on, a heap that bounds every user opened now.
+    fn granted(choice: Choice<'_>) -> Result<HeapGrant, NoHeap> {
+        let Choice {
+            heap,
+            withheld,
+            judged,
+        } = choice;
+        let fd = match judged {
+            Some(fd) => fd,
+            None => rustix::fs::open(
+                &heap.dev_path,
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| {
+                NoHeap::Unavailable(format!("cannot open {}: {e}", heap.dev_path.display()))
+            })?,
+        };
         let max_bytes = match heap.properties.max_alloc_bytes {
             u64::MAX => 0,
             bytes => bytes,
@@ -538,8 +583,12 @@ mod tests {
             path
         }
 
+        /// A directory of `heaps`, whose nodes are regular files here.
         fn directory(&self, heaps: Vec<HeapInfo>) -> HeapDirectory {
-            HeapDirectory::from_discovery(Discovery::from_heaps(self.roots(), heaps))
+            HeapDirectory {
+                node_type: FileType::RegularFile,
+                ..HeapDirectory::from_discovery(Discovery::from_heaps(self.roots(), heaps))
+            }
         }
 
         /// A user who neither owns the tree's files nor is in their group,
@@ -557,7 +606,7 @@ mod tests {
                 meta.gid() + 1
             };
             Peer {
-                pid: 4242,
+                pid: Some(4242),
                 uid,
                 gid,
                 groups: Vec::new(),
@@ -1056,5 +1105,131 @@ mod tests {
         assert_eq!(grant.max_bytes, 0);
         assert_eq!(grant.withheld.len(), 1, "{:?}", grant.withheld);
         assert!(grant.withheld[0].starts_with("system: uid"));
+    }
+
+    /// The frame size is chosen against the heaps this client may be
+    /// handed: where only a withheld heap holds a full frame, the client
+    /// still gets the heap it may have, for smaller buffers, not
+    /// `unavailable`. Clients that may have every heap get the one that
+    /// holds a frame, as before.
+    #[test]
+    fn frame_size_is_chosen_among_the_heaps_the_client_may_have() {
+        let t = Tree::new("frame");
+        t.device("vgem", "renderD128", VGEM, &["system", "system-32bit"]);
+        let mut small = sg32("system-32bit", Accounting::None);
+        small.properties.max_alloc_bytes = 1 << 20;
+        t.node(&mut small, 0o600);
+        let sys = system(&t, Accounting::None, 0o600);
+        let node = sys.dev_path.clone();
+        let mut dir = t.directory(vec![small, sys]);
+        dir.size_for_outputs([(1920, 1080)]);
+        let p = t.stranger();
+        let choice = dir.select(&[VGEM], client(&p)).unwrap();
+        assert_eq!(choice.heap.name, "system-32bit");
+        assert_eq!(
+            choice.withheld,
+            [format!(
+                "system: uid {} may not open {}, and nothing bounds what one user pins in it",
+                p.uid,
+                node.display()
+            )]
+        );
+        let grant = dir.grant(&[VGEM], client(&p)).unwrap();
+        assert_eq!(
+            (grant.name.as_str(), grant.max_bytes),
+            ("system-32bit", 1 << 20)
+        );
+        // Root may have both: the system heap, which holds a frame, first
+        // in the links anyway; so may a user once the node lets it.
+        let root = Peer {
+            uid: 0,
+            gid: 0,
+            ..p.clone()
+        };
+        assert_eq!(
+            name(dir.select(&[VGEM], client(&root))),
+            Ok("system".into())
+        );
+        chmod(&node, 0o604);
+        assert_eq!(name(dir.select(&[VGEM], client(&p))), Ok("system".into()));
+        // The system heap first in the links but smaller than a frame, the
+        // bounded one large enough: the frame decides, for everyone.
+        let t = Tree::new("frame-order");
+        t.device("vgem", "renderD128", VGEM, &["system", "system-32bit"]);
+        let mut sys = system(&t, Accounting::None, 0o604);
+        sys.properties.max_alloc_bytes = 1 << 20;
+        let mut dir = t.directory(vec![sg32("system-32bit", Accounting::None), sys]);
+        dir.size_for_outputs([(1920, 1080)]);
+        let p = t.stranger();
+        for r in [client(&p), client(&root)] {
+            assert_eq!(name(dir.select(&[VGEM], r)), Ok("system-32bit".into()));
+        }
+    }
+
+    /// The fd handed out for a heap that bounds nobody is the node that
+    /// was judged: a node put in its place after the choice is not what
+    /// the client gets.
+    #[test]
+    fn the_node_judged_is_the_node_handed_out() {
+        let t = Tree::new("judged");
+        let sys = system(&t, Accounting::None, 0o604);
+        let node = sys.dev_path.clone();
+        let judged_ino = fs::metadata(&node).unwrap().ino();
+        let dir = t.directory(vec![sys]);
+        let p = t.stranger();
+        let choice = dir.select(&[], client(&p)).unwrap();
+        assert!(choice.judged.is_some());
+        // Swapped for another file (the client could not read it).
+        let other = t.0.join("dev/dma_heap/other");
+        fs::write(&other, "").unwrap();
+        chmod(&other, 0o600);
+        fs::rename(&other, &node).unwrap();
+        assert_ne!(fs::metadata(&node).unwrap().ino(), judged_ino);
+        let grant = HeapDirectory::granted(choice).unwrap();
+        assert_eq!(rustix::fs::fstat(&grant.fd).unwrap().st_ino, judged_ino);
+        // Judged again, the new node is withheld; a symbolic link in its
+        // place to a node the client may read is not followed.
+        assert!(matches!(
+            dir.grant(&[], client(&p)),
+            Err(NoHeap::Unavailable(_))
+        ));
+        let readable = t.0.join("readable");
+        fs::write(&readable, "").unwrap();
+        chmod(&readable, 0o644);
+        fs::remove_file(&node).unwrap();
+        symlink(&readable, &node).unwrap();
+        match dir.grant(&[], client(&p)) {
+            Err(NoHeap::Unavailable(m)) => {
+                assert!(m.contains("cannot be told (cannot open"), "{m}")
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        // A heap that bounds every user is opened when granted.
+        let mut sg = sg32("system-32bit", Accounting::None);
+        t.node(&mut sg, 0o600);
+        let dir = t.directory(vec![sg]);
+        assert!(dir.select(&[], client(&p)).unwrap().judged.is_none());
+        assert!(dir.grant(&[], client(&p)).is_ok());
+    }
+
+    /// Outside tests a heap's node must be a character device: anything
+    /// else is withheld, with why.
+    #[test]
+    fn unbounded_heap_nodes_must_be_character_devices() {
+        let t = Tree::new("chardev");
+        let sys = system(&t, Accounting::None, 0o644);
+        let node = sys.dev_path.clone();
+        let dir = HeapDirectory::from_discovery(Discovery::from_heaps(t.roots(), vec![sys]));
+        let p = t.stranger();
+        assert_eq!(
+            dir.select(&[], client(&p)).map(|c| c.heap.name.clone()),
+            Err(NoHeap::Unavailable(format!(
+                "withheld system: whether uid {} may open {node} cannot be told ({node} is a \
+                 regular file, not a character device), and nothing bounds what one user pins \
+                 in it; no other heap may be handed to this client",
+                p.uid,
+                node = node.display()
+            )))
+        );
     }
 }

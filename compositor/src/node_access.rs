@@ -1,4 +1,5 @@
-//! Whether a client could open a device node for reading itself.
+//! Whether a client could open a device node for reading itself, judged on
+//! the very file heapland then hands out.
 //!
 //! heapland opens heaps with its own credentials and passes the fd on. A
 //! heap that bounds nothing per user must not reach a client through
@@ -14,10 +15,28 @@
 //! `connect()` (the kernel compares the fs ids at `open()`, the same unless
 //! a process sets them apart).
 //!
-//! Nothing is cached: the mode, owner and ACL are read at every grant, so
-//! an ACL logind removes from a `uaccess` node at a session switch stops
-//! the next grant to that user at once (fds handed out before stay open, as
-//! fds the client opened itself would).
+//! The node is opened once ([`open_for`]: `O_RDONLY | O_CLOEXEC |
+//! O_NOFOLLOW`), and everything is judged on that open file: `fstat` says
+//! it is the kind of node expected (a character device for a heap) and
+//! gives its mode and owners, `fgetxattr` its ACL; the fd handed out is the
+//! one judged. A node swapped for another between the check and the open
+//! (a symbolic link, another device) cannot slip through.
+//!
+//! Nothing is cached: the node is opened and judged at every grant, so an
+//! ACL logind removes from a `uaccess` node at a session switch stops the
+//! next grant to that user at once (fds handed out before stay open, as fds
+//! the client opened itself would).
+//!
+//! Ids heapland's user namespace cannot map read as the overflow ids
+//! ([`OverflowIds`], 65534 unless the sysctls say otherwise), the client's
+//! (`SO_PEERCRED`, `SO_PEERGROUPS`) as the node's and its ACL's, so two
+//! different unmapped ids look equal. An overflow id therefore matches
+//! nothing: an unmapped uid is neither the owner nor a named user, an
+//! unmapped gid neither the owning nor a named group, and the decision
+//! falls through to the next class (group, then other). Where that class
+//! gives more than the one an unmapped id really matches (an owner or
+//! group denied what others get, as in mode 0604) the answer is "may"
+//! where the kernel says no; heap nodes are not set up that way.
 //!
 //! Not consulted: Linux security modules (SELinux, AppArmor, Smack), which
 //! may refuse an open the mode and ACL allow; search permission on the
@@ -28,16 +47,28 @@
 //! answer is "may" all the same: confinement of that kind is not carried
 //! over to the heaps heapland hands out.
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
 
-use rustix::io::Errno;
+use rustix::{
+    fs::{FileType, Mode, OFlags},
+    io::Errno,
+};
 
 use crate::peer::Peer;
 
 /// The extended attribute holding a file's POSIX access ACL.
 pub const ACL_XATTR: &str = "system.posix_acl_access";
 
-/// The largest extended attribute value Linux stores (`XATTR_SIZE_MAX`).
+/// What an ACL is read into first: room for 511 entries, more than any
+/// node carries.
+const ACL_FIRST_READ: usize = 4096;
+
+/// The largest extended attribute value Linux stores (`XATTR_SIZE_MAX`):
+/// what an ACL is read into where the first read was too small.
 const XATTR_SIZE_MAX: usize = 65536;
 
 /// `posix_acl_xattr_header.a_version`.
@@ -65,6 +96,51 @@ pub struct NodeOwnership {
     pub uid: u32,
     /// Owning group.
     pub gid: u32,
+}
+
+/// The ids that stand for every id heapland's user namespace cannot map
+/// (`/proc/sys/kernel/overflowuid`, `overflowgid`): they match nobody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverflowIds {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl OverflowIds {
+    /// The kernel's default for both.
+    pub const DEFAULT: OverflowIds = OverflowIds {
+        uid: 65534,
+        gid: 65534,
+    };
+
+    /// This system's, read once (the default where a sysctl cannot be read).
+    pub fn of_system() -> OverflowIds {
+        static IDS: OnceLock<OverflowIds> = OnceLock::new();
+        *IDS.get_or_init(|| {
+            let read = |name: &str, default: u32| {
+                std::fs::read_to_string(Path::new("/proc/sys/kernel").join(name))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(default)
+            };
+            OverflowIds {
+                uid: read("overflowuid", Self::DEFAULT.uid),
+                gid: read("overflowgid", Self::DEFAULT.gid),
+            }
+        })
+    }
+
+    /// Whether the client's uid `uid` is the owner or a named user `owner`:
+    /// never where it is the overflow uid.
+    fn same_user(self, uid: u32, owner: u32) -> bool {
+        uid == owner && uid != self.uid
+    }
+
+    /// Whether `peer` is in group `gid` (primary or supplementary): never
+    /// where it is the overflow gid.
+    fn in_group(self, peer: &Peer, gid: u32) -> bool {
+        gid != self.gid && peer.in_group(gid)
+    }
 }
 
 /// Whom an ACL entry names.
@@ -122,11 +198,23 @@ pub enum AclError {
 /// Why access to a node could not be decided (and so is refused).
 #[derive(Debug, thiserror::Error)]
 pub enum NodeAccessError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: Errno,
+    },
     #[error("cannot stat {path}: {source}")]
     Stat {
         path: PathBuf,
         #[source]
         source: Errno,
+    },
+    #[error("{path} is a {}, not a {}", kind(*.found), kind(*.wanted))]
+    NodeType {
+        path: PathBuf,
+        found: FileType,
+        wanted: FileType,
     },
     #[error("cannot read the POSIX ACL of {path}: {source}")]
     ReadAcl {
@@ -142,28 +230,77 @@ pub enum NodeAccessError {
     },
 }
 
-/// Whether `peer` could open `path` for reading, by its mode, owners and
-/// POSIX access ACL read now (see the module documentation). An error
-/// means it could not be told: callers refuse then.
-pub fn may_read(path: &Path, peer: &Peer) -> Result<bool, NodeAccessError> {
-    let stat = rustix::fs::stat(path).map_err(|source| NodeAccessError::Stat {
+/// A file type in words, for messages.
+fn kind(t: FileType) -> &'static str {
+    match t {
+        FileType::RegularFile => "regular file",
+        FileType::Directory => "directory",
+        FileType::Symlink => "symbolic link",
+        FileType::Fifo => "FIFO",
+        FileType::Socket => "socket",
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        _ => "file of unknown type",
+    }
+}
+
+/// Opens `path` (`O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY`, with
+/// heapland's credentials) and judges that open file: it must be a
+/// `node_type` (a character device for a heap node), and `peer` must be
+/// allowed to read it by the mode, owners and POSIX access ACL it has now
+/// (see the module documentation). `Some(fd)`: it may, and `fd` is the file
+/// judged, the one to hand out; `None`: it may not. An error means it could
+/// not be told: callers refuse then.
+pub fn open_for(
+    path: &Path,
+    peer: &Peer,
+    node_type: FileType,
+) -> Result<Option<OwnedFd>, NodeAccessError> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|source| NodeAccessError::Open {
         path: path.to_owned(),
         source,
     })?;
+    let stat = rustix::fs::fstat(&fd).map_err(|source| NodeAccessError::Stat {
+        path: path.to_owned(),
+        source,
+    })?;
+    let found = FileType::from_raw_mode(stat.st_mode);
+    if found != node_type {
+        return Err(NodeAccessError::NodeType {
+            path: path.to_owned(),
+            found,
+            wanted: node_type,
+        });
+    }
     let node = NodeOwnership {
         mode: stat.st_mode & 0o7777,
         uid: stat.st_uid,
         gid: stat.st_gid,
     };
-    let acl = read_acl(path)?;
-    Ok(permits_read(&node, acl.as_ref(), peer))
+    let acl = read_acl(fd.as_fd(), path, ACL_FIRST_READ)?;
+    Ok(permits_read(&node, acl.as_ref(), peer).then_some(fd))
 }
 
-/// The node's access ACL; `None` where it has none or its filesystem keeps
-/// none (`ENODATA`, `EOPNOTSUPP`).
-fn read_acl(path: &Path) -> Result<Option<Acl>, NodeAccessError> {
-    let mut buf = vec![0u8; XATTR_SIZE_MAX];
-    match rustix::fs::getxattr(path, ACL_XATTR, &mut buf[..]) {
+/// The access ACL of the open file `fd` (at `path`, for messages), read
+/// into `first` bytes (not 0: rustix reads nothing into an empty buffer),
+/// and where that is too small (`ERANGE`) into as many as an xattr can
+/// hold; `None` where it has none or its filesystem keeps none
+/// (`ENODATA`, `EOPNOTSUPP`).
+fn read_acl(fd: BorrowedFd<'_>, path: &Path, first: usize) -> Result<Option<Acl>, NodeAccessError> {
+    let mut buf = vec![0u8; first];
+    let read = match rustix::fs::fgetxattr(fd, ACL_XATTR, &mut buf[..]) {
+        Err(Errno::RANGE) => {
+            buf.resize(XATTR_SIZE_MAX, 0);
+            rustix::fs::fgetxattr(fd, ACL_XATTR, &mut buf[..])
+        }
+        read => read,
+    };
+    match read {
         Ok(len) => Acl::parse(&buf[..len]).map_err(|source| NodeAccessError::MalformedAcl {
             path: path.to_owned(),
             source,
@@ -177,25 +314,38 @@ fn read_acl(path: &Path) -> Result<Option<Acl>, NodeAccessError> {
 }
 
 /// The kernel's read permission decision for `peer` on a node owned as
-/// `node`, with access ACL `acl` (`None`: none). Pure, for tests.
+/// `node`, with access ACL `acl` (`None`: none), with this system's
+/// overflow ids ([`permits_read_with`]).
 pub fn permits_read(node: &NodeOwnership, acl: Option<&Acl>, peer: &Peer) -> bool {
+    permits_read_with(node, acl, peer, OverflowIds::of_system())
+}
+
+/// The kernel's read permission decision for `peer` on a node owned as
+/// `node`, with access ACL `acl` (`None`: none), where the ids `overflow`
+/// match no owner or named entry. Pure, for tests.
+pub fn permits_read_with(
+    node: &NodeOwnership,
+    acl: Option<&Acl>,
+    peer: &Peer,
+    overflow: OverflowIds,
+) -> bool {
     let want = u32::from(READ);
     if peer.uid == 0 {
         // CAP_DAC_OVERRIDE reads anything.
         return true;
     }
     // acl_permission_check: the owner gets the owner bits, ACL or not.
-    if peer.uid == node.uid {
+    if overflow.same_user(peer.uid, node.uid) {
         return (node.mode >> 6) & want == want;
     }
     // The ACL is consulted only while the group class bits (the mask, with
     // an ACL) grant something.
     if let Some(acl) = acl {
         if node.mode & 0o070 != 0 {
-            return acl.permits(node, peer, READ);
+            return acl.permits(node, peer, READ, overflow);
         }
     }
-    let bits = if peer.in_group(node.gid) {
+    let bits = if overflow.in_group(peer, node.gid) {
         node.mode >> 3
     } else {
         node.mode
@@ -276,8 +426,8 @@ impl Acl {
     }
 
     /// `posix_acl_permission`: whether `peer` gets `want` on a node owned
-    /// as `node` under this ACL.
-    fn permits(&self, node: &NodeOwnership, peer: &Peer, want: u16) -> bool {
+    /// as `node` under this ACL, where the ids `overflow` match no entry.
+    fn permits(&self, node: &NodeOwnership, peer: &Peer, want: u16, overflow: OverflowIds) -> bool {
         let mask = self
             .entries
             .iter()
@@ -288,14 +438,18 @@ impl Acl {
         let mut in_group_class = false;
         for entry in &self.entries {
             match entry.tag {
-                AclTag::UserObj if peer.uid == node.uid => return grants(entry.perm),
-                AclTag::User(uid) if peer.uid == uid => return grants(entry.perm & mask),
+                AclTag::UserObj if overflow.same_user(peer.uid, node.uid) => {
+                    return grants(entry.perm)
+                }
+                AclTag::User(uid) if overflow.same_user(peer.uid, uid) => {
+                    return grants(entry.perm & mask)
+                }
                 AclTag::GroupObj | AclTag::Group(_) => {
                     let gid = match entry.tag {
                         AclTag::Group(gid) => gid,
                         _ => node.gid,
                     };
-                    if peer.in_group(gid) {
+                    if overflow.in_group(peer, gid) {
                         in_group_class = true;
                         if grants(entry.perm) {
                             return grants(entry.perm & mask);
@@ -323,7 +477,7 @@ mod tests {
 
     fn peer(uid: u32, gid: u32, groups: &[u32]) -> Peer {
         Peer {
-            pid: 4242,
+            pid: Some(4242),
             uid,
             gid,
             groups: groups.to_vec(),
@@ -580,17 +734,157 @@ mod tests {
         assert_eq!(Acl::parse(&xattr(&[])), Ok(None));
     }
 
-    /// The real thing on a temporary file: its mode, owner and (absent)
-    /// ACL read through the system calls.
+    /// An unmapped id (the overflow id) is nobody's: not the owner, not a
+    /// named user, not in the owning or a named group.
     #[test]
-    fn may_read_reads_the_node() {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    fn overflow_ids_match_no_one() {
+        let ov = OverflowIds {
+            uid: 4000,
+            gid: 4001,
+        };
+        let reads = |node: &NodeOwnership, acl: Option<&Acl>, peer: &Peer| {
+            permits_read_with(node, acl, peer, ov)
+        };
+        let unmapped = peer(ov.uid, ov.gid, &[ov.gid]);
+        // Owned by an unmapped user, who is not the client's unmapped uid:
+        // the other bits decide.
+        let theirs = NodeOwnership {
+            mode: 0o400,
+            uid: ov.uid,
+            gid: ov.gid,
+        };
+        assert!(!reads(&theirs, None, &unmapped));
+        // A mapped owner is the owner.
+        let alices = NodeOwnership {
+            uid: ALICE,
+            ..theirs
+        };
+        assert!(reads(&alices, None, &peer(ALICE, ALICE, &[])));
+        // Not in an unmapped owning group, by primary or supplementary gid.
+        let group = NodeOwnership {
+            mode: 0o040,
+            uid: OWNER,
+            gid: ov.gid,
+        };
+        assert!(!reads(&group, None, &unmapped));
+        assert!(!reads(&group, None, &peer(BOB, BOB, &[ov.gid])));
+        // Not a named user or group of an ACL either; other:: decides.
+        let acl = Acl::parse(&xattr(&[
+            (TAG_USER_OBJ, 6, UNDEFINED),
+            (TAG_USER, 4, ov.uid),
+            (TAG_GROUP_OBJ, 0, UNDEFINED),
+            (TAG_GROUP, 4, ov.gid),
+            (TAG_MASK, 4, UNDEFINED),
+            (TAG_OTHER, 0, UNDEFINED),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert!(!reads(&node(0o640), Some(&acl), &unmapped));
+        assert!(!reads(&node(0o640), Some(&acl), &peer(BOB, ov.gid, &[])));
+        // Mapped ids still match the same entries.
+        let named = Acl::parse(&xattr(&[
+            (TAG_USER_OBJ, 6, UNDEFINED),
+            (TAG_USER, 4, ALICE),
+            (TAG_GROUP_OBJ, 0, UNDEFINED),
+            (TAG_GROUP, 4, RENDER),
+            (TAG_MASK, 4, UNDEFINED),
+            (TAG_OTHER, 0, UNDEFINED),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert!(reads(&node(0o640), Some(&named), &peer(ALICE, ALICE, &[])));
+        assert!(reads(
+            &node(0o640),
+            Some(&named),
+            &peer(BOB, BOB, &[RENDER])
+        ));
+        // Root stays root.
+        assert!(reads(&theirs, None, &peer(0, 0, &[])));
+    }
 
-        let dir = std::env::temp_dir().join(format!("heapland-node-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("heap");
-        std::fs::write(&path, "").unwrap();
+    /// The overflow ids are read from the sysctls once; the default
+    /// configuration's (and the fallback) is 65534, which then matches
+    /// nobody in `permits_read`.
+    #[test]
+    fn overflow_ids_of_this_system() {
+        let ov = OverflowIds::of_system();
+        assert_eq!(OverflowIds::of_system(), ov);
+        for (name, id) in [("overflowuid", ov.uid), ("overflowgid", ov.gid)] {
+            match std::fs::read_to_string(Path::new("/proc/sys/kernel").join(name)) {
+                Ok(s) => assert_eq!(s.trim().parse::<u32>().unwrap(), id, "{name}"),
+                Err(_) => assert_eq!(id, 65534, "{name}"),
+            }
+        }
+        let nobody = NodeOwnership {
+            mode: 0o440,
+            uid: ov.uid,
+            gid: ov.gid,
+        };
+        assert!(!permits_read(&nobody, None, &peer(ov.uid, ov.gid, &[])));
+        assert!(permits_read(
+            &NodeOwnership {
+                mode: 0o004,
+                ..nobody
+            },
+            None,
+            &peer(ov.uid, ov.gid, &[])
+        ));
+    }
+
+    /// A private directory with one file, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("heapland-node-{}-{tag}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("heap"), "").unwrap();
+            Scratch(dir)
+        }
+
+        fn heap(&self) -> PathBuf {
+            self.0.join("heap")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Whether `peer` may read the regular file `path`, judged on the file
+    /// opened.
+    fn may_read(path: &Path, peer: &Peer) -> Result<bool, NodeAccessError> {
+        open_for(path, peer, FileType::RegularFile).map(|fd| fd.is_some())
+    }
+
+    /// Sets `acl` on `path`; false where its filesystem keeps no ACLs.
+    fn set_acl(path: &Path, acl: &[u8]) -> bool {
+        match rustix::fs::setxattr(path, ACL_XATTR, acl, rustix::fs::XattrFlags::empty()) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("{}: no POSIX ACLs here ({e}), not checked", path.display());
+                false
+            }
+        }
+    }
+
+    /// The real thing on a temporary file: its mode, owner and ACL read
+    /// through the system calls, from the file opened.
+    #[test]
+    fn open_for_reads_the_node() {
+        use std::os::unix::fs::MetadataExt;
+
+        let dir = Scratch::new("read");
+        let path = dir.heap();
         let meta = std::fs::metadata(&path).unwrap();
         // Someone who is neither the file's owner nor in its group, nor root.
         let stranger = peer(
@@ -600,7 +894,7 @@ mod tests {
         );
         let owner = peer(meta.uid().max(1), meta.gid(), &[]);
         for (mode, stranger_reads) in [(0o600, false), (0o604, true), (0o640, false)] {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            chmod(&path, mode);
             assert_eq!(
                 may_read(&path, &stranger).unwrap(),
                 stranger_reads,
@@ -608,17 +902,24 @@ mod tests {
             );
         }
         if meta.uid() != 0 {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+            chmod(&path, 0o400);
             assert!(may_read(&path, &owner).unwrap());
         }
         assert!(matches!(
-            may_read(&dir.join("gone"), &stranger),
-            Err(NodeAccessError::Stat { .. })
+            may_read(&dir.0.join("gone"), &stranger),
+            Err(NodeAccessError::Open { .. })
         ));
 
+        // The fd handed out is the file judged.
+        chmod(&path, 0o604);
+        let fd = open_for(&path, &stranger, FileType::RegularFile)
+            .unwrap()
+            .unwrap();
+        assert_eq!(rustix::fs::fstat(&fd).unwrap().st_ino, meta.ino());
+
         // An ACL entry for the stranger, as logind's uaccess adds one, read
-        // back through getxattr; then taken away, as at a session switch.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // back through fgetxattr; then taken away, as at a session switch.
+        chmod(&path, 0o600);
         let u = UNDEFINED;
         let acl = xattr(&[
             (TAG_USER_OBJ, 6, u),
@@ -627,16 +928,98 @@ mod tests {
             (TAG_MASK, 4, u),
             (TAG_OTHER, 0, u),
         ]);
-        match rustix::fs::setxattr(&path, ACL_XATTR, &acl, rustix::fs::XattrFlags::empty()) {
-            Ok(()) => {
-                assert!(may_read(&path, &stranger).unwrap(), "ACL entry ignored");
-                assert!(!may_read(&path, &peer(stranger.uid + 1, stranger.gid, &[])).unwrap());
-                rustix::fs::removexattr(&path, ACL_XATTR).unwrap();
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-                assert!(!may_read(&path, &stranger).unwrap(), "ACL still in force");
-            }
-            Err(e) => eprintln!("{}: no POSIX ACLs here ({e}), not checked", dir.display()),
+        if set_acl(&path, &acl) {
+            assert!(may_read(&path, &stranger).unwrap(), "ACL entry ignored");
+            assert!(!may_read(&path, &peer(stranger.uid + 1, stranger.gid, &[])).unwrap());
+            rustix::fs::removexattr(&path, ACL_XATTR).unwrap();
+            chmod(&path, 0o600);
+            assert!(!may_read(&path, &stranger).unwrap(), "ACL still in force");
         }
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An ACL larger than the first read is read again into more room
+    /// (`ERANGE`), not refused.
+    #[test]
+    fn a_large_acl_is_read_again() {
+        let dir = Scratch::new("large");
+        let path = dir.heap();
+        let u = UNDEFINED;
+        let acl = xattr(&[
+            (TAG_USER_OBJ, 6, u),
+            (TAG_USER, 4, BOB),
+            (TAG_GROUP_OBJ, 0, u),
+            (TAG_MASK, 4, u),
+            (TAG_OTHER, 0, u),
+        ]);
+        if !set_acl(&path, &acl) {
+            return;
+        }
+        let fd = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        let want = Acl::parse(&acl).unwrap();
+        assert!(want.is_some());
+        for first in [1, 8, acl.len() - 1, acl.len(), ACL_FIRST_READ] {
+            assert_eq!(
+                read_acl(fd.as_fd(), &path, first).unwrap(),
+                want,
+                "first read of {first} bytes"
+            );
+        }
+    }
+
+    /// What is not a node of the kind asked for, or is a symbolic link to
+    /// one, is refused before anything else is looked at.
+    #[test]
+    fn only_the_node_type_asked_for_and_no_symbolic_links() {
+        let dir = Scratch::new("type");
+        let path = dir.heap();
+        chmod(&path, 0o644);
+        let anyone = peer(ALICE, ALICE, &[]);
+        match open_for(&path, &anyone, FileType::CharacterDevice) {
+            Err(e @ NodeAccessError::NodeType { .. }) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "{} is a regular file, not a character device",
+                    path.display()
+                )
+            ),
+            other => panic!("expected NodeType, got {other:?}"),
+        }
+        assert!(matches!(
+            open_for(&dir.0, &anyone, FileType::CharacterDevice),
+            Err(NodeAccessError::NodeType {
+                found: FileType::Directory,
+                ..
+            })
+        ));
+        // A link to a readable file, or to a character device, is not
+        // followed.
+        let link = dir.0.join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(matches!(
+            open_for(&link, &anyone, FileType::RegularFile),
+            Err(NodeAccessError::Open {
+                source: Errno::LOOP,
+                ..
+            })
+        ));
+        let null = Path::new("/dev/null");
+        if let Ok(meta) = std::fs::metadata(null) {
+            use std::os::unix::fs::{FileTypeExt, MetadataExt};
+            if meta.file_type().is_char_device() && meta.mode() & 0o004 != 0 {
+                let dev_link = dir.0.join("null");
+                std::os::unix::fs::symlink(null, &dev_link).unwrap();
+                assert!(matches!(
+                    open_for(&dev_link, &anyone, FileType::CharacterDevice),
+                    Err(NodeAccessError::Open {
+                        source: Errno::LOOP,
+                        ..
+                    })
+                ));
+                // The device itself: judged and handed out.
+                assert!(open_for(null, &anyone, FileType::CharacterDevice)
+                    .unwrap()
+                    .is_some());
+            }
+        }
     }
 }

@@ -6,45 +6,55 @@
 //! let it open the heap's node (`node_access`), whatever user heapland runs
 //! as. So they must be the client's, not heapland's.
 //!
-//! The uid, gid and pid are the kernel's `SO_PEERCRED` of the accepted
-//! socket: the effective ids of the process at `connect()`, which it cannot
-//! forge. The supplementary groups are not there: Linux has
-//! `SO_PEERGROUPS`, but rustix does not wrap it, so they are read from
-//! `/proc/<pid>/status` when the client is accepted, and kept only if its
-//! effective uid (`Uid:`) is still the one `SO_PEERCRED` gave (else the
-//! process is gone and its pid reused, or it changed its ids since it
-//! connected). Without them the client is taken to be in no group but its
-//! primary one: fewer groups can only withhold more. What this cannot see:
-//! a client that exits at once and whose pid another process of the same
-//! user takes before the accept would be credited with that process's
-//! groups (`SO_PEERGROUPS` would close this).
+//! All of them are the kernel's, taken from the accepted socket: the uid,
+//! gid and pid from `SO_PEERCRED`, the supplementary groups from
+//! `SO_PEERGROUPS`. Both describe the process as it called `connect()`
+//! (the credentials the kernel stored with the socket then), which it
+//! cannot forge and which do not change if it exits and its pid is reused.
+//! Where the groups cannot be read (`SO_PEERGROUPS` came with Linux 4.13)
+//! the client is taken to be in no group but its primary one: fewer groups
+//! can only withhold more.
 //!
-//! One assumption: the kernel gives pid 0 for a peer in a pid namespace
-//! heapland cannot see, which rustix's `UCred` (a non-zero `Pid`) has no
-//! room for. heapland is meant to run in its clients' pid namespace or an
-//! ancestor of theirs (sandboxed clients' namespaces are children of the
-//! session's), where every peer has a pid.
+//! The ids are as heapland's namespaces see them: a peer in a pid namespace
+//! heapland cannot see has pid 0, kept here as no pid (`None`); ids
+//! heapland's user namespace cannot map read as the overflow ids
+//! (`/proc/sys/kernel/overflowuid`, `overflowgid`), which `node_access`
+//! never takes to match anyone.
+//!
+//! The project's rule is rustix, not raw libc; these two socket options are
+//! the exception. rustix's `socket_peercred` returns a `UCred` whose `pid`
+//! is a non-zero `Pid`, which the kernel's pid 0 would violate (undefined
+//! behaviour any process that reaches the socket could cause), and rustix
+//! has no `SO_PEERGROUPS`. So both are read with `libc::getsockopt`.
 
 use std::{
-    fs, io,
-    os::unix::net::UnixStream,
-    path::{Path, PathBuf},
+    io,
+    mem::size_of,
+    os::{
+        fd::{AsFd, AsRawFd, BorrowedFd},
+        unix::net::UnixStream,
+    },
+    ptr,
 };
 
-use rustix::net::sockopt;
-use tracing::warn;
+use tracing::debug;
+
+/// How many supplementary groups are asked for first: enough for nearly
+/// every user, else the kernel says how many there are (`ERANGE`).
+const GROUPS_FIRST_ASK: usize = 64;
 
 /// The credentials of a client's process, as it connected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
-    /// Process id in heapland's pid namespace.
-    pub pid: i32,
+    /// Process id in heapland's pid namespace; `None` where the process is
+    /// in a pid namespace heapland cannot see (the kernel says 0).
+    pub pid: Option<i32>,
     /// Effective uid at `connect()`.
     pub uid: u32,
     /// Effective gid at `connect()`.
     pub gid: u32,
-    /// Supplementary groups, from `/proc/<pid>/status` at accept time; empty
-    /// where they could not be read safely (see the module documentation).
+    /// Supplementary groups at `connect()` (`SO_PEERGROUPS`); empty where
+    /// they could not be read.
     pub groups: Vec<u32>,
 }
 
@@ -52,51 +62,36 @@ pub struct Peer {
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
     #[error("SO_PEERCRED on the client's socket: {0}")]
-    PeerCred(#[source] rustix::io::Errno),
+    PeerCred(#[source] io::Error),
+    #[error("SO_PEERCRED on the client's socket gave {0} bytes, not a struct ucred")]
+    PeerCredLength(usize),
 }
 
 /// Why a client's supplementary groups are unknown.
 #[derive(Debug, thiserror::Error)]
 pub enum GroupsError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{path} has no {field} line")]
-    Missing { path: PathBuf, field: &'static str },
-    #[error("{path}: malformed {field} line {line:?}")]
-    Malformed {
-        path: PathBuf,
-        field: &'static str,
-        line: String,
-    },
-    #[error(
-        "{path} belongs to effective uid {found}, not to uid {connected} that connected: \
-         the process is gone and its pid reused, or it changed its uid since"
-    )]
-    UidMismatch {
-        path: PathBuf,
-        found: u32,
-        connected: u32,
-    },
+    #[error("SO_PEERGROUPS on the client's socket: {0}")]
+    PeerGroups(#[source] io::Error),
+    #[error("SO_PEERGROUPS on the client's socket gave {len} bytes for a {room}-byte buffer")]
+    Length { len: usize, room: usize },
+    #[error("SO_PEERGROUPS on the client's socket still wants more room after it said how much")]
+    StillTooSmall,
 }
 
 impl Peer {
     /// The credentials of the process at the other end of `stream`, a
-    /// client's connection just accepted. Groups that cannot be read safely
-    /// are left empty, with a log line saying why.
+    /// client's connection just accepted. Groups that cannot be read are
+    /// left empty, with a log line saying why.
     pub fn of_stream(stream: &UnixStream) -> Result<Peer, PeerError> {
-        let cred = sockopt::socket_peercred(stream).map_err(PeerError::PeerCred)?;
-        let pid = cred.pid.as_raw_nonzero().get();
-        let uid = cred.uid.as_raw();
-        let gid = cred.gid.as_raw();
-        let groups = match supplementary_groups(Path::new("/proc"), pid, uid) {
+        let cred = peer_cred(stream.as_fd())?;
+        let pid = (cred.pid > 0).then_some(cred.pid);
+        let (uid, gid) = (cred.uid, cred.gid);
+        let groups = match peer_groups(stream.as_fd(), GROUPS_FIRST_ASK) {
             Ok(groups) => groups,
             Err(err) => {
-                warn!(
-                    pid,
+                // Per connection and up to the client: not a warning.
+                debug!(
+                    ?pid,
                     uid, "client's supplementary groups unknown, taken as none: {err}"
                 );
                 Vec::new()
@@ -116,7 +111,8 @@ impl Peer {
         match Self::of_stream(stream) {
             Ok(peer) => Some(peer),
             Err(err) => {
-                warn!(
+                // Per connection and up to the client: not a warning.
+                debug!(
                     "client's credentials unknown, it gets only heaps that bound what one \
                      user pins: {err}"
                 );
@@ -132,52 +128,78 @@ impl Peer {
     }
 }
 
-/// The supplementary groups of process `pid` under `proc`, if its status
-/// says it is (still) effective uid `uid`.
-fn supplementary_groups(proc: &Path, pid: i32, uid: u32) -> Result<Vec<u32>, GroupsError> {
-    let path = proc.join(pid.to_string()).join("status");
-    let text = fs::read_to_string(&path).map_err(|source| GroupsError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    groups_of_status(&path, &text, uid)
+/// `SO_PEERCRED` of the socket `fd`, with libc: the pid may be 0 (see the
+/// module documentation).
+fn peer_cred(fd: BorrowedFd<'_>) -> Result<libc::ucred, PeerError> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let room = size_of::<libc::ucred>();
+    let mut len = room as libc::socklen_t;
+    // SAFETY: `fd` is open for the call; `cred` is valid for writes of
+    // `len` bytes, its size, and `len` for a write of a `socklen_t`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            ptr::from_mut(&mut cred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(PeerError::PeerCred(io::Error::last_os_error()));
+    }
+    if len as usize != room {
+        return Err(PeerError::PeerCredLength(len as usize));
+    }
+    Ok(cred)
 }
 
-/// Parses a `/proc/<pid>/status` text: the `Groups:` line, once the `Uid:`
-/// line's effective field (the second of real, effective, saved, fs) is
-/// `uid`.
-fn groups_of_status(path: &Path, text: &str, uid: u32) -> Result<Vec<u32>, GroupsError> {
-    let field = |name: &'static str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .ok_or_else(|| GroupsError::Missing {
-                path: path.to_owned(),
-                field: name,
-            })
-    };
-    let malformed = |name: &'static str, line: &str| GroupsError::Malformed {
-        path: path.to_owned(),
-        field: name,
-        line: line.trim().to_owned(),
-    };
-    let uids = field("Uid:")?;
-    let effective: u32 = uids
-        .split_whitespace()
-        .nth(1)
-        .and_then(|e| e.parse().ok())
-        .ok_or_else(|| malformed("Uid:", uids))?;
-    if effective != uid {
-        return Err(GroupsError::UidMismatch {
-            path: path.to_owned(),
-            found: effective,
-            connected: uid,
-        });
+/// `SO_PEERGROUPS` of the socket `fd`, with libc (rustix has no wrapper):
+/// first with room for `first_ask` groups, then, where the kernel says that
+/// is too little (`ERANGE`, with the size it needs in `optlen`), once with
+/// that much.
+fn peer_groups(fd: BorrowedFd<'_>, first_ask: usize) -> Result<Vec<u32>, GroupsError> {
+    const GID: usize = size_of::<libc::gid_t>();
+    let mut groups: Vec<libc::gid_t> = vec![0; first_ask];
+    for _ in 0..2 {
+        let room = groups.len() * GID;
+        let mut len =
+            libc::socklen_t::try_from(room).map_err(|_| GroupsError::Length { len: room, room })?;
+        // SAFETY: `fd` is open for the call; `groups` is valid for writes
+        // of `len` bytes (its length in bytes; the kernel writes no more,
+        // and nothing where `len` is 0), and `len` for a write of a
+        // `socklen_t`.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let len = len as usize;
+        if rc == 0 {
+            if len > room || !len.is_multiple_of(GID) {
+                return Err(GroupsError::Length { len, room });
+            }
+            groups.truncate(len / GID);
+            return Ok(groups);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ERANGE) {
+            return Err(GroupsError::PeerGroups(err));
+        }
+        if len <= room {
+            return Err(GroupsError::Length { len, room });
+        }
+        groups.resize(len.div_ceil(GID), 0);
     }
-    let groups = field("Groups:")?;
-    groups
-        .split_whitespace()
-        .map(|g| g.parse().map_err(|_| malformed("Groups:", groups)))
-        .collect()
+    Err(GroupsError::StillTooSmall)
 }
 
 #[cfg(test)]
@@ -186,72 +208,16 @@ mod tests {
 
     use super::*;
 
-    const STATUS: &str = "Name:\tweston\nUmask:\t0022\nState:\tS (sleeping)\n\
-        Tgid:\t4242\nPid:\t4242\nPPid:\t1\n\
-        Uid:\t1000\t1000\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\n\
-        FDSize:\t64\nGroups:\t10 44 105 1000 \nNStgid:\t4242\n";
-
-    fn status() -> &'static Path {
-        Path::new("/proc/4242/status")
-    }
-
-    #[test]
-    fn groups_are_read_when_the_effective_uid_matches() {
-        assert_eq!(
-            groups_of_status(status(), STATUS, 1000).unwrap(),
-            [10, 44, 105, 1000]
-        );
-        let none = STATUS.replace("Groups:\t10 44 105 1000 ", "Groups:\t");
-        assert_eq!(groups_of_status(status(), &none, 1000).unwrap(), []);
-    }
-
-    /// The effective uid is the second field: a setuid process (real 1000,
-    /// effective 0) is not uid 1000 for this.
-    #[test]
-    fn another_effective_uid_gives_no_groups() {
-        let setuid = STATUS.replace("Uid:\t1000\t1000", "Uid:\t1000\t0");
-        match groups_of_status(status(), &setuid, 1000) {
-            Err(GroupsError::UidMismatch {
-                found: 0,
-                connected: 1000,
-                ..
-            }) => {}
-            other => panic!("expected UidMismatch, got {other:?}"),
-        }
-        assert!(matches!(
-            groups_of_status(status(), STATUS, 1001),
-            Err(GroupsError::UidMismatch { .. })
-        ));
-    }
-
-    #[test]
-    fn malformed_status_is_an_error_not_a_panic() {
-        for (text, want) in [
-            ("Name:\tx\n", "no Uid: line"),
-            ("Uid:\t1000\n", "malformed Uid:"),
-            ("Uid:\tx y\n", "malformed Uid:"),
-            ("Uid:\t1000\t1000\t1000\t1000\n", "no Groups: line"),
-            (
-                "Uid:\t1000\t1000\t1000\t1000\nGroups:\t10 wheel\n",
-                "malformed Groups:",
-            ),
-            (
-                "Uid:\t1000\t1000\t1000\t1000\nGroups:\t-1\n",
-                "malformed Groups:",
-            ),
-        ] {
-            let err = groups_of_status(status(), text, 1000).unwrap_err();
-            assert!(err.to_string().contains(want), "{text:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn a_process_gone_has_no_groups() {
-        let dir = std::env::temp_dir().join(format!("heapland-peer-{}", std::process::id()));
-        assert!(matches!(
-            supplementary_groups(&dir, 1, 0),
-            Err(GroupsError::Read { .. })
-        ));
+    /// This process's supplementary groups, as its status says.
+    fn my_groups() -> Vec<u32> {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .unwrap();
+        line.split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect()
     }
 
     /// Both ends of a socket pair are this process: its own credentials.
@@ -259,14 +225,39 @@ mod tests {
     fn peer_of_a_socket_pair_is_this_process() {
         let (a, _b) = UnixStream::pair().unwrap();
         let peer = Peer::of_stream(&a).unwrap();
-        assert_eq!(u32::try_from(peer.pid), Ok(std::process::id()));
+        assert_eq!(peer.pid.map(u32::try_from), Some(Ok(std::process::id())));
         // /proc/self belongs to the process's effective ids.
-        let me = fs::metadata("/proc/self").unwrap();
+        let me = std::fs::metadata("/proc/self").unwrap();
         assert_eq!(peer.uid, me.uid());
         assert_eq!(peer.gid, me.gid());
         assert!(peer.in_group(peer.gid));
-        // Our own status names our groups.
-        let mine = supplementary_groups(Path::new("/proc"), peer.pid, peer.uid).unwrap();
-        assert_eq!(peer.groups, mine);
+        assert_eq!(peer.groups, my_groups());
+    }
+
+    /// Too little room at first: the kernel says how much, and the second
+    /// ask gets them all.
+    #[test]
+    fn groups_are_asked_again_with_the_room_the_kernel_names() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mine = my_groups();
+        for first in [0, 1, mine.len(), GROUPS_FIRST_ASK] {
+            assert_eq!(peer_groups(a.as_fd(), first).unwrap(), mine, "{first}");
+        }
+    }
+
+    /// A socket nobody connected: the kernel says pid 0 (as for a peer in
+    /// a pid namespace heapland cannot see) and has no groups to give. No
+    /// pid, no groups; not undefined behaviour, not a panic.
+    #[test]
+    fn unconnected_socket_has_pid_0() {
+        use rustix::net::{socket, AddressFamily, SocketType};
+
+        let fd = socket(AddressFamily::UNIX, SocketType::STREAM, None).unwrap();
+        let cred = peer_cred(fd.as_fd()).unwrap();
+        assert_eq!(cred.pid, 0);
+        assert!(peer_groups(fd.as_fd(), 1).is_err());
+        let peer = Peer::of_stream(&UnixStream::from(fd)).unwrap();
+        assert_eq!(peer.pid, None);
+        assert!(peer.groups.is_empty());
     }
 }

@@ -168,7 +168,7 @@ impl SecurityContextHandler for Heapland {
                         Ok(client) => debug!(
                             client = ?client.id(),
                             app_id = ?context.app_id,
-                            pid = ?peer.as_ref().map(|p| p.pid),
+                            pid = ?peer.as_ref().and_then(|p| p.pid),
                             uid = ?peer.as_ref().map(|p| p.uid),
                             groups = ?peer.as_ref().map(|p| &p.groups),
                             "sandboxed client connected"

@@ -106,7 +106,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
             {
                 Ok(client) => debug!(
                     client = ?client.id(),
-                    pid = ?peer.as_ref().map(|p| p.pid),
+                    pid = ?peer.as_ref().and_then(|p| p.pid),
                     uid = ?peer.as_ref().map(|p| p.uid),
                     groups = ?peer.as_ref().map(|p| &p.groups),
                     "client connected"
