@@ -328,13 +328,15 @@ pub fn show_with_writeback(
             // SAFETY: the kernel wrote a new sync_file fd into out_fence.
             let fence = unsafe { OwnedFd::from_raw_fd(out_fence) };
             let mut fds = [PollFd::new(&fence, PollFlags::IN)];
+            // vkms composes on its vblank timer; under TCG on a busy host a
+            // frame has been seen to take far longer than 10 s to come.
             let t = Timespec {
-                tv_sec: 10,
+                tv_sec: 30,
                 tv_nsec: 0,
             };
             let n = poll(&mut fds, Some(&t)).map_err(|e| format!("poll out-fence: {e}"))?;
             if n == 0 {
-                return Err("writeback out-fence not signalled within 10 s".into());
+                return Err("writeback out-fence not signalled within 30 s".into());
             }
             Ok(())
         });
@@ -371,8 +373,16 @@ pub fn show_with_writeback(
         prop(&crtc_p, "MODE_ID")?,
         property::Value::Blob(0),
     );
-    if let Err(e) = card.atomic_commit(AtomicCommitFlags::ALLOW_MODESET, off) {
-        println!("INFO vkms: disabling commit failed: {e}");
+    // A writeback still pending makes the commit fail: try again for a while, so
+    // that the next user of the pipeline does not find it busy.
+    for attempt in 1..=10 {
+        match card.atomic_commit(AtomicCommitFlags::ALLOW_MODESET, off.clone()) {
+            Ok(()) => break,
+            Err(e) => {
+                println!("INFO vkms: disabling commit failed (attempt {attempt}): {e}");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
     }
     if let property::Value::Blob(id) = blob {
         let _ = card.destroy_property_blob(id);
