@@ -235,6 +235,13 @@ fn heap_names(batch: &[Seen]) -> Vec<&str> {
         .collect()
 }
 
+/// The batch handed the system heap, and the client could open its node itself.
+fn has_system_it_may_open(batch: &[Seen]) -> bool {
+    batch
+        .iter()
+        .any(|s| matches!(s, Seen::Heap { name, self_open: true, .. } if name == "system"))
+}
+
 /// Every heap a user's client received it may open itself or is bounded.
 fn check_user_batch(label: &str, batch: &[Seen], errs: &mut Vec<String>) {
     if batch.is_empty() {
@@ -316,10 +323,7 @@ fn with_compositor() -> Result<(), String> {
     let acl = AclGrant::add(Path::new(SYSTEM), Named::User(TEST_UID))?;
     let with_acl = user.batch()?;
     check_user_batch("with ACL", &with_acl, &mut errs);
-    if !with_acl
-        .iter()
-        .any(|s| matches!(s, Seen::Heap { name, self_open: true, .. } if name == "system"))
-    {
+    if !has_system_it_may_open(&with_acl) {
         errs.push(format!(
             "with an ACL entry for uid {TEST_UID} on {SYSTEM}: not handed it: {with_acl:?}"
         ));
@@ -338,10 +342,7 @@ fn with_compositor() -> Result<(), String> {
     let acl = AclGrant::add(Path::new(SYSTEM), Named::Group(TEST_GROUP))?;
     let in_group = member.batch()?;
     check_user_batch("group ACL, member", &in_group, &mut errs);
-    if !in_group
-        .iter()
-        .any(|s| matches!(s, Seen::Heap { name, self_open: true, .. } if name == "system"))
-    {
+    if !has_system_it_may_open(&in_group) {
         errs.push(format!(
             "an ACL entry for group {TEST_GROUP} on {SYSTEM}: its member uid {GROUP_UID} \
              was not handed it: {in_group:?}"
