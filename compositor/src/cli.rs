@@ -61,6 +61,13 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = AllocatorKind::Heap)]
     pub allocator: AllocatorKind,
 
+    /// What composes the drm backend's outputs. `auto` takes GLES where EGL
+    /// works on the display device and pixman otherwise, saying which in one
+    /// log line. The headless backend always uses pixman, the nested one
+    /// GLES.
+    #[arg(long, value_enum, default_value_t = RendererKind::Auto)]
+    pub renderer: RendererKind,
+
     /// Write running totals to PATH (truncated first) once a second, for
     /// benchmarks: frames shown (composited or scanned out directly),
     /// buffers heapland allocated, and its CPU time (format in
@@ -69,7 +76,19 @@ pub struct Cli {
     pub stats: Option<PathBuf>,
 }
 
-/// The memory the drm backend scans out of; pixman draws into it on the CPU
+/// What composes the drm backend's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RendererKind {
+    /// GLES if EGL works on the display device, else pixman.
+    Auto,
+    /// Smithay's GLES renderer over EGL on the display device's GBM: the
+    /// GPU draws into the scanout buffers, imported as EGL images.
+    Gles,
+    /// Smithay's pixman renderer: the CPU draws into mapped buffers.
+    Pixman,
+}
+
+/// The memory the drm backend scans out of; the renderer draws into it
 /// whichever it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AllocatorKind {

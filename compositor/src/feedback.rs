@@ -154,15 +154,15 @@ impl FeedbackPlan {
         }
     }
 
-    /// The plan of a compositor that renders with the CPU on a machine with
-    /// a DRM render node: one main tranche of linear formats.
-    pub fn cpu_composited(render_node: u64) -> Self {
+    /// The plan of a compositor whose renderer imports `formats`, with
+    /// `main_device` as linux-dmabuf's main device: one main tranche.
+    pub fn composited(main_device: u64, formats: Vec<Format>) -> Self {
         FeedbackPlan::new(
             Tranche {
-                target_device: render_node,
+                target_device: main_device,
                 scanout: false,
-                formats: cpu_formats(),
-                devices: vec![render_node],
+                formats,
+                devices: vec![main_device],
             },
             Vec::new(),
         )
@@ -385,8 +385,8 @@ mod tests {
 
     #[test]
     fn every_tranche_lists_the_main_device_and_the_main_tranche_comes_last() {
-        let plan =
-            FeedbackPlan::cpu_composited(RENDER).with_scanout(DISPLAY, &[linear(Fourcc::Xrgb8888)]);
+        let plan = FeedbackPlan::composited(RENDER, cpu_formats())
+            .with_scanout(DISPLAY, &[linear(Fourcc::Xrgb8888)]);
         let t = plan.tranches();
         assert_eq!(t.len(), 2);
         assert!(t[0].scanout && t[0].target_device == DISPLAY);

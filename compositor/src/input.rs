@@ -67,7 +67,11 @@ impl Heapland {
                     self.pointer_moved(location, event.time_msec());
                 }
             }
-            InputEvent::PointerButton { event } => self.on_button::<B>(event),
+            InputEvent::PointerButton { event } => {
+                self.on_button::<B>(event);
+                // A click raises, a title bar button closes.
+                self.queue_redraw_all();
+            }
             InputEvent::PointerAxis { event } => self.on_axis::<B>(event),
             _ => {}
         }
@@ -268,6 +272,10 @@ impl Heapland {
             None => location,
         };
         self.pointer_seen = true;
+        // The cursor moved, or the window being dragged with it.
+        if self.backend.draws_cursor() || pointer.is_grabbed() {
+            self.queue_redraw_all();
+        }
         let under = self.surface_under(location);
         if let Some((surface, _)) = &under {
             self.activate_pointer_constraint(surface);

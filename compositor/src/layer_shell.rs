@@ -65,6 +65,7 @@ impl WlrLayerShellHandler for Heapland {
     }
 
     fn layer_destroyed(&mut self, surface: WlrLayerSurface) {
+        let mut shown_on = Vec::new();
         for output in &self.outputs {
             let mut map = layer_map_for_output(output);
             let layer = map
@@ -73,7 +74,11 @@ impl WlrLayerShellHandler for Heapland {
                 .cloned();
             if let Some(layer) = layer {
                 map.unmap_layer(&layer);
+                shown_on.push(output.clone());
             }
+        }
+        for output in shown_on {
+            self.queue_redraw(&output);
         }
         self.refocus_if_focused(surface.wl_surface());
     }

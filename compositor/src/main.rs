@@ -14,6 +14,8 @@ mod layer_shell;
 mod move_grab;
 mod node_access;
 mod peer;
+mod redraw;
+mod renderer;
 mod scene;
 mod screenshot;
 mod seat_protocols;

@@ -23,7 +23,89 @@ use smithay::{
     wayland::shell::wlr_layer::Layer,
 };
 
+use std::time::{Duration, Instant};
+
+use smithay::{
+    desktop::{utils::OutputPresentationFeedback, Space, Window},
+    input::Seat,
+    reexports::wayland_protocols::wp::presentation_time::server::wp_presentation_feedback::Kind as PresentationKind,
+};
+
 use crate::{decoration::title_bar_for_frame, state::Heapland};
+
+/// What an output's frame is made of, borrowed from the compositor's state
+/// while the backend (another part of that state) draws it.
+pub struct Scene<'a> {
+    pub space: &'a Space<Window>,
+    pub seat: &'a Seat<Heapland>,
+    pub cursor_status: &'a CursorImageStatus,
+    pub default_cursor: &'a DefaultCursor,
+    pub pointer_seen: bool,
+    pub start_time: Instant,
+}
+
+impl Scene<'_> {
+    /// After a repaint of `output`: sends the surfaces on it their frame
+    /// callbacks and collects their presentation feedback, which the
+    /// backend marks presented once the frame is complete (headless,
+    /// winit) or on screen (drm).
+    pub fn frame_done(&self, output: &Output) -> OutputPresentationFeedback {
+        let elapsed = self.start_time.elapsed();
+        let mut presentation = OutputPresentationFeedback::new(output);
+        for window in self.space.elements_for_output(output) {
+            window.send_frame(output, elapsed, Some(Duration::ZERO), |_, _| {
+                Some(output.clone())
+            });
+            window.take_presentation_feedback(
+                &mut presentation,
+                |_, _| Some(output.clone()),
+                |_, _| PresentationKind::empty(),
+            );
+        }
+        // Panels and launchers redraw on frame callbacks too.
+        for layer in layer_map_for_output(output).layers() {
+            layer.send_frame(output, elapsed, Some(Duration::ZERO), |_, _| {
+                Some(output.clone())
+            });
+            layer.take_presentation_feedback(
+                &mut presentation,
+                |_, _| Some(output.clone()),
+                |_, _| PresentationKind::empty(),
+            );
+        }
+        if let CursorImageStatus::Surface(surface) = self.cursor_status {
+            smithay::desktop::utils::send_frames_surface_tree(
+                surface,
+                output,
+                elapsed,
+                Some(Duration::ZERO),
+                |_, _| Some(output.clone()),
+            );
+        }
+        presentation
+    }
+
+    /// Records which output each surface of `output` is mainly shown on,
+    /// from the states of the frame just drawn: frame callbacks of a surface
+    /// on two outputs follow that one.
+    pub fn update_primary_scanout_output(
+        &self,
+        output: &Output,
+        states: &smithay::backend::renderer::element::RenderElementStates,
+    ) {
+        for window in self.space.elements_for_output(output) {
+            window.with_surfaces(|surface, surface_data| {
+                smithay::desktop::utils::update_surface_primary_scanout_output(
+                    surface,
+                    output,
+                    surface_data,
+                    states,
+                    smithay::backend::renderer::element::default_primary_scanout_output_compare,
+                );
+            });
+        }
+    }
+}
 
 render_elements! {
     /// One element of an output's picture.
@@ -60,7 +142,7 @@ pub enum CursorMode {
 
 /// The elements of `output`, front to back.
 pub fn output_elements<R>(
-    state: &Heapland,
+    state: &Scene<'_>,
     renderer: &mut R,
     output: &Output,
     cursor: CursorMode,
@@ -137,7 +219,7 @@ where
 }
 
 fn cursor_elements<R>(
-    state: &Heapland,
+    state: &Scene<'_>,
     renderer: &mut R,
     elements: &mut Vec<SceneElement<R>>,
     output_origin: Point<i32, Logical>,
@@ -150,7 +232,7 @@ fn cursor_elements<R>(
         return;
     };
     let position = pointer.current_location().to_i32_round() - output_origin;
-    match &state.cursor_status {
+    match state.cursor_status {
         CursorImageStatus::Hidden => {}
         CursorImageStatus::Surface(surface) => {
             let hotspot = smithay::wayland::compositor::with_states(surface, |states| {
@@ -175,7 +257,7 @@ fn cursor_elements<R>(
             );
         }
         CursorImageStatus::Named(_) => {
-            let cursor = &state.default_cursor;
+            let cursor = state.default_cursor;
             let fill_at = (position + Point::from((1, 1))).to_physical_precise_round(scale);
             let edge_at = position.to_physical_precise_round(scale);
             elements.push(SceneElement::Solid(SolidColorRenderElement::from_buffer(

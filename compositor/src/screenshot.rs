@@ -9,6 +9,31 @@ use std::{
     path::{Path, PathBuf},
 };
 
+/// `--screenshot PATH` (and `--screenshot-every-frame`): the first output's
+/// picture, written on SIGUSR1 or after every frame.
+#[derive(Debug, Clone)]
+pub struct ScreenshotTarget {
+    pub path: PathBuf,
+    pub every_frame: bool,
+}
+
+/// What the backend drawing the first output is asked to write.
+#[derive(Debug, Clone, Copy)]
+pub struct ScreenshotRequest<'a> {
+    pub path: &'a Path,
+    /// SIGUSR1 asked for one.
+    pub requested: bool,
+    pub every_frame: bool,
+}
+
+impl ScreenshotRequest<'_> {
+    /// Whether a frame with this damage is to be written: on request, and
+    /// with `every_frame` each frame that changed and the output's first.
+    pub fn wanted(&self, damaged: bool, first_frame: bool) -> bool {
+        self.requested || (self.every_frame && (damaged || first_frame))
+    }
+}
+
 /// Why a screenshot could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ScreenshotError {

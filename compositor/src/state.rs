@@ -1,10 +1,12 @@
 //! The compositor's state: every protocol's Smithay state, the stacking
 //! layout, and the handlers that tie them together.
 //!
-//! Backends own the renderer and the outputs' buffers; this module knows
-//! nothing about how pixels are produced.
+//! The backend (renderer, outputs' buffers) is part of the state, so that
+//! handlers can queue redraws and have client buffers checked by the
+//! renderer that draws them; how pixels are produced is the backend's.
 
 use std::{
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -13,19 +15,12 @@ use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
 use smithay::{
     backend::{
         allocator::dmabuf::Dmabuf,
-        renderer::{
-            pixman::PixmanRenderer,
-            utils::{on_commit_buffer_handler, with_renderer_surface_state},
-            ImportDma, Renderer,
-        },
+        renderer::utils::{on_commit_buffer_handler, with_renderer_surface_state},
     },
     delegate_compositor, delegate_fractional_scale, delegate_output, delegate_presentation,
     delegate_seat, delegate_shm, delegate_single_pixel_buffer, delegate_viewporter,
     delegate_xdg_shell,
-    desktop::{
-        layer_map_for_output, utils::OutputPresentationFeedback, PopupKind, PopupManager, Space,
-        Window, WindowSurfaceType,
-    },
+    desktop::{layer_map_for_output, PopupKind, PopupManager, Space, Window, WindowSurfaceType},
     input::{
         keyboard::XkbConfig,
         pointer::{CursorImageStatus, Focus, GrabStartData},
@@ -34,10 +29,7 @@ use smithay::{
     output::Output,
     reexports::{
         calloop::{LoopHandle, LoopSignal},
-        wayland_protocols::{
-            wp::presentation_time::server::wp_presentation_feedback::Kind,
-            xdg::shell::server::xdg_toplevel,
-        },
+        wayland_protocols::xdg::shell::server::xdg_toplevel,
         wayland_server::{
             backend::{ClientData, ClientId, DisconnectReason, GlobalId},
             protocol::{
@@ -81,9 +73,18 @@ use smithay::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    decoration, dmabuf_params::ParamsValidator, feedback::FeedbackPlan, frame_stats::FrameStats,
-    heap_protocol::HeapProtocolState, heaps::HeapDirectory, move_grab::MoveGrab, peer::Peer,
-    scene::DefaultCursor,
+    backend::Backend,
+    decoration,
+    dmabuf_params::ParamsValidator,
+    feedback::FeedbackPlan,
+    frame_stats::FrameStats,
+    heap_protocol::HeapProtocolState,
+    heaps::HeapDirectory,
+    move_grab::MoveGrab,
+    peer::Peer,
+    redraw::RedrawState,
+    scene::{DefaultCursor, Scene},
+    screenshot::ScreenshotTarget,
 };
 
 /// Per-client data Smithay needs, and what heapland knows of the client.
@@ -117,6 +118,13 @@ pub struct Heapland {
 
     pub space: Space<Window>,
     pub outputs: Vec<Output>,
+    /// The renderer and the outputs' buffers.
+    pub backend: Backend,
+    /// Where each output is in its frame cycle (see `redraw`).
+    pub redraw_states: HashMap<Output, RedrawState>,
+    /// The renderer is to drop what it holds of destroyed client buffers
+    /// at the end of this turn of the event loop.
+    pub cleanup_queued: bool,
 
     pub compositor_state: CompositorState,
     pub xdg_shell_state: XdgShellState,
@@ -135,10 +143,6 @@ pub struct Heapland {
     /// The cursor the focused client asked for.
     pub cursor_status: CursorImageStatus,
     pub default_cursor: DefaultCursor,
-    /// A renderer of heapland's kind (every backend composites dma-bufs
-    /// with pixman or, nested, with GLES on linear memory), used only to try
-    /// importing each client dma-buf when it is created.
-    pub import_check: PixmanRenderer,
     /// Whether the pointer has moved since start-up: the drm backend draws
     /// no cursor before (no pointing device, or nobody using it).
     pub pointer_seen: bool,
@@ -155,6 +159,8 @@ pub struct Heapland {
 
     /// Number of toplevels mapped so far, for the cascade of the stacking layout.
     pub mapped_count: u32,
+    /// `--screenshot`: where the first output's picture goes.
+    pub screenshot: Option<ScreenshotTarget>,
     /// Set by SIGUSR1; the backend writes the screenshot after its next frame.
     pub screenshot_requested: bool,
     /// Frames shown, for `--stats`.
@@ -187,14 +193,13 @@ pub struct PassiveGlobals {
 pub enum StateError {
     #[error("cannot build the linux-dmabuf feedback (format table memfd): {0}")]
     Feedback(#[source] std::io::Error),
-    #[error("cannot create the pixman renderer that checks client dma-bufs: {0}")]
-    Renderer(String),
 }
 
 impl Heapland {
     /// Creates every global. `formats` are the dma-buf formats the renderer
     /// imports; `plan` is the default dmabuf feedback, built from the
     /// devices there really are (no tranche: linux-dmabuf version 3).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         display_handle: DisplayHandle,
         loop_handle: LoopHandle<'static, Heapland>,
@@ -203,6 +208,7 @@ impl Heapland {
         formats: Vec<smithay::backend::allocator::Format>,
         plan: FeedbackPlan,
         heaps: HeapDirectory,
+        backend: Backend,
     ) -> Result<Self, StateError> {
         let dh = &display_handle;
         let compositor_state = CompositorState::new::<Self>(dh);
@@ -257,6 +263,9 @@ impl Heapland {
             socket_name,
             space: Space::default(),
             outputs: Vec::new(),
+            backend,
+            redraw_states: HashMap::new(),
+            cleanup_queued: false,
             compositor_state,
             xdg_shell_state,
             shm_state,
@@ -288,54 +297,30 @@ impl Heapland {
             popups: PopupManager::default(),
             cursor_status: CursorImageStatus::default_named(),
             default_cursor: DefaultCursor::default(),
-            import_check: PixmanRenderer::new().map_err(|e| StateError::Renderer(e.to_string()))?,
             pointer_seen: false,
             heaps,
             mapped_count: 0,
+            screenshot: None,
             screenshot_requested: false,
             frame_stats: FrameStats::default(),
             next_surface_feedback: None,
         })
     }
 
-    /// After a repaint of `output`: sends its windows their frame callbacks
-    /// and collects their presentation feedback, which the backend marks
-    /// presented once the frame is complete (headless, winit) or on screen
-    /// (drm).
-    pub fn frame_done(&self, output: &Output) -> OutputPresentationFeedback {
-        let elapsed = self.start_time.elapsed();
-        let mut presentation = OutputPresentationFeedback::new(output);
-        for window in self.space.elements_for_output(output) {
-            window.send_frame(output, elapsed, Some(Duration::ZERO), |_, _| {
-                Some(output.clone())
-            });
-            window.take_presentation_feedback(
-                &mut presentation,
-                |_, _| Some(output.clone()),
-                |_, _| Kind::empty(),
-            );
-        }
-        // Panels and launchers redraw on frame callbacks too.
-        for layer in layer_map_for_output(output).layers() {
-            layer.send_frame(output, elapsed, Some(Duration::ZERO), |_, _| {
-                Some(output.clone())
-            });
-            layer.take_presentation_feedback(
-                &mut presentation,
-                |_, _| Some(output.clone()),
-                |_, _| Kind::empty(),
-            );
-        }
-        if let CursorImageStatus::Surface(surface) = &self.cursor_status {
-            smithay::desktop::utils::send_frames_surface_tree(
-                surface,
-                output,
-                elapsed,
-                Some(Duration::ZERO),
-                |_, _| Some(output.clone()),
-            );
-        }
-        presentation
+    /// The backend, and the scene it draws borrowed from the rest of the
+    /// state.
+    pub fn split_for_frame(&mut self) -> (&mut Backend, Scene<'_>) {
+        (
+            &mut self.backend,
+            Scene {
+                space: &self.space,
+                seat: &self.seat,
+                cursor_status: &self.cursor_status,
+                default_cursor: &self.default_cursor,
+                pointer_seen: self.pointer_seen,
+                start_time: self.start_time,
+            },
+        )
     }
 
     /// Announces `output` to clients at `location` of the global space, and
@@ -344,6 +329,8 @@ impl Heapland {
         let global = output.create_global::<Heapland>(&self.display_handle);
         self.space.map_output(output, location);
         self.outputs.push(output.clone());
+        self.redraw_states
+            .insert(output.clone(), RedrawState::Queued);
         let sizes: Vec<(i32, i32)> = self
             .outputs
             .iter()
@@ -388,6 +375,11 @@ impl Heapland {
         let old = self.space.output_geometry(output);
         self.space.unmap_output(output);
         self.outputs.retain(|o| o != output);
+        if let Some(timer) = self.redraw_states.remove(output).and_then(|s| s.timer()) {
+            self.loop_handle.remove(timer);
+        }
+        // Windows move, and the others show what was under them.
+        self.queue_redraw_all();
         let remaining: Vec<Rectangle<i32, Logical>> = self
             .outputs
             .iter()
@@ -529,7 +521,7 @@ impl Heapland {
     /// feedback and heap batches come. Called before any client connects;
     /// the version 3 global is replaced by one with feedback.
     pub fn set_main_device(&mut self, dev: u64) -> Result<(), StateError> {
-        let plan = FeedbackPlan::cpu_composited(dev);
+        let plan = FeedbackPlan::composited(dev, self.backend.dmabuf_formats());
         let feedback = plan.to_dmabuf_feedback().map_err(StateError::Feedback)?;
         let dh = self.display_handle.clone();
         let global = self
@@ -629,7 +621,13 @@ const CASCADE_STEP: i32 = 48;
 const CASCADE_SLOTS: i32 = 8;
 
 impl BufferHandler for Heapland {
-    fn buffer_destroyed(&mut self, _buffer: &WlBuffer) {}
+    /// The renderer may hold an import of the buffer (a mapping, an EGL
+    /// image): it lets go at the end of this turn of the event loop, once
+    /// the buffer object is gone, so the memory is freed when the client
+    /// frees it.
+    fn buffer_destroyed(&mut self, _buffer: &WlBuffer) {
+        self.cleanup_queued = true;
+    }
 }
 
 impl CompositorHandler for Heapland {
@@ -647,6 +645,7 @@ impl CompositorHandler for Heapland {
 
     fn commit(&mut self, surface: &WlSurface) {
         on_commit_buffer_handler::<Self>(surface);
+        self.queue_redraw_for_surface(surface);
         self.popups.commit(surface);
         if let Some(PopupKind::Xdg(popup)) = self.popups.find_popup(surface) {
             if !popup.is_initial_configure_sent() {
@@ -728,6 +727,9 @@ impl XdgShellHandler for Heapland {
 
     fn toplevel_destroyed(&mut self, surface: ToplevelSurface) {
         if let Some(window) = self.window_of(&surface) {
+            for output in self.space.outputs_for_element(&window) {
+                self.queue_redraw(&output);
+            }
             self.space.unmap_elem(&window);
         }
         self.refocus_if_focused(surface.wl_surface());
@@ -819,6 +821,8 @@ impl SeatHandler for Heapland {
     /// Keyboard focus moves the selections and the windows' activated state.
     fn focus_changed(&mut self, seat: &Seat<Self>, focused: Option<&WlSurface>) {
         crate::selection::focus_changed(self, seat, focused);
+        // Title bars show which window has focus.
+        self.queue_redraw_all();
         for window in self.space.elements() {
             let is_focused = window
                 .toplevel()
@@ -835,6 +839,9 @@ impl SeatHandler for Heapland {
 
     fn cursor_image(&mut self, _seat: &Seat<Self>, image: CursorImageStatus) {
         self.cursor_status = image;
+        if self.backend.draws_cursor() {
+            self.queue_redraw_all();
+        }
     }
 }
 
@@ -872,17 +879,12 @@ impl DmabufHandler for Heapland {
         notifier: ImportNotifier,
     ) {
         // Refuse what the compositor could never draw: fds that are not
-        // dma-bufs, and dma-bufs the renderer cannot import (pixman maps
-        // the planes; a buffer it cannot map or whose layout it cannot
-        // read fails here, with `failed`, instead of at render time).
-        // Forget earlier checks' mappings of buffers that are gone.
-        let _ = self.import_check.cleanup_texture_cache();
-        let checked = crate::dmabuf_params::check_is_dmabuf(&dmabuf).and_then(|()| {
-            self.import_check
-                .import_dmabuf(&dmabuf, None)
-                .map(drop)
-                .map_err(|e| format!("the renderer cannot import it: {e}"))
-        });
+        // dma-bufs, and dma-bufs the renderer that draws them cannot import
+        // (a buffer it cannot map, or whose format, modifier or layout EGL
+        // refuses, fails here, with `failed`, instead of at render time).
+        // The import stays in the renderer's cache for the first frame.
+        let checked = crate::dmabuf_params::check_is_dmabuf(&dmabuf)
+            .and_then(|()| self.backend.import_dmabuf(&dmabuf));
         match checked {
             Ok(()) => {
                 if notifier.successful::<Self>().is_err() {

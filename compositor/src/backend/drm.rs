@@ -1,39 +1,38 @@
 //! DRM/KMS backend: heapland as the session compositor of a real display.
 //!
 //! The session comes from libseat (logind, seatd, or the builtin backend as
-//! root), the display device from udev, input from libinput. Each connected connector gets a
-//! `DrmCompositor` whose swapchain allocator `--allocator` chooses
-//! ([`scanout`](super::scanout)): by default a `HeapAllocator` made for the
-//! display device, so that the scanout buffers come from the DMA-BUF heap
-//! that serves that device and `HeapFramebufferExporter` turns them into KMS
-//! framebuffers with PRIME and `ADDFB2`; or Mesa's GBM, or KMS dumb buffers.
-//! pixman renders into them on the CPU whichever they are. No GPU driver is
-//! involved, and GBM only with `--allocator gbm`; the `GbmDevice` type
-//! parameter below only fills a slot Smithay reserves for cursor buffers,
-//! and is always `None`.
+//! root), the display device from udev, input from libinput. Each connected
+//! connector gets a `DrmCompositor` whose swapchain allocator `--allocator`
+//! chooses ([`scanout`](super::scanout)): by default a `HeapAllocator` made
+//! for the display device, so that the scanout buffers come from the
+//! DMA-BUF heap that serves that device and `HeapFramebufferExporter` turns
+//! them into KMS framebuffers with PRIME and `ADDFB2`; or Mesa's GBM, or KMS
+//! dumb buffers. One renderer per device draws into them
+//! ([`DisplayRenderer`]): GLES over EGL on the device's GBM, the buffers
+//! imported as EGL images, or pixman on the CPU. GBM allocates nothing
+//! unless `--allocator gbm`; the `GbmDevice` type parameter below only fills
+//! a slot Smithay reserves for cursor buffers, and is always `None`.
+//!
+//! An output draws when something on it changed and its previous frame is
+//! on screen (`redraw`): no vblank event and no timer while nothing changes.
 
 use std::{
-    cell::RefCell,
     path::{Path, PathBuf},
-    rc::Rc,
     sync::Arc,
     time::Duration,
 };
 
-use calloop::{
-    timer::{TimeoutAction, Timer},
-    LoopHandle, RegistrationToken,
-};
-use heapland_allocator::DeviceNumber;
+use calloop::LoopHandle;
+use heapland_allocator::{DeviceNumber, Discovery};
 use smithay::{
     backend::{
-        allocator::{gbm::GbmDevice, Format, Fourcc},
+        allocator::{dmabuf::Dmabuf, gbm::GbmDevice, Format, Fourcc},
         drm::{
             compositor::{DrmCompositor, FrameFlags, PrimaryPlaneElement},
             DrmDevice, DrmDeviceFd, DrmDeviceNotifier, DrmEvent, DrmEventMetadata, DrmEventTime,
         },
         libinput::{LibinputInputBackend, LibinputSessionInterface},
-        renderer::{pixman::PixmanRenderer, ImportDma},
+        renderer::{Bind, ImportAll, ImportMem, Renderer, Texture},
         session::{libseat::LibSeatSession, Event as SessionEvent, Session},
         udev::{UdevBackend, UdevEvent},
     },
@@ -58,14 +57,17 @@ use crate::{
     backend::{
         headless::CLEAR_COLOR,
         scanout::{self, OutputScanout, ScanoutAllocator, ScanoutExporter, ScanoutMemory},
+        Backend, DrawnFrame,
     },
     cli::{Cli, OutputMode as CliMode},
     dmabuf_params::ParamsValidator,
-    feedback::{self, cpu_formats},
+    feedback::cpu_formats,
     frame_stats::Shown,
+    heaps::HeapDirectory,
     input::InputAction,
-    scene::{self, CursorMode},
-    screenshot::write_dmabuf_png,
+    renderer::DisplayRenderer,
+    scene::{self, CursorMode, Scene},
+    screenshot::{write_dmabuf_png, ScreenshotRequest},
     state::Heapland,
 };
 
@@ -95,39 +97,32 @@ type ScanoutDrmCompositor = DrmCompositor<
 struct DrmOutput {
     output: Output,
     compositor: ScanoutDrmCompositor,
-    renderer: PixmanRenderer,
     refresh: Duration,
-    /// A frame is queued to KMS and its page flip has not completed.
-    flip_pending: bool,
-    /// Timer that retries a frame when there was nothing to draw.
-    idle_timer: Option<RegistrationToken>,
     frames: u64,
     /// Formats of the primary plane that a client's buffer may be scanned
     /// out in (see `open_output`).
     scanout_formats: Vec<Format>,
-    /// Where to write this output's picture (the first output only).
-    screenshot: Option<PathBuf>,
-    every_frame: bool,
     /// The connector it drives, to notice its unplugging.
     connector: connector::Handle,
     /// Its wl_output global, once published.
     global: Option<GlobalId>,
 }
 
-/// The display device and its outputs; shared by the event sources.
-struct DrmBackend {
-    drm: DrmDevice,
-    outputs: Vec<DrmOutput>,
-    /// Held so that the device stays ours for as long as the loop runs.
+/// The session, the display device, its renderer and its outputs.
+pub struct DrmBackend {
+    /// Held so that the devices stay ours for as long as heapland runs.
     session: LibSeatSession,
+    libinput: Libinput,
+    drm: DrmDevice,
+    /// Draws every output of the device, and checks client dma-bufs.
+    pub renderer: DisplayRenderer,
+    outputs: Vec<DrmOutput>,
     /// Where the scanout buffers of outputs plugged in later come from.
     memory: ScanoutMemory,
     device_name: String,
+    dev: u64,
     /// `--output` modes, by output index, for outputs plugged in later.
     requested: Vec<CliMode>,
-    /// `--screenshot` and `--screenshot-every-frame`, for the first output.
-    screenshot: Option<PathBuf>,
-    every_frame: bool,
 }
 
 /// A display device opened with its connected outputs, before they are
@@ -137,170 +132,145 @@ struct OpenedDisplay {
     outputs: Vec<DrmOutput>,
     notifier: DrmDeviceNotifier,
     memory: ScanoutMemory,
+    renderer: DisplayRenderer,
     device_name: String,
     dev: u64,
 }
 
-/// Opens the session and the first display device with a connected
-/// connector, and starts rendering to it.
-pub fn init(
-    cli: &Cli,
-    state: &mut Heapland,
-    handle: &LoopHandle<'static, Heapland>,
-) -> Result<(), DrmBackendError> {
-    let (mut session, session_notifier) =
-        LibSeatSession::new().map_err(|e| DrmBackendError::Session(e.to_string()))?;
-    let seat = session.seat();
-    let udev = UdevBackend::new(&seat).map_err(DrmBackendError::Udev)?;
+/// The drm backend of the state, from an event source's callback.
+fn backend_of(state: &mut Heapland) -> Option<&mut DrmBackend> {
+    match &mut state.backend {
+        Backend::Drm(b) => Some(b),
+        _ => None,
+    }
+}
 
-    let mut candidates: Vec<(u64, PathBuf)> = udev
-        .device_list()
-        .map(|(dev, path)| (dev, path.to_path_buf()))
-        .filter(|(_, path)| cli.drm_device.as_ref().is_none_or(|wanted| wanted == path))
-        .collect();
-    candidates.sort_by(|a, b| a.1.cmp(&b.1));
+impl DrmBackend {
+    /// Opens the session and the first display device with a connected
+    /// connector, its renderer and outputs, and input. The outputs are
+    /// published by [`start`].
+    pub fn new(
+        cli: &Cli,
+        heaps: &HeapDirectory,
+        handle: &LoopHandle<'static, Heapland>,
+    ) -> Result<Self, DrmBackendError> {
+        let (mut session, session_notifier) =
+            LibSeatSession::new().map_err(|e| DrmBackendError::Session(e.to_string()))?;
+        let seat = session.seat();
+        let udev = UdevBackend::new(&seat).map_err(DrmBackendError::Udev)?;
 
-    let shared = shared_devices(cli)?;
-    let mut tried = Vec::new();
-    let mut opened = None;
-    for (dev, path) in &candidates {
-        match open_display(&mut session, state, cli, *dev, path, &shared) {
-            Ok(found) => {
-                if !state.default_plan.has_feedback() {
-                    match state.set_main_device(*dev) {
-                        Ok(()) => info!(
-                            "no DRM render node: the display's primary node {}:{} is linux-dmabuf's main device",
-                            rustix_major(*dev),
-                            rustix_minor(*dev)
-                        ),
-                        Err(err) => warn!("linux-dmabuf stays without feedback: {err}"),
-                    }
+        let mut candidates: Vec<(u64, PathBuf)> = udev
+            .device_list()
+            .map(|(dev, path)| (dev, path.to_path_buf()))
+            .filter(|(_, path)| cli.drm_device.as_ref().is_none_or(|wanted| wanted == path))
+            .collect();
+        candidates.sort_by(|a, b| a.1.cmp(&b.1));
+
+        let shared = shared_devices(cli)?;
+        let mut tried = Vec::new();
+        let mut opened = None;
+        for (dev, path) in &candidates {
+            match open_display(&mut session, heaps.discovery(), cli, *dev, path, &shared) {
+                Ok(found) => {
+                    opened = Some(found);
+                    break;
                 }
-                set_scanout_plan(state, *dev, &found.outputs);
-                opened = Some(found);
-                break;
-            }
-            Err(err) => {
-                info!("{}: not used: {err}", path.display());
-                tried.push(format!("{}: {err}", path.display()));
+                Err(err) => {
+                    info!("{}: not used: {err}", path.display());
+                    tried.push(format!("{}: {err}", path.display()));
+                }
             }
         }
-    }
-    let Some(opened) = opened else {
-        return Err(DrmBackendError::NoDisplay {
-            seat,
-            tried: if tried.is_empty() {
-                "udev lists no DRM card".into()
-            } else {
-                tried.join("; ")
-            },
-        });
-    };
-    let OpenedDisplay {
-        drm,
-        mut outputs,
-        notifier: drm_notifier,
-        memory,
-        device_name,
-        dev: display_dev,
-    } = opened;
-    // Only outputs that are fully set up become globals and take space.
-    for out in &mut outputs {
-        publish_output(state, out);
-    }
-    let backend = Rc::new(RefCell::new(DrmBackend {
-        drm,
-        outputs,
-        session,
-        memory,
-        device_name,
-        requested: cli.outputs.clone(),
-        screenshot: cli.screenshot.clone(),
-        every_frame: cli.screenshot_every_frame,
-    }));
-
-    let mut libinput = start_libinput(&backend.borrow().session, &seat, handle)?;
-
-    let session_backend = backend.clone();
-    let session_handle = handle.clone();
-    handle
-        .insert_source(session_notifier, move |event, _, state: &mut Heapland| {
-            let mut backend = session_backend.borrow_mut();
-            match event {
-                SessionEvent::PauseSession => {
-                    info!("session paused: releasing the display and input devices");
-                    libinput.suspend();
-                    backend.drm.pause();
-                }
-                SessionEvent::ActivateSession => {
-                    info!("session active again: taking the display back");
-                    if libinput.resume().is_err() {
-                        warn!("cannot resume libinput");
-                    }
-                    if let Err(err) = backend.drm.activate(false) {
-                        warn!("cannot reactivate the DRM device: {err}");
-                    }
-                    for out in &mut backend.outputs {
-                        if let Err(err) = out.compositor.reset_state() {
-                            warn!("cannot reset {}: {err}", out.output.name());
-                        }
-                        out.flip_pending = false;
-                        render(out, state);
-                        schedule_idle(out, &session_backend, &session_handle);
-                    }
-                    // Connectors plugged or unplugged while away.
-                    drop(backend);
-                    rescan_connectors(&session_backend, state, &session_handle);
-                }
-            }
-        })
-        .map_err(|e| DrmBackendError::Loop(e.to_string()))?;
-
-    let vblank_backend = backend.clone();
-    let loop_handle = handle.clone();
-    handle
-        .insert_source(
-            drm_notifier,
-            move |event, metadata, state: &mut Heapland| match event {
-                DrmEvent::VBlank(crtc) => {
-                    let mut backend = vblank_backend.borrow_mut();
-                    if let Some(out) = backend
-                        .outputs
-                        .iter_mut()
-                        .find(|o| o.compositor.crtc() == crtc)
-                    {
-                        frame_finished(out, metadata);
-                        render(out, state);
-                        schedule_idle(out, &vblank_backend, &loop_handle);
-                    }
-                }
+        let Some(opened) = opened else {
+            return Err(DrmBackendError::NoDisplay {
+                seat,
+                tried: if tried.is_empty() {
+                    "udev lists no DRM card".into()
+                } else {
+                    tried.join("; ")
+                },
+            });
+        };
+        let libinput = start_libinput(&session, &seat, handle)?;
+        let loop_err = |e: calloop::InsertError<_>| DrmBackendError::Loop(e.to_string());
+        handle
+            .insert_source(session_notifier, |event, _, state| {
+                on_session_event(state, event)
+            })
+            .map_err(|e| DrmBackendError::Loop(e.to_string()))?;
+        handle
+            .insert_source(opened.notifier, |event, metadata, state| match event {
+                DrmEvent::VBlank(crtc) => on_vblank(state, crtc, metadata),
                 DrmEvent::Error(err) => warn!("DRM device error: {err}"),
-            },
-        )
-        .map_err(|e| DrmBackendError::Loop(e.to_string()))?;
-
-    // Connector hot-plug: udev reports a change of the display device.
-    let hotplug_backend = backend.clone();
-    let hotplug_handle = handle.clone();
-    handle
-        .insert_source(udev, move |event, _, state: &mut Heapland| {
-            if let UdevEvent::Changed { device_id } = event {
-                if device_id == display_dev {
-                    rescan_connectors(&hotplug_backend, state, &hotplug_handle);
+            })
+            .map_err(loop_err)?;
+        // Connector hot-plug: udev reports a change of the display device.
+        let display_dev = opened.dev;
+        handle
+            .insert_source(udev, move |event, _, state| {
+                if let UdevEvent::Changed { device_id } = event {
+                    if device_id == display_dev {
+                        rescan_connectors(state);
+                    }
                 }
-            }
+            })
+            .map_err(|e| DrmBackendError::Loop(e.to_string()))?;
+        Ok(DrmBackend {
+            session,
+            libinput,
+            drm: opened.drm,
+            renderer: opened.renderer,
+            outputs: opened.outputs,
+            memory: opened.memory,
+            device_name: opened.device_name,
+            dev: opened.dev,
+            requested: cli.outputs.clone(),
         })
-        .map_err(|e| DrmBackendError::Loop(e.to_string()))?;
-    let mut b = backend.borrow_mut();
-    if let Some(first) = b.outputs.first_mut() {
-        first.screenshot = cli.screenshot.clone();
-        first.every_frame = cli.screenshot_every_frame;
     }
-    for out in &mut b.outputs {
-        render(out, state);
-        schedule_idle(out, &backend, handle);
+
+    /// Draws `output` into its next swapchain buffer and queues that to
+    /// KMS if anything changed.
+    pub fn draw(
+        &mut self,
+        output: &Output,
+        scene: &Scene<'_>,
+        screenshot: Option<&ScreenshotRequest<'_>>,
+    ) -> Option<DrawnFrame> {
+        if !self.drm.is_active() {
+            // Another VT has the display; activation redraws everything.
+            return None;
+        }
+        let out = self.outputs.iter_mut().find(|o| &o.output == output)?;
+        match &mut self.renderer {
+            DisplayRenderer::Gles(renderer) => draw_with(&mut **renderer, out, scene, screenshot),
+            DisplayRenderer::Pixman(renderer) => draw_with(renderer, out, scene, screenshot),
+        }
     }
-    Ok(())
+}
+
+/// Publishes the outputs the backend opened, and gives linux-dmabuf the
+/// display's main device (where there is no render node) and its scanout
+/// tranche.
+pub fn start(state: &mut Heapland) {
+    let Some(b) = backend_of(state) else {
+        return;
+    };
+    let dev = b.dev;
+    let first_scanout = b.outputs.first().map(|o| o.scanout_formats.clone());
+    if !state.default_plan.has_feedback() {
+        match state.set_main_device(dev) {
+            Ok(()) => info!(
+                "no DRM render node: the display's primary node {}:{} is linux-dmabuf's main device",
+                rustix_major(dev),
+                rustix_minor(dev)
+            ),
+            Err(err) => warn!("linux-dmabuf stays without feedback: {err}"),
+        }
+    }
+    if let Some(formats) = first_scanout {
+        set_scanout_plan(state, dev, &formats);
+    }
+    publish_new_outputs(state);
 }
 
 /// Feeds seat0 from libinput (devices opened through the session) and
@@ -315,25 +285,88 @@ fn start_libinput(
     if libinput.udev_assign_seat(seat).is_err() {
         warn!("libinput cannot use seat {seat}: no input devices");
     }
-    let mut vt_session = session.clone();
     handle
         .insert_source(
             LibinputInputBackend::new(libinput.clone()),
-            move |event, _, state: &mut Heapland| match state.process_input_event(event) {
+            |event, _, state: &mut Heapland| match state.process_input_event(event) {
                 InputAction::None => {}
                 InputAction::Quit => {
                     info!("Ctrl+Alt+Backspace: shutting down");
                     state.loop_signal.stop();
                 }
                 InputAction::SwitchVt(vt) => {
-                    if let Err(err) = vt_session.change_vt(vt) {
-                        warn!("cannot switch to VT {vt}: {err}");
+                    if let Some(b) = backend_of(state) {
+                        if let Err(err) = b.session.change_vt(vt) {
+                            warn!("cannot switch to VT {vt}: {err}");
+                        }
                     }
                 }
             },
         )
         .map_err(|e| DrmBackendError::Loop(e.to_string()))?;
     Ok(libinput)
+}
+
+/// The session was paused (another VT) or is ours again.
+fn on_session_event(state: &mut Heapland, event: SessionEvent) {
+    let Some(b) = backend_of(state) else {
+        return;
+    };
+    match event {
+        SessionEvent::PauseSession => {
+            info!("session paused: releasing the display and input devices");
+            b.libinput.suspend();
+            b.drm.pause();
+        }
+        SessionEvent::ActivateSession => {
+            info!("session active again: taking the display back");
+            if b.libinput.resume().is_err() {
+                warn!("cannot resume libinput");
+            }
+            if let Err(err) = b.drm.activate(false) {
+                warn!("cannot reactivate the DRM device: {err}");
+            }
+            for out in &mut b.outputs {
+                if let Err(err) = out.compositor.reset_state() {
+                    warn!("cannot reset {}: {err}", out.output.name());
+                }
+            }
+            let outputs: Vec<Output> = b.outputs.iter().map(|o| o.output.clone()).collect();
+            // Whatever was in flight was lost with the display.
+            for output in &outputs {
+                state.restart_frame_cycle(output);
+            }
+            // Connectors plugged or unplugged while away.
+            rescan_connectors(state);
+        }
+    }
+}
+
+/// A page flip completed: the frame is on screen.
+fn on_vblank(state: &mut Heapland, crtc: crtc::Handle, metadata: &mut Option<DrmEventMetadata>) {
+    let Some(b) = backend_of(state) else {
+        return;
+    };
+    let Some(out) = b.outputs.iter_mut().find(|o| o.compositor.crtc() == crtc) else {
+        return;
+    };
+    match out.compositor.frame_submitted() {
+        Ok(Some(Some(mut feedback))) => {
+            let (time, flags) = match metadata.as_ref().map(|m| m.time) {
+                Some(DrmEventTime::Monotonic(t)) => (
+                    Time::<Monotonic>::from(t),
+                    Kind::Vsync | Kind::HwClock | Kind::HwCompletion,
+                ),
+                _ => (smithay::utils::Clock::<Monotonic>::new().now(), Kind::Vsync),
+            };
+            let seq = metadata.as_ref().map(|m| m.sequence).unwrap_or(0);
+            feedback.presented(time, Refresh::Fixed(out.refresh), u64::from(seq), flags);
+        }
+        Ok(_) => {}
+        Err(err) => warn!("{}: frame_submitted: {err}", out.output.name()),
+    }
+    let output = out.output.clone();
+    state.frame_ended(&output);
 }
 
 /// Devices besides the display whose constraints scanout buffers must meet:
@@ -353,28 +386,40 @@ fn shared_devices(cli: &Cli) -> Result<Vec<DeviceNumber>, DrmBackendError> {
     Ok(devices)
 }
 
-/// Announces an output to clients and places it right of the others.
-fn publish_output(state: &mut Heapland, out: &mut DrmOutput) {
-    let x: i32 = state
+/// Announces outputs not yet announced, each right of the others.
+fn publish_new_outputs(state: &mut Heapland) {
+    let Some(b) = backend_of(state) else {
+        return;
+    };
+    let new: Vec<(usize, Output)> = b
         .outputs
         .iter()
-        .filter_map(|o| state.space.output_geometry(o))
-        .map(|g| g.loc.x + g.size.w)
-        .max()
-        .unwrap_or(0);
-    out.output
-        .change_current_state(None, None, None, Some((x, 0).into()));
-    out.global = Some(state.add_output(&out.output, (x, 0).into()));
+        .enumerate()
+        .filter(|(_, o)| o.global.is_none())
+        .map(|(i, o)| (i, o.output.clone()))
+        .collect();
+    for (i, output) in new {
+        let x: i32 = state
+            .outputs
+            .iter()
+            .filter_map(|o| state.space.output_geometry(o))
+            .map(|g| g.loc.x + g.size.w)
+            .max()
+            .unwrap_or(0);
+        output.change_current_state(None, None, None, Some((x, 0).into()));
+        let global = state.add_output(&output, (x, 0).into());
+        if let Some(out) = backend_of(state).and_then(|b| b.outputs.get_mut(i)) {
+            out.global = Some(global);
+        }
+    }
 }
 
 /// After a udev change event of the display device: withdraws the outputs
 /// of unplugged connectors and sets up newly connected ones.
-fn rescan_connectors(
-    backend: &Rc<RefCell<DrmBackend>>,
-    state: &mut Heapland,
-    handle: &LoopHandle<'static, Heapland>,
-) {
-    let mut b = backend.borrow_mut();
+fn rescan_connectors(state: &mut Heapland) {
+    let Some(b) = backend_of(state) else {
+        return;
+    };
     if !b.drm.is_active() {
         // Not ours now; the rescan on activation catches up.
         return;
@@ -402,6 +447,7 @@ fn rescan_connectors(
         }
     }
     let mut kept = Vec::new();
+    let mut withdrawn = Vec::new();
     for mut out in std::mem::take(&mut b.outputs) {
         if unreadable.contains(&out.connector)
             || connected.iter().any(|i| i.handle() == out.connector)
@@ -410,11 +456,8 @@ fn rescan_connectors(
             continue;
         }
         info!("{}: disconnected, output withdrawn", out.output.name());
-        if let Some(token) = out.idle_timer.take() {
-            handle.remove(token);
-        }
         if let Some(global) = out.global.take() {
-            state.remove_output(&out.output, global);
+            withdrawn.push((out.output.clone(), global));
         }
     }
     b.outputs = kept;
@@ -437,51 +480,33 @@ fn rescan_connectors(
             );
             continue;
         };
-        let b = &mut *b;
         let requested = b.requested.get(b.outputs.len()).copied();
         match open_output(
             &mut b.drm,
             &b.memory,
+            &b.renderer,
             &b.device_name,
             requested,
             &info,
             crtc,
         ) {
-            Ok(mut out) => {
+            Ok(out) => {
                 info!("{}: connected, output added", out.output.name());
-                publish_output(state, &mut out);
-                render(&mut out, state);
                 b.outputs.push(out);
             }
             Err(err) => warn!("hot-plug: {err}"),
         }
     }
-    // The screenshot follows the first output, whichever it is now.
-    let (screenshot, every_frame) = (b.screenshot.clone(), b.every_frame);
-    for (i, out) in b.outputs.iter_mut().enumerate() {
-        out.screenshot = if i == 0 { screenshot.clone() } else { None };
-        out.every_frame = i == 0 && every_frame;
+    for (output, global) in withdrawn {
+        state.remove_output(&output, global);
     }
-    drop(b);
-    let crtcs: Vec<crtc::Handle> = backend
-        .borrow()
-        .outputs
-        .iter()
-        .filter(|o| o.idle_timer.is_none())
-        .map(|o| o.compositor.crtc())
-        .collect();
-    for crtc in crtcs {
-        let mut b = backend.borrow_mut();
-        if let Some(out) = b.outputs.iter_mut().find(|o| o.compositor.crtc() == crtc) {
-            schedule_idle(out, backend, handle);
-        }
-    }
+    publish_new_outputs(state);
 }
 
 /// Opens one DRM device and sets up every connected connector on it.
 fn open_display(
     session: &mut LibSeatSession,
-    state: &mut Heapland,
+    discovery: &Discovery,
     cli: &Cli,
     dev: u64,
     path: &Path,
@@ -504,10 +529,13 @@ fn open_display(
         cli.allocator,
         drm.device_fd(),
         &device_name,
-        state.heaps.discovery(),
+        discovery,
         devices,
     )
     .map_err(|e| e.to_string())?;
+    let mut renderer = DisplayRenderer::new(cli.renderer, drm.device_fd(), &device_name)
+        .map_err(|e| e.to_string())?;
+    info!("{device_name}: composing with {}", renderer.describe());
 
     let resources = drm
         .resource_handles()
@@ -534,6 +562,7 @@ fn open_display(
         outputs.push(open_output(
             &mut drm,
             &memory,
+            &renderer,
             &device_name,
             requested,
             &info,
@@ -549,6 +578,7 @@ fn open_display(
         outputs,
         notifier,
         memory,
+        renderer,
         device_name,
         dev,
     })
@@ -557,6 +587,7 @@ fn open_display(
 fn open_output(
     drm: &mut DrmDevice,
     memory: &ScanoutMemory,
+    renderer: &DisplayRenderer,
     device_name: &str,
     requested: Option<CliMode>,
     info: &connector::Info,
@@ -612,8 +643,8 @@ fn open_output(
     output.set_preferred(wl_mode);
     output.change_current_state(Some(wl_mode), Some(Transform::Normal), None, None);
 
-    let renderer = PixmanRenderer::new().map_err(|e| format!("pixman: {e}"))?;
-    let renderer_formats: Vec<_> = renderer.dmabuf_formats().into_iter().collect();
+    let texture_formats = renderer.texture_formats();
+    let render_formats = renderer.render_formats();
     // What a client buffer on the primary plane may use: the plane takes
     // it, the renderer can still composite it, and it is one of the packed
     // formats heapland checks linux-dmabuf params against.
@@ -631,7 +662,7 @@ fn open_output(
             .plane_info()
             .formats
             .iter()
-            .filter(|f| renderer_formats.contains(f) && packed.contains(f))
+            .filter(|f| texture_formats.contains(f) && packed.contains(f))
             .copied()
             .collect();
         Ok(DrmCompositor::new(
@@ -641,7 +672,7 @@ fn open_output(
             scanout.allocator,
             scanout.exporter,
             [Fourcc::Xrgb8888, Fourcc::Argb8888],
-            renderer_formats.iter().copied(),
+            render_formats.iter().copied(),
             cursor_size,
             None::<GbmDevice<DrmDeviceFd>>,
         ))
@@ -677,13 +708,8 @@ fn open_output(
     Ok(DrmOutput {
         output,
         compositor,
-        renderer,
         refresh: Duration::from_nanos(1_000_000_000_000 / refresh_mhz),
-        flip_pending: false,
-        idle_timer: None,
         frames: 0,
-        screenshot: None,
-        every_frame: false,
         scanout_formats,
         connector: info.handle(),
         global: None,
@@ -693,19 +719,15 @@ fn open_output(
 /// Gives the state the scanout plan of the display device `dev`: the
 /// default plan with a scanout tranche of the first output's primary plane
 /// formats (see `feedback`), and lets linux-dmabuf params use them.
-fn set_scanout_plan(state: &mut Heapland, dev: u64, outputs: &[DrmOutput]) {
-    let Some(first) = outputs.first() else {
-        return;
-    };
-    if !state.default_plan.has_feedback() || first.scanout_formats.is_empty() {
+fn set_scanout_plan(state: &mut Heapland, dev: u64, scanout_formats: &[Format]) {
+    if !state.default_plan.has_feedback() || scanout_formats.is_empty() {
         info!(
             "no scanout tranche: no linux-dmabuf feedback, or no plane format the renderer imports"
         );
         return;
     }
-    let plan = state.default_plan.with_scanout(dev, &first.scanout_formats);
-    let names: Vec<String> = first
-        .scanout_formats
+    let plan = state.default_plan.with_scanout(dev, scanout_formats);
+    let names: Vec<String> = scanout_formats
         .iter()
         .map(|f| format!("{:?}", f.code))
         .collect();
@@ -715,7 +737,7 @@ fn set_scanout_plan(state: &mut Heapland, dev: u64, outputs: &[DrmOutput]) {
         rustix_minor(dev),
         names.join(" ")
     );
-    let mut formats = cpu_formats();
+    let mut formats = state.backend.dmabuf_formats();
     for t in plan.tranches() {
         for f in &t.formats {
             if !formats.contains(f) {
@@ -735,37 +757,43 @@ fn rustix_minor(dev: u64) -> u32 {
     smithay::reexports::rustix::fs::minor(dev)
 }
 
-/// Draws the space into the next swapchain buffer and queues it to KMS.
-fn render(out: &mut DrmOutput, state: &mut Heapland) {
-    if out.flip_pending {
-        return;
-    }
-    let elements = scene::output_elements(state, &mut out.renderer, &out.output, CursorMode::Draw);
-    let result = match out.compositor.render_frame(
-        &mut out.renderer,
-        &elements,
-        CLEAR_COLOR,
-        FrameFlags::DEFAULT,
-    ) {
-        Ok(result) => result,
-        Err(err) => {
-            warn!("{}: rendering failed: {err}", out.output.name());
-            return;
-        }
-    };
+/// Draws one output with `renderer` (see [`DrmBackend::draw`]).
+fn draw_with<R>(
+    renderer: &mut R,
+    out: &mut DrmOutput,
+    scene: &Scene<'_>,
+    screenshot: Option<&ScreenshotRequest<'_>>,
+) -> Option<DrawnFrame>
+where
+    R: Renderer + ImportAll + ImportMem + Bind<Dmabuf>,
+    R::TextureId: Texture + Clone + 'static,
+{
+    let elements = scene::output_elements(scene, renderer, &out.output, CursorMode::Draw);
+    let result =
+        match out
+            .compositor
+            .render_frame(renderer, &elements, CLEAR_COLOR, FrameFlags::DEFAULT)
+        {
+            Ok(result) => result,
+            Err(err) => {
+                warn!("{}: rendering failed: {err}", out.output.name());
+                return None;
+            }
+        };
     let damaged = !result.is_empty;
-    let requested = out.screenshot.is_some() && state.screenshot_requested;
-    if let (true, Some(path)) = (
-        requested || (out.every_frame && (damaged || out.frames == 0)),
-        out.screenshot.as_ref(),
-    ) {
-        if requested {
-            state.screenshot_requested = false;
-        }
+    let mut screenshot_written = false;
+    if let Some(request) = screenshot.filter(|r| r.wanted(damaged, out.frames == 0)) {
         match &result.primary_element {
             PrimaryPlaneElement::Swapchain(element) => {
-                match write_dmabuf_png(path, element.buffer().dmabuf()) {
-                    Ok(()) => debug!("screenshot of the scanout buffer in {}", path.display()),
+                // The GPU may still be drawing into it.
+                if element.sync.wait().is_err() {
+                    warn!("screenshot: interrupted while waiting for the frame");
+                }
+                match write_dmabuf_png(request.path, element.buffer().dmabuf()) {
+                    Ok(()) => debug!(
+                        "screenshot of the scanout buffer in {}",
+                        request.path.display()
+                    ),
                     Err(err) => warn!("screenshot: {err}"),
                 }
             }
@@ -773,103 +801,34 @@ fn render(out: &mut DrmOutput, state: &mut Heapland) {
                 info!("screenshot skipped: a client buffer is scanned out directly")
             }
         }
+        screenshot_written = true;
     }
     let shown = match &result.primary_element {
         PrimaryPlaneElement::Swapchain(_) => Shown::Composited,
         PrimaryPlaneElement::Element(_) => Shown::Direct,
     };
-    let states = result.states;
+    let states = result.states.clone();
+    drop(result);
 
-    let output = out.output.clone();
-    let mut decisions = Vec::new();
-    for window in state.space.elements_for_output(&output) {
-        if let Some(toplevel) = window.toplevel() {
-            let surface = toplevel.wl_surface();
-            decisions.push((surface.clone(), feedback::wants_scanout(&states, surface)));
-        }
-        window.with_surfaces(|surface, surface_data| {
-            smithay::desktop::utils::update_surface_primary_scanout_output(
-                surface,
-                &output,
-                surface_data,
-                &states,
-                smithay::backend::renderer::element::default_primary_scanout_output_compare,
-            );
-        });
-    }
-    for (surface, scanout) in decisions {
-        feedback::scanout_decided(state, &surface, scanout);
-    }
-    let feedback = state.frame_done(&output);
-
+    scene.update_primary_scanout_output(&out.output, &states);
+    let feedback = scene.frame_done(&out.output);
+    let mut awaits_vblank = false;
     if damaged {
         match out.compositor.queue_frame(Some(feedback)) {
             Ok(()) => {
-                out.flip_pending = true;
+                awaits_vblank = true;
                 out.frames += 1;
-                state.frame_stats.frame(shown);
-                debug!(output = %output.name(), frame = out.frames, "queued");
+                debug!(output = %out.output.name(), frame = out.frames, "queued");
             }
-            Err(err) => warn!("{}: cannot queue the frame: {err}", output.name()),
+            Err(err) => warn!("{}: cannot queue the frame: {err}", out.output.name()),
         }
     }
-}
-
-/// A page flip completed: the frame is on screen.
-fn frame_finished(out: &mut DrmOutput, metadata: &mut Option<DrmEventMetadata>) {
-    out.flip_pending = false;
-    match out.compositor.frame_submitted() {
-        Ok(Some(Some(mut feedback))) => {
-            let (time, flags) = match metadata.as_ref().map(|m| m.time) {
-                Some(DrmEventTime::Monotonic(t)) => (
-                    Time::<Monotonic>::from(t),
-                    Kind::Vsync | Kind::HwClock | Kind::HwCompletion,
-                ),
-                _ => (smithay::utils::Clock::<Monotonic>::new().now(), Kind::Vsync),
-            };
-            let seq = metadata.as_ref().map(|m| m.sequence).unwrap_or(0);
-            feedback.presented(time, Refresh::Fixed(out.refresh), u64::from(seq), flags);
-        }
-        Ok(_) => {}
-        Err(err) => warn!("{}: frame_submitted: {err}", out.output.name()),
-    }
-}
-
-/// With nothing queued, no vblank event comes; poll for client updates at
-/// the refresh rate until a frame is queued again.
-fn schedule_idle(
-    out: &mut DrmOutput,
-    backend: &Rc<RefCell<DrmBackend>>,
-    handle: &LoopHandle<'static, Heapland>,
-) {
-    if out.flip_pending || out.idle_timer.is_some() {
-        return;
-    }
-    let crtc = out.compositor.crtc();
-    let backend = backend.clone();
-    let refresh = out.refresh;
-    let token = handle.insert_source(Timer::from_duration(refresh), move |_, _, state| {
-        let mut b = backend.borrow_mut();
-        let active = b.drm.is_active();
-        let Some(out) = b.outputs.iter_mut().find(|o| o.compositor.crtc() == crtc) else {
-            return TimeoutAction::Drop;
-        };
-        if !active {
-            // The session is paused (another VT): nothing to draw until it
-            // is activated again, which restarts the timer.
-            out.idle_timer = None;
-            return TimeoutAction::Drop;
-        }
-        render(out, state);
-        if out.flip_pending {
-            out.idle_timer = None;
-            TimeoutAction::Drop
-        } else {
-            TimeoutAction::ToDuration(refresh)
-        }
-    });
-    match token {
-        Ok(token) => out.idle_timer = Some(token),
-        Err(err) => warn!("cannot start the idle timer: {err}"),
-    }
+    Some(DrawnFrame {
+        damaged: awaits_vblank,
+        shown,
+        awaits_vblank,
+        refresh: out.refresh,
+        states,
+        screenshot_written,
+    })
 }

@@ -1,24 +1,20 @@
-//! Headless backend: virtual outputs rendered on the CPU with pixman, at the
-//! refresh rate of their mode, driven by calloop timers.
+//! Headless backend: virtual outputs rendered on the CPU with pixman when
+//! something on them changes, at most at the refresh rate of their mode.
 //!
 //! Each output renders into one buffer of its own (nothing scans it out, so
 //! no double buffering is needed). That buffer comes from a DMA-BUF heap when
 //! the machine has one, else from ordinary memory, said once in the log.
 
-use std::{cell::RefCell, path::PathBuf, rc::Rc, time::Duration};
+use std::time::Duration;
 
-use calloop::{
-    timer::{TimeoutAction, Timer},
-    LoopHandle,
-};
 use heapland_allocator::{DmaBuf, HeapAllocator};
 use smithay::{
     backend::{
-        allocator::{dmabuf::Dmabuf, Buffer, Fourcc, Modifier},
+        allocator::{dmabuf::Dmabuf, Buffer, Format, Fourcc, Modifier},
         renderer::{
             damage::OutputDamageTracker,
             pixman::{PixmanError, PixmanRenderer, PixmanTarget},
-            Bind, ExportMem, Offscreen,
+            Bind, ExportMem, ImportDma, Offscreen, Renderer,
         },
     },
     output::{Mode as OutputMode, Output, PhysicalProperties, Scale, Subpixel},
@@ -32,10 +28,12 @@ use smithay::{
 use tracing::{debug, info, warn};
 
 use crate::{
+    backend::DrawnFrame,
     cli::{Cli, OutputMode as CliMode},
     frame_stats::{self, Shown},
-    scene::{self, CursorMode},
-    screenshot::write_xrgb8888_png,
+    heaps::HeapDirectory,
+    scene::{self, CursorMode, Scene},
+    screenshot::{write_xrgb8888_png, ScreenshotRequest},
     state::Heapland,
 };
 
@@ -55,8 +53,6 @@ pub enum HeadlessError {
         #[source]
         source: PixmanError,
     },
-    #[error("cannot add the frame timer: {0}")]
-    Timer(String),
 }
 
 /// Where an output's pixels live.
@@ -140,145 +136,130 @@ struct HeadlessOutput {
     buffer: OutputBuffer,
     damage_tracker: OutputDamageTracker,
     frames: u64,
-    /// Only the first output is written to the screenshot file.
-    screenshot: Option<PathBuf>,
-    every_frame: bool,
 }
 
-/// Creates the outputs and starts their frame timers.
-pub fn init(
-    cli: &Cli,
-    state: &mut Heapland,
-    handle: &LoopHandle<'static, Heapland>,
-) -> Result<(), HeadlessError> {
-    let renderer = Rc::new(RefCell::new(
-        PixmanRenderer::new().map_err(HeadlessError::Renderer)?,
-    ));
-    let clock = Rc::new(Clock::<Monotonic>::new());
+/// Virtual outputs and the pixman renderer that draws them.
+pub struct HeadlessBackend {
+    renderer: PixmanRenderer,
+    outputs: Vec<HeadlessOutput>,
+    clock: Clock<Monotonic>,
+}
 
-    let modes = if cli.outputs.is_empty() {
-        vec![CliMode::default()]
-    } else {
-        cli.outputs.clone()
-    };
+impl HeadlessBackend {
+    /// Creates the outputs (published by [`start`]) and their buffers.
+    pub fn new(cli: &Cli, heaps: &HeapDirectory) -> Result<Self, HeadlessError> {
+        let mut renderer = PixmanRenderer::new().map_err(HeadlessError::Renderer)?;
+        let modes = if cli.outputs.is_empty() {
+            vec![CliMode::default()]
+        } else {
+            cli.outputs.clone()
+        };
 
-    // The output buffers are touched by the CPU only (pixman), so no device
-    // constrains the heap: the allocator picks the most general one.
-    let mut allocator = match HeapAllocator::new(state.heaps.discovery().clone(), &[]) {
-        Ok(a) => Some(a),
-        Err(err) => {
-            info!("output buffers: no DMA-BUF heap ({err}); rendering into ordinary memory");
-            None
+        // The output buffers are touched by the CPU only (pixman), so no device
+        // constrains the heap: the allocator picks the most general one.
+        let mut allocator = match HeapAllocator::new(heaps.discovery().clone(), &[]) {
+            Ok(a) => Some(a),
+            Err(err) => {
+                info!("output buffers: no DMA-BUF heap ({err}); rendering into ordinary memory");
+                None
+            }
+        };
+
+        let mut outputs = Vec::new();
+        for (i, mode) in modes.iter().enumerate() {
+            let (w, h) = (mode.width as i32, mode.height as i32);
+            let output = Output::new(
+                format!("HEADLESS-{}", i + 1),
+                PhysicalProperties {
+                    size: (0, 0).into(),
+                    subpixel: Subpixel::Unknown,
+                    make: "heapland".into(),
+                    model: "headless".into(),
+                },
+            );
+            let wl_mode = OutputMode {
+                size: (w, h).into(),
+                refresh: (mode.refresh_hz * 1000) as i32,
+            };
+            output.add_mode(wl_mode);
+            output.set_preferred(wl_mode);
+            output.change_current_state(
+                Some(wl_mode),
+                Some(Transform::Normal),
+                Some(Scale::Integer(1)),
+                None,
+            );
+            let buffer =
+                allocate_output_buffer(&mut allocator, &mut renderer, &output.name(), mode)?;
+            outputs.push(HeadlessOutput {
+                damage_tracker: OutputDamageTracker::from_output(&output),
+                output,
+                mode: *mode,
+                buffer,
+                frames: 0,
+            });
         }
-    };
-
-    let mut x = 0i32;
-    for (i, mode) in modes.iter().enumerate() {
-        let (w, h) = (mode.width as i32, mode.height as i32);
-        let output = Output::new(
-            format!("HEADLESS-{}", i + 1),
-            PhysicalProperties {
-                size: (0, 0).into(),
-                subpixel: Subpixel::Unknown,
-                make: "heapland".into(),
-                model: "headless".into(),
-            },
-        );
-        let wl_mode = OutputMode {
-            size: (w, h).into(),
-            refresh: (mode.refresh_hz * 1000) as i32,
-        };
-        output.add_mode(wl_mode);
-        output.set_preferred(wl_mode);
-        output.change_current_state(
-            Some(wl_mode),
-            Some(Transform::Normal),
-            Some(Scale::Integer(1)),
-            Some((x, 0).into()),
-        );
-        state.add_output(&output, (x, 0).into());
-        x += w;
-
-        let buffer = allocate_output_buffer(
-            &mut allocator,
-            &mut renderer.borrow_mut(),
-            &output.name(),
-            mode,
-        )?;
-        let mut out = HeadlessOutput {
-            damage_tracker: OutputDamageTracker::from_output(&output),
-            output,
-            mode: *mode,
-            buffer,
-            frames: 0,
-            screenshot: if i == 0 { cli.screenshot.clone() } else { None },
-            every_frame: cli.screenshot_every_frame,
-        };
-        info!(
-            "output {}: {}x{}@{}Hz at x={}",
-            out.output.name(),
-            mode.width,
-            mode.height,
-            mode.refresh_hz,
-            x - w
-        );
-
-        let interval = Duration::from_nanos(1_000_000_000 / u64::from(mode.refresh_hz));
-        let renderer = renderer.clone();
-        let clock = clock.clone();
-        handle
-            .insert_source(Timer::from_duration(interval), move |_, _, state| {
-                render_frame(
-                    &mut renderer.borrow_mut(),
-                    &mut out,
-                    state,
-                    &clock,
-                    interval,
-                );
-                TimeoutAction::ToDuration(interval)
-            })
-            .map_err(|e| HeadlessError::Timer(e.to_string()))?;
+        Ok(HeadlessBackend {
+            renderer,
+            outputs,
+            clock: Clock::new(),
+        })
     }
-    Ok(())
-}
 
-/// Renders one frame of one output, then sends frame callbacks and
-/// presentation feedback, and writes the screenshot when asked.
-fn render_frame(
-    renderer: &mut PixmanRenderer,
-    out: &mut HeadlessOutput,
-    state: &mut Heapland,
-    clock: &Clock<Monotonic>,
-    interval: Duration,
-) {
-    let age = usize::from(out.frames > 0);
-    let elements = scene::output_elements(state, renderer, &out.output, CursorMode::Hidden);
-    let damaged = {
+    pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
+        self.renderer
+            .import_dmabuf(dmabuf, None)
+            .map(drop)
+            .map_err(|e| format!("the renderer cannot import it: {e}"))
+    }
+
+    pub fn cleanup_texture_cache(&mut self) {
+        if let Err(err) = self.renderer.cleanup_texture_cache() {
+            debug!("renderer cleanup: {err}");
+        }
+    }
+
+    pub fn dmabuf_formats(&self) -> Vec<Format> {
+        crate::feedback::cpu_formats()
+            .into_iter()
+            .filter(|f| self.renderer.dmabuf_formats().contains(f))
+            .collect()
+    }
+
+    /// Renders one frame of `output`, writes the screenshot when asked,
+    /// then sends frame callbacks and presentation feedback: nothing scans
+    /// the buffer out, so the frame is presented once it is complete.
+    pub fn draw(
+        &mut self,
+        output: &Output,
+        scene: &Scene<'_>,
+        screenshot: Option<&ScreenshotRequest<'_>>,
+    ) -> Option<DrawnFrame> {
+        let renderer = &mut self.renderer;
+        let out = self.outputs.iter_mut().find(|o| &o.output == output)?;
+        let age = usize::from(out.frames > 0);
+        let elements = scene::output_elements(scene, renderer, &out.output, CursorMode::Hidden);
         let mut fb = match out.buffer.bind(renderer) {
             Ok(fb) => fb,
             Err(err) => {
                 warn!("cannot bind the output buffer: {err}");
-                return;
+                return None;
             }
         };
-        let damaged =
+        let (damaged, states) =
             match out
                 .damage_tracker
                 .render_output(renderer, &mut fb, age, &elements, CLEAR_COLOR)
             {
-                Ok(result) => result.damage.is_some_and(|d| !d.is_empty()),
+                Ok(result) => (result.damage.is_some_and(|d| !d.is_empty()), result.states),
                 Err(err) => {
                     warn!("rendering {} failed: {err:?}", out.output.name());
-                    return;
+                    return None;
                 }
             };
 
-        let requested = out.screenshot.is_some() && state.screenshot_requested;
-        let wanted = requested || (out.every_frame && (damaged || out.frames == 0));
-        if let (true, Some(path)) = (wanted, out.screenshot.as_ref()) {
-            if requested {
-                state.screenshot_requested = false;
-            }
+        let mut screenshot_written = false;
+        if let Some(request) = screenshot.filter(|r| r.wanted(damaged, out.frames == 0)) {
             let (w, h) = (out.mode.width as i32, out.mode.height as i32);
             let region = Rectangle::from_size((w, h).into());
             match renderer
@@ -286,30 +267,66 @@ fn render_frame(
                 .and_then(|mapping| {
                     let data = renderer.map_texture(&mapping)?;
                     Ok(write_xrgb8888_png(
-                        path,
+                        request.path,
                         w as u32,
                         h as u32,
                         w as usize * 4,
                         data,
                     ))
                 }) {
-                Ok(Ok(())) => debug!("screenshot written to {}", path.display()),
+                Ok(Ok(())) => debug!("screenshot written to {}", request.path.display()),
                 Ok(Err(err)) => warn!("screenshot: {err}"),
                 Err(err) => warn!("screenshot: cannot read the output back: {err}"),
             }
+            screenshot_written = true;
         }
-        damaged
-    };
-    out.frames += 1;
+        drop(fb);
+        out.frames += 1;
 
-    let output = out.output.clone();
-    let now = clock.now();
-    let mut presentation = state.frame_done(&output);
-    // Nothing scans the buffer out; "presented" means the frame is complete
-    // in the output buffer, at a fixed rate.
-    presentation.presented(now, Refresh::Fixed(interval), out.frames, Kind::empty());
-    if damaged {
-        state.frame_stats.frame(Shown::Composited);
-        debug!(output = %output.name(), frame = out.frames, "rendered");
+        let refresh = Duration::from_nanos(1_000_000_000 / u64::from(out.mode.refresh_hz));
+        scene.update_primary_scanout_output(output, &states);
+        let mut presentation = scene.frame_done(output);
+        presentation.presented(
+            self.clock.now(),
+            Refresh::Fixed(refresh),
+            out.frames,
+            Kind::empty(),
+        );
+        if damaged {
+            debug!(output = %output.name(), frame = out.frames, "rendered");
+        }
+        Some(DrawnFrame {
+            damaged,
+            shown: Shown::Composited,
+            awaits_vblank: false,
+            refresh,
+            states,
+            screenshot_written,
+        })
+    }
+}
+
+/// Announces the outputs side by side, each to be drawn once.
+pub fn start(state: &mut Heapland) {
+    let crate::backend::Backend::Headless(backend) = &state.backend else {
+        return;
+    };
+    let outputs: Vec<(Output, CliMode)> = backend
+        .outputs
+        .iter()
+        .map(|o| (o.output.clone(), o.mode))
+        .collect();
+    let mut x = 0i32;
+    for (output, mode) in outputs {
+        output.change_current_state(None, None, None, Some((x, 0).into()));
+        state.add_output(&output, (x, 0).into());
+        info!(
+            "output {}: {}x{}@{}Hz at x={x}",
+            output.name(),
+            mode.width,
+            mode.height,
+            mode.refresh_hz,
+        );
+        x += mode.width as i32;
     }
 }

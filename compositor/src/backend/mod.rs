@@ -1,5 +1,13 @@
-//! Start-up shared by every backend: the Wayland display and socket, signal
-//! handling and the event loop. Backends add outputs and render.
+//! Start-up shared by every backend (the Wayland display and socket, signal
+//! handling, the event loop) and [`Backend`], the part of the state that
+//! owns the renderer and the outputs' buffers.
+//!
+//! The backend lives inside the state, so that any handler can reach it:
+//! a commit queues a redraw of the outputs it touches (see `redraw`), the
+//! linux-dmabuf handler has a client buffer checked by the renderer that
+//! will draw it. Every backend draws an output the same way ([`Backend::draw`]):
+//! the scene's elements, damage-tracked rendering into a buffer of the
+//! output, the screenshot, frame callbacks and presentation feedback.
 
 pub mod drm;
 pub mod headless;
@@ -14,14 +22,25 @@ use calloop::{
     signals::{Signal, Signals},
     EventLoop, Interest, Mode, PostAction,
 };
-use smithay::{reexports::wayland_server::Display, wayland::socket::ListeningSocketSource};
+use smithay::{
+    backend::{
+        allocator::{dmabuf::Dmabuf, Format},
+        renderer::element::RenderElementStates,
+    },
+    output::Output,
+    reexports::wayland_server::Display,
+    wayland::socket::ListeningSocketSource,
+};
 use tracing::{debug, info, warn};
 
 use crate::{
     cli::{BackendKind, Cli},
-    feedback::{cpu_formats, find_render_node, FeedbackPlan},
+    feedback::{find_render_node, FeedbackPlan},
+    frame_stats::Shown,
     heaps::HeapDirectory,
     peer::Peer,
+    scene::Scene,
+    screenshot::ScreenshotRequest,
     state::{ClientState, Heapland, StateError},
 };
 
@@ -51,6 +70,94 @@ pub enum RunError {
     Stats(#[from] crate::frame_stats::StatsError),
     #[error("event loop failed: {0}")]
     Loop(String),
+}
+
+/// The renderer and the outputs' buffers of the backend heapland runs on.
+pub enum Backend {
+    Headless(headless::HeadlessBackend),
+    Drm(Box<drm::DrmBackend>),
+    #[cfg(feature = "winit")]
+    Winit(Box<winit::WinitBackend>),
+}
+
+/// What drawing one output did.
+pub struct DrawnFrame {
+    /// The output's picture changed.
+    pub damaged: bool,
+    /// How the picture reached the output.
+    pub shown: Shown,
+    /// The frame was queued to the display: its page flip ends the frame
+    /// cycle. Otherwise a timer of one `refresh` does.
+    pub awaits_vblank: bool,
+    pub refresh: Duration,
+    /// Where each element went (a plane, the composition, nowhere).
+    pub states: RenderElementStates,
+    /// The screenshot was written.
+    pub screenshot_written: bool,
+}
+
+impl Backend {
+    /// Draws `output` if it is one of this backend's: `None` when nothing
+    /// could be drawn (the session is paused, or rendering failed; logged).
+    pub fn draw(
+        &mut self,
+        output: &Output,
+        scene: &Scene<'_>,
+        screenshot: Option<&ScreenshotRequest<'_>>,
+    ) -> Option<DrawnFrame> {
+        match self {
+            Backend::Headless(b) => b.draw(output, scene, screenshot),
+            Backend::Drm(b) => b.draw(output, scene, screenshot),
+            #[cfg(feature = "winit")]
+            Backend::Winit(b) => b.draw(output, scene),
+        }
+    }
+
+    /// Checks a client dma-buf with the renderer that will draw it.
+    pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
+        match self {
+            Backend::Headless(b) => b.import_dmabuf(dmabuf),
+            Backend::Drm(b) => b.renderer.import_dmabuf(dmabuf),
+            #[cfg(feature = "winit")]
+            Backend::Winit(b) => b.import_dmabuf(dmabuf),
+        }
+    }
+
+    /// Lets the renderer drop what it holds of client buffers that are
+    /// gone.
+    pub fn cleanup_texture_cache(&mut self) {
+        match self {
+            Backend::Headless(b) => b.cleanup_texture_cache(),
+            Backend::Drm(b) => b.renderer.cleanup(),
+            #[cfg(feature = "winit")]
+            Backend::Winit(b) => b.cleanup_texture_cache(),
+        }
+    }
+
+    /// The formats and modifiers client dma-bufs may have.
+    pub fn dmabuf_formats(&self) -> Vec<Format> {
+        match self {
+            Backend::Headless(b) => b.dmabuf_formats(),
+            Backend::Drm(b) => b.renderer.texture_formats(),
+            #[cfg(feature = "winit")]
+            Backend::Winit(b) => b.dmabuf_formats(),
+        }
+    }
+
+    /// Whether the backend draws the pointer's cursor itself, so that a
+    /// pointer motion changes the picture.
+    pub fn draws_cursor(&self) -> bool {
+        matches!(self, Backend::Drm(_))
+    }
+
+    fn start(state: &mut Heapland) {
+        match &state.backend {
+            Backend::Headless(_) => headless::start(state),
+            Backend::Drm(_) => drm::start(state),
+            #[cfg(feature = "winit")]
+            Backend::Winit(_) => winit::start(state),
+        }
+    }
 }
 
 /// Runs the compositor until SIGINT or SIGTERM.
@@ -133,6 +240,9 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
                 Signal::SIGUSR1 => {
                     info!("SIGUSR1: screenshot requested");
                     state.screenshot_requested = true;
+                    if let Some(first) = state.outputs.first().cloned() {
+                        state.queue_redraw(&first);
+                    }
                 }
                 sig => {
                     info!("{sig:?}: shutting down");
@@ -170,23 +280,36 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
             list(heaps.accounted_names())
         ),
     }
-    let plan = render_node.map_or_else(FeedbackPlan::none, FeedbackPlan::cpu_composited);
+    let backend = match backend {
+        BackendKind::Headless | BackendKind::Auto => {
+            Backend::Headless(headless::HeadlessBackend::new(&cli, &heaps)?)
+        }
+        BackendKind::Drm => Backend::Drm(Box::new(drm::DrmBackend::new(&cli, &heaps, &handle)?)),
+        #[cfg(feature = "winit")]
+        BackendKind::Winit => Backend::Winit(Box::new(winit::WinitBackend::new(&handle)?)),
+    };
+    let formats = backend.dmabuf_formats();
+    let plan = render_node.map_or_else(FeedbackPlan::none, |node| {
+        FeedbackPlan::composited(node, formats.clone())
+    });
     let mut state = Heapland::new(
         dh,
         handle.clone(),
         event_loop.get_signal(),
         socket_name,
-        cpu_formats(),
+        formats,
         plan,
         heaps,
+        backend,
     )?;
-
-    match backend {
-        BackendKind::Headless | BackendKind::Auto => headless::init(&cli, &mut state, &handle)?,
-        BackendKind::Drm => drm::init(&cli, &mut state, &handle)?,
-        #[cfg(feature = "winit")]
-        BackendKind::Winit => winit::init(&mut state, &handle)?,
-    }
+    state.screenshot = cli
+        .screenshot
+        .clone()
+        .map(|path| crate::screenshot::ScreenshotTarget {
+            path,
+            every_frame: cli.screenshot_every_frame,
+        });
+    Backend::start(&mut state);
 
     if let Some(path) = &cli.stats {
         crate::frame_stats::start(path, &handle)?;
@@ -202,10 +325,13 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         state.socket_name
     );
 
+    // No timeout: the loop wakes for clients, input, vblanks and timers of
+    // outputs with something to draw, and for nothing else.
     event_loop
-        .run(Some(Duration::from_millis(100)), &mut state, |state| {
+        .run(None, &mut state, |state| {
             state.space.refresh();
             state.popups.cleanup();
+            state.redraw_queued_outputs();
             if let Err(err) = state.display_handle.flush_clients() {
                 warn!("flushing clients: {err}");
             }

@@ -11,20 +11,22 @@ use std::time::Duration;
 use calloop::LoopHandle;
 use smithay::{
     backend::{
-        renderer::{damage::OutputDamageTracker, gles::GlesRenderer},
-        winit::{self, WinitEvent},
+        allocator::{dmabuf::Dmabuf, Format},
+        renderer::{damage::OutputDamageTracker, gles::GlesRenderer, ImportDma, Renderer},
+        winit::{self, WinitEvent, WinitGraphicsBackend},
     },
     output::{Mode as OutputMode, Output, PhysicalProperties, Scale, Subpixel},
     reexports::wayland_protocols::wp::presentation_time::server::wp_presentation_feedback::Kind,
     utils::{Clock, Monotonic, Transform},
     wayland::presentation::Refresh,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
-    backend::headless::CLEAR_COLOR,
+    backend::{headless::CLEAR_COLOR, Backend, DrawnFrame},
+    frame_stats::Shown,
     input::InputAction,
-    scene::{self, CursorMode},
+    scene::{self, CursorMode, Scene},
     state::Heapland,
 };
 
@@ -39,35 +41,138 @@ pub enum WinitError {
 
 const REFRESH_MHZ: i32 = 60_000;
 
-/// Opens the window and drives rendering from its redraw events.
-pub fn init(
-    state: &mut Heapland,
-    handle: &LoopHandle<'static, Heapland>,
-) -> Result<(), WinitError> {
-    let (mut backend, winit) =
-        winit::init::<GlesRenderer>().map_err(|e| WinitError::Init(e.to_string()))?;
-    let size = backend.window_size();
-    let output = Output::new(
-        "WINIT-1".into(),
-        PhysicalProperties {
-            size: (0, 0).into(),
-            subpixel: Subpixel::Unknown,
-            make: "heapland".into(),
-            model: "winit".into(),
-        },
-    );
-    let mode = OutputMode {
-        size,
-        refresh: REFRESH_MHZ,
+/// The window, its GLES renderer and the one output it shows.
+pub struct WinitBackend {
+    backend: WinitGraphicsBackend<GlesRenderer>,
+    output: Output,
+    damage_tracker: OutputDamageTracker,
+    clock: Clock<Monotonic>,
+    frames: u64,
+    /// What the window's EGL display imports.
+    formats: Vec<Format>,
+}
+
+impl WinitBackend {
+    /// Opens the window; its events queue redraws and feed seat0.
+    pub fn new(handle: &LoopHandle<'static, Heapland>) -> Result<Self, WinitError> {
+        let (mut backend, winit) =
+            winit::init::<GlesRenderer>().map_err(|e| WinitError::Init(e.to_string()))?;
+        let formats = backend.renderer().dmabuf_formats().into_iter().collect();
+        let size = backend.window_size();
+        let output = Output::new(
+            "WINIT-1".into(),
+            PhysicalProperties {
+                size: (0, 0).into(),
+                subpixel: Subpixel::Unknown,
+                make: "heapland".into(),
+                model: "winit".into(),
+            },
+        );
+        let mode = OutputMode {
+            size,
+            refresh: REFRESH_MHZ,
+        };
+        output.add_mode(mode);
+        output.set_preferred(mode);
+        output.change_current_state(
+            Some(mode),
+            Some(Transform::Flipped180),
+            Some(Scale::Integer(1)),
+            Some((0, 0).into()),
+        );
+        handle
+            .insert_source(winit, |event, _, state| on_event(state, event))
+            .map_err(|e| WinitError::Loop(e.to_string()))?;
+        Ok(WinitBackend {
+            damage_tracker: OutputDamageTracker::from_output(&output),
+            backend,
+            output,
+            clock: Clock::new(),
+            frames: 0,
+            formats,
+        })
+    }
+
+    pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
+        self.backend
+            .renderer()
+            .import_dmabuf(dmabuf, None)
+            .map(drop)
+            .map_err(|e| format!("the renderer cannot import it: {e}"))
+    }
+
+    pub fn cleanup_texture_cache(&mut self) {
+        if let Err(err) = self.backend.renderer().cleanup_texture_cache() {
+            debug!("renderer cleanup: {err}");
+        }
+    }
+
+    pub fn dmabuf_formats(&self) -> Vec<Format> {
+        self.formats.clone()
+    }
+
+    /// Renders the window's output and presents it.
+    pub fn draw(&mut self, output: &Output, scene: &Scene<'_>) -> Option<DrawnFrame> {
+        if output != &self.output {
+            return None;
+        }
+        let age = self.backend.buffer_age().unwrap_or(0);
+        let (damage, states) = match self.backend.bind() {
+            Ok((renderer, mut fb)) => {
+                // The host draws the cursor over the window.
+                let elements = scene::output_elements(scene, renderer, output, CursorMode::Hidden);
+                match self.damage_tracker.render_output(
+                    renderer,
+                    &mut fb,
+                    age,
+                    &elements,
+                    CLEAR_COLOR,
+                ) {
+                    Ok(result) => (result.damage.cloned(), result.states),
+                    Err(err) => {
+                        warn!("rendering failed: {err:?}");
+                        return None;
+                    }
+                }
+            }
+            Err(err) => {
+                warn!("cannot bind the window: {err}");
+                return None;
+            }
+        };
+        let damaged = damage.as_ref().is_some_and(|d| !d.is_empty());
+        if damaged {
+            if let Err(err) = self.backend.submit(damage.as_deref()) {
+                warn!("cannot present the window: {err}");
+            }
+        }
+        self.frames += 1;
+        let refresh = Duration::from_micros(1_000_000_000 / REFRESH_MHZ as u64);
+        scene.update_primary_scanout_output(output, &states);
+        scene.frame_done(output).presented(
+            self.clock.now(),
+            Refresh::Fixed(refresh),
+            self.frames,
+            Kind::empty(),
+        );
+        Some(DrawnFrame {
+            damaged,
+            shown: Shown::Composited,
+            awaits_vblank: false,
+            refresh,
+            states,
+            screenshot_written: false,
+        })
+    }
+}
+
+/// Announces the window's output.
+pub fn start(state: &mut Heapland) {
+    let Backend::Winit(backend) = &state.backend else {
+        return;
     };
-    output.add_mode(mode);
-    output.set_preferred(mode);
-    output.change_current_state(
-        Some(mode),
-        Some(Transform::Flipped180),
-        Some(Scale::Integer(1)),
-        Some((0, 0).into()),
-    );
+    let output = backend.output.clone();
+    let size = backend.backend.window_size();
     state.add_output(&output, (0, 0).into());
     info!(
         "output {}: {}x{} in a window (winit, GLES)",
@@ -75,72 +180,36 @@ pub fn init(
         size.w,
         size.h
     );
+}
 
-    let mut damage_tracker = OutputDamageTracker::from_output(&output);
-    let clock = Clock::<Monotonic>::new();
-    let mut frames = 0u64;
-    let interval = Duration::from_micros(1_000_000_000 / REFRESH_MHZ as u64);
-    handle
-        .insert_source(winit, move |event, _, state| match event {
-            WinitEvent::Resized { size, .. } => {
-                let mode = OutputMode {
-                    size,
-                    refresh: REFRESH_MHZ,
-                };
-                output.change_current_state(Some(mode), None, None, None);
-                output.set_preferred(mode);
-            }
-            WinitEvent::Redraw => {
-                let age = backend.buffer_age().unwrap_or(0);
-                let damage = match backend.bind() {
-                    Ok((renderer, mut fb)) => {
-                        // The host draws the cursor over the window.
-                        let elements =
-                            scene::output_elements(state, renderer, &output, CursorMode::Hidden);
-                        match damage_tracker.render_output(
-                            renderer,
-                            &mut fb,
-                            age,
-                            &elements,
-                            CLEAR_COLOR,
-                        ) {
-                            Ok(result) => result.damage.cloned(),
-                            Err(err) => {
-                                warn!("rendering failed: {err:?}");
-                                None
-                            }
-                        }
-                    }
-                    Err(err) => {
-                        warn!("cannot bind the window: {err}");
-                        None
-                    }
-                };
-                if let Err(err) = backend.submit(damage.as_deref()) {
-                    warn!("cannot present the window: {err}");
-                }
-                frames += 1;
-                state.frame_done(&output).presented(
-                    clock.now(),
-                    Refresh::Fixed(interval),
-                    frames,
-                    Kind::empty(),
-                );
-                backend.window().request_redraw();
-            }
-            WinitEvent::CloseRequested => {
-                info!("window closed: shutting down");
+fn on_event(state: &mut Heapland, event: WinitEvent) {
+    match event {
+        WinitEvent::Resized { size, .. } => {
+            let Backend::Winit(backend) = &state.backend else {
+                return;
+            };
+            let output = backend.output.clone();
+            let mode = OutputMode {
+                size,
+                refresh: REFRESH_MHZ,
+            };
+            output.change_current_state(Some(mode), None, None, None);
+            output.set_preferred(mode);
+            state.queue_redraw(&output);
+        }
+        // The host asks for the window's content (exposed, or shown again).
+        WinitEvent::Redraw => state.queue_redraw_all(),
+        WinitEvent::CloseRequested => {
+            info!("window closed: shutting down");
+            state.loop_signal.stop();
+        }
+        WinitEvent::Input(event) => {
+            let action = state.process_input_event(event);
+            if action == InputAction::Quit {
+                info!("Ctrl+Alt+Backspace: shutting down");
                 state.loop_signal.stop();
             }
-            WinitEvent::Input(event) => {
-                let action = state.process_input_event(event);
-                if action == InputAction::Quit {
-                    info!("Ctrl+Alt+Backspace: shutting down");
-                    state.loop_signal.stop();
-                }
-            }
-            _ => {}
-        })
-        .map_err(|e| WinitError::Loop(e.to_string()))?;
-    Ok(())
+        }
+        _ => {}
+    }
 }

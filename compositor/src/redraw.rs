@@ -1,0 +1,302 @@
+//! When an output draws: one state machine per output, the same on every
+//! backend.
+//!
+//! An output draws only when something on it changed: a client committed,
+//! the pointer moved over it, a window came or went. Nothing changed means
+//! no timer, no vblank event and no frame callback, so an idle desktop does
+//! not wake the CPU. Changes are coalesced: however many commits arrive
+//! during one turn of the event loop, the output draws once at its end
+//! ([`crate::state::Heapland::redraw_queued_outputs`]), and once per refresh
+//! at most: a change that arrives while a frame is on its way to the screen
+//! waits for it.
+//!
+//! ```text
+//!          queue                   draw: frame queued to KMS
+//!   Idle ─────────▶ Queued ─────────────────────────────────▶ WaitingForVBlank
+//!    ▲                │  draw: nothing new, or no display           │ vblank
+//!    │                ▼                                             │
+//!    └──── WaitingForEstimatedVBlank ◀── (timer of one refresh)     │
+//!             (back to Queued if queued meanwhile) ◀────────────────┘
+//! ```
+//!
+//! The estimated vblank stands in for a page flip that did not happen:
+//! a client that commits without damage, or a headless or nested output,
+//! still gets its frame callbacks paced at the refresh rate.
+
+use calloop::RegistrationToken;
+
+/// Where an output is in its frame cycle.
+#[derive(Debug, Default)]
+pub enum RedrawState {
+    /// Nothing to draw, nothing pending.
+    #[default]
+    Idle,
+    /// To be drawn at the end of this turn of the event loop.
+    Queued,
+    /// A frame is queued to the display; `queued` says whether to draw
+    /// again as soon as it is shown.
+    WaitingForVBlank { queued: bool },
+    /// Nothing went to the display (no damage, or a backend without page
+    /// flips); a timer of one refresh ends the cycle.
+    WaitingForEstimatedVBlank {
+        timer: RegistrationToken,
+        queued: bool,
+    },
+}
+
+impl RedrawState {
+    /// Something on the output changed.
+    pub fn queue(&mut self) {
+        match self {
+            RedrawState::Idle => *self = RedrawState::Queued,
+            RedrawState::Queued => {}
+            RedrawState::WaitingForVBlank { queued }
+            | RedrawState::WaitingForEstimatedVBlank { queued, .. } => *queued = true,
+        }
+    }
+
+    /// Whether the output is to be drawn now.
+    pub fn is_queued(&self) -> bool {
+        matches!(self, RedrawState::Queued)
+    }
+
+    /// The frame cycle ended (a page flip, or the estimated vblank timer):
+    /// draws again if something changed meanwhile, else goes idle.
+    pub fn frame_ended(&mut self) {
+        *self = match self {
+            RedrawState::WaitingForVBlank { queued: true }
+            | RedrawState::WaitingForEstimatedVBlank { queued: true, .. }
+            | RedrawState::Queued => RedrawState::Queued,
+            _ => RedrawState::Idle,
+        };
+    }
+
+    /// The timer this state holds, to be removed from the event loop when
+    /// the output goes away or the cycle is cut short.
+    pub fn timer(&self) -> Option<RegistrationToken> {
+        match self {
+            RedrawState::WaitingForEstimatedVBlank { timer, .. } => Some(*timer),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_during_a_frame_are_drawn_once_after_it() {
+        let mut s = RedrawState::Idle;
+        s.queue();
+        assert!(s.is_queued());
+        s = RedrawState::WaitingForVBlank { queued: false };
+        s.queue();
+        s.queue();
+        assert!(!s.is_queued(), "nothing is drawn before the vblank");
+        s.frame_ended();
+        assert!(s.is_queued());
+    }
+
+    #[test]
+    fn a_frame_with_nothing_new_after_it_ends_idle() {
+        let mut s = RedrawState::WaitingForVBlank { queued: false };
+        s.frame_ended();
+        assert!(matches!(s, RedrawState::Idle));
+        assert!(s.timer().is_none());
+    }
+}
+
+mod queue {
+    use calloop::timer::{TimeoutAction, Timer};
+    use smithay::{
+        desktop::{find_popup_root_surface, layer_map_for_output, WindowSurfaceType},
+        output::Output,
+        reexports::wayland_server::protocol::wl_surface::WlSurface,
+        wayland::compositor::get_parent,
+    };
+    use tracing::warn;
+
+    use super::RedrawState;
+    use crate::{feedback, screenshot::ScreenshotRequest, state::Heapland};
+
+    impl Heapland {
+        /// Something on `output` changed.
+        pub fn queue_redraw(&mut self, output: &Output) {
+            if let Some(state) = self.redraw_states.get_mut(output) {
+                state.queue();
+            }
+        }
+
+        /// Something on every output changed (focus, the drawn cursor, an
+        /// output gone).
+        pub fn queue_redraw_all(&mut self) {
+            for state in self.redraw_states.values_mut() {
+                state.queue();
+            }
+        }
+
+        /// `surface` committed: redraws the outputs its window or layer
+        /// surface is on, where it was at the last redraw and where it is
+        /// now. A surface shown nowhere redraws nothing.
+        pub fn queue_redraw_for_surface(&mut self, surface: &WlSurface) {
+            let mut root = surface.clone();
+            while let Some(parent) = get_parent(&root) {
+                root = parent;
+            }
+            if let Some(popup) = self.popups.find_popup(&root) {
+                if let Ok(parent) = find_popup_root_surface(&popup) {
+                    root = parent;
+                }
+            }
+            let mut touched: Vec<Output> = Vec::new();
+            let window = self
+                .space
+                .elements()
+                .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == &root))
+                .cloned();
+            if let Some(window) = window {
+                touched.extend(self.space.outputs_for_element(&window));
+                if let Some(bbox) = self.space.element_bbox(&window) {
+                    touched.extend(
+                        self.outputs
+                            .iter()
+                            .filter(|o| {
+                                self.space
+                                    .output_geometry(o)
+                                    .is_some_and(|g| g.overlaps(bbox))
+                            })
+                            .cloned(),
+                    );
+                }
+            } else if let Some(output) = self.outputs.iter().find(|o| {
+                layer_map_for_output(o)
+                    .layer_for_surface(&root, WindowSurfaceType::TOPLEVEL)
+                    .is_some()
+            }) {
+                touched.push(output.clone());
+            } else if matches!(
+                &self.cursor_status,
+                smithay::input::pointer::CursorImageStatus::Surface(s) if s == &root
+            ) && self.backend.draws_cursor()
+            {
+                touched.extend(self.outputs.iter().cloned());
+            }
+            for output in touched {
+                self.queue_redraw(&output);
+            }
+        }
+
+        /// Draws every output whose redraw is queued; called once at the
+        /// end of each turn of the event loop. Also lets the renderer drop
+        /// imports of client buffers destroyed during the turn.
+        pub fn redraw_queued_outputs(&mut self) {
+            if std::mem::take(&mut self.cleanup_queued) {
+                self.backend.cleanup_texture_cache();
+            }
+            let queued: Vec<Output> = self
+                .outputs
+                .iter()
+                .filter(|o| {
+                    self.redraw_states
+                        .get(o)
+                        .is_some_and(RedrawState::is_queued)
+                })
+                .cloned()
+                .collect();
+            for output in queued {
+                self.redraw(&output);
+            }
+        }
+
+        /// The one frame function of every backend: the backend draws the
+        /// scene (elements, damage, render, screenshot, frame callbacks,
+        /// presentation feedback); then the frame is counted, scanout
+        /// decisions reach the surfaces' feedback, and the frame cycle
+        /// goes on.
+        fn redraw(&mut self, output: &Output) {
+            let target = self
+                .screenshot
+                .clone()
+                .filter(|_| self.outputs.first() == Some(output));
+            let request = target.as_ref().map(|t| ScreenshotRequest {
+                path: &t.path,
+                requested: self.screenshot_requested,
+                every_frame: t.every_frame,
+            });
+            let (backend, scene) = self.split_for_frame();
+            let frame = backend.draw(output, &scene, request.as_ref());
+            let Some(frame) = frame else {
+                // Nothing was drawn: what changes next queues it again.
+                if let Some(state) = self.redraw_states.get_mut(output) {
+                    *state = RedrawState::Idle;
+                }
+                return;
+            };
+            if frame.screenshot_written {
+                self.screenshot_requested = false;
+            }
+            if frame.damaged {
+                self.frame_stats.frame(frame.shown);
+            }
+            if self.scanout_plan.is_some() {
+                let decisions: Vec<(WlSurface, bool)> = self
+                    .space
+                    .elements_for_output(output)
+                    .filter_map(|w| w.toplevel().map(|t| t.wl_surface().clone()))
+                    .map(|s| {
+                        let scanout = feedback::wants_scanout(&frame.states, &s);
+                        (s, scanout)
+                    })
+                    .collect();
+                for (surface, scanout) in decisions {
+                    feedback::scanout_decided(self, &surface, scanout);
+                }
+            }
+            let next = if frame.awaits_vblank {
+                RedrawState::WaitingForVBlank { queued: false }
+            } else {
+                let o = output.clone();
+                let timer = self.loop_handle.insert_source(
+                    Timer::from_duration(frame.refresh),
+                    move |_, _, state| {
+                        state.frame_ended(&o);
+                        TimeoutAction::Drop
+                    },
+                );
+                match timer {
+                    Ok(timer) => RedrawState::WaitingForEstimatedVBlank {
+                        timer,
+                        queued: false,
+                    },
+                    Err(err) => {
+                        warn!("cannot start the frame timer of {}: {err}", output.name());
+                        RedrawState::Idle
+                    }
+                }
+            };
+            if let Some(state) = self.redraw_states.get_mut(output) {
+                *state = next;
+            }
+        }
+
+        /// The frame of `output` is on screen (page flip), or its
+        /// estimated vblank passed.
+        pub fn frame_ended(&mut self, output: &Output) {
+            if let Some(state) = self.redraw_states.get_mut(output) {
+                state.frame_ended();
+            }
+        }
+
+        /// Forgets the frame in flight (the display was lost to another
+        /// session) and draws `output` anew.
+        pub fn restart_frame_cycle(&mut self, output: &Output) {
+            if let Some(state) = self.redraw_states.get_mut(output) {
+                if let Some(timer) = state.timer() {
+                    self.loop_handle.remove(timer);
+                }
+                *state = RedrawState::Queued;
+            }
+        }
+    }
+}
