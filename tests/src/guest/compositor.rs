@@ -173,6 +173,11 @@ impl Heapland {
         }
     }
 
+    /// The compositor's process id.
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(super) fn signal(&self, sig: rustix::process::Signal) {
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
             let _ = rustix::process::kill_process(pid, sig);
@@ -301,6 +306,8 @@ pub(super) struct State {
     /// Size of the last configure (0 when the client chooses).
     pub(super) configured_size: (i32, i32),
     pub(super) frame_done: bool,
+    /// Frame callbacks received so far.
+    pub(super) callbacks: u32,
     /// wl_keyboard.enter arrived.
     pub(super) keyboard_entered: bool,
     /// (key, state) of wl_keyboard.key events.
@@ -753,6 +760,7 @@ impl Dispatch<WlCallback, ()> for State {
     ) {
         if let wl_callback::Event::Done { .. } = e {
             s.frame_done = true;
+            s.callbacks += 1;
         }
     }
 }

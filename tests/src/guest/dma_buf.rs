@@ -5,7 +5,7 @@ use std::ptr::NonNull;
 
 use rustix::fs::{fstat, seek, SeekFrom};
 use rustix::io::Errno;
-use rustix::ioctl::{ioctl, opcode, Opcode, Setter};
+use rustix::ioctl::{ioctl, opcode, IntegerSetter, Opcode, Setter};
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
 /// `struct dma_buf_sync`.
@@ -32,6 +32,23 @@ pub fn sync(fd: BorrowedFd<'_>, flags: u64) -> Result<(), Errno> {
             Setter::<DMA_BUF_IOCTL_SYNC, SyncArg>::new(SyncArg { flags }),
         )
     }
+}
+
+/// `DMA_BUF_SET_NAME_B`: the argument is the string's address itself.
+const DMA_BUF_SET_NAME: Opcode = opcode::write::<u64>(b'b', 1);
+
+/// Names a dma-buf, as bufinfo shows it (at most 31 bytes).
+pub fn set_name(fd: BorrowedFd<'_>, name: &str) -> Result<(), String> {
+    let c = std::ffi::CString::new(name).map_err(|_| format!("{name:?} contains NUL"))?;
+    // SAFETY: the kernel reads a NUL-terminated string at the address given;
+    // `c` outlives the call.
+    unsafe {
+        ioctl(
+            fd,
+            IntegerSetter::<DMA_BUF_SET_NAME>::new_pointer(c.as_ptr() as *mut _),
+        )
+    }
+    .map_err(|e| format!("DMA_BUF_SET_NAME {name:?}: {e}"))
 }
 
 /// Size of a dma-buf as the kernel reports it (lseek to the end).

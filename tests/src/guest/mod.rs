@@ -31,6 +31,7 @@ pub mod modules;
 pub mod pl111;
 pub mod pl111_session;
 pub mod placement;
+pub mod redraw;
 pub mod registration;
 pub mod removal;
 pub mod sandbox;
@@ -163,6 +164,7 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
             tests: || {
                 [
                     session::tests(),
+                    redraw::tests(),
                     camera_pipeline::tests(),
                     steady_state::tests(),
                 ]
