@@ -62,9 +62,9 @@ pub struct Cli {
     pub allocator: AllocatorKind,
 
     /// What composes the drm backend's outputs. `auto` takes GLES where EGL
-    /// works on the display device and pixman otherwise, saying which in one
-    /// log line. The headless backend always uses pixman, the nested one
-    /// GLES.
+    /// on the display device runs on a GPU, and pixman otherwise (no EGL, or
+    /// software GL), saying which in one log line. The headless backend
+    /// always uses pixman, the nested one GLES.
     #[arg(long, value_enum, default_value_t = RendererKind::Auto)]
     pub renderer: RendererKind,
 
@@ -79,10 +79,11 @@ pub struct Cli {
 /// What composes the drm backend's outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RendererKind {
-    /// GLES if EGL works on the display device, else pixman.
+    /// GLES if EGL on the display device runs on a GPU, else pixman.
     Auto,
     /// Smithay's GLES renderer over EGL on the display device's GBM: the
-    /// GPU draws into the scanout buffers, imported as EGL images.
+    /// GPU draws into the scanout buffers, imported as EGL images. Software
+    /// GL (llvmpipe) too, from Mesa 26.1 on.
     Gles,
     /// Smithay's pixman renderer: the CPU draws into mapped buffers.
     Pixman,

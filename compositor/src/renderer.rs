@@ -13,6 +13,15 @@
 //! pixman draws on the CPU into mapped buffers. It stays as the fallback
 //! where EGL does not work, and as a choice (`--renderer pixman`).
 //!
+//! `--renderer auto` takes GLES only where GL runs on a GPU. Where Mesa's
+//! GL is itself software (llvmpipe or softpipe behind `kms_swrast`), pixman
+//! draws the same pixels straight into the mapped buffers, without a GL
+//! pipeline in between. `--renderer gles` takes software GL anyway, from
+//! Mesa 26.1 on: older `kms_swrast` maps an imported dma-buf with
+//! `DRM_IOCTL_MODE_MAP_DUMB`, which the kernel refuses for imported objects,
+//! and then draws through a null pointer (checked in the guest: Mesa 22.3
+//! and 25.0 crash on the first clear; 26.1 maps the dma-buf itself).
+//!
 //! One renderer serves every output of a device, and the same one checks
 //! each client dma-buf when it is created ([`DisplayRenderer::import_dmabuf`]):
 //! what it refuses could never be drawn.
@@ -46,6 +55,10 @@ pub enum RendererError {
     Egl { device: String, reason: String },
     #[error("cannot create the pixman renderer: {0}")]
     Pixman(String),
+    #[error("{device}: {gl} is software GL, whose kms_swrast before Mesa 26.1 crashes drawing into imported dma-bufs (it maps them with DRM_IOCTL_MODE_MAP_DUMB, which the kernel refuses for imported buffers); use --renderer pixman, or Mesa 26.1 or newer")]
+    BrokenSoftwareGl { device: String, gl: String },
+    #[error("{device}: {gl} is software GL: pixman composes faster without it (--renderer gles takes it anyway)")]
+    SoftwareGl { device: String, gl: String },
 }
 
 /// The renderer of one display device.
@@ -60,8 +73,8 @@ impl DisplayRenderer {
     pub fn new(kind: RendererKind, fd: &DrmDeviceFd, device: &str) -> Result<Self, RendererError> {
         match kind {
             RendererKind::Pixman => Self::pixman(),
-            RendererKind::Gles => Self::gles(fd, device),
-            RendererKind::Auto => Self::gles(fd, device).or_else(|err| {
+            RendererKind::Gles => Self::gles(fd, device, false),
+            RendererKind::Auto => Self::gles(fd, device, true).or_else(|err| {
                 info!("no GLES renderer ({err}): composing with pixman on the CPU");
                 Self::pixman()
             }),
@@ -74,7 +87,8 @@ impl DisplayRenderer {
             .map_err(|e| RendererError::Pixman(e.to_string()))
     }
 
-    fn gles(fd: &DrmDeviceFd, device: &str) -> Result<Self, RendererError> {
+    /// GLES on `fd`'s GBM; with `gpu_only`, not on software GL.
+    fn gles(fd: &DrmDeviceFd, device: &str, gpu_only: bool) -> Result<Self, RendererError> {
         let egl = |reason: String| RendererError::Egl {
             device: device.to_owned(),
             reason,
@@ -88,29 +102,33 @@ impl DisplayRenderer {
         let display = unsafe { EGLDisplay::new(gbm) }.map_err(|e| egl(e.to_string()))?;
         let context = EGLContext::new(&display).map_err(|e| egl(e.to_string()))?;
         // SAFETY: the context is new and not current on any other thread.
-        let renderer = unsafe { GlesRenderer::new(context) }.map_err(|e| egl(e.to_string()))?;
+        let mut renderer = unsafe { GlesRenderer::new(context) }.map_err(|e| egl(e.to_string()))?;
+        let gl = GlStrings::of(&mut renderer);
+        if gl.is_software() {
+            let described = format!("{} ({})", gl.renderer, gl.version);
+            if !gl.mesa_at_least(26, 1) {
+                return Err(RendererError::BrokenSoftwareGl {
+                    device: device.to_owned(),
+                    gl: described,
+                });
+            }
+            if gpu_only {
+                return Err(RendererError::SoftwareGl {
+                    device: device.to_owned(),
+                    gl: described,
+                });
+            }
+        }
         Ok(DisplayRenderer::Gles(Box::new(renderer)))
     }
 
-    /// What composes, for the log: `GLES (llvmpipe …)` or `pixman (CPU)`.
+    /// What composes, for the log: `GLES (llvmpipe …, OpenGL ES 3.2 Mesa …)`
+    /// or `pixman (CPU)`.
     pub fn describe(&mut self) -> String {
         match self {
             DisplayRenderer::Gles(r) => {
-                let name = r
-                    .with_context(|gl| {
-                        // SAFETY: the context is current inside with_context;
-                        // GetString returns a static NUL-terminated string or
-                        // null.
-                        unsafe {
-                            let s = gl.GetString(ffi::RENDERER);
-                            (!s.is_null())
-                                .then(|| CStr::from_ptr(s.cast()).to_string_lossy().into_owned())
-                        }
-                    })
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| "unknown GL renderer".into());
-                format!("GLES ({name})")
+                let gl = GlStrings::of(r);
+                format!("GLES ({}, {})", gl.renderer, gl.version)
             }
             DisplayRenderer::Pixman(_) => "pixman (CPU)".into(),
         }
@@ -165,5 +183,94 @@ impl DisplayRenderer {
         if let Err(err) = result {
             tracing::debug!("renderer cleanup: {err}");
         }
+    }
+}
+
+/// `GL_RENDERER` and `GL_VERSION` of a GLES renderer.
+struct GlStrings {
+    renderer: String,
+    version: String,
+}
+
+impl GlStrings {
+    fn of(renderer: &mut GlesRenderer) -> Self {
+        let get = |renderer: &mut GlesRenderer, name| {
+            renderer
+                .with_context(|gl| {
+                    // SAFETY: the context is current inside with_context;
+                    // GetString returns a static NUL-terminated string or
+                    // null.
+                    unsafe {
+                        let s = gl.GetString(name);
+                        (!s.is_null())
+                            .then(|| CStr::from_ptr(s.cast()).to_string_lossy().into_owned())
+                    }
+                })
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "unknown".into())
+        };
+        GlStrings {
+            renderer: get(renderer, ffi::RENDERER),
+            version: get(renderer, ffi::VERSION),
+        }
+    }
+
+    /// Mesa's CPU rasterizers.
+    fn is_software(&self) -> bool {
+        ["llvmpipe", "softpipe", "swrast"]
+            .iter()
+            .any(|name| self.renderer.contains(name))
+    }
+
+    /// Whether `GL_VERSION` names Mesa `major.minor` or newer (false when
+    /// it names no Mesa version).
+    fn mesa_at_least(&self, major: u32, minor: u32) -> bool {
+        mesa_version(&self.version).is_some_and(|v| v >= (major, minor))
+    }
+}
+
+/// `(major, minor)` of the Mesa release in a `GL_VERSION` string such as
+/// `OpenGL ES 3.2 Mesa 26.1.6-1~bpo13+1`.
+fn mesa_version(gl_version: &str) -> Option<(u32, u32)> {
+    let release = gl_version.split("Mesa ").nth(1)?;
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mesa_versions_are_read_from_gl_version() {
+        assert_eq!(mesa_version("OpenGL ES 3.2 Mesa 22.3.6"), Some((22, 3)));
+        assert_eq!(
+            mesa_version("OpenGL ES 3.2 Mesa 26.1.6-1~bpo13+1"),
+            Some((26, 1))
+        );
+        assert_eq!(mesa_version("OpenGL ES 3.2 NVIDIA 550.54"), None);
+    }
+
+    #[test]
+    fn old_software_gl_is_refused_and_new_is_not() {
+        let gl = |renderer: &str, version: &str| GlStrings {
+            renderer: renderer.into(),
+            version: version.into(),
+        };
+        let old = gl(
+            "llvmpipe (LLVM 15.0.6, 256 bits)",
+            "OpenGL ES 3.2 Mesa 22.3.6",
+        );
+        assert!(old.is_software() && !old.mesa_at_least(26, 1));
+        let new = gl(
+            "llvmpipe (LLVM 19.1.7, 128 bits)",
+            "OpenGL ES 3.2 Mesa 26.1.6",
+        );
+        assert!(new.is_software() && new.mesa_at_least(26, 1));
+        let gpu = gl("V3D 4.2", "OpenGL ES 3.1 Mesa 22.3.6");
+        assert!(!gpu.is_software());
     }
 }
