@@ -119,9 +119,31 @@ impl Heapland {
         Self::spawn(backend_args, env, true)
     }
 
+    /// Starts heapland composing with GLES on Mesa 26.1 (the `mesa` share, see
+    /// [`super::gles`]), with `backend_args`, a private socket and a screenshot path.
+    pub(super) fn start_gles(backend_args: &[&str]) -> Result<Heapland, String> {
+        let mut args: Vec<&str> = super::gles::MESA_LAUNCH.to_vec();
+        args.push("/bin/heapland");
+        args.extend_from_slice(backend_args);
+        args.extend_from_slice(&["--renderer", "gles"]);
+        Self::spawn_program(&args, super::gles::MESA_ENV, true)
+    }
+
     /// Starts heapland with `args`, its socket and, when `instrumented`, an info log
     /// and a screenshot path.
     fn spawn(args: &[&str], env: &[(&str, &str)], instrumented: bool) -> Result<Heapland, String> {
+        let mut program = vec!["/bin/heapland"];
+        program.extend_from_slice(args);
+        Self::spawn_program(&program, env, instrumented)
+    }
+
+    /// [`Heapland::spawn`] of `program[0]` with the arguments after it (heapland
+    /// itself, or a loader that runs it).
+    fn spawn_program(
+        program: &[&str],
+        env: &[(&str, &str)],
+        instrumented: bool,
+    ) -> Result<Heapland, String> {
         let dir = Path::new(RUNTIME_DIR);
         std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {RUNTIME_DIR}: {e}"))?;
         use std::os::unix::fs::PermissionsExt;
@@ -132,8 +154,8 @@ impl Heapland {
         let log = PathBuf::from("/tmp/heapland-compositor.log");
         let png = PathBuf::from("/tmp/heapland-output.png");
         let _ = std::fs::remove_file(&png);
-        let mut cmd = Command::new("/bin/heapland");
-        cmd.args(args).args(["--socket", SOCKET]);
+        let mut cmd = Command::new(program[0]);
+        cmd.args(&program[1..]).args(["--socket", SOCKET]);
         if instrumented {
             cmd.args(["--log", "info"]).arg("--screenshot").arg(&png);
         }
@@ -143,7 +165,12 @@ impl Heapland {
             .stdout(Stdio::null())
             .stderr(File::create(&log).map_err(|e| format!("create log: {e}"))?)
             .spawn()
-            .map_err(|e| format!("spawn /bin/heapland: {e} (is the compositor in the guest?)"))?;
+            .map_err(|e| {
+                format!(
+                    "spawn {}: {e} (is the compositor in the guest?)",
+                    program[0]
+                )
+            })?;
         let mut comp = Heapland { child, log, png };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !dir.join(SOCKET).exists() {

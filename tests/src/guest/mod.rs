@@ -19,6 +19,7 @@ pub mod discovery;
 pub mod dma_buf;
 pub mod dma_heap;
 pub mod drm_card;
+pub mod gles;
 pub mod grants;
 pub mod heap;
 pub mod heaps_command;
@@ -165,6 +166,7 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
                 [
                     session::tests(),
                     redraw::tests(),
+                    gles::tests(),
                     camera_pipeline::tests(),
                     steady_state::tests(),
                 ]

@@ -1,0 +1,363 @@
+//! heapland composing with GLES on vkms: Smithay's GLES renderer over EGL on
+//! vkms's GBM (Mesa's kms_swrast, llvmpipe), drawing into scanout buffers
+//! from the display's DMA-BUF heap, imported as EGL images.
+//!
+//! Debian 12's Mesa 22.3 cannot do this (its kms_swrast maps imported
+//! buffers with MAP_DUMB, which the kernel refuses, and crashes), so these
+//! tests run heapland on trixie-backports' Mesa 26.1: tests/vm/kernels
+//! (`guest_mesa`) shares it as `/mesa`, with trixie's glibc, and heapland
+//! runs through that tree's loader. Under TCG, llvmpipe samples correctly
+//! only with 128-bit vectors (`LP_NATIVE_VECTOR_WIDTH`), a fact of the
+//! emulator checked in the guest, not of heapland.
+//!
+//! What the tests check:
+//! - the log names GLES on llvmpipe, and the scanout buffers come from the
+//!   heap (bufinfo: exported by it, attached to vkms);
+//! - an shm window and a heap dma-buf window are both in the picture read
+//!   back from the scanout buffer itself (CPU mapping of the dma-buf);
+//! - the client dma-buf is attached to vkms: EGL imported it through the
+//!   display device (pixman would only have mapped it);
+//! - Debian's GL clients, `weston-simple-egl` and `weston-simple-dmabuf-egl`
+//!   (which renders with GBM and EGL into buffers of its own), are shown.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::Write,
+    os::fd::{AsFd, OwnedFd},
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use wayland_client::protocol::{wl_compositor::WlCompositor, wl_shm::WlShm, wl_surface::WlSurface};
+use wayland_protocols::{
+    wp::linux_dmabuf::zv1::client::{
+        zwp_linux_buffer_params_v1::Flags, zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
+    },
+    xdg::shell::client::xdg_wm_base::XdgWmBase,
+};
+
+use super::{
+    compositor::{self, read_png, Heapland, State, RUNTIME_DIR, SOCKET, XR24},
+    dma_buf, dma_heap,
+    session::{bufinfo, wait},
+    Test,
+};
+
+/// How heapland is started on Mesa 26.1: trixie's loader and libraries first.
+pub(super) const MESA_LAUNCH: &[&str] = &[
+    "/mesa/lib64/ld-linux-x86-64.so.2",
+    "--library-path",
+    "/mesa/lib/x86_64-linux-gnu",
+];
+
+/// Its environment: GBM's backend in that tree, llvmpipe's vector width under
+/// TCG, no shader cache (every run compiles, as a fresh machine does).
+pub(super) const MESA_ENV: &[(&str, &str)] = &[
+    ("GBM_BACKENDS_PATH", "/mesa/lib/x86_64-linux-gnu/gbm"),
+    ("LP_NATIVE_VECTOR_WIDTH", "128"),
+    ("MESA_SHADER_CACHE_DISABLE", "true"),
+];
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test {
+            name: "gles::shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers",
+            run: shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers,
+        },
+        Test {
+            name: "gles::debian_gl_clients_are_shown",
+            run: debian_gl_clients_are_shown,
+        },
+    ]
+}
+
+const W: i32 = 200;
+const H: i32 = 150;
+/// What heapland clears its outputs to, as pixman rounds it.
+const BACKGROUND: [u8; 3] = [25, 30, 40];
+const SHM_RGB: [u8; 3] = [0xe0, 0x30, 0xa0];
+const DMABUF_RGB: [u8; 3] = [0x20, 0xc0, 0x40];
+
+fn xrgb(rgb: [u8; 3]) -> u32 {
+    u32::from_le_bytes([rgb[2], rgb[1], rgb[0], 0xff])
+}
+
+/// Starts heapland with GLES on vkms and waits for its first output; returns
+/// it with the heap its scanout buffers come from.
+fn start() -> Result<(Heapland, String), String> {
+    if !Path::new("/mesa/lib64/ld-linux-x86-64.so.2").exists() {
+        return Err("Mesa 26.1 is not shared as /mesa (tests/vm/kernels guest_mesa)".into());
+    }
+    let mut comp = Heapland::start_gles(&["--backend", "drm"])?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        comp.alive()?;
+        let log = comp.log_text();
+        let renderer = log.lines().find(|l| l.contains("composing with "));
+        let heap = log
+            .lines()
+            .find_map(|l| l.split("scanout buffers from DMA-BUF heap ").nth(1));
+        if let (Some(renderer), Some(heap)) = (renderer, heap) {
+            if !renderer.contains("composing with GLES (llvmpipe") {
+                return Err(format!("heapland does not compose with GLES: {renderer}"));
+            }
+            println!(
+                "INFO gles: {}",
+                renderer.split("composing with ").nth(1).unwrap_or(renderer)
+            );
+            return Ok((comp, heap.trim().to_owned()));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "heapland with GLES did not set up its output:\n{log}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Asks for a screenshot until `check` accepts it (or 60 s pass); returns
+/// the last picture's width and RGB bytes.
+fn picture_until(
+    comp: &mut Heapland,
+    what: &str,
+    check: impl Fn(u32, &[u8]) -> Result<(), String>,
+) -> Result<(u32, Vec<u8>), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        comp.alive()?;
+        comp.signal(rustix::process::Signal::USR1);
+        std::thread::sleep(Duration::from_millis(500));
+        let verdict = match read_png(&comp.png) {
+            Some((w, rgb)) => check(w, &rgb).map(|()| (w, rgb)),
+            None => Err("no screenshot yet".into()),
+        };
+        match verdict {
+            Ok(pic) => return Ok(pic),
+            Err(e) if Instant::now() > deadline => return Err(format!("{what}: {e}")),
+            Err(_) => {}
+        }
+    }
+}
+
+fn pixel(w: u32, rgb: &[u8], x: u32, y: u32) -> [u8; 3] {
+    let i = ((y * w + x) * 3) as usize;
+    [rgb[i], rgb[i + 1], rgb[i + 2]]
+}
+
+/// An shm buffer of `W`x`H` filled with `rgb`.
+fn shm_buffer(
+    shm: &WlShm,
+    qh: &wayland_client::QueueHandle<State>,
+    rgb: [u8; 3],
+) -> Result<wayland_client::protocol::wl_buffer::WlBuffer, String> {
+    let len = (W * H * 4) as usize;
+    let fd = rustix::fs::memfd_create("heapland-gles-shm", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| format!("memfd_create: {e}"))?;
+    let mut file = File::from(fd);
+    let px = xrgb(rgb).to_le_bytes();
+    let data: Vec<u8> = px.iter().copied().cycle().take(len).collect();
+    file.write_all(&data)
+        .map_err(|e| format!("write shm: {e}"))?;
+    let pool = shm.create_pool(file.as_fd(), len as i32, qh, ());
+    let buffer = pool.create_buffer(
+        0,
+        W,
+        H,
+        W * 4,
+        wayland_client::protocol::wl_shm::Format::Xrgb8888,
+        qh,
+        10,
+    );
+    pool.destroy();
+    Ok(buffer)
+}
+
+fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<(), String> {
+    let (mut comp, heap_name) = start()?;
+    let (_conn, globals, mut queue) = compositor::connect()?;
+    let qh = queue.handle();
+    let wl_compositor: WlCompositor = compositor::bind(&globals, &qh, 4..=5)?;
+    let wm: XdgWmBase = compositor::bind(&globals, &qh, 1..=1)?;
+    let shm: WlShm = compositor::bind(&globals, &qh, 1..=1)?;
+    let dmabuf: ZwpLinuxDmabufV1 = compositor::bind(&globals, &qh, 3..=4)?;
+    let mut st = State::default();
+
+    // The shm window first (cascaded at the origin), the dma-buf one above it
+    // 48 px further (heapland's cascade): each keeps a corner of its own.
+    let mut windows: Vec<(WlSurface, _)> = Vec::new();
+    let shm_buf = shm_buffer(&shm, &qh, SHM_RGB)?;
+    let heap = dma_heap::Heap::open(&heap_name)?;
+    let len = (W * H * 4) as u64;
+    let dmabuf_fd: OwnedFd = heap.alloc(len)?;
+    dma_buf::set_name(dmabuf_fd.as_fd(), "heapland-gles-client")?;
+    {
+        let mut map = dma_buf::Mapping::new(dmabuf_fd.as_fd(), len as usize)?;
+        dma_buf::sync(dmabuf_fd.as_fd(), dma_buf::SYNC_START | dma_buf::SYNC_WRITE)
+            .map_err(|e| format!("SYNC: {e}"))?;
+        for w in map.words_mut() {
+            *w = xrgb(DMABUF_RGB);
+        }
+        dma_buf::sync(dmabuf_fd.as_fd(), dma_buf::SYNC_END | dma_buf::SYNC_WRITE)
+            .map_err(|e| format!("SYNC: {e}"))?;
+    }
+    let params = dmabuf.create_params(&qh, ());
+    params.add(dmabuf_fd.as_fd(), 0, 0, (W * 4) as u32, 0, 0);
+    let dma_buf = params.create_immed(W, H, XR24, Flags::empty(), &qh, 11);
+    for buffer in [&shm_buf, &dma_buf] {
+        let surface = wl_compositor.create_surface(&qh, ());
+        let xdg = wm.get_xdg_surface(&surface, &qh, ());
+        let toplevel = xdg.get_toplevel(&qh, ());
+        surface.commit();
+        st.configured = false;
+        wait(
+            &mut queue,
+            &mut st,
+            &mut comp,
+            |s| s.configured,
+            "configure",
+        )?;
+        surface.attach(Some(buffer), 0, 0);
+        surface.damage_buffer(0, 0, W, H);
+        surface.frame(&qh, ());
+        surface.commit();
+        st.frame_done = false;
+        wait(
+            &mut queue,
+            &mut st,
+            &mut comp,
+            |s| s.frame_done,
+            "frame callback",
+        )?;
+        windows.push((surface, (xdg, toplevel)));
+    }
+
+    picture_until(&mut comp, "the GLES picture", |w, rgb| {
+        let want = [
+            ((10, 10), SHM_RGB, "shm window"),
+            ((40, 140), SHM_RGB, "shm window"),
+            ((60, 60), DMABUF_RGB, "dma-buf window"),
+            ((240, 190), DMABUF_RGB, "dma-buf window"),
+            ((600, 500), BACKGROUND, "background"),
+        ];
+        for ((x, y), rgb_want, what) in want {
+            let got = pixel(w, rgb, x, y);
+            // GLES rounds the clear colour differently from pixman (26 for 0.10).
+            if got.iter().zip(rgb_want).any(|(&g, w)| g.abs_diff(w) > 1) {
+                return Err(format!("({x},{y}) {what} is {got:?}, want {rgb_want:?}"));
+            }
+        }
+        Ok(())
+    })?;
+
+    let infos = bufinfo()?;
+    let scanout: Vec<_> = infos
+        .iter()
+        .filter(|b| b.name.starts_with("heapland") && b.attached.iter().any(|d| d == "vkms"))
+        .filter(|b| b.name != "heapland-gles-client")
+        .collect();
+    if scanout.is_empty() || scanout.iter().any(|b| b.exp_name != heap_name) {
+        return Err(format!(
+            "scanout buffers are not all from {heap_name} and attached to vkms: {infos:?}"
+        ));
+    }
+    let inode = dma_buf::inode(dmabuf_fd.as_fd())?;
+    let client = infos
+        .iter()
+        .find(|b| b.inode == inode)
+        .ok_or("the client's dma-buf is not in bufinfo")?;
+    if !client.attached.iter().any(|d| d == "vkms") {
+        return Err(format!(
+            "the client's dma-buf is not attached to vkms: EGL did not import it through the display device: {client:?}"
+        ));
+    }
+    println!(
+        "INFO gles: shm and heap dma-buf windows composed by GLES into {} scanout buffers from {heap_name}; client buffer attached to {:?}",
+        scanout.len(),
+        client.attached
+    );
+    drop(windows);
+    comp.stop()
+}
+
+/// A Debian client from the shared /usr, on heapland's socket, with its own
+/// Mesa (Debian's 22.3).
+fn client(name: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(Path::new("/usr/bin").join(name));
+    c.args(args)
+        .env("XDG_RUNTIME_DIR", RUNTIME_DIR)
+        .env("WAYLAND_DISPLAY", SOCKET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Pixels of the area `(0,0)..(size,size)` close to red, green and blue.
+fn primaries(w: u32, rgb: &[u8], size: u32) -> HashMap<&'static str, usize> {
+    let mut counts = HashMap::new();
+    for y in 0..size {
+        for x in 0..size {
+            let [r, g, b] = pixel(w, rgb, x, y);
+            let name = match (r > 150, g > 150, b > 150, r < 90, g < 90, b < 90) {
+                (true, _, _, _, true, true) => "red",
+                (_, true, _, true, _, true) => "green",
+                (_, _, true, true, true, _) => "blue",
+                _ => continue,
+            };
+            *counts.entry(name).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+fn debian_gl_clients_are_shown() -> Result<(), String> {
+    let (mut comp, _) = start()?;
+    // simple-egl: EGL on Wayland (Mesa falls back to software and wl_shm
+    // without a render node it can drive). simple-dmabuf-egl: GBM and EGL
+    // on vkms's node, its own buffers shared with linux-dmabuf.
+    let runs: [(&str, &[&str], u32); 2] = [
+        ("weston-simple-egl", &[], 250),
+        (
+            "weston-simple-dmabuf-egl",
+            &["--drm-render-node=/dev/dri/card0", "--size=256"],
+            256,
+        ),
+    ];
+    for (name, args, size) in runs {
+        let mut child = client(name, args)
+            .spawn()
+            .map_err(|e| format!("spawn /usr/bin/{name}: {e}"))?;
+        let shown = picture_until(&mut comp, name, |w, rgb| {
+            let counts = primaries(w, rgb, size);
+            let colours = ["red", "green", "blue"];
+            if colours
+                .iter()
+                .all(|c| counts.get(c).copied().unwrap_or(0) > 10)
+            {
+                Ok(())
+            } else {
+                Err(format!("primaries in its window: {counts:?}"))
+            }
+        });
+        let exited = child.try_wait().ok().flatten();
+        let _ = child.kill();
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match shown {
+            Ok(_) => println!("INFO gles: {name} (Debian's Mesa) shown in heapland's GLES output"),
+            Err(e) => {
+                return Err(format!(
+                    "{e}; {name} {}; its stderr: {}",
+                    exited.map_or("was running".to_owned(), |s| format!("exited ({s})")),
+                    stderr.trim()
+                ))
+            }
+        }
+        // The next client's window takes the same place once this one is gone.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    comp.stop()
+}
