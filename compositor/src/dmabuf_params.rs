@@ -217,6 +217,14 @@ impl ParamsValidator {
     }
 }
 
+/// Whether params of `format` are checked completely here: one linear
+/// plane of a packed format whose pixel size is known. linux-dmabuf
+/// advertises nothing else.
+pub fn is_checked_layout(format: &smithay::backend::allocator::Format) -> bool {
+    format.modifier == smithay::backend::allocator::Modifier::Linear
+        && bytes_per_pixel(format.code as u32).is_some()
+}
+
 /// Bytes per pixel of the packed formats the compositor advertises.
 fn bytes_per_pixel(fourcc: u32) -> Option<u64> {
     use smithay::backend::allocator::Fourcc;

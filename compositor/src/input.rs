@@ -272,9 +272,13 @@ impl Heapland {
             None => location,
         };
         self.pointer_seen = true;
-        // The cursor moved, or the window being dragged with it.
-        if self.backend.draws_cursor() || pointer.is_grabbed() {
+        if pointer.is_grabbed() {
+            // A window may be dragged along.
             self.queue_redraw_all();
+        } else if self.backend.draws_cursor() {
+            // The cursor leaves one place and shows at another.
+            self.queue_redraw_at(pointer.current_location());
+            self.queue_redraw_at(location);
         }
         let under = self.surface_under(location);
         if let Some((surface, _)) = &under {

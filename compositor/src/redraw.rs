@@ -13,15 +13,17 @@
 //! ```text
 //!          queue                   draw: frame queued to KMS
 //!   Idle ─────────▶ Queued ─────────────────────────────────▶ WaitingForVBlank
-//!    ▲                │  draw: nothing new, or no display           │ vblank
-//!    │                ▼                                             │
-//!    └──── WaitingForEstimatedVBlank ◀── (timer of one refresh)     │
-//!             (back to Queued if queued meanwhile) ◀────────────────┘
+//!    ▲                │  draw: nothing new, no display,               │ its vblank
+//!    │                ▼  or drawing failed                            │
+//!    └──── WaitingForEstimatedVBlank (a timer of one refresh)         │
+//!             ends in Queued if queued meanwhile, else Idle ◀─────────┘
 //! ```
 //!
 //! The estimated vblank stands in for a page flip that did not happen:
 //! a client that commits without damage, or a headless or nested output,
-//! still gets its frame callbacks paced at the refresh rate.
+//! still gets its frame callbacks paced at the refresh rate. Only the
+//! session being paused leaves an output Idle without a frame; activation
+//! queues it again.
 
 use calloop::RegistrationToken;
 
@@ -60,15 +62,33 @@ impl RedrawState {
         matches!(self, RedrawState::Queued)
     }
 
-    /// The frame cycle ended (a page flip, or the estimated vblank timer):
-    /// draws again if something changed meanwhile, else goes idle.
-    pub fn frame_ended(&mut self) {
-        *self = match self {
-            RedrawState::WaitingForVBlank { queued: true }
-            | RedrawState::WaitingForEstimatedVBlank { queued: true, .. }
-            | RedrawState::Queued => RedrawState::Queued,
-            _ => RedrawState::Idle,
+    /// The page flip of the frame queued to the display completed: draws
+    /// again if something changed meanwhile, else goes idle. Returns false
+    /// (and changes nothing) when no frame was waiting for it.
+    pub fn vblank(&mut self) -> bool {
+        let RedrawState::WaitingForVBlank { queued } = *self else {
+            return false;
         };
+        *self = if queued {
+            RedrawState::Queued
+        } else {
+            RedrawState::Idle
+        };
+        true
+    }
+
+    /// The estimated vblank timer `fired` ended its cycle, if it is still the
+    /// one this state waits for.
+    pub fn estimated_vblank(&mut self, fired: RegistrationToken) {
+        if let RedrawState::WaitingForEstimatedVBlank { timer, queued } = *self {
+            if timer == fired {
+                *self = if queued {
+                    RedrawState::Queued
+                } else {
+                    RedrawState::Idle
+                };
+            }
+        }
     }
 
     /// The timer this state holds, to be removed from the event loop when
@@ -94,31 +114,44 @@ mod tests {
         s.queue();
         s.queue();
         assert!(!s.is_queued(), "nothing is drawn before the vblank");
-        s.frame_ended();
+        assert!(s.vblank());
         assert!(s.is_queued());
     }
 
     #[test]
     fn a_frame_with_nothing_new_after_it_ends_idle() {
         let mut s = RedrawState::WaitingForVBlank { queued: false };
-        s.frame_ended();
+        assert!(s.vblank());
         assert!(matches!(s, RedrawState::Idle));
         assert!(s.timer().is_none());
+    }
+
+    #[test]
+    fn a_vblank_nobody_waits_for_changes_nothing() {
+        let mut s = RedrawState::Queued;
+        assert!(!s.vblank());
+        assert!(s.is_queued());
     }
 }
 
 mod queue {
-    use calloop::timer::{TimeoutAction, Timer};
+    use std::{cell::Cell, rc::Rc, time::Duration};
+
+    use calloop::{
+        timer::{TimeoutAction, Timer},
+        RegistrationToken,
+    };
     use smithay::{
         desktop::{find_popup_root_surface, layer_map_for_output, WindowSurfaceType},
         output::Output,
         reexports::wayland_server::protocol::wl_surface::WlSurface,
+        utils::{Logical, Point},
         wayland::compositor::get_parent,
     };
-    use tracing::warn;
+    use tracing::{debug, warn};
 
     use super::RedrawState;
-    use crate::{feedback, screenshot::ScreenshotRequest, state::Heapland};
+    use crate::{backend::DrawError, feedback, screenshot::ScreenshotRequest, state::Heapland};
 
     impl Heapland {
         /// Something on `output` changed.
@@ -136,9 +169,27 @@ mod queue {
             }
         }
 
-        /// `surface` committed: redraws the outputs its window or layer
-        /// surface is on, where it was at the last redraw and where it is
-        /// now. A surface shown nowhere redraws nothing.
+        /// The outputs showing the point `location` of the global space.
+        pub fn queue_redraw_at(&mut self, location: Point<f64, Logical>) {
+            let at: Vec<Output> = self
+                .outputs
+                .iter()
+                .filter(|o| {
+                    self.space
+                        .output_geometry(o)
+                        .is_some_and(|g| g.to_f64().contains(location))
+                })
+                .cloned()
+                .collect();
+            for output in at {
+                self.queue_redraw(&output);
+            }
+        }
+
+        /// `surface` committed (called once the commit is applied): redraws
+        /// the outputs its window or layer surface is on, where it was at
+        /// the last redraw and where it is now. A surface shown nowhere
+        /// redraws nothing.
         pub fn queue_redraw_for_surface(&mut self, surface: &WlSurface) {
             let mut root = surface.clone();
             while let Some(parent) = get_parent(&root) {
@@ -225,13 +276,24 @@ mod queue {
                 every_frame: t.every_frame,
             });
             let (backend, scene) = self.split_for_frame();
-            let frame = backend.draw(output, &scene, request.as_ref());
-            let Some(frame) = frame else {
-                // Nothing was drawn: what changes next queues it again.
-                if let Some(state) = self.redraw_states.get_mut(output) {
-                    *state = RedrawState::Idle;
+            let drawn = backend.draw(output, &scene, request.as_ref());
+            let frame = match drawn {
+                Ok(frame) => frame,
+                Err(DrawError::Inactive) => {
+                    // Another session has the display: activation queues
+                    // every output again.
+                    if let Some(state) = self.redraw_states.get_mut(output) {
+                        *state = RedrawState::Idle;
+                    }
+                    return;
                 }
-                return;
+                Err(DrawError::Failed { refresh }) => {
+                    // Clients waiting for a frame callback go on; the next
+                    // change tries again.
+                    drop(scene.frame_done(output, None));
+                    self.start_estimated_vblank(output, refresh, false);
+                    return;
+                }
             };
             if frame.screenshot_written {
                 self.screenshot_requested = false;
@@ -253,45 +315,70 @@ mod queue {
                     feedback::scanout_decided(self, &surface, scanout);
                 }
             }
-            let next = if frame.awaits_vblank {
-                RedrawState::WaitingForVBlank { queued: false }
+            if frame.awaits_vblank {
+                if let Some(state) = self.redraw_states.get_mut(output) {
+                    *state = RedrawState::WaitingForVBlank { queued: false };
+                }
             } else {
-                let o = output.clone();
-                let timer = self.loop_handle.insert_source(
-                    Timer::from_duration(frame.refresh),
-                    move |_, _, state| {
-                        state.frame_ended(&o);
-                        TimeoutAction::Drop
-                    },
-                );
-                match timer {
-                    Ok(timer) => RedrawState::WaitingForEstimatedVBlank {
-                        timer,
-                        queued: false,
-                    },
-                    Err(err) => {
-                        warn!("cannot start the frame timer of {}: {err}", output.name());
-                        RedrawState::Idle
+                self.start_estimated_vblank(output, frame.refresh, frame.retry);
+            }
+        }
+
+        /// Ends the frame cycle of `output` one `refresh` from now; with
+        /// `queued`, it draws again then.
+        fn start_estimated_vblank(&mut self, output: &Output, refresh: Duration, queued: bool) {
+            let o = output.clone();
+            // The timer learns its own token once inserted, to end only the
+            // cycle it was started for.
+            let own: Rc<Cell<Option<RegistrationToken>>> = Rc::default();
+            let own_in_timer = own.clone();
+            let timer = self.loop_handle.insert_source(
+                Timer::from_duration(refresh),
+                move |_, _, state| {
+                    if let (Some(s), Some(token)) =
+                        (state.redraw_states.get_mut(&o), own_in_timer.get())
+                    {
+                        s.estimated_vblank(token);
                     }
+                    TimeoutAction::Drop
+                },
+            );
+            if let Ok(token) = &timer {
+                own.set(Some(*token));
+            }
+            let next = match timer {
+                Ok(timer) => RedrawState::WaitingForEstimatedVBlank { timer, queued },
+                Err(err) => {
+                    warn!("cannot start the frame timer of {}: {err}", output.name());
+                    RedrawState::Idle
                 }
             };
             if let Some(state) = self.redraw_states.get_mut(output) {
+                if let Some(old) = state.timer() {
+                    self.loop_handle.remove(old);
+                }
                 *state = next;
             }
         }
 
-        /// The frame of `output` is on screen (page flip), or its
-        /// estimated vblank passed.
-        pub fn frame_ended(&mut self, output: &Output) {
+        /// The page flip of `output`'s frame completed: the frame is on
+        /// screen.
+        pub fn vblank(&mut self, output: &Output) {
             if let Some(state) = self.redraw_states.get_mut(output) {
-                state.frame_ended();
+                if !state.vblank() {
+                    debug!(output = %output.name(), "a page flip nothing waited for");
+                }
             }
         }
 
-        /// Forgets the frame in flight (the display was lost to another
-        /// session) and draws `output` anew.
+        /// The display is ours again after another session had it: draws
+        /// `output` anew, after the page flip still on its way if any.
         pub fn restart_frame_cycle(&mut self, output: &Output) {
             if let Some(state) = self.redraw_states.get_mut(output) {
+                if let RedrawState::WaitingForVBlank { .. } = state {
+                    state.queue();
+                    return;
+                }
                 if let Some(timer) = state.timer() {
                     self.loop_handle.remove(timer);
                 }

@@ -26,9 +26,15 @@ use smithay::{
 use std::time::{Duration, Instant};
 
 use smithay::{
-    desktop::{utils::OutputPresentationFeedback, Space, Window},
+    backend::renderer::element::RenderElementStates,
+    desktop::{
+        utils::{
+            surface_presentation_feedback_flags_from_states, surface_primary_scanout_output,
+            OutputPresentationFeedback,
+        },
+        Space, Window,
+    },
     input::Seat,
-    reexports::wayland_protocols::wp::presentation_time::server::wp_presentation_feedback::Kind as PresentationKind,
 };
 
 use crate::{decoration::title_bar_for_frame, state::Heapland};
@@ -45,40 +51,49 @@ pub struct Scene<'a> {
 }
 
 impl Scene<'_> {
-    /// After a repaint of `output`: sends the surfaces on it their frame
-    /// callbacks and collects their presentation feedback, which the
-    /// backend marks presented once the frame is complete (headless,
-    /// winit) or on screen (drm).
-    pub fn frame_done(&self, output: &Output) -> OutputPresentationFeedback {
+    /// After a repaint of `output`: sends the surfaces mainly shown on it
+    /// their frame callbacks and collects their presentation feedback, which
+    /// the backend marks presented once the frame is complete (headless,
+    /// winit) or on screen (drm). A surface shown on several outputs follows
+    /// its primary one (see [`Scene::update_primary_scanout_output`]); one
+    /// shown nowhere yet gets a callback at most once a second. `states`
+    /// (where each element went) give the feedback its zero-copy flag.
+    pub fn frame_done(
+        &self,
+        output: &Output,
+        states: Option<&RenderElementStates>,
+    ) -> OutputPresentationFeedback {
         let elapsed = self.start_time.elapsed();
+        let throttle = Some(Duration::from_secs(1));
+        let no_states = RenderElementStates::default();
+        let states = states.unwrap_or(&no_states);
+        let flags =
+            |surface: &_, _: &_| surface_presentation_feedback_flags_from_states(surface, states);
         let mut presentation = OutputPresentationFeedback::new(output);
         for window in self.space.elements_for_output(output) {
-            window.send_frame(output, elapsed, Some(Duration::ZERO), |_, _| {
-                Some(output.clone())
-            });
+            window.send_frame(output, elapsed, throttle, surface_primary_scanout_output);
             window.take_presentation_feedback(
                 &mut presentation,
-                |_, _| Some(output.clone()),
-                |_, _| PresentationKind::empty(),
+                surface_primary_scanout_output,
+                flags,
             );
         }
         // Panels and launchers redraw on frame callbacks too.
         for layer in layer_map_for_output(output).layers() {
-            layer.send_frame(output, elapsed, Some(Duration::ZERO), |_, _| {
-                Some(output.clone())
-            });
+            layer.send_frame(output, elapsed, throttle, surface_primary_scanout_output);
             layer.take_presentation_feedback(
                 &mut presentation,
-                |_, _| Some(output.clone()),
-                |_, _| PresentationKind::empty(),
+                surface_primary_scanout_output,
+                flags,
             );
         }
         if let CursorImageStatus::Surface(surface) = self.cursor_status {
+            // The cursor is on the output that draws it.
             smithay::desktop::utils::send_frames_surface_tree(
                 surface,
                 output,
                 elapsed,
-                Some(Duration::ZERO),
+                None,
                 |_, _| Some(output.clone()),
             );
         }
@@ -87,22 +102,22 @@ impl Scene<'_> {
 
     /// Records which output each surface of `output` is mainly shown on,
     /// from the states of the frame just drawn: frame callbacks of a surface
-    /// on two outputs follow that one.
-    pub fn update_primary_scanout_output(
-        &self,
-        output: &Output,
-        states: &smithay::backend::renderer::element::RenderElementStates,
-    ) {
+    /// on two outputs follow that one ([`Scene::frame_done`]).
+    pub fn update_primary_scanout_output(&self, output: &Output, states: &RenderElementStates) {
+        let update = |surface: &_, surface_data: &_| {
+            smithay::desktop::utils::update_surface_primary_scanout_output(
+                surface,
+                output,
+                surface_data,
+                states,
+                smithay::backend::renderer::element::default_primary_scanout_output_compare,
+            );
+        };
         for window in self.space.elements_for_output(output) {
-            window.with_surfaces(|surface, surface_data| {
-                smithay::desktop::utils::update_surface_primary_scanout_output(
-                    surface,
-                    output,
-                    surface_data,
-                    states,
-                    smithay::backend::renderer::element::default_primary_scanout_output_compare,
-                );
-            });
+            window.with_surfaces(update);
+        }
+        for layer in layer_map_for_output(output).layers() {
+            layer.with_surfaces(update);
         }
     }
 }

@@ -512,6 +512,7 @@ impl Heapland {
         if loc.y - margin < area.loc.y {
             let loc = Point::from((loc.x, area.loc.y + margin));
             self.space.map_element(window.clone(), loc, false);
+            self.queue_redraw_all();
         }
     }
 
@@ -644,8 +645,17 @@ impl CompositorHandler for Heapland {
     }
 
     fn commit(&mut self, surface: &WlSurface) {
-        on_commit_buffer_handler::<Self>(surface);
+        self.apply_commit(surface);
+        // Once applied: the window's new size is what it covers now.
         self.queue_redraw_for_surface(surface);
+    }
+}
+
+impl Heapland {
+    /// What a commit changes: buffers, popups, layer arrangement, the
+    /// window's first configure and focus.
+    fn apply_commit(&mut self, surface: &WlSurface) {
+        on_commit_buffer_handler::<Self>(surface);
         self.popups.commit(surface);
         if let Some(PopupKind::Xdg(popup)) = self.popups.find_popup(surface) {
             if !popup.is_initial_configure_sent() {
@@ -707,6 +717,8 @@ impl XdgShellHandler for Heapland {
         });
         if let Some(window) = self.window_of(&surface) {
             self.space.map_element(window, geometry.loc, false);
+            // It leaves where it was, whether or not it commits again.
+            self.queue_redraw_all();
         }
         // Before the first commit the initial configure carries it.
         if surface.is_initial_configure_sent() {
@@ -747,6 +759,14 @@ impl XdgShellHandler for Heapland {
         }
     }
 
+    /// A menu that goes leaves its picture behind unless its outputs
+    /// redraw.
+    fn popup_destroyed(&mut self, surface: PopupSurface) {
+        if let Ok(root) = smithay::desktop::find_popup_root_surface(&PopupKind::Xdg(surface)) {
+            self.queue_redraw_for_surface(&root);
+        }
+    }
+
     /// Popup grabs (dismissing a menu by clicking elsewhere) are not
     /// implemented: a menu stays until its client closes it.
     fn grab(&mut self, _surface: PopupSurface, _seat: WlSeat, _serial: Serial) {}
@@ -774,6 +794,7 @@ impl XdgShellHandler for Heapland {
         });
         self.space
             .map_element(window, area.loc + Point::from((0, margin)), false);
+        self.queue_redraw_all();
         if surface.is_initial_configure_sent() {
             surface.send_configure();
         }

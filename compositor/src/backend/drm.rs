@@ -57,7 +57,7 @@ use crate::{
     backend::{
         headless::CLEAR_COLOR,
         scanout::{self, OutputScanout, ScanoutAllocator, ScanoutExporter, ScanoutMemory},
-        Backend, DrawnFrame,
+        Backend, DrawError, DrawnFrame,
     },
     cli::{Cli, OutputMode as CliMode},
     dmabuf_params::ParamsValidator,
@@ -235,12 +235,16 @@ impl DrmBackend {
         output: &Output,
         scene: &Scene<'_>,
         screenshot: Option<&ScreenshotRequest<'_>>,
-    ) -> Option<DrawnFrame> {
+    ) -> Result<DrawnFrame, DrawError> {
         if !self.drm.is_active() {
             // Another VT has the display; activation redraws everything.
-            return None;
+            return Err(DrawError::Inactive);
         }
-        let out = self.outputs.iter_mut().find(|o| &o.output == output)?;
+        let Some(out) = self.outputs.iter_mut().find(|o| &o.output == output) else {
+            return Err(DrawError::Failed {
+                refresh: Duration::from_secs(1),
+            });
+        };
         match &mut self.renderer {
             DisplayRenderer::Gles(renderer) => draw_with(&mut **renderer, out, scene, screenshot),
             DisplayRenderer::Pixman(renderer) => draw_with(renderer, out, scene, screenshot),
@@ -366,7 +370,7 @@ fn on_vblank(state: &mut Heapland, crtc: crtc::Handle, metadata: &mut Option<Drm
         Err(err) => warn!("{}: frame_submitted: {err}", out.output.name()),
     }
     let output = out.output.clone();
-    state.frame_ended(&output);
+    state.vblank(&output);
 }
 
 /// Devices besides the display whose constraints scanout buffers must meet:
@@ -763,7 +767,7 @@ fn draw_with<R>(
     out: &mut DrmOutput,
     scene: &Scene<'_>,
     screenshot: Option<&ScreenshotRequest<'_>>,
-) -> Option<DrawnFrame>
+) -> Result<DrawnFrame, DrawError>
 where
     R: Renderer + ImportAll + ImportMem + Bind<Dmabuf>,
     R::TextureId: Texture + Clone + 'static,
@@ -777,10 +781,21 @@ where
             Ok(result) => result,
             Err(err) => {
                 warn!("{}: rendering failed: {err}", out.output.name());
-                return None;
+                return Err(DrawError::Failed {
+                    refresh: out.refresh,
+                });
             }
         };
     let damaged = !result.is_empty;
+    // A renderer whose fence KMS cannot wait for (software GL, pixman):
+    // the frame must be complete before it is queued.
+    if damaged && result.needs_sync() {
+        if let PrimaryPlaneElement::Swapchain(element) = &result.primary_element {
+            if element.sync.wait().is_err() {
+                warn!("{}: interrupted waiting for the frame", out.output.name());
+            }
+        }
+    }
     let mut screenshot_written = false;
     if let Some(request) = screenshot.filter(|r| r.wanted(damaged, out.frames == 0)) {
         match &result.primary_element {
@@ -811,8 +826,9 @@ where
     drop(result);
 
     scene.update_primary_scanout_output(&out.output, &states);
-    let feedback = scene.frame_done(&out.output);
+    let feedback = scene.frame_done(&out.output, Some(&states));
     let mut awaits_vblank = false;
+    let mut retry = false;
     if damaged {
         match out.compositor.queue_frame(Some(feedback)) {
             Ok(()) => {
@@ -820,15 +836,21 @@ where
                 out.frames += 1;
                 debug!(output = %out.output.name(), frame = out.frames, "queued");
             }
-            Err(err) => warn!("{}: cannot queue the frame: {err}", out.output.name()),
+            Err(err) => {
+                // Its damage is spent: draw everything again next cycle.
+                warn!("{}: cannot queue the frame: {err}", out.output.name());
+                out.compositor.reset_buffers();
+                retry = true;
+            }
         }
     }
-    Some(DrawnFrame {
+    Ok(DrawnFrame {
         damaged: awaits_vblank,
         shown,
         awaits_vblank,
         refresh: out.refresh,
         states,
         screenshot_written,
+        retry,
     })
 }

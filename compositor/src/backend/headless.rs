@@ -28,7 +28,7 @@ use smithay::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    backend::DrawnFrame,
+    backend::{DrawError, DrawnFrame},
     cli::{Cli, OutputMode as CliMode},
     frame_stats::{self, Shown},
     heaps::HeapDirectory,
@@ -234,16 +234,21 @@ impl HeadlessBackend {
         output: &Output,
         scene: &Scene<'_>,
         screenshot: Option<&ScreenshotRequest<'_>>,
-    ) -> Option<DrawnFrame> {
+    ) -> Result<DrawnFrame, DrawError> {
         let renderer = &mut self.renderer;
-        let out = self.outputs.iter_mut().find(|o| &o.output == output)?;
+        let Some(out) = self.outputs.iter_mut().find(|o| &o.output == output) else {
+            return Err(DrawError::Failed {
+                refresh: Duration::from_secs(1),
+            });
+        };
+        let refresh = Duration::from_nanos(1_000_000_000 / u64::from(out.mode.refresh_hz));
         let age = usize::from(out.frames > 0);
         let elements = scene::output_elements(scene, renderer, &out.output, CursorMode::Hidden);
         let mut fb = match out.buffer.bind(renderer) {
             Ok(fb) => fb,
             Err(err) => {
                 warn!("cannot bind the output buffer: {err}");
-                return None;
+                return Err(DrawError::Failed { refresh });
             }
         };
         let (damaged, states) =
@@ -254,7 +259,7 @@ impl HeadlessBackend {
                 Ok(result) => (result.damage.is_some_and(|d| !d.is_empty()), result.states),
                 Err(err) => {
                     warn!("rendering {} failed: {err:?}", out.output.name());
-                    return None;
+                    return Err(DrawError::Failed { refresh });
                 }
             };
 
@@ -283,9 +288,8 @@ impl HeadlessBackend {
         drop(fb);
         out.frames += 1;
 
-        let refresh = Duration::from_nanos(1_000_000_000 / u64::from(out.mode.refresh_hz));
         scene.update_primary_scanout_output(output, &states);
-        let mut presentation = scene.frame_done(output);
+        let mut presentation = scene.frame_done(output, Some(&states));
         presentation.presented(
             self.clock.now(),
             Refresh::Fixed(refresh),
@@ -295,13 +299,14 @@ impl HeadlessBackend {
         if damaged {
             debug!(output = %output.name(), frame = out.frames, "rendered");
         }
-        Some(DrawnFrame {
+        Ok(DrawnFrame {
             damaged,
             shown: Shown::Composited,
             awaits_vblank: false,
             refresh,
             states,
             screenshot_written,
+            retry: false,
         })
     }
 }

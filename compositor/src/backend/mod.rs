@@ -82,7 +82,7 @@ pub enum Backend {
 
 /// What drawing one output did.
 pub struct DrawnFrame {
-    /// The output's picture changed.
+    /// The output's picture changed (and, on drm, went to the display).
     pub damaged: bool,
     /// How the picture reached the output.
     pub shown: Shown,
@@ -94,17 +94,28 @@ pub struct DrawnFrame {
     pub states: RenderElementStates,
     /// The screenshot was written.
     pub screenshot_written: bool,
+    /// The frame could not reach the display: draw again at the end of the
+    /// cycle.
+    pub retry: bool,
+}
+
+/// Why an output was not drawn.
+#[derive(Debug)]
+pub enum DrawError {
+    /// Another session has the display (drm).
+    Inactive,
+    /// Rendering failed (logged); `refresh` paces what comes next.
+    Failed { refresh: Duration },
 }
 
 impl Backend {
-    /// Draws `output` if it is one of this backend's: `None` when nothing
-    /// could be drawn (the session is paused, or rendering failed; logged).
+    /// Draws `output`, one of this backend's outputs.
     pub fn draw(
         &mut self,
         output: &Output,
         scene: &Scene<'_>,
         screenshot: Option<&ScreenshotRequest<'_>>,
-    ) -> Option<DrawnFrame> {
+    ) -> Result<DrawnFrame, DrawError> {
         match self {
             Backend::Headless(b) => b.draw(output, scene, screenshot),
             Backend::Drm(b) => b.draw(output, scene, screenshot),
@@ -134,14 +145,20 @@ impl Backend {
         }
     }
 
-    /// The formats and modifiers client dma-bufs may have.
+    /// The formats and modifiers client dma-bufs may have: what the
+    /// renderer imports, among the layouts linux-dmabuf params are checked
+    /// against (`dmabuf_params`: one linear plane of a packed format).
     pub fn dmabuf_formats(&self) -> Vec<Format> {
-        match self {
+        let imported = match self {
             Backend::Headless(b) => b.dmabuf_formats(),
             Backend::Drm(b) => b.renderer.texture_formats(),
             #[cfg(feature = "winit")]
             Backend::Winit(b) => b.dmabuf_formats(),
-        }
+        };
+        imported
+            .into_iter()
+            .filter(crate::dmabuf_params::is_checked_layout)
+            .collect()
     }
 
     /// Whether the backend draws the pointer's cursor itself, so that a
@@ -325,6 +342,9 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         state.socket_name
     );
 
+    // The first frame of every output (a modeset on drm), before anything
+    // wakes the loop.
+    state.redraw_queued_outputs();
     // No timeout: the loop wakes for clients, input, vblanks and timers of
     // outputs with something to draw, and for nothing else.
     event_loop

@@ -23,7 +23,7 @@ use smithay::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    backend::{headless::CLEAR_COLOR, Backend, DrawnFrame},
+    backend::{headless::CLEAR_COLOR, Backend, DrawError, DrawnFrame},
     frame_stats::Shown,
     input::InputAction,
     scene::{self, CursorMode, Scene},
@@ -112,9 +112,10 @@ impl WinitBackend {
     }
 
     /// Renders the window's output and presents it.
-    pub fn draw(&mut self, output: &Output, scene: &Scene<'_>) -> Option<DrawnFrame> {
+    pub fn draw(&mut self, output: &Output, scene: &Scene<'_>) -> Result<DrawnFrame, DrawError> {
+        let refresh = Duration::from_micros(1_000_000_000 / REFRESH_MHZ as u64);
         if output != &self.output {
-            return None;
+            return Err(DrawError::Failed { refresh });
         }
         let age = self.backend.buffer_age().unwrap_or(0);
         let (damage, states) = match self.backend.bind() {
@@ -131,13 +132,13 @@ impl WinitBackend {
                     Ok(result) => (result.damage.cloned(), result.states),
                     Err(err) => {
                         warn!("rendering failed: {err:?}");
-                        return None;
+                        return Err(DrawError::Failed { refresh });
                     }
                 }
             }
             Err(err) => {
                 warn!("cannot bind the window: {err}");
-                return None;
+                return Err(DrawError::Failed { refresh });
             }
         };
         let damaged = damage.as_ref().is_some_and(|d| !d.is_empty());
@@ -147,21 +148,21 @@ impl WinitBackend {
             }
         }
         self.frames += 1;
-        let refresh = Duration::from_micros(1_000_000_000 / REFRESH_MHZ as u64);
         scene.update_primary_scanout_output(output, &states);
-        scene.frame_done(output).presented(
+        scene.frame_done(output, Some(&states)).presented(
             self.clock.now(),
             Refresh::Fixed(refresh),
             self.frames,
             Kind::empty(),
         );
-        Some(DrawnFrame {
+        Ok(DrawnFrame {
             damaged,
             shown: Shown::Composited,
             awaits_vblank: false,
             refresh,
             states,
             screenshot_written: false,
+            retry: false,
         })
     }
 }
