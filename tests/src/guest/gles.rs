@@ -18,7 +18,10 @@
 //! - the client dma-buf is attached to vkms: EGL imported it through the
 //!   display device (pixman would only have mapped it);
 //! - Debian's GL clients, `weston-simple-egl` and `weston-simple-dmabuf-egl`
-//!   (which renders with GBM and EGL into buffers of its own), are shown.
+//!   (which renders with GBM and EGL into buffers of its own), are shown;
+//! - a client that renders with EGL into a buffer from the heap the protocol
+//!   gave it (`heapland-egl-client`, on Mesa 26.1 too) is shown, and the
+//!   kernel says the buffer is the heap's and attached to vkms.
 
 use std::{
     collections::HashMap,
@@ -69,6 +72,10 @@ pub fn tests() -> Vec<Test> {
         Test {
             name: "gles::debian_gl_clients_are_shown",
             run: debian_gl_clients_are_shown,
+        },
+        Test {
+            name: "gles::heap_client_renders_with_egl_into_its_heap_buffer",
+            run: heap_client_renders_with_egl_into_its_heap_buffer,
         },
     ]
 }
@@ -360,4 +367,89 @@ fn debian_gl_clients_are_shown() -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(500));
     }
     comp.stop()
+}
+
+/// The EGL client's `(x, y)` probes: its background and its square (it is
+/// the first window, at the origin).
+const EGL_PROBES: [((u32, u32), [u8; 3]); 4] = [
+    ((6, 6), [0x30, 0x60, 0xf0]),
+    ((250, 186), [0x30, 0x60, 0xf0]),
+    ((128, 96), [0xf0, 0xd0, 0x10]),
+    ((70, 52), [0xf0, 0xd0, 0x10]),
+];
+
+fn heap_client_renders_with_egl_into_its_heap_buffer() -> Result<(), String> {
+    let (mut comp, _) = start()?;
+    let mut args: Vec<&str> = MESA_LAUNCH.to_vec();
+    args.extend(["/bin/heapland-egl-client", "/dev/dri/card0"]);
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .envs(MESA_ENV.iter().copied())
+        .env("XDG_RUNTIME_DIR", RUNTIME_DIR)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn heapland-egl-client: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let shown = rx.recv_timeout(Duration::from_secs(90));
+    let result = match shown {
+        Ok(line) if line.starts_with("EGL-CLIENT shown ") => check_egl_client(&mut comp, &line),
+        other => Err(format!("the client did not show its buffer: {other:?}")),
+    };
+    let _ = child.kill();
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    result.map_err(|e| {
+        format!(
+            "{e}; heapland-egl-client stderr: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    comp.stop()
+}
+
+fn check_egl_client(comp: &mut Heapland, line: &str) -> Result<(), String> {
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(key))
+            .map(str::to_owned)
+    };
+    let inode: u64 = field("inode=")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no inode in {line:?}"))?;
+    let heap = field("heap=").ok_or_else(|| format!("no heap in {line:?}"))?;
+    picture_until(comp, "the EGL client's picture", |w, rgb| {
+        for ((x, y), want) in EGL_PROBES {
+            let got = pixel(w, rgb, x, y);
+            if got.iter().zip(want).any(|(&g, w)| g.abs_diff(w) > 1) {
+                return Err(format!("({x},{y}) is {got:?}, the client drew {want:?}"));
+            }
+        }
+        Ok(())
+    })?;
+    let infos = bufinfo()?;
+    let buffer = infos
+        .iter()
+        .find(|b| b.inode == inode)
+        .ok_or("the client's buffer is not in bufinfo")?;
+    if buffer.exp_name != heap || !buffer.attached.iter().any(|d| d == "vkms") {
+        return Err(format!(
+            "the client's buffer should come from {heap} and be attached to vkms: {buffer:?}"
+        ));
+    }
+    println!(
+        "INFO gles: heapland-egl-client rendered with EGL into a buffer from {heap} (attached to {:?}), shown on vkms",
+        buffer.attached
+    );
+    Ok(())
 }

@@ -19,6 +19,8 @@ pub mod discovery;
 pub mod dma_buf;
 pub mod dma_heap;
 pub mod drm_card;
+#[cfg(all(target_env = "gnu", not(target_feature = "crt-static")))]
+pub mod egl_client;
 pub mod gles;
 pub mod grants;
 pub mod heap;
