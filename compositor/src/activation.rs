@@ -24,12 +24,29 @@ use crate::state::Heapland;
 /// How long a token stays good for activation.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(10);
 
+/// Live tokens one client may hold: a launcher starting a few programs at
+/// once needs a handful; more only grows the compositor's memory.
+const MAX_LIVE_TOKENS: usize = 16;
+
 impl XdgActivationHandler for Heapland {
     fn activation_state(&mut self) -> &mut XdgActivationState {
         &mut self.activation_state
     }
 
     fn token_created(&mut self, _token: XdgActivationToken, data: XdgActivationTokenData) -> bool {
+        // Tokens too old to be honoured go; a client minting more than
+        // [`MAX_LIVE_TOKENS`] within their lifetime gets no more.
+        self.activation_state
+            .retain_tokens(|_, d| d.timestamp.elapsed() <= TOKEN_LIFETIME);
+        let live = self
+            .activation_state
+            .tokens()
+            .filter(|(_, d)| d.client_id == data.client_id)
+            .count();
+        if live >= MAX_LIVE_TOKENS {
+            debug!("activation token refused: {live} live tokens of this client");
+            return false;
+        }
         // A token may only be created by the client with keyboard focus,
         // from input it really got since it was given that focus.
         let Some((serial, seat)) = data.serial else {

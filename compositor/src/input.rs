@@ -356,6 +356,10 @@ impl Heapland {
             .cloned();
         if let Some(window) = window {
             self.space.raise_element(&window, false);
+            // A layer surface holding the keyboard exclusively keeps it.
+            if self.exclusive_layer().is_some() {
+                return;
+            }
             if let Some(keyboard) = self.seat.get_keyboard() {
                 keyboard.set_focus(self, Some(root), serial);
             }
@@ -368,8 +372,11 @@ impl Heapland {
                 layer.cached_state().keyboard_interactivity != KeyboardInteractivity::None;
             interactive.then(|| layer.wl_surface().clone())
         });
+        let exclusive = self.exclusive_layer();
         if let (Some(focus), Some(keyboard)) = (layer_focus, self.seat.get_keyboard()) {
-            keyboard.set_focus(self, Some(focus), serial);
+            if exclusive.as_ref().is_none_or(|e| e == &focus) {
+                keyboard.set_focus(self, Some(focus), serial);
+            }
         }
     }
 

@@ -38,14 +38,16 @@ impl WlrLayerShellHandler for Heapland {
         layer: Layer,
         namespace: String,
     ) {
+        // An output unplugged a moment ago still has live wl_output
+        // resources: a surface asked for there is closed, not left waiting.
         let Some(output) = wl_output
             .as_ref()
-            .and_then(Output::from_resource)
-            .or_else(|| self.outputs.first().cloned())
+            .map_or_else(|| self.outputs.first().cloned(), Output::from_resource)
+            .filter(|o| self.outputs.contains(o))
         else {
             // Nothing to show it on: the client gets closed, as the
             // protocol prescribes when the output goes away.
-            warn!("layer surface {namespace:?} without any output: closed");
+            warn!("layer surface {namespace:?} on no output (gone, or none yet): closed");
             surface.send_close();
             return;
         };

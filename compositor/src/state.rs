@@ -469,15 +469,37 @@ impl Heapland {
             .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == surface))
     }
 
-    /// Raises the window of `surface` and gives it keyboard focus.
+    /// Raises the window of `surface` and gives it keyboard focus, unless a
+    /// layer surface holds the keyboard exclusively (a lock screen, a
+    /// launcher): the window is raised but waits.
     pub fn focus_surface(&mut self, surface: &WlSurface) {
         if let Some(window) = self.window_of_surface(surface).cloned() {
             // Activation follows keyboard focus (`focus_changed`).
             self.space.raise_element(&window, false);
         }
+        if self.exclusive_layer().is_some_and(|l| &l != surface) {
+            return;
+        }
         if let Some(keyboard) = self.seat.get_keyboard() {
             keyboard.set_focus(self, Some(surface.clone()), SERIAL_COUNTER.next_serial());
         }
+    }
+
+    /// The top or overlay layer surface that asked for the keyboard
+    /// exclusively, if one is mapped: the topmost such, overlay first.
+    pub fn exclusive_layer(&self) -> Option<WlSurface> {
+        use smithay::wayland::shell::wlr_layer::{KeyboardInteractivity, Layer};
+        self.outputs.iter().find_map(|output| {
+            let map = layer_map_for_output(output);
+            [Layer::Overlay, Layer::Top].into_iter().find_map(|layer| {
+                map.layers_on(layer)
+                    .rev()
+                    .find(|l| {
+                        l.cached_state().keyboard_interactivity == KeyboardInteractivity::Exclusive
+                    })
+                    .map(|l| l.wl_surface().clone())
+            })
+        })
     }
 
     /// Whether `surface` is a toplevel's surface that has shown something.
@@ -547,15 +569,16 @@ impl Heapland {
         }
     }
 
-    /// Gives keyboard focus to the topmost window that has shown something,
-    /// or to nobody.
+    /// Gives keyboard focus to a layer surface that holds it exclusively,
+    /// else to the topmost window that has shown something, or to nobody.
     pub fn focus_topmost(&mut self) {
-        let top = self
-            .space
-            .elements()
-            .rev()
-            .filter(|w| w.user_data().get::<FocusedOnMap>().is_some())
-            .find_map(|w| w.toplevel().map(|t| t.wl_surface().clone()));
+        let top = self.exclusive_layer().or_else(|| {
+            self.space
+                .elements()
+                .rev()
+                .filter(|w| w.user_data().get::<FocusedOnMap>().is_some())
+                .find_map(|w| w.toplevel().map(|t| t.wl_surface().clone()))
+        });
         if let Some(keyboard) = self.seat.get_keyboard() {
             keyboard.set_focus(self, top, SERIAL_COUNTER.next_serial());
         }
@@ -787,7 +810,8 @@ impl XdgShellHandler for Heapland {
             return;
         };
         let margin = decoration::top_margin(&window);
-        let size = (area.size.w, area.size.h - margin).into();
+        // Panels may leave less than a title bar: never a size below 1.
+        let size = (area.size.w.max(1), (area.size.h - margin).max(1)).into();
         surface.with_pending_state(|state| {
             state.states.set(xdg_toplevel::State::Maximized);
             state.size = Some(size);

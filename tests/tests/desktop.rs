@@ -30,7 +30,7 @@ use wayland_protocols::{
 };
 use wayland_protocols_wlr::layer_shell::v1::client::{
     zwlr_layer_shell_v1::{self, Layer, ZwlrLayerShellV1},
-    zwlr_layer_surface_v1::{Anchor, ZwlrLayerSurfaceV1},
+    zwlr_layer_surface_v1::{Anchor, KeyboardInteractivity, ZwlrLayerSurfaceV1},
 };
 
 const RED: u32 = 0x00ff_0000;
@@ -406,4 +406,53 @@ fn a_panel_gets_frame_callbacks() {
             "frame callback {round} of a layer surface never came"
         );
     }
+}
+
+#[test]
+fn an_exclusive_overlay_keeps_the_keyboard_while_a_window_opens() {
+    let mut comp = Compositor::start();
+    let mut launcher = comp.connect();
+    let compositor: WlCompositor = launcher.bind(5);
+    let shm: WlShm = launcher.bind(1);
+    let layers: ZwlrLayerShellV1 = launcher.bind(4);
+    let surface = compositor.create_surface(&launcher.qh, ());
+    let layer = layers.get_layer_surface(
+        &surface,
+        None,
+        Layer::Overlay,
+        "launcher".into(),
+        &launcher.qh,
+        (),
+    );
+    layer.set_size(100, 50);
+    layer.set_keyboard_interactivity(KeyboardInteractivity::Exclusive);
+    surface.commit();
+    assert!(
+        launcher.dispatch_until(WAIT, |r| !r.layer_configures.is_empty()),
+        "no layer configure"
+    );
+    let buffer = launcher.shm_buffer(&shm, 100, 50, GREEN);
+    surface.attach(Some(&buffer), 0, 0);
+    surface.damage_buffer(0, 0, 100, 50);
+    surface.commit();
+    launcher.roundtrip().expect("roundtrip");
+
+    // The window shows, but the keyboard stays with the launcher.
+    let mut app = comp.connect();
+    let (_window, toplevel) = app.map_toplevel(40, 40, RED);
+    let id = toplevel.id();
+    assert!(
+        !app.dispatch_until(Duration::from_secs(2), |r| r.activated.get(&id)
+            == Some(&true)),
+        "a new window took the keyboard from an exclusive overlay"
+    );
+    // Once the launcher goes, the window has it.
+    layer.destroy();
+    surface.destroy();
+    launcher.roundtrip().expect("roundtrip");
+    assert!(
+        app.dispatch_until(WAIT, |r| r.activated.get(&id) == Some(&true)),
+        "the window did not get the keyboard after the overlay went"
+    );
+    comp.assert_alive();
 }
