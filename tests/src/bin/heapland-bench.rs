@@ -73,15 +73,17 @@ usage: heapland-bench [--rounds N] [--warmup N] [--tolerance F] [--boot NAME]
                     driver then) and to answer (default 180)
   --only PARTS      comma-separated parts to run: alloc (buffer allocation),
                     steady (the compositor's steady state), camera
-                    (camera to display, heapland-bench-camera); default all
+                    (camera to display, heapland-bench-camera), peers
+                    (heapland, weston and sway side by side); default all
   --steady-rounds N runs of each steady-state case, interleaved (default 3)
   --steady-secs S   measured seconds per run, after 2 s of warm-up (default 5)
   --camera-rounds N runs of each camera-to-display path, alternating (default 5)
   --camera-frames N measured frames per camera run (default 60)
+  --peer-rounds N   runs of each compositor in the peers part (default 3)
 Defaults can also come from HEAPLAND_BENCH_ROUNDS, HEAPLAND_BENCH_WARMUP and
 HEAPLAND_BENCH_TOLERANCE, HEAPLAND_BENCH_STEADY_ROUNDS,
-HEAPLAND_BENCH_STEADY_SECS, HEAPLAND_BENCH_CAMERA_ROUNDS and
-HEAPLAND_BENCH_CAMERA_FRAMES.";
+HEAPLAND_BENCH_STEADY_SECS, HEAPLAND_BENCH_CAMERA_ROUNDS,
+HEAPLAND_BENCH_CAMERA_FRAMES and HEAPLAND_BENCH_PEER_ROUNDS.";
 
 struct Args {
     rounds: usize,
@@ -96,6 +98,7 @@ struct Args {
     steady_secs: f64,
     camera_rounds: usize,
     camera_frames: usize,
+    peer_rounds: usize,
 }
 
 /// Which parts of the benchmark run.
@@ -104,6 +107,7 @@ struct Parts {
     alloc: bool,
     steady: bool,
     camera: bool,
+    peers: bool,
 }
 
 impl Parts {
@@ -112,15 +116,17 @@ impl Parts {
             alloc: false,
             steady: false,
             camera: false,
+            peers: false,
         };
         for part in list.split(',') {
             match part {
                 "alloc" => p.alloc = true,
                 "steady" => p.steady = true,
                 "camera" => p.camera = true,
+                "peers" => p.peers = true,
                 _ => {
                     return Err(format!(
-                        "--only {list}: unknown part {part:?} (alloc, steady, camera)"
+                        "--only {list}: unknown part {part:?} (alloc, steady, camera, peers)"
                     ))
                 }
             }
@@ -149,8 +155,10 @@ fn parse_args() -> Result<Args, String> {
             alloc: true,
             steady: true,
             camera: true,
+            peers: true,
         },
         camera_rounds: env_or("HEAPLAND_BENCH_CAMERA_ROUNDS", 5)?,
+        peer_rounds: env_or("HEAPLAND_BENCH_PEER_ROUNDS", 3)?,
         camera_frames: env_or("HEAPLAND_BENCH_CAMERA_FRAMES", 60)?,
         steady_rounds: env_or("HEAPLAND_BENCH_STEADY_ROUNDS", 3)?,
         steady_secs: env_or("HEAPLAND_BENCH_STEADY_SECS", 5.0)?,
@@ -175,6 +183,7 @@ fn parse_args() -> Result<Args, String> {
             "--steady-secs" => args.steady_secs = num(value(&a)?)?,
             "--camera-rounds" => args.camera_rounds = num(value(&a)?)? as usize,
             "--camera-frames" => args.camera_frames = num(value(&a)?)? as usize,
+            "--peer-rounds" => args.peer_rounds = num(value(&a)?)? as usize,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -1085,6 +1094,10 @@ fn main() -> ExitCode {
     }
     if args.parts.camera {
         failed |= !run_camera(&boot, &args);
+    }
+    if args.parts.peers {
+        let window = Duration::from_secs_f64(args.steady_secs);
+        failed |= !heapland_tests::guest::peers::bench(&boot, args.peer_rounds, window);
     }
     println!("BENCH {boot} done");
     if failed {

@@ -31,6 +31,7 @@ pub mod input;
 pub mod kernel_log;
 pub mod lifetime;
 pub mod modules;
+pub mod peers;
 pub mod pl111;
 pub mod pl111_session;
 pub mod placement;

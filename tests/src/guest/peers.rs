@@ -1,0 +1,690 @@
+//! heapland side by side with Debian's weston and sway, on the same vkms, with
+//! the same client (part `peers` of heapland-bench).
+//!
+//! Each compositor starts on the drm backend, one after another, in rotated
+//! order round by round. For each the bench reads, from the kernel's
+//! accounting of the compositor's own process (its helper processes, such as
+//! weston's desktop shell, are not counted):
+//! - **RSS** (`VmRSS`) two seconds after its socket appeared;
+//! - **idle wake-ups**: context switches of all its threads over five
+//!   seconds with nothing on screen changing;
+//! - **CPU time per frame** (`utime + stime`) while one full-screen client
+//!   redraws on every frame callback: from `wl_shm` (composited), and from
+//!   dma-bufs of the heap that serves vkms (which a compositor may scan out
+//!   directly). Frames are the client's frame callbacks.
+//!
+//! The client speaks only standard protocols (xdg-shell, wl_shm,
+//! linux-dmabuf), so every compositor serves it alike; it allocates from the
+//! heap itself (root in the guest) rather than through heapland's heap
+//! protocol. A compositor without linux-dmabuf (weston's and wlroots'
+//! pixman renderers in Debian 12) has no dma-buf row.
+//!
+//! GL compositors run on trixie-backports' Mesa 26.1 (see `gles`), all of
+//! them: Debian 12's kms_swrast crashes importing a heap dma-buf.
+
+use std::{
+    fs::File,
+    io::Write,
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::{fs::PermissionsExt, net::UnixStream, process::CommandExt},
+    },
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use heapland_allocator::{
+    smithay::backend::allocator::{Buffer, Fourcc, Modifier},
+    DeviceNumber, Discovery, HeapAllocator,
+};
+use wayland_client::{
+    globals::registry_queue_init,
+    protocol::{wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_shm, wl_shm::WlShm},
+    Connection, EventQueue,
+};
+use wayland_protocols::{
+    wp::linux_dmabuf::zv1::client::{
+        zwp_linux_buffer_params_v1::Flags, zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
+    },
+    xdg::shell::client::xdg_wm_base::XdgWmBase,
+};
+
+use super::{
+    compositor::{self, State, XR24},
+    dma_buf::{self, Mapping},
+    gles::{MESA_ENV, MESA_LAUNCH},
+};
+use crate::bench::{ms, quote, Stats};
+
+/// The unprivileged user sway runs as (it refuses root).
+const PEER_UID: u32 = 1000;
+
+/// A compositor under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    HeaplandGles,
+    HeaplandPixman,
+    WestonGl,
+    WestonPixman,
+    SwayGles2,
+    SwayPixman,
+}
+
+impl Peer {
+    pub fn all() -> [Peer; 6] {
+        [
+            Peer::HeaplandGles,
+            Peer::HeaplandPixman,
+            Peer::WestonGl,
+            Peer::WestonPixman,
+            Peer::SwayGles2,
+            Peer::SwayPixman,
+        ]
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::HeaplandGles => "heapland-gles",
+            Peer::HeaplandPixman => "heapland-pixman",
+            Peer::WestonGl => "weston-gl",
+            Peer::WestonPixman => "weston-pixman",
+            Peer::SwayGles2 => "sway-gles2",
+            Peer::SwayPixman => "sway-pixman",
+        }
+    }
+
+    fn gl(self) -> bool {
+        matches!(self, Peer::HeaplandGles | Peer::WestonGl | Peer::SwayGles2)
+    }
+}
+
+/// A compositor started for one measurement.
+struct Running {
+    child: Child,
+    /// seatd, for sway.
+    seatd: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    fn alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Err(format!("exited ({status}): {}", self.log_tail())),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for child in std::iter::once(&mut self.child).chain(self.seatd.as_mut()) {
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The next compositor takes the display: let the old one's seat go.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `program` on Mesa 26.1 when `gl`, else as it is.
+fn command(program: &str, gl: bool) -> Command {
+    if !gl {
+        return Command::new(program);
+    }
+    let mut c = Command::new(MESA_LAUNCH[0]);
+    c.args(&MESA_LAUNCH[1..]).arg(program);
+    c.envs(MESA_ENV.iter().copied());
+    c
+}
+
+fn private_dir(path: &str, uid: u32) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(path);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {path}: {e}"))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("chmod {path}: {e}"))?;
+    rustix::fs::chown(
+        &dir,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(uid)),
+    )
+    .map_err(|e| format!("chown {path}: {e}"))?;
+    Ok(dir)
+}
+
+/// The unprivileged user and its group, for seatd and sway.
+fn ensure_peer_user() -> Result<(), String> {
+    let add = |path: &str, line: &str| -> Result<(), String> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if !text.lines().any(|l| l.starts_with("peer:")) {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("{path}: {e}"))?;
+            writeln!(f, "{line}").map_err(|e| format!("{path}: {e}"))?;
+        }
+        Ok(())
+    };
+    add("/etc/passwd", "root:x:0:0:root:/tmp:/bin/sh")?;
+    add(
+        "/etc/passwd",
+        &format!("peer:x:{PEER_UID}:{PEER_UID}::/tmp/peer-home:/bin/sh"),
+    )?;
+    add("/etc/group", "root:x:0:")?;
+    add("/etc/group", &format!("peer:x:{PEER_UID}:"))
+}
+
+fn start(peer: Peer) -> Result<Running, String> {
+    let log = PathBuf::from(format!("/tmp/peer-{}.log", peer.name()));
+    let stderr = || File::create(&log).map_err(|e| format!("create {}: {e}", log.display()));
+    match peer {
+        Peer::HeaplandGles | Peer::HeaplandPixman => {
+            let dir = private_dir("/run/user/0", 0)?;
+            let socket = dir.join("heapland-peer");
+            let _ = std::fs::remove_file(&socket);
+            let renderer = if peer.gl() { "gles" } else { "pixman" };
+            let child = command("/bin/heapland", peer.gl())
+                .args([
+                    "--backend",
+                    "drm",
+                    "--renderer",
+                    renderer,
+                    "--socket",
+                    "heapland-peer",
+                ])
+                .env("XDG_RUNTIME_DIR", &dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr()?)
+                .spawn()
+                .map_err(|e| format!("spawn heapland: {e}"))?;
+            Ok(Running {
+                child,
+                seatd: None,
+                socket,
+                log,
+            })
+        }
+        Peer::WestonGl | Peer::WestonPixman => {
+            let dir = private_dir("/run/user/0", 0)?;
+            let socket = dir.join("weston-peer");
+            let _ = std::fs::remove_file(&socket);
+            let config = "/tmp/weston-peer.ini";
+            std::fs::write(config, "[core]\nrequire-input=false\nidle-time=0\n")
+                .map_err(|e| format!("{config}: {e}"))?;
+            let mut c = command("/usr/bin/weston", peer.gl());
+            c.args([
+                "--backend=drm-backend.so",
+                "--config=/tmp/weston-peer.ini",
+                "--socket=weston-peer",
+                "--tty=2",
+            ]);
+            if !peer.gl() {
+                c.arg("--use-pixman");
+            }
+            let child = c
+                .env("XDG_RUNTIME_DIR", &dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr()?)
+                .spawn()
+                .map_err(|e| format!("spawn weston: {e}"))?;
+            Ok(Running {
+                child,
+                seatd: None,
+                socket,
+                log,
+            })
+        }
+        Peer::SwayGles2 | Peer::SwayPixman => {
+            ensure_peer_user()?;
+            let dir = private_dir("/run/user/1000", PEER_UID)?;
+            private_dir("/tmp/peer-home", PEER_UID)?;
+            for entry in std::fs::read_dir(&dir)
+                .map_err(|e| e.to_string())?
+                .flatten()
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+            let seat_sock = "/run/seatd-peer.sock";
+            let _ = std::fs::remove_file(seat_sock);
+            let seatd = Command::new("/usr/bin/seatd")
+                .args(["-u", "peer", "-g", "peer", "-l", "error"])
+                .env("SEATD_SOCK", seat_sock)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("spawn /usr/bin/seatd: {e} (package seatd)"))?;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !Path::new(seat_sock).exists() {
+                if Instant::now() > deadline {
+                    return Err("seatd's socket never appeared".into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let config = "/tmp/peer-home/sway.config";
+            std::fs::write(config, "xwayland disable\ndefault_border none\n")
+                .map_err(|e| format!("{config}: {e}"))?;
+            let child = command("/usr/bin/sway", peer.gl())
+                .args(["-c", config])
+                .env_clear()
+                .envs(if peer.gl() { MESA_ENV } else { &[] }.iter().copied())
+                .env("PATH", "/usr/bin:/bin")
+                .env("HOME", "/tmp/peer-home")
+                .env("XDG_RUNTIME_DIR", &dir)
+                .env("LIBSEAT_BACKEND", "seatd")
+                .env("SEATD_SOCK", seat_sock)
+                .env("WLR_LIBINPUT_NO_DEVICES", "1")
+                .env("WLR_RENDERER", if peer.gl() { "gles2" } else { "pixman" })
+                .uid(PEER_UID)
+                .gid(PEER_UID)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr()?)
+                .spawn()
+                .map_err(|e| format!("spawn /usr/bin/sway: {e} (package sway)"))?;
+            Ok(Running {
+                child,
+                seatd: Some(seatd),
+                // sway names its socket itself: found once it exists.
+                socket: dir,
+                log,
+            })
+        }
+    }
+}
+
+/// Waits for the compositor's socket; for sway, the first `wayland-N` of its
+/// runtime directory.
+fn wait_socket(run: &mut Running) -> Result<PathBuf, String> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        run.alive()?;
+        if run.socket.is_dir() {
+            let found = std::fs::read_dir(&run.socket)
+                .map_err(|e| e.to_string())?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("wayland-"))
+                        && p.extension().is_none()
+                });
+            if let Some(path) = found {
+                return Ok(path);
+            }
+        } else if run.socket.exists() {
+            return Ok(run.socket.clone());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no Wayland socket after 90 s: {}", run.log_tail()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// utime + stime of `pid`, in clock ticks (100 per second).
+fn cpu_ticks(pid: u32) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    // Fields after the command (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields
+        .get(11)
+        .and_then(|v| v.parse().ok())
+        .ok_or("no utime")?;
+    let stime: u64 = fields
+        .get(12)
+        .and_then(|v| v.parse().ok())
+        .ok_or("no stime")?;
+    Ok(utime + stime)
+}
+
+fn rss_kib(pid: u32) -> Result<u64, String> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| "no VmRSS".to_owned())
+}
+
+/// Context switches of every thread of `pid`.
+fn switches(pid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// What one run of one compositor measured.
+#[derive(Debug, Default, Clone)]
+struct Sample {
+    rss_kib: u64,
+    idle_switches_per_s: f64,
+    shm: Option<Frames>,
+    dmabuf: Option<Frames>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Frames {
+    frames: u64,
+    cpu: Duration,
+    secs: f64,
+}
+
+impl Frames {
+    fn cpu_per_frame(&self) -> Duration {
+        self.cpu / self.frames.max(1) as u32
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Memory {
+    Shm,
+    Dmabuf,
+}
+
+/// A full-screen client redrawing on every frame callback for `window`
+/// after `warmup`; `None` when the compositor has no linux-dmabuf.
+fn client_run(
+    run: &mut Running,
+    socket: &Path,
+    memory: Memory,
+    warmup: Duration,
+    window: Duration,
+) -> Result<Option<Frames>, String> {
+    let stream = UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
+    let conn = Connection::from_socket(stream).map_err(|e| format!("connection: {e}"))?;
+    let (globals, mut queue): (_, EventQueue<State>) =
+        registry_queue_init(&conn).map_err(|e| format!("registry: {e}"))?;
+    let qh = queue.handle();
+    let mut st = State::default();
+    let wl_compositor: WlCompositor = compositor::bind(&globals, &qh, 4..=5)?;
+    let wm: XdgWmBase = compositor::bind(&globals, &qh, 1..=1)?;
+    let dmabuf: Option<ZwpLinuxDmabufV1> = compositor::bind(&globals, &qh, 3..=4).ok();
+    if memory == Memory::Dmabuf && dmabuf.is_none() {
+        return Ok(None);
+    }
+    let surface = wl_compositor.create_surface(&qh, ());
+    let xdg = wm.get_xdg_surface(&surface, &qh, ());
+    let toplevel = xdg.get_toplevel(&qh, ());
+    toplevel.set_fullscreen(None);
+    surface.commit();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(st.configured && st.configured_size.0 > 0) {
+        queue
+            .roundtrip(&mut st)
+            .map_err(|e| format!("waiting for configure: {e}"))?;
+        run.alive()?;
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no full-screen configure: {:?}",
+                st.configured_size
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (w, h) = (st.configured_size.0 as u32, st.configured_size.1 as u32);
+    let mut keep: Vec<OwnedFd> = Vec::new();
+    let buffers = match memory {
+        Memory::Shm => shm_buffers(&globals, &qh, (w, h), &mut keep)?,
+        Memory::Dmabuf => dmabuf_buffers(
+            dmabuf.as_ref().ok_or("no linux-dmabuf")?,
+            &qh,
+            (w, h),
+            &mut keep,
+        )?,
+    };
+    let pid = run.pid();
+    let started = Instant::now();
+    let mut mark: Option<(Instant, u64, u32)> = None;
+    let mut next = 0usize;
+    st.frame_done = true;
+    st.callbacks = 0;
+    loop {
+        if st.frame_done {
+            st.frame_done = false;
+            surface.attach(Some(&buffers[next % buffers.len()]), 0, 0);
+            surface.damage_buffer(0, 0, w as i32, h as i32);
+            surface.frame(&qh, ());
+            surface.commit();
+            next += 1;
+        }
+        conn.flush().map_err(|e| format!("flush: {e}"))?;
+        queue
+            .blocking_dispatch(&mut st)
+            .map_err(|e| format!("dispatch: {e}"))?;
+        run.alive()?;
+        if started.elapsed() < warmup {
+            continue;
+        }
+        let (t0, cpu0, frames0) =
+            *mark.get_or_insert((Instant::now(), cpu_ticks(pid)?, st.callbacks));
+        if t0.elapsed() >= window {
+            let cpu = cpu_ticks(pid)?.saturating_sub(cpu0);
+            let frames = u64::from(st.callbacks - frames0);
+            drop(buffers);
+            drop(keep);
+            return Ok(Some(Frames {
+                frames,
+                cpu: Duration::from_millis(cpu * 10),
+                secs: t0.elapsed().as_secs_f64(),
+            }));
+        }
+    }
+}
+
+fn shm_buffers(
+    globals: &wayland_client::globals::GlobalList,
+    qh: &wayland_client::QueueHandle<State>,
+    (w, h): (u32, u32),
+    keep: &mut Vec<OwnedFd>,
+) -> Result<Vec<WlBuffer>, String> {
+    let shm: WlShm = compositor::bind(globals, qh, 1..=1)?;
+    let len = u64::from(w * 4) * u64::from(h);
+    let memfd = rustix::fs::memfd_create("heapland-peer", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| format!("memfd_create: {e}"))?;
+    let mut file = File::from(memfd);
+    let colours = [0x00c0_4020u32, 0x0020_c040, 0x0040_20c0];
+    for colour in colours {
+        let frame: Vec<u8> = std::iter::repeat_n(colour.to_le_bytes(), (w * h) as usize)
+            .flatten()
+            .collect();
+        file.write_all(&frame).map_err(|e| format!("shm: {e}"))?;
+    }
+    let pool = shm.create_pool(file.as_fd(), (len * 3) as i32, qh, ());
+    let out = (0..3)
+        .map(|i| {
+            pool.create_buffer(
+                (len * i) as i32,
+                w as i32,
+                h as i32,
+                (w * 4) as i32,
+                wl_shm::Format::Xrgb8888,
+                qh,
+                (),
+            )
+        })
+        .collect();
+    pool.destroy();
+    keep.push(file.into());
+    Ok(out)
+}
+
+/// Three dma-bufs from the heap that serves vkms.
+fn dmabuf_buffers(
+    dmabuf: &ZwpLinuxDmabufV1,
+    qh: &wayland_client::QueueHandle<State>,
+    (w, h): (u32, u32),
+    keep: &mut Vec<OwnedFd>,
+) -> Result<Vec<WlBuffer>, String> {
+    let vkms = DeviceNumber::of_path(Path::new("/dev/dri/card0")).map_err(|e| e.to_string())?;
+    let mut allocator =
+        HeapAllocator::new(Discovery::scan(), &[vkms]).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for colour in [0x00c0_4020u32, 0x0020_c040, 0x0040_20c0] {
+        let (buffer, _heap) = allocator
+            .allocate(w, h, Fourcc::Xrgb8888, &[Modifier::Linear])
+            .map_err(|e| e.to_string())?;
+        let fd = buffer
+            .handles()
+            .next()
+            .ok_or("no plane")?
+            .try_clone_to_owned()
+            .map_err(|e| e.to_string())?;
+        let stride = buffer.strides().next().unwrap_or(w * 4);
+        let len = u64::from(stride) * u64::from(h);
+        {
+            let mut map = Mapping::new(fd.as_fd(), len as usize)?;
+            dma_buf::sync(fd.as_fd(), dma_buf::SYNC_START | dma_buf::SYNC_WRITE)
+                .map_err(|e| format!("sync: {e}"))?;
+            map.words_mut().fill(colour);
+            dma_buf::sync(fd.as_fd(), dma_buf::SYNC_END | dma_buf::SYNC_WRITE)
+                .map_err(|e| format!("sync: {e}"))?;
+        }
+        let params = dmabuf.create_params(qh, ());
+        params.add(fd.as_fd(), 0, 0, stride, 0, 0);
+        out.push(params.create_immed(
+            buffer.width() as i32,
+            buffer.height() as i32,
+            XR24,
+            Flags::empty(),
+            qh,
+            (),
+        ));
+        keep.push(fd);
+    }
+    Ok(out)
+}
+
+fn measure(peer: Peer, window: Duration) -> Result<Sample, String> {
+    let mut run = start(peer)?;
+    let socket = wait_socket(&mut run)?;
+    std::thread::sleep(Duration::from_secs(2));
+    run.alive()?;
+    let pid = run.pid();
+    let rss_kib = rss_kib(pid)?;
+    let before = switches(pid);
+    let idle = Duration::from_secs(5);
+    std::thread::sleep(idle);
+    let idle_switches_per_s = (switches(pid) - before) as f64 / idle.as_secs_f64();
+    let warmup = Duration::from_secs(2);
+    let shm = client_run(&mut run, &socket, Memory::Shm, warmup, window)?;
+    let dmabuf = client_run(&mut run, &socket, Memory::Dmabuf, warmup, window)?;
+    Ok(Sample {
+        rss_kib,
+        idle_switches_per_s,
+        shm,
+        dmabuf,
+    })
+}
+
+/// Every compositor, `rounds` times in rotated order; prints `BENCH <boot>
+/// peer` lines and `TABLE peers` lines.
+pub fn bench(boot: &str, rounds: usize, window: Duration) -> bool {
+    let peers = Peer::all();
+    let mut results: Vec<(Vec<Sample>, Option<String>)> =
+        peers.iter().map(|_| (Vec::new(), None)).collect();
+    for round in 0..rounds {
+        for k in 0..peers.len() {
+            let i = (k + round) % peers.len();
+            if results[i].1.is_some() {
+                continue;
+            }
+            match measure(peers[i], window) {
+                Ok(s) => results[i].0.push(s),
+                Err(e) => results[i].1 = Some(e),
+            }
+        }
+    }
+    let mut ok = true;
+    for (peer, (samples, error)) in peers.iter().zip(results) {
+        let head = format!("BENCH {boot} peer {}", peer.name());
+        if let Some(e) = error {
+            ok = false;
+            println!("{head} error={}", quote(&e));
+            println!("TABLE peers {}: no numbers: {e}", peer.name());
+            continue;
+        }
+        let median_of = |f: &dyn Fn(&Sample) -> Option<Duration>| {
+            let v: Vec<Duration> = samples.iter().filter_map(f).collect();
+            Stats::of(&v).map(|s| s.median)
+        };
+        let rss = median_of(&|s| Some(Duration::from_micros(s.rss_kib)))
+            .map_or(0, |d| d.as_micros() as u64);
+        let idle = median_of(&|s| {
+            Some(Duration::from_micros(
+                (s.idle_switches_per_s * 1000.0) as u64,
+            ))
+        })
+        .map_or(0.0, |d| d.as_micros() as f64 / 1000.0);
+        let per_frame = |m: Memory| {
+            median_of(&|s| match m {
+                Memory::Shm => s.shm.map(|f| f.cpu_per_frame()),
+                Memory::Dmabuf => s.dmabuf.map(|f| f.cpu_per_frame()),
+            })
+        };
+        let fps = |m: Memory| {
+            let v: Vec<f64> = samples
+                .iter()
+                .filter_map(|s| match m {
+                    Memory::Shm => s.shm,
+                    Memory::Dmabuf => s.dmabuf,
+                })
+                .map(|f| f.frames as f64 / f.secs)
+                .collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        let show = |d: Option<Duration>| d.map_or("none".to_owned(), ms);
+        let show_fps = |f: Option<f64>| f.map_or("none".to_owned(), |f| format!("{f:.1}"));
+        println!(
+            "{head} rss_kib={rss} idle_wakeups_per_s={idle:.1} shm_cpu_per_frame={} shm_fps={} dmabuf_cpu_per_frame={} dmabuf_fps={} rounds={}",
+            show(per_frame(Memory::Shm)),
+            show_fps(fps(Memory::Shm)),
+            show(per_frame(Memory::Dmabuf)),
+            show_fps(fps(Memory::Dmabuf)),
+            samples.len(),
+        );
+        println!(
+            "TABLE peers {:<16} RSS {:>7} KiB, idle {:>5.1} wake-ups/s, shm {} ms/frame at {} fps, dma-buf {} ms/frame at {} fps",
+            peer.name(),
+            rss,
+            idle,
+            show(per_frame(Memory::Shm)),
+            show_fps(fps(Memory::Shm)),
+            show(per_frame(Memory::Dmabuf)),
+            show_fps(fps(Memory::Dmabuf)),
+        );
+    }
+    ok
+}
