@@ -44,6 +44,8 @@ pub struct Boot {
     pub steady: Vec<Line>,
     /// `camera` lines: camera to display, per path.
     pub camera: Vec<Line>,
+    /// `peer` lines: heapland, weston and sway side by side, per compositor.
+    pub peers: Vec<Line>,
     pub done: bool,
 }
 
@@ -152,6 +154,7 @@ pub fn parse(texts: &[String]) -> Vec<Boot> {
                 Some("agree") => b.agree.push(line),
                 Some("steady") => b.steady.push(line),
                 Some("camera") => b.camera.push(line),
+                Some("peer") => b.peers.push(line),
                 Some("failed") => {
                     let why = line.get("error").unwrap_or("?");
                     b.warns
@@ -345,6 +348,7 @@ pub fn markdown(boots: &[Boot], command: &str, png: Option<&str>) -> String {
     goal_table(w, boots, !uncached, "device heap");
     steady_section(w, boots);
     camera_section(w, boots);
+    peers_section(w, boots);
 
     // --- meaning
     let _ = writeln!(w, "## What the numbers mean\n");
@@ -802,6 +806,113 @@ fn camera_section(w: &mut String, boots: &[Boot]) {
     }
 }
 
+/// heapland beside weston and sway: one row per boot and compositor, CPU per
+/// frame also as a ratio to the weston of the same kind of renderer.
+fn peers_section(w: &mut String, boots: &[Boot]) {
+    let _ = writeln!(
+        w,
+        "## heapland beside weston and sway
+"
+    );
+    if boots.iter().all(|b| b.peers.is_empty()) {
+        let _ = writeln!(w, "Not measured in this run.\n");
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "Each compositor alone on vkms (drm backend), one after another, round by round; the \
+         same full-screen client redraws on every frame callback from `wl_shm` (composited) \
+         and from heap dma-bufs (scanned out where the compositor can). Numbers are the \
+         compositor's own process: RSS two seconds after start, context switches per second \
+         over five idle seconds, `utime + stime` per frame (10 ms ticks over the window). \
+         GL compositors run on Mesa 26.1 (llvmpipe); ratios are to the weston of the same \
+         kind of renderer (GL or pixman). Without linux-dmabuf (Debian 12's weston and \
+         wlroots pixman renderers) there is no dma-buf number.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| boot | compositor | RSS KiB | idle wake-ups/s | shm ms/frame | vs weston | shm fps | dma-buf ms/frame | vs weston | dma-buf fps |"
+    );
+    let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut goals = Vec::new();
+    for b in boots {
+        let find = |name: &str| {
+            b.peers
+                .iter()
+                .find(|l| l.words.get(2).map(String::as_str) == Some(name))
+        };
+        for l in &b.peers {
+            let name = l.words.get(2).map(String::as_str).unwrap_or("?");
+            if let Some(err) = l.get("error") {
+                let _ = writeln!(
+                    w,
+                    "| {} | {name} | failed: {} | | | | | | | |",
+                    b.name,
+                    md_cell(err)
+                );
+                continue;
+            }
+            let weston = if name.ends_with("pixman") {
+                "weston-pixman"
+            } else {
+                "weston-gl"
+            };
+            let vs = |key: &str| match (l.num(key), find(weston).and_then(|x| x.num(key))) {
+                (Some(a), Some(base)) if base > 0.0 => format!("{:.2}", a / base),
+                _ => "-".into(),
+            };
+            let g = |k: &str| l.get(k).unwrap_or("-").to_owned();
+            let _ = writeln!(
+                w,
+                "| {} | {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                b.name,
+                g("rss_kib"),
+                g("idle_wakeups_per_s"),
+                g("shm_cpu_per_frame"),
+                vs("shm_cpu_per_frame"),
+                g("shm_fps"),
+                g("dmabuf_cpu_per_frame"),
+                vs("dmabuf_cpu_per_frame"),
+                g("dmabuf_fps"),
+            );
+        }
+        for (heapland, weston) in [
+            ("heapland-gles", "weston-gl"),
+            ("heapland-pixman", "weston-pixman"),
+        ] {
+            let (Some(h), Some(wl)) = (find(heapland), find(weston)) else {
+                continue;
+            };
+            for key in ["shm_cpu_per_frame", "dmabuf_cpu_per_frame"] {
+                if let (Some(a), Some(base)) = (h.num(key), wl.num(key)) {
+                    let met = if a <= base { "met" } else { "not met" };
+                    goals.push(format!(
+                        "{}: {heapland} {key} {a:.3} ms against {weston} {base:.3}: {met}",
+                        b.name
+                    ));
+                }
+            }
+            if let Some(idle) = h.num("idle_wakeups_per_s") {
+                let met = if idle == 0.0 { "met" } else { "not met" };
+                goals.push(format!(
+                    "{}: {heapland} idle wake-ups {idle}/s: {met}",
+                    b.name
+                ));
+            }
+        }
+    }
+    if !goals.is_empty() {
+        let _ = writeln!(
+            w,
+            "\nGoals (heapland at most weston's CPU per frame, 0 idle wake-ups):\n"
+        );
+        for g in goals {
+            let _ = writeln!(w, "- {g}");
+        }
+    }
+    let _ = writeln!(w);
+}
+
 /// The path of `target` as written in a file at `from` (same folder: its name).
 fn relative(target: &Path, from: &Path) -> String {
     let parent = |p: &Path| {
@@ -868,7 +979,7 @@ pub fn main() -> std::process::ExitCode {
     if !has_alloc
         && boots
             .iter()
-            .all(|b| b.steady.is_empty() && b.camera.is_empty())
+            .all(|b| b.steady.is_empty() && b.camera.is_empty() && b.peers.is_empty())
     {
         eprintln!("heapland-plot: no BENCH results in {files:?}");
         return std::process::ExitCode::FAILURE;
