@@ -461,6 +461,144 @@ fn panel(
     c.hline(left, right, yof(1.0), 2.0, [200, 30, 30], Some(8.0));
 }
 
+/// docs/peers.png: per boot, CPU time per frame of each compositor with the
+/// wl_shm client and with the heap dma-buf client (lower is better).
+pub fn render_peers(boots: &[Boot], font: &Path, out: &Path) -> Result<(), String> {
+    let text = Text::load(font)?;
+    let boots: Vec<&Boot> = boots.iter().filter(|b| !b.peers.is_empty()).collect();
+    const W: f32 = 1400.0;
+    const LEFT: f32 = 96.0;
+    const RIGHT: f32 = 24.0;
+    const PANEL_H: f32 = 360.0;
+    let (title_px, px, small) = (24.0, 17.0, 14.0);
+    let top_h = 20.0 + title_px + 10.0 + small + 20.0;
+    let height = top_h + PANEL_H * boots.len() as f32 + 10.0;
+    let mut c = Canvas::new(W as usize, height as usize);
+    text.draw(
+        &mut c,
+        "Compositor CPU time per frame, one full-screen client redrawing every frame",
+        title_px,
+        W / 2.0,
+        20.0,
+        Anchor::Center,
+        BLACK,
+    );
+    text.draw(
+        &mut c,
+        "ms of utime + stime per frame of the compositor process (lower is better); \
+         n/a: no linux-dmabuf in that compositor, or it failed (see docs/performance.md)",
+        small,
+        W / 2.0,
+        20.0 + title_px + 10.0,
+        Anchor::Center,
+        MUTED,
+    );
+    let mut top = top_h;
+    for b in boots {
+        let names: Vec<&str> = b
+            .peers
+            .iter()
+            .filter_map(|l| l.words.get(2).map(String::as_str))
+            .collect();
+        let value = |name: &str, key: &str| {
+            b.peers
+                .iter()
+                .find(|l| l.words.get(2).map(String::as_str) == Some(name))
+                .and_then(|l| l.num(key))
+        };
+        let keys = [
+            ("shm_cpu_per_frame", "wl_shm"),
+            ("dmabuf_cpu_per_frame", "heap dma-buf"),
+        ];
+        let max = keys
+            .iter()
+            .flat_map(|(k, _)| names.iter().filter_map(|n| value(n, k)))
+            .fold(0.0f64, f64::max)
+            .max(0.001);
+        let step = tick_step(max, 5);
+        let axis_top = (max / step).ceil() * step;
+        let (plot_top, plot_bottom) = (top + 40.0, top + PANEL_H - 70.0);
+        let y_of = |v: f64| plot_bottom - (v / axis_top) as f32 * (plot_bottom - plot_top);
+        text.draw(
+            &mut c,
+            &format!("boot {}", b.name),
+            px,
+            LEFT,
+            top + 8.0,
+            Anchor::Left,
+            BLACK,
+        );
+        let mut t = 0.0;
+        while t <= axis_top + 1e-9 {
+            let y = y_of(t);
+            c.hline(LEFT, W - RIGHT, y, 1.0, GRID, None);
+            text.draw(
+                &mut c,
+                &format!("{t:.2}"),
+                small,
+                LEFT - 8.0,
+                y - small / 2.0,
+                Anchor::Right,
+                MUTED,
+            );
+            t += step;
+        }
+        c.hline(LEFT, W - RIGHT, plot_bottom, 1.0, AXIS, None);
+        let group_w = (W - RIGHT - LEFT) / keys.len() as f32;
+        let bar_w = (group_w - 40.0) / names.len().max(1) as f32;
+        for (g, (key, label)) in keys.iter().enumerate() {
+            let x0 = LEFT + g as f32 * group_w + 20.0;
+            text.draw(
+                &mut c,
+                label,
+                px,
+                x0 + (group_w - 40.0) / 2.0,
+                plot_bottom + 34.0,
+                Anchor::Center,
+                BLACK,
+            );
+            for (i, name) in names.iter().enumerate() {
+                let x = x0 + i as f32 * bar_w;
+                let colour = PALETTE[i % PALETTE.len()];
+                match value(name, key) {
+                    Some(v) => {
+                        c.rect(x + 3.0, y_of(v), x + bar_w - 3.0, plot_bottom, colour);
+                        text.draw(
+                            &mut c,
+                            &format!("{v:.2}"),
+                            small,
+                            x + bar_w / 2.0,
+                            y_of(v) - small - 4.0,
+                            Anchor::Center,
+                            BLACK,
+                        );
+                    }
+                    None => text.draw(
+                        &mut c,
+                        "n/a",
+                        small,
+                        x + bar_w / 2.0,
+                        plot_bottom - small - 4.0,
+                        Anchor::Center,
+                        MUTED,
+                    ),
+                }
+                text.draw(
+                    &mut c,
+                    name,
+                    small,
+                    x + bar_w / 2.0,
+                    plot_bottom + 8.0,
+                    Anchor::Center,
+                    colour,
+                );
+            }
+        }
+        top += PANEL_H;
+    }
+    c.png(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -829,6 +829,7 @@ fn peers_section(w: &mut String, boots: &[Boot]) {
          kind of renderer (GL or pixman). Without linux-dmabuf (Debian 12's weston and \
          wlroots pixman renderers) there is no dma-buf number.\n"
     );
+    let _ = writeln!(w, "![CPU time per frame of each compositor](peers.png)\n");
     let _ = writeln!(
         w,
         "| boot | compositor | RSS KiB | idle wake-ups/s | shm ms/frame | vs weston | shm fps | dma-buf ms/frame | vs weston | dma-buf fps |"
@@ -996,6 +997,14 @@ pub fn main() -> std::process::ExitCode {
     if has_alloc {
         if let Err(e) = crate::plot::render(&boots, &font, &png) {
             eprintln!("heapland-plot: {}: {e}", png.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    let has_peers = boots.iter().any(|b| !b.peers.is_empty());
+    let peers_png = png.with_file_name("peers.png");
+    if has_peers {
+        if let Err(e) = crate::plot::render_peers(&boots, &font, &peers_png) {
+            eprintln!("heapland-plot: {}: {e}", peers_png.display());
             return std::process::ExitCode::FAILURE;
         }
     }
