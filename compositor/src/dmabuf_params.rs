@@ -217,11 +217,14 @@ impl ParamsValidator {
     }
 }
 
-/// Whether params of `format` are checked completely here: one linear
-/// plane of a packed format whose pixel size is known. linux-dmabuf
-/// advertises nothing else.
+/// Whether params of `format` are checked completely here: one plane of a
+/// packed format whose pixel size is known, linear or with the driver's
+/// implicit layout (`DRM_FORMAT_MOD_INVALID`, what clients of a GBM without
+/// modifiers send; one plane of at least a row of pixels per stride all the
+/// same). linux-dmabuf advertises nothing else.
 pub fn is_checked_layout(format: &smithay::backend::allocator::Format) -> bool {
-    format.modifier == smithay::backend::allocator::Modifier::Linear
+    use smithay::backend::allocator::Modifier;
+    matches!(format.modifier, Modifier::Linear | Modifier::Invalid)
         && bytes_per_pixel(format.code as u32).is_some()
 }
 
