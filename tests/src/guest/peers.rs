@@ -5,7 +5,8 @@
 //! order round by round. For each the bench reads, from the kernel's
 //! accounting of the compositor's own process (its helper processes, such as
 //! weston's desktop shell, are not counted):
-//! - **RSS** (`VmRSS`) two seconds after its socket appeared;
+//! - **RSS** (`VmRSS`) once it has settled after start (two seconds in a row
+//!   without CPU time);
 //! - **idle wake-ups**: context switches of all its threads over five
 //!   seconds with nothing on screen changing;
 //! - **CPU time per frame** (`utime + stime`) while one full-screen client
@@ -267,14 +268,14 @@ fn start(peer: Peer) -> Result<Running, String> {
             }
             let seat_sock = "/run/seatd-peer.sock";
             let _ = std::fs::remove_file(seat_sock);
-            let seatd = Command::new("/usr/bin/seatd")
+            let seatd = Command::new("/usr/sbin/seatd")
                 .args(["-u", "peer", "-g", "peer", "-l", "error"])
                 .env("SEATD_SOCK", seat_sock)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .map_err(|e| format!("spawn /usr/bin/seatd: {e} (package seatd)"))?;
+                .map_err(|e| format!("spawn /usr/sbin/seatd: {e} (package seatd)"))?;
             let deadline = Instant::now() + Duration::from_secs(20);
             while !Path::new(seat_sock).exists() {
                 if Instant::now() > deadline {
@@ -587,11 +588,31 @@ fn dmabuf_buffers(
     Ok(out)
 }
 
+/// Waits until the compositor has done starting: two seconds in a row with
+/// at most one tick of CPU time (its socket may come long before its first
+/// frame: GL compiles shaders under TCG for seconds).
+fn settle(run: &mut Running) -> Result<(), String> {
+    let pid = run.pid();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut quiet = 0;
+    let mut last = cpu_ticks(pid)?;
+    while quiet < 2 {
+        std::thread::sleep(Duration::from_secs(1));
+        run.alive()?;
+        let now = cpu_ticks(pid)?;
+        quiet = if now - last <= 1 { quiet + 1 } else { 0 };
+        last = now;
+        if Instant::now() > deadline {
+            return Err("still busy 120 s after start".into());
+        }
+    }
+    Ok(())
+}
+
 fn measure(peer: Peer, window: Duration) -> Result<Sample, String> {
     let mut run = start(peer)?;
     let socket = wait_socket(&mut run)?;
-    std::thread::sleep(Duration::from_secs(2));
-    run.alive()?;
+    settle(&mut run)?;
     let pid = run.pid();
     let rss_kib = rss_kib(pid)?;
     let before = switches(pid);

@@ -49,6 +49,14 @@ pub fn tests() -> Vec<Test> {
             name: "redraw::client_dmabuf_is_freed_once_the_client_lets_it_go",
             run: client_dmabuf_is_freed_once_the_client_lets_it_go,
         },
+        Test {
+            name: "redraw::idle_gles_compositor_makes_no_wakeups",
+            run: idle_gles_compositor_makes_no_wakeups,
+        },
+        Test {
+            name: "redraw::client_dmabuf_is_freed_by_gles_too",
+            run: client_dmabuf_is_freed_by_gles_too,
+        },
     ]
 }
 
@@ -73,8 +81,12 @@ struct Shown {
 
 /// Starts heapland on the drm backend, and shows a window whose buffer is
 /// a dma-buf the client allocated from the display's heap, named `name`.
-fn show_window(name: &str) -> Result<Shown, String> {
-    let mut comp = Heapland::start_with(&["--backend", "drm"])?;
+fn show_window(name: &str, gles: bool) -> Result<Shown, String> {
+    let mut comp = if gles {
+        Heapland::start_gles(&["--backend", "drm"])?
+    } else {
+        Heapland::start_with(&["--backend", "drm"])?
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     let heap_name = loop {
         comp.alive()?;
@@ -226,11 +238,21 @@ fn read_pending(
 }
 
 fn idle_drm_compositor_makes_no_wakeups_and_no_frame_callbacks() -> Result<(), String> {
-    let mut s = show_window("heapland-redraw-idle")?;
+    idle(false)
+}
+
+/// The same with GLES (Mesa 26.1, llvmpipe, see `gles`).
+fn idle_gles_compositor_makes_no_wakeups() -> Result<(), String> {
+    idle(true)
+}
+
+fn idle(gles: bool) -> Result<(), String> {
+    let mut s = show_window("heapland-redraw-idle", gles)?;
     let pid = s.comp.pid();
     s.conn.flush().map_err(|e| format!("flush: {e}"))?;
-    // The frame cycle of the first frame ends one refresh after its vblank.
-    std::thread::sleep(Duration::from_secs(1));
+    // The frame cycle of the first frame ends one refresh after its vblank
+    // (llvmpipe may take longer to draw it under TCG).
+    std::thread::sleep(Duration::from_secs(if gles { 5 } else { 1 }));
     read_pending(&s.conn, &mut s.queue, &mut s.st)?;
     let callbacks = s.st.callbacks;
     let before = context_switches(pid)?;
@@ -277,7 +299,8 @@ fn idle_drm_compositor_makes_no_wakeups_and_no_frame_callbacks() -> Result<(), S
         );
     }
     println!(
-        "INFO redraw: 0 context switches in 5 s idle with a window shown; one commit: 1 frame callback, {} switches",
+        "INFO redraw ({}): 0 context switches in 5 s idle with a window shown; one commit: 1 frame callback, {} switches",
+        if gles { "gles" } else { "pixman" },
         drew.iter().map(|(_, n)| n).sum::<u64>()
     );
     drop(s.buffer);
@@ -286,8 +309,18 @@ fn idle_drm_compositor_makes_no_wakeups_and_no_frame_callbacks() -> Result<(), S
 }
 
 fn client_dmabuf_is_freed_once_the_client_lets_it_go() -> Result<(), String> {
+    freed(false)
+}
+
+/// The same with GLES, whose imports are EGL images holding a GEM handle
+/// on vkms.
+fn client_dmabuf_is_freed_by_gles_too() -> Result<(), String> {
+    freed(true)
+}
+
+fn freed(gles: bool) -> Result<(), String> {
     let name = "heapland-redraw-probe";
-    let mut s = show_window(name)?;
+    let mut s = show_window(name, gles)?;
     let inode = dma_buf::inode(s.buffer_fd.as_fd())?;
     let shown = bufinfo()?
         .into_iter()
