@@ -239,12 +239,11 @@ mod queue {
         }
 
         /// Draws every output whose redraw is queued; called once at the
-        /// end of each turn of the event loop. Also lets the renderer drop
-        /// imports of client buffers destroyed during the turn.
+        /// end of each turn of the event loop. Then lets the renderer drop
+        /// what it holds of client buffers and surfaces destroyed during the
+        /// turn.
         pub fn redraw_queued_outputs(&mut self) {
-            if std::mem::take(&mut self.cleanup_queued) {
-                self.backend.cleanup_texture_cache();
-            }
+            let cleanup = std::mem::take(&mut self.cleanup_queued);
             let queued: Vec<Output> = self
                 .outputs
                 .iter()
@@ -257,6 +256,11 @@ mod queue {
                 .collect();
             for output in queued {
                 self.redraw(&output);
+            }
+            // After drawing: GLES destroys the textures dropped meanwhile only
+            // when cleaning up, and an idle output draws no frame that would.
+            if cleanup {
+                self.backend.cleanup_texture_cache();
             }
         }
 

@@ -667,6 +667,11 @@ impl CompositorHandler for Heapland {
             .compositor_state
     }
 
+    /// Its textures go with it (see `BufferHandler`).
+    fn destroyed(&mut self, _surface: &WlSurface) {
+        self.cleanup_queued = true;
+    }
+
     fn commit(&mut self, surface: &WlSurface) {
         self.apply_commit(surface);
         // Once applied: the window's new size is what it covers now.

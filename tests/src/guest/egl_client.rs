@@ -172,7 +172,12 @@ fn render(card: &Path, fd: &OwnedFd, stride: u32) -> Result<(), String> {
         .clear(colour(BACKGROUND_RGB), &[whole])
         .map_err(|e| format!("clear: {e}"))?;
     frame
-        .draw_solid(square, &[square], colour(SQUARE_RGB))
+        // The damage is relative to the destination.
+        .draw_solid(
+            square,
+            &[Rectangle::from_size(square.size)],
+            colour(SQUARE_RGB),
+        )
         .map_err(|e| format!("draw: {e}"))?;
     let sync = frame.finish().map_err(|e| format!("finish: {e}"))?;
     sync.wait()

@@ -168,8 +168,6 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
             tests: || {
                 [
                     session::tests(),
-                    redraw::tests(),
-                    gles::tests(),
                     camera_pipeline::tests(),
                     steady_state::tests(),
                 ]
@@ -178,6 +176,10 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
         },
         // After the session tests, with vkms free: heapland on vkms with each
         // --allocator, read back through vkms's writeback connector.
+        Phase {
+            name: "renderer",
+            tests: || [redraw::tests(), gles::tests()].concat(),
+        },
         Phase {
             name: "scanout",
             tests: scanout::tests,
