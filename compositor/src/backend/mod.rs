@@ -349,7 +349,13 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
     // outputs with something to draw, and for nothing else.
     event_loop
         .run(None, &mut state, |state| {
+            let windows = state.space.elements().count();
             state.space.refresh();
+            if state.space.elements().count() != windows {
+                // A window whose surface died without its role: gone from
+                // the screen too.
+                state.queue_redraw_all();
+            }
             state.popups.cleanup();
             state.redraw_queued_outputs();
             if let Err(err) = state.display_handle.flush_clients() {
