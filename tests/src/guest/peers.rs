@@ -41,7 +41,7 @@ use heapland_allocator::{
 };
 use wayland_client::{
     globals::registry_queue_init,
-    protocol::{wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_shm, wl_shm::WlShm},
+    protocol::{wl_buffer::WlBuffer, wl_compositor::WlCompositor},
     Connection, EventQueue,
 };
 use wayland_protocols::{
@@ -55,6 +55,7 @@ use super::{
     compositor::{self, State, XR24},
     dma_buf::{self, Mapping},
     gles::{MESA_ENV, MESA_LAUNCH},
+    steady_state,
 };
 use crate::bench::{ms, quote, Stats};
 
@@ -458,7 +459,7 @@ fn client_run(
     let (w, h) = (st.configured_size.0 as u32, st.configured_size.1 as u32);
     let mut keep: Vec<OwnedFd> = Vec::new();
     let buffers = match memory {
-        Memory::Shm => shm_buffers(&globals, &qh, (w, h), &mut keep)?,
+        Memory::Shm => steady_state::shm_buffers(&globals, &qh, (w, h), &mut keep)?,
         Memory::Dmabuf => dmabuf_buffers(
             dmabuf.as_ref().ok_or("no linux-dmabuf")?,
             &qh,
@@ -505,43 +506,6 @@ fn client_run(
     }
 }
 
-fn shm_buffers(
-    globals: &wayland_client::globals::GlobalList,
-    qh: &wayland_client::QueueHandle<State>,
-    (w, h): (u32, u32),
-    keep: &mut Vec<OwnedFd>,
-) -> Result<Vec<WlBuffer>, String> {
-    let shm: WlShm = compositor::bind(globals, qh, 1..=1)?;
-    let len = u64::from(w * 4) * u64::from(h);
-    let memfd = rustix::fs::memfd_create("heapland-peer", rustix::fs::MemfdFlags::CLOEXEC)
-        .map_err(|e| format!("memfd_create: {e}"))?;
-    let mut file = File::from(memfd);
-    let colours = [0x00c0_4020u32, 0x0020_c040, 0x0040_20c0];
-    for colour in colours {
-        let frame: Vec<u8> = std::iter::repeat_n(colour.to_le_bytes(), (w * h) as usize)
-            .flatten()
-            .collect();
-        file.write_all(&frame).map_err(|e| format!("shm: {e}"))?;
-    }
-    let pool = shm.create_pool(file.as_fd(), (len * 3) as i32, qh, ());
-    let out = (0..3)
-        .map(|i| {
-            pool.create_buffer(
-                (len * i) as i32,
-                w as i32,
-                h as i32,
-                (w * 4) as i32,
-                wl_shm::Format::Xrgb8888,
-                qh,
-                (),
-            )
-        })
-        .collect();
-    pool.destroy();
-    keep.push(file.into());
-    Ok(out)
-}
-
 /// Three dma-bufs from the heap that serves vkms.
 fn dmabuf_buffers(
     dmabuf: &ZwpLinuxDmabufV1,
@@ -553,7 +517,7 @@ fn dmabuf_buffers(
     let mut allocator =
         HeapAllocator::new(Discovery::scan(), &[vkms]).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    for colour in [0x00c0_4020u32, 0x0020_c040, 0x0040_20c0] {
+    for colour in steady_state::COLOURS {
         let (buffer, _heap) = allocator
             .allocate(w, h, Fourcc::Xrgb8888, &[Modifier::Linear])
             .map_err(|e| e.to_string())?;

@@ -147,6 +147,9 @@ fn pump(conn: &Connection, queue: &mut EventQueue<State>, st: &mut State) -> Res
     Ok(())
 }
 
+/// The colours of a full-screen client's three buffers.
+pub(super) const COLOURS: [u32; 3] = [0x00c0_4020, 0x0020_c040, 0x0040_20c0];
+
 /// Three buffers of the configured size, each a solid colour.
 fn make_buffers(
     memory: ClientMemory,
@@ -158,7 +161,6 @@ fn make_buffers(
 ) -> Result<Vec<WlBuffer>, String> {
     let stride = w * 4;
     let len = u64::from(stride) * u64::from(h);
-    let colours = [0x00c0_4020u32, 0x0020_c040, 0x0040_20c0];
     match memory {
         ClientMemory::Dmabuf => {
             let dmabuf: ZwpLinuxDmabufV1 = compositor::bind(globals, qh, 4..=4)?;
@@ -167,7 +169,7 @@ fn make_buffers(
                 .take()
                 .ok_or_else(|| format!("no heap in the default feedback: {:?}", st.no_heap))?;
             let mut out = Vec::new();
-            for colour in colours {
+            for colour in COLOURS {
                 let fd = dma_heap::alloc(heap.as_fd(), len)
                     .map_err(|e| format!("DMA_HEAP_IOCTL_ALLOC from {}: {e}", st.heap_name))?;
                 {
@@ -185,38 +187,48 @@ fn make_buffers(
             }
             Ok(out)
         }
-        ClientMemory::Shm => {
-            let shm: WlShm = compositor::bind(globals, qh, 1..=1)?;
-            let memfd =
-                rustix::fs::memfd_create("heapland-steady-state", rustix::fs::MemfdFlags::CLOEXEC)
-                    .map_err(|e| format!("memfd_create: {e}"))?;
-            let mut file = File::from(memfd);
-            for colour in colours {
-                let frame: Vec<u8> = std::iter::repeat_n(colour.to_le_bytes(), (w * h) as usize)
-                    .flatten()
-                    .collect();
-                file.write_all(&frame)
-                    .map_err(|e| format!("fill the shm pool: {e}"))?;
-            }
-            let pool = shm.create_pool(file.as_fd(), (len * 3) as i32, qh, ());
-            let out = (0..3)
-                .map(|i| {
-                    pool.create_buffer(
-                        (len * i) as i32,
-                        w as i32,
-                        h as i32,
-                        stride as i32,
-                        wl_shm::Format::Xrgb8888,
-                        qh,
-                        (),
-                    )
-                })
-                .collect();
-            pool.destroy();
-            keep.push(file.into());
-            Ok(out)
-        }
+        ClientMemory::Shm => shm_buffers(globals, qh, (w, h), keep),
     }
+}
+
+/// Three wl_shm buffers of `w`x`h`, each a solid colour, in one memfd
+/// (kept in `keep` for as long as the buffers are used).
+pub(super) fn shm_buffers(
+    globals: &wayland_client::globals::GlobalList,
+    qh: &wayland_client::QueueHandle<State>,
+    (w, h): (u32, u32),
+    keep: &mut Vec<OwnedFd>,
+) -> Result<Vec<WlBuffer>, String> {
+    let shm: WlShm = compositor::bind(globals, qh, 1..=1)?;
+    let stride = w * 4;
+    let len = u64::from(stride) * u64::from(h);
+    let memfd = rustix::fs::memfd_create("heapland-steady-state", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| format!("memfd_create: {e}"))?;
+    let mut file = File::from(memfd);
+    for colour in COLOURS {
+        let frame: Vec<u8> = std::iter::repeat_n(colour.to_le_bytes(), (w * h) as usize)
+            .flatten()
+            .collect();
+        file.write_all(&frame)
+            .map_err(|e| format!("fill the shm pool: {e}"))?;
+    }
+    let pool = shm.create_pool(file.as_fd(), (len * 3) as i32, qh, ());
+    let out = (0..3)
+        .map(|i| {
+            pool.create_buffer(
+                (len * i) as i32,
+                w as i32,
+                h as i32,
+                stride as i32,
+                wl_shm::Format::Xrgb8888,
+                qh,
+                (),
+            )
+        })
+        .collect();
+    pool.destroy();
+    keep.push(file.into());
+    Ok(out)
 }
 
 /// Runs one case: heapland with `--stats`, a full-screen client redrawing
