@@ -177,8 +177,12 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
         // After the session tests, with vkms free: heapland on vkms with each
         // --allocator, read back through vkms's writeback connector.
         Phase {
-            name: "renderer",
-            tests: || [redraw::tests(), gles::tests()].concat(),
+            name: "redraw",
+            tests: redraw::tests,
+        },
+        Phase {
+            name: "gles",
+            tests: gles::tests,
         },
         Phase {
             name: "scanout",
