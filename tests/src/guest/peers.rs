@@ -267,20 +267,30 @@ fn start(peer: Peer) -> Result<Running, String> {
             {
                 let _ = std::fs::remove_file(entry.path());
             }
-            let seat_sock = "/run/seatd-peer.sock";
+            // seatd's own socket path (it has no option for another).
+            let seat_sock = "/run/seatd.sock";
             let _ = std::fs::remove_file(seat_sock);
-            let seatd = Command::new("/usr/sbin/seatd")
-                .args(["-u", "peer", "-g", "peer", "-l", "error"])
-                .env("SEATD_SOCK", seat_sock)
+            let seatd_log = "/tmp/peer-seatd.log";
+            let mut seatd = Command::new("/usr/sbin/seatd")
+                .args(["-u", "peer", "-g", "peer", "-l", "info"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(File::create(seatd_log).map_err(|e| format!("{seatd_log}: {e}"))?)
                 .spawn()
                 .map_err(|e| format!("spawn /usr/sbin/seatd: {e} (package seatd)"))?;
             let deadline = Instant::now() + Duration::from_secs(20);
             while !Path::new(seat_sock).exists() {
-                if Instant::now() > deadline {
-                    return Err("seatd's socket never appeared".into());
+                let exited = seatd.try_wait().ok().flatten();
+                if exited.is_some() || Instant::now() > deadline {
+                    let _ = seatd.kill();
+                    let _ = seatd.wait();
+                    return Err(format!(
+                        "seatd's socket never appeared ({}): {}",
+                        exited.map_or("still running".to_owned(), |s| s.to_string()),
+                        std::fs::read_to_string(seatd_log)
+                            .unwrap_or_default()
+                            .trim()
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
