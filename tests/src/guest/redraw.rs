@@ -1,11 +1,12 @@
 //! When heapland draws, and what it keeps of client buffers, on the drm
 //! backend (vkms).
 //!
-//! - An idle compositor does not wake: with a window shown and nothing
-//!   changing, its threads make no context switch over five seconds (read
-//!   from `/proc/PID/task/*/status`, as a power-conscious user would with
-//!   powertop), and its client gets no event. One commit then brings exactly
-//!   one frame callback, and the compositor wakes: the count can fail.
+//! - An idle compositor does not wake, with pixman and with GLES: with a
+//!   window shown and nothing changing, its threads make no context switch
+//!   over five seconds (read from `/proc/PID/task/*/status`, as a
+//!   power-conscious user would with powertop), and its client gets no frame
+//!   callback. One commit then brings exactly one frame callback, and the
+//!   compositor wakes: the count can fail.
 //! - A client dma-buf is freed when the client lets it go: once the surface
 //!   shows another buffer and the client destroyed the `wl_buffer` and closed
 //!   its fd, the kernel's list of live dma-bufs (`bufinfo`) no longer has it.
