@@ -54,7 +54,7 @@ use heapland_allocator::{
 };
 use heapland_tests::{
     bench::{gbm_protocol as proto, ms, quote, ratio, touch, Stats, GOAL_SIZES},
-    guest::steady_state,
+    guest::{peers::Peer, steady_state},
 };
 
 const USAGE: &str = "\
@@ -80,6 +80,9 @@ usage: heapland-bench [--rounds N] [--warmup N] [--tolerance F] [--boot NAME]
   --camera-rounds N runs of each camera-to-display path, alternating (default 5)
   --camera-frames N measured frames per camera run (default 60)
   --peer-rounds N   runs of each compositor in the peers part (default 3)
+  --peers NAMES     comma-separated compositors of the peers part (default all:
+                    heapland-gles, heapland-pixman, weston-gl, weston-pixman,
+                    sway-gles2, sway-pixman)
 Defaults can also come from HEAPLAND_BENCH_ROUNDS, HEAPLAND_BENCH_WARMUP and
 HEAPLAND_BENCH_TOLERANCE, HEAPLAND_BENCH_STEADY_ROUNDS,
 HEAPLAND_BENCH_STEADY_SECS, HEAPLAND_BENCH_CAMERA_ROUNDS,
@@ -99,6 +102,7 @@ struct Args {
     camera_rounds: usize,
     camera_frames: usize,
     peer_rounds: usize,
+    peers: Vec<Peer>,
 }
 
 /// Which parts of the benchmark run.
@@ -159,6 +163,7 @@ fn parse_args() -> Result<Args, String> {
         },
         camera_rounds: env_or("HEAPLAND_BENCH_CAMERA_ROUNDS", 5)?,
         peer_rounds: env_or("HEAPLAND_BENCH_PEER_ROUNDS", 3)?,
+        peers: Peer::all().to_vec(),
         camera_frames: env_or("HEAPLAND_BENCH_CAMERA_FRAMES", 60)?,
         steady_rounds: env_or("HEAPLAND_BENCH_STEADY_ROUNDS", 3)?,
         steady_secs: env_or("HEAPLAND_BENCH_STEADY_SECS", 5.0)?,
@@ -184,6 +189,17 @@ fn parse_args() -> Result<Args, String> {
             "--camera-rounds" => args.camera_rounds = num(value(&a)?)? as usize,
             "--camera-frames" => args.camera_frames = num(value(&a)?)? as usize,
             "--peer-rounds" => args.peer_rounds = num(value(&a)?)? as usize,
+            "--peers" => {
+                args.peers = value(&a)?
+                    .split(',')
+                    .map(|name| {
+                        Peer::all()
+                            .into_iter()
+                            .find(|p| p.name() == name)
+                            .ok_or_else(|| format!("--peers: unknown compositor {name:?}"))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -1097,7 +1113,8 @@ fn main() -> ExitCode {
     }
     if args.parts.peers {
         let window = Duration::from_secs_f64(args.steady_secs);
-        failed |= !heapland_tests::guest::peers::bench(&boot, args.peer_rounds, window);
+        failed |=
+            !heapland_tests::guest::peers::bench(&boot, &args.peers, args.peer_rounds, window);
     }
     println!("BENCH {boot} done");
     if failed {

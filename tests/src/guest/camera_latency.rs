@@ -48,6 +48,7 @@ use wayland_protocols::{
 };
 
 use super::{
+    camera_client::{self, capture_ns},
     compositor::{self, feedback_scope, Heapland, State, XR24},
     dma_buf::{self, Mapping},
     dma_heap, drm_card,
@@ -220,49 +221,13 @@ impl Setup {
         Ok(setup)
     }
 
-    /// Flushes, waits up to 20 ms for the compositor or the camera, dispatches.
-    /// Returns whether the camera has a frame.
     fn pump(&mut self) -> Result<bool, String> {
-        use rustix::event::{poll, PollFd, PollFlags, Timespec};
-        self.conn.flush().map_err(|e| format!("flush: {e}"))?;
-        let timeout = Timespec {
-            tv_sec: 0,
-            tv_nsec: 20_000_000,
-        };
-        let camera = self.streaming.then_some(PollFlags::IN);
-        let camera_ready = match self.queue.prepare_read() {
-            Some(guard) => {
-                let wl = guard.connection_fd();
-                let mut fds = vec![PollFd::new(&wl, PollFlags::IN)];
-                fds.extend(camera.map(|f| PollFd::new(&self.video, f)));
-                poll(&mut fds, Some(&timeout)).map_err(|e| format!("poll: {e}"))?;
-                let wl_ready = !fds[0].revents().is_empty();
-                let cam = fds.get(1).is_some_and(|f| !f.revents().is_empty());
-                drop(fds);
-                if wl_ready {
-                    match guard.read() {
-                        Ok(_) => {}
-                        // Readable but nothing to read yet: the next round reads it.
-                        Err(wayland_client::backend::WaylandError::Io(e))
-                            if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(format!("read events: {e}")),
-                    }
-                }
-                cam
-            }
-            None => match camera {
-                Some(f) => {
-                    let mut fds = [PollFd::new(&self.video, f)];
-                    poll(&mut fds, Some(&Timespec::default())).map_err(|e| format!("poll: {e}"))?;
-                    !fds[0].revents().is_empty()
-                }
-                None => false,
-            },
-        };
-        self.queue
-            .dispatch_pending(&mut self.st)
-            .map_err(|e| format!("dispatch: {e}"))?;
-        Ok(camera_ready)
+        camera_client::pump(
+            &self.conn,
+            &mut self.queue,
+            &mut self.st,
+            self.streaming.then_some(&self.video),
+        )
     }
 
     fn wait(&mut self, done: fn(&State) -> bool, what: &str) -> Result<(), String> {
@@ -295,16 +260,15 @@ impl Setup {
         buffer
     }
 
-    /// Attaches `buffer` full-screen with presentation feedback tagged with the
-    /// frame's capture time.
     fn show(&mut self, buffer: &WlBuffer, capture_ns: u64) {
-        self.surface.attach(Some(buffer), 0, 0);
-        self.surface
-            .damage_buffer(0, 0, WIDTH as i32, HEIGHT as i32);
-        let _ = self
-            .presentation
-            .feedback(&self.surface, &self.qh, capture_ns);
-        self.surface.commit();
+        camera_client::show(
+            &self.surface,
+            &self.presentation,
+            &self.qh,
+            buffer,
+            (WIDTH, HEIGHT),
+            capture_ns,
+        );
     }
 
     /// The first complete `--stats` line written after `after_ns`, if any.
@@ -317,11 +281,6 @@ impl Setup {
             .filter_map(Totals::parse)
             .find(|t| t.monotonic_ns > after_ns)
     }
-}
-
-/// The V4L2 timestamp of a dequeued buffer, in nanoseconds.
-fn capture_ns(b: &v4l2::Buffer) -> u64 {
-    b.tv_sec as u64 * 1_000_000_000 + b.tv_usec as u64 * 1000
 }
 
 /// The capture buffers of one run and what each path holds per buffer.
@@ -338,20 +297,6 @@ enum Buffers {
         free: Vec<usize>,
         _device: GbmDevice<OwnedFd>,
     },
-}
-
-/// VIDIOC_REQBUFS, retried for a while on EBUSY.
-fn reqbufs(video: &Video, count: u32, memory: u32) -> Result<u32, String> {
-    let mut tries = 0;
-    loop {
-        match video.reqbufs(count, memory) {
-            Err(e) if e.contains("os error 16") && tries < 20 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            other => return other,
-        }
-    }
 }
 
 /// Sets up `path`'s buffers and starts the stream; on failure the camera's
@@ -374,7 +319,7 @@ fn start_buffers(s: &mut Setup, path: CameraPath) -> Result<Buffers, String> {
     let frame = s.pix.sizeimage.div_ceil(4096) * 4096;
     match path {
         CameraPath::HeapZeroCopy => {
-            let n = reqbufs(&s.video, CAPTURE_BUFFERS, MEMORY_DMABUF)?;
+            let n = s.video.reqbufs_when_free(CAPTURE_BUFFERS, MEMORY_DMABUF)?;
             let heap = s.heap.as_ref().ok_or("no camera heap")?;
             let fds: Vec<OwnedFd> = (0..n)
                 .map(|_| dma_heap::alloc(heap.as_fd(), u64::from(frame)))
@@ -397,7 +342,7 @@ fn start_buffers(s: &mut Setup, path: CameraPath) -> Result<Buffers, String> {
             })
         }
         CameraPath::GbmCopy => {
-            let n = reqbufs(&s.video, CAPTURE_BUFFERS, MEMORY_MMAP)?;
+            let n = s.video.reqbufs_when_free(CAPTURE_BUFFERS, MEMORY_MMAP)?;
             let mut maps = Vec::new();
             for i in 0..n {
                 let b = s.video.querybuf(i, MEMORY_MMAP)?;

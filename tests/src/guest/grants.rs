@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,11 @@ use wayland_client::{
 };
 
 use super::compositor::{Heapland, RUNTIME_DIR, SOCKET};
-use super::{accounting::become_user, all_ok, dma_heap, Test};
+use super::{
+    accounting::become_user,
+    acl::{AclGrant, Named},
+    all_ok, dma_heap, Test,
+};
 
 pub fn tests() -> Vec<Test> {
     vec![Test {
@@ -51,7 +55,6 @@ const TEST_UID: u32 = 4242;
 const GROUP_UID: u32 = 4243;
 const TEST_GROUP: u32 = 4343;
 const SYSTEM: &str = "/dev/dma_heap/system";
-const ACL_XATTR: &str = "system.posix_acl_access";
 
 /// One tranche as a client saw it: the heap's name, whether the client could open the
 /// heap's node itself, and whether the heap bounds what one user pins; or why none.
@@ -154,77 +157,6 @@ impl Drop for GrantClient {
     }
 }
 
-/// Whom an ACL entry names.
-#[derive(Clone, Copy)]
-enum Named {
-    User(u32),
-    Group(u32),
-}
-
-/// `system.posix_acl_access` granting `who` read access besides the mode's owner.
-fn acl_with_reader(mode: u32, who: Named) -> Vec<u8> {
-    const UNDEFINED: u32 = u32::MAX;
-    let entry = |tag: u16, perm: u32, id: u32| {
-        let mut e = tag.to_le_bytes().to_vec();
-        e.extend_from_slice(&(perm as u16).to_le_bytes());
-        e.extend_from_slice(&id.to_le_bytes());
-        e
-    };
-    let mut acl = 2u32.to_le_bytes().to_vec();
-    acl.extend(entry(0x01, (mode >> 6) & 7, UNDEFINED)); // ACL_USER_OBJ
-    if let Named::User(uid) = who {
-        acl.extend(entry(0x02, 4, uid)); // ACL_USER
-    }
-    acl.extend(entry(0x04, (mode >> 3) & 7, UNDEFINED)); // ACL_GROUP_OBJ
-    if let Named::Group(gid) = who {
-        acl.extend(entry(0x08, 4, gid)); // ACL_GROUP
-    }
-    acl.extend(entry(0x10, 4 | ((mode >> 3) & 7), UNDEFINED)); // ACL_MASK
-    acl.extend(entry(0x20, mode & 7, UNDEFINED)); // ACL_OTHER
-    acl
-}
-
-/// An ACL entry for a user on a node, removed (and the mode put back) on drop.
-struct AclGrant {
-    node: PathBuf,
-    mode: u32,
-}
-
-impl AclGrant {
-    fn add(node: &Path, who: Named) -> Result<Self, String> {
-        let mode = fs::metadata(node)
-            .map_err(|e| format!("stat {}: {e}", node.display()))?
-            .permissions()
-            .mode()
-            & 0o7777;
-        rustix::fs::setxattr(
-            node,
-            ACL_XATTR,
-            &acl_with_reader(mode, who),
-            rustix::fs::XattrFlags::empty(),
-        )
-        .map_err(|e| format!("setxattr {ACL_XATTR} on {}: {e}", node.display()))?;
-        Ok(Self {
-            node: node.into(),
-            mode,
-        })
-    }
-
-    fn remove(&self) -> Result<(), String> {
-        rustix::fs::removexattr(&self.node, ACL_XATTR)
-            .map_err(|e| format!("removexattr on {}: {e}", self.node.display()))?;
-        // Setting the ACL set the group bits to its mask.
-        fs::set_permissions(&self.node, fs::Permissions::from_mode(self.mode))
-            .map_err(|e| format!("chmod {}: {e}", self.node.display()))
-    }
-}
-
-impl Drop for AclGrant {
-    fn drop(&mut self) {
-        let _ = self.remove();
-    }
-}
-
 fn heap_names(batch: &[Seen]) -> Vec<&str> {
     batch
         .iter()
@@ -320,7 +252,7 @@ fn with_compositor() -> Result<(), String> {
         ));
     }
 
-    let acl = AclGrant::add(Path::new(SYSTEM), Named::User(TEST_UID))?;
+    let acl = AclGrant::add(Path::new(SYSTEM), Named::User(TEST_UID), AclGrant::READ)?;
     let with_acl = user.batch()?;
     check_user_batch("with ACL", &with_acl, &mut errs);
     if !has_system_it_may_open(&with_acl) {
@@ -339,7 +271,7 @@ fn with_compositor() -> Result<(), String> {
 
     // A named group: its member (a supplementary group, as SO_PEERGROUPS reports it) may
     // have the heap, the user outside it may not.
-    let acl = AclGrant::add(Path::new(SYSTEM), Named::Group(TEST_GROUP))?;
+    let acl = AclGrant::add(Path::new(SYSTEM), Named::Group(TEST_GROUP), AclGrant::READ)?;
     let in_group = member.batch()?;
     check_user_batch("group ACL, member", &in_group, &mut errs);
     if !has_system_it_may_open(&in_group) {

@@ -6,9 +6,11 @@
 //! to `phases()` (e.g. `allocator`, `compositor`, after `vivid-contig`).
 
 pub mod accounting;
+pub mod acl;
 pub mod allocator;
 pub mod bad_input;
 pub mod block_cache;
+pub mod camera_client;
 // Mesa's libgbm: dynamically linked glibc builds only (heapland-bench-camera).
 #[cfg(all(target_env = "gnu", not(target_feature = "crt-static")))]
 pub mod camera_latency;

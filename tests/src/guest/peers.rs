@@ -52,12 +52,17 @@ use wayland_protocols::{
 };
 
 use super::{
+    acl::{AclGrant, Named},
+    camera_client,
     compositor::{self, State, XR24},
     dma_buf::{self, Mapping},
     gles::{MESA_ENV, MESA_LAUNCH},
     steady_state,
 };
 use crate::bench::{ms, quote, Stats};
+
+/// Camera frames measured per run, after the camera client's warm-up.
+const CAMERA_FRAMES: usize = 60;
 
 /// The unprivileged user sway runs as (it refuses root).
 const PEER_UID: u32 = 1000;
@@ -106,6 +111,8 @@ struct Running {
     child: Child,
     /// seatd, for sway.
     seatd: Option<Child>,
+    /// The seat user's access to the DRM nodes, for sway.
+    _uaccess: Vec<AclGrant>,
     socket: PathBuf,
     log: PathBuf,
 }
@@ -222,6 +229,7 @@ fn start(peer: Peer) -> Result<Running, String> {
             Ok(Running {
                 child,
                 seatd: None,
+                _uaccess: Vec::new(),
                 socket,
                 log,
             })
@@ -253,6 +261,7 @@ fn start(peer: Peer) -> Result<Running, String> {
             Ok(Running {
                 child,
                 seatd: None,
+                _uaccess: Vec::new(),
                 socket,
                 log,
             })
@@ -294,9 +303,25 @@ fn start(peer: Peer) -> Result<Running, String> {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            // What logind's `uaccess` gives the active session's user on a
+            // desktop: wlroots opens the DRM node for its renderer itself, not
+            // through the seat (vkms has no render node to open instead).
+            let uaccess = std::fs::read_dir("/dev/dri")
+                .map_err(|e| format!("/dev/dri: {e}"))?
+                .flatten()
+                .map(|e| AclGrant::add(&e.path(), Named::User(PEER_UID), AclGrant::READ_WRITE))
+                .collect::<Result<Vec<_>, _>>()?;
             let config = "/tmp/peer-home/sway.config";
             std::fs::write(config, "xwayland disable\ndefault_border none\n")
                 .map_err(|e| format!("{config}: {e}"))?;
+            // The guest has no /etc/fonts: Debian's fonts, a cache of its own.
+            let fonts = "/tmp/peer-home/fonts.conf";
+            std::fs::write(
+                fonts,
+                "<?xml version=\"1.0\"?>\n<fontconfig><dir>/usr/share/fonts</dir>\
+                 <cachedir>/tmp/peer-home/fontconfig</cachedir></fontconfig>\n",
+            )
+            .map_err(|e| format!("{fonts}: {e}"))?;
             let child = command("/usr/bin/sway", peer.gl())
                 .args(["-c", config])
                 .env_clear()
@@ -308,6 +333,9 @@ fn start(peer: Peer) -> Result<Running, String> {
                 .env("SEATD_SOCK", seat_sock)
                 .env("WLR_LIBINPUT_NO_DEVICES", "1")
                 .env("WLR_RENDERER", if peer.gl() { "gles2" } else { "pixman" })
+                // llvmpipe, as every GL compositor here.
+                .env("WLR_RENDERER_ALLOW_SOFTWARE", "1")
+                .env("FONTCONFIG_FILE", fonts)
                 .uid(PEER_UID)
                 .gid(PEER_UID)
                 .stdin(Stdio::null())
@@ -318,6 +346,7 @@ fn start(peer: Peer) -> Result<Running, String> {
             Ok(Running {
                 child,
                 seatd: Some(seatd),
+                _uaccess: uaccess,
                 // sway names its socket itself: found once it exists.
                 socket: dir,
                 log,
@@ -357,7 +386,11 @@ fn wait_socket(run: &mut Running) -> Result<PathBuf, String> {
 
 /// utime + stime of `pid`, in clock ticks (100 per second).
 fn cpu_ticks(pid: u32) -> Result<u64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    cpu_ticks_of(&format!("/proc/{pid}/stat"))
+}
+
+fn cpu_ticks_of(path: &str) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     // Fields after the command (which may hold spaces) in parentheses.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -382,6 +415,22 @@ fn rss_kib(pid: u32) -> Result<u64, String> {
         .ok_or_else(|| "no VmRSS".to_owned())
 }
 
+/// Each thread of `pid` with its CPU time, to say who is busy.
+fn thread_ticks(pid: u32) -> String {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "gone".into();
+    };
+    dir.flatten()
+        .filter_map(|t| {
+            let tid: u32 = t.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            let ticks = cpu_ticks_of(&format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+            Some(format!("{} {ticks}", comm.trim()))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Context switches of every thread of `pid`.
 fn switches(pid: u32) -> u64 {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -399,12 +448,14 @@ fn switches(pid: u32) -> u64 {
 }
 
 /// What one run of one compositor measured.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 struct Sample {
     rss_kib: u64,
     idle_switches_per_s: f64,
     shm: Option<Frames>,
     dmabuf: Option<Frames>,
+    camera: Result<camera_client::Sample, String>,
+    v4l_client: Result<camera_client::Shown, String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -453,7 +504,17 @@ fn client_run(
     toplevel.set_fullscreen(None);
     surface.commit();
     let deadline = Instant::now() + Duration::from_secs(30);
+    // sway sizes a window only once it is mapped: a first configure of 0x0
+    // gets a small buffer, and the full-screen size follows.
+    let mut placeholder: Vec<OwnedFd> = Vec::new();
+    let mut mapped = false;
     while !(st.configured && st.configured_size.0 > 0) {
+        if st.configured && !mapped {
+            let first = steady_state::shm_buffers(&globals, &qh, (64, 64), &mut placeholder)?;
+            surface.attach(Some(&first[0]), 0, 0);
+            surface.commit();
+            mapped = true;
+        }
         queue
             .roundtrip(&mut st)
             .map_err(|e| format!("waiting for configure: {e}"))?;
@@ -563,8 +624,10 @@ fn dmabuf_buffers(
 }
 
 /// Waits until the compositor has done starting: two seconds in a row with
-/// at most one tick of CPU time (its socket may come long before its first
-/// frame: GL compiles shaders under TCG for seconds).
+/// at most a tenth of a CPU (its socket may come long before its first
+/// frame: GL compiles shaders under TCG for seconds, at a whole CPU). What
+/// it costs when idle after that is the idle measurement's business: sway
+/// never drops below a few ticks a second here.
 fn settle(run: &mut Running) -> Result<(), String> {
     let pid = run.pid();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -574,10 +637,14 @@ fn settle(run: &mut Running) -> Result<(), String> {
         std::thread::sleep(Duration::from_secs(1));
         run.alive()?;
         let now = cpu_ticks(pid)?;
-        quiet = if now - last <= 1 { quiet + 1 } else { 0 };
+        quiet = if now - last <= 10 { quiet + 1 } else { 0 };
         last = now;
         if Instant::now() > deadline {
-            return Err("still busy 120 s after start".into());
+            return Err(format!(
+                "still busy 120 s after start (threads, CPU ticks: {}): {}",
+                thread_ticks(pid),
+                run.log_tail()
+            ));
         }
     }
     Ok(())
@@ -594,20 +661,30 @@ fn measure(peer: Peer, window: Duration) -> Result<Sample, String> {
     std::thread::sleep(idle);
     let idle_switches_per_s = (switches(pid) - before) as f64 / idle.as_secs_f64();
     let warmup = Duration::from_secs(2);
-    let shm = client_run(&mut run, &socket, Memory::Shm, warmup, window)?;
-    let dmabuf = client_run(&mut run, &socket, Memory::Dmabuf, warmup, window)?;
+    let shm = client_run(&mut run, &socket, Memory::Shm, warmup, window)
+        .map_err(|e| format!("with the shm client: {e}"))?;
+    let dmabuf = client_run(&mut run, &socket, Memory::Dmabuf, warmup, window)
+        .map_err(|e| format!("with the dma-buf client: {e}"))?;
+    let camera = camera_client::latency(&socket, CAMERA_FRAMES, &mut || run.alive());
+    run.alive()
+        .map_err(|e| format!("with the camera client: {e}"))?;
+    let v4l_client = camera_client::v4l_client_shown(&socket, &mut || run.alive())
+        .map_err(|e| format!("{e}; the compositor's log ends: {}", run.log_tail()));
+    run.alive()
+        .map_err(|e| format!("with weston-simple-dmabuf-v4l: {e}"))?;
     Ok(Sample {
         rss_kib,
         idle_switches_per_s,
         shm,
         dmabuf,
+        camera,
+        v4l_client,
     })
 }
 
 /// Every compositor, `rounds` times in rotated order; prints `BENCH <boot>
 /// peer` lines and `TABLE peers` lines.
-pub fn bench(boot: &str, rounds: usize, window: Duration) -> bool {
-    let peers = Peer::all();
+pub fn bench(boot: &str, peers: &[Peer], rounds: usize, window: Duration) -> bool {
     let mut results: Vec<(Vec<Sample>, Option<String>)> =
         peers.iter().map(|_| (Vec::new(), None)).collect();
     for round in 0..rounds {
@@ -661,13 +738,35 @@ pub fn bench(boot: &str, rounds: usize, window: Duration) -> bool {
             (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
         };
         let show = |d: Option<Duration>| d.map_or("none".to_owned(), ms);
+        let camera = camera_summary(&samples);
+        let v4l = samples
+            .iter()
+            .map(|s| match &s.v4l_client {
+                Ok(shown) => format!(
+                    "shown ({} distinct of {} frames; {} while still)",
+                    shown.distinct, shown.frames, shown.idle_distinct
+                ),
+                Err(e) => format!("not shown: {e}"),
+            })
+            .next_back()
+            .unwrap_or_default();
+        let v4l_shown = samples.iter().all(|s| s.v4l_client.is_ok());
+        // A peer may lack what the camera needs; heapland may not.
+        if matches!(peer, Peer::HeaplandGles | Peer::HeaplandPixman)
+            && (!v4l_shown || samples.iter().any(|s| s.camera.is_err()))
+        {
+            ok = false;
+        }
         let show_fps = |f: Option<f64>| f.map_or("none".to_owned(), |f| format!("{f:.1}"));
         println!(
-            "{head} rss_kib={rss} idle_wakeups_per_s={idle:.1} shm_cpu_per_frame={} shm_fps={} dmabuf_cpu_per_frame={} dmabuf_fps={} rounds={}",
+            "{head} rss_kib={rss} idle_wakeups_per_s={idle:.1} shm_cpu_per_frame={} shm_fps={} dmabuf_cpu_per_frame={} dmabuf_fps={} {} v4l_client={} v4l_client_detail={} rounds={}",
             show(per_frame(Memory::Shm)),
             show_fps(fps(Memory::Shm)),
             show(per_frame(Memory::Dmabuf)),
             show_fps(fps(Memory::Dmabuf)),
+            camera.fields,
+            if v4l_shown { "shown" } else { "not-shown" },
+            quote(&v4l),
             samples.len(),
         );
         println!(
@@ -680,6 +779,62 @@ pub fn bench(boot: &str, rounds: usize, window: Duration) -> bool {
             show(per_frame(Memory::Dmabuf)),
             show_fps(fps(Memory::Dmabuf)),
         );
+        println!(
+            "TABLE peers {:<16} camera {}; weston-simple-dmabuf-v4l {v4l}",
+            peer.name(),
+            camera.text
+        );
     }
     ok
+}
+
+/// The camera runs of one compositor, as `BENCH` fields and as text.
+struct CameraSummary {
+    fields: String,
+    text: String,
+}
+
+fn camera_summary(samples: &[Sample]) -> CameraSummary {
+    let errors: Vec<&str> = samples
+        .iter()
+        .filter_map(|s| s.camera.as_ref().err().map(String::as_str))
+        .collect();
+    let runs: Vec<&camera_client::Sample> = samples
+        .iter()
+        .filter_map(|s| s.camera.as_ref().ok())
+        .collect();
+    let latencies: Vec<Duration> = runs
+        .iter()
+        .flat_map(|r| r.latencies.iter().copied())
+        .collect();
+    let Some(stats) = Stats::of(&latencies) else {
+        let e = errors.first().copied().unwrap_or("no frame presented");
+        return CameraSummary {
+            fields: format!("camera_error={}", quote(e)),
+            text: format!("no numbers: {e}"),
+        };
+    };
+    let memory = runs.first().map_or("?", |r| r.memory.name());
+    let discarded: usize = runs.iter().map(|r| r.discarded).sum();
+    CameraSummary {
+        fields: format!(
+            "camera_memory={memory} camera_latency_median={} camera_latency_min={} camera_latency_p90={} camera_n={} camera_discarded={discarded} camera_failed_runs={}",
+            ms(stats.median),
+            ms(stats.min),
+            ms(stats.p90),
+            stats.n,
+            errors.len()
+        ),
+        text: format!(
+            "({memory}) capture to presented median {} ms (min {}, p90 {}) over {} frames{}",
+            ms(stats.median),
+            ms(stats.min),
+            ms(stats.p90),
+            stats.n,
+            errors
+                .first()
+                .map(|e| format!("; {} failed run(s): {e}", errors.len()))
+                .unwrap_or_default()
+        ),
+    }
 }

@@ -250,6 +250,21 @@ impl Video {
         Ok(r.count)
     }
 
+    /// REQBUFS, retried for up to two seconds while the queue is busy (EBUSY:
+    /// the camera's last user has not let go of its buffers yet).
+    pub fn reqbufs_when_free(&self, count: u32, memory: u32) -> Result<u32, String> {
+        let mut tries = 0;
+        loop {
+            match self.reqbufs(count, memory) {
+                Err(e) if e.contains("os error 16") && tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn buf_ioctl<const OP: Opcode>(&self, b: &mut Buffer) -> Result<(), Errno> {
         // SAFETY: Buffer matches struct v4l2_buffer on x86_64.
         unsafe { ioctl(&self.fd, Updater::<OP, Buffer>::new(b)) }

@@ -902,16 +902,128 @@ fn peers_section(w: &mut String, boots: &[Boot]) {
             }
         }
     }
+    camera_table(w, boots, &mut goals);
     if !goals.is_empty() {
         let _ = writeln!(
             w,
-            "\nGoals (heapland at most weston's CPU per frame, 0 idle wake-ups):\n"
+            "\nGoals (heapland at most weston's CPU per frame, 0 idle wake-ups, a lower camera \
+             to display latency than every peer):\n"
         );
         for g in goals {
             let _ = writeln!(w, "- {g}");
         }
     }
     let _ = writeln!(w);
+}
+
+/// The peers' camera: the bench's own camera client, and Debian's
+/// weston-simple-dmabuf-v4l, in each compositor.
+fn camera_table(w: &mut String, boots: &[Boot], goals: &mut Vec<String>) {
+    if !boots
+        .iter()
+        .flat_map(|b| &b.peers)
+        .any(|l| l.get("camera_latency_median").is_some() || l.get("camera_error").is_some())
+    {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "\nCamera to display in each compositor: the bench's camera client shows vivid's \
+         640x480 XBGR32 frames full-screen, captured into heap dma-bufs attached through \
+         linux-dmabuf where the compositor has it, else copied into `wl_shm`; the latency is \
+         wp_presentation's presented time less the frame's V4L2 timestamp (start of exposure). \
+         Debian's `weston-simple-dmabuf-v4l -f XR24 -d XR24` on the same vivid counts as shown \
+         when vkms's CRCs of the CRTC change with the camera (and not while the screen is \
+         still).\n"
+    );
+    let _ = writeln!(
+        w,
+        "| boot | compositor | camera buffers | latency median ms | p90 ms | vs weston | weston-simple-dmabuf-v4l |"
+    );
+    let _ = writeln!(w, "|---|---|---|---:|---:|---:|---|");
+    for b in boots {
+        let find = |name: &str| {
+            b.peers
+                .iter()
+                .find(|l| l.words.get(2).map(String::as_str) == Some(name))
+        };
+        let key = "camera_latency_median";
+        for l in &b.peers {
+            let name = l.words.get(2).map(String::as_str).unwrap_or("?");
+            if l.get("error").is_some() {
+                continue;
+            }
+            let weston = if name.ends_with("pixman") {
+                "weston-pixman"
+            } else {
+                "weston-gl"
+            };
+            let vs = match (l.num(key), find(weston).and_then(|x| x.num(key))) {
+                (Some(a), Some(base)) if base > 0.0 => format!("{:.2}", a / base),
+                _ => "-".into(),
+            };
+            let v4l = match l.get("v4l_client") {
+                Some("shown") => format!(
+                    "shown: {}",
+                    md_cell(l.get("v4l_client_detail").unwrap_or(""))
+                ),
+                Some(_) => md_cell(l.get("v4l_client_detail").unwrap_or("not shown")),
+                None => "-".into(),
+            };
+            match l.get("camera_error") {
+                Some(e) => {
+                    let _ = writeln!(
+                        w,
+                        "| {} | {name} | failed: {} | | | | {v4l} |",
+                        b.name,
+                        md_cell(e)
+                    );
+                }
+                None => {
+                    let g = |k: &str| l.get(k).unwrap_or("-").to_owned();
+                    let _ = writeln!(
+                        w,
+                        "| {} | {name} | {} | {} | {} | {vs} | {v4l} |",
+                        b.name,
+                        g("camera_memory"),
+                        g(key),
+                        g("camera_latency_p90"),
+                    );
+                }
+            }
+        }
+        for heapland in ["heapland-gles", "heapland-pixman"] {
+            let Some(ours) = find(heapland).and_then(|l| l.num(key)) else {
+                continue;
+            };
+            let peers: Vec<(&str, f64)> = b
+                .peers
+                .iter()
+                .filter_map(|l| {
+                    let name = l.words.get(2)?.as_str();
+                    (!name.starts_with("heapland")).then_some((name, l.num(key)?))
+                })
+                .collect();
+            if peers.is_empty() {
+                continue;
+            }
+            let slower: Vec<String> = peers
+                .iter()
+                .filter(|(_, t)| *t <= ours)
+                .map(|(n, t)| format!("{n} {t:.2} ms"))
+                .collect();
+            let verdict = if slower.is_empty() {
+                "met".to_owned()
+            } else {
+                format!("not met ({})", slower.join(", "))
+            };
+            goals.push(format!(
+                "{}: {heapland} camera latency {ours:.2} ms against {} peer(s): {verdict}",
+                b.name,
+                peers.len()
+            ));
+        }
+    }
 }
 
 /// The path of `target` as written in a file at `from` (same folder: its name).
@@ -1162,6 +1274,35 @@ BENCH 9 done
             .contains("**Not 0 allocations per frame everywhere**: 9 drm-gbm/shm: 2 allocations."));
         assert!(md.contains("| 9 | gbm-copy | vivid.0-contig | 21.000 | 12.000 | 29.000 | 300 | 1228800 | 0 | 300 of 300 frames |"));
         assert!(md.contains("9: gbm-copy 1.40x the zero-copy latency (+6.000 ms)"));
+    }
+
+    /// The peers part of one boot, with the camera.
+    const PEERS: &str = "\
+BENCH 8 machine kernel=7.3.4 nproc=2 cpu=x thp=always cmdline=x rounds=31 warmup=3
+BENCH 8 peer heapland-pixman rss_kib=12000 idle_wakeups_per_s=0.0 shm_cpu_per_frame=7.000 shm_fps=60.0 dmabuf_cpu_per_frame=4.000 dmabuf_fps=60.0 camera_memory=dma-buf camera_latency_median=20.000 camera_latency_min=15.000 camera_latency_p90=25.000 camera_n=60 camera_discarded=0 camera_failed_runs=0 v4l_client=shown v4l_client_detail=\"shown (50 distinct of 120 frames; 1 while still)\" rounds=1
+BENCH 8 peer weston-pixman rss_kib=17000 idle_wakeups_per_s=4.0 shm_cpu_per_frame=14.000 shm_fps=30.0 dmabuf_cpu_per_frame=none dmabuf_fps=none camera_memory=shm camera_latency_median=40.000 camera_latency_min=30.000 camera_latency_p90=50.000 camera_n=60 camera_discarded=0 camera_failed_runs=0 v4l_client=not-shown v4l_client_detail=\"not shown: no linux-dmabuf\" rounds=1
+BENCH 8 peer sway-pixman rss_kib=15000 idle_wakeups_per_s=1.0 shm_cpu_per_frame=9.000 shm_fps=60.0 dmabuf_cpu_per_frame=none dmabuf_fps=none camera_memory=shm camera_latency_median=18.000 camera_latency_min=12.000 camera_latency_p90=30.000 camera_n=60 camera_discarded=0 camera_failed_runs=0 v4l_client=shown v4l_client_detail=x rounds=1
+BENCH 8 peer weston-gl error=\"exited\"
+BENCH 8 done
+";
+
+    #[test]
+    fn peers_camera_goal_needs_every_peer_slower() {
+        let boots = parse(&[PEERS.to_owned()]);
+        let md = markdown(&boots, "tests/vm/run --bench", None);
+        assert!(
+            md.contains("| 8 | heapland-pixman | dma-buf | 20.000 | 25.000 | 0.50 | shown: shown (50 distinct of 120 frames; 1 while still) |"),
+            "{md}"
+        );
+        assert!(md.contains(
+            "| 8 | weston-pixman | shm | 40.000 | 50.000 | 1.00 | not shown: no linux-dmabuf |"
+        ));
+        // sway-pixman was faster: the goal is not met, and says against whom.
+        assert!(md.contains(
+            "8: heapland-pixman camera latency 20.00 ms against 2 peer(s): not met (sway-pixman 18.00 ms)"
+        ));
+        assert!(md.contains("| 8 | weston-gl | failed: exited |"));
+        assert!(md.contains("8: heapland-pixman idle wake-ups 0/s: met"));
     }
 
     #[test]
