@@ -7,7 +7,9 @@
 #   make build       (as yourself) heapland and heapland-heaps
 #   make install     (as root) the module through dkms (for every kernel with
 #                    headers, and the ones installed later), its udev rule and
-#                    modprobe options, heapland and heapland-heaps (man page too)
+#                    modprobe options, heapland and heapland-heaps (man page too),
+#                    the example configuration and the display managers' session
+#                    entry (share/wayland-sessions/heapland.desktop)
 #   make uninstall   all of that again
 
 ARGS ?=
@@ -62,6 +64,10 @@ install:
 	install -D -m 755 target/release/heapland $(DESTDIR)$(PREFIX)/bin/heapland
 	install -D -m 755 target/release/heapland-heaps $(DESTDIR)$(PREFIX)/bin/heapland-heaps
 	install -D -m 644 allocator/heapland-heaps.1 $(DESTDIR)$(PREFIX)/share/man/man1/heapland-heaps.1
+	install -D -m 644 compositor/config.example.toml $(DESTDIR)$(PREFIX)/share/doc/heapland/config.example.toml
+	install -d $(DESTDIR)$(PREFIX)/share/wayland-sessions
+	sed 's|^Exec=heapland|Exec=$(PREFIX)/bin/heapland|; s|^TryExec=heapland|TryExec=$(PREFIX)/bin/heapland|' \
+		compositor/heapland.desktop >$(DESTDIR)$(PREFIX)/share/wayland-sessions/heapland.desktop
 	install -D -m 644 kernel/70-device-heap.rules $(DESTDIR)/etc/udev/rules.d/70-device-heap.rules
 	[ -e $(DESTDIR)/etc/modprobe.d/device-heap.conf ] || \
 		install -D -m 644 kernel/device-heap.conf $(DESTDIR)/etc/modprobe.d/device-heap.conf
@@ -81,6 +87,8 @@ uninstall:
 	rm -rf $(DKMS_SRC)
 	rm -f $(DESTDIR)$(PREFIX)/bin/heapland $(DESTDIR)$(PREFIX)/bin/heapland-heaps \
 		$(DESTDIR)$(PREFIX)/share/man/man1/heapland-heaps.1 \
+		$(DESTDIR)$(PREFIX)/share/doc/heapland/config.example.toml \
+		$(DESTDIR)$(PREFIX)/share/wayland-sessions/heapland.desktop \
 		$(DESTDIR)/etc/udev/rules.d/70-device-heap.rules
 	@echo "kept /etc/modprobe.d/device-heap.conf (your device list); remove it by hand"
 	-udevadm control --reload

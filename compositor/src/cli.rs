@@ -19,6 +19,17 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     pub backend: BackendKind,
 
+    /// Configuration file (default: $XDG_CONFIG_HOME/heapland/config.toml,
+    /// else ~/.config/heapland/config.toml; without one, the defaults in
+    /// config.example.toml).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// A command line to run (with /bin/sh -c) as a client once heapland
+    /// listens, after the configuration's autostart (repeatable).
+    #[arg(long = "exec", value_name = "CMD")]
+    pub exec: Vec<String>,
+
     /// Name of the Wayland socket to create in XDG_RUNTIME_DIR
     /// (default: the first free wayland-N).
     #[arg(long, value_name = "NAME")]

@@ -3,14 +3,15 @@
 //! above and below the windows), a click focuses and raises, a press on a
 //! title bar moves the window or closes it. Pointer locks and confinements
 //! are honoured and relative motion is sent alongside. The compositor's own
-//! bindings are Ctrl+Alt+Backspace (quit; a client holding a
-//! keyboard-shortcuts inhibitor gets it instead) and Ctrl+Alt+F1..F12
-//! (switch VT), which the backend carries out.
+//! keys are Ctrl+Alt+Backspace (quit) and Ctrl+Alt+F1..F12 (switch VT),
+//! which the backend carries out, then the configuration's bindings
+//! (`config`); a client holding a keyboard-shortcuts inhibitor gets every
+//! key but the VT switch.
 
 use smithay::{
     backend::input::{
-        AbsolutePositionEvent, Axis, AxisSource, ButtonState, Event, InputBackend, InputEvent,
-        KeyboardKeyEvent, PointerAxisEvent, PointerButtonEvent, PointerMotionEvent,
+        AbsolutePositionEvent, Axis, AxisSource, ButtonState, Device, Event, InputBackend,
+        InputEvent, KeyboardKeyEvent, PointerAxisEvent, PointerButtonEvent, PointerMotionEvent,
     },
     desktop::{layer_map_for_output, WindowSurfaceType},
     input::{
@@ -29,6 +30,7 @@ use smithay::{
 use smithay::wayland::keyboard_shortcuts_inhibit::KeyboardShortcutsInhibitorSeat;
 
 use crate::{
+    config::{lowercase, Action, Combo, Mods},
     decoration::{self, BarPart},
     state::Heapland,
 };
@@ -44,6 +46,12 @@ enum Hit {
 
 /// BTN_LEFT of linux/input-event-codes.h.
 const BTN_LEFT: u32 = 0x110;
+
+/// A key the compositor kept from clients.
+enum Intercepted {
+    Backend(InputAction),
+    Binding(Action),
+}
 
 /// What the compositor itself must do after an input event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +81,12 @@ impl Heapland {
                 self.queue_redraw_all();
             }
             InputEvent::PointerAxis { event } => self.on_axis::<B>(event),
+            InputEvent::DeviceAdded { device } => {
+                tracing::info!("input device: {}", device.name());
+            }
+            InputEvent::DeviceRemoved { device } => {
+                tracing::info!("input device gone: {}", device.name());
+            }
             _ => {}
         }
         InputAction::None
@@ -84,34 +98,50 @@ impl Heapland {
         };
         let serial = SERIAL_COUNTER.next_serial();
         let pressed = event.state() == smithay::backend::input::KeyState::Pressed;
-        keyboard
-            .input::<InputAction, _>(
-                self,
-                event.key_code(),
-                event.state(),
-                serial,
-                event.time_msec(),
-                |state, modifiers, handle| {
-                    if !(pressed && modifiers.ctrl && modifiers.alt) {
-                        return FilterResult::Forward;
-                    }
+        let intercepted = keyboard.input::<Intercepted, _>(
+            self,
+            event.key_code(),
+            event.state(),
+            serial,
+            event.time_msec(),
+            |state, modifiers, handle| {
+                if !pressed {
+                    return FilterResult::Forward;
+                }
+                if modifiers.ctrl && modifiers.alt {
                     let sym = handle.modified_sym();
-                    if sym == Keysym::BackSpace {
-                        if state.shortcuts_inhibited() {
-                            return FilterResult::Forward;
-                        }
-                        return FilterResult::Intercept(InputAction::Quit);
+                    if sym == Keysym::BackSpace && !state.shortcuts_inhibited() {
+                        return FilterResult::Intercept(Intercepted::Backend(InputAction::Quit));
                     }
                     let first = Keysym::XF86_Switch_VT_1.raw();
-                    match sym.raw().checked_sub(first) {
-                        Some(n) if n < 12 => {
-                            FilterResult::Intercept(InputAction::SwitchVt(n as i32 + 1))
-                        }
-                        _ => FilterResult::Forward,
+                    if let Some(n) = sym.raw().checked_sub(first).filter(|n| *n < 12) {
+                        return FilterResult::Intercept(Intercepted::Backend(
+                            InputAction::SwitchVt(n as i32 + 1),
+                        ));
                     }
-                },
-            )
-            .unwrap_or(InputAction::None)
+                }
+                // A client holding a shortcuts inhibitor gets every other key.
+                if state.shortcuts_inhibited() {
+                    return FilterResult::Forward;
+                }
+                let Some(sym) = handle.raw_latin_sym_or_raw_current_sym() else {
+                    return FilterResult::Forward;
+                };
+                let combo = Combo {
+                    mods: Mods::from(modifiers),
+                    key: lowercase(sym).raw(),
+                };
+                match state.config.action(&combo) {
+                    Some(action) => FilterResult::Intercept(Intercepted::Binding(action.clone())),
+                    None => FilterResult::Forward,
+                }
+            },
+        );
+        match intercepted {
+            Some(Intercepted::Backend(action)) => action,
+            Some(Intercepted::Binding(action)) => self.run_binding(&action),
+            None => InputAction::None,
+        }
     }
 
     /// The bounding box of all outputs, where the pointer may go.

@@ -2,7 +2,10 @@
 
 mod activation;
 mod backend;
+mod bindings;
 mod cli;
+mod config;
+mod config_watch;
 mod decoration;
 mod dmabuf_params;
 mod feedback;
@@ -21,6 +24,7 @@ mod screenshot;
 mod seat_protocols;
 mod security_context;
 mod selection;
+mod spawn;
 mod state;
 
 use std::process::ExitCode;

@@ -1,24 +1,66 @@
 //! Clipboard, drag and drop (`wl_data_device_manager`) and primary selection
-//! (`zwp_primary_selection_device_manager_v1`).
+//! (`zwp_primary_selection_device_manager_v1`), and the clipboard managers'
+//! access to both (`ext_data_control_v1`, and `zwlr_data_control_v1` for
+//! Debian 12's wl-clipboard).
 //!
 //! The compositor holds no data of its own: Smithay relays offers between
 //! clients, and the selection follows keyboard focus as the protocols
 //! require. Clients such as foot refuse to start without a data device.
+//! Data control reads and sets the selection without focus, so sandboxed
+//! clients do not see it: they could read every copy.
 
 use smithay::{
-    delegate_data_device, delegate_primary_selection,
+    delegate_data_control, delegate_data_device, delegate_ext_data_control,
+    delegate_primary_selection,
     input::Seat,
+    reexports::wayland_server::DisplayHandle,
     wayland::selection::{
         data_device::{
             set_data_device_focus, ClientDndGrabHandler, DataDeviceHandler, DataDeviceState,
             ServerDndGrabHandler,
         },
+        ext_data_control,
         primary_selection::{set_primary_focus, PrimarySelectionHandler, PrimarySelectionState},
-        SelectionHandler,
+        wlr_data_control, SelectionHandler,
     },
 };
 
-use crate::state::Heapland;
+use crate::{security_context::is_sandboxed, state::Heapland};
+
+/// The two data-control globals, for unsandboxed clients.
+pub struct DataControl {
+    ext: ext_data_control::DataControlState,
+    wlr: wlr_data_control::DataControlState,
+}
+
+impl DataControl {
+    pub fn new(dh: &DisplayHandle, primary: &PrimarySelectionState) -> Self {
+        DataControl {
+            ext: ext_data_control::DataControlState::new::<Heapland, _>(
+                dh,
+                Some(primary),
+                |client| !is_sandboxed(client),
+            ),
+            wlr: wlr_data_control::DataControlState::new::<Heapland, _>(
+                dh,
+                Some(primary),
+                |client| !is_sandboxed(client),
+            ),
+        }
+    }
+}
+
+impl ext_data_control::DataControlHandler for Heapland {
+    fn data_control_state(&self) -> &ext_data_control::DataControlState {
+        &self.data_control.ext
+    }
+}
+
+impl wlr_data_control::DataControlHandler for Heapland {
+    fn data_control_state(&self) -> &wlr_data_control::DataControlState {
+        &self.data_control.wlr
+    }
+}
 
 impl SelectionHandler for Heapland {
     // No compositor-owned selections (no XWayland to bridge).
@@ -57,4 +99,6 @@ pub fn focus_changed(
 }
 
 delegate_data_device!(Heapland);
+delegate_data_control!(Heapland);
+delegate_ext_data_control!(Heapland);
 delegate_primary_selection!(Heapland);

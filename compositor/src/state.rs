@@ -7,6 +7,7 @@
 
 use std::{
     collections::HashMap,
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -22,7 +23,6 @@ use smithay::{
     delegate_xdg_shell,
     desktop::{layer_map_for_output, PopupKind, PopupManager, Space, Window, WindowSurfaceType},
     input::{
-        keyboard::XkbConfig,
         pointer::{CursorImageStatus, Focus, GrabStartData},
         Seat, SeatHandler, SeatState,
     },
@@ -74,6 +74,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     backend::Backend,
+    config::Config,
     decoration,
     dmabuf_params::ParamsValidator,
     feedback::FeedbackPlan,
@@ -115,6 +116,9 @@ pub struct Heapland {
     pub start_time: Instant,
     /// The socket clients connect to (WAYLAND_DISPLAY).
     pub socket_name: String,
+    /// The configuration in use, and the file it comes from.
+    pub config: Config,
+    pub config_path: Option<PathBuf>,
 
     pub space: Space<Window>,
     pub outputs: Vec<Output>,
@@ -135,6 +139,7 @@ pub struct Heapland {
     pub dmabuf_state: DmabufState,
     pub data_device_state: DataDeviceState,
     pub primary_selection_state: PrimarySelectionState,
+    pub data_control: crate::selection::DataControl,
     pub layer_shell_state: WlrLayerShellState,
     pub activation_state: XdgActivationState,
     pub keyboard_shortcuts_inhibit_state: KeyboardShortcutsInhibitState,
@@ -224,7 +229,13 @@ impl Heapland {
         let mut seat = seat_state.new_wl_seat(dh, "seat0");
         // A keyboard needs xkb data; without it the seat still works for
         // everything else, so a missing keymap is not fatal.
-        if let Err(err) = seat.add_keyboard(XkbConfig::default(), 200, 25) {
+        // The defaults until backend::run takes the user's file into use.
+        let config = Config::default();
+        if let Err(err) = seat.add_keyboard(
+            config.keyboard.xkb(),
+            config.keyboard.repeat_delay,
+            config.keyboard.repeat_rate,
+        ) {
             warn!("no keyboard on seat0: cannot build an xkb keymap ({err:?}); is /usr/share/X11/xkb present?");
         }
         seat.add_pointer();
@@ -241,6 +252,7 @@ impl Heapland {
         let security_context_state = crate::security_context::create_global(dh);
         let data_device_state = DataDeviceState::new::<Self>(dh);
         let primary_selection_state = PrimarySelectionState::new::<Self>(dh);
+        let data_control = crate::selection::DataControl::new(dh, &primary_selection_state);
         // A sandboxed client could cover the screen with an overlay that
         // takes the keyboard (a fake lock screen): layer shell is for the
         // user's own panels and launchers.
@@ -261,6 +273,8 @@ impl Heapland {
             loop_signal,
             start_time: Instant::now(),
             socket_name,
+            config,
+            config_path: None,
             space: Space::default(),
             outputs: Vec::new(),
             backend,
@@ -291,6 +305,7 @@ impl Heapland {
             dmabuf_state,
             data_device_state,
             primary_selection_state,
+            data_control,
             layer_shell_state,
             activation_state,
             keyboard_shortcuts_inhibit_state,

@@ -125,6 +125,17 @@ fn the_manager_is_offered_to_unsandboxed_clients_only() {
     ] {
         assert!(sandboxed.has_global(interface), "sandboxed: no {interface}");
     }
+    // Clipboard managers read every copy: not from a sandbox.
+    for interface in [
+        "ext_data_control_manager_v1",
+        "zwlr_data_control_manager_v1",
+    ] {
+        assert!(creator.has_global(interface), "unsandboxed: no {interface}");
+        assert!(
+            !sandboxed.has_global(interface),
+            "a sandboxed client must not see {interface}"
+        );
+    }
     served(&mut sandboxed);
 
     // Binding the hidden global by the name others see is an invalid bind.

@@ -1,6 +1,7 @@
 //! Debian's own Wayland clients against heapland: `wayland-info` (package
-//! wayland-utils) and `weston-simple-shm` (package weston). Both must be
-//! installed; a missing tool fails the test.
+//! wayland-utils), `weston-simple-shm` (package weston) and `wl-copy` and
+//! `wl-paste` (package wl-clipboard). They must be installed; a missing tool
+//! fails the test.
 
 mod common;
 
@@ -17,7 +18,7 @@ fn tool(name: &str) -> Command {
         .map(|d| std::path::Path::new(d).join(name))
         .find(|p| p.exists())
         .unwrap_or_else(|| {
-            panic!("{name} is not installed (apt-get install wayland-utils weston)")
+            panic!("{name} is not installed (apt-get install wayland-utils weston wl-clipboard)")
         });
     Command::new(path)
 }
@@ -92,5 +93,63 @@ fn weston_simple_shm_maps_a_window_that_appears_in_the_output() {
         "only {} colours in the window",
         colours.len()
     );
+    comp.assert_alive();
+}
+
+/// Runs wl-copy with `args`: its background half keeps serving the copy, so
+/// nothing waits for its output.
+fn wl_copy(comp: &Compositor, args: &[&str]) {
+    let status = tool("wl-copy")
+        .args(args)
+        .env("XDG_RUNTIME_DIR", &comp.dir)
+        .env("WAYLAND_DISPLAY", &comp.socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run wl-copy");
+    assert!(status.success(), "wl-copy {args:?}: {status}");
+}
+
+/// wl-paste with `args` until it prints `expected` (wl-copy's background half
+/// may take a moment to offer it), for at most 10 s.
+fn paste_until(comp: &Compositor, args: &[&str], expected: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = tool("wl-paste")
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &comp.dir)
+            .env("WAYLAND_DISPLAY", &comp.socket)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run wl-paste");
+        let got = String::from_utf8_lossy(&out.stdout);
+        if got == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "wl-paste {args:?} printed {got:?}, not {expected:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// wl-clipboard needs no window: it sets and reads the clipboard and the
+/// primary selection through data control. wl-copy stays in the background
+/// serving its copy until another copy replaces it.
+#[test]
+fn wl_copy_and_wl_paste_round_trip_both_selections() {
+    let mut comp = Compositor::start_with(320, 240, &[]);
+    wl_copy(&comp, &["heapland clipboard"]);
+    wl_copy(&comp, &["--primary", "heapland primary"]);
+    paste_until(&comp, &["--no-newline"], "heapland clipboard");
+    paste_until(&comp, &["--primary", "--no-newline"], "heapland primary");
+    // A second copy replaces the first (whose wl-copy then exits).
+    wl_copy(&comp, &["second"]);
+    paste_until(&comp, &["--no-newline"], "second");
+    wl_copy(&comp, &["--clear"]);
+    wl_copy(&comp, &["--primary", "--clear"]);
     comp.assert_alive();
 }

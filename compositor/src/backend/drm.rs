@@ -295,7 +295,7 @@ fn start_libinput(
             |event, _, state: &mut Heapland| match state.process_input_event(event) {
                 InputAction::None => {}
                 InputAction::Quit => {
-                    info!("Ctrl+Alt+Backspace: shutting down");
+                    info!("quit key: shutting down");
                     state.loop_signal.stop();
                 }
                 InputAction::SwitchVt(vt) => {

@@ -327,6 +327,16 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
             every_frame: cli.screenshot_every_frame,
         });
     Backend::start(&mut state);
+    state.config_path = cli.config.clone().or_else(crate::config::default_path);
+    if let Some(path) = state.config_path.clone() {
+        match crate::config::Config::load(&path) {
+            Ok(config) => state.apply_config(config),
+            Err(err) => warn!("{err}; running with the default configuration"),
+        }
+        if let Err(err) = crate::config_watch::watch(&path, &handle) {
+            warn!("the configuration is not reloaded when it changes: {err}");
+        }
+    }
 
     if let Some(path) = &cli.stats {
         crate::frame_stats::start(path, &handle)?;
@@ -341,6 +351,10 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         "heapland: connect a client with: WAYLAND_DISPLAY={} weston-simple-shm",
         state.socket_name
     );
+
+    for command_line in state.config.autostart.iter().chain(&cli.exec) {
+        crate::spawn::spawn(command_line, &state.socket_name);
+    }
 
     // The first frame of every output (a modeset on drm), before anything
     // wakes the loop.

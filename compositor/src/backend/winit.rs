@@ -207,7 +207,7 @@ fn on_event(state: &mut Heapland, event: WinitEvent) {
         WinitEvent::Input(event) => {
             let action = state.process_input_event(event);
             if action == InputAction::Quit {
-                info!("Ctrl+Alt+Backspace: shutting down");
+                info!("quit key: shutting down");
                 state.loop_signal.stop();
             }
         }

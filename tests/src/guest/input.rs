@@ -28,10 +28,16 @@ use super::{
 };
 
 pub fn tests() -> Vec<Test> {
-    vec![Test {
-        name: "input::uinput_key_reaches_the_focused_window",
-        run: uinput_key_reaches_the_focused_window,
-    }]
+    vec![
+        Test {
+            name: "input::uinput_key_reaches_the_focused_window",
+            run: uinput_key_reaches_the_focused_window,
+        },
+        Test {
+            name: "input::a_binding_spawns_a_client_and_a_bad_config_changes_nothing",
+            run: a_binding_spawns_a_client_and_a_bad_config_changes_nothing,
+        },
+    ]
 }
 
 /// linux/input-event-codes.h
@@ -39,6 +45,8 @@ const EV_SYN: u16 = 0;
 const EV_KEY: u16 = 1;
 const SYN_REPORT: u16 = 0;
 const KEY_A: u16 = 30;
+const KEY_ENTER: u16 = 28;
+const KEY_LEFTMETA: u16 = 125;
 const BUS_VIRTUAL: u16 = 0x06;
 
 /// linux/uinput.h
@@ -81,7 +89,7 @@ impl Keyboard {
         })?;
         // ESC through F12: udev's input_id calls a device with the first
         // 31 keys (ESC, digits, Q to D) a full keyboard (ID_INPUT_KEYBOARD).
-        for key in 1..=88 {
+        for key in (1..=88).chain([KEY_LEFTMETA.into()]) {
             // SAFETY: as above.
             call("UI_SET_KEYBIT", unsafe {
                 ioctl(&fd, IntegerSetter::<UI_SET_KEYBIT>::new_usize(key))
@@ -116,6 +124,16 @@ impl Keyboard {
         rustix::io::write(&self.fd, &ev)
             .map(drop)
             .map_err(|e| format!("write input_event: {e}"))
+    }
+
+    /// Holds `modifier`, taps `key`, lets `modifier` go.
+    fn chord(&self, modifier: u16, key: u16) -> Result<(), String> {
+        self.event(EV_KEY, modifier, 1)?;
+        self.event(EV_SYN, SYN_REPORT, 0)?;
+        std::thread::sleep(Duration::from_millis(20));
+        self.tap(key)?;
+        self.event(EV_KEY, modifier, 0)?;
+        self.event(EV_SYN, SYN_REPORT, 0)
     }
 
     /// Presses and releases `key`.
@@ -216,8 +234,9 @@ fn keyboard_event_node() -> Option<String> {
     None
 }
 
-fn uinput_key_reaches_the_focused_window() -> Result<(), String> {
-    let _udevd = Udevd::start()?;
+/// udevd, and a uinput keyboard it described as one.
+fn described_keyboard() -> Result<(Udevd, Keyboard, String), String> {
+    let udevd = Udevd::start()?;
     let keyboard = Keyboard::create()?;
     // udev describes the new device (input_id builtin: ID_INPUT_KEYBOARD).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -236,76 +255,108 @@ fn uinput_key_reaches_the_focused_window() -> Result<(), String> {
     if !props.contains("ID_INPUT_KEYBOARD=1") {
         return Err(format!("udev did not mark {node} as a keyboard:\n{props}"));
     }
+    Ok((udevd, keyboard, node))
+}
+
+fn uinput_key_reaches_the_focused_window() -> Result<(), String> {
+    let (_udevd, keyboard, node) = described_keyboard()?;
 
     // vkms, named: the release check below must look at heapland's card.
     let card = super::drm_card::find("vkms", "card")?.path.clone();
     let card_path = card.to_string_lossy().into_owned();
     let mut comp = Heapland::start_with(&["--backend", "drm", "--drm-device", &card_path])?;
-    let (conn, globals, mut queue) = compositor::connect()?;
-    let qh = queue.handle();
-    let wl_compositor: WlCompositor = compositor::bind(&globals, &qh, 4..=5)?;
-    let wm: XdgWmBase = compositor::bind(&globals, &qh, 1..=1)?;
-    let shm: WlShm = compositor::bind(&globals, &qh, 1..=1)?;
-    let seat: WlSeat = compositor::bind(&globals, &qh, 5..=7)?;
-    let _wl_keyboard = seat.get_keyboard(&qh, ());
-
-    let surface = wl_compositor.create_surface(&qh, ());
-    let xdg = wm.get_xdg_surface(&surface, &qh, ());
-    let _toplevel = xdg.get_toplevel(&qh, ());
-    surface.commit();
-    let (w, h) = (64i32, 64i32);
-    let memfd = rustix::fs::memfd_create("heapland-input-window", rustix::fs::MemfdFlags::CLOEXEC)
-        .map_err(|e| format!("memfd_create: {e}"))?;
-    let mut file = File::from(memfd);
-    file.write_all(&vec![0x80u8; (w * h * 4) as usize])
-        .map_err(|e| format!("fill the window: {e}"))?;
-    let pool = shm.create_pool(file.as_fd(), w * h * 4, &qh, ());
-    let buffer = pool.create_buffer(0, w, h, w * 4, wl_shm::Format::Xrgb8888, &qh, ());
-
-    let mut st = State::default();
-    session::wait(
-        &mut queue,
-        &mut st,
-        &mut comp,
-        |s| s.configured,
-        "configure",
-    )?;
-    surface.attach(Some(&buffer), 0, 0);
-    surface.damage_buffer(0, 0, w, h);
-    surface.commit();
-    // The window takes keyboard focus with its first buffer.
-    session::wait(
-        &mut queue,
-        &mut st,
-        &mut comp,
-        |s| s.keyboard_entered,
-        "wl_keyboard.enter",
-    )?;
+    let mut window = FocusedWindow::map(&mut comp)?;
 
     keyboard.tap(KEY_A)?;
     let evdev_a = u32::from(KEY_A);
-    session::wait(
-        &mut queue,
-        &mut st,
+    window.wait(
         &mut comp,
         |s| s.keys.contains(&(30, 1)) && s.keys.contains(&(30, 0)),
         "KEY_A pressed and released",
     )?;
-    if !st.keys.iter().all(|(k, _)| *k == evdev_a) {
-        return Err(format!("unexpected keys: {:?}", st.keys));
+    if !window.st.keys.iter().all(|(k, _)| *k == evdev_a) {
+        return Err(format!("unexpected keys: {:?}", window.st.keys));
     }
     let log = comp.log_text();
     println!(
         "INFO input: {NAME} ({node}) -> libinput -> seat0 -> the focused window: {:?}",
-        st.keys
+        window.st.keys
     );
-    drop(buffer);
-    drop(conn);
+    drop(window);
     drop(keyboard);
     comp.stop().map_err(|e| format!("{e}\n{log}"))?;
     // With input devices open through the session, heapland's exit must
     // still release the display at once: nothing may hold it after.
     released(&card_path)
+}
+
+/// A 64x64 window that has the keyboard focus: input reaches heapland's
+/// seat once it has it.
+struct FocusedWindow {
+    queue: wayland_client::EventQueue<State>,
+    st: State,
+    _keep: Vec<Box<dyn std::any::Any>>,
+}
+
+impl FocusedWindow {
+    fn map(comp: &mut Heapland) -> Result<Self, String> {
+        let (conn, globals, mut queue) = compositor::connect()?;
+        let qh = queue.handle();
+        let wl_compositor: WlCompositor = compositor::bind(&globals, &qh, 4..=5)?;
+        let wm: XdgWmBase = compositor::bind(&globals, &qh, 1..=1)?;
+        let shm: WlShm = compositor::bind(&globals, &qh, 1..=1)?;
+        let seat: WlSeat = compositor::bind(&globals, &qh, 5..=7)?;
+        let wl_keyboard = seat.get_keyboard(&qh, ());
+        let surface = wl_compositor.create_surface(&qh, ());
+        let xdg = wm.get_xdg_surface(&surface, &qh, ());
+        let toplevel = xdg.get_toplevel(&qh, ());
+        surface.commit();
+        let (w, h) = (64i32, 64i32);
+        let memfd =
+            rustix::fs::memfd_create("heapland-input-window", rustix::fs::MemfdFlags::CLOEXEC)
+                .map_err(|e| format!("memfd_create: {e}"))?;
+        let mut file = File::from(memfd);
+        file.write_all(&vec![0x80u8; (w * h * 4) as usize])
+            .map_err(|e| format!("fill the window: {e}"))?;
+        let pool = shm.create_pool(file.as_fd(), w * h * 4, &qh, ());
+        let buffer = pool.create_buffer(0, w, h, w * 4, wl_shm::Format::Xrgb8888, &qh, ());
+        let mut st = State::default();
+        session::wait(&mut queue, &mut st, comp, |s| s.configured, "configure")?;
+        surface.attach(Some(&buffer), 0, 0);
+        surface.damage_buffer(0, 0, w, h);
+        surface.commit();
+        // The window takes keyboard focus with its first buffer.
+        session::wait(
+            &mut queue,
+            &mut st,
+            comp,
+            |s| s.keyboard_entered,
+            "wl_keyboard.enter",
+        )?;
+        Ok(FocusedWindow {
+            queue,
+            st,
+            _keep: vec![
+                Box::new(conn),
+                Box::new(wl_keyboard),
+                Box::new(toplevel),
+                Box::new(xdg),
+                Box::new(surface),
+                Box::new(buffer),
+                Box::new(pool),
+                Box::new(file),
+            ],
+        })
+    }
+
+    fn wait(
+        &mut self,
+        comp: &mut Heapland,
+        done: fn(&State) -> bool,
+        what: &str,
+    ) -> Result<(), String> {
+        session::wait(&mut self.queue, &mut self.st, comp, done, what)
+    }
 }
 
 /// Waits (up to 10 s) until no process has `node` open; names the holders
@@ -354,4 +405,128 @@ fn holders_of(node: &str) -> Vec<(u32, String)> {
         }
     }
     out
+}
+
+/// Waits up to 20 s for `path` to hold a line; its contents.
+fn wait_for_file(path: &str, comp: &mut Heapland, what: &str) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        comp.alive()?;
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.ends_with('\n') {
+                return Ok(text);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{what}: no {path} after 20 s:\n{}",
+                comp.log_text()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Super+Return, bound in the user's config file to a command, starts it
+/// as a client of this heapland (WAYLAND_DISPLAY set); a config with a bad
+/// key is reported with its line and the binding keeps working; a good one
+/// written over it is taken at once (inotify), without a restart.
+fn a_binding_spawns_a_client_and_a_bad_config_changes_nothing() -> Result<(), String> {
+    let (_udevd, keyboard, _node) = described_keyboard()?;
+    let dir = "/tmp/heapland-config";
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
+    let config = format!("{dir}/config.toml");
+    let first = format!("{dir}/first");
+    let second = format!("{dir}/second");
+    let write = |text: &str| std::fs::write(&config, text).map_err(|e| format!("{config}: {e}"));
+    // A client of heapland: it lists the globals and writes where it was.
+    let bound = |marker: &str| {
+        format!(
+            "[bindings]\n\"Super+Return\" = {{ spawn = \"/usr/bin/wayland-info >/dev/null && echo $WAYLAND_DISPLAY > {marker}\" }}\n"
+        )
+    };
+    write(&bound(&first))?;
+
+    let card = super::drm_card::find("vkms", "card")?.path.clone();
+    let card_path = card.to_string_lossy().into_owned();
+    let mut comp = Heapland::start_with(&[
+        "--backend",
+        "drm",
+        "--drm-device",
+        &card_path,
+        "--config",
+        &config,
+    ])?;
+    // A focused window: keys reach heapland's seat (the first test shows
+    // it), and the window shows that bound keys do not reach clients.
+    let mut window = FocusedWindow::map(&mut comp)?;
+
+    keyboard.chord(KEY_LEFTMETA, KEY_ENTER)?;
+    let socket = wait_for_file(&first, &mut comp, "Super+Return")?;
+    if socket.trim() != compositor::SOCKET {
+        return Err(format!(
+            "the bound command ran with WAYLAND_DISPLAY={}, not {}",
+            socket.trim(),
+            compositor::SOCKET
+        ));
+    }
+    std::fs::remove_file(&first).map_err(|e| format!("rm {first}: {e}"))?;
+
+    // An unknown key on line 3: reported, and the old binding stays.
+    write(&format!(
+        "[bindings]\n\"Super+Return\" = {{ spawn = \"echo new > {second}\" }}\n\"Super+NoSuchKey\" = \"close\"\n"
+    ))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !comp.log_text().contains("config.toml, line 3:") {
+        comp.alive()?;
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no error naming line 3 of the bad config:\n{}",
+                comp.log_text()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    keyboard.chord(KEY_LEFTMETA, KEY_ENTER)?;
+    wait_for_file(&first, &mut comp, "Super+Return after a bad config")?;
+    if std::path::Path::new(&second).exists() {
+        return Err("a config with an error was taken anyway".into());
+    }
+
+    // A good file over it: the next Super+Return runs the new command.
+    write(&bound(&second))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !comp.log_text().contains("configuration reloaded") {
+        comp.alive()?;
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the good config was not reloaded:\n{}",
+                comp.log_text()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    keyboard.chord(KEY_LEFTMETA, KEY_ENTER)?;
+    wait_for_file(&second, &mut comp, "Super+Return after the reload")?;
+    // The window saw Super come and go, never the bound Return.
+    window.wait(&mut comp, |s| s.keys.contains(&(125, 0)), "Super released")?;
+    if window
+        .st
+        .keys
+        .iter()
+        .any(|(k, _)| *k == u32::from(KEY_ENTER))
+    {
+        return Err(format!(
+            "the bound Return reached the focused window: {:?}",
+            window.st.keys
+        ));
+    }
+    println!(
+        "INFO input: Super+Return ran the bound command as a client of {}; a config with an unknown key was refused with its line and the binding kept; the rewritten config was reloaded by itself",
+        compositor::SOCKET
+    );
+    drop(window);
+    drop(keyboard);
+    comp.stop()
 }

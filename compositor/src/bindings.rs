@@ -1,0 +1,182 @@
+//! What the configuration's key bindings do, and taking a configuration
+//! into use (at start and on reload).
+
+use smithay::{
+    desktop::Window, reexports::wayland_protocols::xdg::shell::server::xdg_toplevel,
+    wayland::shell::xdg::XdgShellHandler,
+};
+use tracing::{info, warn};
+
+use crate::{
+    config::{Action, Config},
+    input::InputAction,
+    spawn::spawn,
+    state::Heapland,
+};
+
+impl Heapland {
+    /// Carries out a bound action; returns what only the backend can do.
+    pub fn run_binding(&mut self, action: &Action) -> InputAction {
+        match action {
+            Action::Spawn(command_line) => spawn(command_line, &self.socket_name),
+            Action::Close => {
+                if let Some(toplevel) = self.focused_window().and_then(|w| w.toplevel().cloned()) {
+                    toplevel.send_close();
+                }
+            }
+            Action::FocusNext => self.cycle_focus(true),
+            Action::FocusPrevious => self.cycle_focus(false),
+            Action::MoveToNextOutput => self.move_focused_to_next_output(),
+            Action::Fullscreen => {
+                if let Some(toplevel) = self.focused_window().and_then(|w| w.toplevel().cloned()) {
+                    if toplevel
+                        .with_pending_state(|s| s.states.contains(xdg_toplevel::State::Fullscreen))
+                    {
+                        self.unfullscreen_request(toplevel);
+                    } else {
+                        self.fullscreen_request(toplevel, None);
+                    }
+                }
+            }
+            Action::Maximize => {
+                if let Some(toplevel) = self.focused_window().and_then(|w| w.toplevel().cloned()) {
+                    if toplevel
+                        .with_pending_state(|s| s.states.contains(xdg_toplevel::State::Maximized))
+                    {
+                        self.unmaximize_request(toplevel);
+                    } else {
+                        self.maximize_request(toplevel);
+                    }
+                }
+            }
+            Action::Reload => self.reload_config(),
+            Action::Quit => return InputAction::Quit,
+            Action::None => {}
+        }
+        InputAction::None
+    }
+
+    /// The window holding the keyboard focus (or one of whose popups does).
+    fn focused_window(&self) -> Option<Window> {
+        let focus = self.seat.get_keyboard()?.current_focus()?;
+        self.space
+            .elements()
+            .find(|w| w.toplevel().is_some_and(|t| *t.wl_surface() == focus))
+            .cloned()
+    }
+
+    /// Raises and focuses the bottom window (`forward`), or sends the top
+    /// window to the bottom and focuses the one under it: repeated, either
+    /// visits every window.
+    fn cycle_focus(&mut self, forward: bool) {
+        let windows: Vec<Window> = self.space.elements().cloned().collect();
+        let target = if forward {
+            windows.first().cloned()
+        } else if windows.len() > 1 {
+            // Raising all but the top one, bottom first, leaves it at the
+            // bottom and the one below it on top.
+            for w in &windows[..windows.len() - 1] {
+                self.space.raise_element(w, false);
+            }
+            windows.get(windows.len() - 2).cloned()
+        } else {
+            None
+        };
+        if let Some(surface) = target.and_then(|w| w.toplevel().map(|t| t.wl_surface().clone())) {
+            self.focus_surface(&surface);
+        }
+        self.queue_redraw_all();
+    }
+
+    /// Puts the focused window at the same place on the next output, in
+    /// the order outputs were plugged; the last one's next is the first.
+    fn move_focused_to_next_output(&mut self) {
+        let Some(window) = self.focused_window() else {
+            return;
+        };
+        let Some(location) = self.space.element_location(&window) else {
+            return;
+        };
+        let here = self
+            .outputs
+            .iter()
+            .position(|o| {
+                self.space
+                    .output_geometry(o)
+                    .is_some_and(|g| g.contains(location))
+            })
+            .unwrap_or(0);
+        let Some(next) = self
+            .outputs
+            .get((here + 1) % self.outputs.len().max(1))
+            .cloned()
+        else {
+            return;
+        };
+        let (Some(from), Some(to)) = (
+            self.outputs
+                .get(here)
+                .and_then(|o| self.space.output_geometry(o)),
+            self.space.output_geometry(&next),
+        ) else {
+            return;
+        };
+        self.space
+            .map_element(window, to.loc + (location - from.loc), true);
+        self.queue_redraw_all();
+    }
+
+    /// Takes `config` into use: its keyboard now, its bindings for the
+    /// next key. A keymap xkb cannot build keeps the previous keyboard.
+    pub fn apply_config(&mut self, mut config: Config) {
+        if let Some(keyboard) = self.seat.get_keyboard() {
+            if config.keyboard != self.config.keyboard {
+                if let Err(err) = keyboard.set_xkb_config(self, config.keyboard.xkb()) {
+                    warn!(
+                        "keyboard {:?}: xkb cannot build this keymap ({err:?}); keeping the previous one",
+                        config.keyboard.xkb()
+                    );
+                    config
+                        .keyboard
+                        .rules
+                        .clone_from(&self.config.keyboard.rules);
+                    config
+                        .keyboard
+                        .model
+                        .clone_from(&self.config.keyboard.model);
+                    config
+                        .keyboard
+                        .layout
+                        .clone_from(&self.config.keyboard.layout);
+                    config
+                        .keyboard
+                        .variant
+                        .clone_from(&self.config.keyboard.variant);
+                    config
+                        .keyboard
+                        .options
+                        .clone_from(&self.config.keyboard.options);
+                }
+                keyboard
+                    .change_repeat_info(config.keyboard.repeat_rate, config.keyboard.repeat_delay);
+            }
+        }
+        self.config = config;
+    }
+
+    /// Reads the configuration file again; a bad file is reported with its
+    /// line and changes nothing.
+    pub fn reload_config(&mut self) {
+        let Some(path) = self.config_path.clone() else {
+            return;
+        };
+        match Config::load(&path) {
+            Ok(config) if config == self.config => {}
+            Ok(config) => {
+                self.apply_config(config);
+                info!("configuration reloaded from {}", path.display());
+            }
+            Err(err) => warn!("{err}; keeping the configuration heapland runs with"),
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The user's configuration: `$XDG_CONFIG_HOME/heapland/config.toml`
+//! (`~/.config/heapland/config.toml`), or the file `--config` names.
+//!
+//! Without a file heapland runs with the defaults, which are the commented
+//! example shipped as `config.example.toml` (compiled in, so the two cannot
+//! disagree). A file changes only what it names: its bindings are added to
+//! the default ones and replace those on the same keys (`"none"` removes
+//! one), its keyboard settings replace the default ones.
+//!
+//! A file that does not parse, or names an unknown key or action, is
+//! reported with its line, and heapland keeps running with the last good
+//! configuration.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+use smithay::input::keyboard::{xkb, Keysym, ModifiersState, XkbConfig};
+
+/// The example configuration, which is also the default.
+pub const EXAMPLE: &str = include_str!("../config.example.toml");
+
+/// Why a configuration file was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML, or not heapland's keys: toml's message names the line.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}, line {line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+/// What a binding does.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Runs a command line with `/bin/sh -c`, as a client of this
+    /// compositor (`WAYLAND_DISPLAY` set).
+    Spawn(String),
+    /// Asks the focused window to close.
+    Close,
+    /// Focuses and raises the next window in stacking order.
+    FocusNext,
+    /// Focuses and raises the previous window in stacking order.
+    FocusPrevious,
+    /// Moves the focused window to the next output.
+    MoveToNextOutput,
+    /// Toggles the focused window's fullscreen state.
+    Fullscreen,
+    /// Toggles the focused window's maximized state.
+    Maximize,
+    /// Stops the compositor.
+    Quit,
+    /// Reads the configuration file again.
+    Reload,
+    /// Removes a default binding.
+    None,
+}
+
+/// The modifiers a binding holds, exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Mods {
+    pub ctrl: bool,
+    pub alt: bool,
+    pub shift: bool,
+    pub logo: bool,
+}
+
+impl From<&ModifiersState> for Mods {
+    fn from(m: &ModifiersState) -> Self {
+        Mods {
+            ctrl: m.ctrl,
+            alt: m.alt,
+            shift: m.shift,
+            logo: m.logo,
+        }
+    }
+}
+
+/// A key with modifiers, such as `Super+Shift+Q`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Combo {
+    pub mods: Mods,
+    /// The key's symbol without Shift or other levels (`q`, not `Q`).
+    pub key: u32,
+}
+
+impl Combo {
+    /// Parses `Mod+Mod+Key`; modifiers are `Super` (or `Logo`, `Mod4`),
+    /// `Ctrl` (`Control`), `Alt` (`Mod1`) and `Shift`, the key an xkb keysym
+    /// name (`Return`, `q`, `F1`, `Tab`), in any case.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts: Vec<&str> = text.split('+').map(str::trim).collect();
+        let key = parts.pop().filter(|k| !k.is_empty()).ok_or("no key")?;
+        let mut mods = Mods::default();
+        for m in parts {
+            let flag = match m.to_ascii_lowercase().as_str() {
+                "super" | "logo" | "mod4" => &mut mods.logo,
+                "ctrl" | "control" => &mut mods.ctrl,
+                "alt" | "mod1" => &mut mods.alt,
+                "shift" => &mut mods.shift,
+                _ => return Err(format!("unknown modifier {m:?} (Super, Ctrl, Alt, Shift)")),
+            };
+            if *flag {
+                return Err(format!("modifier {m:?} given twice"));
+            }
+            *flag = true;
+        }
+        let sym = xkb::keysym_from_name(key, xkb::KEYSYM_CASE_INSENSITIVE);
+        if sym.raw() == xkb::keysyms::KEY_NoSymbol {
+            return Err(format!("unknown key {key:?} (an xkb keysym name)"));
+        }
+        Ok(Combo {
+            mods,
+            key: lowercase(sym).raw(),
+        })
+    }
+}
+
+/// The lower-case keysym of a letter, `sym` otherwise: what a key gives
+/// without Shift.
+pub fn lowercase(sym: Keysym) -> Keysym {
+    let name = xkb::keysym_get_name(sym);
+    if name.chars().count() == 1 {
+        let lower = xkb::keysym_from_name(&name.to_lowercase(), xkb::KEYSYM_NO_FLAGS);
+        if lower.raw() != xkb::keysyms::KEY_NoSymbol {
+            return lower;
+        }
+    }
+    sym
+}
+
+impl fmt::Display for Combo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (on, name) in [
+            (self.mods.logo, "Super+"),
+            (self.mods.ctrl, "Ctrl+"),
+            (self.mods.alt, "Alt+"),
+            (self.mods.shift, "Shift+"),
+        ] {
+            if on {
+                f.write_str(name)?;
+            }
+        }
+        f.write_str(&xkb::keysym_get_name(Keysym::new(self.key)))
+    }
+}
+
+/// The keyboard's layout and repeat.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Keyboard {
+    pub rules: String,
+    pub model: String,
+    pub layout: String,
+    pub variant: String,
+    pub options: String,
+    /// Repeats per second (0: no repeat).
+    pub repeat_rate: i32,
+    /// Milliseconds before a held key repeats.
+    pub repeat_delay: i32,
+}
+
+impl Default for Keyboard {
+    fn default() -> Self {
+        Keyboard {
+            rules: String::new(),
+            model: String::new(),
+            layout: String::new(),
+            variant: String::new(),
+            options: String::new(),
+            repeat_rate: 25,
+            repeat_delay: 600,
+        }
+    }
+}
+
+impl Keyboard {
+    /// The xkb names; empty ones are xkbcommon's defaults (`XKB_DEFAULT_*`,
+    /// else `evdev`/`pc105`/`us`).
+    pub fn xkb(&self) -> XkbConfig<'_> {
+        XkbConfig {
+            rules: &self.rules,
+            model: &self.model,
+            layout: &self.layout,
+            variant: &self.variant,
+            options: (!self.options.is_empty()).then(|| self.options.clone()),
+        }
+    }
+}
+
+/// A configuration file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    keyboard: Option<Keyboard>,
+    #[serde(default)]
+    autostart: Vec<String>,
+    #[serde(default)]
+    bindings: BTreeMap<String, Action>,
+}
+
+/// A configuration heapland runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub keyboard: Keyboard,
+    /// Command lines run once, when heapland starts.
+    pub autostart: Vec<String>,
+    pub bindings: BTreeMap<Combo, Action>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The example is checked by a unit test: it always parses.
+        Config::parse(EXAMPLE, Path::new("config.example.toml"), None).unwrap_or(Config {
+            keyboard: Keyboard::default(),
+            autostart: Vec::new(),
+            bindings: BTreeMap::new(),
+        })
+    }
+}
+
+impl Config {
+    /// Parses `text`, the contents of `path`, over `base` (the defaults when
+    /// `None`).
+    pub fn parse(text: &str, path: &Path, base: Option<&Config>) -> Result<Config, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let mut config = match base {
+            Some(base) => base.clone(),
+            None => Config {
+                keyboard: Keyboard::default(),
+                autostart: Vec::new(),
+                bindings: BTreeMap::new(),
+            },
+        };
+        if let Some(keyboard) = file.keyboard {
+            if keyboard.repeat_rate < 0 || keyboard.repeat_delay < 0 {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    line: line_of(text, "repeat_"),
+                    message: "repeat_rate and repeat_delay cannot be negative".into(),
+                });
+            }
+            config.keyboard = keyboard;
+        }
+        config.autostart.extend(file.autostart);
+        for (keys, action) in file.bindings {
+            let combo = Combo::parse(&keys).map_err(|message| ConfigError::Invalid {
+                path: path.to_owned(),
+                line: line_of(text, &keys),
+                message: format!("binding {keys:?}: {message}"),
+            })?;
+            if action == Action::None {
+                config.bindings.remove(&combo);
+            } else {
+                config.bindings.insert(combo, action);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Reads `path` over the defaults; a missing file is the defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path, Some(&Config::default())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// What `combo` is bound to.
+    pub fn action(&self, combo: &Combo) -> Option<&Action> {
+        self.bindings.get(combo)
+    }
+}
+
+/// The 1-based line where `needle` first appears in `text` (1 if nowhere).
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map_or(1, |i| i + 1)
+}
+
+/// The file read when `--config` is not given:
+/// `$XDG_CONFIG_HOME/heapland/config.toml`, else under `$HOME/.config`.
+pub fn default_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("heapland").join("config.toml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn combo(text: &str) -> Combo {
+        Combo::parse(text).unwrap()
+    }
+
+    #[test]
+    fn the_example_is_the_default_and_opens_a_terminal() {
+        let config = Config::parse(EXAMPLE, Path::new("example"), None).unwrap();
+        assert_eq!(config, Config::default());
+        assert!(matches!(
+            config.action(&combo("Super+Return")),
+            Some(Action::Spawn(_))
+        ));
+        for action in [
+            Action::Close,
+            Action::FocusNext,
+            Action::FocusPrevious,
+            Action::MoveToNextOutput,
+            Action::Fullscreen,
+            Action::Maximize,
+            Action::Quit,
+            Action::Reload,
+        ] {
+            assert!(
+                config.bindings.values().any(|a| *a == action),
+                "no default binding for {action:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn combos_ignore_case_and_order_of_modifiers() {
+        assert_eq!(combo("super+shift+q"), combo("Shift+Super+Q"));
+        assert_eq!(combo("Mod4+Return"), combo("Logo+return"));
+        assert_ne!(combo("Super+q"), combo("Super+Shift+q"));
+        assert_eq!(combo("Super+Shift+Q").to_string(), "Super+Shift+q");
+        assert!(Combo::parse("Hyper+q").unwrap_err().contains("Hyper"));
+        assert!(Combo::parse("Super+Nokey").unwrap_err().contains("Nokey"));
+        assert!(Combo::parse("Super+").is_err());
+        assert!(Combo::parse("Ctrl+Ctrl+a").is_err());
+    }
+
+    #[test]
+    fn a_file_adds_replaces_and_removes_bindings_over_the_defaults() {
+        let text = r#"
+autostart = ["swaybg -c '#203040'"]
+
+[keyboard]
+layout = "de"
+repeat_rate = 30
+
+[bindings]
+"Super+Return" = { spawn = "xterm" }
+"Super+Shift+Q" = "none"
+"Ctrl+Alt+T" = { spawn = "foot" }
+"#;
+        let config = Config::parse(text, Path::new("c"), Some(&Config::default())).unwrap();
+        assert_eq!(
+            config.action(&combo("Super+Return")),
+            Some(&Action::Spawn("xterm".into()))
+        );
+        assert_eq!(config.action(&combo("Super+Shift+Q")), None);
+        assert_eq!(
+            config.action(&combo("Ctrl+Alt+t")),
+            Some(&Action::Spawn("foot".into()))
+        );
+        assert_eq!(config.action(&combo("Super+Tab")), Some(&Action::FocusNext));
+        assert_eq!(config.keyboard.layout, "de");
+        assert_eq!(config.keyboard.repeat_rate, 30);
+        assert_eq!(config.keyboard.repeat_delay, 600);
+        assert_eq!(config.autostart, ["swaybg -c '#203040'"]);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let base = Config::default();
+        let bad_key = "[bindings]\n\"Super+Return\" = \"close\"\n\"Super+Bogus\" = \"close\"\n";
+        let err = Config::parse(bad_key, Path::new("c.toml"), Some(&base)).unwrap_err();
+        assert!(err.to_string().starts_with("c.toml, line 3: "), "{err}");
+        assert!(err.to_string().contains("Bogus"), "{err}");
+
+        let bad_action = "\n[bindings]\n\"Super+a\" = \"explode\"\n";
+        let err = Config::parse(bad_action, Path::new("c.toml"), Some(&base)).unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
+        assert!(err.to_string().contains("explode"), "{err}");
+
+        let unknown = "[keyboard]\nlayuot = \"de\"\n";
+        let err = Config::parse(unknown, Path::new("c.toml"), Some(&base)).unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+        assert!(err.to_string().contains("layuot"), "{err}");
+
+        let not_toml = "[bindings\n";
+        let err = Config::parse(not_toml, Path::new("c.toml"), Some(&base)).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_file_is_the_defaults() {
+        let config = Config::load(Path::new("/nonexistent/heapland/config.toml")).unwrap();
+        assert_eq!(config, Config::default());
+    }
+}
