@@ -596,6 +596,30 @@ impl Crcs {
         })
     }
 
+    /// Reads until `quiet` passed with every frame alike, or fails after
+    /// `limit`.
+    fn wait_still(&mut self, quiet: Duration, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        let mut since = Instant::now();
+        let mut last: Option<String> = None;
+        while since.elapsed() < quiet {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the screen never stayed still for {} ms in {} s",
+                    quiet.as_millis(),
+                    limit.as_secs()
+                ));
+            }
+            for crc in self.collect(Duration::from_millis(50))? {
+                if last.as_ref() != Some(&crc) {
+                    last = Some(crc);
+                    since = Instant::now();
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The CRCs of the frames scanned out during `window`.
     fn collect(&mut self, window: Duration) -> Result<Vec<String>, String> {
         let end = Instant::now() + window;
@@ -644,6 +668,9 @@ pub fn v4l_client_shown(
     let (video_node, video) = v4l2::find_capture("vivid")?;
     drop(video);
     let mut crcs = Crcs::open()?;
+    // The last client's window may still be going away: the still sample
+    // starts once half a second of frames were all the same.
+    crcs.wait_still(Duration::from_millis(500), Duration::from_secs(10))?;
     let idle = crcs.collect(Duration::from_secs(1))?;
     let idle_distinct = idle.iter().collect::<HashSet<_>>().len();
     let log = "/tmp/peer-v4l-client.log";
@@ -670,7 +697,9 @@ pub fn v4l_client_shown(
             if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
                 return Err(format!("exited ({status})"));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            // Read and drop the start-up frames: the kernel keeps only 128,
+            // and the measured ones must be new.
+            crcs.collect(Duration::from_millis(100))?;
         }
         let crcs = crcs.collect(Duration::from_secs(2))?;
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
