@@ -2,7 +2,7 @@
 //! into use (at start and on reload).
 
 use smithay::{
-    desktop::Window, reexports::wayland_protocols::xdg::shell::server::xdg_toplevel,
+    desktop::Window, reexports::wayland_protocols::xdg::shell::server::xdg_toplevel, utils::Point,
     wayland::shell::xdg::XdgShellHandler,
 };
 use tracing::{info, warn};
@@ -67,9 +67,18 @@ impl Heapland {
 
     /// Raises and focuses the bottom window (`forward`), or sends the top
     /// window to the bottom and focuses the one under it: repeated, either
-    /// visits every window.
+    /// visits every window. Only windows that have shown something count:
+    /// keyboard focus before the first configure crashes some clients.
     fn cycle_focus(&mut self, forward: bool) {
-        let windows: Vec<Window> = self.space.elements().cloned().collect();
+        let windows: Vec<Window> = self
+            .space
+            .elements()
+            .filter(|w| {
+                w.toplevel()
+                    .is_some_and(|t| self.is_mapped_toplevel(t.wl_surface()))
+            })
+            .cloned()
+            .collect();
         let target = if forward {
             windows.first().cloned()
         } else if windows.len() > 1 {
@@ -88,41 +97,49 @@ impl Heapland {
         self.queue_redraw_all();
     }
 
-    /// Puts the focused window at the same place on the next output, in
-    /// the order outputs were plugged; the last one's next is the first.
+    /// Puts the focused window on the next output, in the order outputs
+    /// were plugged (the last one's next is the first), at the same offset
+    /// from the output's corner and kept inside it. A fullscreen or
+    /// maximized window fills the new output instead.
     fn move_focused_to_next_output(&mut self) {
         let Some(window) = self.focused_window() else {
             return;
         };
-        let Some(location) = self.space.element_location(&window) else {
+        let (Some(location), Some(here)) = (
+            self.space.element_location(&window),
+            self.output_of_window(&window),
+        ) else {
             return;
         };
-        let here = self
-            .outputs
-            .iter()
-            .position(|o| {
-                self.space
-                    .output_geometry(o)
-                    .is_some_and(|g| g.contains(location))
-            })
-            .unwrap_or(0);
-        let Some(next) = self
-            .outputs
-            .get((here + 1) % self.outputs.len().max(1))
-            .cloned()
-        else {
+        let Some(index) = self.outputs.iter().position(|o| *o == here) else {
             return;
         };
+        let next = self.outputs[(index + 1) % self.outputs.len()].clone();
         let (Some(from), Some(to)) = (
-            self.outputs
-                .get(here)
-                .and_then(|o| self.space.output_geometry(o)),
+            self.space.output_geometry(&here),
             self.space.output_geometry(&next),
         ) else {
             return;
         };
+        let size = window.geometry().size;
+        let offset = location - from.loc;
+        let x = offset.x.clamp(0, (to.size.w - size.w).max(0));
+        let y = offset.y.clamp(0, (to.size.h - size.h).max(0));
         self.space
-            .map_element(window, to.loc + (location - from.loc), true);
+            .map_element(window.clone(), to.loc + Point::from((x, y)), true);
+        if let Some(toplevel) = window.toplevel().cloned() {
+            let (fullscreen, maximized) = toplevel.with_pending_state(|s| {
+                (
+                    s.states.contains(xdg_toplevel::State::Fullscreen),
+                    s.states.contains(xdg_toplevel::State::Maximized),
+                )
+            });
+            if fullscreen {
+                self.fullscreen_request(toplevel, None);
+            } else if maximized {
+                self.maximize_request(toplevel);
+            }
+        }
         self.queue_redraw_all();
     }
 

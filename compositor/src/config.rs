@@ -103,6 +103,9 @@ impl Combo {
     /// `Ctrl` (`Control`), `Alt` (`Mod1`) and `Shift`, the key an xkb keysym
     /// name (`Return`, `q`, `F1`, `Tab`), in any case.
     pub fn parse(text: &str) -> Result<Self, String> {
+        if text.contains('\0') {
+            return Err("contains a NUL character".into());
+        }
         let mut parts: Vec<&str> = text.split('+').map(str::trim).collect();
         let key = parts.pop().filter(|k| !k.is_empty()).ok_or("no key")?;
         let mut mods = Mods::default();
@@ -250,6 +253,22 @@ impl Config {
             },
         };
         if let Some(keyboard) = file.keyboard {
+            // xkbcommon takes C strings: a NUL would end them (and panics).
+            for (name, value) in [
+                ("rules", &keyboard.rules),
+                ("model", &keyboard.model),
+                ("layout", &keyboard.layout),
+                ("variant", &keyboard.variant),
+                ("options", &keyboard.options),
+            ] {
+                if value.contains('\0') {
+                    return Err(ConfigError::Invalid {
+                        path: path.to_owned(),
+                        line: line_of(text, name),
+                        message: format!("keyboard {name} contains a NUL character"),
+                    });
+                }
+            }
             if keyboard.repeat_rate < 0 || keyboard.repeat_delay < 0 {
                 return Err(ConfigError::Invalid {
                     path: path.to_owned(),
@@ -260,12 +279,17 @@ impl Config {
             config.keyboard = keyboard;
         }
         config.autostart.extend(file.autostart);
+        let mut seen: BTreeMap<Combo, String> = BTreeMap::new();
         for (keys, action) in file.bindings {
-            let combo = Combo::parse(&keys).map_err(|message| ConfigError::Invalid {
+            let invalid = |message: String| ConfigError::Invalid {
                 path: path.to_owned(),
                 line: line_of(text, &keys),
                 message: format!("binding {keys:?}: {message}"),
-            })?;
+            };
+            let combo = Combo::parse(&keys).map_err(invalid)?;
+            if let Some(earlier) = seen.insert(combo, keys.clone()) {
+                return Err(invalid(format!("the same keys as {earlier:?}")));
+            }
             if action == Action::None {
                 config.bindings.remove(&combo);
             } else {
@@ -293,10 +317,11 @@ impl Config {
     }
 }
 
-/// The 1-based line where `needle` first appears in `text` (1 if nowhere).
+/// The 1-based line where `needle` first appears in `text` outside a
+/// comment (1 if nowhere).
 fn line_of(text: &str, needle: &str) -> usize {
     text.lines()
-        .position(|l| l.contains(needle))
+        .position(|l| !l.trim_start().starts_with('#') && l.contains(needle))
         .map_or(1, |i| i + 1)
 }
 
@@ -403,6 +428,23 @@ repeat_rate = 30
         let err = Config::parse(unknown, Path::new("c.toml"), Some(&base)).unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
         assert!(err.to_string().contains("layuot"), "{err}");
+
+        let twice = "[bindings]\n\"Super+q\" = \"close\"\n\"super+Q\" = \"quit\"\n";
+        let err = Config::parse(twice, Path::new("c.toml"), Some(&base)).unwrap_err();
+        assert!(err.to_string().contains("the same keys as"), "{err}");
+
+        let nul = "[keyboard]\nlayout = \"us\\u0000\"\n";
+        let err = Config::parse(nul, Path::new("c.toml"), Some(&base)).unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+        assert!(err.to_string().contains("NUL"), "{err}");
+        let nul_key = "[bindings]\n\"Super+a\\u0000\" = \"close\"\n";
+        let err = Config::parse(nul_key, Path::new("c.toml"), Some(&base)).unwrap_err();
+        assert!(err.to_string().contains("NUL"), "{err}");
+
+        // A comment naming the key does not count as its line.
+        let commented = "# repeat_rate below\n[keyboard]\nrepeat_rate = -1\n";
+        let err = Config::parse(commented, Path::new("c.toml"), Some(&base)).unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
 
         let not_toml = "[bindings\n";
         let err = Config::parse(not_toml, Path::new("c.toml"), Some(&base)).unwrap_err();

@@ -19,6 +19,10 @@ use crate::state::Heapland;
 /// still empty then). A folder that does not exist is not
 /// watched: the reload binding still reads the file.
 pub fn watch(path: &Path, handle: &LoopHandle<'static, Heapland>) -> Result<(), String> {
+    // A relative path's folder is the working directory; a symlink's
+    // target is the file an editor writes.
+    let path = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(format!("{}: not a file path", path.display()));
     };

@@ -51,6 +51,8 @@ const BTN_LEFT: u32 = 0x110;
 enum Intercepted {
     Backend(InputAction),
     Binding(Action),
+    /// The release of a key kept when pressed.
+    Release,
 }
 
 /// What the compositor itself must do after an input event.
@@ -64,6 +66,12 @@ pub enum InputAction {
 impl Heapland {
     /// Handles one event; returns what only the backend can do.
     pub fn process_input_event<B: InputBackend>(&mut self, event: InputEvent<B>) -> InputAction {
+        if !matches!(
+            event,
+            InputEvent::DeviceAdded { .. } | InputEvent::DeviceRemoved { .. }
+        ) {
+            self.input_activity();
+        }
         match event {
             InputEvent::Keyboard { event } => return self.on_key::<B>(event),
             InputEvent::PointerMotion { event } => {
@@ -98,15 +106,22 @@ impl Heapland {
         };
         let serial = SERIAL_COUNTER.next_serial();
         let pressed = event.state() == smithay::backend::input::KeyState::Pressed;
+        let code = event.key_code();
         let intercepted = keyboard.input::<Intercepted, _>(
             self,
-            event.key_code(),
+            code,
             event.state(),
             serial,
             event.time_msec(),
             |state, modifiers, handle| {
                 if !pressed {
-                    return FilterResult::Forward;
+                    // The release of a key whose press the compositor kept
+                    // is kept too: the client never saw it go down.
+                    return if state.intercepted_keys.remove(&code) {
+                        FilterResult::Intercept(Intercepted::Release)
+                    } else {
+                        FilterResult::Forward
+                    };
                 }
                 if modifiers.ctrl && modifiers.alt {
                     let sym = handle.modified_sym();
@@ -137,10 +152,13 @@ impl Heapland {
                 }
             },
         );
+        if pressed && intercepted.is_some() {
+            self.intercepted_keys.insert(code);
+        }
         match intercepted {
             Some(Intercepted::Backend(action)) => action,
             Some(Intercepted::Binding(action)) => self.run_binding(&action),
-            None => InputAction::None,
+            Some(Intercepted::Release) | None => InputAction::None,
         }
     }
 

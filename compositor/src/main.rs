@@ -12,6 +12,7 @@ mod feedback;
 mod frame_stats;
 mod heap_protocol;
 mod heaps;
+mod idle;
 mod input;
 mod layer_shell;
 mod move_grab;

@@ -119,6 +119,9 @@ pub struct Heapland {
     /// The configuration in use, and the file it comes from.
     pub config: Config,
     pub config_path: Option<PathBuf>,
+    /// Keys whose press went to a binding or the backend, not to a client:
+    /// their release does not go to a client either.
+    pub intercepted_keys: std::collections::HashSet<smithay::input::keyboard::Keycode>,
 
     pub space: Space<Window>,
     pub outputs: Vec<Output>,
@@ -140,6 +143,7 @@ pub struct Heapland {
     pub data_device_state: DataDeviceState,
     pub primary_selection_state: PrimarySelectionState,
     pub data_control: crate::selection::DataControl,
+    pub idle: crate::idle::Idle,
     pub layer_shell_state: WlrLayerShellState,
     pub activation_state: XdgActivationState,
     pub keyboard_shortcuts_inhibit_state: KeyboardShortcutsInhibitState,
@@ -253,6 +257,7 @@ impl Heapland {
         let data_device_state = DataDeviceState::new::<Self>(dh);
         let primary_selection_state = PrimarySelectionState::new::<Self>(dh);
         let data_control = crate::selection::DataControl::new(dh, &primary_selection_state);
+        let idle = crate::idle::Idle::new(dh, loop_handle.clone());
         // A sandboxed client could cover the screen with an overlay that
         // takes the keyboard (a fake lock screen): layer shell is for the
         // user's own panels and launchers.
@@ -275,6 +280,7 @@ impl Heapland {
             socket_name,
             config,
             config_path: None,
+            intercepted_keys: Default::default(),
             space: Space::default(),
             outputs: Vec::new(),
             backend,
@@ -306,6 +312,7 @@ impl Heapland {
             data_device_state,
             primary_selection_state,
             data_control,
+            idle,
             layer_shell_state,
             activation_state,
             keyboard_shortcuts_inhibit_state,
@@ -440,7 +447,24 @@ impl Heapland {
     /// The first output's area not reserved by layer surfaces (panels), in
     /// global coordinates.
     fn usable_area(&self) -> Option<Rectangle<i32, Logical>> {
-        let output = self.outputs.first()?;
+        self.usable_area_of(self.outputs.first()?)
+    }
+
+    /// The output `window` overlaps most, if it is on any.
+    pub fn output_of_window(&self, window: &Window) -> Option<Output> {
+        let bbox = self.space.element_bbox(window)?;
+        self.outputs
+            .iter()
+            .filter_map(|o| {
+                let overlap = self.space.output_geometry(o)?.intersection(bbox)?;
+                Some((o, overlap.size.w * overlap.size.h))
+            })
+            .max_by_key(|(_, area)| *area)
+            .map(|(o, _)| o.clone())
+    }
+
+    /// `output`'s area not reserved by layer surfaces, in global coordinates.
+    fn usable_area_of(&self, output: &Output) -> Option<Rectangle<i32, Logical>> {
         let geo = self.space.output_geometry(output)?;
         let mut zone = layer_map_for_output(output).non_exclusive_zone();
         zone.loc += geo.loc;
@@ -743,10 +767,16 @@ impl XdgShellHandler for Heapland {
         self.map_toplevel(window);
     }
 
+    /// On the output the client names, else the one the window is on, else
+    /// the first.
     fn fullscreen_request(&mut self, surface: ToplevelSurface, wl_output: Option<WlOutput>) {
         let output = wl_output
             .as_ref()
             .and_then(Output::from_resource)
+            .or_else(|| {
+                self.window_of(&surface)
+                    .and_then(|w| self.output_of_window(&w))
+            })
             .or_else(|| self.outputs.first().cloned());
         let Some(geometry) = output.as_ref().and_then(|o| self.space.output_geometry(o)) else {
             // No output to fill: answer with an unchanged configure.
@@ -820,10 +850,15 @@ impl XdgShellHandler for Heapland {
         }
     }
 
-    /// A maximized window fills the usable area of the first output (below
-    /// its title bar when decorated).
+    /// A maximized window fills the usable area of the output it is on, or
+    /// of the first (below its title bar when decorated).
     fn maximize_request(&mut self, surface: ToplevelSurface) {
-        let (Some(area), Some(window)) = (self.usable_area(), self.window_of(&surface)) else {
+        let window = self.window_of(&surface);
+        let area = match window.as_ref().and_then(|w| self.output_of_window(w)) {
+            Some(output) => self.usable_area_of(&output),
+            None => self.usable_area(),
+        };
+        let (Some(area), Some(window)) = (area, window) else {
             if surface.is_initial_configure_sent() {
                 surface.send_configure();
             }

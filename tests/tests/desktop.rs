@@ -75,6 +75,10 @@ fn every_desktop_global_is_advertised() {
         "zwp_pointer_constraints_v1",
         "zwp_relative_pointer_manager_v1",
         "zwp_keyboard_shortcuts_inhibit_manager_v1",
+        "ext_idle_notifier_v1",
+        "zwp_idle_inhibit_manager_v1",
+        "ext_data_control_manager_v1",
+        "zwlr_data_control_manager_v1",
     ] {
         assert!(
             client.has_global(interface),
@@ -454,5 +458,49 @@ fn an_exclusive_overlay_keeps_the_keyboard_while_a_window_opens() {
         app.dispatch_until(WAIT, |r| r.activated.get(&id) == Some(&true)),
         "the window did not get the keyboard after the overlay went"
     );
+    comp.assert_alive();
+}
+
+/// swayidle's protocol: with no input, a client asking to be told after
+/// 200 ms of idleness is told (headless has no input devices, so the seat
+/// idles at once); while a window it inhibits from is shown, a new
+/// notification stays quiet, and fires once the inhibitor goes.
+#[test]
+fn idle_notifications_fire_unless_a_shown_surface_inhibits_them() {
+    use wayland_protocols::{
+        ext::idle_notify::v1::client::ext_idle_notifier_v1::ExtIdleNotifierV1,
+        wp::idle_inhibit::zv1::client::zwp_idle_inhibit_manager_v1::ZwpIdleInhibitManagerV1,
+    };
+    let mut comp = Compositor::start();
+    let mut client = comp.connect();
+    let notifier: ExtIdleNotifierV1 = client.bind(1);
+    let seat: WlSeat = client.bind(5);
+    let first = notifier.get_idle_notification(200, &seat, &client.qh, ());
+    assert!(
+        client.dispatch_until(WAIT, |r| r.idle_events == [true]),
+        "no idled after 200 ms without input: {:?}",
+        client.rec.idle_events
+    );
+    first.destroy();
+
+    let (surface, _toplevel) = client.map_toplevel(40, 40, GREEN);
+    let inhibits: ZwpIdleInhibitManagerV1 = client.bind(1);
+    let inhibitor = inhibits.create_inhibitor(&surface, &client.qh, ());
+    client.roundtrip().expect("roundtrip");
+    client.rec.idle_events.clear();
+    let second = notifier.get_idle_notification(200, &seat, &client.qh, ());
+    let early = client.dispatch_until(Duration::from_secs(1), |r| !r.idle_events.is_empty());
+    assert!(
+        !early,
+        "idled while a shown window inhibits it: {:?}",
+        client.rec.idle_events
+    );
+    inhibitor.destroy();
+    assert!(
+        client.dispatch_until(WAIT, |r| r.idle_events == [true]),
+        "no idled once the inhibitor went: {:?}",
+        client.rec.idle_events
+    );
+    second.destroy();
     comp.assert_alive();
 }

@@ -370,6 +370,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
                 // the screen too.
                 state.queue_redraw_all();
             }
+            state.update_idle_inhibit();
             state.popups.cleanup();
             state.redraw_queued_outputs();
             if let Err(err) = state.display_handle.flush_clients() {

@@ -1,6 +1,6 @@
 //! The test client's side of the desktop protocols: decorations, layer
 //! shell, pointer constraints, shortcut inhibition, single-pixel buffers,
-//! cursor shapes, activation, selections.
+//! cursor shapes, activation, selections, idleness.
 
 use wayland_client::{
     protocol::{
@@ -14,10 +14,18 @@ use wayland_client::{
     Connection, Dispatch, Proxy, QueueHandle,
 };
 use wayland_protocols::{
+    ext::idle_notify::v1::client::{
+        ext_idle_notification_v1::{self, ExtIdleNotificationV1},
+        ext_idle_notifier_v1::ExtIdleNotifierV1,
+    },
     wp::{
         cursor_shape::v1::client::{
             wp_cursor_shape_device_v1::WpCursorShapeDeviceV1,
             wp_cursor_shape_manager_v1::WpCursorShapeManagerV1,
+        },
+        idle_inhibit::zv1::client::{
+            zwp_idle_inhibit_manager_v1::ZwpIdleInhibitManagerV1,
+            zwp_idle_inhibitor_v1::ZwpIdleInhibitorV1,
         },
         keyboard_shortcuts_inhibit::zv1::client::{
             zwp_keyboard_shortcuts_inhibit_manager_v1::ZwpKeyboardShortcutsInhibitManagerV1,
@@ -85,8 +93,28 @@ ignore_events!(
     ZwpPrimarySelectionDeviceV1,
     ZwpPrimarySelectionSourceV1,
     WlKeyboard,
-    WlRegion
+    WlRegion,
+    ExtIdleNotifierV1,
+    ZwpIdleInhibitManagerV1,
+    ZwpIdleInhibitorV1
 );
+
+impl Dispatch<ExtIdleNotificationV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &ExtIdleNotificationV1,
+        e: ext_idle_notification_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match e {
+            ext_idle_notification_v1::Event::Idled => s.idle_events.push(true),
+            ext_idle_notification_v1::Event::Resumed => s.idle_events.push(false),
+            _ => {}
+        }
+    }
+}
 
 impl Dispatch<ZxdgToplevelDecorationV1, ()> for Recorder {
     fn event(

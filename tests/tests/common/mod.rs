@@ -454,6 +454,8 @@ pub struct Recorder {
     pub inhibitor_active: bool,
     /// xdg_activation_token_v1.done tokens.
     pub activation_tokens: Vec<String>,
+    /// ext_idle_notification_v1 events: `true` for idled, `false` for resumed.
+    pub idle_events: Vec<bool>,
 }
 
 /// A wayland-client connection with its queue and recorder.
