@@ -125,7 +125,10 @@ impl Heapland {
                 }
                 if modifiers.ctrl && modifiers.alt {
                     let sym = handle.modified_sym();
-                    if sym == Keysym::BackSpace && !state.shortcuts_inhibited() {
+                    if sym == Keysym::BackSpace
+                        && !state.shortcuts_inhibited()
+                        && !state.session_lock.is_locked()
+                    {
                         return FilterResult::Intercept(Intercepted::Backend(InputAction::Quit));
                     }
                     let first = Keysym::XF86_Switch_VT_1.raw();
@@ -135,8 +138,9 @@ impl Heapland {
                         ));
                     }
                 }
-                // A client holding a shortcuts inhibitor gets every other key.
-                if state.shortcuts_inhibited() {
+                // A client holding a shortcuts inhibitor, and the locker
+                // while the session is locked, get every other key.
+                if state.shortcuts_inhibited() || state.session_lock.is_locked() {
                     return FilterResult::Forward;
                 }
                 let Some(sym) = handle.raw_latin_sym_or_raw_current_sym() else {
@@ -202,6 +206,27 @@ impl Heapland {
     /// surfaces, then each window from the top of the stack (its title bar,
     /// then its surfaces and popups), then bottom and background layers.
     fn hit(&self, location: Point<f64, Logical>) -> Hit {
+        if self.session_lock.is_locked() {
+            // Only the lock surface of the output under the pointer.
+            return self
+                .outputs
+                .iter()
+                .find_map(|o| {
+                    let geo = self.space.output_geometry(o)?;
+                    if !geo.to_f64().contains(location) {
+                        return None;
+                    }
+                    let lock = self.session_lock.surface_on(o)?;
+                    let (s, loc) = smithay::desktop::utils::under_from_surface_tree(
+                        lock.wl_surface(),
+                        location - geo.loc.to_f64(),
+                        (0, 0),
+                        WindowSurfaceType::ALL,
+                    )?;
+                    Some(Hit::Surface(s, (loc + geo.loc).to_f64()))
+                })
+                .unwrap_or(Hit::Nothing);
+        }
         for layer in [Layer::Overlay, Layer::Top] {
             if let Some((s, loc)) = self.layer_surface_under(layer, location) {
                 return Hit::Surface(s, loc);
@@ -370,6 +395,8 @@ impl Heapland {
                     }
                 }
                 Hit::Surface(surface, _) => self.focus_clicked(&surface, serial),
+                // The lock surface keeps the keyboard however one clicks.
+                Hit::Nothing if self.session_lock.is_locked() => {}
                 Hit::Nothing => {
                     if let Some(keyboard) = self.seat.get_keyboard() {
                         keyboard.set_focus(self, None, serial);
@@ -396,6 +423,14 @@ impl Heapland {
         let mut root = surface.clone();
         while let Some(parent) = get_parent(&root) {
             root = parent;
+        }
+        if self.session_lock.is_locked() {
+            if self.session_lock.is_lock_surface(&root) {
+                if let Some(keyboard) = self.seat.get_keyboard() {
+                    keyboard.set_focus(self, Some(root), serial);
+                }
+            }
+            return;
         }
         let window = self
             .space

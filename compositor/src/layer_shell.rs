@@ -126,7 +126,8 @@ pub fn layer_committed(state: &mut Heapland, surface: &WlSurface) -> bool {
     }
     let cached = layer.cached_state();
     let wants_keyboard = cached.keyboard_interactivity == KeyboardInteractivity::Exclusive
-        && matches!(cached.layer, Layer::Top | Layer::Overlay);
+        && matches!(cached.layer, Layer::Top | Layer::Overlay)
+        && !state.session_lock.is_locked();
     if wants_keyboard {
         if let Some(keyboard) = state.seat.get_keyboard() {
             if keyboard.current_focus().as_ref() != Some(surface) {

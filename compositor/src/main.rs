@@ -25,6 +25,7 @@ mod screenshot;
 mod seat_protocols;
 mod security_context;
 mod selection;
+mod session_lock;
 mod spawn;
 mod state;
 

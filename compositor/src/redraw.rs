@@ -226,6 +226,8 @@ mod queue {
                     .is_some()
             }) {
                 touched.push(output.clone());
+            } else if let Some(output) = self.session_lock.output_of(&root) {
+                touched.push(output);
             } else if matches!(
                 &self.cursor_status,
                 smithay::input::pointer::CursorImageStatus::Surface(s) if s == &root
@@ -299,6 +301,7 @@ mod queue {
                     return;
                 }
             };
+            self.lock_frame_drawn(output);
             if frame.screenshot_written {
                 self.screenshot_requested = false;
             }

@@ -48,6 +48,7 @@ pub struct Scene<'a> {
     pub default_cursor: &'a DefaultCursor,
     pub pointer_seen: bool,
     pub start_time: Instant,
+    pub lock: &'a crate::session_lock::SessionLock,
 }
 
 impl Scene<'_> {
@@ -70,6 +71,19 @@ impl Scene<'_> {
         let flags =
             |surface: &_, _: &_| surface_presentation_feedback_flags_from_states(surface, states);
         let mut presentation = OutputPresentationFeedback::new(output);
+        if self.lock.is_locked() {
+            // Only the lock surface is shown, and only it draws.
+            if let Some(lock) = self.lock.surface_on(output) {
+                smithay::desktop::utils::send_frames_surface_tree(
+                    lock.wl_surface(),
+                    output,
+                    elapsed,
+                    None,
+                    |_, _| Some(output.clone()),
+                );
+            }
+            return presentation;
+        }
         for window in self.space.elements_for_output(output) {
             window.send_frame(output, elapsed, throttle, surface_primary_scanout_output);
             window.take_presentation_feedback(
@@ -176,6 +190,26 @@ where
 
     if cursor == CursorMode::Draw && state.pointer_seen {
         cursor_elements(state, renderer, &mut elements, output_geo.loc, scale);
+    }
+
+    if state.lock.is_locked() {
+        // The lock surface fills the output; until there is one, the
+        // background does.
+        if let Some(lock) = state.lock.surface_on(output) {
+            elements.extend(
+                render_elements_from_surface_tree::<R, WaylandSurfaceRenderElement<R>>(
+                    renderer,
+                    lock.wl_surface(),
+                    (0, 0),
+                    scale,
+                    1.0,
+                    Kind::Unspecified,
+                )
+                .into_iter()
+                .map(SceneElement::Surface),
+            );
+        }
+        return elements;
     }
 
     let layers = layer_map_for_output(output);

@@ -144,6 +144,7 @@ pub struct Heapland {
     pub primary_selection_state: PrimarySelectionState,
     pub data_control: crate::selection::DataControl,
     pub idle: crate::idle::Idle,
+    pub session_lock: crate::session_lock::SessionLock,
     pub layer_shell_state: WlrLayerShellState,
     pub activation_state: XdgActivationState,
     pub keyboard_shortcuts_inhibit_state: KeyboardShortcutsInhibitState,
@@ -258,6 +259,7 @@ impl Heapland {
         let primary_selection_state = PrimarySelectionState::new::<Self>(dh);
         let data_control = crate::selection::DataControl::new(dh, &primary_selection_state);
         let idle = crate::idle::Idle::new(dh, loop_handle.clone());
+        let session_lock = crate::session_lock::SessionLock::new(dh);
         // A sandboxed client could cover the screen with an overlay that
         // takes the keyboard (a fake lock screen): layer shell is for the
         // user's own panels and launchers.
@@ -313,6 +315,7 @@ impl Heapland {
             primary_selection_state,
             data_control,
             idle,
+            session_lock,
             layer_shell_state,
             activation_state,
             keyboard_shortcuts_inhibit_state,
@@ -341,6 +344,7 @@ impl Heapland {
                 default_cursor: &self.default_cursor,
                 pointer_seen: self.pointer_seen,
                 start_time: self.start_time,
+                lock: &self.session_lock,
             },
         )
     }
@@ -512,6 +516,10 @@ impl Heapland {
     /// layer surface holds the keyboard exclusively (a lock screen, a
     /// launcher): the window is raised but waits.
     pub fn focus_surface(&mut self, surface: &WlSurface) {
+        // While locked, only lock surfaces take the keyboard.
+        if self.session_lock.is_locked() && !self.session_lock.is_lock_surface(surface) {
+            return;
+        }
         if let Some(window) = self.window_of_surface(surface).cloned() {
             // Activation follows keyboard focus (`focus_changed`).
             self.space.raise_element(&window, false);
@@ -611,6 +619,9 @@ impl Heapland {
     /// Gives keyboard focus to a layer surface that holds it exclusively,
     /// else to the topmost window that has shown something, or to nobody.
     pub fn focus_topmost(&mut self) {
+        if self.session_lock.is_locked() {
+            return;
+        }
         let top = self.exclusive_layer().or_else(|| {
             self.space
                 .elements()

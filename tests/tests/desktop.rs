@@ -77,6 +77,7 @@ fn every_desktop_global_is_advertised() {
         "zwp_keyboard_shortcuts_inhibit_manager_v1",
         "ext_idle_notifier_v1",
         "zwp_idle_inhibit_manager_v1",
+        "ext_session_lock_manager_v1",
         "ext_data_control_manager_v1",
         "zwlr_data_control_manager_v1",
     ] {
@@ -502,5 +503,95 @@ fn idle_notifications_fire_unless_a_shown_surface_inhibits_them() {
         client.rec.idle_events
     );
     second.destroy();
+    comp.assert_alive();
+}
+
+/// swaylock's protocol: once locked, the output shows only the lock surface
+/// (the window behind it and a window opened meanwhile show nothing), the
+/// keyboard goes to the lock surface, and unlocking brings the desktop
+/// back.
+#[test]
+fn a_locked_session_shows_only_the_lock_surface_until_it_unlocks() {
+    use wayland_client::protocol::wl_output::WlOutput;
+    use wayland_protocols::ext::session_lock::v1::client::ext_session_lock_manager_v1::ExtSessionLockManagerV1;
+    let mut comp = Compositor::start();
+    let mut app = comp.connect();
+    let _red = app.map_toplevel(40, 40, RED);
+    comp.wait_for_picture(WAIT, |p| p.count(0, 0, 320, 240, RED_RGB) >= 1600);
+
+    let mut locker = comp.connect();
+    let manager: ExtSessionLockManagerV1 = locker.bind(1);
+    let output: WlOutput = locker.bind(4);
+    let compositor: WlCompositor = locker.bind(5);
+    let shm: WlShm = locker.bind(1);
+    let seat: WlSeat = locker.bind(5);
+    let _keyboard = seat.get_keyboard(&locker.qh, ());
+    let lock = manager.lock(&locker.qh, ());
+    let surface = compositor.create_surface(&locker.qh, ());
+    let _lock_surface = lock.get_lock_surface(&surface, &output, &locker.qh, ());
+    assert!(
+        locker.dispatch_until(WAIT, |r| !r.lock_configures.is_empty()),
+        "no lock surface configure"
+    );
+    let (_, w, h) = locker.rec.lock_configures[0];
+    assert_eq!((w, h), (320, 240), "the lock surface is not output-sized");
+    let buffer = locker.shm_buffer(&shm, w as i32, h as i32, BLUE);
+    surface.attach(Some(&buffer), 0, 0);
+    surface.damage_buffer(0, 0, w as i32, h as i32);
+    surface.commit();
+    locker
+        .roundtrip()
+        .expect("roundtrip after the lock surface's commit");
+    assert!(
+        locker.dispatch_until(WAIT, |r| r.lock_answer.is_some()),
+        "neither locked nor finished"
+    );
+    assert_eq!(locker.rec.lock_answer, Some(true), "the lock was refused");
+    let pic = comp.wait_for_picture(WAIT, |p| p.count(0, 0, 320, 240, BLUE_RGB) == 320 * 240);
+    assert_eq!(
+        pic.count(0, 0, 320, 240, BLUE_RGB),
+        320 * 240,
+        "not all lock surface:\n{}",
+        comp.log_text()
+    );
+    assert!(
+        locker.dispatch_until(WAIT, |r| r.keyboard_enters.contains(&surface.id())),
+        "the keyboard did not go to the lock surface"
+    );
+
+    // A window opened while locked shows nothing and gets no keyboard.
+    let mut late = comp.connect();
+    let late_seat: WlSeat = late.bind(5);
+    let _late_keyboard = late_seat.get_keyboard(&late.qh, ());
+    let (late_surface, _late) = late.map_toplevel(40, 40, GREEN);
+    late.roundtrip().expect("roundtrip");
+    std::thread::sleep(Duration::from_millis(300));
+    late.roundtrip().expect("roundtrip");
+    assert!(
+        !late.rec.keyboard_enters.contains(&late_surface.id()),
+        "a window opened under the lock got the keyboard"
+    );
+    let pic = comp.wait_for_picture(WAIT, |_| true);
+    assert_eq!(
+        pic.count(0, 0, 320, 240, GREEN_RGB),
+        0,
+        "a window shows under the lock"
+    );
+    assert_eq!(
+        pic.count(0, 0, 320, 240, RED_RGB),
+        0,
+        "a window shows under the lock"
+    );
+
+    lock.unlock_and_destroy();
+    locker.roundtrip().expect("roundtrip");
+    let pic = comp.wait_for_picture(WAIT, |p| {
+        p.count(0, 0, 320, 240, RED_RGB) >= 1600 && p.count(0, 0, 320, 240, GREEN_RGB) >= 1600
+    });
+    assert_eq!(
+        pic.count(0, 0, 320, 240, BLUE_RGB),
+        0,
+        "the lock surface stays after unlock"
+    );
     comp.assert_alive();
 }

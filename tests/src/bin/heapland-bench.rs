@@ -80,6 +80,8 @@ usage: heapland-bench [--rounds N] [--warmup N] [--tolerance F] [--boot NAME]
   --camera-rounds N runs of each camera-to-display path, alternating (default 5)
   --camera-frames N measured frames per camera run (default 60)
   --peer-rounds N   runs of each compositor in the peers part (default 3)
+  --peer-gdb        run heapland under gdb -batch in the peers part, so that a
+                    crash shows its backtrace (its numbers are then gdb's)
   --peers NAMES     comma-separated compositors of the peers part (default all:
                     heapland-gles, heapland-pixman, weston-gl, weston-pixman,
                     sway-gles2, sway-pixman)
@@ -189,6 +191,7 @@ fn parse_args() -> Result<Args, String> {
             "--camera-rounds" => args.camera_rounds = num(value(&a)?)? as usize,
             "--camera-frames" => args.camera_frames = num(value(&a)?)? as usize,
             "--peer-rounds" => args.peer_rounds = num(value(&a)?)? as usize,
+            "--peer-gdb" => heapland_tests::guest::peers::run_heapland_under_gdb(true),
             "--peers" => {
                 args.peers = value(&a)?
                     .split(',')

@@ -125,7 +125,12 @@ impl Running {
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
+        let keep = if UNDER_GDB.load(std::sync::atomic::Ordering::Relaxed) {
+            40
+        } else {
+            15
+        };
+        lines[lines.len().saturating_sub(keep)..].join("\n")
     }
 
     fn alive(&mut self) -> Result<(), String> {
@@ -154,8 +159,25 @@ impl Drop for Running {
     }
 }
 
+/// Whether heapland runs under `gdb -batch` (heapland-bench --peer-gdb), so
+/// that a crash leaves its backtrace in the log. Its numbers are then gdb's.
+static UNDER_GDB: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn run_heapland_under_gdb(on: bool) {
+    UNDER_GDB.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// `program` on Mesa 26.1 when `gl`, else as it is.
 fn command(program: &str, gl: bool) -> Command {
+    if program == "/bin/heapland" && UNDER_GDB.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut c = Command::new("/usr/bin/gdb");
+        c.args(["-batch", "-ex", "run", "-ex", "bt 25", "--args"]);
+        if gl {
+            c.args(MESA_LAUNCH).envs(MESA_ENV.iter().copied());
+        }
+        c.arg(program);
+        return c;
+    }
     if !gl {
         return Command::new(program);
     }

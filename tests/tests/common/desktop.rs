@@ -18,6 +18,11 @@ use wayland_protocols::{
         ext_idle_notification_v1::{self, ExtIdleNotificationV1},
         ext_idle_notifier_v1::ExtIdleNotifierV1,
     },
+    ext::session_lock::v1::client::{
+        ext_session_lock_manager_v1::ExtSessionLockManagerV1,
+        ext_session_lock_surface_v1::{self, ExtSessionLockSurfaceV1},
+        ext_session_lock_v1::{self, ExtSessionLockV1},
+    },
     wp::{
         cursor_shape::v1::client::{
             wp_cursor_shape_device_v1::WpCursorShapeDeviceV1,
@@ -92,12 +97,65 @@ ignore_events!(
     ZwpPrimarySelectionDeviceManagerV1,
     ZwpPrimarySelectionDeviceV1,
     ZwpPrimarySelectionSourceV1,
-    WlKeyboard,
     WlRegion,
+    ExtSessionLockManagerV1,
     ExtIdleNotifierV1,
     ZwpIdleInhibitManagerV1,
     ZwpIdleInhibitorV1
 );
+
+impl Dispatch<WlKeyboard, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &WlKeyboard,
+        e: wayland_client::protocol::wl_keyboard::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wayland_client::protocol::wl_keyboard::Event::Enter { surface, .. } = e {
+            s.keyboard_enters.push(surface.id());
+        }
+    }
+}
+
+impl Dispatch<ExtSessionLockV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &ExtSessionLockV1,
+        e: ext_session_lock_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match e {
+            ext_session_lock_v1::Event::Locked => s.lock_answer = Some(true),
+            ext_session_lock_v1::Event::Finished => s.lock_answer = Some(false),
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<ExtSessionLockSurfaceV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        lock_surface: &ExtSessionLockSurfaceV1,
+        e: ext_session_lock_surface_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let ext_session_lock_surface_v1::Event::Configure {
+            serial,
+            width,
+            height,
+        } = e
+        {
+            lock_surface.ack_configure(serial);
+            s.lock_configures.push((serial, width, height));
+        }
+    }
+}
 
 impl Dispatch<ExtIdleNotificationV1, ()> for Recorder {
     fn event(

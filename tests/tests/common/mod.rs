@@ -456,6 +456,13 @@ pub struct Recorder {
     pub activation_tokens: Vec<String>,
     /// ext_idle_notification_v1 events: `true` for idled, `false` for resumed.
     pub idle_events: Vec<bool>,
+    /// ext_session_lock_v1: locked (`Some(true)`) or finished (`Some(false)`).
+    pub lock_answer: Option<bool>,
+    /// ext_session_lock_surface_v1.configure: (serial, width, height), acked
+    /// on arrival.
+    pub lock_configures: Vec<(u32, u32, u32)>,
+    /// wl_keyboard.enter: the surface entered.
+    pub keyboard_enters: Vec<wayland_client::backend::ObjectId>,
 }
 
 /// A wayland-client connection with its queue and recorder.

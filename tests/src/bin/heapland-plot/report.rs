@@ -196,6 +196,16 @@ fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
+/// A table cell of at most about 200 characters: a failure's first words
+/// say what failed; the whole message is in the bench's output.
+fn short_cell(s: &str) -> String {
+    const MAX: usize = 200;
+    match s.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{} …", md_cell(&s[..at])),
+        None => md_cell(s),
+    }
+}
+
 /// Today's date (UTC), for the report.
 fn today() -> String {
     let days = std::time::SystemTime::now()
@@ -852,7 +862,7 @@ fn peers_section(w: &mut String, boots: &[Boot]) {
                     w,
                     "| {} | {name} | failed: {} | | | | | | | |",
                     b.name,
-                    md_cell(err)
+                    short_cell(err)
                 );
                 continue;
             }
@@ -966,11 +976,8 @@ fn camera_table(w: &mut String, boots: &[Boot], goals: &mut Vec<String>) {
                 _ => "-".into(),
             };
             let v4l = match l.get("v4l_client") {
-                Some("shown") => format!(
-                    "shown: {}",
-                    md_cell(l.get("v4l_client_detail").unwrap_or(""))
-                ),
-                Some(_) => md_cell(l.get("v4l_client_detail").unwrap_or("not shown")),
+                Some("shown") => md_cell(l.get("v4l_client_detail").unwrap_or("shown")),
+                Some(_) => short_cell(l.get("v4l_client_detail").unwrap_or("not shown")),
                 None => "-".into(),
             };
             match l.get("camera_error") {
@@ -979,7 +986,7 @@ fn camera_table(w: &mut String, boots: &[Boot], goals: &mut Vec<String>) {
                         w,
                         "| {} | {name} | failed: {} | | | | {v4l} |",
                         b.name,
-                        md_cell(e)
+                        short_cell(e)
                     );
                 }
                 None => {
@@ -1306,7 +1313,7 @@ BENCH 8 done
         let boots = parse(&[PEERS.to_owned()]);
         let md = markdown(&boots, "tests/vm/run --bench", None);
         assert!(
-            md.contains("| 8 | heapland-pixman | dma-buf | 20.000 | 25.000 | 0.50 | shown: shown (50 distinct of 120 frames; 1 while still) |"),
+            md.contains("| 8 | heapland-pixman | dma-buf | 20.000 | 25.000 | 0.50 | shown (50 distinct of 120 frames; 1 while still) |"),
             "{md}"
         );
         assert!(md.contains(
