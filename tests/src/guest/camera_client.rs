@@ -60,16 +60,17 @@ use super::{
     v4l2::{Video, MEMORY_DMABUF, MEMORY_MMAP},
 };
 
-const WIDTH: u32 = 640;
-const HEIGHT: u32 = 480;
-/// Frames shown before the measured ones.
-const WARMUP_FRAMES: usize = 10;
+/// The camera's frame size (vivid's XBGR32 frames, shown as XRGB8888).
+pub(super) const WIDTH: u32 = 640;
+pub(super) const HEIGHT: u32 = 480;
+/// Frames shown before the measured ones, at the start of every run.
+pub(super) const WARMUP_FRAMES: usize = 10;
 /// Capture buffers asked of vivid.
-const CAPTURE_BUFFERS: u32 = 4;
+pub(super) const CAPTURE_BUFFERS: u32 = 4;
 /// wl_shm buffers the copying path copies into, in turn as they are released.
 const SHM_BUFFERS: usize = 3;
 /// CLOCK_MONOTONIC, as wp_presentation.clock_id names it.
-const CLOCK_MONOTONIC: u32 = 1;
+pub(super) const CLOCK_MONOTONIC: u32 = 1;
 
 /// How the camera's frames reached the compositor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

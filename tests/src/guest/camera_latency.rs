@@ -48,7 +48,9 @@ use wayland_protocols::{
 };
 
 use super::{
-    camera_client::{self, capture_ns},
+    camera_client::{
+        self, capture_ns, CAPTURE_BUFFERS, CLOCK_MONOTONIC, HEIGHT, WARMUP_FRAMES, WIDTH,
+    },
     compositor::{self, feedback_scope, Heapland, State, XR24},
     dma_buf::{self, Mapping},
     dma_heap, drm_card,
@@ -57,19 +59,11 @@ use super::{
 };
 use crate::bench::{ms, quote, Stats, Totals};
 
-const WIDTH: u32 = 640;
-const HEIGHT: u32 = 480;
-/// Frames shown before the measured ones, at the start of every run.
-const WARMUP_FRAMES: usize = 10;
-/// Capture buffers asked of vivid.
-const CAPTURE_BUFFERS: u32 = 4;
 /// GBM buffers the copying path copies into, in turn as heapland releases them.
 const GBM_BUFFERS: usize = 3;
 const STATS: &str = "/tmp/heapland-camera-stats.txt";
 /// Tags of GBM wl_buffers start here; heap ones are the V4L2 index.
 const GBM_TAG: u32 = 100;
-/// CLOCK_MONOTONIC, as wp_presentation.clock_id names it.
-const CLOCK_MONOTONIC: u32 = 1;
 
 /// A path from the camera to the display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
