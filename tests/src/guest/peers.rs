@@ -233,21 +233,30 @@ fn start(peer: Peer) -> Result<Running, String> {
             let socket = dir.join("heapland-peer");
             let _ = std::fs::remove_file(&socket);
             let renderer = if peer.gl() { "gles" } else { "pixman" };
-            let child = command("/bin/heapland", peer.gl())
-                .args([
-                    "--backend",
-                    "drm",
-                    "--renderer",
-                    renderer,
-                    "--socket",
-                    "heapland-peer",
-                ])
-                .env("XDG_RUNTIME_DIR", &dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(stderr()?)
-                .spawn()
-                .map_err(|e| format!("spawn heapland: {e}"))?;
+            let err = stderr()?;
+            let mut c = command("/bin/heapland", peer.gl());
+            c.args([
+                "--backend",
+                "drm",
+                "--renderer",
+                renderer,
+                "--socket",
+                "heapland-peer",
+            ])
+            .env("XDG_RUNTIME_DIR", &dir)
+            .stdin(Stdio::null())
+            .stderr(err);
+            // gdb says what happened (the signal, the backtrace) on stdout.
+            if UNDER_GDB.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = File::options()
+                    .append(true)
+                    .open(&log)
+                    .map_err(|e| format!("{}: {e}", log.display()))?;
+                c.stdout(out);
+            } else {
+                c.stdout(Stdio::null());
+            }
+            let child = c.spawn().map_err(|e| format!("spawn heapland: {e}"))?;
             Ok(Running {
                 child,
                 seatd: None,
