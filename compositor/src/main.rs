@@ -3,6 +3,7 @@
 mod activation;
 mod backend;
 mod bindings;
+mod capture;
 mod cli;
 mod config;
 mod config_watch;
@@ -21,6 +22,7 @@ mod peer;
 mod redraw;
 mod renderer;
 mod scene;
+mod screencopy;
 mod screenshot;
 mod seat_protocols;
 mod security_context;

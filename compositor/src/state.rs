@@ -173,6 +173,8 @@ pub struct Heapland {
     pub screenshot: Option<ScreenshotTarget>,
     /// Set by SIGUSR1; the backend writes the screenshot after its next frame.
     pub screenshot_requested: bool,
+    /// Screen captures waiting to be made (`screencopy`).
+    pub screencopy: crate::screencopy::Screencopy,
     /// Frames shown, for `--stats`.
     pub frame_stats: FrameStats,
     /// The feedback Smithay is to give the linux-dmabuf surface feedback
@@ -260,6 +262,7 @@ impl Heapland {
         let data_control = crate::selection::DataControl::new(dh, &primary_selection_state);
         let idle = crate::idle::Idle::new(dh, loop_handle.clone());
         let session_lock = crate::session_lock::SessionLock::new(dh);
+        let screencopy = crate::screencopy::Screencopy::new(dh);
         // A sandboxed client could cover the screen with an overlay that
         // takes the keyboard (a fake lock screen): layer shell is for the
         // user's own panels and launchers.
@@ -327,6 +330,7 @@ impl Heapland {
             mapped_count: 0,
             screenshot: None,
             screenshot_requested: false,
+            screencopy,
             frame_stats: FrameStats::default(),
             next_surface_feedback: None,
         })

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Compositor, Picture, BACKGROUND};
+use common::{desktop::CopyEvent, Client, Compositor, Picture, BACKGROUND};
 use wayland_client::{
     protocol::{wl_compositor::WlCompositor, wl_seat::WlSeat, wl_shm::WlShm},
     Proxy, WEnum,
@@ -28,9 +28,15 @@ use wayland_protocols::{
         shell::client::xdg_wm_base::XdgWmBase,
     },
 };
-use wayland_protocols_wlr::layer_shell::v1::client::{
-    zwlr_layer_shell_v1::{self, Layer, ZwlrLayerShellV1},
-    zwlr_layer_surface_v1::{Anchor, KeyboardInteractivity, ZwlrLayerSurfaceV1},
+use wayland_protocols_wlr::{
+    layer_shell::v1::client::{
+        zwlr_layer_shell_v1::{self, Layer, ZwlrLayerShellV1},
+        zwlr_layer_surface_v1::{Anchor, KeyboardInteractivity, ZwlrLayerSurfaceV1},
+    },
+    screencopy::v1::client::{
+        zwlr_screencopy_frame_v1::{self, ZwlrScreencopyFrameV1},
+        zwlr_screencopy_manager_v1::ZwlrScreencopyManagerV1,
+    },
 };
 
 const RED: u32 = 0x00ff_0000;
@@ -80,6 +86,7 @@ fn every_desktop_global_is_advertised() {
         "ext_session_lock_manager_v1",
         "ext_data_control_manager_v1",
         "zwlr_data_control_manager_v1",
+        "zwlr_screencopy_manager_v1",
     ] {
         assert!(
             client.has_global(interface),
@@ -594,4 +601,196 @@ fn a_locked_session_shows_only_the_lock_surface_until_it_unlocks() {
         "the lock surface stays after unlock"
     );
     comp.assert_alive();
+}
+
+/// Asks for a screencopy frame of the client's first output (all of it, or
+/// the logical `region`) and waits for the offered layout.
+fn screencopy_frame(
+    client: &mut Client,
+    manager: &ZwlrScreencopyManagerV1,
+    region: Option<(i32, i32, i32, i32)>,
+) -> (ZwlrScreencopyFrameV1, Vec<CopyEvent>) {
+    let output: wayland_client::protocol::wl_output::WlOutput = client.bind(4);
+    let frame = match region {
+        None => manager.capture_output(0, &output, &client.qh, ()),
+        Some((x, y, w, h)) => manager.capture_output_region(0, &output, x, y, w, h, &client.qh, ()),
+    };
+    let id = frame.id();
+    let done = |r: &common::Recorder| {
+        r.copies
+            .get(&id)
+            .is_some_and(|e| e.contains(&CopyEvent::BufferDone) || e.contains(&CopyEvent::Failed))
+    };
+    assert!(client.dispatch_until(WAIT, done), "no buffer_done");
+    let events = client.rec.copies.get(&id).cloned().unwrap_or_default();
+    (frame, events)
+}
+
+/// Waits until `frame` is ready or failed; returns its events.
+fn copy_result(
+    client: &mut Client,
+    frame: &ZwlrScreencopyFrameV1,
+    timeout: Duration,
+) -> Vec<CopyEvent> {
+    let id = frame.id();
+    client.dispatch_until(timeout, |r| {
+        r.copies
+            .get(&id)
+            .is_some_and(|e| e.contains(&CopyEvent::Ready) || e.contains(&CopyEvent::Failed))
+    });
+    client.rec.copies.get(&id).cloned().unwrap_or_default()
+}
+
+/// The RGB pixels of an XRGB8888 file of `w`x`h`, rows of `w * 4` bytes.
+fn rgb_of(file: &std::fs::File, w: u32, h: u32) -> Picture {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0u8; (w * h * 4) as usize];
+    file.read_exact_at(&mut bytes, 0)
+        .expect("read the shm file");
+    let rgb = bytes
+        .chunks_exact(4)
+        .flat_map(|p| [p[2], p[1], p[0]])
+        .collect();
+    Picture {
+        width: w,
+        height: h,
+        rgb,
+    }
+}
+
+/// grim's protocol: the output is offered as one 320x240 XRGB8888 wl_shm
+/// layout, and `copy` fills the client's buffer with what the output shows,
+/// pixel for pixel the compositor's own screenshot; a region is that part
+/// of it. `copy_with_damage` is due at once the first time, then only once
+/// the output changed.
+#[test]
+fn screencopy_copies_what_the_output_shows() {
+    let mut comp = Compositor::start();
+    let mut app = comp.connect();
+    let (surface, _toplevel) = app.map_toplevel(60, 40, RED);
+    let pic = comp.wait_for_picture(WAIT, |p| p.count(0, 0, 320, 240, RED_RGB) >= 2400);
+    assert!(
+        pic.count(0, 0, 320, 240, RED_RGB) >= 2400,
+        "the window is not shown"
+    );
+
+    let mut grabber = comp.connect();
+    let manager: ZwlrScreencopyManagerV1 = grabber.bind(3);
+    let shm: WlShm = grabber.bind(1);
+    let (frame, offered) = screencopy_frame(&mut grabber, &manager, None);
+    assert_eq!(
+        offered,
+        vec![
+            CopyEvent::Buffer(
+                u32::from(wayland_client::protocol::wl_shm::Format::Xrgb8888),
+                320,
+                240,
+                1280
+            ),
+            CopyEvent::BufferDone
+        ]
+    );
+    let (buffer, file) = grabber.shm_buffer_in_file(&shm, 320, 240, 0x00ff_00ff);
+    frame.copy(&buffer);
+    let events = copy_result(&mut grabber, &frame, WAIT);
+    assert!(
+        events.contains(&CopyEvent::Ready),
+        "copy not ready: {events:?}"
+    );
+    assert!(events.contains(&CopyEvent::Flags(0)), "{events:?}");
+    let copied = rgb_of(&file, 320, 240);
+    let shown = comp.screenshot().expect("screenshot");
+    assert!(
+        copied.rgb == shown.rgb,
+        "the copy differs from the output's picture"
+    );
+
+    // A region: logical (10,20) 30x50 of the output.
+    let (frame, offered) = screencopy_frame(&mut grabber, &manager, Some((10, 20, 30, 50)));
+    assert_eq!(offered[0], CopyEvent::Buffer(1, 30, 50, 120), "{offered:?}");
+    let (buffer, file) = grabber.shm_buffer_in_file(&shm, 30, 50, 0);
+    frame.copy(&buffer);
+    assert!(copy_result(&mut grabber, &frame, WAIT).contains(&CopyEvent::Ready));
+    let part = rgb_of(&file, 30, 50);
+    for (y, x) in (0..50).flat_map(|y| (0..30).map(move |x| (y, x))) {
+        assert_eq!(
+            part.pixel(x, y),
+            shown.pixel(x + 10, y + 20),
+            "region pixel ({x},{y})"
+        );
+    }
+
+    // copy_with_damage: due at once the first time, with damage...
+    let (frame, _) = screencopy_frame(&mut grabber, &manager, None);
+    let (buffer, _file) = grabber.shm_buffer_in_file(&shm, 320, 240, 0);
+    frame.copy_with_damage(&buffer);
+    let events = copy_result(&mut grabber, &frame, WAIT);
+    assert!(events.contains(&CopyEvent::Ready), "{events:?}");
+    assert!(
+        events.contains(&CopyEvent::Damage(0, 0, 320, 240)),
+        "{events:?}"
+    );
+    // ...then not while nothing changes...
+    let (frame, _) = screencopy_frame(&mut grabber, &manager, None);
+    let (buffer, file) = grabber.shm_buffer_in_file(&shm, 320, 240, 0);
+    frame.copy_with_damage(&buffer);
+    let events = copy_result(&mut grabber, &frame, Duration::from_millis(500));
+    assert!(
+        events.iter().all(|e| *e != CopyEvent::Ready),
+        "a copy of an unchanged output: {events:?}"
+    );
+    // ...and once the window turns blue.
+    let shm_app: WlShm = app.bind(1);
+    let blue = app.shm_buffer(&shm_app, 60, 40, BLUE);
+    surface.attach(Some(&blue), 0, 0);
+    surface.damage_buffer(0, 0, 60, 40);
+    surface.commit();
+    app.roundtrip().expect("roundtrip");
+    let events = copy_result(&mut grabber, &frame, WAIT);
+    assert!(
+        events.contains(&CopyEvent::Ready),
+        "no copy after the change: {events:?}"
+    );
+    assert_eq!(
+        rgb_of(&file, 320, 240).count(0, 0, 320, 240, BLUE_RGB),
+        2400
+    );
+    comp.assert_alive();
+}
+
+/// A buffer of another size is invalid_buffer, a second copy of one frame
+/// already_used; other clients go on being served.
+#[test]
+fn screencopy_rejects_a_wrong_buffer_and_a_second_copy() {
+    let mut comp = Compositor::start();
+    let mut bad = comp.connect();
+    let manager: ZwlrScreencopyManagerV1 = bad.bind(3);
+    let shm: WlShm = bad.bind(1);
+    let (frame, _) = screencopy_frame(&mut bad, &manager, None);
+    let small = bad.shm_buffer(&shm, 100, 100, 0);
+    frame.copy(&small);
+    let message = bad.expect_error(
+        "zwlr_screencopy_frame_v1",
+        zwlr_screencopy_frame_v1::Error::InvalidBuffer as u32,
+    );
+    assert!(message.contains("100x100"), "{message}");
+    another_client_is_served(&mut comp);
+
+    let mut twice = comp.connect();
+    let manager: ZwlrScreencopyManagerV1 = twice.bind(3);
+    let shm: WlShm = twice.bind(1);
+    let (frame, _) = screencopy_frame(&mut twice, &manager, None);
+    let buffer = twice.shm_buffer(&shm, 320, 240, 0);
+    frame.copy(&buffer);
+    frame.copy(&buffer);
+    twice.expect_error(
+        "zwlr_screencopy_frame_v1",
+        zwlr_screencopy_frame_v1::Error::AlreadyUsed as u32,
+    );
+    // A region outside the output fails, without an error.
+    let mut outside = comp.connect();
+    let manager: ZwlrScreencopyManagerV1 = outside.bind(3);
+    let (_frame, events) = screencopy_frame(&mut outside, &manager, Some((400, 300, 10, 10)));
+    assert_eq!(events, vec![CopyEvent::Failed]);
+    another_client_is_served(&mut comp);
 }

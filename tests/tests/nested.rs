@@ -1,8 +1,9 @@
 //! The nested backend: `heapland --backend winit` in a window on an X server
 //! (Xvfb, rendering with Mesa's software GL), a wl_shm client maps a window,
 //! and the X server's own picture of the screen (`xwd -root`) shows the
-//! client's pixels. Xvfb and xwd come from the `xvfb` and `x11-apps`
-//! packages that tests/deps installs; their absence fails the test.
+//! client's pixels, as grim's capture of the output does. Xvfb, xwd and grim
+//! come from the `xvfb`, `x11-apps` and `grim` packages that tests/deps
+//! installs; their absence fails the test.
 
 mod common;
 
@@ -127,6 +128,18 @@ fn nested_window_shows_a_client() {
         pic.count(0, 0, pic.width, pic.height, GREEN_RGB),
         120 * 90,
         "green outside the client's window"
+    );
+    // grim, through wlr-screencopy, reads the GLES renderer's own picture:
+    // the same pixels as the X server's, the right way up.
+    let grabbed = common::grim(&comp, &[], "grim.png");
+    assert_eq!((grabbed.width, grabbed.height), WINDOW);
+    let differing = (0..WINDOW.1)
+        .flat_map(|y| (0..WINDOW.0).map(move |x| (x, y)))
+        .filter(|&(x, y)| grabbed.pixel(x, y) != pic.pixel(x, y))
+        .count();
+    assert_eq!(
+        differing, 0,
+        "grim and the X screen differ in {differing} pixels"
     );
     assert!(
         comp.log_text().contains("in a window (winit, GLES)"),

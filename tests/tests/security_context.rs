@@ -125,12 +125,13 @@ fn the_manager_is_offered_to_unsandboxed_clients_only() {
     ] {
         assert!(sandboxed.has_global(interface), "sandboxed: no {interface}");
     }
-    // Clipboard managers read every copy, and a locker could lock the user
-    // out: not from a sandbox.
+    // Clipboard managers read every copy, a locker could lock the user out,
+    // screen capture sees every window: not from a sandbox.
     for interface in [
         "ext_data_control_manager_v1",
         "zwlr_data_control_manager_v1",
         "ext_session_lock_manager_v1",
+        "zwlr_screencopy_manager_v1",
     ] {
         assert!(creator.has_global(interface), "unsandboxed: no {interface}");
         assert!(

@@ -1,7 +1,7 @@
 //! Debian's own Wayland clients against heapland: `wayland-info` (package
-//! wayland-utils), `weston-simple-shm` (package weston) and `wl-copy` and
-//! `wl-paste` (package wl-clipboard). They must be installed; a missing tool
-//! fails the test.
+//! wayland-utils), `weston-simple-shm` (package weston), `wl-copy` and
+//! `wl-paste` (package wl-clipboard) and `grim` (package grim). They must be
+//! installed; a missing tool fails the test.
 
 mod common;
 
@@ -18,7 +18,9 @@ fn tool(name: &str) -> Command {
         .map(|d| std::path::Path::new(d).join(name))
         .find(|p| p.exists())
         .unwrap_or_else(|| {
-            panic!("{name} is not installed (apt-get install wayland-utils weston wl-clipboard)")
+            panic!(
+                "{name} is not installed (apt-get install wayland-utils weston wl-clipboard grim)"
+            )
         });
     Command::new(path)
 }
@@ -151,5 +153,47 @@ fn wl_copy_and_wl_paste_round_trip_both_selections() {
     paste_until(&comp, &["--no-newline"], "second");
     wl_copy(&comp, &["--clear"]);
     wl_copy(&comp, &["--primary", "--clear"]);
+    comp.assert_alive();
+}
+
+/// grim (wlr-screencopy): its PNG of the output is, pixel for pixel, the
+/// compositor's own screenshot of it, with two windows on it; `grim -g`
+/// gives that part of it.
+#[test]
+fn grim_captures_the_output_as_heapland_draws_it() {
+    let mut comp = Compositor::start();
+    let mut client = comp.connect();
+    let _red = client.map_toplevel(70, 50, 0x00ff_0000);
+    let _green = client.map_toplevel(50, 30, 0x0000_ff00);
+    let shown = comp.wait_for_picture(Duration::from_secs(15), |p| {
+        p.count(0, 0, 320, 240, [255, 0, 0]) > 0 && p.count(0, 0, 320, 240, [0, 255, 0]) == 1500
+    });
+    assert_eq!(
+        shown.count(0, 0, 320, 240, [0, 255, 0]),
+        1500,
+        "the windows are not shown"
+    );
+    let whole = common::grim(&comp, &[], "grim.png");
+    assert_eq!((whole.width, whole.height), (320, 240));
+    let differing = (0..240)
+        .flat_map(|y| (0..320).map(move |x| (x, y)))
+        .filter(|&(x, y)| whole.pixel(x, y) != shown.pixel(x, y))
+        .count();
+    assert_eq!(
+        differing, 0,
+        "grim's PNG differs from the output in {differing} pixels"
+    );
+
+    let part = common::grim(&comp, &["-g", "10,20 30x50"], "grim-region.png");
+    assert_eq!((part.width, part.height), (30, 50));
+    for y in 0..50 {
+        for x in 0..30 {
+            assert_eq!(
+                part.pixel(x, y),
+                shown.pixel(x + 10, y + 20),
+                "pixel ({x},{y})"
+            );
+        }
+    }
     comp.assert_alive();
 }

@@ -213,6 +213,10 @@ impl HeadlessBackend {
             .map_err(|e| format!("the renderer cannot import it: {e}"))
     }
 
+    pub fn renderer(&mut self) -> &mut PixmanRenderer {
+        &mut self.renderer
+    }
+
     pub fn cleanup_texture_cache(&mut self) {
         if let Err(err) = self.renderer.cleanup_texture_cache() {
             debug!("renderer cleanup: {err}");

@@ -24,22 +24,24 @@ use calloop::{
 };
 use smithay::{
     backend::{
-        allocator::{dmabuf::Dmabuf, Format},
+        allocator::{dmabuf::Dmabuf, Format, Fourcc},
         renderer::element::RenderElementStates,
     },
     output::Output,
     reexports::wayland_server::Display,
+    utils::{Physical, Rectangle},
     wayland::socket::ListeningSocketSource,
 };
 use tracing::{debug, info, warn};
 
 use crate::{
+    capture::{render_to_memory, CaptureError, Pixels},
     cli::{BackendKind, Cli},
     feedback::{find_render_node, FeedbackPlan},
     frame_stats::Shown,
     heaps::HeapDirectory,
     peer::Peer,
-    scene::Scene,
+    scene::{CursorMode, Scene},
     screenshot::ScreenshotRequest,
     state::{ClientState, Heapland, StateError},
 };
@@ -131,6 +133,49 @@ impl Backend {
             Backend::Drm(b) => b.renderer.import_dmabuf(dmabuf),
             #[cfg(feature = "winit")]
             Backend::Winit(b) => b.import_dmabuf(dmabuf),
+        }
+    }
+
+    /// Renders `region` of `output`'s picture into memory (see
+    /// [`crate::capture`]).
+    pub fn capture(
+        &mut self,
+        output: &Output,
+        scene: &Scene<'_>,
+        cursor: bool,
+        region: Rectangle<i32, Physical>,
+    ) -> Result<Pixels, CaptureError> {
+        use crate::renderer::DisplayRenderer;
+        use smithay::{backend::renderer::gles::GlesRenderbuffer, reexports::pixman::Image};
+        let cursor = if cursor && self.draws_cursor() {
+            CursorMode::Draw
+        } else {
+            CursorMode::Hidden
+        };
+        // GL renders into RGBA8 renderbuffers everywhere (GLES 2 has no
+        // BGRA or RGBX renderbuffer); pixman into the format it reads.
+        let (gl, cpu) = (Fourcc::Abgr8888, Fourcc::Xrgb8888);
+        match self {
+            Backend::Headless(b) => {
+                render_to_memory::<_, Image>(b.renderer(), cpu, scene, output, cursor, region)
+            }
+            Backend::Drm(b) => match &mut b.renderer {
+                DisplayRenderer::Gles(r) => render_to_memory::<_, GlesRenderbuffer>(
+                    &mut **r, gl, scene, output, cursor, region,
+                ),
+                DisplayRenderer::Pixman(r) => {
+                    render_to_memory::<_, Image>(r, cpu, scene, output, cursor, region)
+                }
+            },
+            #[cfg(feature = "winit")]
+            Backend::Winit(b) => render_to_memory::<_, GlesRenderbuffer>(
+                b.renderer(),
+                gl,
+                scene,
+                output,
+                cursor,
+                region,
+            ),
         }
     }
 

@@ -93,6 +93,10 @@ impl WinitBackend {
         })
     }
 
+    pub fn renderer(&mut self) -> &mut GlesRenderer {
+        self.backend.renderer()
+    }
+
     pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
         self.backend
             .renderer()

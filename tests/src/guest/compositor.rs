@@ -628,17 +628,50 @@ fn client_heap_dmabuf_in_output() -> Result<(), String> {
     comp.stop()
 }
 
-/// Decodes an RGB PNG: (width, pixels).
+/// Decodes a PNG with at least three channels (heapland's are RGB, grim's
+/// may carry alpha): (width, RGB pixels).
 pub(super) fn read_png(path: &Path) -> Option<(u32, Vec<u8>)> {
-    let decoder = png::Decoder::new(std::io::BufReader::new(File::open(path).ok()?));
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(File::open(path).ok()?));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().ok()?;
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).ok()?;
-    if info.color_type != png::ColorType::Rgb {
+    let channels = info.color_type.samples();
+    if channels < 3 {
         return None;
     }
     buf.truncate(info.buffer_size());
-    Some((info.width, buf))
+    let rgb = if channels == 3 {
+        buf
+    } else {
+        buf.chunks_exact(channels)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect()
+    };
+    Some((info.width, rgb))
+}
+
+/// Debian's grim (wlr-screencopy), from the host's /usr, captures the
+/// output of the running heapland: (width, RGB pixels).
+pub(super) fn grim(comp: &mut Heapland) -> Result<(u32, Vec<u8>), String> {
+    let path = Path::new("/tmp/heapland-grim.png");
+    let _ = std::fs::remove_file(path);
+    let out = std::process::Command::new("/usr/bin/grim")
+        .arg(path)
+        .env("XDG_RUNTIME_DIR", RUNTIME_DIR)
+        .env("WAYLAND_DISPLAY", SOCKET)
+        .output()
+        .map_err(|e| format!("run /usr/bin/grim (package grim, installed by tests/deps): {e}"))?;
+    comp.alive()?;
+    if !out.status.success() {
+        return Err(format!(
+            "grim: {}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            comp.log_text()
+        ));
+    }
+    read_png(path).ok_or_else(|| "grim wrote no readable PNG".to_owned())
 }
 
 impl Dispatch<WlRegistry, GlobalListContents> for State {

@@ -15,6 +15,8 @@
 //!   heap (bufinfo: exported by it, attached to vkms);
 //! - an shm window and a heap dma-buf window are both in the picture read
 //!   back from the scanout buffer itself (CPU mapping of the dma-buf);
+//! - grim's capture (wlr-screencopy, read back with glReadPixels) is that
+//!   picture, pixel for pixel;
 //! - the client dma-buf is attached to vkms: EGL imported it through the
 //!   display device (pixman would only have mapped it);
 //! - Debian's GL clients, `weston-simple-egl` and `weston-simple-dmabuf-egl`
@@ -241,7 +243,7 @@ fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<()
         windows.push((surface, (xdg, toplevel)));
     }
 
-    picture_until(&mut comp, "the GLES picture", |w, rgb| {
+    let (w, shown) = picture_until(&mut comp, "the GLES picture", |w, rgb| {
         let want = [
             ((10, 10), SHM_RGB, "shm window"),
             ((40, 140), SHM_RGB, "shm window"),
@@ -258,6 +260,22 @@ fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<()
         }
         Ok(())
     })?;
+    // grim (wlr-screencopy) reads GLES's own rendering of the scene back
+    // through glReadPixels: the scanout buffer's picture, the right way up.
+    let (grim_w, grabbed) = compositor::grim(&mut comp)?;
+    let differing = grabbed
+        .chunks_exact(3)
+        .zip(shown.chunks_exact(3))
+        .filter(|(a, b)| a != b)
+        .count();
+    if grim_w != w || grabbed.len() != shown.len() || differing > 0 {
+        return Err(format!(
+            "grim's capture ({grim_w} wide, {} bytes) differs from the scanout buffer ({w} wide, {} bytes) in {differing} pixels",
+            grabbed.len(),
+            shown.len()
+        ));
+    }
+    println!("INFO gles: grim's capture is the scanout buffer's picture, pixel for pixel");
 
     let infos = bufinfo()?;
     let scanout: Vec<_> = infos

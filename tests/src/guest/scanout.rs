@@ -4,7 +4,7 @@
 //! For each allocator in turn: heapland shows a wl_shm window with a per-pixel pattern at
 //! the origin of a 1024x768 output, on its clear colour. Then:
 //! - the screenshot (SIGUSR1), read from the scanout buffer through its dma-buf, must be
-//!   that picture, pixel for pixel;
+//!   that picture, pixel for pixel, and so must Debian's grim's capture (wlr-screencopy);
 //! - the buffer on vkms's primary plane is the test's to inspect: `GETFB2` (root) gives
 //!   the test a GEM handle of it, and its dma-buf (PRIME export of that handle, the same
 //!   dma-buf heapland made) must, in `/sys/kernel/debug/dma_buf/bufinfo`, come from the
@@ -152,6 +152,7 @@ fn drives_vkms(allocator: &str) -> Result<(), String> {
 
     let window = Window::show(&mut comp)?;
     screenshot_shows_the_picture(&mut comp)?;
+    grim_shows_the_picture(&mut comp)?;
 
     let card = vkms::open_card()?;
     let pipe = vkms::pipeline(&card, OUT)?;
@@ -298,6 +299,31 @@ fn scanout_source(comp: &mut Heapland) -> Result<String, String> {
             return Err(format!("no output in the compositor's log:\n{log}"));
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// grim's capture (wlr-screencopy: the scene rendered again, into the client's
+/// wl_shm buffer) is the picture, pixel for pixel: the picture the writeback
+/// must read back too.
+fn grim_shows_the_picture(comp: &mut Heapland) -> Result<(), String> {
+    let (w, rgb) = compositor::grim(comp)?;
+    if w != OUT.0 || rgb.len() != (OUT.0 * OUT.1 * 3) as usize {
+        return Err(format!(
+            "grim's PNG is {w} pixels wide with {} bytes, the output {}x{}",
+            rgb.len(),
+            OUT.0,
+            OUT.1
+        ));
+    }
+    match differences("grim", |x, y| {
+        let i = ((y * w + x) * 3) as usize;
+        [rgb[i], rgb[i + 1], rgb[i + 2]]
+    }) {
+        None => {
+            println!("INFO scanout: grim's capture of the output is the picture heapland drew");
+            Ok(())
+        }
+        Some(d) => Err(d),
     }
 }
 

@@ -63,12 +63,30 @@ use wayland_protocols::{
         },
     },
 };
-use wayland_protocols_wlr::layer_shell::v1::client::{
-    zwlr_layer_shell_v1::ZwlrLayerShellV1,
-    zwlr_layer_surface_v1::{self, ZwlrLayerSurfaceV1},
+use wayland_protocols_wlr::{
+    layer_shell::v1::client::{
+        zwlr_layer_shell_v1::ZwlrLayerShellV1,
+        zwlr_layer_surface_v1::{self, ZwlrLayerSurfaceV1},
+    },
+    screencopy::v1::client::{
+        zwlr_screencopy_frame_v1::{self, ZwlrScreencopyFrameV1},
+        zwlr_screencopy_manager_v1::ZwlrScreencopyManagerV1,
+    },
 };
 
 use super::Recorder;
+
+/// One event of a zwlr_screencopy_frame_v1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyEvent {
+    /// The wl_shm layout offered: format, width, height, stride.
+    Buffer(u32, u32, u32, u32),
+    BufferDone,
+    Damage(u32, u32, u32, u32),
+    Flags(u32),
+    Ready,
+    Failed,
+}
 
 macro_rules! ignore_events {
     ($($ty:ty),*) => {$(
@@ -101,8 +119,42 @@ ignore_events!(
     ExtSessionLockManagerV1,
     ExtIdleNotifierV1,
     ZwpIdleInhibitManagerV1,
-    ZwpIdleInhibitorV1
+    ZwpIdleInhibitorV1,
+    ZwlrScreencopyManagerV1
 );
+
+impl Dispatch<ZwlrScreencopyFrameV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        frame: &ZwlrScreencopyFrameV1,
+        e: zwlr_screencopy_frame_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use zwlr_screencopy_frame_v1::Event;
+        let event = match e {
+            Event::Buffer {
+                format,
+                width,
+                height,
+                stride,
+            } => CopyEvent::Buffer(u32::from(format), width, height, stride),
+            Event::BufferDone => CopyEvent::BufferDone,
+            Event::Damage {
+                x,
+                y,
+                width,
+                height,
+            } => CopyEvent::Damage(x, y, width, height),
+            Event::Flags { flags } => CopyEvent::Flags(u32::from(flags)),
+            Event::Ready { .. } => CopyEvent::Ready,
+            Event::Failed => CopyEvent::Failed,
+            _ => return,
+        };
+        s.copies.entry(frame.id()).or_default().push(event);
+    }
+}
 
 impl Dispatch<WlKeyboard, ()> for Recorder {
     fn event(

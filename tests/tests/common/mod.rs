@@ -329,6 +329,27 @@ pub fn signal(pid: u32, sig: rustix::process::Signal) {
     }
 }
 
+/// Debian's grim (package grim, wlr-screencopy) with `args`, writing the
+/// PNG `name` in the compositor's directory; its picture.
+pub fn grim(comp: &Compositor, args: &[&str], name: &str) -> Picture {
+    let path = comp.dir.join(name);
+    let out = Command::new("/usr/bin/grim")
+        .args(args)
+        .arg(&path)
+        .env("XDG_RUNTIME_DIR", &comp.dir)
+        .env("WAYLAND_DISPLAY", &comp.socket)
+        .output()
+        .expect("run /usr/bin/grim (apt-get install grim)");
+    assert!(
+        out.status.success(),
+        "grim {args:?}: {}\n{}\nheapland's log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        comp.log_text()
+    );
+    Picture::read_any(&path)
+}
+
 /// A decoded screenshot.
 pub struct Picture {
     pub width: u32,
@@ -350,6 +371,28 @@ impl Picture {
             height: info.height,
             rgb: buf,
         })
+    }
+
+    /// A PNG of any colour type with at least three channels, as RGB rows
+    /// (what other programs, such as grim, write).
+    pub fn read_any(path: &Path) -> Picture {
+        let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+        decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let mut reader = decoder.read_info().expect("PNG header");
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).expect("PNG data");
+        let channels = info.color_type.samples();
+        assert!(channels >= 3, "a grey PNG: {:?}", info.color_type);
+        let rgb = buf[..info.buffer_size()]
+            .chunks_exact(channels)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
+        Picture {
+            width: info.width,
+            height: info.height,
+            rgb,
+        }
     }
 
     pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
@@ -461,6 +504,8 @@ pub struct Recorder {
     /// ext_session_lock_surface_v1.configure: (serial, width, height), acked
     /// on arrival.
     pub lock_configures: Vec<(u32, u32, u32)>,
+    /// zwlr_screencopy_frame_v1 events, per frame.
+    pub copies: HashMap<ObjectId, Vec<desktop::CopyEvent>>,
     /// wl_keyboard.enter: the surface entered.
     pub keyboard_enters: Vec<wayland_client::backend::ObjectId>,
 }
@@ -563,6 +608,13 @@ impl Client {
 
     /// A wl_shm buffer of `w`x`h` filled with `xrgb`.
     pub fn shm_buffer(&self, shm: &WlShm, w: i32, h: i32, xrgb: u32) -> WlBuffer {
+        self.shm_buffer_in_file(shm, w, h, xrgb).0
+    }
+
+    /// A wl_shm XRGB8888 buffer of `w`x`h` (rows of `w * 4` bytes) filled
+    /// with `xrgb`, and the file it lives in, to read what the compositor
+    /// wrote into it.
+    pub fn shm_buffer_in_file(&self, shm: &WlShm, w: i32, h: i32, xrgb: u32) -> (WlBuffer, File) {
         let stride = w * 4;
         let size = (stride * h) as usize;
         let fd = rustix::fs::memfd_create("heapland-test-shm", rustix::fs::MemfdFlags::CLOEXEC)
@@ -576,7 +628,7 @@ impl Client {
         let pool = shm.create_pool(file.as_fd(), size as i32, &self.qh, ());
         let buffer = pool.create_buffer(0, w, h, stride, wl_shm::Format::Xrgb8888, &self.qh, ());
         pool.destroy();
-        buffer
+        (buffer, file)
     }
 
     /// Maps an xdg toplevel showing a `w`x`h` buffer of colour `xrgb`;
