@@ -4,10 +4,10 @@
 # Both install what they need on Debian 12 first (tests/deps).
 #
 # And for a machine that should keep heapland:
-#   make build       (as yourself) heapland and heapland-heaps
+#   make build       (as yourself) heapland, heapland-power and heapland-heaps
 #   make install     (as root) the module through dkms (for every kernel with
 #                    headers, and the ones installed later), its udev rule and
-#                    modprobe options, heapland and heapland-heaps (man page too),
+#                    modprobe options, heapland, heapland-power and heapland-heaps (man page too),
 #                    the example configuration and the display managers' session
 #                    entry (share/wayland-sessions/heapland.desktop)
 #   make uninstall   all of that again
@@ -51,17 +51,18 @@ dkms-add:
 # As yourself (cargo and target/ stay yours); `make install` then copies.
 build:
 	tests/deps build
-	cargo build --release --locked -p heapland --features winit --bin heapland
+	cargo build --release --locked -p heapland --features winit --bin heapland --bin heapland-power
 	cargo build --release --locked -p heapland-allocator --features cli --bin heapland-heaps
 
 # As root, after `make build`.
 install:
-	@for b in heapland heapland-heaps; do \
+	@for b in heapland heapland-power heapland-heaps; do \
 		[ -x target/release/$$b ] || { echo "target/release/$$b missing: run 'make build' first (as yourself)"; exit 1; }; \
 	done
 	command -v dkms >/dev/null || tests/deps build
 	$(MAKE) dkms-add
 	install -D -m 755 target/release/heapland $(DESTDIR)$(PREFIX)/bin/heapland
+	install -D -m 755 target/release/heapland-power $(DESTDIR)$(PREFIX)/bin/heapland-power
 	install -D -m 755 target/release/heapland-heaps $(DESTDIR)$(PREFIX)/bin/heapland-heaps
 	install -D -m 644 allocator/heapland-heaps.1 $(DESTDIR)$(PREFIX)/share/man/man1/heapland-heaps.1
 	install -D -m 644 compositor/config.example.toml $(DESTDIR)$(PREFIX)/share/doc/heapland/config.example.toml
@@ -85,7 +86,8 @@ install:
 uninstall:
 	dkms remove -m $(DKMS_NAME) -v $(DKMS_VERSION) --all || true
 	rm -rf $(DKMS_SRC)
-	rm -f $(DESTDIR)$(PREFIX)/bin/heapland $(DESTDIR)$(PREFIX)/bin/heapland-heaps \
+	rm -f $(DESTDIR)$(PREFIX)/bin/heapland $(DESTDIR)$(PREFIX)/bin/heapland-power \
+		$(DESTDIR)$(PREFIX)/bin/heapland-heaps \
 		$(DESTDIR)$(PREFIX)/share/man/man1/heapland-heaps.1 \
 		$(DESTDIR)$(PREFIX)/share/doc/heapland/config.example.toml \
 		$(DESTDIR)$(PREFIX)/share/wayland-sessions/heapland.desktop \

@@ -71,6 +71,7 @@ impl Heapland {
             InputEvent::DeviceAdded { .. } | InputEvent::DeviceRemoved { .. }
         ) {
             self.input_activity();
+            self.wake_outputs();
         }
         match event {
             InputEvent::Keyboard { event } => return self.on_key::<B>(event),

@@ -250,9 +250,11 @@ mod queue {
                 .outputs
                 .iter()
                 .filter(|o| {
-                    self.redraw_states
-                        .get(o)
-                        .is_some_and(RedrawState::is_queued)
+                    !self.output_power.is_off(o)
+                        && self
+                            .redraw_states
+                            .get(o)
+                            .is_some_and(RedrawState::is_queued)
                 })
                 .cloned()
                 .collect();
@@ -377,6 +379,17 @@ mod queue {
                 if !state.vblank() {
                     debug!(output = %output.name(), "a page flip nothing waited for");
                 }
+            }
+        }
+
+        /// `output` was turned off: its frame cycle ends where it is, and
+        /// nothing draws it until it is turned on (`restart_frame_cycle`).
+        pub fn stop_frame_cycle(&mut self, output: &Output) {
+            if let Some(state) = self.redraw_states.get_mut(output) {
+                if let Some(timer) = state.timer() {
+                    self.loop_handle.remove(timer);
+                }
+                *state = RedrawState::Idle;
             }
         }
 

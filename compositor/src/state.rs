@@ -173,6 +173,8 @@ pub struct Heapland {
     pub screenshot: Option<ScreenshotTarget>,
     /// Set by SIGUSR1; the backend writes the screenshot after its next frame.
     pub screenshot_requested: bool,
+    /// Outputs turned off, and clients' power controls (`output_power`).
+    pub output_power: crate::output_power::OutputPower,
     /// Screen captures waiting to be made (`screencopy`).
     pub screencopy: crate::screencopy::Screencopy,
     /// Frames shown, for `--stats`.
@@ -263,6 +265,7 @@ impl Heapland {
         let idle = crate::idle::Idle::new(dh, loop_handle.clone());
         let session_lock = crate::session_lock::SessionLock::new(dh);
         let screencopy = crate::screencopy::Screencopy::new(dh);
+        let output_power = crate::output_power::OutputPower::new(dh);
         // A sandboxed client could cover the screen with an overlay that
         // takes the keyboard (a fake lock screen): layer shell is for the
         // user's own panels and launchers.
@@ -331,6 +334,7 @@ impl Heapland {
             screenshot: None,
             screenshot_requested: false,
             screencopy,
+            output_power,
             frame_stats: FrameStats::default(),
             next_surface_feedback: None,
         })
@@ -379,6 +383,7 @@ impl Heapland {
     /// global that no longer exists. Its layer surfaces are closed, as the
     /// layer-shell protocol requires.
     pub fn remove_output(&mut self, output: &Output, global: GlobalId) {
+        self.output_power.output_removed(output);
         self.display_handle
             .disable_global::<Heapland>(global.clone());
         let dh = self.display_handle.clone();

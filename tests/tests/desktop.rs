@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{desktop::CopyEvent, Client, Compositor, Picture, BACKGROUND};
+use common::{
+    desktop::{CopyEvent, PowerEvent},
+    Client, Compositor, Picture, BACKGROUND,
+};
 use wayland_client::{
     protocol::{wl_compositor::WlCompositor, wl_seat::WlSeat, wl_shm::WlShm},
     Proxy, WEnum,
@@ -32,6 +35,10 @@ use wayland_protocols_wlr::{
     layer_shell::v1::client::{
         zwlr_layer_shell_v1::{self, Layer, ZwlrLayerShellV1},
         zwlr_layer_surface_v1::{Anchor, KeyboardInteractivity, ZwlrLayerSurfaceV1},
+    },
+    output_power_management::v1::client::{
+        zwlr_output_power_manager_v1::ZwlrOutputPowerManagerV1,
+        zwlr_output_power_v1::{self, Mode as PowerMode, ZwlrOutputPowerV1},
     },
     screencopy::v1::client::{
         zwlr_screencopy_frame_v1::{self, ZwlrScreencopyFrameV1},
@@ -87,6 +94,7 @@ fn every_desktop_global_is_advertised() {
         "ext_data_control_manager_v1",
         "zwlr_data_control_manager_v1",
         "zwlr_screencopy_manager_v1",
+        "zwlr_output_power_manager_v1",
     ] {
         assert!(
             client.has_global(interface),
@@ -792,5 +800,136 @@ fn screencopy_rejects_a_wrong_buffer_and_a_second_copy() {
     let manager: ZwlrScreencopyManagerV1 = outside.bind(3);
     let (_frame, events) = screencopy_frame(&mut outside, &manager, Some((400, 300, 10, 10)));
     assert_eq!(events, vec![CopyEvent::Failed]);
+    another_client_is_served(&mut comp);
+}
+
+/// A power control of the client's first output; waits for its first mode.
+fn power_control(client: &mut Client) -> ZwlrOutputPowerV1 {
+    let manager: ZwlrOutputPowerManagerV1 = client.bind(1);
+    let output: wayland_client::protocol::wl_output::WlOutput = client.bind(4);
+    let power = manager.get_output_power(&output, &client.qh, ());
+    let id = power.id();
+    assert!(
+        client.dispatch_until(WAIT, |r| r.power.get(&id).is_some_and(|e| !e.is_empty())),
+        "no mode event"
+    );
+    power
+}
+
+/// The last event of a power object.
+fn last_power_event(client: &Client, power: &ZwlrOutputPowerV1) -> Option<PowerEvent> {
+    client
+        .rec
+        .power
+        .get(&power.id())
+        .and_then(|e| e.last().copied())
+}
+
+/// swayidle's commands (through heapland-power): an output turned off draws
+/// nothing (a commit meanwhile is not shown, and gets no frame callback)
+/// until it is turned on; every power object of it hears each change;
+/// heapland-power turns it off and on and toggles it; a made-up mode is
+/// invalid_mode.
+#[test]
+fn an_output_turned_off_draws_nothing_until_it_is_turned_on() {
+    let mut comp = Compositor::start();
+    let mut app = comp.connect();
+    let (surface, _toplevel) = app.map_toplevel(60, 40, RED);
+    comp.wait_for_picture(WAIT, |p| p.count(0, 0, 320, 240, RED_RGB) == 2400);
+
+    let mut daemon = comp.connect();
+    let power = power_control(&mut daemon);
+    assert_eq!(last_power_event(&daemon, &power), Some(PowerEvent::Mode(1)));
+    let mut watcher = comp.connect();
+    let watched = power_control(&mut watcher);
+
+    power.set_mode(PowerMode::Off);
+    daemon.roundtrip().expect("roundtrip");
+    assert_eq!(last_power_event(&daemon, &power), Some(PowerEvent::Mode(0)));
+    assert!(
+        watcher.dispatch_until(WAIT, |r| r.power.get(&watched.id()).and_then(|e| e.last())
+            == Some(&PowerEvent::Mode(0))),
+        "another power object of the output did not hear it turn off"
+    );
+    // A change while off: not drawn, no frame callback.
+    let shm: WlShm = app.bind(1);
+    let blue = app.shm_buffer(&shm, 60, 40, BLUE);
+    surface.attach(Some(&blue), 0, 0);
+    surface.damage_buffer(0, 0, 60, 40);
+    surface.frame(&app.qh, ());
+    surface.commit();
+    let frames = app.rec.frames_done;
+    app.roundtrip().expect("roundtrip");
+    std::thread::sleep(Duration::from_millis(400));
+    app.roundtrip().expect("roundtrip");
+    assert_eq!(
+        app.rec.frames_done, frames,
+        "a frame callback while the output is off"
+    );
+    let pic = comp.screenshot().expect("screenshot");
+    assert_eq!(pic.count(0, 0, 320, 240, BLUE_RGB), 0, "drawn while off");
+
+    power.set_mode(PowerMode::On);
+    daemon.roundtrip().expect("roundtrip");
+    assert_eq!(last_power_event(&daemon, &power), Some(PowerEvent::Mode(1)));
+    let pic = comp.wait_for_picture(WAIT, |p| p.count(0, 0, 320, 240, BLUE_RGB) == 2400);
+    assert_eq!(
+        pic.count(0, 0, 320, 240, BLUE_RGB),
+        2400,
+        "not drawn once on"
+    );
+    assert!(
+        app.dispatch_until(WAIT, |r| r.frames_done > frames),
+        "no frame callback once on"
+    );
+
+    // heapland-power, as swayidle runs it.
+    let run = |args: &[&str]| {
+        let out =
+            std::process::Command::new(common::heapland_bin().with_file_name("heapland-power"))
+                .args(args)
+                .env("XDG_RUNTIME_DIR", &comp.dir)
+                .env("WAYLAND_DISPLAY", &comp.socket)
+                .output()
+                .expect("run heapland-power");
+        assert!(
+            out.status.success(),
+            "heapland-power {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mode_is = |watcher: &mut Client, mode: u32| {
+        watcher.dispatch_until(WAIT, |r| {
+            r.power.get(&watched.id()).and_then(|e| e.last()) == Some(&PowerEvent::Mode(mode))
+        })
+    };
+    run(&["off"]);
+    assert!(mode_is(&mut watcher, 0), "heapland-power off");
+    run(&["toggle"]);
+    assert!(mode_is(&mut watcher, 1), "heapland-power toggle");
+    run(&["off", "--output", "HEADLESS-1"]);
+    assert!(mode_is(&mut watcher, 0), "heapland-power off --output");
+    run(&["on"]);
+    assert!(mode_is(&mut watcher, 1), "heapland-power on");
+
+    comp.assert_alive();
+}
+
+/// A mode that is neither off nor on is invalid_mode; others go on.
+#[test]
+fn a_power_mode_other_than_off_and_on_is_invalid_mode() {
+    let mut comp = Compositor::start();
+    let mut bad = comp.connect();
+    let power = power_control(&mut bad);
+    // The typed request cannot carry 7: send it in its wire form.
+    power
+        .send_request(zwlr_output_power_v1::Request::SetMode {
+            mode: WEnum::Unknown(7),
+        })
+        .expect("send set_mode");
+    bad.expect_error(
+        "zwlr_output_power_v1",
+        zwlr_output_power_v1::Error::InvalidMode as u32,
+    );
     another_client_is_served(&mut comp);
 }

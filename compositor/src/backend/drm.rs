@@ -252,6 +252,23 @@ impl DrmBackend {
     }
 }
 
+impl DrmBackend {
+    /// Turns `output`'s CRTC off (DPMS off: no plane, `active` 0) or lets
+    /// its next frame turn it on again. The next frame after turning on is
+    /// drawn whole: the buffers' contents are from before.
+    pub fn set_power(&mut self, output: &Output, on: bool) -> Result<(), String> {
+        let Some(out) = self.outputs.iter_mut().find(|o| &o.output == output) else {
+            return Err("not an output of this device".into());
+        };
+        if on {
+            out.compositor.reset_buffers();
+            Ok(())
+        } else {
+            out.compositor.clear().map_err(|e| e.to_string())
+        }
+    }
+}
+
 /// Publishes the outputs the backend opened, and gives linux-dmabuf the
 /// display's main device (where there is no render node) and its scanout
 /// tranche.

@@ -179,6 +179,15 @@ impl Backend {
         }
     }
 
+    /// Blanks `output` (`on` false) or lights it again. Only the drm
+    /// backend has a display to blank; the others just stop drawing it.
+    pub fn set_power(&mut self, output: &Output, on: bool) -> Result<(), String> {
+        match self {
+            Backend::Drm(b) => b.set_power(output, on),
+            _ => Ok(()),
+        }
+    }
+
     /// Lets the renderer drop what it holds of client buffers that are
     /// gone.
     pub fn cleanup_texture_cache(&mut self) {

@@ -37,6 +37,10 @@ pub fn tests() -> Vec<Test> {
             name: "input::a_binding_spawns_a_client_and_a_bad_config_changes_nothing",
             run: a_binding_spawns_a_client_and_a_bad_config_changes_nothing,
         },
+        Test {
+            name: "input::swayidle_blanks_the_display_and_a_key_wakes_it",
+            run: swayidle_blanks_the_display_and_a_key_wakes_it,
+        },
     ]
 }
 
@@ -529,4 +533,92 @@ fn a_binding_spawns_a_client_and_a_bad_config_changes_nothing() -> Result<(), St
     drop(window);
     drop(keyboard);
     comp.stop()
+}
+
+/// Whether vkms's CRTC is active, and the framebuffer id on its primary
+/// plane (0 for none), from the KMS state in debugfs.
+fn vkms_power() -> Result<(bool, u32), String> {
+    let state = session::kms_state("vkms")?;
+    let field = |section: &str, key: &str| {
+        state
+            .split('\n')
+            .skip_while(|l| !l.starts_with(section))
+            .skip(1)
+            .take_while(|l| l.starts_with('\t'))
+            .find_map(|l| l.trim().strip_prefix(key).map(str::to_owned))
+    };
+    let active =
+        field("crtc[", "active=").ok_or_else(|| format!("no CRTC in vkms's state:\n{state}"))?;
+    let fb = field("plane[", "fb=").unwrap_or_default();
+    Ok((active == "1", fb.parse().unwrap_or(0)))
+}
+
+/// Waits up to 30 s for vkms's CRTC to be `active` (with a framebuffer on
+/// the primary plane when active).
+fn wait_for_power(comp: &mut Heapland, active: bool, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        comp.alive()?;
+        let (now, fb) = vkms_power()?;
+        if now == active && (!active || fb != 0) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{what}: vkms's CRTC active={now}, primary plane fb={fb} after 30 s:\n{}",
+                comp.log_text()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Debian's swayidle (ext-idle-notify) runs `heapland-power off` after 2 s
+/// without input: vkms's CRTC goes inactive (DPMS off in the KMS state). A
+/// key press ends the idleness: swayidle's resume command runs
+/// `heapland-power on`, and the CRTC is active again with a frame on its
+/// primary plane.
+fn swayidle_blanks_the_display_and_a_key_wakes_it() -> Result<(), String> {
+    let (_udevd, keyboard, _node) = described_keyboard()?;
+    let card = super::drm_card::find("vkms", "card")?.path.clone();
+    let card_path = card.to_string_lossy().into_owned();
+    let mut comp = Heapland::start_with(&["--backend", "drm", "--drm-device", &card_path])?;
+    wait_for_power(&mut comp, true, "at start")?;
+    let resumed = "/tmp/heapland-swayidle-resumed";
+    let _ = std::fs::remove_file(resumed);
+    let log = "/tmp/heapland-swayidle.log";
+    let mut swayidle = std::process::Command::new("/usr/bin/swayidle")
+        .args([
+            "timeout",
+            "2",
+            "/bin/heapland-power off",
+            "resume",
+            &format!("/bin/heapland-power on && echo resumed > {resumed}"),
+        ])
+        .env("XDG_RUNTIME_DIR", compositor::RUNTIME_DIR)
+        .env("WAYLAND_DISPLAY", compositor::SOCKET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).map_err(|e| format!("{log}: {e}"))?)
+        .spawn()
+        .map_err(|e| {
+            format!("run /usr/bin/swayidle (package swayidle, installed by tests/deps): {e}")
+        })?;
+    let result = (|| {
+        wait_for_power(&mut comp, false, "after 2 s idle").map_err(|e| {
+            format!(
+                "{e}\nswayidle: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        })?;
+        println!("INFO input: swayidle's timeout ran heapland-power off: vkms's CRTC is inactive");
+        keyboard.tap(KEY_A)?;
+        wait_for_power(&mut comp, true, "after a key press")?;
+        wait_for_file(resumed, &mut comp, "swayidle's resume command")?;
+        println!("INFO input: a key press woke the display: swayidle resumed, CRTC active, a frame on the plane");
+        Ok(())
+    })();
+    let _ = swayidle.kill();
+    let _ = swayidle.wait();
+    drop(keyboard);
+    result.and_then(|()| comp.stop())
 }

@@ -602,7 +602,7 @@ impl Capture {
 }
 
 /// The atomic state of the DRM device whose driver is `driver`, from debugfs.
-fn kms_state(driver: &str) -> Result<String, String> {
+pub(super) fn kms_state(driver: &str) -> Result<String, String> {
     let dir =
         std::fs::read_dir("/sys/kernel/debug/dri").map_err(|e| format!("debugfs dri: {e}"))?;
     for entry in dir.flatten() {

@@ -68,6 +68,10 @@ use wayland_protocols_wlr::{
         zwlr_layer_shell_v1::ZwlrLayerShellV1,
         zwlr_layer_surface_v1::{self, ZwlrLayerSurfaceV1},
     },
+    output_power_management::v1::client::{
+        zwlr_output_power_manager_v1::ZwlrOutputPowerManagerV1,
+        zwlr_output_power_v1::{self, ZwlrOutputPowerV1},
+    },
     screencopy::v1::client::{
         zwlr_screencopy_frame_v1::{self, ZwlrScreencopyFrameV1},
         zwlr_screencopy_manager_v1::ZwlrScreencopyManagerV1,
@@ -120,8 +124,35 @@ ignore_events!(
     ExtIdleNotifierV1,
     ZwpIdleInhibitManagerV1,
     ZwpIdleInhibitorV1,
-    ZwlrScreencopyManagerV1
+    ZwlrScreencopyManagerV1,
+    ZwlrOutputPowerManagerV1
 );
+
+/// One event of a zwlr_output_power_v1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerEvent {
+    /// 0 off, 1 on.
+    Mode(u32),
+    Failed,
+}
+
+impl Dispatch<ZwlrOutputPowerV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        power: &ZwlrOutputPowerV1,
+        e: zwlr_output_power_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        let event = match e {
+            zwlr_output_power_v1::Event::Mode { mode } => PowerEvent::Mode(u32::from(mode)),
+            zwlr_output_power_v1::Event::Failed => PowerEvent::Failed,
+            _ => return,
+        };
+        s.power.entry(power.id()).or_default().push(event);
+    }
+}
 
 impl Dispatch<ZwlrScreencopyFrameV1, ()> for Recorder {
     fn event(

@@ -504,6 +504,8 @@ pub struct Recorder {
     /// ext_session_lock_surface_v1.configure: (serial, width, height), acked
     /// on arrival.
     pub lock_configures: Vec<(u32, u32, u32)>,
+    /// zwlr_output_power_v1 events, per power object.
+    pub power: HashMap<ObjectId, Vec<desktop::PowerEvent>>,
     /// zwlr_screencopy_frame_v1 events, per frame.
     pub copies: HashMap<ObjectId, Vec<desktop::CopyEvent>>,
     /// wl_keyboard.enter: the surface entered.

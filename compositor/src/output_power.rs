@@ -1,0 +1,191 @@
+//! Turning displays off and on: `zwlr_output_power_manager_v1`, the
+//! protocol swayidle's commands use (through `heapland-power`, or any
+//! other client of it).
+//!
+//! An output turned off is blanked by the backend (on drm, its CRTC is
+//! disabled: DPMS off in the KMS state) and draws nothing, so its clients
+//! get no frame callbacks, as on a display that is not there. Turning it
+//! on draws it anew. Input turns every output back on, so that a user who
+//! turned the display off without an idle daemon to turn it on again is
+//! never left in the dark. Every power object of an output hears each
+//! change, whoever made it.
+//!
+//! Blanking the user's display is not for sandboxed clients.
+
+use smithay::{
+    output::Output,
+    reexports::{
+        wayland_protocols_wlr::output_power_management::v1::server::{
+            zwlr_output_power_manager_v1::{self, ZwlrOutputPowerManagerV1},
+            zwlr_output_power_v1::{self, Mode, ZwlrOutputPowerV1},
+        },
+        wayland_server::{
+            Client, DataInit, Dispatch, DisplayHandle, GlobalDispatch, New, Resource, WEnum,
+        },
+    },
+};
+use tracing::{info, warn};
+
+use crate::{security_context::is_sandboxed, state::Heapland};
+
+/// The outputs turned off, and the power objects clients hold.
+#[derive(Debug, Default)]
+pub struct OutputPower {
+    off: Vec<Output>,
+    objects: Vec<(ZwlrOutputPowerV1, Output)>,
+}
+
+impl OutputPower {
+    pub fn new(dh: &DisplayHandle) -> Self {
+        dh.create_global::<Heapland, ZwlrOutputPowerManagerV1, ()>(1, ());
+        OutputPower::default()
+    }
+
+    /// Whether `output` is turned off.
+    pub fn is_off(&self, output: &Output) -> bool {
+        self.off.contains(output)
+    }
+
+    /// `output` is gone: its power objects fail, as the protocol says.
+    pub fn output_removed(&mut self, output: &Output) {
+        self.off.retain(|o| o != output);
+        self.objects.retain(|(object, o)| {
+            if o == output {
+                object.failed();
+            }
+            o != output
+        });
+    }
+
+    fn mode_of(&self, output: &Output) -> Mode {
+        if self.is_off(output) {
+            Mode::Off
+        } else {
+            Mode::On
+        }
+    }
+}
+
+impl Heapland {
+    /// Turns `output` off or on; tells every power object of it.
+    pub fn set_output_power(&mut self, output: &Output, on: bool) {
+        if self.output_power.is_off(output) != on {
+            return;
+        }
+        if let Err(err) = self.backend.set_power(output, on) {
+            warn!(output = %output.name(), "cannot turn the output {}: {err}", if on { "on" } else { "off" });
+            return;
+        }
+        info!(output = %output.name(), "output turned {}", if on { "on" } else { "off" });
+        if on {
+            self.output_power.off.retain(|o| o != output);
+            self.restart_frame_cycle(output);
+        } else {
+            self.output_power.off.push(output.clone());
+            self.stop_frame_cycle(output);
+        }
+        let mode = self.output_power.mode_of(output);
+        self.output_power.objects.retain(|(o, _)| o.is_alive());
+        for (object, _) in self
+            .output_power
+            .objects
+            .iter()
+            .filter(|(_, o)| o == output)
+        {
+            object.mode(mode);
+        }
+    }
+
+    /// Input came: every output that is off turns on.
+    pub fn wake_outputs(&mut self) {
+        for output in self.output_power.off.clone() {
+            self.set_output_power(&output, true);
+        }
+    }
+}
+
+impl GlobalDispatch<ZwlrOutputPowerManagerV1, ()> for Heapland {
+    fn bind(
+        _state: &mut Self,
+        _dh: &DisplayHandle,
+        _client: &Client,
+        resource: New<ZwlrOutputPowerManagerV1>,
+        _global_data: &(),
+        data_init: &mut DataInit<'_, Self>,
+    ) {
+        data_init.init(resource, ());
+    }
+
+    fn can_view(client: Client, _global_data: &()) -> bool {
+        !is_sandboxed(&client)
+    }
+}
+
+impl Dispatch<ZwlrOutputPowerManagerV1, ()> for Heapland {
+    fn request(
+        state: &mut Self,
+        _client: &Client,
+        _manager: &ZwlrOutputPowerManagerV1,
+        request: zwlr_output_power_manager_v1::Request,
+        _data: &(),
+        _dh: &DisplayHandle,
+        data_init: &mut DataInit<'_, Self>,
+    ) {
+        if let zwlr_output_power_manager_v1::Request::GetOutputPower { id, output } = request {
+            let target = Output::from_resource(&output).filter(|o| state.outputs.contains(o));
+            let object = data_init.init(id, target.clone());
+            match target {
+                Some(output) => {
+                    object.mode(state.output_power.mode_of(&output));
+                    state.output_power.objects.push((object, output));
+                }
+                None => object.failed(),
+            }
+        }
+    }
+}
+
+impl Dispatch<ZwlrOutputPowerV1, Option<Output>> for Heapland {
+    fn request(
+        state: &mut Self,
+        _client: &Client,
+        object: &ZwlrOutputPowerV1,
+        request: zwlr_output_power_v1::Request,
+        output: &Option<Output>,
+        _dh: &DisplayHandle,
+        _data_init: &mut DataInit<'_, Self>,
+    ) {
+        match request {
+            zwlr_output_power_v1::Request::SetMode { mode } => {
+                let on = match mode {
+                    WEnum::Value(Mode::On) => true,
+                    WEnum::Value(Mode::Off) => false,
+                    _ => {
+                        object.post_error(
+                            zwlr_output_power_v1::Error::InvalidMode,
+                            format!("{mode:?} is not a power mode (0 off, 1 on)"),
+                        );
+                        return;
+                    }
+                };
+                // A failed object's output is gone: nothing to change.
+                if let Some(output) = output.as_ref().filter(|o| state.outputs.contains(o)) {
+                    state.set_output_power(output, on);
+                }
+            }
+            zwlr_output_power_v1::Request::Destroy => {
+                state.output_power.objects.retain(|(o, _)| o != object);
+            }
+            _ => {}
+        }
+    }
+
+    fn destroyed(
+        state: &mut Self,
+        _client: smithay::reexports::wayland_server::backend::ClientId,
+        object: &ZwlrOutputPowerV1,
+        _data: &Option<Output>,
+    ) {
+        state.output_power.objects.retain(|(o, _)| o != object);
+    }
+}
