@@ -18,6 +18,7 @@ mod input;
 mod layer_shell;
 mod move_grab;
 mod node_access;
+mod output_management;
 mod output_power;
 mod peer;
 mod redraw;

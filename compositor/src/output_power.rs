@@ -98,6 +98,9 @@ impl Heapland {
 
     /// Input came: every output that is off turns on.
     pub fn wake_outputs(&mut self) {
+        if !self.output_power.off.is_empty() {
+            info!("input: turning the outputs on");
+        }
         for output in self.output_power.off.clone() {
             self.set_output_power(&output, true);
         }

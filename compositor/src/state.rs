@@ -175,6 +175,8 @@ pub struct Heapland {
     pub screenshot_requested: bool,
     /// Outputs turned off, and clients' power controls (`output_power`).
     pub output_power: crate::output_power::OutputPower,
+    /// Output configuration clients (`output_management`).
+    pub output_management: crate::output_management::OutputManagement,
     /// Screen captures waiting to be made (`screencopy`).
     pub screencopy: crate::screencopy::Screencopy,
     /// Frames shown, for `--stats`.
@@ -266,6 +268,7 @@ impl Heapland {
         let session_lock = crate::session_lock::SessionLock::new(dh);
         let screencopy = crate::screencopy::Screencopy::new(dh);
         let output_power = crate::output_power::OutputPower::new(dh);
+        let output_management = crate::output_management::OutputManagement::new(dh);
         // A sandboxed client could cover the screen with an overlay that
         // takes the keyboard (a fake lock screen): layer shell is for the
         // user's own panels and launchers.
@@ -335,6 +338,7 @@ impl Heapland {
             screenshot_requested: false,
             screencopy,
             output_power,
+            output_management,
             frame_stats: FrameStats::default(),
             next_surface_feedback: None,
         })
@@ -365,6 +369,14 @@ impl Heapland {
         self.outputs.push(output.clone());
         self.redraw_states
             .insert(output.clone(), RedrawState::Queued);
+        self.outputs_resized();
+        self.output_configuration_changed();
+        global
+    }
+
+    /// An output came, went or changed its mode: heaps are chosen for full
+    /// frames of the largest output.
+    pub fn outputs_resized(&mut self) {
         let sizes: Vec<(i32, i32)> = self
             .outputs
             .iter()
@@ -372,7 +384,17 @@ impl Heapland {
             .map(|m| (m.size.w, m.size.h))
             .collect();
         self.heaps.size_for_outputs(sizes);
-        global
+    }
+
+    /// `output`'s scale changed: the surfaces on it hear their new
+    /// preferred fractional scale.
+    pub fn output_scale_changed(&mut self, output: &Output) {
+        let scale = output.current_scale().fractional_scale();
+        for window in self.space.elements_for_output(output) {
+            window.with_surfaces(|_, states| {
+                with_fractional_scale(states, |fs| fs.set_preferred_scale(scale));
+            });
+        }
     }
 
     /// Withdraws `output` (its connector was unplugged): clients see its
@@ -440,13 +462,8 @@ impl Heapland {
             }
         }
         self.space.refresh();
-        let sizes: Vec<(i32, i32)> = self
-            .outputs
-            .iter()
-            .filter_map(|o| o.current_mode())
-            .map(|m| (m.size.w, m.size.h))
-            .collect();
-        self.heaps.size_for_outputs(sizes);
+        self.outputs_resized();
+        self.output_configuration_changed();
         if closed_focus {
             self.focus_topmost();
         }
@@ -969,9 +986,21 @@ impl OutputHandler for Heapland {}
 
 impl FractionalScaleHandler for Heapland {
     fn new_fractional_scale(&mut self, surface: WlSurface) {
-        // Outputs are all scale 1: tell the client so at once.
+        // The scale of the output its window is on, else of the first one
+        // (where new windows open).
+        let mut root = surface.clone();
+        while let Some(parent) = smithay::wayland::compositor::get_parent(&root) {
+            root = parent;
+        }
+        let output = self
+            .space
+            .elements()
+            .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == &root))
+            .and_then(|w| self.space.outputs_for_element(w).into_iter().next())
+            .or_else(|| self.outputs.first().cloned());
+        let scale = output.map_or(1.0, |o| o.current_scale().fractional_scale());
         smithay::wayland::compositor::with_states(&surface, |states| {
-            with_fractional_scale(states, |fs| fs.set_preferred_scale(1.0));
+            with_fractional_scale(states, |fs| fs.set_preferred_scale(scale));
         });
     }
 }

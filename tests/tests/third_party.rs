@@ -1,7 +1,8 @@
 //! Debian's own Wayland clients against heapland: `wayland-info` (package
 //! wayland-utils), `weston-simple-shm` (package weston), `wl-copy` and
-//! `wl-paste` (package wl-clipboard) and `grim` (package grim). They must be
-//! installed; a missing tool fails the test.
+//! `wl-paste` (package wl-clipboard), `grim` (package grim) and `wlr-randr`
+//! (package wlr-randr). They must be installed; a missing tool fails the
+//! test.
 
 mod common;
 
@@ -19,7 +20,7 @@ fn tool(name: &str) -> Command {
         .find(|p| p.exists())
         .unwrap_or_else(|| {
             panic!(
-                "{name} is not installed (apt-get install wayland-utils weston wl-clipboard grim)"
+                "{name} is not installed (apt-get install wayland-utils weston wl-clipboard grim wlr-randr)"
             )
         });
     Command::new(path)
@@ -194,6 +195,79 @@ fn grim_captures_the_output_as_heapland_draws_it() {
                 "pixel ({x},{y})"
             );
         }
+    }
+    comp.assert_alive();
+}
+
+/// wlr-randr with `args`: (success, stdout, stderr).
+fn wlr_randr(comp: &Compositor, args: &[&str]) -> (bool, String, String) {
+    let out = tool("wlr-randr")
+        .args(args)
+        .env("XDG_RUNTIME_DIR", &comp.dir)
+        .env("WAYLAND_DISPLAY", &comp.socket)
+        .output()
+        .expect("run wlr-randr");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// wlr-randr (wlr-output-management) lists the output with its mode, sets
+/// another size on it (the picture follows), moves and scales it; what
+/// heapland cannot do (turning the output off, rotating it) fails and
+/// changes nothing.
+#[test]
+fn wlr_randr_lists_and_changes_the_output() {
+    let mut comp = Compositor::start();
+    let (ok, listed, err) = wlr_randr(&comp, &[]);
+    assert!(ok, "wlr-randr: {err}");
+    assert!(listed.contains("HEADLESS-1"), "{listed}");
+    assert!(
+        listed.contains("320x240 px, 60.000000 Hz (preferred, current)"),
+        "{listed}"
+    );
+    assert!(listed.contains("Enabled: yes"), "{listed}");
+
+    let (ok, _, err) = wlr_randr(
+        &comp,
+        &["--output", "HEADLESS-1", "--custom-mode", "640x480"],
+    );
+    assert!(ok, "--custom-mode 640x480: {err}\n{}", comp.log_text());
+    let pic = comp.wait_for_picture(Duration::from_secs(10), |p| {
+        (p.width, p.height) == (640, 480)
+    });
+    assert_eq!(
+        (pic.width, pic.height),
+        (640, 480),
+        "the output was not resized"
+    );
+    let (_, listed, _) = wlr_randr(&comp, &[]);
+    assert!(
+        listed.contains("640x480 px, 60.000000 Hz (current)"),
+        "{listed}"
+    );
+
+    let (ok, _, err) = wlr_randr(
+        &comp,
+        &["--output", "HEADLESS-1", "--pos", "100,50", "--scale", "2"],
+    );
+    assert!(ok, "--pos --scale: {err}");
+    let (_, listed, _) = wlr_randr(&comp, &[]);
+    assert!(listed.contains("Position: 100,50"), "{listed}");
+    assert!(listed.contains("Scale: 2.000000"), "{listed}");
+
+    for refused in [&["--off"][..], &["--transform", "90"][..]] {
+        let mut args = vec!["--output", "HEADLESS-1"];
+        args.extend_from_slice(refused);
+        let (ok, _, _) = wlr_randr(&comp, &args);
+        assert!(!ok, "wlr-randr {args:?} succeeded");
+        let (_, listed, _) = wlr_randr(&comp, &[]);
+        assert!(
+            listed.contains("Enabled: yes") && listed.contains("Transform: normal"),
+            "{listed}"
+        );
     }
     comp.assert_alive();
 }

@@ -104,6 +104,8 @@ struct DrmOutput {
     scanout_formats: Vec<Format>,
     /// The connector it drives, to notice its unplugging.
     connector: connector::Handle,
+    /// The modes the connector lists.
+    modes: Vec<drm::control::Mode>,
     /// Its wl_output global, once published.
     global: Option<GlobalId>,
 }
@@ -253,6 +255,35 @@ impl DrmBackend {
 }
 
 impl DrmBackend {
+    /// Sets one of the connector's modes on `output`'s CRTC: the next frame
+    /// is drawn whole into buffers of the new size and committed with it.
+    pub fn set_mode(&mut self, output: &Output, mode: OutputMode) -> Result<(), String> {
+        let Some(out) = self.outputs.iter_mut().find(|o| &o.output == output) else {
+            return Err("not an output of this device".into());
+        };
+        let Some(drm_mode) = out
+            .modes
+            .iter()
+            .find(|m| OutputMode::from(**m) == mode)
+            .copied()
+        else {
+            return Err(format!(
+                "{}: the connector has no {}x{}@{} mHz mode",
+                output.name(),
+                mode.size.w,
+                mode.size.h,
+                mode.refresh
+            ));
+        };
+        out.compositor
+            .use_mode(drm_mode)
+            .map_err(|e| format!("{}: {e}", output.name()))?;
+        let refresh_mhz = mode.refresh.max(1000) as u64;
+        out.refresh = Duration::from_nanos(1_000_000_000_000 / refresh_mhz);
+        out.compositor.reset_buffers();
+        Ok(())
+    }
+
     /// Turns `output`'s CRTC off (DPMS off: no plane, `active` 0) or lets
     /// its next frame turn it on again. The next frame after turning on is
     /// drawn whole: the buffers' contents are from before.
@@ -660,6 +691,9 @@ fn open_output(
             model: name.clone(),
         },
     );
+    for m in info.modes() {
+        output.add_mode(OutputMode::from(*m));
+    }
     output.add_mode(wl_mode);
     output.set_preferred(wl_mode);
     output.change_current_state(Some(wl_mode), Some(Transform::Normal), None, None);
@@ -733,6 +767,7 @@ fn open_output(
         frames: 0,
         scanout_formats,
         connector: info.handle(),
+        modes: info.modes().to_vec(),
         global: None,
     })
 }

@@ -141,6 +141,8 @@ struct HeadlessOutput {
 /// Virtual outputs and the pixman renderer that draws them.
 pub struct HeadlessBackend {
     renderer: PixmanRenderer,
+    /// Where output buffers come from (`None`: ordinary memory).
+    allocator: Option<HeapAllocator>,
     outputs: Vec<HeadlessOutput>,
     clock: Clock<Monotonic>,
 }
@@ -201,6 +203,7 @@ impl HeadlessBackend {
         }
         Ok(HeadlessBackend {
             renderer,
+            allocator,
             outputs,
             clock: Clock::new(),
         })
@@ -211,6 +214,30 @@ impl HeadlessBackend {
             .import_dmabuf(dmabuf, None)
             .map(drop)
             .map_err(|e| format!("the renderer cannot import it: {e}"))
+    }
+
+    /// A virtual output takes any mode: a new buffer of its size, drawn
+    /// whole at its first frame.
+    pub fn set_mode(&mut self, output: &Output, mode: OutputMode) -> Result<(), String> {
+        let Some(out) = self.outputs.iter_mut().find(|o| &o.output == output) else {
+            return Err("not a headless output".into());
+        };
+        let cli_mode = CliMode {
+            width: mode.size.w as u32,
+            height: mode.size.h as u32,
+            refresh_hz: (mode.refresh as u32).div_ceil(1000).max(1),
+        };
+        let buffer = allocate_output_buffer(
+            &mut self.allocator,
+            &mut self.renderer,
+            &output.name(),
+            &cli_mode,
+        )
+        .map_err(|e| e.to_string())?;
+        out.buffer = buffer;
+        out.mode = cli_mode;
+        out.frames = 0;
+        Ok(())
     }
 
     pub fn renderer(&mut self) -> &mut PixmanRenderer {

@@ -76,7 +76,7 @@ pub enum RunError {
 
 /// The renderer and the outputs' buffers of the backend heapland runs on.
 pub enum Backend {
-    Headless(headless::HeadlessBackend),
+    Headless(Box<headless::HeadlessBackend>),
     Drm(Box<drm::DrmBackend>),
     #[cfg(feature = "winit")]
     Winit(Box<winit::WinitBackend>),
@@ -185,6 +185,23 @@ impl Backend {
         match self {
             Backend::Drm(b) => b.set_power(output, on),
             _ => Ok(()),
+        }
+    }
+
+    /// Whether outputs take modes of any size (headless), rather than the
+    /// ones their connector lists.
+    pub fn takes_custom_modes(&self) -> bool {
+        matches!(self, Backend::Headless(_))
+    }
+
+    /// Sets `output`'s mode (one of its modes, or any on headless); the
+    /// caller then changes the output's state.
+    pub fn set_mode(&mut self, output: &Output, mode: smithay::output::Mode) -> Result<(), String> {
+        match self {
+            Backend::Headless(b) => b.set_mode(output, mode),
+            Backend::Drm(b) => b.set_mode(output, mode),
+            #[cfg(feature = "winit")]
+            Backend::Winit(_) => Err("the nested output takes the size of its window".into()),
         }
     }
 
@@ -353,7 +370,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
     }
     let backend = match backend {
         BackendKind::Headless | BackendKind::Auto => {
-            Backend::Headless(headless::HeadlessBackend::new(&cli, &heaps)?)
+            Backend::Headless(Box::new(headless::HeadlessBackend::new(&cli, &heaps)?))
         }
         BackendKind::Drm => Backend::Drm(Box::new(drm::DrmBackend::new(&cli, &heaps, &handle)?)),
         #[cfg(feature = "winit")]

@@ -613,7 +613,13 @@ fn swayidle_blanks_the_display_and_a_key_wakes_it() -> Result<(), String> {
         println!("INFO input: swayidle's timeout ran heapland-power off: vkms's CRTC is inactive");
         keyboard.tap(KEY_A)?;
         wait_for_power(&mut comp, true, "after a key press")?;
-        wait_for_file(resumed, &mut comp, "swayidle's resume command")?;
+        wait_for_file(resumed, &mut comp, "swayidle's resume command").map_err(|e| {
+            format!(
+                "{e}\nvkms: {:?}\nswayidle: {}",
+                vkms_power(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        })?;
         println!("INFO input: a key press woke the display: swayidle resumed, CRTC active, a frame on the plane");
         Ok(())
     })();

@@ -58,6 +58,10 @@ pub fn tests() -> Vec<Test> {
             name: "scanout::dumb_allocator_drives_vkms",
             run: || drives_vkms("dumb"),
         },
+        Test {
+            name: "scanout::wlr_randr_sets_another_mode_of_the_connector",
+            run: wlr_randr_sets_another_mode_of_the_connector,
+        },
         // Last: loading Mesa (LLVM with it) from the 9p /usr is the slow one.
         Test {
             name: "scanout::gbm_allocator_drives_vkms",
@@ -551,4 +555,84 @@ impl Window {
         )?;
         Ok(Window { _conn: conn })
     }
+}
+
+/// Waits up to 30 s for vkms's CRTC to scan out `mode` ("WxH", as the KMS
+/// state in debugfs names it).
+fn wait_for_crtc_mode(comp: &mut Heapland, mode: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let want = format!("mode: \"{mode}\"");
+    loop {
+        comp.alive()?;
+        let state = session::kms_state("vkms")?;
+        if state.contains(&want) && state.contains("active=1") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "vkms's CRTC never scanned out {mode}:\n{state}\n{}",
+                comp.log_text()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Debian's wlr-randr with `args` against the running heapland: (success,
+/// stdout and stderr).
+fn wlr_randr(args: &[&str]) -> Result<(bool, String), String> {
+    let out = std::process::Command::new("/usr/bin/wlr-randr")
+        .args(args)
+        .env("XDG_RUNTIME_DIR", compositor::RUNTIME_DIR)
+        .env("WAYLAND_DISPLAY", compositor::SOCKET)
+        .output()
+        .map_err(|e| {
+            format!("run /usr/bin/wlr-randr (package wlr-randr, installed by tests/deps): {e}")
+        })?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+/// wlr-randr (wlr-output-management) lists vkms's modes and sets another:
+/// the CRTC scans it out (KMS state), heapland draws at its size (grim's
+/// capture), and a size the connector does not list is refused with the
+/// mode left as it was.
+fn wlr_randr_sets_another_mode_of_the_connector() -> Result<(), String> {
+    let mode = format!("{}x{}@60", OUT.0, OUT.1);
+    let mut comp = Heapland::start_with(&["--backend", "drm", "--output", &mode])?;
+    wait_for_crtc_mode(&mut comp, "1024x768")?;
+    let (ok, listed) = wlr_randr(&[])?;
+    if !ok || !listed.contains("Virtual-1") || !listed.contains("800x600 px") {
+        return Err(format!(
+            "wlr-randr's list has no 800x600 mode of Virtual-1:\n{listed}"
+        ));
+    }
+    let (ok, said) = wlr_randr(&["--output", "Virtual-1", "--mode", "800x600"])?;
+    if !ok {
+        return Err(format!(
+            "wlr-randr --mode 800x600: {said}\n{}",
+            comp.log_text()
+        ));
+    }
+    wait_for_crtc_mode(&mut comp, "800x600")?;
+    let (w, rgb) = compositor::grim(&mut comp)?;
+    if w != 800 || rgb.len() != 800 * 600 * 3 {
+        return Err(format!(
+            "grim's capture after the mode change is {w} wide with {} bytes",
+            rgb.len()
+        ));
+    }
+    let (ok, _) = wlr_randr(&["--output", "Virtual-1", "--custom-mode", "1000x700"])?;
+    if ok {
+        return Err("a custom mode vkms does not list was taken".into());
+    }
+    wait_for_crtc_mode(&mut comp, "800x600")?;
+    println!("INFO scanout: wlr-randr set vkms's 800x600 mode: the CRTC scans it out and grim captures 800x600");
+    comp.stop()
 }
