@@ -122,6 +122,46 @@ pub fn bar_part_at(
     })
 }
 
+/// How far outside a decorated window's frame (title bar included) a press
+/// resizes it. Nothing is drawn there: the edge is felt, not seen.
+pub const RESIZE_BORDER: i32 = 8;
+
+/// The edges of `window` (its geometry placed at `location`) that a press
+/// at `point` would drag: within [`RESIZE_BORDER`] outside its frame, for
+/// a window heapland decorates and that is neither maximized nor
+/// fullscreen.
+pub fn resize_edges_at(
+    window: &Window,
+    location: Point<i32, Logical>,
+    point: Point<f64, Logical>,
+) -> Option<crate::resize_grab::Edges> {
+    let bar = title_bar(window, location)?;
+    let maximized = window.toplevel().is_some_and(|t| {
+        t.current_state()
+            .states
+            .contains(xdg_toplevel::State::Maximized)
+    });
+    if maximized {
+        return None;
+    }
+    let size = window.geometry().size;
+    let frame = Rectangle::new(bar.loc, Size::from((size.w, size.h + TITLE_HEIGHT))).to_f64();
+    let border = f64::from(RESIZE_BORDER);
+    let outer = Rectangle::new(
+        frame.loc - Point::from((border, border)),
+        frame.size + Size::from((2.0 * border, 2.0 * border)),
+    );
+    if !outer.contains(point) || frame.contains(point) {
+        return None;
+    }
+    crate::resize_grab::Edges::new(
+        point.y < frame.loc.y,
+        point.y >= frame.loc.y + frame.size.h,
+        point.x < frame.loc.x,
+        point.x >= frame.loc.x + frame.size.w,
+    )
+}
+
 /// The solid colours of one window's title bar, kept with the window so the
 /// renderer's damage tracking sees them unchanged from frame to frame.
 #[derive(Default)]

@@ -41,6 +41,8 @@ enum Hit {
     Surface(WlSurface, Point<f64, Logical>),
     /// A title bar heapland draws.
     Bar(smithay::desktop::Window, BarPart),
+    /// The border around a window heapland decorates: these edges resize it.
+    Edge(smithay::desktop::Window, crate::resize_grab::Edges),
     Nothing,
 }
 
@@ -246,6 +248,9 @@ impl Heapland {
             {
                 return Hit::Surface(s, (loc + render_loc).to_f64());
             }
+            if let Some(edges) = decoration::resize_edges_at(window, geo_loc, location) {
+                return Hit::Edge(window.clone(), edges);
+            }
         }
         for layer in [Layer::Bottom, Layer::Background] {
             if let Some((s, loc)) = self.layer_surface_under(layer, location) {
@@ -255,14 +260,15 @@ impl Heapland {
         Hit::Nothing
     }
 
-    /// The client surface under `location` (none on a title bar).
+    /// The client surface under `location` (none on a title bar or a
+    /// window's border).
     fn surface_under(
         &self,
         location: Point<f64, Logical>,
     ) -> Option<(WlSurface, Point<f64, Logical>)> {
         match self.hit(location) {
             Hit::Surface(s, loc) => Some((s, loc)),
-            Hit::Bar(..) | Hit::Nothing => None,
+            Hit::Bar(..) | Hit::Edge(..) | Hit::Nothing => None,
         }
     }
 
@@ -395,6 +401,14 @@ impl Heapland {
                         BarPart::Bar => {}
                     }
                 }
+                Hit::Edge(window, edges) if event.button_code() == BTN_LEFT => {
+                    if let Some(surface) = window.toplevel().map(|t| t.wl_surface().clone()) {
+                        self.focus_surface(&surface);
+                    }
+                    // The press goes to no client: the grab takes it.
+                    self.start_resize_from_edge(window, edges, location, BTN_LEFT, serial);
+                }
+                Hit::Edge(..) => {}
                 Hit::Surface(surface, _) => self.focus_clicked(&surface, serial),
                 // The lock surface keeps the keyboard however one clicks.
                 Hit::Nothing if self.session_lock.is_locked() => {}

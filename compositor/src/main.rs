@@ -23,6 +23,7 @@ mod output_power;
 mod peer;
 mod redraw;
 mod renderer;
+mod resize_grab;
 mod scene;
 mod screencopy;
 mod screenshot;

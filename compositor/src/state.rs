@@ -692,6 +692,39 @@ impl Heapland {
         self.set_move_grab(window, start_data, serial);
     }
 
+    /// Starts resizing `window` on `edges` from a press of `button` at
+    /// `location` on the border heapland leaves around it.
+    pub fn start_resize_from_edge(
+        &mut self,
+        window: Window,
+        edges: crate::resize_grab::Edges,
+        location: Point<f64, Logical>,
+        button: u32,
+        serial: Serial,
+    ) {
+        let start_data = GrabStartData {
+            focus: None,
+            button,
+            location,
+        };
+        self.set_resize_grab(window, edges, start_data, serial);
+    }
+
+    fn set_resize_grab(
+        &mut self,
+        window: Window,
+        edges: crate::resize_grab::Edges,
+        start_data: GrabStartData<Heapland>,
+        serial: Serial,
+    ) {
+        let Some(pointer) = self.seat.get_pointer() else {
+            return;
+        };
+        if let Some(grab) = crate::resize_grab::ResizeGrab::new(self, start_data, window, edges) {
+            pointer.set_grab(self, grab, serial, Focus::Clear);
+        }
+    }
+
     fn set_move_grab(
         &mut self,
         window: Window,
@@ -781,6 +814,7 @@ impl Heapland {
         let window = self.window_of_surface(&root).cloned();
         if let Some(window) = window {
             window.on_commit();
+            crate::resize_grab::window_committed(self, &window);
             if let Some(toplevel) = window.toplevel() {
                 if !toplevel.is_initial_configure_sent() {
                     toplevel.send_configure();
@@ -880,6 +914,31 @@ impl XdgShellHandler for Heapland {
     /// Popup grabs (dismissing a menu by clicking elsewhere) are not
     /// implemented: a menu stays until its client closes it.
     fn grab(&mut self, _surface: PopupSurface, _seat: WlSeat, _serial: Serial) {}
+
+    /// A client-decorated window's own border was pressed: resize it while
+    /// that press lasts.
+    fn resize_request(
+        &mut self,
+        surface: ToplevelSurface,
+        _seat: WlSeat,
+        serial: Serial,
+        edges: xdg_toplevel::ResizeEdge,
+    ) {
+        let (Some(window), Some(pointer), Some(edges)) = (
+            self.window_of(&surface),
+            self.seat.get_pointer(),
+            crate::resize_grab::Edges::from_xdg(edges),
+        ) else {
+            return;
+        };
+        if !pointer.has_grab(serial) {
+            return;
+        }
+        let Some(start_data) = pointer.grab_start_data() else {
+            return;
+        };
+        self.set_resize_grab(window, edges, start_data, serial);
+    }
 
     fn move_request(&mut self, surface: ToplevelSurface, _seat: WlSeat, serial: Serial) {
         if let Some(window) = self.window_of(&surface) {

@@ -45,36 +45,36 @@ pub fn tests() -> Vec<Test> {
 }
 
 /// linux/input-event-codes.h
-const EV_SYN: u16 = 0;
-const EV_KEY: u16 = 1;
-const SYN_REPORT: u16 = 0;
+pub(super) const EV_SYN: u16 = 0;
+pub(super) const EV_KEY: u16 = 1;
+pub(super) const SYN_REPORT: u16 = 0;
 const KEY_A: u16 = 30;
-const KEY_ENTER: u16 = 28;
-const KEY_LEFTMETA: u16 = 125;
-const BUS_VIRTUAL: u16 = 0x06;
+pub(super) const KEY_ENTER: u16 = 28;
+pub(super) const KEY_LEFTMETA: u16 = 125;
+pub(super) const BUS_VIRTUAL: u16 = 0x06;
 
 /// linux/uinput.h
-const UI_SET_EVBIT: Opcode = opcode::write::<i32>(b'U', 100);
-const UI_SET_KEYBIT: Opcode = opcode::write::<i32>(b'U', 101);
-const UI_DEV_SETUP: Opcode = opcode::write::<UinputSetup>(b'U', 3);
-const UI_DEV_CREATE: Opcode = opcode::none(b'U', 1);
-const UI_DEV_DESTROY: Opcode = opcode::none(b'U', 2);
+pub(super) const UI_SET_EVBIT: Opcode = opcode::write::<i32>(b'U', 100);
+pub(super) const UI_SET_KEYBIT: Opcode = opcode::write::<i32>(b'U', 101);
+pub(super) const UI_DEV_SETUP: Opcode = opcode::write::<UinputSetup>(b'U', 3);
+pub(super) const UI_DEV_CREATE: Opcode = opcode::none(b'U', 1);
+pub(super) const UI_DEV_DESTROY: Opcode = opcode::none(b'U', 2);
 const NAME: &str = "heapland test keyboard";
 
 /// `struct uinput_setup`.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct UinputSetup {
-    bustype: u16,
-    vendor: u16,
-    product: u16,
-    version: u16,
-    name: [u8; 80],
-    ff_effects_max: u32,
+pub(super) struct UinputSetup {
+    pub(super) bustype: u16,
+    pub(super) vendor: u16,
+    pub(super) product: u16,
+    pub(super) version: u16,
+    pub(super) name: [u8; 80],
+    pub(super) ff_effects_max: u32,
 }
 
 /// A virtual keyboard with the letter keys.
-struct Keyboard {
+pub(super) struct Keyboard {
     fd: OwnedFd,
 }
 
@@ -131,7 +131,7 @@ impl Keyboard {
     }
 
     /// Holds `modifier`, taps `key`, lets `modifier` go.
-    fn chord(&self, modifier: u16, key: u16) -> Result<(), String> {
+    pub(super) fn chord(&self, modifier: u16, key: u16) -> Result<(), String> {
         self.event(EV_KEY, modifier, 1)?;
         self.event(EV_SYN, SYN_REPORT, 0)?;
         std::thread::sleep(Duration::from_millis(20));
@@ -208,7 +208,7 @@ impl Drop for Udevd {
     }
 }
 
-fn udevadm(args: &[&str]) -> Result<String, String> {
+pub(super) fn udevadm(args: &[&str]) -> Result<String, String> {
     let out = Command::new("/bin/udevadm")
         .args(args)
         .output()
@@ -239,7 +239,7 @@ fn keyboard_event_node() -> Option<String> {
 }
 
 /// udevd, and a uinput keyboard it described as one.
-fn described_keyboard() -> Result<(Udevd, Keyboard, String), String> {
+pub(super) fn described_keyboard() -> Result<(Udevd, Keyboard, String), String> {
     let udevd = Udevd::start()?;
     let keyboard = Keyboard::create()?;
     // udev describes the new device (input_id builtin: ID_INPUT_KEYBOARD).
@@ -412,7 +412,7 @@ fn holders_of(node: &str) -> Vec<(u32, String)> {
 }
 
 /// Waits up to 20 s for `path` to hold a line; its contents.
-fn wait_for_file(path: &str, comp: &mut Heapland, what: &str) -> Result<String, String> {
+pub(super) fn wait_for_file(path: &str, comp: &mut Heapland, what: &str) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         comp.alive()?;
@@ -615,9 +615,10 @@ fn swayidle_blanks_the_display_and_a_key_wakes_it() -> Result<(), String> {
         wait_for_power(&mut comp, true, "after a key press")?;
         wait_for_file(resumed, &mut comp, "swayidle's resume command").map_err(|e| {
             format!(
-                "{e}\nvkms: {:?}\nswayidle: {}",
+                "{e}\nvkms: {:?}\nswayidle: {}\nheapland: {}",
                 vkms_power(),
-                std::fs::read_to_string(log).unwrap_or_default()
+                std::fs::read_to_string(log).unwrap_or_default(),
+                where_it_waits(comp.pid())
             )
         })?;
         println!("INFO input: a key press woke the display: swayidle resumed, CRTC active, a frame on the plane");
@@ -627,4 +628,36 @@ fn swayidle_blanks_the_display_and_a_key_wakes_it() -> Result<(), String> {
     let _ = swayidle.wait();
     drop(keyboard);
     result.and_then(|()| comp.stop())
+}
+
+/// Where process `pid` is: each thread's kernel wait channel and stack, and
+/// gdb's backtrace of every thread (gdb from the host's /usr, if there).
+fn where_it_waits(pid: u32) -> String {
+    let mut out = String::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let path = task.path();
+            let read = |f: &str| std::fs::read_to_string(path.join(f)).unwrap_or_default();
+            out.push_str(&format!(
+                "task {} ({}): wchan {}\n{}",
+                task.file_name().to_string_lossy(),
+                read("comm").trim(),
+                read("wchan"),
+                read("stack")
+            ));
+        }
+    }
+    if let Ok(gdb) = std::process::Command::new("/usr/bin/gdb")
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt 12",
+        ])
+        .output()
+    {
+        out.push_str(&String::from_utf8_lossy(&gdb.stdout));
+    }
+    out
 }

@@ -37,6 +37,7 @@ pub mod peers;
 pub mod pl111;
 pub mod pl111_session;
 pub mod placement;
+pub mod pointer;
 pub mod redraw;
 pub mod registration;
 pub mod removal;
@@ -194,7 +195,7 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
         // open the guest's evdev devices in every later session.
         Phase {
             name: "input",
-            tests: || [input::tests(), hotplug::tests()].concat(),
+            tests: || [input::tests(), pointer::tests(), hotplug::tests()].concat(),
         },
     ]
 }

@@ -1,0 +1,324 @@
+//! Pointer input on the drm backend and what it does to windows: a uinput
+//! absolute pointer (udev calls it a mouse, as it does QEMU's tablet) and
+//! Debian's foot, started by a key binding and resized by a drag on the
+//! border heapland leaves around the windows it decorates. What is on screen
+//! is read with Debian's grim.
+
+use std::{
+    os::fd::OwnedFd,
+    time::{Duration, Instant},
+};
+
+use rustix::{
+    fs::{Mode, OFlags},
+    ioctl::{ioctl, opcode, IntegerSetter, NoArg, Opcode, Setter},
+};
+
+use super::{
+    compositor::{self, Heapland},
+    input::{
+        described_keyboard, udevadm, UinputSetup, BUS_VIRTUAL, EV_KEY, EV_SYN, KEY_ENTER,
+        KEY_LEFTMETA, SYN_REPORT, UI_DEV_CREATE, UI_DEV_DESTROY, UI_DEV_SETUP, UI_SET_EVBIT,
+        UI_SET_KEYBIT,
+    },
+    Test,
+};
+
+pub fn tests() -> Vec<Test> {
+    vec![Test {
+        name: "pointer::a_binding_starts_foot_and_a_border_drag_resizes_it",
+        run: a_binding_starts_foot_and_a_border_drag_resizes_it,
+    }]
+}
+
+/// linux/input-event-codes.h
+const EV_ABS: u16 = 3;
+const ABS_X: u16 = 0;
+const ABS_Y: u16 = 1;
+const BTN_LEFT: u16 = 0x110;
+
+/// linux/uinput.h
+const UI_SET_ABSBIT: Opcode = opcode::write::<i32>(b'U', 103);
+const UI_ABS_SETUP: Opcode = opcode::write::<UinputAbsSetup>(b'U', 4);
+const NAME: &str = "heapland test pointer";
+
+/// The output, vkms's default mode; the pointer's axes cover it one unit a
+/// pixel.
+const OUT: (i32, i32) = (1024, 768);
+/// heapland's clear colour as pixman draws it.
+const BACKGROUND: [u8; 3] = [25, 30, 40];
+
+/// `struct input_absinfo`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct InputAbsinfo {
+    value: i32,
+    minimum: i32,
+    maximum: i32,
+    fuzz: i32,
+    flat: i32,
+    resolution: i32,
+}
+
+/// `struct uinput_abs_setup`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct UinputAbsSetup {
+    code: u16,
+    absinfo: InputAbsinfo,
+}
+
+/// A virtual absolute pointer with a left button.
+struct Pointer {
+    fd: OwnedFd,
+}
+
+impl Pointer {
+    fn create() -> Result<Pointer, String> {
+        let fd = rustix::fs::open(
+            "/dev/uinput",
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("open /dev/uinput: {e} (is uinput loaded?)"))?;
+        let call = |what: &str, r: rustix::io::Result<()>| r.map_err(|e| format!("{what}: {e}"));
+        for (bit, kind) in [(EV_KEY, "EV_KEY"), (EV_ABS, "EV_ABS")] {
+            // SAFETY: UI_SET_EVBIT takes the bit number by value.
+            call(kind, unsafe {
+                ioctl(&fd, IntegerSetter::<UI_SET_EVBIT>::new_usize(bit.into()))
+            })?;
+        }
+        // SAFETY: UI_SET_KEYBIT takes the key number by value.
+        call("UI_SET_KEYBIT BTN_LEFT", unsafe {
+            ioctl(
+                &fd,
+                IntegerSetter::<UI_SET_KEYBIT>::new_usize(BTN_LEFT.into()),
+            )
+        })?;
+        for (axis, max) in [(ABS_X, OUT.0 - 1), (ABS_Y, OUT.1 - 1)] {
+            // SAFETY: UI_SET_ABSBIT takes the axis number by value.
+            call("UI_SET_ABSBIT", unsafe {
+                ioctl(&fd, IntegerSetter::<UI_SET_ABSBIT>::new_usize(axis.into()))
+            })?;
+            let setup = UinputAbsSetup {
+                code: axis,
+                absinfo: InputAbsinfo {
+                    value: 0,
+                    minimum: 0,
+                    maximum: max,
+                    fuzz: 0,
+                    flat: 0,
+                    resolution: 0,
+                },
+            };
+            // SAFETY: UI_ABS_SETUP reads a struct uinput_abs_setup.
+            call("UI_ABS_SETUP", unsafe {
+                ioctl(&fd, Setter::<UI_ABS_SETUP, UinputAbsSetup>::new(setup))
+            })?;
+        }
+        let mut setup = UinputSetup {
+            bustype: BUS_VIRTUAL,
+            vendor: 0x1234,
+            product: 0x5679,
+            version: 1,
+            name: [0; 80],
+            ff_effects_max: 0,
+        };
+        setup.name[..NAME.len()].copy_from_slice(NAME.as_bytes());
+        // SAFETY: UI_DEV_SETUP reads a struct uinput_setup.
+        call("UI_DEV_SETUP", unsafe {
+            ioctl(&fd, Setter::<UI_DEV_SETUP, UinputSetup>::new(setup))
+        })?;
+        // SAFETY: UI_DEV_CREATE takes no argument.
+        call("UI_DEV_CREATE", unsafe {
+            ioctl(&fd, NoArg::<UI_DEV_CREATE>::new())
+        })?;
+        Ok(Pointer { fd })
+    }
+
+    fn event(&self, kind: u16, code: u16, value: i32) -> Result<(), String> {
+        // struct input_event: struct timeval (zero: the kernel stamps it), type, code, value.
+        let mut ev = [0u8; 24];
+        ev[16..18].copy_from_slice(&kind.to_ne_bytes());
+        ev[18..20].copy_from_slice(&code.to_ne_bytes());
+        ev[20..24].copy_from_slice(&value.to_ne_bytes());
+        rustix::io::write(&self.fd, &ev)
+            .map(drop)
+            .map_err(|e| format!("write input_event: {e}"))
+    }
+
+    fn move_to(&self, (x, y): (i32, i32)) -> Result<(), String> {
+        self.event(EV_ABS, ABS_X, x)?;
+        self.event(EV_ABS, ABS_Y, y)?;
+        self.event(EV_SYN, SYN_REPORT, 0)?;
+        std::thread::sleep(Duration::from_millis(30));
+        Ok(())
+    }
+
+    fn button(&self, pressed: bool) -> Result<(), String> {
+        self.event(EV_KEY, BTN_LEFT, i32::from(pressed))?;
+        self.event(EV_SYN, SYN_REPORT, 0)?;
+        std::thread::sleep(Duration::from_millis(30));
+        Ok(())
+    }
+
+    /// Presses at `from`, moves to `to` in steps, releases there.
+    fn drag(&self, from: (i32, i32), to: (i32, i32)) -> Result<(), String> {
+        self.move_to(from)?;
+        self.button(true)?;
+        let steps = 10;
+        for i in 1..=steps {
+            self.move_to((
+                from.0 + (to.0 - from.0) * i / steps,
+                from.1 + (to.1 - from.1) * i / steps,
+            ))?;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        self.button(false)
+    }
+}
+
+impl Drop for Pointer {
+    fn drop(&mut self) {
+        // SAFETY: UI_DEV_DESTROY takes no argument.
+        let _ = unsafe { ioctl(&self.fd, NoArg::<UI_DEV_DESTROY>::new()) };
+    }
+}
+
+/// The pointer's event node, once udev described it as a mouse.
+fn described_pointer() -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let node = loop {
+        let found = std::fs::read_dir("/sys/class/input")
+            .map_err(|e| format!("/sys/class/input: {e}"))?
+            .flatten()
+            .find(|e| {
+                e.file_name().to_string_lossy().starts_with("event")
+                    && std::fs::read_to_string(e.path().join("device/name"))
+                        .is_ok_and(|n| n.trim() == NAME)
+            })
+            .map(|e| format!("/dev/input/{}", e.file_name().to_string_lossy()));
+        if let Some(node) = found {
+            break node;
+        }
+        if Instant::now() > deadline {
+            return Err("the uinput pointer has no event node".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    udevadm(&["trigger", "--action=add", "--subsystem-match=input"])?;
+    udevadm(&["settle", "--timeout=10"])?;
+    let props = udevadm(&["info", "--query=property", &format!("--name={node}")])?;
+    if !props.contains("ID_INPUT_MOUSE=1") {
+        return Err(format!("udev did not mark {node} as a mouse:\n{props}"));
+    }
+    Ok(node)
+}
+
+/// The smallest rectangle holding every pixel grim captures that is not
+/// the background: (x0, y0, x1, y1), exclusive ends.
+fn drawn_bounds(comp: &mut Heapland) -> Result<Option<(i32, i32, i32, i32)>, String> {
+    let (w, rgb) = compositor::grim(comp)?;
+    let w = w as i32;
+    let mut bounds: Option<(i32, i32, i32, i32)> = None;
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
+        if px != BACKGROUND {
+            let (x, y) = (i as i32 % w, i as i32 / w);
+            let b = bounds.get_or_insert((x, y, x + 1, y + 1));
+            *b = (b.0.min(x), b.1.min(y), b.2.max(x + 1), b.3.max(y + 1));
+        }
+    }
+    Ok(bounds)
+}
+
+/// Polls grim for up to 60 s until the drawn area satisfies `done`.
+fn wait_for_bounds(
+    comp: &mut Heapland,
+    what: &str,
+    done: impl Fn((i32, i32, i32, i32)) -> bool,
+) -> Result<(i32, i32, i32, i32), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let bounds = drawn_bounds(comp)?;
+        if let Some(b) = bounds.filter(|b| done(*b)) {
+            return Ok(b);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{what}: drawn area {bounds:?} after 60 s:\n{}",
+                comp.log_text()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Super+Return, bound in the config to foot, opens a foot window (title
+/// bar and all, as grim captures it); a drag from just outside its
+/// bottom-right corner grows it by about the drag, and a drag from the
+/// left edge shrinks it from the left while its right edge stays.
+fn a_binding_starts_foot_and_a_border_drag_resizes_it() -> Result<(), String> {
+    let (_udevd, keyboard, _node) = described_keyboard()?;
+    let pointer = Pointer::create()?;
+    let node = described_pointer()?;
+    let dir = "/tmp/heapland-foot";
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
+    // The guest has no /etc/fonts: Debian's fonts, a cache of its own.
+    let fonts = format!("{dir}/fonts.conf");
+    std::fs::write(
+        &fonts,
+        format!(
+            "<?xml version=\"1.0\"?>\n<fontconfig><dir>/usr/share/fonts</dir>\
+             <cachedir>{dir}/cache</cachedir></fontconfig>\n"
+        ),
+    )
+    .map_err(|e| format!("{fonts}: {e}"))?;
+    let config = format!("{dir}/config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bindings]\n\"Super+Return\" = {{ spawn = \"FONTCONFIG_FILE={fonts} /usr/bin/foot 2>{dir}/foot.log\" }}\n"
+        ),
+    )
+    .map_err(|e| format!("{config}: {e}"))?;
+    let mode = format!("{}x{}@60", OUT.0, OUT.1);
+    let mut comp =
+        Heapland::start_with(&["--backend", "drm", "--output", &mode, "--config", &config])?;
+    let foot_log = || std::fs::read_to_string(format!("{dir}/foot.log")).unwrap_or_default();
+
+    keyboard.chord(KEY_LEFTMETA, KEY_ENTER)?;
+    let before = wait_for_bounds(&mut comp, "foot's window", |(x0, y0, x1, y1)| {
+        x1 - x0 > 100 && y1 - y0 > 100
+    })
+    .map_err(|e| format!("{e}\nfoot: {}", foot_log()))?;
+    // Let foot settle on its first size before the drag.
+    std::thread::sleep(Duration::from_secs(1));
+    let before = drawn_bounds(&mut comp)?.unwrap_or(before);
+    let (x0, y0, x1, y1) = before;
+    println!("INFO pointer: Super+Return started foot: its frame is {before:?} ({node})");
+
+    let grab = (x1 + 3, y1 + 3);
+    pointer.drag(grab, (grab.0 + 150, grab.1 + 100))?;
+    let after = wait_for_bounds(&mut comp, "foot after the drag", |(ax0, ay0, ax1, ay1)| {
+        (ax0, ay0) == (x0, y0) && ax1 - x1 >= 120 && ay1 - y1 >= 70
+    })?;
+    println!(
+        "INFO pointer: a drag of (150, 100) on the bottom-right corner resized foot's frame to {after:?}"
+    );
+
+    let (ax0, ay0, ax1, ay1) = after;
+    let left = (ax0 - 3, (ay0 + ay1) / 2);
+    pointer.drag(left, (left.0 + 200, left.1))?;
+    let shrunk = wait_for_bounds(
+        &mut comp,
+        "foot after a drag of its left edge",
+        |(sx0, _, sx1, _)| sx1 == ax1 && sx0 - ax0 >= 170,
+    )?;
+    println!(
+        "INFO pointer: a drag of 200 px on the left edge shrank foot from the left: {shrunk:?}"
+    );
+    drop(pointer);
+    drop(keyboard);
+    comp.stop()
+}
