@@ -73,7 +73,10 @@ impl Heapland {
             InputEvent::DeviceAdded { .. } | InputEvent::DeviceRemoved { .. }
         ) {
             self.input_activity();
-            self.wake_outputs();
+            // A lid closing is no reason to light the panel.
+            if !matches!(event, InputEvent::SwitchToggle { .. }) {
+                self.wake_outputs();
+            }
         }
         match event {
             InputEvent::Keyboard { event } => return self.on_key::<B>(event),

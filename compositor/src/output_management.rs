@@ -64,6 +64,10 @@ struct Head {
     told: Option<HeadState>,
 }
 
+/// Mode objects carry their head's output: a configuration may only set a
+/// head to one of its own modes.
+type ModeData = (Output, OutputMode);
+
 /// What a head event says, to send only what changed.
 #[derive(Debug, Clone, PartialEq)]
 struct HeadState {
@@ -86,6 +90,14 @@ impl HeadState {
 
 /// What a configuration says of one head: `None` for disable_head.
 type Settings = Arc<Mutex<HeadSettings>>;
+
+/// A configuration head object: its head's output and what is set.
+#[derive(Debug)]
+pub struct ConfigurationHead {
+    /// `None` when the head's output was gone already.
+    output: Option<Output>,
+    settings: Settings,
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct HeadSettings {
@@ -140,7 +152,8 @@ impl Heapland {
         }
     }
 
-    /// Checks `heads` (and with `apply`, carries them out).
+    /// Checks `heads` (and with `apply`, carries them out). Everything
+    /// the backend can refuse is checked before anything changes.
     fn configure_outputs(
         &mut self,
         heads: &[(Output, Option<HeadSettings>)],
@@ -162,14 +175,9 @@ impl Heapland {
             }
             let mode = match settings.mode {
                 None => output.current_mode(),
-                Some(RequestedMode::Listed(mode)) => Some(mode),
-                Some(RequestedMode::Custom(mode)) => {
-                    if !self.backend.takes_custom_modes() {
-                        return Err(format!(
-                            "{name}: the display takes the modes its connector lists, not {}x{}",
-                            mode.size.w, mode.size.h
-                        ));
-                    }
+                Some(RequestedMode::Listed(mode)) | Some(RequestedMode::Custom(mode)) => {
+                    let custom = matches!(settings.mode, Some(RequestedMode::Custom(_)));
+                    self.backend.can_take_mode(output, mode, custom)?;
                     Some(mode)
                 }
             };
@@ -178,10 +186,22 @@ impl Heapland {
         if !apply {
             return Ok(());
         }
+        let mut result = Ok(());
         for (output, mode, settings) in plan {
             if let Some(mode) = mode.filter(|m| Some(*m) != output.current_mode()) {
-                self.backend.set_mode(&output, mode)?;
+                if let Err(err) = self.backend.set_mode(&output, mode) {
+                    // What was applied stays, and clients hear of it below.
+                    result = Err(err);
+                    break;
+                }
+                let old = output.current_mode();
                 output.add_mode(mode);
+                // A custom mode replaced is no mode of the output any more.
+                if let Some(old) = old.filter(|o| Some(*o) != output.preferred_mode()) {
+                    if self.backend.takes_custom_modes() {
+                        output.delete_mode(old);
+                    }
+                }
                 info!(
                     output = %output.name(),
                     "mode {}x{}@{:.2}Hz",
@@ -208,7 +228,7 @@ impl Heapland {
         self.outputs_resized();
         self.queue_redraw_all();
         self.output_configuration_changed();
-        Ok(())
+        result
     }
 }
 
@@ -218,8 +238,8 @@ impl Manager {
     fn update(&mut self, dh: &DisplayHandle, outputs: &[Output]) {
         self.heads.retain(|h| {
             let gone = !outputs.contains(&h.output);
-            if gone {
-                for (_, mode) in &h.modes {
+            if gone && h.head.is_alive() {
+                for (_, mode) in h.modes.iter().filter(|(_, m)| m.is_alive()) {
                     mode.finished();
                 }
                 h.head.finished();
@@ -266,15 +286,27 @@ impl Manager {
 
 impl Head {
     fn update(&mut self, dh: &DisplayHandle, client: &Client) {
+        if !self.head.is_alive() {
+            // Released: the client wants to hear nothing more of it.
+            return;
+        }
         let preferred = self.output.preferred_mode();
-        for mode in self.output.modes() {
+        let modes = self.output.modes();
+        self.modes.retain(|(m, object)| {
+            let gone = !modes.contains(m);
+            if gone && object.is_alive() {
+                object.finished();
+            }
+            !gone
+        });
+        for mode in modes {
             if self.modes.iter().any(|(m, _)| *m == mode) {
                 continue;
             }
-            let Ok(object) = client.create_resource::<ZwlrOutputModeV1, OutputMode, Heapland>(
+            let Ok(object) = client.create_resource::<ZwlrOutputModeV1, ModeData, Heapland>(
                 dh,
                 self.head.version(),
-                mode,
+                (self.output.clone(), mode),
             ) else {
                 continue;
             };
@@ -289,7 +321,11 @@ impl Head {
         let now = HeadState::of(&self.output);
         let told = self.told.take();
         if told.as_ref().map(|t| t.mode) != Some(now.mode) {
-            if let Some((_, object)) = self.modes.iter().find(|(m, _)| Some(*m) == now.mode) {
+            if let Some((_, object)) = self
+                .modes
+                .iter()
+                .find(|(m, o)| Some(*m) == now.mode && o.is_alive())
+            {
                 self.head.current_mode(object);
             }
         }
@@ -383,23 +419,19 @@ impl Dispatch<ZwlrOutputHeadV1, Output> for Heapland {
         _dh: &DisplayHandle,
         _data_init: &mut DataInit<'_, Self>,
     ) {
-        // release: the object goes; nothing to undo.
-    }
-
-    fn destroyed(state: &mut Self, _client: ClientId, head: &ZwlrOutputHeadV1, _data: &Output) {
-        for manager in &mut state.output_management.managers {
-            manager.heads.retain(|h| &h.head != head);
-        }
+        // release: the object goes; nothing to undo. A released head keeps
+        // its entry (its object dead), so that it is not announced again;
+        // the entry goes with its output or its manager.
     }
 }
 
-impl Dispatch<ZwlrOutputModeV1, OutputMode> for Heapland {
+impl Dispatch<ZwlrOutputModeV1, ModeData> for Heapland {
     fn request(
         _state: &mut Self,
         _client: &Client,
         _mode: &ZwlrOutputModeV1,
         _request: zwlr_output_mode_v1::Request,
-        _data: &OutputMode,
+        _data: &ModeData,
         _dh: &DisplayHandle,
         _data_init: &mut DataInit<'_, Self>,
     ) {
@@ -424,7 +456,13 @@ impl Dispatch<ZwlrOutputConfigurationV1, Configuration> for Heapland {
         let (head, settings) = match request {
             Request::EnableHead { id, head } => {
                 let settings = Settings::default();
-                data_init.init(id, settings.clone());
+                data_init.init(
+                    id,
+                    ConfigurationHead {
+                        output: head.data::<Output>().cloned(),
+                        settings: settings.clone(),
+                    },
+                );
                 (head, Some(settings))
             }
             Request::DisableHead { head } => (head, None),
@@ -502,18 +540,18 @@ impl Dispatch<ZwlrOutputConfigurationV1, Configuration> for Heapland {
     }
 }
 
-impl Dispatch<ZwlrOutputConfigurationHeadV1, Settings> for Heapland {
+impl Dispatch<ZwlrOutputConfigurationHeadV1, ConfigurationHead> for Heapland {
     fn request(
         _state: &mut Self,
         _client: &Client,
         object: &ZwlrOutputConfigurationHeadV1,
         request: zwlr_output_configuration_head_v1::Request,
-        data: &Settings,
+        data: &ConfigurationHead,
         _dh: &DisplayHandle,
         _data_init: &mut DataInit<'_, Self>,
     ) {
         use zwlr_output_configuration_head_v1::{Error, Request};
-        let Ok(mut settings) = data.lock() else {
+        let Ok(mut settings) = data.settings.lock() else {
             return;
         };
         let already = |what: &str| {
@@ -524,9 +562,11 @@ impl Dispatch<ZwlrOutputConfigurationHeadV1, Settings> for Heapland {
                 if settings.mode.is_some() {
                     return already("the mode");
                 }
-                match mode.data::<OutputMode>() {
-                    Some(m) => settings.mode = Some(RequestedMode::Listed(*m)),
-                    None => object.post_error(Error::InvalidMode, "not a mode of this compositor"),
+                match mode.data::<ModeData>() {
+                    Some((output, m)) if Some(output) == data.output.as_ref() => {
+                        settings.mode = Some(RequestedMode::Listed(*m))
+                    }
+                    _ => object.post_error(Error::InvalidMode, "not a mode of this head"),
                 }
             }
             Request::SetCustomMode {

@@ -26,12 +26,16 @@ use smithay::{
 };
 use tracing::{info, warn};
 
-use crate::{security_context::is_sandboxed, state::Heapland};
+use crate::{redraw::RedrawState, security_context::is_sandboxed, state::Heapland};
 
 /// The outputs turned off, and the power objects clients hold.
 #[derive(Debug, Default)]
 pub struct OutputPower {
     off: Vec<Output>,
+    /// Turned off while a frame was on its way to the display: blanked
+    /// once its page flip completed, so the frame's presentation feedback
+    /// is answered and the flip does not complete a later frame.
+    blank_after_flip: Vec<Output>,
     objects: Vec<(ZwlrOutputPowerV1, Output)>,
 }
 
@@ -49,6 +53,7 @@ impl OutputPower {
     /// `output` is gone: its power objects fail, as the protocol says.
     pub fn output_removed(&mut self, output: &Output) {
         self.off.retain(|o| o != output);
+        self.blank_after_flip.retain(|o| o != output);
         self.objects.retain(|(object, o)| {
             if o == output {
                 object.failed();
@@ -67,13 +72,36 @@ impl OutputPower {
 }
 
 impl Heapland {
-    /// Turns `output` off or on; tells every power object of it.
+    /// Turns `output` off or on; tells every power object of it. An output
+    /// the backend cannot blank or light fails its power objects, as the
+    /// protocol says.
     pub fn set_output_power(&mut self, output: &Output, on: bool) {
         if self.output_power.is_off(output) != on {
             return;
         }
-        if let Err(err) = self.backend.set_power(output, on) {
+        let in_flight = matches!(
+            self.redraw_states.get(output),
+            Some(RedrawState::WaitingForVBlank { .. })
+        );
+        let deferred = !on && in_flight;
+        let changed = if on && self.output_power.blank_after_flip.contains(output) {
+            // Never blanked: the frame on its way is still the latest.
+            self.output_power.blank_after_flip.retain(|o| o != output);
+            Ok(())
+        } else if deferred {
+            self.output_power.blank_after_flip.push(output.clone());
+            Ok(())
+        } else {
+            self.backend.set_power(output, on)
+        };
+        if let Err(err) = changed {
             warn!(output = %output.name(), "cannot turn the output {}: {err}", if on { "on" } else { "off" });
+            self.output_power.objects.retain(|(object, o)| {
+                if o == output {
+                    object.failed();
+                }
+                o != output
+            });
             return;
         }
         info!(output = %output.name(), "output turned {}", if on { "on" } else { "off" });
@@ -82,7 +110,12 @@ impl Heapland {
             self.restart_frame_cycle(output);
         } else {
             self.output_power.off.push(output.clone());
-            self.stop_frame_cycle(output);
+            if !deferred {
+                self.stop_frame_cycle(output);
+            }
+            // A blank output shows no client: a pending lock need not wait
+            // for it.
+            self.lock_if_nothing_shows_clients();
         }
         let mode = self.output_power.mode_of(output);
         self.output_power.objects.retain(|(o, _)| o.is_alive());
@@ -96,6 +129,19 @@ impl Heapland {
         }
     }
 
+    /// The page flip of `output`'s last frame completed: an output turned
+    /// off meanwhile is blanked now.
+    pub fn output_flip_done(&mut self, output: &Output) {
+        if !self.output_power.blank_after_flip.contains(output) {
+            return;
+        }
+        self.output_power.blank_after_flip.retain(|o| o != output);
+        if let Err(err) = self.backend.set_power(output, false) {
+            warn!(output = %output.name(), "cannot turn the output off: {err}");
+        }
+        self.stop_frame_cycle(output);
+    }
+
     /// Input came: every output that is off turns on.
     pub fn wake_outputs(&mut self) {
         if !self.output_power.off.is_empty() {
@@ -104,6 +150,17 @@ impl Heapland {
         for output in self.output_power.off.clone() {
             self.set_output_power(&output, true);
         }
+    }
+
+    /// The outputs turned off, to blank again when the display comes back
+    /// from another session (which may have lit it).
+    pub fn outputs_off(&self) -> Vec<Output> {
+        self.output_power
+            .off
+            .iter()
+            .filter(|o| !self.output_power.blank_after_flip.contains(o))
+            .cloned()
+            .collect()
     }
 }
 

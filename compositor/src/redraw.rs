@@ -380,6 +380,7 @@ mod queue {
                     debug!(output = %output.name(), "a page flip nothing waited for");
                 }
             }
+            self.output_flip_done(output);
         }
 
         /// `output` was turned off: its frame cycle ends where it is, and

@@ -18,7 +18,7 @@ use std::{
 };
 
 use smithay::{
-    output::Output,
+    output::{Mode as OutputMode, Output},
     reexports::{
         wayland_protocols_wlr::screencopy::v1::server::{
             zwlr_screencopy_frame_v1::{self, Flags, ZwlrScreencopyFrameV1},
@@ -30,7 +30,7 @@ use smithay::{
             Client, DataInit, Dispatch, DisplayHandle, GlobalDispatch, New, Resource,
         },
     },
-    utils::{Logical, Physical, Rectangle},
+    utils::{Logical, Physical, Rectangle, Transform},
     wayland::shm::{with_buffer_contents_mut, BufferData},
 };
 use tracing::{debug, warn};
@@ -90,6 +90,18 @@ struct Target {
     output: Output,
     region: Rectangle<i32, Physical>,
     cursor: bool,
+    /// The output's state the region was computed for: a frame whose
+    /// output changed mode, scale or transform since fails.
+    state: (Option<OutputMode>, f64, Transform),
+}
+
+/// What a frame's region depends on.
+fn output_state(output: &Output) -> (Option<OutputMode>, f64, Transform) {
+    (
+        output.current_mode(),
+        output.current_scale().fractional_scale(),
+        output.current_transform(),
+    )
 }
 
 impl GlobalDispatch<ZwlrScreencopyManagerV1, ()> for Heapland {
@@ -188,7 +200,8 @@ fn target(
                 .intersection(whole)?
         }
     };
-    (!region.is_empty()).then_some(Target {
+    (!region.is_empty()).then(|| Target {
+        state: output_state(&output),
         output,
         region,
         cursor,
@@ -299,7 +312,17 @@ impl Heapland {
                 .into_iter()
                 .filter(|c| c.frame.is_alive())
                 .partition(|c| {
-                    !c.with_damage || key(c).is_none_or(|k| !self.screencopy.unchanged.contains(&k))
+                    // An output gone or turned off will not change: its
+                    // copies fail now rather than wait forever.
+                    let dark = c
+                        .frame
+                        .data::<FrameData>()
+                        .and_then(|d| d.target.as_ref())
+                        .is_none_or(|t| {
+                            !self.outputs.contains(&t.output) || self.output_power.is_off(&t.output)
+                        });
+                    dark || !c.with_damage
+                        || key(c).is_none_or(|k| !self.screencopy.unchanged.contains(&k))
                 });
         self.screencopy.pending = waiting;
         for copy in due {
@@ -310,15 +333,22 @@ impl Heapland {
             else {
                 continue;
             };
-            let shown = self.outputs.contains(&target.output);
+            let why_not = if !self.outputs.contains(&target.output) {
+                Some("the output is gone")
+            } else if self.output_power.is_off(&target.output) {
+                Some("the output is off")
+            } else if output_state(&target.output) != target.state {
+                Some("the output's mode, scale or transform changed since the frame was offered")
+            } else {
+                None
+            };
             let (backend, scene) = self.split_for_frame();
-            let written = if shown {
-                backend
+            let written = match why_not {
+                None => backend
                     .capture(&target.output, &scene, target.cursor, target.region)
                     .map_err(|e| e.to_string())
-                    .and_then(|pixels| write_into(&copy.buffer, &pixels))
-            } else {
-                Err("the output is gone".to_owned())
+                    .and_then(|pixels| write_into(&copy.buffer, &pixels)),
+                Some(why) => Err(why.to_owned()),
             };
             match written {
                 Ok(()) => {

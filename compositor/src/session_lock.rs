@@ -77,12 +77,20 @@ impl Heapland {
     /// After `output` drew a frame: once every output drew one since the
     /// lock request, nothing of the clients is on screen any more.
     pub fn lock_frame_drawn(&mut self, output: &Output) {
+        if let Some((_, waiting)) = self.session_lock.pending.as_mut() {
+            waiting.retain(|o| o != output);
+        }
+        self.lock_if_nothing_shows_clients();
+    }
+
+    /// Confirms a pending lock once no output still shows clients: each
+    /// drew a locked frame, was unplugged, or is turned off (blank, it
+    /// shows nothing; swaylock is often run right after blanking).
+    pub fn lock_if_nothing_shows_clients(&mut self) {
         let Some((_, waiting)) = self.session_lock.pending.as_mut() else {
             return;
         };
-        waiting.retain(|o| o != output);
-        // Outputs unplugged meanwhile do not count.
-        waiting.retain(|o| self.outputs.contains(o));
+        waiting.retain(|o| self.outputs.contains(o) && !self.output_power.is_off(o));
         if waiting.is_empty() {
             if let Some((locker, _)) = self.session_lock.pending.take() {
                 locker.lock();
@@ -118,13 +126,8 @@ impl SessionLockHandler for Heapland {
             keyboard.set_focus(self, None, SERIAL_COUNTER.next_serial());
         }
         self.queue_redraw_all();
-        if self.outputs.is_empty() {
-            // Nothing shows anything: locked at once.
-            if let Some((locker, _)) = self.session_lock.pending.take() {
-                locker.lock();
-                info!("session locked");
-            }
-        }
+        // With no output on, nothing shows anything: locked at once.
+        self.lock_if_nothing_shows_clients();
     }
 
     fn unlock(&mut self) {

@@ -933,3 +933,72 @@ fn a_power_mode_other_than_off_and_on_is_invalid_mode() {
     );
     another_client_is_served(&mut comp);
 }
+
+/// swaylock run after the display was blanked: with every output off,
+/// nothing shows a client, so the lock is confirmed at once (it would
+/// otherwise wait for a frame an output that is off never draws); a
+/// recorder's copy of an output that is off fails rather than waiting.
+#[test]
+fn locking_and_capturing_an_output_that_is_off_do_not_wait() {
+    use wayland_protocols::ext::session_lock::v1::client::ext_session_lock_manager_v1::ExtSessionLockManagerV1;
+    let mut comp = Compositor::start();
+    let mut daemon = comp.connect();
+    let power = power_control(&mut daemon);
+    power.set_mode(PowerMode::Off);
+    daemon.roundtrip().expect("roundtrip");
+    assert_eq!(last_power_event(&daemon, &power), Some(PowerEvent::Mode(0)));
+
+    let mut locker = comp.connect();
+    let manager: ExtSessionLockManagerV1 = locker.bind(1);
+    let lock = manager.lock(&locker.qh, ());
+    assert!(
+        locker.dispatch_until(WAIT, |r| r.lock_answer.is_some()),
+        "no answer to the lock while the output is off"
+    );
+    assert_eq!(locker.rec.lock_answer, Some(true));
+
+    let mut grabber = comp.connect();
+    let manager: ZwlrScreencopyManagerV1 = grabber.bind(3);
+    let shm: WlShm = grabber.bind(1);
+    let (frame, _) = screencopy_frame(&mut grabber, &manager, None);
+    let buffer = grabber.shm_buffer(&shm, 320, 240, 0);
+    frame.copy_with_damage(&buffer);
+    let events = copy_result(&mut grabber, &frame, WAIT);
+    assert!(events.contains(&CopyEvent::Failed), "{events:?}");
+
+    lock.unlock_and_destroy();
+    locker.roundtrip().expect("roundtrip");
+    comp.assert_alive();
+}
+
+/// A configuration may set a head only to one of its own modes: another
+/// head's is invalid_mode.
+#[test]
+fn a_mode_of_another_head_is_invalid_mode() {
+    use wayland_protocols_wlr::output_management::v1::client::{
+        zwlr_output_configuration_head_v1, zwlr_output_manager_v1::ZwlrOutputManagerV1,
+    };
+    let mut comp = Compositor::start_with(
+        320,
+        240,
+        &["--output", "200x100@60", "--screenshot-every-frame"],
+    );
+    let mut bad = comp.connect();
+    let manager: ZwlrOutputManagerV1 = bad.bind(4);
+    assert!(
+        bad.dispatch_until(WAIT, |r| r.output_heads.len() == 2
+            && r.output_serial.is_some()),
+        "no two heads"
+    );
+    let (first, _) = bad.rec.output_heads[0].clone();
+    let (_, second_modes) = bad.rec.output_heads[1].clone();
+    let serial = bad.rec.output_serial.expect("serial");
+    let configuration = manager.create_configuration(serial, &bad.qh, ());
+    let head = configuration.enable_head(&first, &bad.qh, ());
+    head.set_mode(&second_modes[0]);
+    bad.expect_error(
+        "zwlr_output_configuration_head_v1",
+        zwlr_output_configuration_head_v1::Error::InvalidMode as u32,
+    );
+    another_client_is_served(&mut comp);
+}

@@ -255,6 +255,14 @@ impl DrmBackend {
 }
 
 impl DrmBackend {
+    /// Whether `output`'s connector lists `mode`.
+    pub fn has_mode(&self, output: &Output, mode: OutputMode) -> bool {
+        self.outputs
+            .iter()
+            .find(|o| &o.output == output)
+            .is_some_and(|o| o.modes.iter().any(|m| OutputMode::from(*m) == mode))
+    }
+
     /// Sets one of the connector's modes on `output`'s CRTC: the next frame
     /// is drawn whole into buffers of the new size and committed with it.
     pub fn set_mode(&mut self, output: &Output, mode: OutputMode) -> Result<(), String> {
@@ -384,6 +392,13 @@ fn on_session_event(state: &mut Heapland, event: SessionEvent) {
                 }
             }
             let outputs: Vec<Output> = b.outputs.iter().map(|o| o.output.clone()).collect();
+            // An output turned off stays dark, whatever the other session
+            // left on it (the console, lit).
+            for output in state.outputs_off() {
+                if let Err(err) = state.backend.set_power(&output, false) {
+                    warn!("cannot keep {} off: {err}", output.name());
+                }
+            }
             // Whatever was in flight was lost with the display.
             for output in &outputs {
                 state.restart_frame_cycle(output);

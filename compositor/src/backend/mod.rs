@@ -194,6 +194,38 @@ impl Backend {
         matches!(self, Backend::Headless(_))
     }
 
+    /// Whether `output` can be set to `mode` (`custom`: not one of the
+    /// modes it listed), and if not, why.
+    pub fn can_take_mode(
+        &self,
+        output: &Output,
+        mode: smithay::output::Mode,
+        custom: bool,
+    ) -> Result<(), String> {
+        /// Larger virtual outputs would be a client's way to make heapland
+        /// allocate gigabytes.
+        const MAX_SIDE: i32 = 8192;
+        let name = output.name();
+        let (w, h) = (mode.size.w, mode.size.h);
+        match self {
+            Backend::Headless(_) if w > MAX_SIDE || h > MAX_SIDE => Err(format!(
+                "{name}: {w}x{h} is larger than {MAX_SIDE}x{MAX_SIDE}"
+            )),
+            Backend::Headless(_) => Ok(()),
+            Backend::Drm(b) if custom || !b.has_mode(output, mode) => Err(format!(
+                "{name}: the display takes the modes its connector lists, not {w}x{h}@{} mHz",
+                mode.refresh
+            )),
+            Backend::Drm(_) => Ok(()),
+            #[cfg(feature = "winit")]
+            Backend::Winit(_) if Some(mode) != output.current_mode() => Err(format!(
+                "{name}: the nested output takes the size of its window"
+            )),
+            #[cfg(feature = "winit")]
+            Backend::Winit(_) => Ok(()),
+        }
+    }
+
     /// Sets `output`'s mode (one of its modes, or any on headless); the
     /// caller then changes the output's state.
     pub fn set_mode(&mut self, output: &Output, mode: smithay::output::Mode) -> Result<(), String> {

@@ -198,9 +198,16 @@ fn on_event(state: &mut Heapland, event: WinitEvent) {
                 size,
                 refresh: REFRESH_MHZ,
             };
+            // The window's size is the output's only mode.
+            let old = output.current_mode();
             output.change_current_state(Some(mode), None, None, None);
             output.set_preferred(mode);
+            if let Some(old) = old.filter(|o| *o != mode) {
+                output.delete_mode(old);
+            }
             state.queue_redraw(&output);
+            state.outputs_resized();
+            state.output_configuration_changed();
         }
         // The host asks for the window's content (exposed, or shown again).
         WinitEvent::Redraw => state.queue_redraw_all(),

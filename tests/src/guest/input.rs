@@ -555,7 +555,7 @@ fn vkms_power() -> Result<(bool, u32), String> {
 
 /// Waits up to 30 s for vkms's CRTC to be `active` (with a framebuffer on
 /// the primary plane when active).
-fn wait_for_power(comp: &mut Heapland, active: bool, what: &str) -> Result<(), String> {
+pub(super) fn wait_for_power(comp: &mut Heapland, active: bool, what: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         comp.alive()?;
@@ -634,6 +634,15 @@ fn swayidle_blanks_the_display_and_a_key_wakes_it() -> Result<(), String> {
 /// gdb's backtrace of every thread (gdb from the host's /usr, if there).
 fn where_it_waits(pid: u32) -> String {
     let mut out = String::new();
+    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        let open: Vec<String> = fds
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .map(|p| p.display().to_string())
+            .filter(|p| p.starts_with("/dev/"))
+            .collect();
+        out.push_str(&format!("open devices: {open:?}\n"));
+    }
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for task in tasks.flatten() {
             let path = task.path();

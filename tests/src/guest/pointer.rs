@@ -286,6 +286,9 @@ fn a_binding_starts_foot_and_a_border_drag_resizes_it() -> Result<(), String> {
     let mut comp =
         Heapland::start_with(&["--backend", "drm", "--output", &mode, "--config", &config])?;
     let foot_log = || std::fs::read_to_string(format!("{dir}/foot.log")).unwrap_or_default();
+    // The socket comes first; keys pressed before libinput opened the
+    // devices (with the display, seconds later under TCG) go nowhere.
+    super::input::wait_for_power(&mut comp, true, "heapland's first frame")?;
 
     keyboard.chord(KEY_LEFTMETA, KEY_ENTER)?;
     let before = wait_for_bounds(&mut comp, "foot's window", |(x0, y0, x1, y1)| {

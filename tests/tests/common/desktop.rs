@@ -68,6 +68,13 @@ use wayland_protocols_wlr::{
         zwlr_layer_shell_v1::ZwlrLayerShellV1,
         zwlr_layer_surface_v1::{self, ZwlrLayerSurfaceV1},
     },
+    output_management::v1::client::{
+        zwlr_output_configuration_head_v1::ZwlrOutputConfigurationHeadV1,
+        zwlr_output_configuration_v1::ZwlrOutputConfigurationV1,
+        zwlr_output_head_v1::{self, ZwlrOutputHeadV1},
+        zwlr_output_manager_v1::{self, ZwlrOutputManagerV1},
+        zwlr_output_mode_v1::ZwlrOutputModeV1,
+    },
     output_power_management::v1::client::{
         zwlr_output_power_manager_v1::ZwlrOutputPowerManagerV1,
         zwlr_output_power_v1::{self, ZwlrOutputPowerV1},
@@ -125,8 +132,53 @@ ignore_events!(
     ZwpIdleInhibitManagerV1,
     ZwpIdleInhibitorV1,
     ZwlrScreencopyManagerV1,
-    ZwlrOutputPowerManagerV1
+    ZwlrOutputPowerManagerV1,
+    ZwlrOutputModeV1,
+    ZwlrOutputConfigurationV1,
+    ZwlrOutputConfigurationHeadV1
 );
+
+impl Dispatch<ZwlrOutputManagerV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &ZwlrOutputManagerV1,
+        e: zwlr_output_manager_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match e {
+            zwlr_output_manager_v1::Event::Head { head } => s.output_heads.push((head, Vec::new())),
+            zwlr_output_manager_v1::Event::Done { serial } => s.output_serial = Some(serial),
+            _ => {}
+        }
+    }
+
+    wayland_client::event_created_child!(Recorder, ZwlrOutputManagerV1, [
+        zwlr_output_manager_v1::EVT_HEAD_OPCODE => (ZwlrOutputHeadV1, ()),
+    ]);
+}
+
+impl Dispatch<ZwlrOutputHeadV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        head: &ZwlrOutputHeadV1,
+        e: zwlr_output_head_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let zwlr_output_head_v1::Event::Mode { mode } = e {
+            if let Some((_, modes)) = s.output_heads.iter_mut().find(|(h, _)| h == head) {
+                modes.push(mode);
+            }
+        }
+    }
+
+    wayland_client::event_created_child!(Recorder, ZwlrOutputHeadV1, [
+        zwlr_output_head_v1::EVT_MODE_OPCODE => (ZwlrOutputModeV1, ()),
+    ]);
+}
 
 /// One event of a zwlr_output_power_v1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -504,6 +504,13 @@ pub struct Recorder {
     /// ext_session_lock_surface_v1.configure: (serial, width, height), acked
     /// on arrival.
     pub lock_configures: Vec<(u32, u32, u32)>,
+    /// zwlr_output_manager_v1 heads, each with its modes, in order.
+    pub output_heads: Vec<(
+        wayland_protocols_wlr::output_management::v1::client::zwlr_output_head_v1::ZwlrOutputHeadV1,
+        Vec<wayland_protocols_wlr::output_management::v1::client::zwlr_output_mode_v1::ZwlrOutputModeV1>,
+    )>,
+    /// The last zwlr_output_manager_v1.done serial.
+    pub output_serial: Option<u32>,
     /// zwlr_output_power_v1 events, per power object.
     pub power: HashMap<ObjectId, Vec<desktop::PowerEvent>>,
     /// zwlr_screencopy_frame_v1 events, per frame.
