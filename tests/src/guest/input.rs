@@ -48,7 +48,7 @@ pub fn tests() -> Vec<Test> {
 pub(super) const EV_SYN: u16 = 0;
 pub(super) const EV_KEY: u16 = 1;
 pub(super) const SYN_REPORT: u16 = 0;
-const KEY_A: u16 = 30;
+pub(super) const KEY_A: u16 = 30;
 pub(super) const KEY_ENTER: u16 = 28;
 pub(super) const KEY_LEFTMETA: u16 = 125;
 pub(super) const BUS_VIRTUAL: u16 = 0x06;
@@ -141,7 +141,7 @@ impl Keyboard {
     }
 
     /// Presses and releases `key`.
-    fn tap(&self, key: u16) -> Result<(), String> {
+    pub(super) fn tap(&self, key: u16) -> Result<(), String> {
         for value in [1, 0] {
             self.event(EV_KEY, key, value)?;
             self.event(EV_SYN, SYN_REPORT, 0)?;
@@ -579,11 +579,37 @@ pub(super) fn wait_for_power(comp: &mut Heapland, active: bool, what: &str) -> R
 /// `heapland-power on`, and the CRTC is active again with a frame on its
 /// primary plane.
 fn swayidle_blanks_the_display_and_a_key_wakes_it() -> Result<(), String> {
-    let (_udevd, keyboard, _node) = described_keyboard()?;
+    let (_udevd, keyboard, node) = described_keyboard()?;
+    // The test's own reader of the keyboard: proof the kernel emits what
+    // the test types.
+    let probe = rustix::fs::open(
+        node.as_str(),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open {node}: {e}"))?;
     let card = super::drm_card::find("vkms", "card")?.path.clone();
     let card_path = card.to_string_lossy().into_owned();
     let mut comp = Heapland::start_with(&["--backend", "drm", "--drm-device", &card_path])?;
     wait_for_power(&mut comp, true, "at start")?;
+    // A key before anything else: libinput announces its devices with it.
+    keyboard.tap(KEY_A)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !comp
+        .log_text()
+        .contains("input device: heapland test keyboard")
+    {
+        if Instant::now() > deadline {
+            let mut buf = [0u8; 4096];
+            let emitted = rustix::io::read(&probe, &mut buf).unwrap_or(0);
+            return Err(format!(
+                "a key on {node} ({emitted} bytes of events read by the test) did not reach heapland's libinput:\n{}\n{}",
+                comp.log_text(),
+                where_it_waits(comp.pid())
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let resumed = "/tmp/heapland-swayidle-resumed";
     let _ = std::fs::remove_file(resumed);
     let log = "/tmp/heapland-swayidle.log";

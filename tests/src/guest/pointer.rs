@@ -17,7 +17,7 @@ use rustix::{
 use super::{
     compositor::{self, Heapland},
     input::{
-        described_keyboard, udevadm, UinputSetup, BUS_VIRTUAL, EV_KEY, EV_SYN, KEY_ENTER,
+        described_keyboard, udevadm, UinputSetup, BUS_VIRTUAL, EV_KEY, EV_SYN, KEY_A, KEY_ENTER,
         KEY_LEFTMETA, SYN_REPORT, UI_DEV_CREATE, UI_DEV_DESTROY, UI_DEV_SETUP, UI_SET_EVBIT,
         UI_SET_KEYBIT,
     },
@@ -289,6 +289,21 @@ fn a_binding_starts_foot_and_a_border_drag_resizes_it() -> Result<(), String> {
     // The socket comes first; keys pressed before libinput opened the
     // devices (with the display, seconds later under TCG) go nowhere.
     super::input::wait_for_power(&mut comp, true, "heapland's first frame")?;
+    // A key nobody binds: libinput announces its devices with it.
+    keyboard.tap(KEY_A)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !comp
+        .log_text()
+        .contains("input device: heapland test keyboard")
+    {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "heapland's libinput never announced the keyboard:\n{}",
+                comp.log_text()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     keyboard.chord(KEY_LEFTMETA, KEY_ENTER)?;
     let before = wait_for_bounds(&mut comp, "foot's window", |(x0, y0, x1, y1)| {
