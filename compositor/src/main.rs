@@ -21,6 +21,7 @@ mod node_access;
 mod output_management;
 mod output_power;
 mod peer;
+mod popup;
 mod redraw;
 mod renderer;
 mod resize_grab;

@@ -532,7 +532,7 @@ impl Heapland {
     }
 
     /// The mapped window whose toplevel's surface is `surface`.
-    fn window_of_surface(&self, surface: &WlSurface) -> Option<&Window> {
+    pub fn window_of_surface(&self, surface: &WlSurface) -> Option<&Window> {
         self.space
             .elements()
             .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == surface))
@@ -895,8 +895,9 @@ impl XdgShellHandler for Heapland {
     /// relative to their parent, drawn with it, and configured on their
     /// first commit.
     fn new_popup(&mut self, surface: PopupSurface, positioner: PositionerState) {
+        let geometry = self.popup_geometry(&surface, &positioner);
         surface.with_pending_state(|state| {
-            state.geometry = positioner.get_geometry();
+            state.geometry = geometry;
         });
         if let Err(err) = self.popups.track_popup(PopupKind::Xdg(surface)) {
             warn!("cannot track popup: {err}");
@@ -911,9 +912,9 @@ impl XdgShellHandler for Heapland {
         }
     }
 
-    /// Popup grabs (dismissing a menu by clicking elsewhere) are not
-    /// implemented: a menu stays until its client closes it.
-    fn grab(&mut self, _surface: PopupSurface, _seat: WlSeat, _serial: Serial) {}
+    fn grab(&mut self, surface: PopupSurface, seat: WlSeat, serial: Serial) {
+        self.grab_popup(surface, &seat, serial);
+    }
 
     /// A client-decorated window's own border was pressed: resize it while
     /// that press lasts.
@@ -991,8 +992,9 @@ impl XdgShellHandler for Heapland {
         positioner: PositionerState,
         token: u32,
     ) {
+        let geometry = self.popup_geometry(&surface, &positioner);
         surface.with_pending_state(|state| {
-            state.geometry = positioner.get_geometry();
+            state.geometry = geometry;
             state.positioner = positioner;
         });
         surface.send_repositioned(token);

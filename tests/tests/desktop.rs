@@ -1002,3 +1002,86 @@ fn a_mode_of_another_head_is_invalid_mode() {
     );
     another_client_is_served(&mut comp);
 }
+
+/// A menu whose positioner puts it past the output's right and bottom
+/// edges is slid back on screen, as its constraint adjustment allows; one
+/// that allows nothing stays where its positioner says.
+#[test]
+fn a_popup_is_slid_back_onto_its_output() {
+    use wayland_protocols::xdg::shell::client::xdg_positioner::{
+        Anchor as PopupAnchor, ConstraintAdjustment, Gravity,
+    };
+    let mut comp = Compositor::start();
+    let mut client = comp.connect();
+    let wm: XdgWmBase = client.bind(1);
+    let compositor: WlCompositor = client.bind(5);
+    let shm: WlShm = client.bind(1);
+    let surface = compositor.create_surface(&client.qh, ());
+    let parent = wm.get_xdg_surface(&surface, &client.qh, ());
+    let _toplevel = parent.get_toplevel(&client.qh, ());
+    surface.commit();
+    assert!(
+        client.dispatch_until(WAIT, |r| !r.configures.is_empty()),
+        "no configure"
+    );
+    let buffer = client.shm_buffer(&shm, 100, 80, RED);
+    surface.attach(Some(&buffer), 0, 0);
+    surface.damage_buffer(0, 0, 100, 80);
+    surface.commit();
+    client.roundtrip().expect("roundtrip");
+    let pic = comp.wait_for_picture(WAIT, |p| p.count(0, 0, 320, 240, RED_RGB) == 8000);
+    let (wx, wy) = red_origin(&pic);
+
+    let mut popup_at = |adjustment: ConstraintAdjustment| {
+        let positioner = wm.create_positioner(&client.qh, ());
+        positioner.set_size(120, 90);
+        // Anchored at the window's bottom-right corner and pushed further:
+        // past both edges of the 320x240 output.
+        positioner.set_anchor_rect(0, 0, 100, 80);
+        positioner.set_anchor(PopupAnchor::BottomRight);
+        positioner.set_gravity(Gravity::BottomRight);
+        positioner.set_offset(200, 120);
+        positioner.set_constraint_adjustment(adjustment);
+        let popup_surface = compositor.create_surface(&client.qh, ());
+        let xdg = wm.get_xdg_surface(&popup_surface, &client.qh, ());
+        let popup = xdg.get_popup(Some(&parent), &positioner, &client.qh, ());
+        let before = client.rec.popup_configures.len();
+        popup_surface.commit();
+        assert!(
+            client.dispatch_until(WAIT, |r| r.popup_configures.len() > before),
+            "no popup configure"
+        );
+        let configured = *client.rec.popup_configures.last().expect("configure");
+        popup.destroy();
+        xdg.destroy();
+        popup_surface.destroy();
+        positioner.destroy();
+        configured
+    };
+    assert_eq!(
+        popup_at(ConstraintAdjustment::empty()),
+        (300, 200, 120, 90),
+        "no adjustment allowed: as positioned"
+    );
+    let (x, y, w, h) = popup_at(ConstraintAdjustment::SlideX | ConstraintAdjustment::SlideY);
+    assert_eq!((w, h), (120, 90));
+    // Slid: it ends at the output's right and bottom edges.
+    assert_eq!(
+        (wx + x + w, wy + y + h),
+        (320, 240),
+        "popup at ({x},{y}) of a window at ({wx},{wy})"
+    );
+    comp.assert_alive();
+}
+
+/// The top-left corner of the red pixels in `pic`.
+fn red_origin(pic: &Picture) -> (i32, i32) {
+    for y in 0..pic.height {
+        for x in 0..pic.width {
+            if pic.pixel(x, y) == RED_RGB {
+                return (x as i32, y as i32);
+            }
+        }
+    }
+    panic!("no red window");
+}

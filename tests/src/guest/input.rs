@@ -602,10 +602,39 @@ fn swayidle_blanks_the_display_and_a_key_wakes_it() -> Result<(), String> {
         if Instant::now() > deadline {
             let mut buf = [0u8; 4096];
             let emitted = rustix::io::read(&probe, &mut buf).unwrap_or(0);
+            // What heapland does with another key, as strace sees it.
+            let trace = "/tmp/heapland-strace.log";
+            let strace = std::process::Command::new("/usr/bin/strace")
+                .args(["-f", "-tt", "-p", &comp.pid().to_string(), "-o", trace])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            std::thread::sleep(Duration::from_secs(2));
+            keyboard.tap(KEY_A)?;
+            std::thread::sleep(Duration::from_secs(2));
+            if let Ok(mut strace) = strace {
+                let _ = strace.kill();
+                let _ = strace.wait();
+            }
+            let traced = std::fs::read_to_string(trace).unwrap_or_default();
+            let tail: Vec<&str> = traced.lines().rev().take(80).collect();
+            let mut fds = String::new();
+            if let Ok(entries) = std::fs::read_dir(format!("/proc/{}/fd", comp.pid())) {
+                for e in entries.flatten() {
+                    if let Ok(target) = std::fs::read_link(e.path()) {
+                        fds.push_str(&format!(
+                            "{} -> {}; ",
+                            e.file_name().to_string_lossy(),
+                            target.display()
+                        ));
+                    }
+                }
+            }
             return Err(format!(
-                "a key on {node} ({emitted} bytes of events read by the test) did not reach heapland's libinput:\n{}\n{}",
+                "a key on {node} ({emitted} bytes of events read by the test) did not reach heapland's libinput:\n{}\n{}\nfds: {fds}\nstrace of another key:\n{}",
                 comp.log_text(),
-                where_it_waits(comp.pid())
+                where_it_waits(comp.pid()),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             ));
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -85,6 +85,11 @@ use wayland_protocols_wlr::{
     },
 };
 
+use wayland_protocols::xdg::shell::client::{
+    xdg_popup::{self, XdgPopup},
+    xdg_positioner::XdgPositioner,
+};
+
 use super::Recorder;
 
 /// One event of a zwlr_screencopy_frame_v1.
@@ -135,8 +140,30 @@ ignore_events!(
     ZwlrOutputPowerManagerV1,
     ZwlrOutputModeV1,
     ZwlrOutputConfigurationV1,
-    ZwlrOutputConfigurationHeadV1
+    ZwlrOutputConfigurationHeadV1,
+    XdgPositioner
 );
+
+impl Dispatch<XdgPopup, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &XdgPopup,
+        e: xdg_popup::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_popup::Event::Configure {
+            x,
+            y,
+            width,
+            height,
+        } = e
+        {
+            s.popup_configures.push((x, y, width, height));
+        }
+    }
+}
 
 impl Dispatch<ZwlrOutputManagerV1, ()> for Recorder {
     fn event(

@@ -504,6 +504,8 @@ pub struct Recorder {
     /// ext_session_lock_surface_v1.configure: (serial, width, height), acked
     /// on arrival.
     pub lock_configures: Vec<(u32, u32, u32)>,
+    /// xdg_popup.configure: x, y (relative to the parent), width, height.
+    pub popup_configures: Vec<(i32, i32, i32, i32)>,
     /// zwlr_output_manager_v1 heads, each with its modes, in order.
     pub output_heads: Vec<(
         wayland_protocols_wlr::output_management::v1::client::zwlr_output_head_v1::ZwlrOutputHeadV1,
