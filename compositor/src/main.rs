@@ -10,6 +10,7 @@ mod config_watch;
 mod decoration;
 mod dmabuf_params;
 mod feedback;
+mod foreign_toplevel;
 mod frame_stats;
 mod heap_protocol;
 mod heaps;

@@ -175,6 +175,8 @@ pub struct Heapland {
     pub screenshot_requested: bool,
     /// Outputs turned off, and clients' power controls (`output_power`).
     pub output_power: crate::output_power::OutputPower,
+    /// Task bars' view of the windows (`foreign_toplevel`).
+    pub foreign_toplevels: crate::foreign_toplevel::ForeignToplevels,
     /// Output configuration clients (`output_management`).
     pub output_management: crate::output_management::OutputManagement,
     /// Screen captures waiting to be made (`screencopy`).
@@ -269,6 +271,7 @@ impl Heapland {
         let screencopy = crate::screencopy::Screencopy::new(dh);
         let output_power = crate::output_power::OutputPower::new(dh);
         let output_management = crate::output_management::OutputManagement::new(dh);
+        let foreign_toplevels = crate::foreign_toplevel::ForeignToplevels::new(dh);
         // A sandboxed client could cover the screen with an overlay that
         // takes the keyboard (a fake lock screen): layer shell is for the
         // user's own panels and launchers.
@@ -339,6 +342,7 @@ impl Heapland {
             screencopy,
             output_power,
             output_management,
+            foreign_toplevels,
             frame_stats: FrameStats::default(),
             next_surface_feedback: None,
         })

@@ -95,6 +95,9 @@ fn every_desktop_global_is_advertised() {
         "zwlr_data_control_manager_v1",
         "zwlr_screencopy_manager_v1",
         "zwlr_output_power_manager_v1",
+        "zwlr_output_manager_v1",
+        "zwlr_foreign_toplevel_manager_v1",
+        "ext_foreign_toplevel_list_v1",
     ] {
         assert!(
             client.has_global(interface),
@@ -1084,4 +1087,78 @@ fn red_origin(pic: &Picture) -> (i32, i32) {
         }
     }
     panic!("no red window");
+}
+
+/// A task bar's protocol: each window's title and state (activated), a
+/// title change, activating an older window, closing one (its client is
+/// asked to close) and a window gone (closed).
+#[test]
+fn a_task_bar_sees_windows_and_activates_and_closes_them() {
+    use wayland_protocols_wlr::foreign_toplevel::v1::client::zwlr_foreign_toplevel_manager_v1::ZwlrForeignToplevelManagerV1;
+    let mut comp = Compositor::start();
+    let mut app = comp.connect();
+    let (_first_surface, first) = app.map_toplevel(40, 40, RED);
+    comp.wait_for_picture(WAIT, |p| p.count(0, 0, 320, 240, RED_RGB) == 1600);
+
+    let mut bar = comp.connect();
+    // output_enter names the bar's own wl_output: bound first.
+    let _output: wayland_client::protocol::wl_output::WlOutput = bar.bind(4);
+    let _manager: ZwlrForeignToplevelManagerV1 = bar.bind(3);
+    let titled =
+        |r: &common::Recorder, title: &str| r.foreign_windows.iter().any(|(_, w)| w.title == title);
+    assert!(
+        bar.dispatch_until(WAIT, |r| titled(r, "heapland-test")),
+        "no handle of the window: {:?}",
+        bar.rec.foreign_windows
+    );
+    let (handle, told) = bar.rec.foreign_windows[0].clone();
+    assert!(
+        told.states.contains(&2),
+        "the focused window is not activated: {told:?}"
+    );
+    assert_eq!(told.outputs, 1, "{told:?}");
+
+    first.set_title("renamed".into());
+    app.roundtrip().expect("roundtrip");
+    assert!(
+        bar.dispatch_until(WAIT, |r| titled(r, "renamed")),
+        "no new title"
+    );
+
+    // A second window takes the focus; the bar activates the first again.
+    let (_second_surface, second) = app.map_toplevel(40, 40, GREEN);
+    assert!(
+        bar.dispatch_until(WAIT, |r| r.foreign_windows.len() == 2
+            && r.foreign_windows[0].1.states.is_empty()),
+        "the first window still activated: {:?}",
+        bar.rec.foreign_windows
+    );
+    handle.activate(&bar.bind::<WlSeat>(5));
+    bar.roundtrip().expect("roundtrip");
+    assert!(
+        bar.dispatch_until(WAIT, |r| r.foreign_windows[0].1.states.contains(&2)),
+        "not activated: {:?}",
+        bar.rec.foreign_windows
+    );
+    let first_id = first.id();
+    assert!(
+        app.dispatch_until(WAIT, |r| r.activated.get(&first_id) == Some(&true)),
+        "the client was not told its window is activated"
+    );
+
+    handle.close();
+    bar.roundtrip().expect("roundtrip");
+    assert!(
+        app.dispatch_until(WAIT, |r| r.closes == 1),
+        "the client was not asked to close"
+    );
+    second.destroy();
+    app.roundtrip().expect("roundtrip");
+    assert!(
+        bar.dispatch_until(WAIT, |r| r.foreign_windows.len() == 2
+            && r.foreign_windows[1].1.closed),
+        "the gone window's handle is not closed: {:?}",
+        bar.rec.foreign_windows
+    );
+    comp.assert_alive();
 }

@@ -126,14 +126,18 @@ fn the_manager_is_offered_to_unsandboxed_clients_only() {
         assert!(sandboxed.has_global(interface), "sandboxed: no {interface}");
     }
     // Clipboard managers read every copy, a locker could lock the user out,
-    // screen capture sees every window, power control blanks the display:
-    // not from a sandbox.
+    // screen capture sees every window, power control blanks the display,
+    // output configuration rearranges it, task bars see and steer every
+    // window: not from a sandbox.
     for interface in [
         "ext_data_control_manager_v1",
         "zwlr_data_control_manager_v1",
         "ext_session_lock_manager_v1",
         "zwlr_screencopy_manager_v1",
         "zwlr_output_power_manager_v1",
+        "zwlr_output_manager_v1",
+        "zwlr_foreign_toplevel_manager_v1",
+        "ext_foreign_toplevel_list_v1",
     ] {
         assert!(creator.has_global(interface), "unsandboxed: no {interface}");
         assert!(

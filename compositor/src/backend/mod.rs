@@ -474,6 +474,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
                 state.queue_redraw_all();
             }
             state.update_idle_inhibit();
+            state.update_foreign_toplevels();
             state.popups.cleanup();
             state.redraw_queued_outputs();
             if let Err(err) = state.display_handle.flush_clients() {

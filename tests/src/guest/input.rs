@@ -296,14 +296,14 @@ fn uinput_key_reaches_the_focused_window() -> Result<(), String> {
 
 /// A 64x64 window that has the keyboard focus: input reaches heapland's
 /// seat once it has it.
-struct FocusedWindow {
+pub(super) struct FocusedWindow {
     queue: wayland_client::EventQueue<State>,
     st: State,
     _keep: Vec<Box<dyn std::any::Any>>,
 }
 
 impl FocusedWindow {
-    fn map(comp: &mut Heapland) -> Result<Self, String> {
+    pub(super) fn map(comp: &mut Heapland) -> Result<Self, String> {
         let (conn, globals, mut queue) = compositor::connect()?;
         let qh = queue.handle();
         let wl_compositor: WlCompositor = compositor::bind(&globals, &qh, 4..=5)?;
@@ -592,7 +592,10 @@ fn swayidle_blanks_the_display_and_a_key_wakes_it() -> Result<(), String> {
     let card_path = card.to_string_lossy().into_owned();
     let mut comp = Heapland::start_with(&["--backend", "drm", "--drm-device", &card_path])?;
     wait_for_power(&mut comp, true, "at start")?;
-    // A key before anything else: libinput announces its devices with it.
+    // As in the tests above, a client's window first: keys pressed before
+    // any client connected were not read by heapland's libinput in this
+    // guest (see where_it_waits' strace), a fact not yet explained.
+    let window = FocusedWindow::map(&mut comp)?;
     keyboard.tap(KEY_A)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !comp
@@ -639,6 +642,7 @@ fn swayidle_blanks_the_display_and_a_key_wakes_it() -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    drop(window);
     let resumed = "/tmp/heapland-swayidle-resumed";
     let _ = std::fs::remove_file(resumed);
     let log = "/tmp/heapland-swayidle.log";

@@ -289,7 +289,10 @@ fn a_binding_starts_foot_and_a_border_drag_resizes_it() -> Result<(), String> {
     // The socket comes first; keys pressed before libinput opened the
     // devices (with the display, seconds later under TCG) go nowhere.
     super::input::wait_for_power(&mut comp, true, "heapland's first frame")?;
-    // A key nobody binds: libinput announces its devices with it.
+    // A key nobody binds, to a window of the test's own: libinput
+    // announces its devices with it (see input.rs on keys pressed before
+    // any client connected).
+    let window = super::input::FocusedWindow::map(&mut comp)?;
     keyboard.tap(KEY_A)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !comp
@@ -305,6 +308,7 @@ fn a_binding_starts_foot_and_a_border_drag_resizes_it() -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    drop(window);
     keyboard.chord(KEY_LEFTMETA, KEY_ENTER)?;
     let before = wait_for_bounds(&mut comp, "foot's window", |(x0, y0, x1, y1)| {
         x1 - x0 > 100 && y1 - y0 > 100

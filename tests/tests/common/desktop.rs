@@ -64,6 +64,10 @@ use wayland_protocols::{
     },
 };
 use wayland_protocols_wlr::{
+    foreign_toplevel::v1::client::{
+        zwlr_foreign_toplevel_handle_v1::{self, ZwlrForeignToplevelHandleV1},
+        zwlr_foreign_toplevel_manager_v1::{self, ZwlrForeignToplevelManagerV1},
+    },
     layer_shell::v1::client::{
         zwlr_layer_shell_v1::ZwlrLayerShellV1,
         zwlr_layer_surface_v1::{self, ZwlrLayerSurfaceV1},
@@ -143,6 +147,70 @@ ignore_events!(
     ZwlrOutputConfigurationHeadV1,
     XdgPositioner
 );
+
+/// What one zwlr_foreign_toplevel_handle_v1 said, as of its last `done`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ForeignWindow {
+    pub title: String,
+    pub app_id: String,
+    pub states: Vec<u32>,
+    pub outputs: usize,
+    pub closed: bool,
+}
+
+impl Dispatch<ZwlrForeignToplevelManagerV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        _: &ZwlrForeignToplevelManagerV1,
+        e: zwlr_foreign_toplevel_manager_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let zwlr_foreign_toplevel_manager_v1::Event::Toplevel { toplevel } = e {
+            s.foreign_windows.push((toplevel, ForeignWindow::default()));
+        }
+    }
+
+    wayland_client::event_created_child!(Recorder, ZwlrForeignToplevelManagerV1, [
+        zwlr_foreign_toplevel_manager_v1::EVT_TOPLEVEL_OPCODE => (ZwlrForeignToplevelHandleV1, ()),
+    ]);
+}
+
+impl Dispatch<ZwlrForeignToplevelHandleV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        handle: &ZwlrForeignToplevelHandleV1,
+        e: zwlr_foreign_toplevel_handle_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use zwlr_foreign_toplevel_handle_v1::Event;
+        let done = matches!(e, Event::Done | Event::Closed);
+        let pending = s.foreign_pending.entry(handle.id()).or_default();
+        match e {
+            Event::Title { title } => pending.title = title,
+            Event::AppId { app_id } => pending.app_id = app_id,
+            Event::State { state } => {
+                pending.states = state
+                    .chunks_exact(4)
+                    .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            }
+            Event::OutputEnter { .. } => pending.outputs += 1,
+            Event::OutputLeave { .. } => pending.outputs = pending.outputs.saturating_sub(1),
+            Event::Closed => pending.closed = true,
+            _ => {}
+        }
+        if done {
+            let now = pending.clone();
+            if let Some((_, told)) = s.foreign_windows.iter_mut().find(|(h, _)| h == handle) {
+                *told = now;
+            }
+        }
+    }
+}
 
 impl Dispatch<XdgPopup, ()> for Recorder {
     fn event(

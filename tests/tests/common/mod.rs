@@ -504,6 +504,15 @@ pub struct Recorder {
     /// ext_session_lock_surface_v1.configure: (serial, width, height), acked
     /// on arrival.
     pub lock_configures: Vec<(u32, u32, u32)>,
+    /// zwlr_foreign_toplevel_manager_v1 handles, each as of its last done.
+    pub foreign_windows: Vec<(
+        wayland_protocols_wlr::foreign_toplevel::v1::client::zwlr_foreign_toplevel_handle_v1::ZwlrForeignToplevelHandleV1,
+        desktop::ForeignWindow,
+    )>,
+    /// Each handle's events since its last done.
+    pub foreign_pending: HashMap<ObjectId, desktop::ForeignWindow>,
+    /// xdg_toplevel.close events received.
+    pub closes: usize,
     /// xdg_popup.configure: x, y (relative to the parent), width, height.
     pub popup_configures: Vec<(i32, i32, i32, i32)>,
     /// zwlr_output_manager_v1 heads, each with its modes, in order.
@@ -798,11 +807,14 @@ impl Dispatch<XdgToplevel, ()> for Recorder {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        if let xdg_toplevel::Event::Configure { states, .. } = e {
+        if let xdg_toplevel::Event::Configure { states, .. } = &e {
             let activated = states
                 .chunks_exact(4)
                 .any(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) == 4);
             s.activated.insert(toplevel.id(), activated);
+        }
+        if let xdg_toplevel::Event::Close = e {
+            s.closes += 1;
         }
     }
 }
