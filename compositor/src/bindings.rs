@@ -178,7 +178,11 @@ impl Heapland {
                     .change_repeat_info(config.keyboard.repeat_rate, config.keyboard.repeat_delay);
             }
         }
+        let outputs_changed = config.outputs != self.config.outputs;
         self.config = config;
+        if outputs_changed {
+            self.apply_output_settings();
+        }
     }
 
     /// Reads the configuration file again; a bad file is reported with its

@@ -205,6 +205,51 @@ impl Keyboard {
     }
 }
 
+/// One output's settings (`[outputs."NAME"]`), taken when heapland starts,
+/// when the output is plugged in, and when the file changes.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSettings {
+    /// `WIDTHxHEIGHT` (the highest refresh rate of that size) or
+    /// `WIDTHxHEIGHT@HZ`.
+    pub mode: Option<String>,
+    /// The output's top-left corner in the global space, logical pixels.
+    pub position: Option<[i32; 2]>,
+    /// Fractional scales are advertised through wp_fractional_scale.
+    pub scale: Option<f64>,
+    /// `normal`, `90`, `180`, `270`, `flipped`, `flipped-90`, ...
+    pub transform: Option<String>,
+}
+
+impl OutputSettings {
+    /// The mode as (width, height, Hz if named).
+    pub fn parsed_mode(&self) -> Option<(i32, i32, Option<u32>)> {
+        let text = self.mode.as_deref()?;
+        let mode: crate::cli::OutputMode = text.parse().ok()?;
+        Some((
+            mode.width as i32,
+            mode.height as i32,
+            text.contains('@').then_some(mode.refresh_hz),
+        ))
+    }
+
+    /// The transform, if one of wl_output's.
+    pub fn parsed_transform(&self) -> Option<smithay::utils::Transform> {
+        use smithay::utils::Transform;
+        Some(match self.transform.as_deref()? {
+            "normal" => Transform::Normal,
+            "90" => Transform::_90,
+            "180" => Transform::_180,
+            "270" => Transform::_270,
+            "flipped" => Transform::Flipped,
+            "flipped-90" => Transform::Flipped90,
+            "flipped-180" => Transform::Flipped180,
+            "flipped-270" => Transform::Flipped270,
+            _ => return None,
+        })
+    }
+}
+
 /// A configuration file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +259,8 @@ struct File {
     autostart: Vec<String>,
     #[serde(default)]
     bindings: BTreeMap<String, Action>,
+    #[serde(default)]
+    outputs: BTreeMap<String, OutputSettings>,
 }
 
 /// A configuration heapland runs with.
@@ -223,6 +270,8 @@ pub struct Config {
     /// Command lines run once, when heapland starts.
     pub autostart: Vec<String>,
     pub bindings: BTreeMap<Combo, Action>,
+    /// By output name.
+    pub outputs: BTreeMap<String, OutputSettings>,
 }
 
 impl Default for Config {
@@ -232,6 +281,7 @@ impl Default for Config {
             keyboard: Keyboard::default(),
             autostart: Vec::new(),
             bindings: BTreeMap::new(),
+            outputs: BTreeMap::new(),
         })
     }
 }
@@ -250,8 +300,39 @@ impl Config {
                 keyboard: Keyboard::default(),
                 autostart: Vec::new(),
                 bindings: BTreeMap::new(),
+                outputs: BTreeMap::new(),
             },
         };
+        for (name, output) in file.outputs {
+            let invalid = |what: &str, message: String| ConfigError::Invalid {
+                path: path.to_owned(),
+                line: line_of(text, what),
+                message: format!("output {name:?}: {message}"),
+            };
+            if let Some(mode) = &output.mode {
+                if output.parsed_mode().is_none() {
+                    let why = mode
+                        .parse::<crate::cli::OutputMode>()
+                        .err()
+                        .unwrap_or_default();
+                    return Err(invalid(mode, why));
+                }
+            }
+            if let Some(scale) = output.scale {
+                if !(scale.is_finite() && scale > 0.0 && scale <= 10.0) {
+                    return Err(invalid("scale", format!("scale {scale} is not in (0, 10]")));
+                }
+            }
+            if let Some(transform) = &output.transform {
+                if output.parsed_transform().is_none() {
+                    return Err(invalid(
+                        "transform",
+                        format!("transform {transform:?} is not normal, 90, 180, 270, flipped, flipped-90, flipped-180 or flipped-270"),
+                    ));
+                }
+            }
+            config.outputs.insert(name, output);
+        }
         if let Some(keyboard) = file.keyboard {
             // xkbcommon takes C strings: a NUL would end them (and panics).
             for (name, value) in [

@@ -232,6 +232,60 @@ impl Heapland {
     }
 }
 
+impl Heapland {
+    /// Takes the configuration's `[outputs."NAME"]` settings into use for
+    /// every output it names; what cannot be done is logged, and the
+    /// output keeps what it had.
+    pub fn apply_output_settings(&mut self) {
+        for output in self.outputs.clone() {
+            self.apply_settings_of(&output);
+        }
+    }
+
+    /// The configuration's settings of `output`, if it names it.
+    pub fn apply_settings_of(&mut self, output: &Output) {
+        let Some(configured) = self.config.outputs.get(&output.name()).cloned() else {
+            return;
+        };
+        let mode = configured.parsed_mode().map(|(w, h, hz)| {
+            let same_size = output
+                .modes()
+                .into_iter()
+                .filter(|m| m.size == (w, h).into());
+            let listed = match hz {
+                // The listed mode of that size nearest to the rate asked for.
+                Some(hz) => same_size
+                    .min_by_key(|m| (m.refresh - hz as i32 * 1000).abs())
+                    .filter(|m| (m.refresh - hz as i32 * 1000).abs() < 1000),
+                None => same_size.max_by_key(|m| m.refresh),
+            };
+            match listed {
+                Some(mode) => RequestedMode::Listed(mode),
+                None => RequestedMode::Custom(OutputMode {
+                    size: (w, h).into(),
+                    refresh: hz.map_or(60_000, |hz| hz as i32 * 1000),
+                }),
+            }
+        });
+        let settings = HeadSettings {
+            mode,
+            position: configured.position.map(|[x, y]| (x, y).into()),
+            transform: configured.parsed_transform(),
+            scale: configured.scale,
+            adaptive_sync: None,
+        };
+        match self.configure_outputs(&[(output.clone(), Some(settings))], true) {
+            Ok(()) => {
+                info!(output = %output.name(), "output settings from the configuration taken")
+            }
+            Err(err) => warn!(
+                "the configuration's settings of output {}: {err}",
+                output.name()
+            ),
+        }
+    }
+}
+
 impl Manager {
     /// Sends `outputs` as they are now: new heads with their modes, gone
     /// heads finished, changed properties.

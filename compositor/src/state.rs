@@ -375,6 +375,8 @@ impl Heapland {
             .insert(output.clone(), RedrawState::Queued);
         self.outputs_resized();
         self.output_configuration_changed();
+        // A display plugged in later takes its configured settings.
+        self.apply_settings_of(output);
         global
     }
 

@@ -271,3 +271,56 @@ fn wlr_randr_lists_and_changes_the_output() {
     }
     comp.assert_alive();
 }
+
+/// `[outputs."HEADLESS-1"]` in the configuration sets the output's mode
+/// and position at start (wlr-randr reads them back), and a change to the
+/// file sets them again; a bad scale is refused with its line and changes
+/// nothing.
+#[test]
+fn the_configuration_sets_an_outputs_mode_and_position() {
+    let dir = common::private_dir("outputs-config");
+    let config = dir.join("config.toml");
+    let write = |text: &str| std::fs::write(&config, text).expect("write the config");
+    write("[outputs.\"HEADLESS-1\"]\nmode = \"400x300\"\nposition = [10, 20]\n");
+    let config_arg = config.to_string_lossy().into_owned();
+    let mut comp = Compositor::start_with(
+        320,
+        240,
+        &["--screenshot-every-frame", "--config", &config_arg],
+    );
+    let pic = comp.wait_for_picture(Duration::from_secs(10), |p| {
+        (p.width, p.height) == (400, 300)
+    });
+    assert_eq!((pic.width, pic.height), (400, 300), "{}", comp.log_text());
+    let (_, listed, _) = wlr_randr(&comp, &[]);
+    assert!(listed.contains("Position: 10,20"), "{listed}");
+
+    write("[outputs.\"HEADLESS-1\"]\nmode = \"500x200@30\"\n");
+    let pic = comp.wait_for_picture(Duration::from_secs(10), |p| {
+        (p.width, p.height) == (500, 200)
+    });
+    assert_eq!((pic.width, pic.height), (500, 200), "{}", comp.log_text());
+    let (_, listed, _) = wlr_randr(&comp, &[]);
+    assert!(
+        listed.contains("500x200 px, 30.000000 Hz (current)"),
+        "{listed}"
+    );
+
+    write("[outputs.\"HEADLESS-1\"]\nmode = \"640x480\"\nscale = -1\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !comp.log_text().contains("config.toml, line 3:") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no error naming line 3:\n{}",
+            comp.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pic = comp.screenshot().expect("screenshot");
+    assert_eq!(
+        (pic.width, pic.height),
+        (500, 200),
+        "a bad configuration changed the output"
+    );
+    comp.assert_alive();
+}
