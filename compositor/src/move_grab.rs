@@ -18,6 +18,110 @@ use smithay::{
 
 use crate::state::Heapland;
 
+/// The pointer events a grab that moves or resizes a window passes on
+/// as they come (no client has pointer focus meanwhile): relative motion,
+/// axis, frame and gestures. `motion`, `button`, `start_data` and `unset`
+/// are each grab's own.
+macro_rules! forward_other_pointer_events {
+    () => {
+        fn relative_motion(
+            &mut self,
+            data: &mut Heapland,
+            handle: &mut PointerInnerHandle<'_, Heapland>,
+            _focus: Focus,
+            event: &RelativeMotionEvent,
+        ) {
+            handle.relative_motion(data, None, event);
+        }
+
+        fn axis(
+            &mut self,
+            data: &mut Heapland,
+            handle: &mut PointerInnerHandle<'_, Heapland>,
+            details: AxisFrame,
+        ) {
+            handle.axis(data, details);
+        }
+
+        fn frame(&mut self, data: &mut Heapland, handle: &mut PointerInnerHandle<'_, Heapland>) {
+            handle.frame(data);
+        }
+
+        fn gesture_swipe_begin(
+            &mut self,
+            data: &mut Heapland,
+            handle: &mut PointerInnerHandle<'_, Heapland>,
+            event: &GestureSwipeBeginEvent,
+        ) {
+            handle.gesture_swipe_begin(data, event);
+        }
+
+        fn gesture_swipe_update(
+            &mut self,
+            data: &mut Heapland,
+            handle: &mut PointerInnerHandle<'_, Heapland>,
+            event: &GestureSwipeUpdateEvent,
+        ) {
+            handle.gesture_swipe_update(data, event);
+        }
+
+        fn gesture_swipe_end(
+            &mut self,
+            data: &mut Heapland,
+            handle: &mut PointerInnerHandle<'_, Heapland>,
+            event: &GestureSwipeEndEvent,
+        ) {
+            handle.gesture_swipe_end(data, event);
+        }
+
+        fn gesture_pinch_begin(
+            &mut self,
+            data: &mut Heapland,
+            handle: &mut PointerInnerHandle<'_, Heapland>,
+            event: &GesturePinchBeginEvent,
+        ) {
+            handle.gesture_pinch_begin(data, event);
+        }
+
+        fn gesture_pinch_update(
+            &mut self,
+            data: &mut Heapland,
+            handle: &mut PointerInnerHandle<'_, Heapland>,
+            event: &GesturePinchUpdateEvent,
+        ) {
+            handle.gesture_pinch_update(data, event);
+        }
+
+        fn gesture_pinch_end(
+            &mut self,
+            data: &mut Heapland,
+            handle: &mut PointerInnerHandle<'_, Heapland>,
+            event: &GesturePinchEndEvent,
+        ) {
+            handle.gesture_pinch_end(data, event);
+        }
+
+        fn gesture_hold_begin(
+            &mut self,
+            data: &mut Heapland,
+            handle: &mut PointerInnerHandle<'_, Heapland>,
+            event: &GestureHoldBeginEvent,
+        ) {
+            handle.gesture_hold_begin(data, event);
+        }
+
+        fn gesture_hold_end(
+            &mut self,
+            data: &mut Heapland,
+            handle: &mut PointerInnerHandle<'_, Heapland>,
+            event: &GestureHoldEndEvent,
+        ) {
+            handle.gesture_hold_end(data, event);
+        }
+    };
+}
+pub(crate) use forward_other_pointer_events;
+
 pub struct MoveGrab {
     pub start_data: GrabStartData<Heapland>,
     pub window: Window,
@@ -43,16 +147,6 @@ impl PointerGrab<Heapland> for MoveGrab {
             .map_element(self.window.clone(), location.to_i32_round(), false);
     }
 
-    fn relative_motion(
-        &mut self,
-        data: &mut Heapland,
-        handle: &mut PointerInnerHandle<'_, Heapland>,
-        _focus: Focus,
-        event: &RelativeMotionEvent,
-    ) {
-        handle.relative_motion(data, None, event);
-    }
-
     fn button(
         &mut self,
         data: &mut Heapland,
@@ -65,90 +159,7 @@ impl PointerGrab<Heapland> for MoveGrab {
         }
     }
 
-    fn axis(
-        &mut self,
-        data: &mut Heapland,
-        handle: &mut PointerInnerHandle<'_, Heapland>,
-        details: AxisFrame,
-    ) {
-        handle.axis(data, details);
-    }
-
-    fn frame(&mut self, data: &mut Heapland, handle: &mut PointerInnerHandle<'_, Heapland>) {
-        handle.frame(data);
-    }
-
-    fn gesture_swipe_begin(
-        &mut self,
-        data: &mut Heapland,
-        handle: &mut PointerInnerHandle<'_, Heapland>,
-        event: &GestureSwipeBeginEvent,
-    ) {
-        handle.gesture_swipe_begin(data, event);
-    }
-
-    fn gesture_swipe_update(
-        &mut self,
-        data: &mut Heapland,
-        handle: &mut PointerInnerHandle<'_, Heapland>,
-        event: &GestureSwipeUpdateEvent,
-    ) {
-        handle.gesture_swipe_update(data, event);
-    }
-
-    fn gesture_swipe_end(
-        &mut self,
-        data: &mut Heapland,
-        handle: &mut PointerInnerHandle<'_, Heapland>,
-        event: &GestureSwipeEndEvent,
-    ) {
-        handle.gesture_swipe_end(data, event);
-    }
-
-    fn gesture_pinch_begin(
-        &mut self,
-        data: &mut Heapland,
-        handle: &mut PointerInnerHandle<'_, Heapland>,
-        event: &GesturePinchBeginEvent,
-    ) {
-        handle.gesture_pinch_begin(data, event);
-    }
-
-    fn gesture_pinch_update(
-        &mut self,
-        data: &mut Heapland,
-        handle: &mut PointerInnerHandle<'_, Heapland>,
-        event: &GesturePinchUpdateEvent,
-    ) {
-        handle.gesture_pinch_update(data, event);
-    }
-
-    fn gesture_pinch_end(
-        &mut self,
-        data: &mut Heapland,
-        handle: &mut PointerInnerHandle<'_, Heapland>,
-        event: &GesturePinchEndEvent,
-    ) {
-        handle.gesture_pinch_end(data, event);
-    }
-
-    fn gesture_hold_begin(
-        &mut self,
-        data: &mut Heapland,
-        handle: &mut PointerInnerHandle<'_, Heapland>,
-        event: &GestureHoldBeginEvent,
-    ) {
-        handle.gesture_hold_begin(data, event);
-    }
-
-    fn gesture_hold_end(
-        &mut self,
-        data: &mut Heapland,
-        handle: &mut PointerInnerHandle<'_, Heapland>,
-        event: &GestureHoldEndEvent,
-    ) {
-        handle.gesture_hold_end(data, event);
-    }
+    forward_other_pointer_events!();
 
     fn start_data(&self) -> &GrabStartData<Heapland> {
         &self.start_data

@@ -73,19 +73,73 @@ pub(super) struct UinputSetup {
     pub(super) ff_effects_max: u32,
 }
 
-/// A virtual keyboard with the letter keys.
-pub(super) struct Keyboard {
+/// A uinput device the test created, destroyed when dropped.
+pub(super) struct Uinput {
     fd: OwnedFd,
 }
 
-impl Keyboard {
-    fn create() -> Result<Keyboard, String> {
-        let fd = rustix::fs::open(
+impl Uinput {
+    /// Opens /dev/uinput for a device to be described with ioctls and then
+    /// created with [`Uinput::create`].
+    pub(super) fn open() -> Result<OwnedFd, String> {
+        rustix::fs::open(
             "/dev/uinput",
             OFlags::WRONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| format!("open /dev/uinput: {e} (is uinput loaded?)"))?;
+        .map_err(|e| format!("open /dev/uinput: {e} (is uinput loaded?)"))
+    }
+
+    /// Names the device described on `fd` and creates it.
+    pub(super) fn create(fd: OwnedFd, name: &str, product: u16) -> Result<Uinput, String> {
+        let call = |what: &str, r: rustix::io::Result<()>| r.map_err(|e| format!("{what}: {e}"));
+        let mut setup = UinputSetup {
+            bustype: BUS_VIRTUAL,
+            vendor: 0x1234,
+            product,
+            version: 1,
+            name: [0; 80],
+            ff_effects_max: 0,
+        };
+        setup.name[..name.len()].copy_from_slice(name.as_bytes());
+        // SAFETY: UI_DEV_SETUP reads a struct uinput_setup.
+        call("UI_DEV_SETUP", unsafe {
+            ioctl(&fd, Setter::<UI_DEV_SETUP, UinputSetup>::new(setup))
+        })?;
+        // SAFETY: UI_DEV_CREATE takes no argument.
+        call("UI_DEV_CREATE", unsafe {
+            ioctl(&fd, NoArg::<UI_DEV_CREATE>::new())
+        })?;
+        Ok(Uinput { fd })
+    }
+
+    pub(super) fn event(&self, kind: u16, code: u16, value: i32) -> Result<(), String> {
+        // struct input_event: struct timeval (zero: the kernel stamps it), type, code, value.
+        let mut ev = [0u8; 24];
+        ev[16..18].copy_from_slice(&kind.to_ne_bytes());
+        ev[18..20].copy_from_slice(&code.to_ne_bytes());
+        ev[20..24].copy_from_slice(&value.to_ne_bytes());
+        rustix::io::write(&self.fd, &ev)
+            .map(drop)
+            .map_err(|e| format!("write input_event: {e}"))
+    }
+}
+
+impl Drop for Uinput {
+    fn drop(&mut self) {
+        // SAFETY: UI_DEV_DESTROY takes no argument.
+        let _ = unsafe { ioctl(&self.fd, NoArg::<UI_DEV_DESTROY>::new()) };
+    }
+}
+
+/// A virtual keyboard with the letter keys.
+pub(super) struct Keyboard {
+    dev: Uinput,
+}
+
+impl Keyboard {
+    fn create() -> Result<Keyboard, String> {
+        let fd = Uinput::open()?;
         let call = |what: &str, r: rustix::io::Result<()>| r.map_err(|e| format!("{what}: {e}"));
         // SAFETY: UI_SET_EVBIT and UI_SET_KEYBIT take the bit number by value.
         call("UI_SET_EVBIT", unsafe {
@@ -99,35 +153,13 @@ impl Keyboard {
                 ioctl(&fd, IntegerSetter::<UI_SET_KEYBIT>::new_usize(key))
             })?;
         }
-        let mut setup = UinputSetup {
-            bustype: BUS_VIRTUAL,
-            vendor: 0x1234,
-            product: 0x5678,
-            version: 1,
-            name: [0; 80],
-            ff_effects_max: 0,
-        };
-        setup.name[..NAME.len()].copy_from_slice(NAME.as_bytes());
-        // SAFETY: UI_DEV_SETUP reads a struct uinput_setup.
-        call("UI_DEV_SETUP", unsafe {
-            ioctl(&fd, Setter::<UI_DEV_SETUP, UinputSetup>::new(setup))
-        })?;
-        // SAFETY: UI_DEV_CREATE takes no argument.
-        call("UI_DEV_CREATE", unsafe {
-            ioctl(&fd, NoArg::<UI_DEV_CREATE>::new())
-        })?;
-        Ok(Keyboard { fd })
+        Ok(Keyboard {
+            dev: Uinput::create(fd, NAME, 0x5678)?,
+        })
     }
 
     fn event(&self, kind: u16, code: u16, value: i32) -> Result<(), String> {
-        // struct input_event: struct timeval (zero: the kernel stamps it), type, code, value.
-        let mut ev = [0u8; 24];
-        ev[16..18].copy_from_slice(&kind.to_ne_bytes());
-        ev[18..20].copy_from_slice(&code.to_ne_bytes());
-        ev[20..24].copy_from_slice(&value.to_ne_bytes());
-        rustix::io::write(&self.fd, &ev)
-            .map(drop)
-            .map_err(|e| format!("write input_event: {e}"))
+        self.dev.event(kind, code, value)
     }
 
     /// Holds `modifier`, taps `key`, lets `modifier` go.
@@ -148,13 +180,6 @@ impl Keyboard {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
-    }
-}
-
-impl Drop for Keyboard {
-    fn drop(&mut self) {
-        // SAFETY: UI_DEV_DESTROY takes no argument.
-        let _ = unsafe { ioctl(&self.fd, NoArg::<UI_DEV_DESTROY>::new()) };
     }
 }
 

@@ -4,22 +4,15 @@
 //! border heapland leaves around the windows it decorates. What is on screen
 //! is read with Debian's grim.
 
-use std::{
-    os::fd::OwnedFd,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use rustix::{
-    fs::{Mode, OFlags},
-    ioctl::{ioctl, opcode, IntegerSetter, NoArg, Opcode, Setter},
-};
+use rustix::ioctl::{ioctl, opcode, IntegerSetter, Opcode, Setter};
 
 use super::{
     compositor::{self, Heapland},
     input::{
-        described_keyboard, udevadm, UinputSetup, BUS_VIRTUAL, EV_KEY, EV_SYN, KEY_A, KEY_ENTER,
-        KEY_LEFTMETA, SYN_REPORT, UI_DEV_CREATE, UI_DEV_DESTROY, UI_DEV_SETUP, UI_SET_EVBIT,
-        UI_SET_KEYBIT,
+        described_keyboard, udevadm, Uinput, EV_KEY, EV_SYN, KEY_A, KEY_ENTER, KEY_LEFTMETA,
+        SYN_REPORT, UI_SET_EVBIT, UI_SET_KEYBIT,
     },
     Test,
 };
@@ -70,17 +63,12 @@ struct UinputAbsSetup {
 
 /// A virtual absolute pointer with a left button.
 struct Pointer {
-    fd: OwnedFd,
+    dev: Uinput,
 }
 
 impl Pointer {
     fn create() -> Result<Pointer, String> {
-        let fd = rustix::fs::open(
-            "/dev/uinput",
-            OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| format!("open /dev/uinput: {e} (is uinput loaded?)"))?;
+        let fd = Uinput::open()?;
         let call = |what: &str, r: rustix::io::Result<()>| r.map_err(|e| format!("{what}: {e}"));
         for (bit, kind) in [(EV_KEY, "EV_KEY"), (EV_ABS, "EV_ABS")] {
             // SAFETY: UI_SET_EVBIT takes the bit number by value.
@@ -116,48 +104,22 @@ impl Pointer {
                 ioctl(&fd, Setter::<UI_ABS_SETUP, UinputAbsSetup>::new(setup))
             })?;
         }
-        let mut setup = UinputSetup {
-            bustype: BUS_VIRTUAL,
-            vendor: 0x1234,
-            product: 0x5679,
-            version: 1,
-            name: [0; 80],
-            ff_effects_max: 0,
-        };
-        setup.name[..NAME.len()].copy_from_slice(NAME.as_bytes());
-        // SAFETY: UI_DEV_SETUP reads a struct uinput_setup.
-        call("UI_DEV_SETUP", unsafe {
-            ioctl(&fd, Setter::<UI_DEV_SETUP, UinputSetup>::new(setup))
-        })?;
-        // SAFETY: UI_DEV_CREATE takes no argument.
-        call("UI_DEV_CREATE", unsafe {
-            ioctl(&fd, NoArg::<UI_DEV_CREATE>::new())
-        })?;
-        Ok(Pointer { fd })
-    }
-
-    fn event(&self, kind: u16, code: u16, value: i32) -> Result<(), String> {
-        // struct input_event: struct timeval (zero: the kernel stamps it), type, code, value.
-        let mut ev = [0u8; 24];
-        ev[16..18].copy_from_slice(&kind.to_ne_bytes());
-        ev[18..20].copy_from_slice(&code.to_ne_bytes());
-        ev[20..24].copy_from_slice(&value.to_ne_bytes());
-        rustix::io::write(&self.fd, &ev)
-            .map(drop)
-            .map_err(|e| format!("write input_event: {e}"))
+        Ok(Pointer {
+            dev: Uinput::create(fd, NAME, 0x5679)?,
+        })
     }
 
     fn move_to(&self, (x, y): (i32, i32)) -> Result<(), String> {
-        self.event(EV_ABS, ABS_X, x)?;
-        self.event(EV_ABS, ABS_Y, y)?;
-        self.event(EV_SYN, SYN_REPORT, 0)?;
+        self.dev.event(EV_ABS, ABS_X, x)?;
+        self.dev.event(EV_ABS, ABS_Y, y)?;
+        self.dev.event(EV_SYN, SYN_REPORT, 0)?;
         std::thread::sleep(Duration::from_millis(30));
         Ok(())
     }
 
     fn button(&self, pressed: bool) -> Result<(), String> {
-        self.event(EV_KEY, BTN_LEFT, i32::from(pressed))?;
-        self.event(EV_SYN, SYN_REPORT, 0)?;
+        self.dev.event(EV_KEY, BTN_LEFT, i32::from(pressed))?;
+        self.dev.event(EV_SYN, SYN_REPORT, 0)?;
         std::thread::sleep(Duration::from_millis(30));
         Ok(())
     }
@@ -175,13 +137,6 @@ impl Pointer {
         }
         std::thread::sleep(Duration::from_millis(200));
         self.button(false)
-    }
-}
-
-impl Drop for Pointer {
-    fn drop(&mut self) {
-        // SAFETY: UI_DEV_DESTROY takes no argument.
-        let _ = unsafe { ioctl(&self.fd, NoArg::<UI_DEV_DESTROY>::new()) };
     }
 }
 
@@ -255,8 +210,9 @@ fn wait_for_bounds(
 
 /// Super+Return, bound in the config to foot, opens a foot window (title
 /// bar and all, as grim captures it); a drag from just outside its
-/// bottom-right corner grows it by about the drag, and a drag from the
-/// left edge shrinks it from the left while its right edge stays.
+/// bottom-right corner grows it by the drag, a drag of its title bar moves
+/// it, and a drag from its left edge shrinks it from the left while its
+/// right edge stays.
 fn a_binding_starts_foot_and_a_border_drag_resizes_it() -> Result<(), String> {
     let (_udevd, keyboard, _node) = described_keyboard()?;
     let pointer = Pointer::create()?;
@@ -329,13 +285,21 @@ fn a_binding_starts_foot_and_a_border_drag_resizes_it() -> Result<(), String> {
         "INFO pointer: a drag of (150, 100) on the bottom-right corner resized foot's frame to {after:?}"
     );
 
+    // The title bar moves it clear of the output's left edge...
     let (ax0, ay0, ax1, ay1) = after;
-    let left = (ax0 - 3, (ay0 + ay1) / 2);
+    pointer.drag((ax0 + 100, ay0 + 12), (ax0 + 250, ay0 + 62))?;
+    let moved = wait_for_bounds(&mut comp, "foot after a drag of its title bar", |b| {
+        b == (ax0 + 150, ay0 + 50, ax1 + 150, ay1 + 50)
+    })?;
+    println!("INFO pointer: a drag of (150, 50) on the title bar moved foot's frame to {moved:?}");
+    // ...and a drag of its left edge shrinks it from the left.
+    let (mx0, my0, mx1, my1) = moved;
+    let left = (mx0 - 3, (my0 + my1) / 2);
     pointer.drag(left, (left.0 + 200, left.1))?;
     let shrunk = wait_for_bounds(
         &mut comp,
         "foot after a drag of its left edge",
-        |(sx0, _, sx1, _)| sx1 == ax1 && sx0 - ax0 >= 170,
+        |(sx0, _, sx1, _)| sx1 == mx1 && sx0 - mx0 >= 170,
     )?;
     println!(
         "INFO pointer: a drag of 200 px on the left edge shrank foot from the left: {shrunk:?}"
