@@ -605,69 +605,12 @@ pub(super) fn wait_for_power(comp: &mut Heapland, active: bool, what: &str) -> R
 /// primary plane.
 fn swayidle_blanks_the_display_and_a_key_wakes_it() -> Result<(), String> {
     let (_udevd, keyboard, node) = described_keyboard()?;
-    // The test's own reader of the keyboard: proof the kernel emits what
-    // the test types.
-    let probe = rustix::fs::open(
-        node.as_str(),
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("open {node}: {e}"))?;
+    let probe = probe(&node)?;
     let card = super::drm_card::find("vkms", "card")?.path.clone();
     let card_path = card.to_string_lossy().into_owned();
     let mut comp = Heapland::start_with(&["--backend", "drm", "--drm-device", &card_path])?;
+    keyboard_reaches_heapland(&mut comp, &keyboard, &probe, &node)?;
     wait_for_power(&mut comp, true, "at start")?;
-    // As in the tests above, a client's window first: keys pressed before
-    // any client connected were not read by heapland's libinput in this
-    // guest (see where_it_waits' strace), a fact not yet explained.
-    let window = FocusedWindow::map(&mut comp)?;
-    keyboard.tap(KEY_A)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !comp
-        .log_text()
-        .contains("input device: heapland test keyboard")
-    {
-        if Instant::now() > deadline {
-            let mut buf = [0u8; 4096];
-            let emitted = rustix::io::read(&probe, &mut buf).unwrap_or(0);
-            // What heapland does with another key, as strace sees it.
-            let trace = "/tmp/heapland-strace.log";
-            let strace = std::process::Command::new("/usr/bin/strace")
-                .args(["-f", "-tt", "-p", &comp.pid().to_string(), "-o", trace])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            std::thread::sleep(Duration::from_secs(2));
-            keyboard.tap(KEY_A)?;
-            std::thread::sleep(Duration::from_secs(2));
-            if let Ok(mut strace) = strace {
-                let _ = strace.kill();
-                let _ = strace.wait();
-            }
-            let traced = std::fs::read_to_string(trace).unwrap_or_default();
-            let tail: Vec<&str> = traced.lines().rev().take(80).collect();
-            let mut fds = String::new();
-            if let Ok(entries) = std::fs::read_dir(format!("/proc/{}/fd", comp.pid())) {
-                for e in entries.flatten() {
-                    if let Ok(target) = std::fs::read_link(e.path()) {
-                        fds.push_str(&format!(
-                            "{} -> {}; ",
-                            e.file_name().to_string_lossy(),
-                            target.display()
-                        ));
-                    }
-                }
-            }
-            return Err(format!(
-                "a key on {node} ({emitted} bytes of events read by the test) did not reach heapland's libinput:\n{}\n{}\nfds: {fds}\nstrace of another key:\n{}",
-                comp.log_text(),
-                where_it_waits(comp.pid()),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    drop(window);
     let resumed = "/tmp/heapland-swayidle-resumed";
     let _ = std::fs::remove_file(resumed);
     let log = "/tmp/heapland-swayidle.log";
@@ -753,4 +696,53 @@ fn where_it_waits(pid: u32) -> String {
         out.push_str(&String::from_utf8_lossy(&gdb.stdout));
     }
     out
+}
+
+/// Waits until heapland serves clients, then taps a key nobody binds and
+/// waits for libinput to announce the keyboard with it (`input device:`
+/// in the log): from then on the keys the test types reach heapland.
+///
+/// heapland's socket appears before its display and input are open (Mesa
+/// takes seconds to load under TCG), and vkms's KMS state shows the kernel
+/// console's mode until heapland's first frame: neither says heapland is
+/// ready, and a key typed before libinput opened the keyboard is lost. A
+/// client's first roundtrip completes only once heapland's event loop
+/// runs. `probe`, the test's own reader of the keyboard's `node`, says
+/// whether the kernel emitted the key when heapland did not get it.
+pub(super) fn keyboard_reaches_heapland(
+    comp: &mut Heapland,
+    keyboard: &Keyboard,
+    probe: &OwnedFd,
+    node: &str,
+) -> Result<(), String> {
+    drop(compositor::connect()?);
+    keyboard.tap(KEY_A)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !comp
+        .log_text()
+        .contains("input device: heapland test keyboard")
+    {
+        comp.alive()?;
+        if Instant::now() > deadline {
+            let mut buf = [0u8; 4096];
+            let emitted = rustix::io::read(probe, &mut buf).unwrap_or(0);
+            return Err(format!(
+                "a key on {node} ({emitted} bytes of events read by the test) did not reach heapland's libinput:\n{}\n{}",
+                comp.log_text(),
+                where_it_waits(comp.pid())
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// The test's own non-blocking reader of the input node `node`.
+pub(super) fn probe(node: &str) -> Result<OwnedFd, String> {
+    rustix::fs::open(
+        node,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open {node}: {e}"))
 }

@@ -11,8 +11,8 @@ use rustix::ioctl::{ioctl, opcode, IntegerSetter, Opcode, Setter};
 use super::{
     compositor::{self, Heapland},
     input::{
-        described_keyboard, udevadm, Uinput, EV_KEY, EV_SYN, KEY_A, KEY_ENTER, KEY_LEFTMETA,
-        SYN_REPORT, UI_SET_EVBIT, UI_SET_KEYBIT,
+        described_keyboard, udevadm, Uinput, EV_KEY, EV_SYN, KEY_ENTER, KEY_LEFTMETA, SYN_REPORT,
+        UI_SET_EVBIT, UI_SET_KEYBIT,
     },
     Test,
 };
@@ -214,7 +214,8 @@ fn wait_for_bounds(
 /// it, and a drag from its left edge shrinks it from the left while its
 /// right edge stays.
 fn a_binding_starts_foot_and_a_border_drag_resizes_it() -> Result<(), String> {
-    let (_udevd, keyboard, _node) = described_keyboard()?;
+    let (_udevd, keyboard, key_node) = described_keyboard()?;
+    let probe = super::input::probe(&key_node)?;
     let pointer = Pointer::create()?;
     let node = described_pointer()?;
     let dir = "/tmp/heapland-foot";
@@ -242,29 +243,7 @@ fn a_binding_starts_foot_and_a_border_drag_resizes_it() -> Result<(), String> {
     let mut comp =
         Heapland::start_with(&["--backend", "drm", "--output", &mode, "--config", &config])?;
     let foot_log = || std::fs::read_to_string(format!("{dir}/foot.log")).unwrap_or_default();
-    // The socket comes first; keys pressed before libinput opened the
-    // devices (with the display, seconds later under TCG) go nowhere.
-    super::input::wait_for_power(&mut comp, true, "heapland's first frame")?;
-    // A key nobody binds, to a window of the test's own: libinput
-    // announces its devices with it (see input.rs on keys pressed before
-    // any client connected).
-    let window = super::input::FocusedWindow::map(&mut comp)?;
-    keyboard.tap(KEY_A)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !comp
-        .log_text()
-        .contains("input device: heapland test keyboard")
-    {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "heapland's libinput never announced the keyboard:\n{}",
-                comp.log_text()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
-    drop(window);
+    super::input::keyboard_reaches_heapland(&mut comp, &keyboard, &probe, &key_node)?;
     keyboard.chord(KEY_LEFTMETA, KEY_ENTER)?;
     let before = wait_for_bounds(&mut comp, "foot's window", |(x0, y0, x1, y1)| {
         x1 - x0 > 100 && y1 - y0 > 100
