@@ -148,12 +148,19 @@ impl Heapland {
         self.foreign_toplevels.managers.retain(|m| m.is_alive());
         for (window, toplevel) in &windows {
             let now = self.told_of(window, toplevel);
-            let index = match list
-                .iter()
-                .position(|e| e.surface == *toplevel.wl_surface())
+            match list
+                .iter_mut()
+                .find(|e| e.surface == *toplevel.wl_surface())
             {
-                Some(i) => i,
+                Some(entry) => {
+                    if entry.told != now {
+                        send_changes(entry, &now);
+                        entry.told = now;
+                    }
+                }
                 None => {
+                    // The list handle and each manager's handle start with
+                    // the window as it is now.
                     let list_handle = self
                         .foreign_toplevels
                         .list
@@ -162,19 +169,13 @@ impl Heapland {
                         surface: toplevel.wl_surface().clone(),
                         list_handle,
                         handles: Vec::new(),
-                        told: Told::default(),
+                        told: now,
                     };
                     for manager in &self.foreign_toplevels.managers {
                         announce(&dh, manager, &mut entry);
                     }
                     list.push(entry);
-                    list.len() - 1
                 }
-            };
-            let entry = &mut list[index];
-            if entry.told != now {
-                send_changes(entry, &now);
-                entry.told = now;
             }
         }
         self.foreign_toplevels.windows = list;
@@ -187,8 +188,8 @@ impl Heapland {
     }
 }
 
-/// Creates `manager`'s handle of `entry`'s window, to be filled by
-/// [`send_changes`] from an empty state.
+/// Creates `manager`'s handle of `entry`'s window and tells it the window
+/// as the other handles know it.
 fn announce(dh: &DisplayHandle, manager: &ZwlrForeignToplevelManagerV1, entry: &mut Entry) {
     let Some(client) = manager.client() else {
         return;
@@ -210,20 +211,24 @@ fn send_changes(entry: &Entry, now: &Told) {
     for handle in entry.handles.iter().filter(|h| h.is_alive()) {
         send_all(handle, now, &entry.told);
     }
-    if now.title != entry.told.title {
+    // The list carries only titles and app ids.
+    let title = now.title != entry.told.title;
+    let app_id = now.app_id != entry.told.app_id;
+    if title {
         entry.list_handle.send_title(&now.title);
     }
-    if now.app_id != entry.told.app_id {
+    if app_id {
         entry.list_handle.send_app_id(&now.app_id);
     }
-    entry.list_handle.send_done();
+    if title || app_id {
+        entry.list_handle.send_done();
+    }
 }
 
-/// What `handle` must hear to go from `before` to `now`, then `done`.
+/// What `handle` must hear to go from `before` to `now`, then `done`. A
+/// new handle (`before` empty) hears everything, even an empty title: it
+/// must get its first `done`.
 fn send_all(handle: &ZwlrForeignToplevelHandleV1, now: &Told, before: &Told) {
-    if now == before {
-        return;
-    }
     if now.title != before.title || before == &Told::default() {
         handle.title(now.title.clone());
     }

@@ -312,16 +312,15 @@ impl Heapland {
                 .into_iter()
                 .filter(|c| c.frame.is_alive())
                 .partition(|c| {
-                    // An output gone or turned off will not change: its
-                    // copies fail now rather than wait forever.
-                    let dark = c
+                    // A frame that cannot be copied fails now rather than
+                    // wait for a change that will not come.
+                    let refused = c
                         .frame
                         .data::<FrameData>()
                         .and_then(|d| d.target.as_ref())
-                        .is_none_or(|t| {
-                            !self.outputs.contains(&t.output) || self.output_power.is_off(&t.output)
-                        });
-                    dark || !c.with_damage
+                        .is_none_or(|t| self.refusal(t).is_some());
+                    refused
+                        || !c.with_damage
                         || key(c).is_none_or(|k| !self.screencopy.unchanged.contains(&k))
                 });
         self.screencopy.pending = waiting;
@@ -333,15 +332,7 @@ impl Heapland {
             else {
                 continue;
             };
-            let why_not = if !self.outputs.contains(&target.output) {
-                Some("the output is gone")
-            } else if self.output_power.is_off(&target.output) {
-                Some("the output is off")
-            } else if output_state(&target.output) != target.state {
-                Some("the output's mode, scale or transform changed since the frame was offered")
-            } else {
-                None
-            };
+            let why_not = self.refusal(&target);
             let (backend, scene) = self.split_for_frame();
             let written = match why_not {
                 None => backend
@@ -377,6 +368,21 @@ impl Heapland {
         self.screencopy
             .unchanged
             .retain(|(client, _)| dh.backend_handle().get_client_data(client.clone()).is_ok());
+    }
+}
+
+impl Heapland {
+    /// Why `target` cannot be copied now, if it cannot.
+    fn refusal(&self, target: &Target) -> Option<&'static str> {
+        if !self.outputs.contains(&target.output) {
+            Some("the output is gone")
+        } else if self.output_power.is_off(&target.output) {
+            Some("the output is off")
+        } else if output_state(&target.output) != target.state {
+            Some("the output's mode, scale or transform changed since the frame was offered")
+        } else {
+            None
+        }
     }
 }
 

@@ -247,43 +247,43 @@ pub(super) fn udevadm(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The event node of our keyboard, from sysfs.
-fn keyboard_event_node() -> Option<String> {
-    for entry in std::fs::read_dir("/sys/class/input").ok()?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("event") {
-            continue;
-        }
-        let dev_name =
-            std::fs::read_to_string(entry.path().join("device/name")).unwrap_or_default();
-        if dev_name.trim() == NAME {
-            return Some(format!("/dev/input/{name}"));
-        }
-    }
-    None
-}
-
-/// udevd, and a uinput keyboard it described as one.
-pub(super) fn described_keyboard() -> Result<(Udevd, Keyboard, String), String> {
-    let udevd = Udevd::start()?;
-    let keyboard = Keyboard::create()?;
-    // udev describes the new device (input_id builtin: ID_INPUT_KEYBOARD).
+/// The event node of the input device called `name`, once udev described
+/// it with `property` (such as `ID_INPUT_KEYBOARD=1`, from its input_id
+/// builtin): what libinput asks of a device it opens.
+pub(super) fn described_node(name: &str, property: &str) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let node = loop {
-        if let Some(node) = keyboard_event_node() {
+        let found = std::fs::read_dir("/sys/class/input")
+            .map_err(|e| format!("/sys/class/input: {e}"))?
+            .flatten()
+            .find(|e| {
+                e.file_name().to_string_lossy().starts_with("event")
+                    && std::fs::read_to_string(e.path().join("device/name"))
+                        .is_ok_and(|n| n.trim() == name)
+            })
+            .map(|e| format!("/dev/input/{}", e.file_name().to_string_lossy()));
+        if let Some(node) = found {
             break node;
         }
         if Instant::now() > deadline {
-            return Err("the uinput keyboard has no event node".into());
+            return Err(format!("the uinput device {name:?} has no event node"));
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     udevadm(&["trigger", "--action=add", "--subsystem-match=input"])?;
     udevadm(&["settle", "--timeout=10"])?;
     let props = udevadm(&["info", "--query=property", &format!("--name={node}")])?;
-    if !props.contains("ID_INPUT_KEYBOARD=1") {
-        return Err(format!("udev did not mark {node} as a keyboard:\n{props}"));
+    if !props.contains(property) {
+        return Err(format!("udev did not give {node} {property}:\n{props}"));
     }
+    Ok(node)
+}
+
+/// udevd, and a uinput keyboard it described as one.
+pub(super) fn described_keyboard() -> Result<(Udevd, Keyboard, String), String> {
+    let udevd = Udevd::start()?;
+    let keyboard = Keyboard::create()?;
+    let node = described_node(NAME, "ID_INPUT_KEYBOARD=1")?;
     Ok((udevd, keyboard, node))
 }
 

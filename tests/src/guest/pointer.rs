@@ -11,8 +11,8 @@ use rustix::ioctl::{ioctl, opcode, IntegerSetter, Opcode, Setter};
 use super::{
     compositor::{self, Heapland},
     input::{
-        described_keyboard, udevadm, Uinput, EV_KEY, EV_SYN, KEY_ENTER, KEY_LEFTMETA, SYN_REPORT,
-        UI_SET_EVBIT, UI_SET_KEYBIT,
+        described_keyboard, described_node, Uinput, EV_KEY, EV_SYN, KEY_ENTER, KEY_LEFTMETA,
+        SYN_REPORT, UI_SET_EVBIT, UI_SET_KEYBIT,
     },
     Test,
 };
@@ -140,36 +140,6 @@ impl Pointer {
     }
 }
 
-/// The pointer's event node, once udev described it as a mouse.
-fn described_pointer() -> Result<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let node = loop {
-        let found = std::fs::read_dir("/sys/class/input")
-            .map_err(|e| format!("/sys/class/input: {e}"))?
-            .flatten()
-            .find(|e| {
-                e.file_name().to_string_lossy().starts_with("event")
-                    && std::fs::read_to_string(e.path().join("device/name"))
-                        .is_ok_and(|n| n.trim() == NAME)
-            })
-            .map(|e| format!("/dev/input/{}", e.file_name().to_string_lossy()));
-        if let Some(node) = found {
-            break node;
-        }
-        if Instant::now() > deadline {
-            return Err("the uinput pointer has no event node".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    udevadm(&["trigger", "--action=add", "--subsystem-match=input"])?;
-    udevadm(&["settle", "--timeout=10"])?;
-    let props = udevadm(&["info", "--query=property", &format!("--name={node}")])?;
-    if !props.contains("ID_INPUT_MOUSE=1") {
-        return Err(format!("udev did not mark {node} as a mouse:\n{props}"));
-    }
-    Ok(node)
-}
-
 /// The smallest rectangle holding every pixel grim captures that is not
 /// the background: (x0, y0, x1, y1), exclusive ends.
 fn drawn_bounds(comp: &mut Heapland) -> Result<Option<(i32, i32, i32, i32)>, String> {
@@ -217,7 +187,7 @@ fn a_binding_starts_foot_and_a_border_drag_resizes_it() -> Result<(), String> {
     let (_udevd, keyboard, key_node) = described_keyboard()?;
     let probe = super::input::probe(&key_node)?;
     let pointer = Pointer::create()?;
-    let node = described_pointer()?;
+    let node = described_node(NAME, "ID_INPUT_MOUSE=1")?;
     let dir = "/tmp/heapland-foot";
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
