@@ -335,7 +335,7 @@ pub(super) struct State {
     pub(super) frame_done: bool,
     /// Frame callbacks received so far.
     pub(super) callbacks: u32,
-    /// wl_keyboard.enter arrived.
+    /// The keyboard is on the surface: wl_keyboard.enter arrived, no leave since.
     pub(super) keyboard_entered: bool,
     /// (key, state) of wl_keyboard.key events.
     pub(super) keys: Vec<(u32, u32)>,
@@ -716,6 +716,7 @@ impl Dispatch<WlKeyboard, ()> for State {
     ) {
         match e {
             wl_keyboard::Event::Enter { .. } => s.keyboard_entered = true,
+            wl_keyboard::Event::Leave { .. } => s.keyboard_entered = false,
             wl_keyboard::Event::Key { key, state, .. } => {
                 let state = match state {
                     WEnum::Value(v) => u32::from(v),

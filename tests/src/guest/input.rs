@@ -323,7 +323,7 @@ fn uinput_key_reaches_the_focused_window() -> Result<(), String> {
 /// seat once it has it.
 pub(super) struct FocusedWindow {
     queue: wayland_client::EventQueue<State>,
-    st: State,
+    pub(super) st: State,
     _keep: Vec<Box<dyn std::any::Any>>,
 }
 
@@ -378,7 +378,7 @@ impl FocusedWindow {
         })
     }
 
-    fn wait(
+    pub(super) fn wait(
         &mut self,
         comp: &mut Heapland,
         done: fn(&State) -> bool,

@@ -32,6 +32,7 @@ pub mod hotplug;
 pub mod input;
 pub mod kernel_log;
 pub mod lifetime;
+pub mod lock;
 pub mod modules;
 pub mod peers;
 pub mod pl111;
@@ -195,7 +196,15 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
         // open the guest's evdev devices in every later session.
         Phase {
             name: "input",
-            tests: || [input::tests(), pointer::tests(), hotplug::tests()].concat(),
+            tests: || {
+                [
+                    input::tests(),
+                    pointer::tests(),
+                    lock::tests(),
+                    hotplug::tests(),
+                ]
+                .concat()
+            },
         },
     ]
 }
