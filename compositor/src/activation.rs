@@ -60,7 +60,7 @@ impl XdgActivationHandler for Heapland {
         };
         let focused_client = keyboard
             .current_focus()
-            .and_then(|s| self.display_handle.get_client(s.id()).ok())
+            .and_then(|f| self.display_handle.get_client(f.surface().id()).ok())
             .map(|c| c.id());
         let recent = keyboard
             .last_enter()

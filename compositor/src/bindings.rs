@@ -12,23 +12,30 @@ use crate::{
     input::InputAction,
     spawn::spawn,
     state::Heapland,
+    xwayland_surface::surface_of,
 };
 
 impl Heapland {
     /// Carries out a bound action; returns what only the backend can do.
     pub fn run_binding(&mut self, action: &Action) -> InputAction {
         match action {
-            Action::Spawn(command_line) => spawn(command_line, &self.socket_name),
+            Action::Spawn(command_line) => {
+                spawn(command_line, &self.socket_name, self.xwayland.display)
+            }
             Action::Close => {
-                if let Some(toplevel) = self.focused_window().and_then(|w| w.toplevel().cloned()) {
-                    toplevel.send_close();
+                if let Some(window) = self.focused_window() {
+                    Heapland::close_window(&window);
                 }
             }
             Action::FocusNext => self.cycle_focus(true),
             Action::FocusPrevious => self.cycle_focus(false),
             Action::MoveToNextOutput => self.move_focused_to_next_output(),
             Action::Fullscreen => {
-                if let Some(toplevel) = self.focused_window().and_then(|w| w.toplevel().cloned()) {
+                if let Some(x11) = self.focused_window().and_then(|w| w.x11_surface().cloned()) {
+                    self.toggle_x11_fullscreen(&x11);
+                } else if let Some(toplevel) =
+                    self.focused_window().and_then(|w| w.toplevel().cloned())
+                {
                     if toplevel
                         .with_pending_state(|s| s.states.contains(xdg_toplevel::State::Fullscreen))
                     {
@@ -39,7 +46,11 @@ impl Heapland {
                 }
             }
             Action::Maximize => {
-                if let Some(toplevel) = self.focused_window().and_then(|w| w.toplevel().cloned()) {
+                if let Some(x11) = self.focused_window().and_then(|w| w.x11_surface().cloned()) {
+                    self.toggle_x11_maximized(&x11);
+                } else if let Some(toplevel) =
+                    self.focused_window().and_then(|w| w.toplevel().cloned())
+                {
                     if toplevel
                         .with_pending_state(|s| s.states.contains(xdg_toplevel::State::Maximized))
                     {
@@ -58,11 +69,8 @@ impl Heapland {
 
     /// The window holding the keyboard focus (or one of whose popups does).
     fn focused_window(&self) -> Option<Window> {
-        let focus = self.seat.get_keyboard()?.current_focus()?;
-        self.space
-            .elements()
-            .find(|w| w.toplevel().is_some_and(|t| *t.wl_surface() == focus))
-            .cloned()
+        let focus = self.keyboard_focus_surface()?;
+        self.window_of_surface(&focus).cloned()
     }
 
     /// Raises and focuses the bottom window (`forward`), or sends the top
@@ -73,10 +81,7 @@ impl Heapland {
         let windows: Vec<Window> = self
             .space
             .elements()
-            .filter(|w| {
-                w.toplevel()
-                    .is_some_and(|t| self.is_mapped_toplevel(t.wl_surface()))
-            })
+            .filter(|w| surface_of(w).is_some_and(|s| self.is_mapped_toplevel(&s)))
             .cloned()
             .collect();
         let target = if forward {
@@ -91,7 +96,7 @@ impl Heapland {
         } else {
             None
         };
-        if let Some(surface) = target.and_then(|w| w.toplevel().map(|t| t.wl_surface().clone())) {
+        if let Some(surface) = target.as_ref().and_then(surface_of) {
             self.focus_surface(&surface);
         }
         self.queue_redraw_all();
@@ -127,6 +132,7 @@ impl Heapland {
         let y = offset.y.clamp(0, (to.size.h - size.h).max(0));
         self.space
             .map_element(window.clone(), to.loc + Point::from((x, y)), true);
+        self.x11_moved(&window);
         if let Some(toplevel) = window.toplevel().cloned() {
             let (fullscreen, maximized) = toplevel.with_pending_state(|s| {
                 (

@@ -261,6 +261,7 @@ struct File {
     bindings: BTreeMap<String, Action>,
     #[serde(default)]
     outputs: BTreeMap<String, OutputSettings>,
+    xwayland: Option<bool>,
 }
 
 /// A configuration heapland runs with.
@@ -272,6 +273,8 @@ pub struct Config {
     pub bindings: BTreeMap<Combo, Action>,
     /// By output name.
     pub outputs: BTreeMap<String, OutputSettings>,
+    /// Whether Xwayland runs (X11 apps); read once, at start.
+    pub xwayland: bool,
 }
 
 impl Default for Config {
@@ -282,6 +285,7 @@ impl Default for Config {
             autostart: Vec::new(),
             bindings: BTreeMap::new(),
             outputs: BTreeMap::new(),
+            xwayland: true,
         })
     }
 }
@@ -301,8 +305,12 @@ impl Config {
                 autostart: Vec::new(),
                 bindings: BTreeMap::new(),
                 outputs: BTreeMap::new(),
+                xwayland: true,
             },
         };
+        if let Some(xwayland) = file.xwayland {
+            config.xwayland = xwayland;
+        }
         for (name, output) in file.outputs {
             let invalid = |what: &str, message: String| ConfigError::Invalid {
                 path: path.to_owned(),

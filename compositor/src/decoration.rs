@@ -56,6 +56,11 @@ fn set_mode(toplevel: &ToplevelSurface, mode: Mode) {
 /// a configure with server-side decorations, and the window is not
 /// fullscreen (a fullscreen window covers its output, bar included).
 pub fn is_decorated(window: &Window) -> bool {
+    if let Some(x11) = window.x11_surface() {
+        // X11 windows that do not draw their own frame (Motif hints) and
+        // are not menus or tooltips.
+        return !x11.is_override_redirect() && !x11.is_decorated() && !x11.is_fullscreen();
+    }
     window.toplevel().is_some_and(|t| {
         let state = t.current_state();
         state.decoration_mode == Some(Mode::ServerSide)
@@ -136,11 +141,12 @@ pub fn resize_edges_at(
     point: Point<f64, Logical>,
 ) -> Option<crate::resize_grab::Edges> {
     let bar = title_bar(window, location)?;
-    let maximized = window.toplevel().is_some_and(|t| {
-        t.current_state()
-            .states
-            .contains(xdg_toplevel::State::Maximized)
-    });
+    let maximized = window.x11_surface().is_some_and(|x| x.is_maximized())
+        || window.toplevel().is_some_and(|t| {
+            t.current_state()
+                .states
+                .contains(xdg_toplevel::State::Maximized)
+        });
     if maximized {
         return None;
     }

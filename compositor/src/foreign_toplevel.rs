@@ -101,7 +101,7 @@ impl Heapland {
             .seat
             .get_keyboard()
             .and_then(|k| k.current_focus())
-            .is_some_and(|f| &f == toplevel.wl_surface());
+            .is_some_and(|f| f.surface() == toplevel.wl_surface());
         let mut states = Vec::new();
         if current.states.contains(xdg_toplevel::State::Maximized) {
             states.push(MAXIMIZED);

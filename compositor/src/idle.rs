@@ -60,10 +60,7 @@ impl Heapland {
     }
 
     fn is_on_screen(&self, root: &WlSurface) -> bool {
-        let window = self
-            .space
-            .elements()
-            .any(|w| w.toplevel().is_some_and(|t| t.wl_surface() == root));
+        let window = self.window_of_surface(root).is_some();
         window
             || self.outputs.iter().any(|o| {
                 smithay::desktop::layer_map_for_output(o)

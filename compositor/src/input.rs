@@ -33,6 +33,7 @@ use crate::{
     config::{lowercase, Action, Combo, Mods},
     decoration::{self, BarPart},
     state::Heapland,
+    xwayland_surface::surface_of,
 };
 
 /// What a point of the screen is on.
@@ -182,7 +183,7 @@ impl Heapland {
 
     /// Whether the focused surface holds an active keyboard-shortcuts inhibitor.
     fn shortcuts_inhibited(&self) -> bool {
-        let Some(focus) = self.seat.get_keyboard().and_then(|k| k.current_focus()) else {
+        let Some(focus) = self.keyboard_focus_surface() else {
             return false;
         };
         self.seat
@@ -246,9 +247,18 @@ impl Heapland {
                 return Hit::Bar(window.clone(), part);
             }
             let render_loc = geo_loc - window.geometry().loc;
-            if let Some((s, loc)) =
-                window.surface_under(location - render_loc.to_f64(), WindowSurfaceType::ALL)
-            {
+            let under = match crate::xwayland_surface::drawn_by_heapland(window) {
+                Some(surface) => smithay::desktop::utils::under_from_surface_tree(
+                    &surface,
+                    location - render_loc.to_f64(),
+                    (0, 0),
+                    WindowSurfaceType::ALL,
+                ),
+                None => {
+                    window.surface_under(location - render_loc.to_f64(), WindowSurfaceType::ALL)
+                }
+            };
+            if let Some((s, loc)) = under {
                 return Hit::Surface(s, (loc + render_loc).to_f64());
             }
             if let Some(edges) = decoration::resize_edges_at(window, geo_loc, location) {
@@ -388,15 +398,11 @@ impl Heapland {
             let location = pointer.current_location();
             match self.hit(location) {
                 Hit::Bar(window, part) => {
-                    if let Some(surface) = window.toplevel().map(|t| t.wl_surface().clone()) {
+                    if let Some(surface) = surface_of(&window) {
                         self.focus_surface(&surface);
                     }
                     match part {
-                        BarPart::Close => {
-                            if let Some(toplevel) = window.toplevel() {
-                                toplevel.send_close();
-                            }
-                        }
+                        BarPart::Close => Heapland::close_window(&window),
                         BarPart::Bar if event.button_code() == BTN_LEFT => {
                             // The press goes to no client: the grab takes it.
                             self.start_move_from_bar(window, location, BTN_LEFT, serial);
@@ -405,7 +411,7 @@ impl Heapland {
                     }
                 }
                 Hit::Edge(window, edges) if event.button_code() == BTN_LEFT => {
-                    if let Some(surface) = window.toplevel().map(|t| t.wl_surface().clone()) {
+                    if let Some(surface) = surface_of(&window) {
                         self.focus_surface(&surface);
                     }
                     // The press goes to no client: the grab takes it.
@@ -445,24 +451,29 @@ impl Heapland {
         if self.session_lock.is_locked() {
             if self.session_lock.is_lock_surface(&root) {
                 if let Some(keyboard) = self.seat.get_keyboard() {
-                    keyboard.set_focus(self, Some(root), serial);
+                    keyboard.set_focus(self, Some(root.into()), serial);
                 }
             }
             return;
         }
-        let window = self
-            .space
-            .elements()
-            .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == &root))
-            .cloned();
+        let window = self.window_of_surface(&root).cloned();
         if let Some(window) = window {
+            // X11 menus and tooltips leave the focus where it is.
+            if window
+                .x11_surface()
+                .is_some_and(|x| x.is_override_redirect())
+            {
+                return;
+            }
             self.space.raise_element(&window, false);
+            self.raise_x11(&window);
             // A layer surface holding the keyboard exclusively keeps it.
             if self.exclusive_layer().is_some() {
                 return;
             }
+            let target = self.keyboard_target(&root);
             if let Some(keyboard) = self.seat.get_keyboard() {
-                keyboard.set_focus(self, Some(root), serial);
+                keyboard.set_focus(self, Some(target), serial);
             }
             return;
         }
@@ -476,7 +487,7 @@ impl Heapland {
         let exclusive = self.exclusive_layer();
         if let (Some(focus), Some(keyboard)) = (layer_focus, self.seat.get_keyboard()) {
             if exclusive.as_ref().is_none_or(|e| e == &focus) {
-                keyboard.set_focus(self, Some(focus), serial);
+                keyboard.set_focus(self, Some(focus.into()), serial);
             }
         }
     }

@@ -130,8 +130,12 @@ pub fn layer_committed(state: &mut Heapland, surface: &WlSurface) -> bool {
         && !state.session_lock.is_locked();
     if wants_keyboard {
         if let Some(keyboard) = state.seat.get_keyboard() {
-            if keyboard.current_focus().as_ref() != Some(surface) {
-                keyboard.set_focus(state, Some(surface.clone()), SERIAL_COUNTER.next_serial());
+            if keyboard.current_focus().as_ref().map(|f| f.surface()) != Some(surface) {
+                keyboard.set_focus(
+                    state,
+                    Some(surface.clone().into()),
+                    SERIAL_COUNTER.next_serial(),
+                );
             }
         }
     }

@@ -10,6 +10,7 @@ mod config_watch;
 mod decoration;
 mod dmabuf_params;
 mod feedback;
+mod focus;
 mod foreign_toplevel;
 mod frame_stats;
 mod heap_protocol;
@@ -35,6 +36,8 @@ mod selection;
 mod session_lock;
 mod spawn;
 mod state;
+mod xwayland;
+mod xwayland_surface;
 
 use std::process::ExitCode;
 

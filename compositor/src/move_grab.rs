@@ -145,6 +145,7 @@ impl PointerGrab<Heapland> for MoveGrab {
         let location = self.initial_location.to_f64() + delta;
         data.space
             .map_element(self.window.clone(), location.to_i32_round(), false);
+        data.x11_moved(&self.window);
     }
 
     fn button(

@@ -201,11 +201,7 @@ mod queue {
                 }
             }
             let mut touched: Vec<Output> = Vec::new();
-            let window = self
-                .space
-                .elements()
-                .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == &root))
-                .cloned();
+            let window = self.window_of_surface(&root).cloned();
             if let Some(window) = window {
                 touched.extend(self.space.outputs_for_element(&window));
                 if let Some(bbox) = self.space.element_bbox(&window) {

@@ -118,7 +118,9 @@ pub struct ResizeGrab {
 
 impl ResizeGrab {
     /// Starts resizing `window` on `edges`; `None` for a window that is
-    /// not on the map or not a toplevel.
+    /// not on the map. An X11 window is resized and moved in one step by
+    /// the grab itself; an xdg toplevel is asked for a size and moved when
+    /// it commits one ([`window_committed`]).
     pub fn new(
         state: &Heapland,
         start_data: GrabStartData<Heapland>,
@@ -128,6 +130,14 @@ impl ResizeGrab {
         let location = state.space.element_location(&window)?;
         let size = window.geometry().size;
         let initial = Rectangle::new(location, size);
+        if window.x11_surface().is_some() {
+            return Some(ResizeGrab {
+                start_data,
+                window,
+                edges,
+                initial,
+            });
+        }
         let toplevel = window.toplevel()?;
         toplevel.with_pending_state(|s| s.states.set(xdg_toplevel::State::Resizing));
         window
@@ -190,11 +200,27 @@ impl PointerGrab<Heapland> for ResizeGrab {
     ) {
         // No client gets pointer focus while a window is resized.
         handle.motion(data, None, event);
+        let delta = (event.location - self.start_data.location).to_i32_round::<i32>();
+        if let Some(x11) = self.window.x11_surface().cloned() {
+            let (min, max) = (
+                x11.min_size().unwrap_or_default(),
+                x11.max_size().unwrap_or_default(),
+            );
+            let size = resized(self.initial.size, self.edges, (delta.x, delta.y), min, max);
+            let mut location = self.initial.loc;
+            if self.edges.has(Edges::LEFT) {
+                location.x += self.initial.size.w - size.w;
+            }
+            if self.edges.has(Edges::TOP) {
+                location.y += self.initial.size.h - size.h;
+            }
+            data.resize_x11(&self.window, &x11, Rectangle::new(location, size));
+            return;
+        }
         let Some(toplevel) = self.window.toplevel() else {
             handle.unset_grab(self, data, event.serial, event.time, true);
             return;
         };
-        let delta = (event.location - self.start_data.location).to_i32_round::<i32>();
         let (min, max) = with_states(toplevel.wl_surface(), |states| {
             let mut cached = states.cached_state.get::<SurfaceCachedState>();
             let current = cached.current();

@@ -37,7 +37,11 @@ use smithay::{
     input::Seat,
 };
 
-use crate::{decoration::title_bar_for_frame, state::Heapland};
+use crate::{
+    decoration::title_bar_for_frame,
+    state::Heapland,
+    xwayland_surface::{drawn_by_heapland, surface_of},
+};
 
 /// What an output's frame is made of, borrowed from the compositor's state
 /// while the backend (another part of that state) draws it.
@@ -85,6 +89,16 @@ impl Scene<'_> {
             return presentation;
         }
         for window in self.space.elements_for_output(output) {
+            if let Some(surface) = drawn_by_heapland(window) {
+                smithay::desktop::utils::send_frames_surface_tree(
+                    &surface,
+                    output,
+                    elapsed,
+                    throttle,
+                    surface_primary_scanout_output,
+                );
+                continue;
+            }
             window.send_frame(output, elapsed, throttle, surface_primary_scanout_output);
             window.take_presentation_feedback(
                 &mut presentation,
@@ -128,7 +142,18 @@ impl Scene<'_> {
             );
         };
         for window in self.space.elements_for_output(output) {
-            window.with_surfaces(update);
+            match drawn_by_heapland(window) {
+                Some(surface) => {
+                    smithay::wayland::compositor::with_surface_tree_downward(
+                        &surface,
+                        (),
+                        |_, _, _| smithay::wayland::compositor::TraversalAction::DoChildren(()),
+                        |surface, states, _| update(surface, states),
+                        |_, _, _| true,
+                    );
+                }
+                None => window.with_surfaces(update),
+            }
         }
         for layer in layer_map_for_output(output).layers() {
             layer.with_surfaces(update);
@@ -236,15 +261,24 @@ where
             continue;
         };
         let render_loc = to_physical(location - window.geometry().loc);
-        elements.extend(
-            window
-                .render_elements::<WaylandSurfaceRenderElement<R>>(renderer, render_loc, scale, 1.0)
-                .into_iter()
-                .map(SceneElement::Surface),
-        );
-        let is_focused = window
-            .toplevel()
-            .is_some_and(|t| focused.as_ref() == Some(t.wl_surface()));
+        let surface_elements = match drawn_by_heapland(window) {
+            Some(surface) => {
+                render_elements_from_surface_tree::<R, WaylandSurfaceRenderElement<R>>(
+                    renderer,
+                    &surface,
+                    render_loc,
+                    scale,
+                    1.0,
+                    Kind::Unspecified,
+                )
+            }
+            None => window.render_elements::<WaylandSurfaceRenderElement<R>>(
+                renderer, render_loc, scale, 1.0,
+            ),
+        };
+        elements.extend(surface_elements.into_iter().map(SceneElement::Surface));
+        let is_focused =
+            surface_of(window).is_some_and(|s| focused.as_ref().map(|f| f.surface()) == Some(&s));
         if let Some(title) = title_bar_for_frame(window, location, is_focused) {
             let parts = [
                 (&title.buffers.close, title.close),

@@ -65,6 +65,7 @@ use crate::{
 ///
 /// Every client heapland accepts carries [`ClientState`]; one that does not
 /// is treated as sandboxed, so that a mistake withholds rather than grants.
+/// That includes Xwayland: it needs none of the privileged globals.
 pub fn is_sandboxed(client: &Client) -> bool {
     client
         .get_data::<ClientState>()

@@ -108,7 +108,7 @@ impl Heapland {
             .find_map(|o| self.session_lock.surface_on(o))
             .map(|s| s.wl_surface().clone());
         if let (Some(surface), Some(keyboard)) = (surface, self.seat.get_keyboard()) {
-            keyboard.set_focus(self, Some(surface), SERIAL_COUNTER.next_serial());
+            keyboard.set_focus(self, Some(surface.into()), SERIAL_COUNTER.next_serial());
         }
     }
 }

@@ -9,11 +9,17 @@ use std::{
 use tracing::{info, warn};
 
 /// Runs `command_line` with `/bin/sh -c`, connected to the socket
-/// `socket_name` (in heapland's own XDG_RUNTIME_DIR), in a process group of
+/// `socket_name` (in heapland's own XDG_RUNTIME_DIR) and to Xwayland's
+/// `x_display` when it runs, in a process group of
 /// its own so that signals meant for heapland's terminal do not reach it.
 /// A thread waits for it, so that it leaves no zombie behind.
-pub fn spawn(command_line: &str, socket_name: &str) {
+pub fn spawn(command_line: &str, socket_name: &str, x_display: Option<u32>) {
     let mut command = Command::new("/bin/sh");
+    match x_display {
+        Some(display) => command.env("DISPLAY", format!(":{display}")),
+        // heapland's own DISPLAY (nested under X) is not Xwayland's.
+        None => command.env_remove("DISPLAY"),
+    };
     command
         .arg("-c")
         .arg(command_line)

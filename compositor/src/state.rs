@@ -78,6 +78,7 @@ use crate::{
     decoration,
     dmabuf_params::ParamsValidator,
     feedback::FeedbackPlan,
+    focus::KeyboardFocusTarget,
     frame_stats::FrameStats,
     heap_protocol::HeapProtocolState,
     heaps::HeapDirectory,
@@ -86,6 +87,7 @@ use crate::{
     redraw::RedrawState,
     scene::{DefaultCursor, Scene},
     screenshot::ScreenshotTarget,
+    xwayland_surface::surface_of,
 };
 
 /// Per-client data Smithay needs, and what heapland knows of the client.
@@ -181,6 +183,8 @@ pub struct Heapland {
     pub output_management: crate::output_management::OutputManagement,
     /// Screen captures waiting to be made (`screencopy`).
     pub screencopy: crate::screencopy::Screencopy,
+    /// X11 apps: Xwayland and its window manager.
+    pub xwayland: crate::xwayland::Xwayland,
     /// Frames shown, for `--stats`.
     pub frame_stats: FrameStats,
     /// The feedback Smithay is to give the linux-dmabuf surface feedback
@@ -229,6 +233,7 @@ impl Heapland {
         backend: Backend,
     ) -> Result<Self, StateError> {
         let dh = &display_handle;
+        let xwayland = crate::xwayland::Xwayland::new(dh);
         let compositor_state = CompositorState::new::<Self>(dh);
         let xdg_shell_state = XdgShellState::new::<Self>(dh);
         let shm_state = ShmState::new::<Self>(dh, vec![]);
@@ -343,6 +348,7 @@ impl Heapland {
             output_power,
             output_management,
             foreign_toplevels,
+            xwayland,
             frame_stats: FrameStats::default(),
             next_surface_feedback: None,
         })
@@ -429,7 +435,8 @@ impl Heapland {
             let mut map = layer_map_for_output(output);
             let layers: Vec<_> = map.layers().cloned().collect();
             for layer in layers {
-                closed_focus |= focus.as_ref() == Some(layer.wl_surface());
+                closed_focus |=
+                    focus.as_ref().map(KeyboardFocusTarget::surface) == Some(layer.wl_surface());
                 layer.layer_surface().send_close();
                 map.unmap_layer(&layer);
             }
@@ -464,7 +471,9 @@ impl Heapland {
                 })
                 .collect();
             for (window, offset) in stranded {
-                self.space.map_element(window, origin + offset, false);
+                self.space
+                    .map_element(window.clone(), origin + offset, false);
+                self.x11_moved(&window);
             }
         }
         self.space.refresh();
@@ -500,7 +509,7 @@ impl Heapland {
     }
 
     /// `output`'s area not reserved by layer surfaces, in global coordinates.
-    fn usable_area_of(&self, output: &Output) -> Option<Rectangle<i32, Logical>> {
+    pub fn usable_area_of(&self, output: &Output) -> Option<Rectangle<i32, Logical>> {
         let geo = self.space.output_geometry(output)?;
         let mut zone = layer_map_for_output(output).non_exclusive_zone();
         zone.loc += geo.loc;
@@ -511,7 +520,7 @@ impl Heapland {
     /// cascades from the top left of the usable area in 48 px steps, in the
     /// first step no other window's corner occupies, so windows opened one
     /// after another never hide each other completely.
-    fn map_toplevel(&mut self, window: Window) {
+    pub fn map_toplevel(&mut self, window: Window) {
         let origin = self.usable_area().map(|a| a.loc).unwrap_or_default();
         let occupied: Vec<Point<i32, Logical>> = self
             .space
@@ -529,7 +538,14 @@ impl Heapland {
     /// A new window gets keyboard focus with its first buffer: earlier, it
     /// has not been configured, and some clients (foot 1.13) crash on a
     /// keyboard enter before their first configure.
-    fn focus_on_first_buffer(&mut self, window: &Window, surface: &WlSurface) {
+    pub fn focus_on_first_buffer(&mut self, window: &Window, surface: &WlSurface) {
+        // X11 menus and tooltips never take the keyboard.
+        if window
+            .x11_surface()
+            .is_some_and(|x| x.is_override_redirect())
+        {
+            return;
+        }
         let has_buffer =
             with_renderer_surface_state(surface, |s| s.buffer().is_some()).unwrap_or(false);
         if has_buffer && window.user_data().insert_if_missing(|| FocusedOnMap) {
@@ -537,11 +553,36 @@ impl Heapland {
         }
     }
 
-    /// The mapped window whose toplevel's surface is `surface`.
+    /// The mapped window (an xdg toplevel or an X11 window) whose surface
+    /// is `surface`.
     pub fn window_of_surface(&self, surface: &WlSurface) -> Option<&Window> {
         self.space
             .elements()
-            .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == surface))
+            .find(|w| surface_of(w).is_some_and(|s| s == *surface))
+    }
+
+    /// Asks a window to close: `xdg_toplevel.close`, or X11's
+    /// `WM_DELETE_WINDOW`.
+    pub fn close_window(window: &Window) {
+        if let Some(toplevel) = window.toplevel() {
+            toplevel.send_close();
+        } else if let Some(x11) = window.x11_surface() {
+            Heapland::close_x11(x11);
+        }
+    }
+
+    /// What the keyboard focuses to reach `surface`: the X11 window it
+    /// shows, or the surface itself.
+    pub fn keyboard_target(&self, surface: &WlSurface) -> KeyboardFocusTarget {
+        self.window_of_surface(surface)
+            .and_then(KeyboardFocusTarget::of_window)
+            .unwrap_or_else(|| KeyboardFocusTarget::Surface(surface.clone()))
+    }
+
+    /// The surface that has keyboard focus.
+    pub fn keyboard_focus_surface(&self) -> Option<WlSurface> {
+        let focus = self.seat.get_keyboard()?.current_focus()?;
+        Some(focus.surface().clone())
     }
 
     /// Raises the window of `surface` and gives it keyboard focus, unless a
@@ -555,12 +596,14 @@ impl Heapland {
         if let Some(window) = self.window_of_surface(surface).cloned() {
             // Activation follows keyboard focus (`focus_changed`).
             self.space.raise_element(&window, false);
+            self.raise_x11(&window);
         }
         if self.exclusive_layer().is_some_and(|l| &l != surface) {
             return;
         }
+        let target = self.keyboard_target(surface);
         if let Some(keyboard) = self.seat.get_keyboard() {
-            keyboard.set_focus(self, Some(surface.clone()), SERIAL_COUNTER.next_serial());
+            keyboard.set_focus(self, Some(target), SERIAL_COUNTER.next_serial());
         }
     }
 
@@ -602,6 +645,15 @@ impl Heapland {
         })
     }
 
+    /// heapland paired an (old) Xwayland's surface with its X11 window
+    /// (see `xwayland_surface`): what its commits would have done had the
+    /// window been known.
+    pub fn x11_surface_paired(&mut self, window: &Window, surface: &WlSurface) {
+        self.keep_title_bar_visible(window);
+        self.focus_on_first_buffer(window, surface);
+        self.queue_redraw_all();
+    }
+
     /// Keeps a decorated window's title bar inside the usable area, once the
     /// client has acknowledged server-side decorations.
     fn keep_title_bar_visible(&mut self, window: &Window) {
@@ -613,6 +665,7 @@ impl Heapland {
         if loc.y - margin < area.loc.y {
             let loc = Point::from((loc.x, area.loc.y + margin));
             self.space.map_element(window.clone(), loc, false);
+            self.x11_moved(window);
             self.queue_redraw_all();
         }
     }
@@ -638,11 +691,7 @@ impl Heapland {
     /// After `surface` went away: if it had keyboard focus, the topmost
     /// window takes it.
     pub fn refocus_if_focused(&mut self, surface: &WlSurface) {
-        let had_focus = self
-            .seat
-            .get_keyboard()
-            .and_then(|k| k.current_focus())
-            .is_some_and(|f| &f == surface);
+        let had_focus = self.keyboard_focus_surface().is_some_and(|f| &f == surface);
         if had_focus {
             self.focus_topmost();
         }
@@ -654,13 +703,16 @@ impl Heapland {
         if self.session_lock.is_locked() {
             return;
         }
-        let top = self.exclusive_layer().or_else(|| {
-            self.space
-                .elements()
-                .rev()
-                .filter(|w| w.user_data().get::<FocusedOnMap>().is_some())
-                .find_map(|w| w.toplevel().map(|t| t.wl_surface().clone()))
-        });
+        let top = self
+            .exclusive_layer()
+            .map(KeyboardFocusTarget::Surface)
+            .or_else(|| {
+                self.space
+                    .elements()
+                    .rev()
+                    .filter(|w| w.user_data().get::<FocusedOnMap>().is_some())
+                    .find_map(KeyboardFocusTarget::of_window)
+            });
         if let Some(keyboard) = self.seat.get_keyboard() {
             keyboard.set_focus(self, top, SERIAL_COUNTER.next_serial());
         }
@@ -731,7 +783,7 @@ impl Heapland {
         }
     }
 
-    fn set_move_grab(
+    pub fn set_move_grab(
         &mut self,
         window: Window,
         start_data: GrabStartData<Heapland>,
@@ -775,10 +827,14 @@ impl CompositorHandler for Heapland {
     }
 
     fn client_compositor_state<'a>(&self, client: &'a Client) -> &'a CompositorClientState {
-        // Every client is inserted with ClientState by the listening socket.
+        // Every client is inserted with ClientState by the listening socket,
+        // except Xwayland, which Smithay inserts with its own.
+        if let Some(xwayland) = client.get_data::<smithay::xwayland::XWaylandClientData>() {
+            return &xwayland.compositor_state;
+        }
         &client
             .get_data::<ClientState>()
-            .expect("clients are always created with ClientState")
+            .expect("clients are always created with ClientState or XWaylandClientData")
             .compositor_state
     }
 
@@ -1014,7 +1070,7 @@ impl ShmHandler for Heapland {
 }
 
 impl SeatHandler for Heapland {
-    type KeyboardFocus = WlSurface;
+    type KeyboardFocus = KeyboardFocusTarget;
     type PointerFocus = WlSurface;
     type TouchFocus = WlSurface;
 
@@ -1023,15 +1079,22 @@ impl SeatHandler for Heapland {
     }
 
     /// Keyboard focus moves the selections and the windows' activated state.
-    fn focus_changed(&mut self, seat: &Seat<Self>, focused: Option<&WlSurface>) {
+    fn focus_changed(&mut self, seat: &Seat<Self>, focused: Option<&KeyboardFocusTarget>) {
+        let focused = focused.map(KeyboardFocusTarget::surface);
         crate::selection::focus_changed(self, seat, focused);
         // Title bars show which window has focus.
         self.queue_redraw_all();
         for window in self.space.elements() {
-            let is_focused = window
-                .toplevel()
-                .is_some_and(|t| Some(t.wl_surface()) == focused);
+            let is_focused = surface_of(window).is_some_and(|s| Some(&s) == focused);
             window.set_activated(is_focused);
+            if let Some(x11) = window.x11_surface() {
+                if let Err(err) = x11.set_activated(is_focused) {
+                    warn!(
+                        "cannot tell X11 window {} it is active: {err}",
+                        x11.window_id()
+                    );
+                }
+            }
             if let Some(toplevel) = window.toplevel() {
                 // Sends nothing when the pending state did not change.
                 if toplevel.is_initial_configure_sent() {

@@ -441,6 +441,10 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         }
     }
 
+    if state.config.xwayland {
+        state.start_xwayland();
+    }
+
     if let Some(path) = &cli.stats {
         crate::frame_stats::start(path, &handle)?;
     }
@@ -456,7 +460,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
     );
 
     for command_line in state.config.autostart.iter().chain(&cli.exec) {
-        crate::spawn::spawn(command_line, &state.socket_name);
+        crate::spawn::spawn(command_line, &state.socket_name, state.xwayland.display);
     }
 
     // The first frame of every output (a modeset on drm), before anything
@@ -474,6 +478,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
                 state.queue_redraw_all();
             }
             state.update_idle_inhibit();
+            state.pair_x11_surfaces();
             state.update_foreign_toplevels();
             state.popups.cleanup();
             state.redraw_queued_outputs();

@@ -1,0 +1,563 @@
+//! X11 apps through Xwayland, with heapland as their window manager.
+//!
+//! Xwayland is one Wayland client that shows every X11 window in a surface
+//! of its own; which X11 window a surface belongs to comes through
+//! `xwayland_shell_v1`, a global only Xwayland sees. The window manager's
+//! half speaks X11 to the server: Smithay's [`X11Wm`] turns X11 requests
+//! (map, configure, move, resize, selections) into [`XwmHandler`] calls.
+//!
+//! Managed X11 windows are [`Window`]s like xdg toplevels: they cascade,
+//! get title bars (unless they draw their own), focus, move, resize and
+//! go fullscreen the same way. Override-redirect windows (menus, tooltips)
+//! place themselves and never take the keyboard. X11 coordinates are
+//! heapland's global ones, so that a menu lands under the window that
+//! opened it: every placement of a managed window is also sent to X.
+//!
+//! Xwayland starts with heapland (when the `Xwayland` program is there and
+//! the configuration does not turn it off) and runs for as long as it
+//! does; its DISPLAY reaches the programs heapland starts. Smithay 0.7
+//! opens the X11 sockets only together with the server, so Xwayland cannot
+//! wait for the first X11 client to start.
+
+use std::{os::fd::OwnedFd, process::Stdio};
+
+use smithay::{
+    delegate_xwayland_shell,
+    desktop::Window,
+    input::pointer::{Focus, GrabStartData},
+    reexports::wayland_server::Client,
+    utils::{Logical, Rectangle, SERIAL_COUNTER},
+    wayland::{
+        selection::{
+            data_device::{
+                clear_data_device_selection, current_data_device_selection_userdata,
+                request_data_device_client_selection, set_data_device_selection,
+            },
+            primary_selection::{
+                clear_primary_selection, current_primary_selection_userdata,
+                request_primary_client_selection, set_primary_selection,
+            },
+            SelectionTarget,
+        },
+        xwayland_shell::{XWaylandShellHandler, XWaylandShellState},
+    },
+    xwayland::{
+        xwm::{Reorder, ResizeEdge, XwmId},
+        X11Surface, X11Wm, XWayland, XWaylandEvent, XwmHandler,
+    },
+};
+use tracing::{info, warn};
+
+use crate::{focus::KeyboardFocusTarget, resize_grab::Edges, state::Heapland};
+
+/// Xwayland's state in the compositor.
+pub struct Xwayland {
+    shell: XWaylandShellState,
+    /// The window manager, once Xwayland is ready.
+    wm: Option<X11Wm>,
+    /// Xwayland's Wayland connection.
+    client: Option<Client>,
+    /// The X11 display (`DISPLAY=:N`), from the moment Xwayland starts:
+    /// X11 clients that connect before it is ready wait.
+    pub display: Option<u32>,
+}
+
+impl Xwayland {
+    pub fn new(dh: &smithay::reexports::wayland_server::DisplayHandle) -> Self {
+        Xwayland {
+            shell: XWaylandShellState::new::<Heapland>(dh),
+            wm: None,
+            client: None,
+            display: None,
+        }
+    }
+
+    /// Xwayland's Wayland connection, while it runs.
+    pub fn client(&self) -> Option<Client> {
+        self.client.clone()
+    }
+}
+
+/// The geometry a managed X11 window had before it was maximized or made
+/// fullscreen, to go back to.
+struct Restore(std::cell::Cell<Option<Rectangle<i32, Logical>>>);
+
+impl Heapland {
+    /// Starts Xwayland; X11 apps can run once it is ready. Without the
+    /// `Xwayland` program (Debian's package `xwayland`), heapland runs
+    /// without X11 apps and says so once.
+    pub fn start_xwayland(&mut self) {
+        let dh = self.display_handle.clone();
+        let spawned = XWayland::spawn(
+            &dh,
+            None,
+            std::iter::empty::<(String, String)>(),
+            true,
+            Stdio::null(),
+            Stdio::inherit(),
+            |_| (),
+        );
+        let (xwayland, client) = match spawned {
+            Ok(spawned) => spawned,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                info!("no Xwayland (install the package xwayland): X11 apps cannot run");
+                return;
+            }
+            Err(err) => {
+                warn!("cannot start Xwayland: {err}; X11 apps cannot run");
+                return;
+            }
+        };
+        let x_display = xwayland.display_number();
+        self.xwayland.client = Some(client.clone());
+        let inserted =
+            self.loop_handle
+                .insert_source(xwayland, move |event, _, state| match event {
+                    XWaylandEvent::Ready { x11_socket, .. } => {
+                        match X11Wm::start_wm(state.loop_handle.clone(), x11_socket, client.clone())
+                        {
+                            Ok(wm) => {
+                                info!("Xwayland is ready on DISPLAY=:{x_display}");
+                                state.xwayland.wm = Some(wm);
+                            }
+                            Err(err) => {
+                                warn!("cannot manage Xwayland's windows: {err}");
+                                state.xwayland.display = None;
+                            }
+                        }
+                    }
+                    XWaylandEvent::Error => {
+                        warn!("Xwayland exited while starting: X11 apps cannot run");
+                        state.xwayland.display = None;
+                    }
+                });
+        match inserted {
+            Ok(_) => self.xwayland.display = Some(x_display),
+            Err(err) => warn!("cannot watch Xwayland: {}", err.error),
+        }
+    }
+
+    /// The mapped window showing the X11 window `x11`.
+    fn window_of_x11(&self, x11: &X11Surface) -> Option<Window> {
+        self.space
+            .elements()
+            .find(|w| w.x11_surface() == Some(x11))
+            .cloned()
+    }
+
+    /// Puts a managed X11 window at `geometry` in both heapland's space
+    /// and the X server.
+    fn place_x11(&mut self, window: &Window, x11: &X11Surface, geometry: Rectangle<i32, Logical>) {
+        if let Err(err) = x11.configure(geometry) {
+            warn!("cannot configure X11 window {}: {err}", x11.window_id());
+        }
+        self.space.map_element(window.clone(), geometry.loc, false);
+        self.queue_redraw_all();
+    }
+
+    /// Where an interactive resize puts an X11 window.
+    pub fn resize_x11(
+        &mut self,
+        window: &Window,
+        x11: &X11Surface,
+        geometry: Rectangle<i32, Logical>,
+    ) {
+        self.place_x11(window, x11, geometry);
+    }
+
+    /// Fills `area` with `window` (maximize, fullscreen), remembering where
+    /// it was; `None` puts it back.
+    fn fill_x11(&mut self, x11: &X11Surface, area: Option<Rectangle<i32, Logical>>) {
+        let Some(window) = self.window_of_x11(x11) else {
+            return;
+        };
+        let restore = window
+            .user_data()
+            .get_or_insert(|| Restore(std::cell::Cell::new(None)));
+        match area {
+            Some(area) => {
+                if restore.0.get().is_none() {
+                    let loc = self.space.element_location(&window).unwrap_or_default();
+                    restore
+                        .0
+                        .set(Some(Rectangle::new(loc, x11.geometry().size)));
+                }
+                self.place_x11(&window, x11, area);
+            }
+            None => {
+                if let Some(before) = restore.0.take() {
+                    self.place_x11(&window, x11, before);
+                }
+            }
+        }
+    }
+
+    /// The area a maximized X11 window fills: its output's usable area,
+    /// below its title bar.
+    fn maximized_area(&self, window: &Window) -> Option<Rectangle<i32, Logical>> {
+        let output = self
+            .output_of_window(window)
+            .or_else(|| self.outputs.first().cloned())?;
+        let mut area = self.usable_area_of(&output)?;
+        let margin = crate::decoration::top_margin(window);
+        area.loc.y += margin;
+        area.size.h = (area.size.h - margin).max(1);
+        Some(area)
+    }
+
+    /// Closes an X11 window the polite way (`WM_DELETE_WINDOW`), or kills
+    /// its client when it does not take that.
+    pub fn close_x11(x11: &X11Surface) {
+        if let Err(err) = x11.close() {
+            warn!("cannot close X11 window {}: {err}", x11.window_id());
+        }
+    }
+
+    /// Toggles fullscreen on an X11 window.
+    pub fn toggle_x11_fullscreen(&mut self, x11: &X11Surface) {
+        let fullscreen = !x11.is_fullscreen();
+        if let Err(err) = x11.set_fullscreen(fullscreen) {
+            warn!(
+                "cannot tell X11 window {} it is fullscreen: {err}",
+                x11.window_id()
+            );
+        }
+        let area = if fullscreen {
+            self.window_of_x11(x11).and_then(|w| {
+                let output = self
+                    .output_of_window(&w)
+                    .or_else(|| self.outputs.first().cloned())?;
+                self.space.output_geometry(&output)
+            })
+        } else {
+            None
+        };
+        if fullscreen && area.is_none() {
+            return;
+        }
+        self.fill_x11(x11, area);
+    }
+
+    /// Toggles maximized on an X11 window.
+    pub fn toggle_x11_maximized(&mut self, x11: &X11Surface) {
+        let maximized = !x11.is_maximized();
+        if let Err(err) = x11.set_maximized(maximized) {
+            warn!(
+                "cannot tell X11 window {} it is maximized: {err}",
+                x11.window_id()
+            );
+        }
+        let area = if maximized {
+            match self
+                .window_of_x11(x11)
+                .and_then(|w| self.maximized_area(&w))
+            {
+                Some(area) => Some(area),
+                None => return,
+            }
+        } else {
+            None
+        };
+        self.fill_x11(x11, area);
+    }
+
+    /// Where an X11 window heapland manages sits after a move: X learns it,
+    /// so that its menus open under it.
+    pub fn x11_moved(&self, window: &Window) {
+        if let (Some(x11), Some(loc)) = (window.x11_surface(), self.space.element_location(window))
+        {
+            if let Err(err) = x11.configure(Rectangle::new(loc, x11.geometry().size)) {
+                warn!("cannot configure X11 window {}: {err}", x11.window_id());
+            }
+        }
+    }
+
+    /// Raises an X11 window in the X server's stack as heapland raises it.
+    pub fn raise_x11(&mut self, window: &Window) {
+        if let (Some(wm), Some(x11)) = (self.xwayland.wm.as_mut(), window.x11_surface()) {
+            if let Err(err) = wm.raise_window(x11) {
+                warn!("cannot raise X11 window {}: {err}", x11.window_id());
+            }
+        }
+    }
+
+    /// The clipboard (or primary selection) changed on the Wayland side:
+    /// X11 clients see it as the owner of theirs.
+    pub fn wayland_selection_changed(
+        &mut self,
+        target: SelectionTarget,
+        mime_types: Option<Vec<String>>,
+    ) {
+        if let Some(wm) = self.xwayland.wm.as_mut() {
+            if let Err(err) = wm.new_selection(target, mime_types) {
+                warn!("cannot hand the selection to X11: {err}");
+            }
+        }
+    }
+
+    /// A Wayland client pastes what an X11 client owns.
+    pub fn send_x11_selection(&mut self, target: SelectionTarget, mime_type: String, fd: OwnedFd) {
+        let handle = self.loop_handle.clone();
+        if let Some(wm) = self.xwayland.wm.as_mut() {
+            if let Err(err) = wm.send_selection(target, mime_type, fd, handle) {
+                warn!("cannot read the X11 selection: {err}");
+            }
+        }
+    }
+
+    /// Starts a pointer grab for an X11 window's own move or resize
+    /// request: only while a button is held on it.
+    fn x11_grab_start(&self, button: u32) -> Option<GrabStartData<Heapland>> {
+        let pointer = self.seat.get_pointer()?;
+        let start = pointer.grab_start_data()?;
+        (start.button == button).then_some(start)
+    }
+}
+
+impl XWaylandShellHandler for Heapland {
+    fn xwayland_shell_state(&mut self) -> &mut XWaylandShellState {
+        &mut self.xwayland.shell
+    }
+}
+
+delegate_xwayland_shell!(Heapland);
+
+impl XwmHandler for Heapland {
+    fn xwm_state(&mut self, _xwm: XwmId) -> &mut X11Wm {
+        self.xwayland
+            .wm
+            .as_mut()
+            .expect("X11Wm calls its handler only while it exists")
+    }
+
+    fn new_window(&mut self, _xwm: XwmId, _window: X11Surface) {}
+
+    fn new_override_redirect_window(&mut self, _xwm: XwmId, _window: X11Surface) {}
+
+    /// A managed window cascades as xdg toplevels do, at the size it asked
+    /// for; it takes the keyboard with its first buffer.
+    fn map_window_request(&mut self, _xwm: XwmId, x11: X11Surface) {
+        if let Err(err) = x11.set_mapped(true) {
+            warn!("cannot map X11 window {}: {err}", x11.window_id());
+            return;
+        }
+        let window = Window::new_x11_window(x11.clone());
+        self.map_toplevel(window.clone());
+        let loc = self.space.element_location(&window).unwrap_or_default();
+        self.place_x11(&window, &x11, Rectangle::new(loc, x11.geometry().size));
+        self.raise_x11(&window);
+    }
+
+    /// Menus and tooltips are where they put themselves.
+    fn mapped_override_redirect_window(&mut self, _xwm: XwmId, x11: X11Surface) {
+        let loc = x11.geometry().loc;
+        self.space
+            .map_element(Window::new_x11_window(x11), loc, true);
+        self.queue_redraw_all();
+    }
+
+    fn unmapped_window(&mut self, _xwm: XwmId, x11: X11Surface) {
+        self.forget_x11(&x11);
+        if !x11.is_override_redirect() {
+            if let Err(err) = x11.set_mapped(false) {
+                warn!("cannot unmap X11 window {}: {err}", x11.window_id());
+            }
+        }
+    }
+
+    fn destroyed_window(&mut self, _xwm: XwmId, x11: X11Surface) {
+        self.forget_x11(&x11);
+    }
+
+    /// Managed windows choose their size, heapland their place; windows
+    /// not shown yet take both.
+    fn configure_request(
+        &mut self,
+        _xwm: XwmId,
+        x11: X11Surface,
+        x: Option<i32>,
+        y: Option<i32>,
+        w: Option<u32>,
+        h: Option<u32>,
+        _reorder: Option<Reorder>,
+    ) {
+        let mut geometry = x11.geometry();
+        let clamp = |v: u32| i32::try_from(v).unwrap_or(i32::MAX).max(1);
+        if let Some(w) = w {
+            geometry.size.w = clamp(w);
+        }
+        if let Some(h) = h {
+            geometry.size.h = clamp(h);
+        }
+        match self.window_of_x11(&x11) {
+            Some(window) => {
+                geometry.loc = self.space.element_location(&window).unwrap_or(geometry.loc);
+                self.place_x11(&window, &x11, geometry);
+            }
+            None => {
+                geometry.loc.x = x.unwrap_or(geometry.loc.x);
+                geometry.loc.y = y.unwrap_or(geometry.loc.y);
+                if let Err(err) = x11.configure(geometry) {
+                    warn!("cannot configure X11 window {}: {err}", x11.window_id());
+                }
+            }
+        }
+    }
+
+    /// Override-redirect windows move themselves.
+    fn configure_notify(
+        &mut self,
+        _xwm: XwmId,
+        x11: X11Surface,
+        geometry: Rectangle<i32, Logical>,
+        _above: Option<u32>,
+    ) {
+        if !x11.is_override_redirect() {
+            return;
+        }
+        if let Some(window) = self.window_of_x11(&x11) {
+            self.space.map_element(window, geometry.loc, false);
+            self.queue_redraw_all();
+        }
+    }
+
+    fn maximize_request(&mut self, _xwm: XwmId, x11: X11Surface) {
+        if !x11.is_maximized() {
+            self.toggle_x11_maximized(&x11);
+        }
+    }
+
+    fn unmaximize_request(&mut self, _xwm: XwmId, x11: X11Surface) {
+        if x11.is_maximized() {
+            self.toggle_x11_maximized(&x11);
+        }
+    }
+
+    fn fullscreen_request(&mut self, _xwm: XwmId, x11: X11Surface) {
+        if !x11.is_fullscreen() {
+            self.toggle_x11_fullscreen(&x11);
+        }
+    }
+
+    fn unfullscreen_request(&mut self, _xwm: XwmId, x11: X11Surface) {
+        if x11.is_fullscreen() {
+            self.toggle_x11_fullscreen(&x11);
+        }
+    }
+
+    fn resize_request(&mut self, _xwm: XwmId, x11: X11Surface, button: u32, edge: ResizeEdge) {
+        let edges = match edge {
+            ResizeEdge::Top => Edges::new(true, false, false, false),
+            ResizeEdge::Bottom => Edges::new(false, true, false, false),
+            ResizeEdge::Left => Edges::new(false, false, true, false),
+            ResizeEdge::Right => Edges::new(false, false, false, true),
+            ResizeEdge::TopLeft => Edges::new(true, false, true, false),
+            ResizeEdge::TopRight => Edges::new(true, false, false, true),
+            ResizeEdge::BottomLeft => Edges::new(false, true, true, false),
+            ResizeEdge::BottomRight => Edges::new(false, true, false, true),
+        };
+        let (Some(window), Some(edges), Some(start)) =
+            (self.window_of_x11(&x11), edges, self.x11_grab_start(button))
+        else {
+            return;
+        };
+        let Some(pointer) = self.seat.get_pointer() else {
+            return;
+        };
+        if let Some(grab) = crate::resize_grab::ResizeGrab::new(self, start, window, edges) {
+            pointer.set_grab(self, grab, SERIAL_COUNTER.next_serial(), Focus::Clear);
+        }
+    }
+
+    fn move_request(&mut self, _xwm: XwmId, x11: X11Surface, button: u32) {
+        if let (Some(window), Some(start)) = (self.window_of_x11(&x11), self.x11_grab_start(button))
+        {
+            self.set_move_grab(window, start, SERIAL_COUNTER.next_serial());
+        }
+    }
+
+    /// X11 clients read the Wayland clipboard only while an X11 window has
+    /// the keyboard: the rule Wayland clients live by.
+    fn allow_selection_access(&mut self, _xwm: XwmId, _selection: SelectionTarget) -> bool {
+        matches!(
+            self.seat.get_keyboard().and_then(|k| k.current_focus()),
+            Some(KeyboardFocusTarget::X11 { .. })
+        )
+    }
+
+    fn send_selection(
+        &mut self,
+        _xwm: XwmId,
+        selection: SelectionTarget,
+        mime_type: String,
+        fd: OwnedFd,
+    ) {
+        let result = match selection {
+            SelectionTarget::Clipboard => {
+                request_data_device_client_selection(&self.seat, mime_type, fd)
+                    .map_err(|e| e.to_string())
+            }
+            SelectionTarget::Primary => request_primary_client_selection(&self.seat, mime_type, fd)
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(err) = result {
+            warn!("an X11 client cannot read the Wayland {selection:?} selection: {err}");
+        }
+    }
+
+    /// An X11 client took the selection: Wayland clients see heapland as
+    /// its owner, and their pastes are answered from X11.
+    fn new_selection(&mut self, _xwm: XwmId, selection: SelectionTarget, mime_types: Vec<String>) {
+        let dh = self.display_handle.clone();
+        match selection {
+            SelectionTarget::Clipboard => {
+                set_data_device_selection(&dh, &self.seat, mime_types, ())
+            }
+            SelectionTarget::Primary => set_primary_selection(&dh, &self.seat, mime_types, ()),
+        }
+    }
+
+    /// The X11 owner gave up its selection: gone for Wayland too, if it
+    /// still was X11's.
+    fn cleared_selection(&mut self, _xwm: XwmId, selection: SelectionTarget) {
+        let dh = self.display_handle.clone();
+        match selection {
+            SelectionTarget::Clipboard => {
+                if current_data_device_selection_userdata(&self.seat).is_some() {
+                    clear_data_device_selection(&dh, &self.seat);
+                }
+            }
+            SelectionTarget::Primary => {
+                if current_primary_selection_userdata(&self.seat).is_some() {
+                    clear_primary_selection(&dh, &self.seat);
+                }
+            }
+        }
+    }
+
+    fn disconnected(&mut self, _xwm: XwmId) {
+        warn!("Xwayland's window manager connection closed: X11 apps cannot run");
+        self.xwayland.wm = None;
+        self.xwayland.client = None;
+        self.xwayland.display = None;
+    }
+}
+
+impl Heapland {
+    /// An X11 window left the screen: it leaves the space, and the
+    /// keyboard if it had it.
+    fn forget_x11(&mut self, x11: &X11Surface) {
+        crate::xwayland_surface::unpair(x11);
+        if let Some(window) = self.window_of_x11(x11) {
+            self.space.unmap_elem(&window);
+            self.queue_redraw_all();
+        }
+        let had_focus = matches!(
+            self.seat.get_keyboard().and_then(|k| k.current_focus()),
+            Some(KeyboardFocusTarget::X11 { window, .. }) if &window == x11
+        );
+        if had_focus {
+            self.focus_topmost();
+        }
+    }
+}
