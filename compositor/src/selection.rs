@@ -4,8 +4,8 @@
 //! Debian 12's wl-clipboard).
 //!
 //! The compositor holds no data of its own: Smithay relays offers between
-//! clients, and the selection follows keyboard focus as the protocols
-//! require. Clients such as foot refuse to start without a data device.
+//! clients (X11 ones through Xwayland's window manager), and the selection
+//! follows keyboard focus as the protocols require. Clients such as foot refuse to start without a data device.
 //! Data control reads and sets the selection without focus, so sandboxed
 //! clients do not see it: they could read every copy.
 
@@ -21,9 +21,10 @@ use smithay::{
         },
         ext_data_control,
         primary_selection::{set_primary_focus, PrimarySelectionHandler, PrimarySelectionState},
-        wlr_data_control, SelectionHandler,
+        wlr_data_control, SelectionHandler, SelectionSource, SelectionTarget,
     },
 };
+use std::os::fd::OwnedFd;
 
 use crate::{security_context::is_sandboxed, state::Heapland};
 
@@ -62,9 +63,33 @@ impl wlr_data_control::DataControlHandler for Heapland {
     }
 }
 
+/// The only selections heapland owns are X11 clients': Xwayland's window
+/// manager bridges them both ways.
 impl SelectionHandler for Heapland {
-    // No compositor-owned selections (no XWayland to bridge).
     type SelectionUserData = ();
+
+    /// A Wayland client (or a clipboard manager) set the selection: X11
+    /// clients see it too.
+    fn new_selection(
+        &mut self,
+        ty: SelectionTarget,
+        source: Option<SelectionSource>,
+        _seat: Seat<Self>,
+    ) {
+        self.wayland_selection_changed(ty, source.map(|s| s.mime_types()));
+    }
+
+    /// A Wayland client pastes what an X11 client copied.
+    fn send_selection(
+        &mut self,
+        ty: SelectionTarget,
+        mime_type: String,
+        fd: OwnedFd,
+        _seat: Seat<Self>,
+        _user_data: &(),
+    ) {
+        self.send_x11_selection(ty, mime_type, fd);
+    }
 }
 
 impl DataDeviceHandler for Heapland {

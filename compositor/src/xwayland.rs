@@ -292,6 +292,17 @@ impl Heapland {
             if let Err(err) = wm.new_selection(target, mime_types) {
                 warn!("cannot hand the selection to X11: {err}");
             }
+            // Smithay 0.7 queues the new owner without sending it: X11
+            // clients would ask the old one until the next X11 request. This
+            // one (the stacking order, unchanged) flushes the connection.
+            let stack: Vec<&X11Surface> = self
+                .space
+                .elements()
+                .filter_map(Window::x11_surface)
+                .collect();
+            if let Err(err) = wm.update_stacking_order_upwards(stack.into_iter()) {
+                warn!("cannot hand the selection to X11: {err}");
+            }
         }
     }
 

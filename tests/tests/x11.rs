@@ -1,0 +1,230 @@
+//! X11 apps through Xwayland (Debian 12's, 22.1: the surface comes by
+//! `WL_SURFACE_ID`, which heapland pairs itself): Debian's `xterm` and
+//! `xeyes` open as windows heapland decorates and focuses, started by
+//! `--exec` with the DISPLAY heapland gives them; they close; the
+//! clipboard crosses between X11 (`xclip`) and Wayland (`wl-copy`,
+//! `wl-paste`) both ways. Packages xwayland, xterm, x11-apps, xclip and
+//! wl-clipboard must be installed; a missing one fails the test.
+
+mod common;
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{Compositor, Picture, BACKGROUND};
+
+const TITLE_HEIGHT: u32 = 24;
+const TITLE_FOCUSED_RGB: [u8; 3] = [56, 84, 128];
+/// xterm's background in these tests.
+const RED: [u8; 3] = [255, 0, 0];
+
+fn tool(name: &str) -> Command {
+    let path = Path::new("/usr/bin").join(name);
+    assert!(
+        path.exists(),
+        "{name} is not installed (apt-get install xwayland xterm x11-apps xclip wl-clipboard)"
+    );
+    Command::new(path)
+}
+
+/// The X11 display heapland's Xwayland serves, once it says it is ready.
+fn x_display(comp: &mut Compositor) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        comp.assert_alive();
+        let log = comp.log_text();
+        if let Some(rest) = log.split("Xwayland is ready on DISPLAY=").nth(1) {
+            return rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Xwayland never became ready:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An xterm with a red background (20x5 cells), started by heapland's
+/// `--exec`; it runs until `stop` exists.
+fn start_with_xterm(stop: &Path) -> Compositor {
+    let exec = format!(
+        "xterm -fa Monospace -bg red -geometry 20x5 -e sh -c 'while [ ! -e {} ]; do sleep 0.1; done'",
+        stop.display()
+    );
+    let mut comp = Compositor::start_with(320, 240, &["--screenshot-every-frame", "--exec", &exec]);
+    x_display(&mut comp);
+    comp
+}
+
+/// The bounding box of `rgb` in `pic`: (x0, y0, x1, y1), exclusive ends.
+fn bounds(pic: &Picture, rgb: [u8; 3]) -> Option<(u32, u32, u32, u32)> {
+    let mut b: Option<(u32, u32, u32, u32)> = None;
+    for y in 0..pic.height {
+        for x in 0..pic.width {
+            if pic.pixel(x, y) == rgb {
+                let r = b.get_or_insert((x, y, x + 1, y + 1));
+                *r = (r.0.min(x), r.1.min(y), r.2.max(x + 1), r.3.max(y + 1));
+            }
+        }
+    }
+    b
+}
+
+/// xterm (started by `--exec`, so with heapland's DISPLAY) is a window:
+/// its red background under a focused title bar as wide as it, at the
+/// cascade's first place. When it exits, the output is the background
+/// again.
+#[test]
+fn xterm_opens_decorated_and_focused_and_closes() {
+    let dir = common::private_dir("xterm");
+    let stop = dir.join("stop");
+    let mut comp = start_with_xterm(&stop);
+    let pic = comp.wait_for_picture(Duration::from_secs(20), |p| {
+        bounds(p, RED).is_some_and(|(_, y0, x1, _)| {
+            y0 >= TITLE_HEIGHT && p.count_near((0, 0, x1, TITLE_HEIGHT), TITLE_FOCUSED_RGB, 2) > 0
+        })
+    });
+    let Some((x0, y0, x1, y1)) = bounds(&pic, RED) else {
+        panic!("no xterm on the output:\n{}", comp.log_text());
+    };
+    assert_eq!(
+        (x0, y0),
+        (0, TITLE_HEIGHT),
+        "xterm is not below its title bar at the top left:\n{}",
+        comp.log_text()
+    );
+    assert!(x1 > 100 && y1 - y0 > 40, "xterm is {x0},{y0}..{x1},{y1}");
+    let bar = pic.count_near((0, 0, x1, TITLE_HEIGHT), TITLE_FOCUSED_RGB, 2) as u32;
+    // The bar less its close button (a square as high as the bar).
+    assert!(
+        bar >= (x1 - TITLE_HEIGHT) * TITLE_HEIGHT,
+        "xterm's title bar is not drawn focused ({bar} pixels)"
+    );
+
+    std::fs::write(&stop, b"").expect("write the stop file");
+    let gone = comp.wait_for_picture(Duration::from_secs(20), |p| {
+        p.count(0, 0, p.width, p.height, BACKGROUND) == (p.width * p.height) as usize
+    });
+    assert_eq!(
+        gone.count(0, 0, gone.width, gone.height, BACKGROUND),
+        (gone.width * gone.height) as usize,
+        "xterm's window stayed after it exited:\n{}",
+        comp.log_text()
+    );
+    comp.assert_alive();
+}
+
+/// xeyes (a shaped X11 window) draws its eyes where heapland put it.
+#[test]
+fn xeyes_opens() {
+    let mut comp = Compositor::start_with(320, 240, &["--screenshot-every-frame"]);
+    let display = x_display(&mut comp);
+    let mut xeyes = tool("xeyes")
+        .args(["-geometry", "100x80"])
+        .env("DISPLAY", &display)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run xeyes");
+    let pic = comp.wait_for_picture(Duration::from_secs(20), |p| {
+        p.count(0, TITLE_HEIGHT, 100, TITLE_HEIGHT + 80, [255, 255, 255]) > 500
+    });
+    let white = pic.count(0, TITLE_HEIGHT, 100, TITLE_HEIGHT + 80, [255, 255, 255]);
+    let black = pic.count(0, TITLE_HEIGHT, 100, TITLE_HEIGHT + 80, [0, 0, 0]);
+    let _ = xeyes.kill();
+    let _ = xeyes.wait();
+    assert!(
+        white > 500 && black > 100,
+        "no eyes in xeyes' window: {white} white and {black} black pixels:\n{}",
+        comp.log_text()
+    );
+    comp.assert_alive();
+}
+
+/// Polls `command` until it prints `expected`, for at most 10 s: a copy
+/// reaches the other side asynchronously.
+fn output_until(mut command: impl FnMut() -> Command, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = command()
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the paste tool");
+        let got = String::from_utf8_lossy(&out.stdout);
+        if got == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "printed {got:?}, not {expected:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// With an X11 window focused (X11 clients read the clipboard only then),
+/// a Wayland copy pastes in X11 and an X11 copy pastes in Wayland.
+#[test]
+fn the_clipboard_crosses_between_x11_and_wayland() {
+    let dir = common::private_dir("xclip");
+    let stop = dir.join("stop");
+    let mut comp = start_with_xterm(&stop);
+    let display = x_display(&mut comp);
+    comp.wait_for_picture(Duration::from_secs(20), |p| bounds(p, RED).is_some());
+    let wayland = |name: &str| {
+        let mut c = tool(name);
+        c.env("XDG_RUNTIME_DIR", &comp.dir)
+            .env("WAYLAND_DISPLAY", &comp.socket)
+            .env_remove("DISPLAY");
+        c
+    };
+    let x11 = |args: &[&str]| {
+        let mut c = tool("xclip");
+        c.args(args)
+            .env("DISPLAY", &display)
+            .env_remove("WAYLAND_DISPLAY");
+        c
+    };
+
+    let status = wayland("wl-copy")
+        .arg("from wayland")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run wl-copy");
+    assert!(status.success(), "wl-copy: {status}");
+    output_until(|| x11(&["-o", "-selection", "clipboard"]), "from wayland");
+
+    // xclip -i stays in the background serving its copy.
+    let mut copy = x11(&["-i", "-selection", "clipboard"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run xclip -i");
+    {
+        use std::io::Write;
+        let mut stdin = copy.stdin.take().expect("xclip's stdin");
+        stdin.write_all(b"from x11").expect("write to xclip");
+    }
+    let status = copy.wait().expect("wait for xclip -i");
+    assert!(status.success(), "xclip -i: {status}");
+    output_until(
+        || {
+            let mut c = wayland("wl-paste");
+            c.arg("--no-newline");
+            c
+        },
+        "from x11",
+    );
+    std::fs::write(&stop, b"").expect("write the stop file");
+    comp.assert_alive();
+}
