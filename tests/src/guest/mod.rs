@@ -53,6 +53,7 @@ pub mod v4l2;
 pub mod vgem;
 pub mod vivid;
 pub mod vkms;
+pub mod x11;
 
 /// One in-guest test. `run` returns `Err` with a message saying what went wrong.
 #[derive(Clone, Copy)]
@@ -201,6 +202,7 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
                     input::tests(),
                     pointer::tests(),
                     lock::tests(),
+                    x11::tests(),
                     hotplug::tests(),
                 ]
                 .concat()
