@@ -19,9 +19,7 @@ impl Heapland {
     /// Carries out a bound action; returns what only the backend can do.
     pub fn run_binding(&mut self, action: &Action) -> InputAction {
         match action {
-            Action::Spawn(command_line) => {
-                spawn(command_line, &self.socket_name, self.xwayland.display)
-            }
+            Action::Spawn(command_line) => spawn(command_line, &self.child_env()),
             Action::Close => {
                 if let Some(window) = self.focused_window() {
                     Heapland::close_window(&window);
@@ -149,9 +147,25 @@ impl Heapland {
         self.queue_redraw_all();
     }
 
+    /// The environment of the programs heapland starts.
+    pub fn child_env(&self) -> crate::spawn::ChildEnv {
+        crate::spawn::ChildEnv {
+            socket_name: self.socket_name.clone(),
+            x_display: self.xwayland.display,
+            cursor_theme: self.cursor_theme.name().to_owned(),
+            cursor_size: self.cursor_theme.size(),
+        }
+    }
+
     /// Takes `config` into use: its keyboard now, its bindings for the
     /// next key. A keymap xkb cannot build keeps the previous keyboard.
     pub fn apply_config(&mut self, mut config: Config) {
+        if config.cursor != self.config.cursor {
+            self.cursor_theme =
+                crate::cursor_theme::CursorTheme::load(&config.cursor.theme, config.cursor.size);
+            self.set_x11_cursor();
+            self.queue_redraw_all();
+        }
         if let Some(keyboard) = self.seat.get_keyboard() {
             if config.keyboard != self.config.keyboard {
                 if let Err(err) = keyboard.set_xkb_config(self, config.keyboard.xkb()) {

@@ -62,7 +62,7 @@ pub fn render_to_memory<R, T>(
 ) -> Result<Pixels, CaptureError>
 where
     R: Renderer + ImportAll + ImportMem + Offscreen<T> + Bind<T> + ExportMem,
-    R::TextureId: Texture + Clone + 'static,
+    R::TextureId: Texture + Send + Clone + 'static,
 {
     let size = output_size(output).ok_or(CaptureError::NoMode)?;
     if region.is_empty() || !Rectangle::from_size(size).contains_rect(region) {

@@ -162,6 +162,16 @@ impl fmt::Display for Combo {
     }
 }
 
+/// The pointer's look.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cursor {
+    /// An xcursor theme's name; empty: `XCURSOR_THEME`, else `default`.
+    pub theme: String,
+    /// In logical pixels; 0: `XCURSOR_SIZE`, else 24.
+    pub size: u32,
+}
+
 /// The keyboard's layout and repeat.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -255,6 +265,7 @@ impl OutputSettings {
 #[serde(deny_unknown_fields)]
 struct File {
     keyboard: Option<Keyboard>,
+    cursor: Option<Cursor>,
     #[serde(default)]
     autostart: Vec<String>,
     #[serde(default)]
@@ -268,6 +279,7 @@ struct File {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub keyboard: Keyboard,
+    pub cursor: Cursor,
     /// Command lines run once, when heapland starts.
     pub autostart: Vec<String>,
     pub bindings: BTreeMap<Combo, Action>,
@@ -282,6 +294,7 @@ impl Default for Config {
         // The example is checked by a unit test: it always parses.
         Config::parse(EXAMPLE, Path::new("config.example.toml"), None).unwrap_or(Config {
             keyboard: Keyboard::default(),
+            cursor: Cursor::default(),
             autostart: Vec::new(),
             bindings: BTreeMap::new(),
             outputs: BTreeMap::new(),
@@ -302,6 +315,7 @@ impl Config {
             Some(base) => base.clone(),
             None => Config {
                 keyboard: Keyboard::default(),
+                cursor: Cursor::default(),
                 autostart: Vec::new(),
                 bindings: BTreeMap::new(),
                 outputs: BTreeMap::new(),
@@ -366,6 +380,16 @@ impl Config {
                 });
             }
             config.keyboard = keyboard;
+        }
+        if let Some(cursor) = file.cursor {
+            if cursor.size > 256 {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    line: line_of(text, "size"),
+                    message: format!("cursor size {} is over 256", cursor.size),
+                });
+            }
+            config.cursor = cursor;
         }
         config.autostart.extend(file.autostart);
         let mut seen: BTreeMap<Combo, String> = BTreeMap::new();
@@ -498,6 +522,14 @@ repeat_rate = 30
         assert_eq!(config.keyboard.repeat_rate, 30);
         assert_eq!(config.keyboard.repeat_delay, 600);
         assert_eq!(config.autostart, ["swaybg -c '#203040'"]);
+        assert_eq!(config.cursor, Cursor::default());
+        assert!(config.xwayland);
+
+        let cursor = "xwayland = false\n[cursor]\ntheme = \"Adwaita\"\nsize = 48\n";
+        let config = Config::parse(cursor, Path::new("c"), Some(&Config::default())).unwrap();
+        assert_eq!(config.cursor.theme, "Adwaita");
+        assert_eq!(config.cursor.size, 48);
+        assert!(!config.xwayland);
     }
 
     #[test]
@@ -534,6 +566,11 @@ repeat_rate = 30
         let commented = "# repeat_rate below\n[keyboard]\nrepeat_rate = -1\n";
         let err = Config::parse(commented, Path::new("c.toml"), Some(&base)).unwrap_err();
         assert!(err.to_string().contains("line 3"), "{err}");
+
+        let huge = "[cursor]\ntheme = \"Adwaita\"\nsize = 1000\n";
+        let err = Config::parse(huge, Path::new("c.toml"), Some(&base)).unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
+        assert!(err.to_string().contains("over 256"), "{err}");
 
         let not_toml = "[bindings\n";
         let err = Config::parse(not_toml, Path::new("c.toml"), Some(&base)).unwrap_err();

@@ -33,7 +33,7 @@ pub enum KeyboardFocusTarget {
     /// A managed X11 window, with the surface Xwayland shows it in (a
     /// window has the keyboard only once it shows).
     X11 {
-        window: X11Surface,
+        window: Box<X11Surface>,
         surface: WlSurface,
     },
 }
@@ -44,7 +44,7 @@ impl KeyboardFocusTarget {
         if let Some(x11) = window.x11_surface() {
             return Some(Self::X11 {
                 surface: crate::xwayland_surface::surface_of_x11(x11)?,
-                window: x11.clone(),
+                window: Box::new(x11.clone()),
             });
         }
         window
@@ -112,11 +112,11 @@ impl KeyboardTarget<Heapland> for KeyboardFocusTarget {
             Self::Surface(s) => KeyboardTarget::enter(s, seat, data, keys, serial),
             Self::X11 { window: x, surface } => {
                 if x.wl_surface().is_some() {
-                    KeyboardTarget::enter(x, seat, data, keys, serial);
+                    KeyboardTarget::enter(&**x, seat, data, keys, serial);
                 } else {
                     // A surface heapland paired (`xwayland_surface`):
                     // Smithay sets the X focus, heapland enters the surface.
-                    KeyboardTarget::enter(x, seat, data, Vec::new(), serial);
+                    KeyboardTarget::enter(&**x, seat, data, Vec::new(), serial);
                     KeyboardTarget::enter(surface, seat, data, keys, serial);
                 }
             }
@@ -127,7 +127,7 @@ impl KeyboardTarget<Heapland> for KeyboardFocusTarget {
         match self {
             Self::Surface(s) => KeyboardTarget::leave(s, seat, data, serial),
             Self::X11 { window: x, surface } => {
-                KeyboardTarget::leave(x, seat, data, serial);
+                KeyboardTarget::leave(&**x, seat, data, serial);
                 if x.wl_surface().is_none() {
                     KeyboardTarget::leave(surface, seat, data, serial);
                 }
@@ -150,7 +150,7 @@ impl KeyboardTarget<Heapland> for KeyboardFocusTarget {
                 KeyboardTarget::key(surface, seat, data, key, state, serial, time)
             }
             Self::X11 { window: x, .. } => {
-                KeyboardTarget::key(x, seat, data, key, state, serial, time)
+                KeyboardTarget::key(&**x, seat, data, key, state, serial, time)
             }
         }
     }
@@ -168,7 +168,7 @@ impl KeyboardTarget<Heapland> for KeyboardFocusTarget {
                 KeyboardTarget::modifiers(surface, seat, data, modifiers, serial)
             }
             Self::X11 { window: x, .. } => {
-                KeyboardTarget::modifiers(x, seat, data, modifiers, serial)
+                KeyboardTarget::modifiers(&**x, seat, data, modifiers, serial)
             }
         }
     }

@@ -16,7 +16,7 @@ use smithay::{
     desktop::{layer_map_for_output, WindowSurfaceType},
     input::{
         keyboard::{FilterResult, Keysym},
-        pointer::{AxisFrame, ButtonEvent, MotionEvent, RelativeMotionEvent},
+        pointer::{AxisFrame, ButtonEvent, CursorImageStatus, MotionEvent, RelativeMotionEvent},
     },
     reexports::wayland_server::protocol::wl_surface::WlSurface,
     utils::{Logical, Point, Rectangle, SERIAL_COUNTER},
@@ -373,7 +373,25 @@ impl Heapland {
             self.queue_redraw_at(pointer.current_location());
             self.queue_redraw_at(location);
         }
-        let under = self.surface_under(location);
+        let hit = self.hit(location);
+        if !pointer.is_grabbed() {
+            // Over heapland's own parts the cursor is heapland's: the
+            // arrow, or the resize shape on a window's border. Over a
+            // client, the client sets it when the pointer enters.
+            match &hit {
+                Hit::Edge(_, edges) => {
+                    self.cursor_status = CursorImageStatus::Named(edges.cursor_icon());
+                }
+                Hit::Bar(..) | Hit::Nothing => {
+                    self.cursor_status = CursorImageStatus::default_named();
+                }
+                Hit::Surface(..) => {}
+            }
+        }
+        let under = match hit {
+            Hit::Surface(s, loc) => Some((s, loc)),
+            Hit::Bar(..) | Hit::Edge(..) | Hit::Nothing => None,
+        };
         if let Some((surface, _)) = &under {
             self.activate_pointer_constraint(surface);
         }

@@ -44,6 +44,27 @@ impl Edges {
         (bits != 0 && bits & !0xf == 0).then_some(Edges(bits))
     }
 
+    /// The cursor shape for dragging these edges.
+    pub fn cursor_icon(self) -> smithay::input::pointer::CursorIcon {
+        use smithay::input::pointer::CursorIcon;
+        let (top, bottom, left, right) = (
+            self.has(Self::TOP),
+            self.has(Self::BOTTOM),
+            self.has(Self::LEFT),
+            self.has(Self::RIGHT),
+        );
+        match (top, bottom, left, right) {
+            (true, _, true, _) => CursorIcon::NwResize,
+            (true, _, _, true) => CursorIcon::NeResize,
+            (_, true, true, _) => CursorIcon::SwResize,
+            (_, true, _, true) => CursorIcon::SeResize,
+            (true, _, _, _) => CursorIcon::NResize,
+            (_, true, _, _) => CursorIcon::SResize,
+            (_, _, true, _) => CursorIcon::WResize,
+            _ => CursorIcon::EResize,
+        }
+    }
+
     pub fn new(top: bool, bottom: bool, left: bool, right: bool) -> Option<Self> {
         let bits = [
             (top, Self::TOP),

@@ -9,6 +9,7 @@
 use smithay::{
     backend::renderer::{
         element::{
+            memory::MemoryRenderBufferRenderElement,
             solid::{SolidColorBuffer, SolidColorRenderElement},
             surface::{render_elements_from_surface_tree, WaylandSurfaceRenderElement},
             AsRenderElements, Kind,
@@ -50,6 +51,8 @@ pub struct Scene<'a> {
     pub seat: &'a Seat<Heapland>,
     pub cursor_status: &'a CursorImageStatus,
     pub default_cursor: &'a DefaultCursor,
+    pub cursor_theme: &'a crate::cursor_theme::CursorTheme,
+    pub dnd_icon: Option<&'a crate::selection::DndIcon>,
     pub pointer_seen: bool,
     pub start_time: Instant,
     pub lock: &'a crate::session_lock::SessionLock,
@@ -115,6 +118,16 @@ impl Scene<'_> {
                 flags,
             );
         }
+        if let Some(icon) = self.dnd_icon {
+            // The drag icon follows the pointer on every output.
+            smithay::desktop::utils::send_frames_surface_tree(
+                &icon.surface,
+                output,
+                elapsed,
+                None,
+                |_, _| Some(output.clone()),
+            );
+        }
         if let CursorImageStatus::Surface(surface) = self.cursor_status {
             // The cursor is on the output that draws it.
             smithay::desktop::utils::send_frames_surface_tree(
@@ -166,11 +179,11 @@ render_elements! {
     pub SceneElement<R> where R: ImportAll + ImportMem;
     Surface = WaylandSurfaceRenderElement<R>,
     Solid = SolidColorRenderElement,
+    Memory = MemoryRenderBufferRenderElement<R>,
 }
 
-/// The cursor drawn when the client has not set one of its own (or asked
-/// for a named shape, which heapland has no cursor theme for): a small
-/// black-edged white square.
+/// The cursor drawn when the cursor theme lacks the shape asked for (or
+/// is not installed): a small black-edged white square.
 pub struct DefaultCursor {
     edge: SolidColorBuffer,
     fill: SolidColorBuffer,
@@ -203,7 +216,7 @@ pub fn output_elements<R>(
 ) -> Vec<SceneElement<R>>
 where
     R: Renderer + ImportAll + ImportMem,
-    R::TextureId: Clone + 'static,
+    R::TextureId: Send + Clone + 'static,
 {
     let Some(output_geo) = state.space.output_geometry(output) else {
         return Vec::new();
@@ -215,6 +228,23 @@ where
 
     if cursor == CursorMode::Draw && state.pointer_seen {
         cursor_elements(state, renderer, &mut elements, output_geo.loc, scale);
+    }
+    // A drag's icon is drawn by heapland on every backend (a nested
+    // window's host draws only the cursor), under the cursor.
+    if let (Some(icon), Some(pointer)) = (state.dnd_icon, state.seat.get_pointer()) {
+        let at = pointer.current_location().to_i32_round() + icon.offset;
+        elements.extend(
+            render_elements_from_surface_tree::<R, WaylandSurfaceRenderElement<R>>(
+                renderer,
+                &icon.surface,
+                to_physical(at),
+                scale,
+                1.0,
+                Kind::Unspecified,
+            )
+            .into_iter()
+            .map(SceneElement::Surface),
+        );
     }
 
     if state.lock.is_locked() {
@@ -309,7 +339,7 @@ fn cursor_elements<R>(
     scale: Scale<f64>,
 ) where
     R: Renderer + ImportAll + ImportMem,
-    R::TextureId: Clone + 'static,
+    R::TextureId: Send + Clone + 'static,
 {
     let Some(pointer) = state.seat.get_pointer() else {
         return;
@@ -339,7 +369,31 @@ fn cursor_elements<R>(
                 .map(SceneElement::Surface),
             );
         }
-        CursorImageStatus::Named(_) => {
+        CursorImageStatus::Named(icon) => {
+            let int_scale = scale.x.ceil() as i32;
+            let image = std::iter::once(icon.name())
+                .chain(icon.alt_names().iter().copied())
+                .chain(["default"])
+                .find_map(|name| state.cursor_theme.image(name, int_scale));
+            if let Some(image) = image {
+                let loc: Point<i32, smithay::utils::Physical> =
+                    (position - image.hotspot).to_physical_precise_round(scale);
+                match MemoryRenderBufferRenderElement::from_buffer(
+                    renderer,
+                    loc.to_f64(),
+                    &image.buffer,
+                    None,
+                    None,
+                    None,
+                    Kind::Cursor,
+                ) {
+                    Ok(element) => {
+                        elements.push(SceneElement::Memory(element));
+                        return;
+                    }
+                    Err(err) => tracing::warn!("cannot draw the cursor: {err:?}"),
+                }
+            }
             let cursor = state.default_cursor;
             let fill_at = (position + Point::from((1, 1))).to_physical_precise_round(scale);
             let edge_at = position.to_physical_precise_round(scale);

@@ -24,6 +24,11 @@ use smithay::{
         wlr_data_control, SelectionHandler, SelectionSource, SelectionTarget,
     },
 };
+use smithay::{
+    reexports::wayland_server::protocol::{wl_data_source::WlDataSource, wl_surface::WlSurface},
+    utils::{Logical, Point},
+    wayland::compositor::{with_states, SurfaceAttributes},
+};
 use std::os::fd::OwnedFd;
 
 use crate::{security_context::is_sandboxed, state::Heapland};
@@ -98,8 +103,54 @@ impl DataDeviceHandler for Heapland {
     }
 }
 
-/// Client-initiated drags need nothing beyond Smithay's grab.
-impl ClientDndGrabHandler for Heapland {}
+/// A drag's icon (the surface a client gave `start_drag`) follows the
+/// pointer until the drop.
+impl ClientDndGrabHandler for Heapland {
+    fn started(
+        &mut self,
+        _source: Option<WlDataSource>,
+        icon: Option<WlSurface>,
+        _seat: Seat<Self>,
+    ) {
+        self.dnd_icon = icon.map(|surface| DndIcon {
+            surface,
+            offset: Point::default(),
+        });
+        self.queue_redraw_all();
+    }
+
+    fn dropped(&mut self, _target: Option<WlSurface>, _validated: bool, _seat: Seat<Self>) {
+        self.dnd_icon = None;
+        self.queue_redraw_all();
+    }
+}
+
+/// The icon of the drag in progress, and where it is relative to the
+/// pointer: the sum of the offsets its commits carried (`wl_surface.offset`
+/// or `attach`'s x and y).
+pub struct DndIcon {
+    pub surface: WlSurface,
+    pub offset: Point<i32, Logical>,
+}
+
+/// A commit of the drag icon moves it by its buffer offset.
+pub fn dnd_icon_committed(state: &mut Heapland, surface: &WlSurface) {
+    let Some(icon) = state.dnd_icon.as_mut().filter(|i| &i.surface == surface) else {
+        return;
+    };
+    let delta = with_states(surface, |states| {
+        states
+            .cached_state
+            .get::<SurfaceAttributes>()
+            .current()
+            .buffer_delta
+            .take()
+    });
+    if let Some(delta) = delta {
+        icon.offset += delta;
+    }
+    state.queue_redraw_all();
+}
 
 /// The compositor never starts drags itself.
 impl ServerDndGrabHandler for Heapland {}

@@ -8,14 +8,23 @@ use std::{
 
 use tracing::{info, warn};
 
-/// Runs `command_line` with `/bin/sh -c`, connected to the socket
-/// `socket_name` (in heapland's own XDG_RUNTIME_DIR) and to Xwayland's
-/// `x_display` when it runs, in a process group of
-/// its own so that signals meant for heapland's terminal do not reach it.
-/// A thread waits for it, so that it leaves no zombie behind.
-pub fn spawn(command_line: &str, socket_name: &str, x_display: Option<u32>) {
+/// What a program heapland starts finds in its environment.
+pub struct ChildEnv {
+    /// heapland's socket, in heapland's own XDG_RUNTIME_DIR.
+    pub socket_name: String,
+    /// Xwayland's display number, when it runs.
+    pub x_display: Option<u32>,
+    pub cursor_theme: String,
+    pub cursor_size: u32,
+}
+
+/// Runs `command_line` with `/bin/sh -c`, a client of heapland (and of its
+/// Xwayland) with heapland's cursor theme, in a process group of its own
+/// so that signals meant for heapland's terminal do not reach it. A thread
+/// waits for it, so that it leaves no zombie behind.
+pub fn spawn(command_line: &str, env: &ChildEnv) {
     let mut command = Command::new("/bin/sh");
-    match x_display {
+    match env.x_display {
         Some(display) => command.env("DISPLAY", format!(":{display}")),
         // heapland's own DISPLAY (nested under X) is not Xwayland's.
         None => command.env_remove("DISPLAY"),
@@ -23,8 +32,10 @@ pub fn spawn(command_line: &str, socket_name: &str, x_display: Option<u32>) {
     command
         .arg("-c")
         .arg(command_line)
-        .env("WAYLAND_DISPLAY", socket_name)
+        .env("WAYLAND_DISPLAY", &env.socket_name)
         .env("XDG_SESSION_TYPE", "wayland")
+        .env("XCURSOR_THEME", &env.cursor_theme)
+        .env("XCURSOR_SIZE", env.cursor_size.to_string())
         .stdin(Stdio::null())
         .process_group(0);
     match command.spawn() {

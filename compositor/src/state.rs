@@ -155,6 +155,10 @@ pub struct Heapland {
     /// The cursor the focused client asked for.
     pub cursor_status: CursorImageStatus,
     pub default_cursor: DefaultCursor,
+    /// The icon of the drag in progress.
+    pub dnd_icon: Option<crate::selection::DndIcon>,
+    /// The configured xcursor theme.
+    pub cursor_theme: crate::cursor_theme::CursorTheme,
     /// Whether the pointer has moved since start-up: the drm backend draws
     /// no cursor before (no pointing device, or nobody using it).
     pub pointer_seen: bool,
@@ -339,6 +343,8 @@ impl Heapland {
             popups: PopupManager::default(),
             cursor_status: CursorImageStatus::default_named(),
             default_cursor: DefaultCursor::default(),
+            dnd_icon: None,
+            cursor_theme: crate::cursor_theme::CursorTheme::load("", 0),
             pointer_seen: false,
             heaps,
             mapped_count: 0,
@@ -364,6 +370,8 @@ impl Heapland {
                 seat: &self.seat,
                 cursor_status: &self.cursor_status,
                 default_cursor: &self.default_cursor,
+                cursor_theme: &self.cursor_theme,
+                dnd_icon: self.dnd_icon.as_ref(),
                 pointer_seen: self.pointer_seen,
                 start_time: self.start_time,
                 lock: &self.session_lock,
@@ -855,6 +863,7 @@ impl Heapland {
     /// window's first configure and focus.
     fn apply_commit(&mut self, surface: &WlSurface) {
         on_commit_buffer_handler::<Self>(surface);
+        crate::selection::dnd_icon_committed(self, surface);
         self.popups.commit(surface);
         if let Some(PopupKind::Xdg(popup)) = self.popups.find_popup(surface) {
             if !popup.is_initial_configure_sent() {

@@ -26,7 +26,7 @@ use smithay::{
     desktop::Window,
     input::pointer::{Focus, GrabStartData},
     reexports::wayland_server::Client,
-    utils::{Logical, Rectangle, SERIAL_COUNTER},
+    utils::{Logical, Point, Rectangle, Size, SERIAL_COUNTER},
     wayland::{
         selection::{
             data_device::{
@@ -87,6 +87,15 @@ impl Heapland {
     /// `Xwayland` program (Debian's package `xwayland`), heapland runs
     /// without X11 apps and says so once.
     pub fn start_xwayland(&mut self) {
+        // Smithay looks for a free display there, and does not make it.
+        let dir = std::path::Path::new("/tmp/.X11-unix");
+        if !dir.is_dir() {
+            warn!(
+                "cannot start Xwayland: {} is missing (systemd-tmpfiles makes it at boot); X11 apps cannot run",
+                dir.display()
+            );
+            return;
+        }
         let dh = self.display_handle.clone();
         let spawned = XWayland::spawn(
             &dh,
@@ -119,6 +128,7 @@ impl Heapland {
                             Ok(wm) => {
                                 info!("Xwayland is ready on DISPLAY=:{x_display}");
                                 state.xwayland.wm = Some(wm);
+                                state.set_x11_cursor();
                             }
                             Err(err) => {
                                 warn!("cannot manage Xwayland's windows: {err}");
@@ -259,6 +269,21 @@ impl Heapland {
             None
         };
         self.fill_x11(x11, area);
+    }
+
+    /// X11 windows that set no cursor of their own show the theme's arrow.
+    pub fn set_x11_cursor(&mut self) {
+        let (Some(wm), Some(pixels)) = (
+            self.xwayland.wm.as_mut(),
+            self.cursor_theme.pixels("default"),
+        ) else {
+            return;
+        };
+        let size = Size::from(pixels.size);
+        let hotspot = Point::from(pixels.hotspot);
+        if let Err(err) = wm.set_cursor(&pixels.rgba, size, hotspot) {
+            warn!("cannot set X11's cursor: {err}");
+        }
     }
 
     /// Where an X11 window heapland manages sits after a move: X learns it,
@@ -565,7 +590,7 @@ impl Heapland {
         }
         let had_focus = matches!(
             self.seat.get_keyboard().and_then(|k| k.current_focus()),
-            Some(KeyboardFocusTarget::X11 { window, .. }) if &window == x11
+            Some(KeyboardFocusTarget::X11 { window, .. }) if *window == *x11
         );
         if had_focus {
             self.focus_topmost();

@@ -837,7 +837,7 @@ fn draw_with<R>(
 ) -> Result<DrawnFrame, DrawError>
 where
     R: Renderer + ImportAll + ImportMem + Bind<Dmabuf>,
-    R::TextureId: Texture + Clone + 'static,
+    R::TextureId: Texture + Send + Clone + 'static,
 {
     let elements = scene::output_elements(scene, renderer, &out.output, CursorMode::Draw);
     let result =

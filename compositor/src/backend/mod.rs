@@ -460,7 +460,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
     );
 
     for command_line in state.config.autostart.iter().chain(&cli.exec) {
-        crate::spawn::spawn(command_line, &state.socket_name, state.xwayland.display);
+        crate::spawn::spawn(command_line, &state.child_env());
     }
 
     // The first frame of every output (a modeset on drm), before anything

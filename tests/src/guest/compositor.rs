@@ -38,7 +38,12 @@ use wayland_client::{
         wl_buffer::{self, WlBuffer},
         wl_callback::{self, WlCallback},
         wl_compositor::WlCompositor,
+        wl_data_device::{self, WlDataDevice},
+        wl_data_device_manager::WlDataDeviceManager,
+        wl_data_offer::WlDataOffer,
+        wl_data_source::WlDataSource,
         wl_keyboard::{self, WlKeyboard},
+        wl_pointer::{self, WlPointer},
         wl_registry::WlRegistry,
         wl_seat::WlSeat,
         wl_shm::WlShm,
@@ -339,6 +344,8 @@ pub(super) struct State {
     pub(super) keyboard_entered: bool,
     /// (key, state) of wl_keyboard.key events.
     pub(super) keys: Vec<(u32, u32)>,
+    /// The serial of the last wl_pointer.button press.
+    pub(super) pressed: Option<u32>,
     /// linux-dmabuf feedback: tranche flags of the last joined feedback.
     pub(super) dmabuf_tranches: Option<Vec<u32>>,
     /// The linux-dmabuf part of the last joined feedback, for negotiation.
@@ -654,9 +661,15 @@ pub(super) fn read_png(path: &Path) -> Option<(u32, Vec<u8>)> {
 /// Debian's grim (wlr-screencopy), from the host's /usr, captures the
 /// output of the running heapland: (width, RGB pixels).
 pub(super) fn grim(comp: &mut Heapland) -> Result<(u32, Vec<u8>), String> {
+    grim_with(comp, &[])
+}
+
+/// grim with `args` (`-c`: with the cursor) before the file name.
+pub(super) fn grim_with(comp: &mut Heapland, args: &[&str]) -> Result<(u32, Vec<u8>), String> {
     let path = Path::new("/tmp/heapland-grim.png");
     let _ = std::fs::remove_file(path);
     let out = std::process::Command::new("/usr/bin/grim")
+        .args(args)
         .arg(path)
         .env("XDG_RUNTIME_DIR", RUNTIME_DIR)
         .env("WAYLAND_DISPLAY", SOCKET)
@@ -701,6 +714,9 @@ ignore!(
     WlShm,
     WlShmPool,
     WlSeat,
+    WlDataDeviceManager,
+    WlDataOffer,
+    WlDataSource,
     ZwpLinuxDmabufV1,
     XxDmabufHeapManagerV1
 );
@@ -725,6 +741,43 @@ impl Dispatch<WlKeyboard, ()> for State {
                 s.keys.push((key, state));
             }
             _ => {}
+        }
+    }
+}
+
+/// Offers (a drag entering the client's own window) are not taken.
+impl Dispatch<WlDataDevice, ()> for State {
+    fn event(
+        _: &mut Self,
+        _: &WlDataDevice,
+        _: wl_data_device::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+
+    wayland_client::event_created_child!(State, WlDataDevice, [
+        wl_data_device::EVT_DATA_OFFER_OPCODE => (WlDataOffer, ()),
+    ]);
+}
+
+impl Dispatch<WlPointer, ()> for State {
+    fn event(
+        s: &mut Self,
+        _: &WlPointer,
+        e: wl_pointer::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wl_pointer::Event::Button {
+            serial,
+            state: WEnum::Value(wl_pointer::ButtonState::Pressed),
+            ..
+        } = e
+        {
+            s.pressed = Some(serial);
         }
     }
 }

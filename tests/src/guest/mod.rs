@@ -20,6 +20,7 @@ pub mod concurrency;
 pub mod discovery;
 pub mod dma_buf;
 pub mod dma_heap;
+pub mod drag;
 pub mod drm_card;
 #[cfg(all(target_env = "gnu", not(target_feature = "crt-static")))]
 pub mod egl_client;
@@ -201,6 +202,7 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
                 [
                     input::tests(),
                     pointer::tests(),
+                    drag::tests(),
                     lock::tests(),
                     x11::tests(),
                     hotplug::tests(),

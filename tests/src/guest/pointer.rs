@@ -33,7 +33,7 @@ const BTN_LEFT: u16 = 0x110;
 /// linux/uinput.h
 const UI_SET_ABSBIT: Opcode = opcode::write::<i32>(b'U', 103);
 const UI_ABS_SETUP: Opcode = opcode::write::<UinputAbsSetup>(b'U', 4);
-const NAME: &str = "heapland test pointer";
+pub(super) const NAME: &str = "heapland test pointer";
 
 /// The output, vkms's default mode; the pointer's axes cover it one unit a
 /// pixel.
@@ -62,12 +62,12 @@ struct UinputAbsSetup {
 }
 
 /// A virtual absolute pointer with a left button.
-struct Pointer {
+pub(super) struct Pointer {
     dev: Uinput,
 }
 
 impl Pointer {
-    fn create() -> Result<Pointer, String> {
+    pub(super) fn create() -> Result<Pointer, String> {
         let fd = Uinput::open()?;
         let call = |what: &str, r: rustix::io::Result<()>| r.map_err(|e| format!("{what}: {e}"));
         for (bit, kind) in [(EV_KEY, "EV_KEY"), (EV_ABS, "EV_ABS")] {
@@ -109,7 +109,7 @@ impl Pointer {
         })
     }
 
-    fn move_to(&self, (x, y): (i32, i32)) -> Result<(), String> {
+    pub(super) fn move_to(&self, (x, y): (i32, i32)) -> Result<(), String> {
         self.dev.event(EV_ABS, ABS_X, x)?;
         self.dev.event(EV_ABS, ABS_Y, y)?;
         self.dev.event(EV_SYN, SYN_REPORT, 0)?;
@@ -117,7 +117,7 @@ impl Pointer {
         Ok(())
     }
 
-    fn button(&self, pressed: bool) -> Result<(), String> {
+    pub(super) fn button(&self, pressed: bool) -> Result<(), String> {
         self.dev.event(EV_KEY, BTN_LEFT, i32::from(pressed))?;
         self.dev.event(EV_SYN, SYN_REPORT, 0)?;
         std::thread::sleep(Duration::from_millis(30));
@@ -154,6 +154,68 @@ fn drawn_bounds(comp: &mut Heapland) -> Result<Option<(i32, i32, i32, i32)>, Str
         }
     }
     Ok(bounds)
+}
+
+/// The first frame of the `default` xcursor theme's image for the first
+/// of `names` it has, at the size nearest 24 (heapland's default).
+fn theme_cursor(names: &[&str]) -> Result<xcursor::parser::Image, String> {
+    let theme = xcursor::CursorTheme::load("default");
+    let path = names
+        .iter()
+        .find_map(|n| theme.load_icon(n))
+        .ok_or_else(|| format!("no {names:?} cursor in the default theme (adwaita-icon-theme)"))?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let images = xcursor::parser::parse_xcursor(&bytes)
+        .ok_or_else(|| format!("{}: not an xcursor file", path.display()))?;
+    let nearest = images
+        .iter()
+        .map(|i| i.size)
+        .min_by_key(|s| s.abs_diff(24))
+        .ok_or_else(|| format!("{}: no image", path.display()))?;
+    images
+        .into_iter()
+        .find(|i| i.size == nearest)
+        .ok_or_else(|| "no image".to_owned())
+}
+
+/// Polls `grim -c` for up to 10 s until every opaque pixel of the theme's
+/// cursor `names`, its hotspot at `at`, is in the capture; returns how
+/// many there are.
+fn wait_for_cursor(comp: &mut Heapland, at: (i32, i32), names: &[&str]) -> Result<usize, String> {
+    let image = theme_cursor(names)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (w, rgb) = compositor::grim_with(comp, &["-c"])?;
+        let (w, h) = (w as i32, (rgb.len() / 3) as i32 / w as i32);
+        let (mut opaque, mut wrong) = (0, Vec::new());
+        for y in 0..image.height as i32 {
+            for x in 0..image.width as i32 {
+                let i = ((y * image.width as i32 + x) * 4) as usize;
+                let px = &image.pixels_rgba[i..i + 4];
+                let (gx, gy) = (at.0 - image.xhot as i32 + x, at.1 - image.yhot as i32 + y);
+                if px[3] != 255 || gx < 0 || gy < 0 || gx >= w || gy >= h {
+                    continue;
+                }
+                opaque += 1;
+                let g = ((gy * w + gx) * 3) as usize;
+                if rgb[g..g + 3] != px[..3] {
+                    wrong.push(((gx, gy), rgb[g..g + 3].to_vec(), px[..3].to_vec()));
+                }
+            }
+        }
+        if opaque > 20 && wrong.is_empty() {
+            return Ok(opaque);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the {names:?} cursor at {at:?}: {} of {opaque} opaque pixels differ, e.g. {:?}:\n{}",
+                wrong.len(),
+                wrong.iter().take(4).collect::<Vec<_>>(),
+                comp.log_text()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 /// Polls grim for up to 60 s until the drawn area satisfies `done`.
@@ -253,6 +315,24 @@ fn a_binding_starts_foot_and_a_border_drag_resizes_it() -> Result<(), String> {
     println!(
         "INFO pointer: a drag of 200 px on the left edge shrank foot from the left: {shrunk:?}"
     );
+
+    // heapland's own cursor, from Debian's theme: the arrow over the
+    // background, the corner's resize shape on a window's border.
+    let (_, _, sx1, sy1) = shrunk;
+    for (at, names) in [
+        ((100, sy1 + 40), &["default", "left_ptr"][..]),
+        (
+            (sx1 + 3, sy1 + 3),
+            &["se-resize", "bottom_right_corner"][..],
+        ),
+    ] {
+        pointer.move_to(at)?;
+        let opaque = wait_for_cursor(&mut comp, at, names)?;
+        println!(
+            "INFO pointer: at {at:?} grim -c shows the theme's {:?} cursor ({opaque} opaque pixels, all equal)",
+            names[0]
+        );
+    }
     drop(pointer);
     drop(keyboard);
     comp.stop()
