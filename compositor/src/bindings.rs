@@ -131,6 +131,7 @@ impl Heapland {
         self.space
             .map_element(window.clone(), to.loc + Point::from((x, y)), true);
         self.x11_moved(&window);
+        self.refill_x11(&window);
         if let Some(toplevel) = window.toplevel().cloned() {
             let (fullscreen, maximized) = toplevel.with_pending_state(|s| {
                 (

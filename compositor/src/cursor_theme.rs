@@ -25,9 +25,10 @@ pub struct CursorImage {
     pub hotspot: Point<i32, Logical>,
 }
 
-/// An xcursor image as its file has it, in RGBA (for Xwayland).
+/// An xcursor image as its file has it: little-endian ARGB32 (B, G, R, A
+/// in memory), which is DRM's ARGB8888 and X11's ARGB32 picture format.
 pub struct XcursorPixels {
-    pub rgba: Vec<u8>,
+    pub pixels: Vec<u8>,
     pub size: (u16, u16),
     pub hotspot: (u16, u16),
 }
@@ -56,12 +57,22 @@ impl CursorTheme {
                 .unwrap_or(24),
             size => size,
         };
-        let theme = CursorTheme {
+        let mut theme = CursorTheme {
             theme: xcursor::CursorTheme::load(&name),
             name,
             size,
             loaded: RefCell::default(),
         };
+        if theme.image("default", 1).is_none() && theme.name == "default" {
+            // "default" is what the system's alternatives name (Debian:
+            // /etc/alternatives/x-cursor-theme); without them, Debian's own.
+            theme = CursorTheme {
+                theme: xcursor::CursorTheme::load("Adwaita"),
+                name: "Adwaita".into(),
+                size,
+                loaded: RefCell::default(),
+            };
+        }
         if theme.image("default", 1).is_some() {
             info!("cursor theme {:?}, size {}", theme.name, theme.size);
         } else {
@@ -91,7 +102,7 @@ impl CursorTheme {
         }
         let image = self.read(name, scale).map(|pixels| CursorImage {
             buffer: MemoryRenderBuffer::from_slice(
-                &pixels.argb,
+                &pixels.pixels,
                 Fourcc::Argb8888,
                 (i32::from(pixels.size.0), i32::from(pixels.size.1)),
                 scale,
@@ -107,10 +118,10 @@ impl CursorTheme {
         image
     }
 
-    /// The shape `name` as RGBA pixels at the configured size.
+    /// The shape `name` as its file has it, at the configured size.
     pub fn pixels(&self, name: &str) -> Option<XcursorPixels> {
         self.read(name, 1).map(|p| XcursorPixels {
-            rgba: p.rgba,
+            pixels: p.pixels,
             size: p.size,
             hotspot: p.hotspot,
         })
@@ -135,9 +146,10 @@ impl CursorTheme {
             u16::try_from(image.yhot).ok()?,
         );
         let len = usize::from(w) * usize::from(h) * 4;
-        (image.pixels_argb.len() >= len && image.pixels_rgba.len() >= len).then_some(Frame {
-            argb: image.pixels_argb,
-            rgba: image.pixels_rgba,
+        // `pixels_rgba` is the file's byte order (the crate's name for it
+        // notwithstanding); `pixels_argb` is the same rotated by a byte.
+        (image.pixels_rgba.len() >= len).then_some(Frame {
+            pixels: image.pixels_rgba,
             size: (w, h),
             hotspot,
         })
@@ -145,8 +157,7 @@ impl CursorTheme {
 }
 
 struct Frame {
-    argb: Vec<u8>,
-    rgba: Vec<u8>,
+    pixels: Vec<u8>,
     size: (u16, u16),
     hotspot: (u16, u16),
 }

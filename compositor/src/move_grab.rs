@@ -141,6 +141,12 @@ impl PointerGrab<Heapland> for MoveGrab {
     ) {
         // No client gets pointer focus while a window moves.
         handle.motion(data, None, event);
+        if data.space.element_location(&self.window).is_none() {
+            // The window left the screen (an X11 window withdrew): the
+            // drag does not bring it back.
+            handle.unset_grab(self, data, event.serial, event.time, true);
+            return;
+        }
         let delta = event.location - self.start_data.location;
         let location = self.initial_location.to_f64() + delta;
         data.space

@@ -100,6 +100,12 @@ impl Scene<'_> {
                     throttle,
                     surface_primary_scanout_output,
                 );
+                smithay::desktop::utils::take_presentation_feedback_surface_tree(
+                    &surface,
+                    &mut presentation,
+                    surface_primary_scanout_output,
+                    flags,
+                );
                 continue;
             }
             window.send_frame(output, elapsed, throttle, surface_primary_scanout_output);
@@ -231,7 +237,8 @@ where
     }
     // A drag's icon is drawn by heapland on every backend (a nested
     // window's host draws only the cursor), under the cursor.
-    if let (Some(icon), Some(pointer)) = (state.dnd_icon, state.seat.get_pointer()) {
+    let icon = state.dnd_icon.filter(|_| !state.lock.is_locked());
+    if let (Some(icon), Some(pointer)) = (icon, state.seat.get_pointer()) {
         let at = pointer.current_location().to_i32_round() + icon.offset;
         elements.extend(
             render_elements_from_surface_tree::<R, WaylandSurfaceRenderElement<R>>(

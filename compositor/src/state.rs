@@ -155,6 +155,8 @@ pub struct Heapland {
     /// The cursor the focused client asked for.
     pub cursor_status: CursorImageStatus,
     pub default_cursor: DefaultCursor,
+    /// How many surfaces clients have made.
+    pub surfaces_made: u64,
     /// The icon of the drag in progress.
     pub dnd_icon: Option<crate::selection::DndIcon>,
     /// The configured xcursor theme.
@@ -344,6 +346,7 @@ impl Heapland {
             cursor_status: CursorImageStatus::default_named(),
             default_cursor: DefaultCursor::default(),
             dnd_icon: None,
+            surfaces_made: 0,
             cursor_theme: crate::cursor_theme::CursorTheme::load("", 0),
             pointer_seen: false,
             heaps,
@@ -547,11 +550,16 @@ impl Heapland {
     /// has not been configured, and some clients (foot 1.13) crash on a
     /// keyboard enter before their first configure.
     pub fn focus_on_first_buffer(&mut self, window: &Window, surface: &WlSurface) {
-        // X11 menus and tooltips never take the keyboard.
-        if window
-            .x11_surface()
-            .is_some_and(|x| x.is_override_redirect())
-        {
+        // X11 menus, tooltips, notifications and splash screens never take
+        // the keyboard.
+        if window.x11_surface().is_some_and(|x| {
+            use smithay::xwayland::xwm::WmWindowType;
+            x.is_override_redirect()
+                || matches!(
+                    x.window_type(),
+                    Some(WmWindowType::Notification | WmWindowType::Splash | WmWindowType::Tooltip)
+                )
+        }) {
             return;
         }
         let has_buffer =
@@ -844,6 +852,13 @@ impl CompositorHandler for Heapland {
             .get_data::<ClientState>()
             .expect("clients are always created with ClientState or XWaylandClientData")
             .compositor_state
+    }
+
+    /// Numbers every surface in order of creation (`xwayland_surface`
+    /// pairs an X11 window only with a surface made after it was mapped).
+    fn new_surface(&mut self, surface: &WlSurface) {
+        self.surfaces_made += 1;
+        crate::xwayland_surface::stamp(surface, self.surfaces_made);
     }
 
     /// Its textures go with it (see `BufferHandler`).

@@ -25,7 +25,7 @@ use smithay::{
     delegate_xwayland_shell,
     desktop::Window,
     input::pointer::{Focus, GrabStartData},
-    reexports::wayland_server::Client,
+    reexports::wayland_server::{protocol::wl_surface::WlSurface, Client},
     utils::{Logical, Point, Rectangle, Size, SERIAL_COUNTER},
     wayland::{
         selection::{
@@ -57,6 +57,8 @@ pub struct Xwayland {
     wm: Option<X11Wm>,
     /// Xwayland's Wayland connection.
     client: Option<Client>,
+    /// Xwayland went away; `wm` stays for Smithay's callbacks.
+    dead: bool,
     /// The X11 display (`DISPLAY=:N`), from the moment Xwayland starts:
     /// X11 clients that connect before it is ready wait.
     pub display: Option<u32>,
@@ -68,6 +70,7 @@ impl Xwayland {
             shell: XWaylandShellState::new::<Heapland>(dh),
             wm: None,
             client: None,
+            dead: false,
             display: None,
         }
     }
@@ -75,6 +78,11 @@ impl Xwayland {
     /// Xwayland's Wayland connection, while it runs.
     pub fn client(&self) -> Option<Client> {
         self.client.clone()
+    }
+
+    /// The window manager, while Xwayland runs.
+    fn live_wm(&mut self) -> Option<&mut X11Wm> {
+        self.wm.as_mut().filter(|_| !self.dead)
     }
 }
 
@@ -156,8 +164,12 @@ impl Heapland {
     }
 
     /// Puts a managed X11 window at `geometry` in both heapland's space
-    /// and the X server.
+    /// and the X server. A window no longer on the screen (unmapped in
+    /// the middle of a drag) stays off it.
     fn place_x11(&mut self, window: &Window, x11: &X11Surface, geometry: Rectangle<i32, Logical>) {
+        if self.space.element_location(window).is_none() {
+            return;
+        }
         if let Err(err) = x11.configure(geometry) {
             warn!("cannot configure X11 window {}: {err}", x11.window_id());
         }
@@ -226,37 +238,66 @@ impl Heapland {
     /// Toggles fullscreen on an X11 window.
     pub fn toggle_x11_fullscreen(&mut self, x11: &X11Surface) {
         let fullscreen = !x11.is_fullscreen();
+        let area = if fullscreen {
+            let area = self
+                .window_of_x11(x11)
+                .and_then(|w| self.fullscreen_area(&w));
+            if area.is_none() {
+                return;
+            }
+            area
+        } else if x11.is_maximized() {
+            // Back to maximized, not to where it was before either.
+            self.window_of_x11(x11)
+                .and_then(|w| self.maximized_area(&w))
+        } else {
+            None
+        };
         if let Err(err) = x11.set_fullscreen(fullscreen) {
             warn!(
                 "cannot tell X11 window {} it is fullscreen: {err}",
                 x11.window_id()
             );
         }
-        let area = if fullscreen {
-            self.window_of_x11(x11).and_then(|w| {
-                let output = self
-                    .output_of_window(&w)
-                    .or_else(|| self.outputs.first().cloned())?;
-                self.space.output_geometry(&output)
-            })
+        match area {
+            Some(area) if !fullscreen => {
+                if let Some(window) = self.window_of_x11(x11) {
+                    self.place_x11(&window, x11, area);
+                }
+            }
+            area => self.fill_x11(x11, area),
+        }
+    }
+
+    /// The output an X11 window fills when fullscreen.
+    fn fullscreen_area(&self, window: &Window) -> Option<Rectangle<i32, Logical>> {
+        let output = self
+            .output_of_window(window)
+            .or_else(|| self.outputs.first().cloned())?;
+        self.space.output_geometry(&output)
+    }
+
+    /// After a fullscreen or maximized X11 window moved to another output:
+    /// it fills that one.
+    pub fn refill_x11(&mut self, window: &Window) {
+        let Some(x11) = window.x11_surface().cloned() else {
+            return;
+        };
+        let area = if x11.is_fullscreen() {
+            self.fullscreen_area(window)
+        } else if x11.is_maximized() {
+            self.maximized_area(window)
         } else {
             None
         };
-        if fullscreen && area.is_none() {
-            return;
+        if let Some(area) = area {
+            self.place_x11(window, &x11, area);
         }
-        self.fill_x11(x11, area);
     }
 
     /// Toggles maximized on an X11 window.
     pub fn toggle_x11_maximized(&mut self, x11: &X11Surface) {
         let maximized = !x11.is_maximized();
-        if let Err(err) = x11.set_maximized(maximized) {
-            warn!(
-                "cannot tell X11 window {} it is maximized: {err}",
-                x11.window_id()
-            );
-        }
         let area = if maximized {
             match self
                 .window_of_x11(x11)
@@ -268,20 +309,29 @@ impl Heapland {
         } else {
             None
         };
+        if let Err(err) = x11.set_maximized(maximized) {
+            warn!(
+                "cannot tell X11 window {} it is maximized: {err}",
+                x11.window_id()
+            );
+        }
+        if x11.is_fullscreen() {
+            // Fullscreen stays over it; leaving fullscreen finds it.
+            return;
+        }
         self.fill_x11(x11, area);
     }
 
     /// X11 windows that set no cursor of their own show the theme's arrow.
     pub fn set_x11_cursor(&mut self) {
-        let (Some(wm), Some(pixels)) = (
-            self.xwayland.wm.as_mut(),
-            self.cursor_theme.pixels("default"),
-        ) else {
+        let (Some(wm), Some(pixels)) =
+            (self.xwayland.live_wm(), self.cursor_theme.pixels("default"))
+        else {
             return;
         };
         let size = Size::from(pixels.size);
         let hotspot = Point::from(pixels.hotspot);
-        if let Err(err) = wm.set_cursor(&pixels.rgba, size, hotspot) {
+        if let Err(err) = wm.set_cursor(&pixels.pixels, size, hotspot) {
             warn!("cannot set X11's cursor: {err}");
         }
     }
@@ -299,7 +349,7 @@ impl Heapland {
 
     /// Raises an X11 window in the X server's stack as heapland raises it.
     pub fn raise_x11(&mut self, window: &Window) {
-        if let (Some(wm), Some(x11)) = (self.xwayland.wm.as_mut(), window.x11_surface()) {
+        if let (Some(wm), Some(x11)) = (self.xwayland.live_wm(), window.x11_surface()) {
             if let Err(err) = wm.raise_window(x11) {
                 warn!("cannot raise X11 window {}: {err}", x11.window_id());
             }
@@ -313,7 +363,7 @@ impl Heapland {
         target: SelectionTarget,
         mime_types: Option<Vec<String>>,
     ) {
-        if let Some(wm) = self.xwayland.wm.as_mut() {
+        if let Some(wm) = self.xwayland.live_wm() {
             if let Err(err) = wm.new_selection(target, mime_types) {
                 warn!("cannot hand the selection to X11: {err}");
             }
@@ -334,7 +384,7 @@ impl Heapland {
     /// A Wayland client pastes what an X11 client owns.
     pub fn send_x11_selection(&mut self, target: SelectionTarget, mime_type: String, fd: OwnedFd) {
         let handle = self.loop_handle.clone();
-        if let Some(wm) = self.xwayland.wm.as_mut() {
+        if let Some(wm) = self.xwayland.live_wm() {
             if let Err(err) = wm.send_selection(target, mime_type, fd, handle) {
                 warn!("cannot read the X11 selection: {err}");
             }
@@ -342,17 +392,32 @@ impl Heapland {
     }
 
     /// Starts a pointer grab for an X11 window's own move or resize
-    /// request: only while a button is held on it.
-    fn x11_grab_start(&self, button: u32) -> Option<GrabStartData<Heapland>> {
+    /// request (`_NET_WM_MOVERESIZE`): only while a button pressed on
+    /// that window is held. The request's button is X11's number (1 to 3,
+    /// or 0 for any), not an evdev code: the held one is the grab's.
+    fn x11_grab_start(&self, x11: &X11Surface) -> Option<GrabStartData<Heapland>> {
         let pointer = self.seat.get_pointer()?;
         let start = pointer.grab_start_data()?;
-        (start.button == button).then_some(start)
+        let surface = crate::xwayland_surface::surface_of_x11(x11)?;
+        start
+            .focus
+            .as_ref()
+            .is_some_and(|(s, _)| *s == surface)
+            .then_some(start)
     }
 }
 
 impl XWaylandShellHandler for Heapland {
     fn xwayland_shell_state(&mut self) -> &mut XWaylandShellState {
         &mut self.xwayland.shell
+    }
+
+    /// Xwayland 23.1 and later: the window's first commit may have come
+    /// before the pairing, and would not have been seen as the window's.
+    fn surface_associated(&mut self, _xwm: XwmId, wl_surface: WlSurface, x11: X11Surface) {
+        if let Some(window) = self.window_of_x11(&x11) {
+            self.x11_surface_paired(&window, &wl_surface);
+        }
     }
 }
 
@@ -377,6 +442,7 @@ impl XwmHandler for Heapland {
             warn!("cannot map X11 window {}: {err}", x11.window_id());
             return;
         }
+        crate::xwayland_surface::mapped(&x11, self.surfaces_made);
         let window = Window::new_x11_window(x11.clone());
         self.map_toplevel(window.clone());
         let loc = self.space.element_location(&window).unwrap_or_default();
@@ -387,14 +453,19 @@ impl XwmHandler for Heapland {
     /// Menus and tooltips are where they put themselves.
     fn mapped_override_redirect_window(&mut self, _xwm: XwmId, x11: X11Surface) {
         let loc = x11.geometry().loc;
+        // Not activated: a menu leaves the focused window the active one.
         self.space
-            .map_element(Window::new_x11_window(x11), loc, true);
+            .map_element(Window::new_x11_window(x11), loc, false);
         self.queue_redraw_all();
     }
 
     fn unmapped_window(&mut self, _xwm: XwmId, x11: X11Surface) {
         self.forget_x11(&x11);
         if !x11.is_override_redirect() {
+            // A withdrawn window is neither maximized nor fullscreen any
+            // more (EWMH): mapped again, it starts as a new window.
+            let _ = x11.set_maximized(false);
+            let _ = x11.set_fullscreen(false);
             if let Err(err) = x11.set_mapped(false) {
                 warn!("cannot unmap X11 window {}: {err}", x11.window_id());
             }
@@ -481,7 +552,7 @@ impl XwmHandler for Heapland {
         }
     }
 
-    fn resize_request(&mut self, _xwm: XwmId, x11: X11Surface, button: u32, edge: ResizeEdge) {
+    fn resize_request(&mut self, _xwm: XwmId, x11: X11Surface, _button: u32, edge: ResizeEdge) {
         let edges = match edge {
             ResizeEdge::Top => Edges::new(true, false, false, false),
             ResizeEdge::Bottom => Edges::new(false, true, false, false),
@@ -493,7 +564,7 @@ impl XwmHandler for Heapland {
             ResizeEdge::BottomRight => Edges::new(false, true, false, true),
         };
         let (Some(window), Some(edges), Some(start)) =
-            (self.window_of_x11(&x11), edges, self.x11_grab_start(button))
+            (self.window_of_x11(&x11), edges, self.x11_grab_start(&x11))
         else {
             return;
         };
@@ -505,9 +576,8 @@ impl XwmHandler for Heapland {
         }
     }
 
-    fn move_request(&mut self, _xwm: XwmId, x11: X11Surface, button: u32) {
-        if let (Some(window), Some(start)) = (self.window_of_x11(&x11), self.x11_grab_start(button))
-        {
+    fn move_request(&mut self, _xwm: XwmId, x11: X11Surface, _button: u32) {
+        if let (Some(window), Some(start)) = (self.window_of_x11(&x11), self.x11_grab_start(&x11)) {
             self.set_move_grab(window, start, SERIAL_COUNTER.next_serial());
         }
     }
@@ -571,11 +641,30 @@ impl XwmHandler for Heapland {
         }
     }
 
+    /// Xwayland went away. The window manager stays (dead): transfers
+    /// Smithay still has in the event loop call back into it. Its windows
+    /// leave the screen and the keyboard.
     fn disconnected(&mut self, _xwm: XwmId) {
         warn!("Xwayland's window manager connection closed: X11 apps cannot run");
-        self.xwayland.wm = None;
+        self.xwayland.dead = true;
         self.xwayland.client = None;
         self.xwayland.display = None;
+        let x11_windows: Vec<Window> = self
+            .space
+            .elements()
+            .filter(|w| w.x11_surface().is_some())
+            .cloned()
+            .collect();
+        for window in &x11_windows {
+            self.space.unmap_elem(window);
+        }
+        if matches!(
+            self.seat.get_keyboard().and_then(|k| k.current_focus()),
+            Some(KeyboardFocusTarget::X11 { .. })
+        ) {
+            self.focus_topmost();
+        }
+        self.queue_redraw_all();
     }
 }
 

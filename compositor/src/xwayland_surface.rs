@@ -31,6 +31,34 @@ struct Paired {
     /// The surface of the window's previous mapping: its protocol id may
     /// still be the one recorded until the new `WL_SURFACE_ID` arrives.
     previous: Option<ObjectId>,
+    /// How many surfaces had been made when the managed window was last
+    /// mapped: Xwayland makes its surface only once heapland mapped it, so
+    /// an older one that took over a recorded id is another window's.
+    /// (Override-redirect windows map themselves: no such order.)
+    mapped_after: u64,
+}
+
+/// When a surface was made, in order (see `Heapland::new_surface`).
+struct Born(u64);
+
+/// Records that `surface` is the `n`th surface made.
+pub fn stamp(surface: &WlSurface, n: u64) {
+    smithay::wayland::compositor::with_states(surface, |states| {
+        states.data_map.insert_if_missing_threadsafe(|| Born(n));
+    });
+}
+
+fn born(surface: &WlSurface) -> u64 {
+    smithay::wayland::compositor::with_states(surface, |states| {
+        states.data_map.get::<Born>().map_or(0, |b| b.0)
+    })
+}
+
+/// `x11` was mapped when `surfaces_made` surfaces had been made.
+pub fn mapped(x11: &X11Surface, surfaces_made: u64) {
+    if let Ok(mut paired) = paired(x11).lock() {
+        paired.mapped_after = surfaces_made;
+    }
 }
 
 fn paired(x11: &X11Surface) -> &Mutex<Paired> {
@@ -109,7 +137,11 @@ impl Heapland {
             let Ok(mut paired) = paired(&x11).lock() else {
                 continue;
             };
-            if taken || !surface.alive() || paired.previous.as_ref() == Some(&surface.id()) {
+            if taken
+                || !surface.alive()
+                || paired.previous.as_ref() == Some(&surface.id())
+                || born(&surface) <= paired.mapped_after
+            {
                 continue;
             }
             debug!(

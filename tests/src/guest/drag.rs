@@ -11,12 +11,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use wayland_client::protocol::{
-    wl_compositor::WlCompositor,
-    wl_data_device_manager::{self, WlDataDeviceManager},
-    wl_seat::WlSeat,
-    wl_shm::{self, WlShm},
-    wl_surface::WlSurface,
+use wayland_client::{
+    protocol::{
+        wl_compositor::WlCompositor,
+        wl_data_device_manager::{self, WlDataDeviceManager},
+        wl_seat::WlSeat,
+        wl_shm::{self, WlShm},
+        wl_surface::WlSurface,
+    },
+    Proxy,
 };
 use wayland_protocols::xdg::shell::client::xdg_wm_base::XdgWmBase;
 
@@ -156,7 +159,14 @@ fn the_drag_icon_follows_the_pointer_until_the_drop() -> Result<(), String> {
     let icon: WlSurface = wl_compositor.create_surface(&qh, ());
     data_device.start_drag(Some(&source), &surface, Some(&icon), serial);
     let (icon_buffer, _icon_file) = buffer(&shm, &qh, ICON, ICON, 0x0000_ff00)?;
-    icon.attach(Some(&icon_buffer), -ICON / 2, -ICON / 2);
+    // wl_surface 5 moves a surface with `offset`, earlier ones with
+    // attach's x and y.
+    if icon.version() >= 5 {
+        icon.attach(Some(&icon_buffer), 0, 0);
+        icon.offset(-ICON / 2, -ICON / 2);
+    } else {
+        icon.attach(Some(&icon_buffer), -ICON / 2, -ICON / 2);
+    }
     icon.damage_buffer(0, 0, ICON, ICON);
     icon.commit();
     queue

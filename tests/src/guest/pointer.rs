@@ -191,15 +191,17 @@ fn wait_for_cursor(comp: &mut Heapland, at: (i32, i32), names: &[&str]) -> Resul
         for y in 0..image.height as i32 {
             for x in 0..image.width as i32 {
                 let i = ((y * image.width as i32 + x) * 4) as usize;
+                // The file's order: little-endian ARGB32, so B, G, R, A.
                 let px = &image.pixels_rgba[i..i + 4];
+                let expected = [px[2], px[1], px[0]];
                 let (gx, gy) = (at.0 - image.xhot as i32 + x, at.1 - image.yhot as i32 + y);
                 if px[3] != 255 || gx < 0 || gy < 0 || gx >= w || gy >= h {
                     continue;
                 }
                 opaque += 1;
                 let g = ((gy * w + gx) * 3) as usize;
-                if rgb[g..g + 3] != px[..3] {
-                    wrong.push(((gx, gy), rgb[g..g + 3].to_vec(), px[..3].to_vec()));
+                if rgb[g..g + 3] != expected {
+                    wrong.push(((gx, gy), rgb[g..g + 3].to_vec(), expected.to_vec()));
                 }
             }
         }
