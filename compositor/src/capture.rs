@@ -44,6 +44,39 @@ pub enum CaptureError {
     Render(String),
 }
 
+/// What an offered capture's size depends on: the output's mode, scale
+/// and transform.
+pub type OutputState = (
+    Option<smithay::output::Mode>,
+    f64,
+    smithay::utils::Transform,
+);
+
+/// `output`'s state now.
+pub fn output_state(output: &Output) -> OutputState {
+    (
+        output.current_mode(),
+        output.current_scale().fractional_scale(),
+        output.current_transform(),
+    )
+}
+
+impl crate::state::Heapland {
+    /// Why `output`, offered to a client in `offered` state, cannot be
+    /// captured now, if it cannot.
+    pub fn capture_refusal(&self, output: &Output, offered: &OutputState) -> Option<&'static str> {
+        if !self.outputs.contains(output) {
+            Some("the output is gone")
+        } else if self.output_power.is_off(output) {
+            Some("the output is off")
+        } else if output_state(output) != *offered {
+            Some("the output's mode, scale or transform changed since the frame was offered")
+        } else {
+            None
+        }
+    }
+}
+
 /// The size of `output`'s picture in pixels, as a capture gives it.
 pub fn output_size(output: &Output) -> Option<Size<i32, Physical>> {
     let mode = output.current_mode()?;

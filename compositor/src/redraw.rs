@@ -263,6 +263,7 @@ mod queue {
                 self.backend.cleanup_texture_cache();
             }
             self.finish_screencopies();
+            self.finish_image_copies();
         }
 
         /// The one frame function of every backend: the backend draws the
@@ -307,6 +308,7 @@ mod queue {
             if frame.damaged {
                 self.frame_stats.frame(frame.shown);
                 self.screencopy.output_damaged(output);
+                self.image_copy_capture.output_damaged(output);
             }
             if self.scanout_plan.is_some() {
                 let decisions: Vec<(WlSurface, bool)> = self

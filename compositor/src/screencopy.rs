@@ -18,7 +18,7 @@ use std::{
 };
 
 use smithay::{
-    output::{Mode as OutputMode, Output},
+    output::Output,
     reexports::{
         wayland_protocols_wlr::screencopy::v1::server::{
             zwlr_screencopy_frame_v1::{self, Flags, ZwlrScreencopyFrameV1},
@@ -26,23 +26,25 @@ use smithay::{
         },
         wayland_server::{
             backend::ClientId,
-            protocol::{wl_buffer::WlBuffer, wl_output::WlOutput, wl_shm},
+            protocol::{wl_buffer::WlBuffer, wl_output::WlOutput},
             Client, DataInit, Dispatch, DisplayHandle, GlobalDispatch, New, Resource,
         },
     },
-    utils::{Logical, Physical, Rectangle, Transform},
-    wayland::shm::{with_buffer_contents_mut, BufferData},
+    utils::{Logical, Physical, Rectangle},
 };
 use tracing::{debug, warn};
 
-use crate::{capture::Pixels, security_context::is_sandboxed, state::Heapland};
+use crate::{
+    capture::{output_state, OutputState},
+    security_context::is_sandboxed,
+    state::Heapland,
+};
 
 /// The version of the global: 3 adds `buffer_done` and `linux_dmabuf`
 /// (this compositor offers wl_shm only, which version 3 allows).
 const VERSION: u32 = 3;
 
-/// The pixel layout frames are offered in.
-const FORMAT: wl_shm::Format = wl_shm::Format::Xrgb8888;
+use crate::shm_copy::FORMAT;
 
 /// Copies waiting for the end of the turn or for damage, and which client
 /// has seen which output's latest picture.
@@ -92,16 +94,7 @@ struct Target {
     cursor: bool,
     /// The output's state the region was computed for: a frame whose
     /// output changed mode, scale or transform since fails.
-    state: (Option<OutputMode>, f64, Transform),
-}
-
-/// What a frame's region depends on.
-fn output_state(output: &Output) -> (Option<OutputMode>, f64, Transform) {
-    (
-        output.current_mode(),
-        output.current_scale().fractional_scale(),
-        output.current_transform(),
-    )
+    state: OutputState,
 }
 
 impl GlobalDispatch<ZwlrScreencopyManagerV1, ()> for Heapland {
@@ -235,7 +228,7 @@ impl Dispatch<ZwlrScreencopyFrameV1, FrameData> for Heapland {
             // `failed` was sent; a copy after it changes nothing.
             return;
         };
-        if let Err(reason) = check_buffer(&buffer, target) {
+        if let Err(reason) = crate::shm_copy::check_buffer(&buffer, target.region.size) {
             frame.post_error(zwlr_screencopy_frame_v1::Error::InvalidBuffer, reason);
             return;
         }
@@ -245,58 +238,6 @@ impl Dispatch<ZwlrScreencopyFrameV1, FrameData> for Heapland {
             with_damage,
         });
     }
-}
-
-/// Whether `buffer` is the wl_shm layout offered for `target`.
-fn check_buffer(buffer: &WlBuffer, target: &Target) -> Result<(), String> {
-    let (w, h) = (target.region.size.w, target.region.size.h);
-    let layout = with_buffer_contents_mut(buffer, |_, len, data| (len, data))
-        .map_err(|_| "the buffer is not a wl_shm buffer (only wl_shm is offered)".to_owned())?;
-    let (len, data): (usize, BufferData) = layout;
-    if data.format != FORMAT || data.width != w || data.height != h || data.stride != w * 4 {
-        return Err(format!(
-            "the buffer is {}x{} {:?} with stride {}, not the offered {w}x{h} {FORMAT:?} with stride {}",
-            data.width,
-            data.height,
-            data.format,
-            data.stride,
-            w * 4
-        ));
-    }
-    let end = data.offset as usize + data.stride as usize * data.height as usize;
-    if end > len {
-        return Err(format!(
-            "the buffer ends past its pool ({end} > {len} bytes)"
-        ));
-    }
-    Ok(())
-}
-
-/// Copies `pixels` into the wl_shm `buffer`, whose layout `check_buffer`
-/// accepted.
-fn write_into(buffer: &WlBuffer, pixels: &Pixels) -> Result<(), String> {
-    with_buffer_contents_mut(buffer, |ptr, len, data| {
-        let row = pixels.width as usize * 4;
-        let (offset, stride) = (data.offset as usize, data.stride as usize);
-        if data.width as u32 != pixels.width
-            || data.height as u32 != pixels.height
-            || stride < row
-            || offset + stride * pixels.height as usize > len
-        {
-            return Err("the buffer no longer has the offered layout".to_owned());
-        }
-        for (y, src) in pixels.data.chunks_exact(row).enumerate() {
-            // SAFETY: the destination row lies inside the pool's mapping
-            // (checked above), which stays mapped while this closure runs;
-            // the source is our own vector. Raw copies, no references into
-            // memory the client may change meanwhile.
-            unsafe {
-                std::ptr::copy_nonoverlapping(src.as_ptr(), ptr.add(offset + y * stride), row);
-            }
-        }
-        Ok(())
-    })
-    .map_err(|e| format!("cannot write the buffer: {e}"))?
 }
 
 impl Heapland {
@@ -338,7 +279,7 @@ impl Heapland {
                 None => backend
                     .capture(&target.output, &scene, target.cursor, target.region)
                     .map_err(|e| e.to_string())
-                    .and_then(|pixels| write_into(&copy.buffer, &pixels)),
+                    .and_then(|pixels| crate::shm_copy::write_into(&copy.buffer, &pixels)),
                 Some(why) => Err(why.to_owned()),
             };
             match written {
@@ -374,15 +315,7 @@ impl Heapland {
 impl Heapland {
     /// Why `target` cannot be copied now, if it cannot.
     fn refusal(&self, target: &Target) -> Option<&'static str> {
-        if !self.outputs.contains(&target.output) {
-            Some("the output is gone")
-        } else if self.output_power.is_off(&target.output) {
-            Some("the output is off")
-        } else if output_state(&target.output) != target.state {
-            Some("the output's mode, scale or transform changed since the frame was offered")
-        } else {
-            None
-        }
+        self.capture_refusal(&target.output, &target.state)
     }
 }
 

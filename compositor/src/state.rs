@@ -189,6 +189,8 @@ pub struct Heapland {
     pub output_management: crate::output_management::OutputManagement,
     /// Screen captures waiting to be made (`screencopy`).
     pub screencopy: crate::screencopy::Screencopy,
+    /// ext-image-copy-capture sessions and frames.
+    pub image_copy_capture: crate::image_copy_capture::ImageCopyCapture,
     /// X11 apps: Xwayland and its window manager.
     pub xwayland: crate::xwayland::Xwayland,
     /// Frames shown, for `--stats`.
@@ -280,6 +282,7 @@ impl Heapland {
         let idle = crate::idle::Idle::new(dh, loop_handle.clone());
         let session_lock = crate::session_lock::SessionLock::new(dh);
         let screencopy = crate::screencopy::Screencopy::new(dh);
+        let image_copy_capture = crate::image_copy_capture::ImageCopyCapture::new(dh);
         let output_power = crate::output_power::OutputPower::new(dh);
         let output_management = crate::output_management::OutputManagement::new(dh);
         let foreign_toplevels = crate::foreign_toplevel::ForeignToplevels::new(dh);
@@ -354,6 +357,7 @@ impl Heapland {
             screenshot: None,
             screenshot_requested: false,
             screencopy,
+            image_copy_capture,
             output_power,
             output_management,
             foreign_toplevels,
@@ -453,6 +457,7 @@ impl Heapland {
             }
         }
 
+        self.image_copy_capture.output_removed(output);
         let old = self.space.output_geometry(output);
         self.space.unmap_output(output);
         self.outputs.retain(|o| o != output);

@@ -94,6 +94,8 @@ fn every_desktop_global_is_advertised() {
         "ext_data_control_manager_v1",
         "zwlr_data_control_manager_v1",
         "zwlr_screencopy_manager_v1",
+        "ext_image_copy_capture_manager_v1",
+        "ext_output_image_capture_source_manager_v1",
         "zwlr_output_power_manager_v1",
         "zwlr_output_manager_v1",
         "zwlr_foreign_toplevel_manager_v1",

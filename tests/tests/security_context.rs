@@ -134,6 +134,8 @@ fn the_manager_is_offered_to_unsandboxed_clients_only() {
         "zwlr_data_control_manager_v1",
         "ext_session_lock_manager_v1",
         "zwlr_screencopy_manager_v1",
+        "ext_image_copy_capture_manager_v1",
+        "ext_output_image_capture_source_manager_v1",
         "zwlr_output_power_manager_v1",
         "zwlr_output_manager_v1",
         "zwlr_foreign_toplevel_manager_v1",

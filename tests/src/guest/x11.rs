@@ -3,6 +3,8 @@
 //! on a uinput keyboard reach the shell inside it through the X server's
 //! input focus, which heapland as window manager sets; the close binding
 //! closes it (`WM_DELETE_WINDOW`). What is on screen is read with grim.
+//! Meanwhile wl-copy and wl-paste round-trip both selections, and the
+//! clipboard crosses between X11 (xclip) and Wayland.
 
 use std::time::{Duration, Instant};
 
@@ -63,6 +65,135 @@ fn wait_for_red(
     }
 }
 
+/// Runs `program` with `args` as a client of heapland, and of its
+/// Xwayland on `display`, for its stdout.
+fn run(program: &str, args: &[&str], display: &str) -> Result<String, String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .env("XDG_RUNTIME_DIR", compositor::RUNTIME_DIR)
+        .env("WAYLAND_DISPLAY", compositor::SOCKET)
+        .env("DISPLAY", display)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("run {program} (installed by tests/deps): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} {args:?}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a copying `program` (wl-copy, xclip -i) with `input` on its
+/// stdin. It forks a half that serves the copy until the next one: no
+/// pipe is left for that half to hold open.
+fn copy(program: &str, args: &[&str], display: &str, input: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .env("XDG_RUNTIME_DIR", compositor::RUNTIME_DIR)
+        .env("WAYLAND_DISPLAY", compositor::SOCKET)
+        .env("DISPLAY", display)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("run {program} (installed by tests/deps): {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|e| format!("{program}'s stdin: {e}"))?;
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("wait for {program}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{program} {args:?}: {status}"));
+    }
+    Ok(())
+}
+
+/// Polls `program` for up to 20 s until it prints `expected`: a copy
+/// reaches the other side asynchronously.
+fn paste_until(
+    comp: &mut Heapland,
+    program: &str,
+    args: &[&str],
+    display: &str,
+    expected: &str,
+) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        comp.alive()?;
+        let got = run(program, args, display);
+        if got.as_deref() == Ok(expected) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{program} {args:?}: {got:?}, not {expected:?}:\n{}",
+                comp.log_text()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Debian's wl-copy and wl-paste round-trip the clipboard and the
+/// primary selection on the drm session; with xterm focused, a Wayland
+/// copy pastes in X11 (xclip) and an X11 copy in Wayland.
+fn clipboard_round_trips(comp: &mut Heapland, display: &str) -> Result<(), String> {
+    copy("/usr/bin/wl-copy", &[], display, "heapland clipboard")?;
+    copy(
+        "/usr/bin/wl-copy",
+        &["--primary"],
+        display,
+        "heapland primary",
+    )?;
+    paste_until(
+        comp,
+        "/usr/bin/wl-paste",
+        &["--no-newline"],
+        display,
+        "heapland clipboard",
+    )?;
+    paste_until(
+        comp,
+        "/usr/bin/wl-paste",
+        &["--primary", "--no-newline"],
+        display,
+        "heapland primary",
+    )?;
+    println!("INFO x11: wl-copy and wl-paste round-trip the clipboard and the primary selection");
+    paste_until(
+        comp,
+        "/usr/bin/xclip",
+        &["-o", "-selection", "clipboard"],
+        display,
+        "heapland clipboard",
+    )?;
+    copy(
+        "/usr/bin/xclip",
+        &["-i", "-selection", "clipboard"],
+        display,
+        "from x11",
+    )?;
+    paste_until(
+        comp,
+        "/usr/bin/wl-paste",
+        &["--no-newline"],
+        display,
+        "from x11",
+    )?;
+    println!(
+        "INFO x11: the clipboard crosses both ways: wl-copy -> xclip -o, xclip -i -> wl-paste"
+    );
+    Ok(())
+}
+
 fn type_keys(keyboard: &Keyboard, keys: &[u16]) -> Result<(), String> {
     for key in keys {
         keyboard.tap(*key)?;
@@ -118,7 +249,7 @@ fn xterm_takes_keys_through_xwayland_and_closes() -> Result<(), String> {
         .split("Xwayland is ready on DISPLAY=")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
-        .unwrap_or("?")
+        .ok_or_else(|| format!("no \"Xwayland is ready\" in the log:\n{}", comp.log_text()))?
         .to_owned();
     println!("INFO x11: xterm through Xwayland on DISPLAY={display} shows {red} red pixels");
 
@@ -136,6 +267,8 @@ fn xterm_takes_keys_through_xwayland_and_closes() -> Result<(), String> {
         return Err(format!("xterm's shell read {line:?}, not \"x1 ok\""));
     }
     println!("INFO x11: keys typed on {node} reached xterm's shell: {line:?}");
+
+    clipboard_round_trips(&mut comp, &display)?;
 
     keyboard.chord(KEY_LEFTMETA, KEY_C)?;
     wait_for_red(&mut comp, "xterm closed by Super+C", |n| n == 0, &xterm_log)?;

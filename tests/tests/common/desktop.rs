@@ -18,6 +18,16 @@ use wayland_protocols::{
         ext_idle_notification_v1::{self, ExtIdleNotificationV1},
         ext_idle_notifier_v1::ExtIdleNotifierV1,
     },
+    ext::image_capture_source::v1::client::{
+        ext_image_capture_source_v1::ExtImageCaptureSourceV1,
+        ext_output_image_capture_source_manager_v1::ExtOutputImageCaptureSourceManagerV1,
+    },
+    ext::image_copy_capture::v1::client::{
+        ext_image_copy_capture_cursor_session_v1::ExtImageCopyCaptureCursorSessionV1,
+        ext_image_copy_capture_frame_v1::{self, ExtImageCopyCaptureFrameV1},
+        ext_image_copy_capture_manager_v1::ExtImageCopyCaptureManagerV1,
+        ext_image_copy_capture_session_v1::{self, ExtImageCopyCaptureSessionV1},
+    },
     ext::session_lock::v1::client::{
         ext_session_lock_manager_v1::ExtSessionLockManagerV1,
         ext_session_lock_surface_v1::{self, ExtSessionLockSurfaceV1},
@@ -96,6 +106,77 @@ use wayland_protocols::xdg::shell::client::{
 
 use super::Recorder;
 
+/// One event of an ext_image_copy_capture session or frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureEvent {
+    BufferSize(u32, u32),
+    ShmFormat(u32),
+    Done,
+    Stopped,
+    Transform(u32),
+    Damage(i32, i32, i32, i32),
+    PresentationTime,
+    Ready,
+    Failed(u32),
+}
+
+impl Dispatch<ExtImageCopyCaptureSessionV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        session: &ExtImageCopyCaptureSessionV1,
+        e: ext_image_copy_capture_session_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use ext_image_copy_capture_session_v1::Event;
+        let event = match e {
+            Event::BufferSize { width, height } => CaptureEvent::BufferSize(width, height),
+            Event::ShmFormat { format } => CaptureEvent::ShmFormat(match format {
+                wayland_client::WEnum::Value(f) => u32::from(f),
+                wayland_client::WEnum::Unknown(f) => f,
+            }),
+            Event::Done => CaptureEvent::Done,
+            Event::Stopped => CaptureEvent::Stopped,
+            _ => return,
+        };
+        s.captures.entry(session.id()).or_default().push(event);
+    }
+}
+
+impl Dispatch<ExtImageCopyCaptureFrameV1, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        frame: &ExtImageCopyCaptureFrameV1,
+        e: ext_image_copy_capture_frame_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use ext_image_copy_capture_frame_v1::Event;
+        let event = match e {
+            Event::Transform { transform } => CaptureEvent::Transform(match transform {
+                wayland_client::WEnum::Value(t) => u32::from(t),
+                wayland_client::WEnum::Unknown(t) => t,
+            }),
+            Event::Damage {
+                x,
+                y,
+                width,
+                height,
+            } => CaptureEvent::Damage(x, y, width, height),
+            Event::PresentationTime { .. } => CaptureEvent::PresentationTime,
+            Event::Ready => CaptureEvent::Ready,
+            Event::Failed { reason } => CaptureEvent::Failed(match reason {
+                wayland_client::WEnum::Value(r) => u32::from(r),
+                wayland_client::WEnum::Unknown(r) => r,
+            }),
+            _ => return,
+        };
+        s.captures.entry(frame.id()).or_default().push(event);
+    }
+}
+
 /// One event of a zwlr_screencopy_frame_v1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopyEvent {
@@ -117,6 +198,10 @@ macro_rules! ignore_events {
 }
 
 ignore_events!(
+    ExtOutputImageCaptureSourceManagerV1,
+    ExtImageCaptureSourceV1,
+    ExtImageCopyCaptureManagerV1,
+    ExtImageCopyCaptureCursorSessionV1,
     ZxdgDecorationManagerV1,
     ZwlrLayerShellV1,
     ZwpPointerConstraintsV1,

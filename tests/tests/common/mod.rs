@@ -526,6 +526,8 @@ pub struct Recorder {
     pub power: HashMap<ObjectId, Vec<desktop::PowerEvent>>,
     /// zwlr_screencopy_frame_v1 events, per frame.
     pub copies: HashMap<ObjectId, Vec<desktop::CopyEvent>>,
+    /// ext_image_copy_capture session and frame events, per object.
+    pub captures: HashMap<ObjectId, Vec<desktop::CaptureEvent>>,
     /// wl_keyboard.enter: the surface entered.
     pub keyboard_enters: Vec<wayland_client::backend::ObjectId>,
 }
