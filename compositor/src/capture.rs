@@ -77,10 +77,13 @@ impl crate::state::Heapland {
     }
 }
 
-/// The size of `output`'s picture in pixels, as a capture gives it.
+/// The size of `output`'s picture in pixels, as a capture gives it: the
+/// picture the display shows, as its mode lays it out. A rotated output's
+/// capture is rotated as the display's pixels are, and the client turns
+/// it upright with the output's transform (`wl_output.geometry`, the
+/// capture's own `transform` event), as wlroots' captures are.
 pub fn output_size(output: &Output) -> Option<Size<i32, Physical>> {
-    let mode = output.current_mode()?;
-    Some(output.current_transform().transform_size(mode.size))
+    Some(output.current_mode()?.size)
 }
 
 /// Renders `output` with `renderer` into an offscreen buffer of type `T`

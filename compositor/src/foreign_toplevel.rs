@@ -30,11 +30,11 @@ use smithay::{
         foreign_toplevel_list::{
             ForeignToplevelHandle, ForeignToplevelListHandler, ForeignToplevelListState,
         },
-        shell::xdg::{ToplevelSurface, XdgShellHandler, XdgToplevelSurfaceData},
+        shell::xdg::{XdgShellHandler, XdgToplevelSurfaceData},
     },
 };
 
-use crate::{security_context::is_sandboxed, state::Heapland};
+use crate::{security_context::is_sandboxed, state::Heapland, xwayland_surface::surface_of};
 
 /// The two globals and what their clients were told of each window.
 #[derive(Debug)]
@@ -81,35 +81,55 @@ const ACTIVATED: u32 = 2;
 const FULLSCREEN: u32 = 3;
 
 impl Heapland {
-    /// What `window` shows the world now.
-    fn told_of(&self, window: &Window, toplevel: &ToplevelSurface) -> Told {
-        let (title, app_id) = with_states(toplevel.wl_surface(), |states| {
-            states
-                .data_map
-                .get::<XdgToplevelSurfaceData>()
-                .and_then(|d| d.lock().ok())
-                .map(|d| {
-                    (
-                        d.title.clone().unwrap_or_default(),
-                        d.app_id.clone().unwrap_or_default(),
-                    )
-                })
-                .unwrap_or_default()
-        });
-        let current = toplevel.current_state();
+    /// What `window`, shown in `surface`, shows the world now.
+    fn told_of(&self, window: &Window, surface: &WlSurface) -> Told {
         let focused = self
             .seat
             .get_keyboard()
             .and_then(|k| k.current_focus())
-            .is_some_and(|f| f.surface() == toplevel.wl_surface());
+            .is_some_and(|f| f.surface() == surface);
+        let (title, app_id, maximized, fullscreen) = match (window.toplevel(), window.x11_surface())
+        {
+            (Some(toplevel), _) => {
+                let (title, app_id) = with_states(toplevel.wl_surface(), |states| {
+                    states
+                        .data_map
+                        .get::<XdgToplevelSurfaceData>()
+                        .and_then(|d| d.lock().ok())
+                        .map(|d| {
+                            (
+                                d.title.clone().unwrap_or_default(),
+                                d.app_id.clone().unwrap_or_default(),
+                            )
+                        })
+                        .unwrap_or_default()
+                });
+                let current = toplevel.current_state();
+                (
+                    title,
+                    app_id,
+                    current.states.contains(xdg_toplevel::State::Maximized),
+                    current.states.contains(xdg_toplevel::State::Fullscreen),
+                )
+            }
+            // An X11 window's class (WM_CLASS) is what task bars match
+            // with desktop files, as they do app ids.
+            (None, Some(x11)) => (
+                x11.title(),
+                x11.class(),
+                x11.is_maximized(),
+                x11.is_fullscreen(),
+            ),
+            (None, None) => Default::default(),
+        };
         let mut states = Vec::new();
-        if current.states.contains(xdg_toplevel::State::Maximized) {
+        if maximized {
             states.push(MAXIMIZED);
         }
         if focused {
             states.push(ACTIVATED);
         }
-        if current.states.contains(xdg_toplevel::State::Fullscreen) {
+        if fullscreen {
             states.push(FULLSCREEN);
         }
         Told {
@@ -125,16 +145,17 @@ impl Heapland {
     /// the end of each turn of the event loop.
     pub fn update_foreign_toplevels(&mut self) {
         let dh = self.display_handle.clone();
-        let windows: Vec<(Window, ToplevelSurface)> = self
+        // xdg toplevels, and the X11 windows heapland manages (not menus
+        // or tooltips) once they show.
+        let windows: Vec<(Window, WlSurface)> = self
             .space
             .elements()
-            .filter_map(|w| w.toplevel().map(|t| (w.clone(), t.clone())))
+            .filter(|w| !w.x11_surface().is_some_and(|x| x.is_override_redirect()))
+            .filter_map(|w| Some((w.clone(), surface_of(w)?)))
             .collect();
         let mut list = std::mem::take(&mut self.foreign_toplevels.windows);
         list.retain(|entry| {
-            let mapped = windows
-                .iter()
-                .any(|(_, t)| t.wl_surface() == &entry.surface);
+            let mapped = windows.iter().any(|(_, s)| *s == entry.surface);
             if !mapped {
                 for handle in entry.handles.iter().filter(|h| h.is_alive()) {
                     handle.closed();
@@ -146,12 +167,9 @@ impl Heapland {
             mapped
         });
         self.foreign_toplevels.managers.retain(|m| m.is_alive());
-        for (window, toplevel) in &windows {
-            let now = self.told_of(window, toplevel);
-            match list
-                .iter_mut()
-                .find(|e| e.surface == *toplevel.wl_surface())
-            {
+        for (window, surface) in &windows {
+            let now = self.told_of(window, surface);
+            match list.iter_mut().find(|e| e.surface == *surface) {
                 Some(entry) => {
                     if entry.told != now {
                         send_changes(entry, &now);
@@ -166,7 +184,7 @@ impl Heapland {
                         .list
                         .new_toplevel::<Heapland>(now.title.clone(), now.app_id.clone());
                     let mut entry = Entry {
-                        surface: toplevel.wl_surface().clone(),
+                        surface: surface.clone(),
                         list_handle,
                         handles: Vec::new(),
                         told: now,
@@ -181,10 +199,9 @@ impl Heapland {
         self.foreign_toplevels.windows = list;
     }
 
-    /// The mapped toplevel of `surface`, for a handle's request.
-    fn foreign_target(&self, surface: &WlSurface) -> Option<ToplevelSurface> {
-        self.window_of_surface(surface)
-            .and_then(|w| w.toplevel().cloned())
+    /// The mapped window of `surface`, for a handle's request.
+    fn foreign_target(&self, surface: &WlSurface) -> Option<Window> {
+        self.window_of_surface(surface).cloned()
     }
 }
 
@@ -312,7 +329,26 @@ impl Dispatch<ZwlrForeignToplevelHandleV1, WlSurface> for Heapland {
     ) {
         use zwlr_foreign_toplevel_handle_v1::Request;
         // A closed window's handle: its requests change nothing.
-        let Some(toplevel) = state.foreign_target(surface) else {
+        let Some(window) = state.foreign_target(surface) else {
+            return;
+        };
+        if let Some(x11) = window.x11_surface().cloned() {
+            match request {
+                Request::Activate { .. } => state.focus_surface(surface),
+                Request::Close => Heapland::close_x11(&x11),
+                Request::SetMaximized if !x11.is_maximized() => state.toggle_x11_maximized(&x11),
+                Request::UnsetMaximized if x11.is_maximized() => state.toggle_x11_maximized(&x11),
+                Request::SetFullscreen { .. } if !x11.is_fullscreen() => {
+                    state.toggle_x11_fullscreen(&x11)
+                }
+                Request::UnsetFullscreen if x11.is_fullscreen() => {
+                    state.toggle_x11_fullscreen(&x11)
+                }
+                _ => {}
+            }
+            return;
+        }
+        let Some(toplevel) = window.toplevel().cloned() else {
             return;
         };
         match request {

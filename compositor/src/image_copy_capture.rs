@@ -44,8 +44,8 @@ use smithay::{
             },
         },
         wayland_server::{
-            protocol::{wl_buffer::WlBuffer, wl_output::Transform},
-            Client, DataInit, Dispatch, DisplayHandle, GlobalDispatch, New, Resource, WEnum,
+            protocol::wl_buffer::WlBuffer, Client, DataInit, Dispatch, DisplayHandle,
+            GlobalDispatch, New, Resource, WEnum,
         },
     },
     utils::{Physical, Rectangle},
@@ -508,7 +508,9 @@ impl Heapland {
         match written {
             Ok(()) => {
                 session.changed.store(false, Ordering::Relaxed);
-                frame.transform(Transform::Normal);
+                // The picture as the display's pixels lie: the output's
+                // transform turns it upright.
+                frame.transform(output.current_transform().into());
                 frame.damage(0, 0, size.w, size.h);
                 let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
                 let secs = now.tv_sec as u64;

@@ -170,8 +170,14 @@ impl Heapland {
             if settings.adaptive_sync == Some(true) {
                 return Err(format!("{name}: no adaptive sync"));
             }
-            if settings.transform.is_some_and(|t| t != Transform::Normal) {
-                return Err(format!("{name}: heapland draws untransformed outputs only"));
+            if settings
+                .transform
+                .is_some_and(|t| t != output.current_transform())
+                && !self.backend.takes_transforms()
+            {
+                return Err(format!(
+                    "{name}: a nested output is not rotated or flipped (its host window's orientation is the host's)"
+                ));
             }
             let mode = match settings.mode {
                 None => output.current_mode(),
@@ -218,7 +224,13 @@ impl Heapland {
                 }
             });
             let position = settings.position.unwrap_or(output.current_location());
-            output.change_current_state(mode, None, scale, Some(position));
+            let transform = settings
+                .transform
+                .filter(|t| *t != output.current_transform());
+            output.change_current_state(mode, transform, scale, Some(position));
+            if let Some(transform) = transform {
+                info!(output = %output.name(), "transform {transform:?}");
+            }
             self.space.map_output(&output, position);
             layer_map_for_output(&output).arrange();
             if scale.is_some() {

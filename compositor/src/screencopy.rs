@@ -186,10 +186,14 @@ fn target(
         None => whole,
         Some(r) if r.size.w <= 0 || r.size.h <= 0 => return None,
         Some(r) => {
+            // The region is in the output's upright (logical) orientation;
+            // the picture in the mode's, which the transform maps it to.
             let scale = output.current_scale().fractional_scale();
-            r.to_f64()
-                .to_physical(scale)
-                .to_i32_round()
+            let transform = output.current_transform();
+            let upright = transform.transform_size(size);
+            let r = r.to_f64().to_physical(scale).to_i32_round();
+            transform
+                .transform_rect_in(r, &upright)
                 .intersection(whole)?
         }
     };

@@ -216,8 +216,7 @@ fn wlr_randr(comp: &Compositor, args: &[&str]) -> (bool, String, String) {
 
 /// wlr-randr (wlr-output-management) lists the output with its mode, sets
 /// another size on it (the picture follows), moves and scales it; what
-/// heapland cannot do (turning the output off, rotating it) fails and
-/// changes nothing.
+/// heapland cannot do (turning the output off) fails and changes nothing.
 #[test]
 fn wlr_randr_lists_and_changes_the_output() {
     let mut comp = Compositor::start();
@@ -258,17 +257,77 @@ fn wlr_randr_lists_and_changes_the_output() {
     assert!(listed.contains("Position: 100,50"), "{listed}");
     assert!(listed.contains("Scale: 2.000000"), "{listed}");
 
-    for refused in [&["--off"][..], &["--transform", "90"][..]] {
-        let mut args = vec!["--output", "HEADLESS-1"];
-        args.extend_from_slice(refused);
-        let (ok, _, _) = wlr_randr(&comp, &args);
-        assert!(!ok, "wlr-randr {args:?} succeeded");
-        let (_, listed, _) = wlr_randr(&comp, &[]);
-        assert!(
-            listed.contains("Enabled: yes") && listed.contains("Transform: normal"),
-            "{listed}"
+    let (ok, _, _) = wlr_randr(&comp, &["--output", "HEADLESS-1", "--off"]);
+    assert!(!ok, "wlr-randr --off succeeded");
+    let (_, listed, _) = wlr_randr(&comp, &[]);
+    assert!(listed.contains("Enabled: yes"), "{listed}");
+    comp.assert_alive();
+}
+
+/// `wlr-randr --transform 90` rotates the output: heapland's picture of
+/// its pixels stays 320x240 with a window at the upright top left showing
+/// at the pixels' top right, and grim (which turns a capture upright with
+/// the output's transform) gives a 240x320 picture with the window at its
+/// top left; `grim -g` of a region is that part of it. `normal` turns it
+/// back.
+#[test]
+fn wlr_randr_rotates_the_output() {
+    let mut comp = Compositor::start();
+    let mut client = comp.connect();
+    let _red = client.map_toplevel(60, 40, 0x00ff_0000);
+    comp.wait_for_picture(Duration::from_secs(10), |p| {
+        p.count(0, 0, 60, 40, [255, 0, 0]) == 2400
+    });
+    let (ok, _, err) = wlr_randr(&comp, &["--output", "HEADLESS-1", "--transform", "90"]);
+    assert!(ok, "--transform 90: {err}\n{}", comp.log_text());
+    let (_, listed, _) = wlr_randr(&comp, &[]);
+    assert!(listed.contains("Transform: 90"), "{listed}");
+    client.roundtrip().expect("roundtrip");
+
+    // The pixels: a 90 degree turn (counter-clockwise, as wl_output
+    // numbers it) puts the upright top left at the bottom left of the
+    // mode's picture, the window 40 wide and 60 high there.
+    let pixels = comp.wait_for_picture(Duration::from_secs(10), |p| {
+        p.count(0, 240 - 60, 40, 240, [255, 0, 0]) == 2400
+    });
+    let red: Vec<(u32, u32)> = (0..240)
+        .flat_map(|y| (0..320).map(move |x| (x, y)))
+        .filter(|&(x, y)| pixels.pixel(x, y) == [255, 0, 0])
+        .collect();
+    assert_eq!(
+        pixels.count(0, 240 - 60, 40, 240, [255, 0, 0]),
+        2400,
+        "the window is not where a 90 degree turn puts it: {} red pixels from {:?} to {:?}",
+        red.len(),
+        red.first(),
+        red.last()
+    );
+
+    let upright = common::grim(&comp, &[], "rotated.png");
+    assert_eq!((upright.width, upright.height), (240, 320));
+    assert_eq!(
+        upright.count(0, 0, 60, 40, [255, 0, 0]),
+        2400,
+        "grim's picture is not upright"
+    );
+    let part = common::grim(&comp, &["-g", "30,20 100x50"], "rotated-region.png");
+    assert_eq!((part.width, part.height), (100, 50));
+    for (y, x) in (0..50).flat_map(|y| (0..100).map(move |x| (y, x))) {
+        assert_eq!(
+            part.pixel(x, y),
+            upright.pixel(x + 30, y + 20),
+            "region pixel ({x},{y})"
         );
     }
+
+    let (ok, _, err) = wlr_randr(&comp, &["--output", "HEADLESS-1", "--transform", "normal"]);
+    assert!(ok, "--transform normal: {err}");
+    comp.wait_for_picture(Duration::from_secs(10), |p| {
+        p.count(0, 0, 60, 40, [255, 0, 0]) == 2400
+    });
+    let back = common::grim(&comp, &[], "back.png");
+    assert_eq!((back.width, back.height), (320, 240));
+    assert_eq!(back.count(0, 0, 60, 40, [255, 0, 0]), 2400);
     comp.assert_alive();
 }
 

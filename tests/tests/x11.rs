@@ -228,3 +228,53 @@ fn the_clipboard_crosses_between_x11_and_wayland() {
     std::fs::write(&stop, b"").expect("write the stop file");
     comp.assert_alive();
 }
+
+/// A task bar (wlr-foreign-toplevel-management) lists xterm with its
+/// title and class (what task bars match desktop files with), activated;
+/// the bar's close closes it (`WM_DELETE_WINDOW`), and the bar hears
+/// `closed`.
+#[test]
+fn a_task_bar_lists_and_closes_xterm() {
+    use wayland_protocols_wlr::foreign_toplevel::v1::client::zwlr_foreign_toplevel_manager_v1::ZwlrForeignToplevelManagerV1;
+    let dir = common::private_dir("xterm-bar");
+    let stop = dir.join("stop");
+    let mut comp = start_with_xterm(&stop);
+    comp.wait_for_picture(Duration::from_secs(20), |p| bounds(p, RED).is_some());
+    let mut bar = comp.connect();
+    let _output: wayland_client::protocol::wl_output::WlOutput = bar.bind(4);
+    let _manager: ZwlrForeignToplevelManagerV1 = bar.bind(3);
+    let listed = |r: &common::Recorder| r.foreign_windows.iter().any(|(_, w)| w.app_id == "XTerm");
+    assert!(
+        bar.dispatch_until(Duration::from_secs(10), listed),
+        "no handle of xterm: {:?}",
+        bar.rec.foreign_windows
+    );
+    let (handle, told) = bar
+        .rec
+        .foreign_windows
+        .iter()
+        .find(|(_, w)| w.app_id == "XTerm")
+        .cloned()
+        .expect("xterm's handle");
+    // xterm titles itself with the program it runs (`-e sh ...`).
+    assert_eq!(told.title, "sh", "{told:?}");
+    assert!(told.states.contains(&2), "xterm is not activated: {told:?}");
+    assert_eq!(told.outputs, 1, "{told:?}");
+
+    handle.close();
+    bar.roundtrip().expect("roundtrip");
+    let gone = comp.wait_for_picture(Duration::from_secs(20), |p| bounds(p, RED).is_none());
+    assert!(
+        bounds(&gone, RED).is_none(),
+        "xterm did not close:\n{}",
+        comp.log_text()
+    );
+    assert!(
+        bar.dispatch_until(Duration::from_secs(10), |r| r
+            .foreign_windows
+            .iter()
+            .any(|(_, w)| w.app_id == "XTerm" && w.closed)),
+        "the bar did not hear closed"
+    );
+    comp.assert_alive();
+}

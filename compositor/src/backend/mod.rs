@@ -188,6 +188,13 @@ impl Backend {
         }
     }
 
+    /// Whether outputs can be rotated and flipped: drawn for a display
+    /// (drm, headless), not into a host window (winit), whose own
+    /// orientation heapland does not choose.
+    pub fn takes_transforms(&self) -> bool {
+        matches!(self, Backend::Headless(_) | Backend::Drm(_))
+    }
+
     /// Whether outputs take modes of any size (headless), rather than the
     /// ones their connector lists.
     pub fn takes_custom_modes(&self) -> bool {
