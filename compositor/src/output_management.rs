@@ -9,9 +9,9 @@
 //!
 //! What heapland cannot do yet fails the configuration as a whole, before
 //! anything changes: disabling an output (`heapland-power off` blanks one),
-//! transforms other than normal, adaptive sync, and custom modes on drm
-//! (a display takes the modes its connector lists; headless outputs take
-//! any size).
+//! transforming the nested window's output (its orientation is the host
+//! window's), adaptive sync, and custom modes on drm (a display takes the
+//! modes its connector lists; headless outputs take any size).
 //!
 //! Rearranging the user's displays is not for sandboxed clients.
 
