@@ -562,7 +562,7 @@ fn a_binding_spawns_a_client_and_a_bad_config_changes_nothing() -> Result<(), St
 
 /// Whether vkms's CRTC is active, and the framebuffer id on its primary
 /// plane (0 for none), from the KMS state in debugfs.
-fn vkms_power() -> Result<(bool, u32), String> {
+pub(super) fn vkms_power() -> Result<(bool, u32), String> {
     let state = session::kms_state("vkms")?;
     let field = |section: &str, key: &str| {
         state

@@ -45,6 +45,7 @@ pub mod registration;
 pub mod removal;
 pub mod sandbox;
 pub mod scanout;
+pub mod seat_user;
 pub mod session;
 pub mod sg;
 pub mod steady_state;
@@ -205,6 +206,7 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
                     drag::tests(),
                     lock::tests(),
                     x11::tests(),
+                    seat_user::tests(),
                     hotplug::tests(),
                 ]
                 .concat()

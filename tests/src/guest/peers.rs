@@ -65,7 +65,7 @@ use crate::bench::{ms, quote, Stats};
 const CAMERA_FRAMES: usize = 60;
 
 /// The unprivileged user sway runs as (it refuses root).
-const PEER_UID: u32 = 1000;
+pub(super) const PEER_UID: u32 = 1000;
 
 /// A compositor under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +187,7 @@ fn command(program: &str, gl: bool) -> Command {
     c
 }
 
-fn private_dir(path: &str, uid: u32) -> Result<PathBuf, String> {
+pub(super) fn private_dir(path: &str, uid: u32) -> Result<PathBuf, String> {
     let dir = PathBuf::from(path);
     std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {path}: {e}"))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
@@ -201,8 +201,42 @@ fn private_dir(path: &str, uid: u32) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// seatd's own socket path (it has no option for another).
+pub(super) const SEATD_SOCK: &str = "/run/seatd.sock";
+
+/// seatd for the unprivileged user, once its socket is there.
+pub(super) fn start_seatd() -> Result<Child, String> {
+    let seat_sock = SEATD_SOCK;
+    let _ = std::fs::remove_file(seat_sock);
+    let seatd_log = "/tmp/peer-seatd.log";
+    let mut seatd = Command::new("/usr/sbin/seatd")
+        .args(["-u", "peer", "-g", "peer", "-l", "info"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(seatd_log).map_err(|e| format!("{seatd_log}: {e}"))?)
+        .spawn()
+        .map_err(|e| format!("spawn /usr/sbin/seatd: {e} (package seatd)"))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !Path::new(seat_sock).exists() {
+        let exited = seatd.try_wait().ok().flatten();
+        if exited.is_some() || Instant::now() > deadline {
+            let _ = seatd.kill();
+            let _ = seatd.wait();
+            return Err(format!(
+                "seatd's socket never appeared ({}): {}",
+                exited.map_or("still running".to_owned(), |s| s.to_string()),
+                std::fs::read_to_string(seatd_log)
+                    .unwrap_or_default()
+                    .trim()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(seatd)
+}
+
 /// The unprivileged user and its group, for seatd and sway.
-fn ensure_peer_user() -> Result<(), String> {
+pub(super) fn ensure_peer_user() -> Result<(), String> {
     let add = |path: &str, line: &str| -> Result<(), String> {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         if !text.lines().any(|l| l.starts_with("peer:")) {
@@ -307,33 +341,8 @@ fn start(peer: Peer) -> Result<Running, String> {
             {
                 let _ = std::fs::remove_file(entry.path());
             }
-            // seatd's own socket path (it has no option for another).
-            let seat_sock = "/run/seatd.sock";
-            let _ = std::fs::remove_file(seat_sock);
-            let seatd_log = "/tmp/peer-seatd.log";
-            let mut seatd = Command::new("/usr/sbin/seatd")
-                .args(["-u", "peer", "-g", "peer", "-l", "info"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(File::create(seatd_log).map_err(|e| format!("{seatd_log}: {e}"))?)
-                .spawn()
-                .map_err(|e| format!("spawn /usr/sbin/seatd: {e} (package seatd)"))?;
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !Path::new(seat_sock).exists() {
-                let exited = seatd.try_wait().ok().flatten();
-                if exited.is_some() || Instant::now() > deadline {
-                    let _ = seatd.kill();
-                    let _ = seatd.wait();
-                    return Err(format!(
-                        "seatd's socket never appeared ({}): {}",
-                        exited.map_or("still running".to_owned(), |s| s.to_string()),
-                        std::fs::read_to_string(seatd_log)
-                            .unwrap_or_default()
-                            .trim()
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            let seat_sock = SEATD_SOCK;
+            let seatd = start_seatd()?;
             // What logind's `uaccess` gives the active session's user on a
             // desktop: wlroots opens the DRM node for its renderer itself, not
             // through the seat (vkms has no render node to open instead).
