@@ -145,12 +145,29 @@ impl Heapland {
     /// the end of each turn of the event loop.
     pub fn update_foreign_toplevels(&mut self) {
         let dh = self.display_handle.clone();
-        // xdg toplevels, and the X11 windows heapland manages (not menus
-        // or tooltips) once they show.
+        // xdg toplevels, and the X11 windows heapland manages once they
+        // show.
         let windows: Vec<(Window, WlSurface)> = self
             .space
             .elements()
-            .filter(|w| !w.x11_surface().is_some_and(|x| x.is_override_redirect()))
+            .filter(|w| {
+                // Not menus, tooltips, notifications or splash screens.
+                !w.x11_surface().is_some_and(|x| {
+                    use smithay::xwayland::xwm::WmWindowType as T;
+                    x.is_override_redirect()
+                        || matches!(
+                            x.window_type(),
+                            Some(
+                                T::Notification
+                                    | T::Splash
+                                    | T::Tooltip
+                                    | T::Menu
+                                    | T::PopupMenu
+                                    | T::DropdownMenu
+                            )
+                        )
+                })
+            })
             .filter_map(|w| Some((w.clone(), surface_of(w)?)))
             .collect();
         let mut list = std::mem::take(&mut self.foreign_toplevels.windows);

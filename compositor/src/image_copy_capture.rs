@@ -48,12 +48,12 @@ use smithay::{
             GlobalDispatch, New, Resource, WEnum,
         },
     },
-    utils::{Physical, Rectangle},
+    utils::{Physical, Rectangle, Size},
 };
 use tracing::warn;
 
 use crate::{
-    capture::{output_size, output_state, OutputState},
+    capture::output_size,
     security_context::is_sandboxed,
     shm_copy::{check_buffer, write_into, FORMAT},
     state::Heapland,
@@ -86,15 +86,7 @@ impl ImageCopyCapture {
                 continue;
             }
             data.changed.store(true, Ordering::Relaxed);
-            let now = output_state(output);
-            let Ok(mut offered) = data.offered.lock() else {
-                continue;
-            };
-            if *offered != now {
-                *offered = now;
-                drop(offered);
-                send_constraints(session, output);
-            }
+            update_constraints(session, data, output);
         }
     }
 
@@ -125,8 +117,10 @@ pub struct SessionData {
     /// `None`: stopped from the start (unknown output, cursor session).
     output: Option<Output>,
     cursor: bool,
-    /// The output's state the constraints were last sent for.
-    offered: Mutex<OutputState>,
+    /// The picture size the constraints were last sent for.
+    offered: Mutex<Option<Size<i32, Physical>>>,
+    /// Whether a frame was copied (the first one does not wait).
+    copied_one: AtomicBool,
     /// Whether a frame of this session exists (one at a time).
     has_frame: AtomicBool,
     /// Whether the output changed since the last frame was copied (true
@@ -141,6 +135,26 @@ pub struct FrameData {
     session: ExtImageCopyCaptureSessionV1,
     buffer: Mutex<Option<WlBuffer>>,
     captured: AtomicBool,
+}
+
+/// Sends `session` new constraints if `output`'s picture changed size
+/// since they were last sent; whether it did.
+fn update_constraints(
+    session: &ExtImageCopyCaptureSessionV1,
+    data: &SessionData,
+    output: &Output,
+) -> bool {
+    let now = output_size(output);
+    let Ok(mut offered) = data.offered.lock() else {
+        return false;
+    };
+    if *offered == now {
+        return false;
+    }
+    *offered = now;
+    drop(offered);
+    send_constraints(session, output);
+    true
 }
 
 /// Sends `session` the layout `output` is offered in now.
@@ -231,7 +245,8 @@ fn stopped_session() -> SessionData {
     SessionData {
         output: None,
         cursor: false,
-        offered: Mutex::new((None, 1.0, smithay::utils::Transform::Normal)),
+        offered: Mutex::new(None),
+        copied_one: AtomicBool::new(false),
         has_frame: AtomicBool::new(false),
         changed: AtomicBool::new(false),
         stopped: AtomicBool::new(true),
@@ -269,11 +284,8 @@ impl Dispatch<ExtImageCopyCaptureManagerV1, ()> for Heapland {
                     .and_then(|s| s.output.clone())
                     .filter(|o| state.outputs.contains(o));
                 let data = SessionData {
-                    offered: Mutex::new(
-                        output
-                            .as_ref()
-                            .map_or((None, 1.0, smithay::utils::Transform::Normal), output_state),
-                    ),
+                    offered: Mutex::new(output.as_ref().and_then(output_size)),
+                    copied_one: AtomicBool::new(false),
                     output: output.clone(),
                     cursor,
                     has_frame: AtomicBool::new(false),
@@ -337,6 +349,25 @@ impl Dispatch<ExtImageCopyCaptureCursorSessionV1, AtomicBool> for Heapland {
 }
 
 impl Dispatch<ExtImageCopyCaptureSessionV1, SessionData> for Heapland {
+    /// Its frames still end: pending ones fail as stopped.
+    fn destroyed(
+        state: &mut Self,
+        _client: smithay::reexports::wayland_server::backend::ClientId,
+        session: &ExtImageCopyCaptureSessionV1,
+        data: &SessionData,
+    ) {
+        data.stopped.store(true, Ordering::Relaxed);
+        state.image_copy_capture.sessions.retain(|s| s != session);
+        let (ended, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut state.image_copy_capture.pending)
+                .into_iter()
+                .partition(|f| f.data::<FrameData>().is_some_and(|d| d.session == *session));
+        state.image_copy_capture.pending = waiting;
+        for frame in ended.iter().filter(|f| f.is_alive()) {
+            frame.failed(FailureReason::Stopped);
+        }
+    }
+
     fn request(
         _state: &mut Self,
         _client: &Client,
@@ -378,6 +409,14 @@ impl Dispatch<ExtImageCopyCaptureFrameV1, FrameData> for Heapland {
     ) {
         use ext_image_copy_capture_frame_v1::{Error, Request};
         match request {
+            Request::AttachBuffer { .. } | Request::DamageBuffer { .. }
+                if data.captured.load(Ordering::Relaxed) =>
+            {
+                frame.post_error(
+                    Error::AlreadyCaptured,
+                    "the frame's buffer cannot change once it is captured",
+                );
+            }
             Request::AttachBuffer { buffer } => {
                 if let Ok(mut attached) = data.buffer.lock() {
                     *attached = Some(buffer);
@@ -459,20 +498,19 @@ impl Heapland {
                 frame.failed(FailureReason::Stopped);
                 continue;
             }
-            if self.output_power.is_off(&output) {
-                // Nothing to show until it is on again (and draws).
-                self.image_copy_capture.pending.push(frame);
-                continue;
-            }
-            let offered = session.offered.lock().map(|o| *o).ok();
-            if offered != Some(output_state(&output)) {
-                // The layout changed under the frame: the session said so
-                // (`output_damaged`); the client reallocates.
+            if update_constraints(&data.session, session, &output) {
+                // The picture changed size under the frame: the session is
+                // told the new constraints; the client reallocates.
                 frame.failed(FailureReason::BufferConstraints);
                 continue;
             }
-            if !session.changed.load(Ordering::Relaxed) {
-                // Nothing new on the output: wait for its next change.
+            // Later frames wait for a change, and an output that is off
+            // shows none; the first is copied at once, whatever the output
+            // shows (capture draws it offscreen).
+            let first = !session.copied_one.load(Ordering::Relaxed);
+            if !first
+                && (self.output_power.is_off(&output) || !session.changed.load(Ordering::Relaxed))
+            {
                 self.image_copy_capture.pending.push(frame);
                 continue;
             }
@@ -508,6 +546,7 @@ impl Heapland {
         match written {
             Ok(()) => {
                 session.changed.store(false, Ordering::Relaxed);
+                session.copied_one.store(true, Ordering::Relaxed);
                 // The picture as the display's pixels lie: the output's
                 // transform turns it upright.
                 frame.transform(output.current_transform().into());

@@ -172,6 +172,17 @@ impl Heapland {
             }
             if settings
                 .transform
+                .is_some_and(|t| matches!(t, Transform::Flipped90 | Transform::Flipped270))
+            {
+                // Smithay 0.7 inverts these two into each other, where
+                // wl_output keeps each its own inverse: the picture and what
+                // clients are told would disagree.
+                return Err(format!(
+                    "{name}: flipped-90 and flipped-270 are not drawn right yet"
+                ));
+            }
+            if settings
+                .transform
                 .is_some_and(|t| t != output.current_transform())
                 && !self.backend.takes_transforms()
             {

@@ -187,12 +187,14 @@ fn target(
         Some(r) if r.size.w <= 0 || r.size.h <= 0 => return None,
         Some(r) => {
             // The region is in the output's upright (logical) orientation;
-            // the picture in the mode's, which the transform maps it to.
+            // the picture in the mode's, which Smithay draws with the
+            // inverse of the output's transform.
             let scale = output.current_scale().fractional_scale();
             let transform = output.current_transform();
             let upright = transform.transform_size(size);
-            let r = r.to_f64().to_physical(scale).to_i32_round();
+            let r = r.to_physical_precise_round(scale);
             transform
+                .invert()
                 .transform_rect_in(r, &upright)
                 .intersection(whole)?
         }

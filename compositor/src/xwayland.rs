@@ -50,6 +50,9 @@ use tracing::{info, warn};
 
 use crate::{focus::KeyboardFocusTarget, resize_grab::Edges, state::Heapland};
 
+/// How long autostart programs wait for Xwayland at most.
+const HOLD_LIMIT_SECS: u64 = 20;
+
 /// Xwayland's state in the compositor.
 pub struct Xwayland {
     shell: XWaylandShellState,
@@ -62,6 +65,9 @@ pub struct Xwayland {
     /// The X11 display (`DISPLAY=:N`), from the moment Xwayland starts:
     /// X11 clients that connect before it is ready wait.
     pub display: Option<u32>,
+    /// Autostart and `--exec` programs, held until Xwayland is ready or
+    /// known not to come.
+    held: Option<Vec<String>>,
 }
 
 impl Xwayland {
@@ -71,6 +77,7 @@ impl Xwayland {
             wm: None,
             client: None,
             dead: false,
+            held: None,
             display: None,
         }
     }
@@ -137,21 +144,65 @@ impl Heapland {
                                 info!("Xwayland is ready on DISPLAY=:{x_display}");
                                 state.xwayland.wm = Some(wm);
                                 state.set_x11_cursor();
+                                state.release_held_programs();
                             }
                             Err(err) => {
-                                warn!("cannot manage Xwayland's windows: {err}");
+                                warn!(
+                                    "cannot manage Xwayland's windows: {err}; X11 apps cannot run"
+                                );
                                 state.xwayland.display = None;
+                                state.release_held_programs();
                             }
                         }
                     }
                     XWaylandEvent::Error => {
                         warn!("Xwayland exited while starting: X11 apps cannot run");
                         state.xwayland.display = None;
+                        state.release_held_programs();
                     }
                 });
         match inserted {
-            Ok(_) => self.xwayland.display = Some(x_display),
-            Err(err) => warn!("cannot watch Xwayland: {}", err.error),
+            Ok(_) => {
+                self.xwayland.display = Some(x_display);
+                self.xwayland.held = Some(Vec::new());
+                // An Xwayland that neither gets ready nor fails does not
+                // keep the session's programs from starting.
+                let timer = smithay::reexports::calloop::timer::Timer::from_duration(
+                    std::time::Duration::from_secs(HOLD_LIMIT_SECS),
+                );
+                let held = self.loop_handle.insert_source(timer, |_, _, state| {
+                    if state.xwayland.held.is_some() {
+                        warn!("Xwayland is not ready after {HOLD_LIMIT_SECS} s: starting programs anyway");
+                        state.release_held_programs();
+                    }
+                    smithay::reexports::calloop::timer::TimeoutAction::Drop
+                });
+                if let Err(err) = held {
+                    warn!("cannot time Xwayland's start: {}", err.error);
+                    self.release_held_programs();
+                }
+            }
+            Err(err) => warn!("cannot watch Xwayland: {}; X11 apps cannot run", err.error),
+        }
+    }
+
+    /// Starts the autostart and `--exec` programs now, or once Xwayland
+    /// is ready if it is starting.
+    pub fn spawn_at_start(&mut self, programs: Vec<String>) {
+        match self.xwayland.held.as_mut() {
+            Some(held) => held.extend(programs),
+            None => {
+                for program in &programs {
+                    crate::spawn::spawn(program, &self.child_env());
+                }
+            }
+        }
+    }
+
+    /// Xwayland is ready, or will not be: the held programs start.
+    fn release_held_programs(&mut self) {
+        for program in self.xwayland.held.take().unwrap_or_default() {
+            crate::spawn::spawn(&program, &self.child_env());
         }
     }
 
@@ -649,6 +700,7 @@ impl XwmHandler for Heapland {
         self.xwayland.dead = true;
         self.xwayland.client = None;
         self.xwayland.display = None;
+        self.release_held_programs();
         let x11_windows: Vec<Window> = self
             .space
             .elements()

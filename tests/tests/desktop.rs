@@ -771,6 +771,45 @@ fn screencopy_copies_what_the_output_shows() {
     comp.assert_alive();
 }
 
+/// On an output turned 90 degrees (wlr-randr), a region is offered in the
+/// display's pixels: 30x50 logical is 50x30, and it holds the part of the
+/// window (60x40 at the upright top left) that the region covers.
+#[test]
+fn screencopy_maps_a_region_of_a_rotated_output() {
+    let mut comp = Compositor::start();
+    let mut app = comp.connect();
+    let _window = app.map_toplevel(60, 40, RED);
+    comp.wait_for_picture(WAIT, |p| p.count(0, 0, 320, 240, RED_RGB) == 2400);
+    let out = std::process::Command::new("/usr/bin/wlr-randr")
+        .args(["--output", "HEADLESS-1", "--transform", "90"])
+        .env("XDG_RUNTIME_DIR", &comp.dir)
+        .env("WAYLAND_DISPLAY", &comp.socket)
+        .output()
+        .expect("run wlr-randr (package wlr-randr)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    comp.wait_for_picture(WAIT, |p| p.count(0, 240 - 60, 40, 240, RED_RGB) == 2400);
+
+    let mut grabber = comp.connect();
+    let manager: ZwlrScreencopyManagerV1 = grabber.bind(3);
+    let shm: WlShm = grabber.bind(1);
+    let (frame, offered) = screencopy_frame(&mut grabber, &manager, Some((10, 20, 30, 50)));
+    assert_eq!(offered[0], CopyEvent::Buffer(1, 50, 30, 200), "{offered:?}");
+    let (buffer, file) = grabber.shm_buffer_in_file(&shm, 50, 30, 0);
+    frame.copy(&buffer);
+    assert!(copy_result(&mut grabber, &frame, WAIT).contains(&CopyEvent::Ready));
+    // The window covers x 10..40 and y 20..40 of the region: 30x20.
+    assert_eq!(
+        rgb_of(&file, 50, 30).count(0, 0, 50, 30, RED_RGB),
+        600,
+        "the region is not the part of the output asked for"
+    );
+    comp.assert_alive();
+}
+
 /// A buffer of another size is invalid_buffer, a second copy of one frame
 /// already_used; other clients go on being served.
 #[test]

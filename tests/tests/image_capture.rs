@@ -147,6 +147,22 @@ fn a_session_copies_the_output_and_then_waits_for_changes() {
         rgb_of(&file, 320, 240).count(0, 0, 320, 240, BLUE_RGB),
         2400
     );
+
+    // A frame waiting for a change ends as stopped with its session.
+    frame.destroy();
+    let (buffer, _file) = grabber.shm_buffer_in_file(&shm, 320, 240, 0);
+    let frame = session.create_frame(&grabber.qh, ());
+    frame.attach_buffer(&buffer);
+    frame.capture();
+    grabber.roundtrip().expect("roundtrip");
+    session.destroy();
+    let events = frame_result(&mut grabber, &frame, WAIT);
+    assert_eq!(
+        events,
+        vec![CaptureEvent::Failed(
+            ext_image_copy_capture_frame_v1::FailureReason::Stopped as u32
+        )]
+    );
     comp.assert_alive();
 }
 
@@ -182,7 +198,7 @@ fn bad_frames_fail_or_get_the_protocols_errors() {
     frame.capture();
     assert!(frame_result(&mut small, &frame, WAIT).contains(&CaptureEvent::Ready));
 
-    let cases: [(&str, u32, Misuse); 4] = [
+    let cases: [(&str, u32, Misuse); 5] = [
         (
             "ext_image_copy_capture_frame_v1",
             ext_image_copy_capture_frame_v1::Error::NoBuffer as u32,
@@ -198,6 +214,18 @@ fn bad_frames_fail_or_get_the_protocols_errors() {
                 frame.attach_buffer(&buffer);
                 frame.capture();
                 frame.capture();
+            },
+        ),
+        (
+            "ext_image_copy_capture_frame_v1",
+            ext_image_copy_capture_frame_v1::Error::AlreadyCaptured as u32,
+            |c, s| {
+                let shm: WlShm = c.bind(1);
+                let buffer = c.shm_buffer(&shm, 320, 240, 0);
+                let frame = s.create_frame(&c.qh, ());
+                frame.attach_buffer(&buffer);
+                frame.capture();
+                frame.attach_buffer(&buffer);
             },
         ),
         (

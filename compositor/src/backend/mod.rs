@@ -450,6 +450,8 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
 
     if state.config.xwayland {
         state.start_xwayland();
+    } else {
+        info!("Xwayland is off in the configuration: X11 apps cannot run");
     }
 
     if let Some(path) = &cli.stats {
@@ -466,9 +468,16 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         state.socket_name
     );
 
-    for command_line in state.config.autostart.iter().chain(&cli.exec) {
-        crate::spawn::spawn(command_line, &state.child_env());
-    }
+    // With Xwayland starting, programs wait until it is ready: an X11
+    // program's first window then meets its window manager.
+    let startup: Vec<String> = state
+        .config
+        .autostart
+        .iter()
+        .chain(&cli.exec)
+        .cloned()
+        .collect();
+    state.spawn_at_start(startup);
 
     // The first frame of every output (a modeset on drm), before anything
     // wakes the loop.

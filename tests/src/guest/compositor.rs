@@ -73,6 +73,11 @@ use super::{dma_buf, dma_heap, Test};
 
 pub(super) const RUNTIME_DIR: &str = "/run/user/0";
 pub(super) const SOCKET: &str = "heapland-guest";
+/// The configuration of tests that run heapland without Xwayland.
+const NO_X11_CONFIG: &str = "/tmp/heapland-no-x11.toml";
+/// A configuration that keeps Xwayland on (the default), for tests that
+/// start heapland through [`Heapland::start_with`] and want it.
+pub(super) const WITH_X11_CONFIG: &str = "/tmp/heapland-with-x11.toml";
 const WIDTH: u32 = 320;
 const HEIGHT: u32 = 240;
 pub(super) const XR24: u32 = u32::from_le_bytes(*b"XR24");
@@ -163,6 +168,14 @@ impl Heapland {
         cmd.args(&program[1..]).args(["--socket", SOCKET]);
         if instrumented {
             cmd.args(["--log", "info"]).arg("--screenshot").arg(&png);
+            // Xwayland takes seconds to start under TCG, in every heapland:
+            // the tests that are not about X11 (or idleness with it) run
+            // without it, by configuration as a user would turn it off.
+            if !program.contains(&"--config") {
+                std::fs::write(NO_X11_CONFIG, "xwayland = false\n")
+                    .map_err(|e| format!("{NO_X11_CONFIG}: {e}"))?;
+                cmd.args(["--config", NO_X11_CONFIG]);
+            }
         }
         let child = cmd
             .env("XDG_RUNTIME_DIR", dir)
@@ -189,6 +202,26 @@ impl Heapland {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(comp)
+    }
+
+    /// Waits (up to 60 s) until Xwayland, which starts with heapland, is
+    /// ready or known not to run.
+    pub(super) fn wait_for_xwayland(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.alive()?;
+            let log = self.log_text();
+            if log.contains("Xwayland is ready on DISPLAY=") || log.contains("X11 apps cannot run")
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "Xwayland neither ready nor failed after 60 s:\n{log}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub(super) fn log_text(&self) -> String {
@@ -660,6 +693,47 @@ pub(super) fn read_png(path: &Path) -> Option<(u32, Vec<u8>)> {
 
 /// Debian's grim (wlr-screencopy), from the host's /usr, captures the
 /// output of the running heapland: (width, RGB pixels).
+/// Runs `command` (stdin empty) for at most `limit`: its output, or why
+/// not. A client waiting for a compositor that stopped answering is killed
+/// rather than left to hang the phase.
+pub(super) fn run_bounded(
+    command: &mut std::process::Command,
+    limit: Duration,
+) -> Result<std::process::Output, String> {
+    use std::process::Stdio;
+    let program = command.get_program().to_string_lossy().into_owned();
+    let out_path = format!("/tmp/heapland-bounded-{}.out", std::process::id());
+    let err_path = format!("/tmp/heapland-bounded-{}.err", std::process::id());
+    let file = |p: &str| File::create(p).map_err(|e| format!("{p}: {e}"));
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(file(&out_path)?)
+        .stderr(file(&err_path)?)
+        .spawn()
+        .map_err(|e| format!("run {program}: {e}"))?;
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| format!("{program}: {e}"))? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{program} did not finish in {} s: {}",
+                limit.as_secs(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: std::fs::read(&out_path).unwrap_or_default(),
+        stderr: std::fs::read(&err_path).unwrap_or_default(),
+    })
+}
+
 pub(super) fn grim(comp: &mut Heapland) -> Result<(u32, Vec<u8>), String> {
     grim_with(comp, &[])
 }
@@ -668,13 +742,18 @@ pub(super) fn grim(comp: &mut Heapland) -> Result<(u32, Vec<u8>), String> {
 pub(super) fn grim_with(comp: &mut Heapland, args: &[&str]) -> Result<(u32, Vec<u8>), String> {
     let path = Path::new("/tmp/heapland-grim.png");
     let _ = std::fs::remove_file(path);
-    let out = std::process::Command::new("/usr/bin/grim")
-        .args(args)
+    let mut grim = std::process::Command::new("/usr/bin/grim");
+    grim.args(args)
         .arg(path)
         .env("XDG_RUNTIME_DIR", RUNTIME_DIR)
-        .env("WAYLAND_DISPLAY", SOCKET)
-        .output()
-        .map_err(|e| format!("run /usr/bin/grim (package grim, installed by tests/deps): {e}"))?;
+        .env("WAYLAND_DISPLAY", SOCKET);
+    let out = run_bounded(&mut grim, Duration::from_secs(30)).map_err(|e| {
+        format!(
+            "grim: {e}\n{}\n{}",
+            comp.log_text(),
+            super::input::where_it_waits(comp.pid())
+        )
+    })?;
     comp.alive()?;
     if !out.status.success() {
         return Err(format!(

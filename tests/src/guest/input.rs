@@ -659,7 +659,7 @@ fn swayidle_blanks_the_display_and_a_key_wakes_it() -> Result<(), String> {
 
 /// Where process `pid` is: each thread's kernel wait channel and stack, and
 /// gdb's backtrace of every thread (gdb from the host's /usr, if there).
-fn where_it_waits(pid: u32) -> String {
+pub(super) fn where_it_waits(pid: u32) -> String {
     let mut out = String::new();
     if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
         let open: Vec<String> = fds

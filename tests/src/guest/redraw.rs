@@ -85,10 +85,14 @@ struct Shown {
 /// Starts heapland on the drm backend, and shows a window whose buffer is
 /// a dma-buf the client allocated from the display's heap, named `name`.
 fn show_window(name: &str, gles: bool) -> Result<Shown, String> {
+    // With Xwayland, as a session runs: idle must stay idle with it.
+    let config = super::compositor::WITH_X11_CONFIG;
+    std::fs::write(config, "xwayland = true\n").map_err(|e| format!("{config}: {e}"))?;
+    let args = ["--backend", "drm", "--config", config];
     let mut comp = if gles {
-        Heapland::start_gles(&["--backend", "drm"])?
+        Heapland::start_gles(&args)?
     } else {
-        Heapland::start_with(&["--backend", "drm"])?
+        Heapland::start_with(&args)?
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     let heap_name = loop {
@@ -253,6 +257,9 @@ fn idle_gles_compositor_makes_no_wakeups() -> Result<(), String> {
 
 fn idle(gles: bool) -> Result<(), String> {
     let mut s = show_window("heapland-redraw-idle", gles)?;
+    // Xwayland starts with heapland and talks to it while it does (seconds
+    // under TCG): idle is after that.
+    s.comp.wait_for_xwayland()?;
     let pid = s.comp.pid();
     s.conn.flush().map_err(|e| format!("flush: {e}"))?;
     // The frame cycle of the first frame ends one refresh after its vblank

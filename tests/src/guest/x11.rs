@@ -66,16 +66,15 @@ fn wait_for_red(
 }
 
 /// Runs `program` with `args` as a client of heapland, and of its
-/// Xwayland on `display`, for its stdout.
+/// Xwayland on `display`, for at most 10 s; its stdout.
 fn run(program: &str, args: &[&str], display: &str) -> Result<String, String> {
-    let out = std::process::Command::new(program)
+    let mut command = std::process::Command::new(program);
+    command
         .args(args)
         .env("XDG_RUNTIME_DIR", compositor::RUNTIME_DIR)
         .env("WAYLAND_DISPLAY", compositor::SOCKET)
-        .env("DISPLAY", display)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("run {program} (installed by tests/deps): {e}"))?;
+        .env("DISPLAY", display);
+    let out = compositor::run_bounded(&mut command, Duration::from_secs(10))?;
     if !out.status.success() {
         return Err(format!(
             "{program} {args:?}: {}: {}",
@@ -87,33 +86,40 @@ fn run(program: &str, args: &[&str], display: &str) -> Result<String, String> {
 }
 
 /// Runs a copying `program` (wl-copy, xclip -i) with `input` on its
-/// stdin. It forks a half that serves the copy until the next one: no
-/// pipe is left for that half to hold open.
+/// stdin, for at most 10 s. It forks a half that serves the copy until
+/// the next one: no pipe is left for that half to hold open.
 fn copy(program: &str, args: &[&str], display: &str, input: &str) -> Result<(), String> {
-    use std::io::Write;
-    use std::process::Stdio;
+    let path = "/tmp/heapland-copy-input";
+    std::fs::write(path, input).map_err(|e| format!("{path}: {e}"))?;
+    let stdin = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
     let mut child = std::process::Command::new(program)
         .args(args)
         .env("XDG_RUNTIME_DIR", compositor::RUNTIME_DIR)
         .env("WAYLAND_DISPLAY", compositor::SOCKET)
         .env("DISPLAY", display)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdin(stdin)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| format!("run {program} (installed by tests/deps): {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|e| format!("{program}'s stdin: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| format!("wait for {program}: {e}"))?
+        {
+            if !status.success() {
+                return Err(format!("{program} {args:?}: {status}"));
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{program} {args:?} did not finish in 10 s"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let status = child
-        .wait()
-        .map_err(|e| format!("wait for {program}: {e}"))?;
-    if !status.success() {
-        return Err(format!("{program} {args:?}: {status}"));
-    }
-    Ok(())
 }
 
 /// Polls `program` for up to 20 s until it prints `expected`: a copy
@@ -134,8 +140,9 @@ fn paste_until(
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "{program} {args:?}: {got:?}, not {expected:?}:\n{}",
-                comp.log_text()
+                "{program} {args:?}: {got:?}, not {expected:?}:\n{}\n{}",
+                comp.log_text(),
+                super::input::where_it_waits(comp.pid())
             ));
         }
         std::thread::sleep(Duration::from_millis(200));
