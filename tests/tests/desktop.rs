@@ -654,23 +654,6 @@ fn copy_result(
     client.rec.copies.get(&id).cloned().unwrap_or_default()
 }
 
-/// The RGB pixels of an XRGB8888 file of `w`x`h`, rows of `w * 4` bytes.
-fn rgb_of(file: &std::fs::File, w: u32, h: u32) -> Picture {
-    use std::os::unix::fs::FileExt;
-    let mut bytes = vec![0u8; (w * h * 4) as usize];
-    file.read_exact_at(&mut bytes, 0)
-        .expect("read the shm file");
-    let rgb = bytes
-        .chunks_exact(4)
-        .flat_map(|p| [p[2], p[1], p[0]])
-        .collect();
-    Picture {
-        width: w,
-        height: h,
-        rgb,
-    }
-}
-
 /// grim's protocol: the output is offered as one 320x240 XRGB8888 wl_shm
 /// layout, and `copy` fills the client's buffer with what the output shows,
 /// pixel for pixel the compositor's own screenshot; a region is that part
@@ -711,7 +694,7 @@ fn screencopy_copies_what_the_output_shows() {
         "copy not ready: {events:?}"
     );
     assert!(events.contains(&CopyEvent::Flags(0)), "{events:?}");
-    let copied = rgb_of(&file, 320, 240);
+    let copied = common::rgb_of(&file, 320, 240);
     let shown = comp.screenshot().expect("screenshot");
     assert!(
         copied.rgb == shown.rgb,
@@ -724,7 +707,7 @@ fn screencopy_copies_what_the_output_shows() {
     let (buffer, file) = grabber.shm_buffer_in_file(&shm, 30, 50, 0);
     frame.copy(&buffer);
     assert!(copy_result(&mut grabber, &frame, WAIT).contains(&CopyEvent::Ready));
-    let part = rgb_of(&file, 30, 50);
+    let part = common::rgb_of(&file, 30, 50);
     for (y, x) in (0..50).flat_map(|y| (0..30).map(move |x| (y, x))) {
         assert_eq!(
             part.pixel(x, y),
@@ -765,7 +748,7 @@ fn screencopy_copies_what_the_output_shows() {
         "no copy after the change: {events:?}"
     );
     assert_eq!(
-        rgb_of(&file, 320, 240).count(0, 0, 320, 240, BLUE_RGB),
+        common::rgb_of(&file, 320, 240).count(0, 0, 320, 240, BLUE_RGB),
         2400
     );
     comp.assert_alive();
@@ -780,17 +763,8 @@ fn screencopy_maps_a_region_of_a_rotated_output() {
     let mut app = comp.connect();
     let _window = app.map_toplevel(60, 40, RED);
     comp.wait_for_picture(WAIT, |p| p.count(0, 0, 320, 240, RED_RGB) == 2400);
-    let out = std::process::Command::new("/usr/bin/wlr-randr")
-        .args(["--output", "HEADLESS-1", "--transform", "90"])
-        .env("XDG_RUNTIME_DIR", &comp.dir)
-        .env("WAYLAND_DISPLAY", &comp.socket)
-        .output()
-        .expect("run wlr-randr (package wlr-randr)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, _, err) = common::wlr_randr(&comp, &["--output", "HEADLESS-1", "--transform", "90"]);
+    assert!(ok, "wlr-randr: {err}");
     comp.wait_for_picture(WAIT, |p| p.count(0, 240 - 60, 40, 240, RED_RGB) == 2400);
 
     let mut grabber = comp.connect();
@@ -803,7 +777,7 @@ fn screencopy_maps_a_region_of_a_rotated_output() {
     assert!(copy_result(&mut grabber, &frame, WAIT).contains(&CopyEvent::Ready));
     // The window covers x 10..40 and y 20..40 of the region: 30x20.
     assert_eq!(
-        rgb_of(&file, 50, 30).count(0, 0, 50, 30, RED_RGB),
+        common::rgb_of(&file, 50, 30).count(0, 0, 50, 30, RED_RGB),
         600,
         "the region is not the part of the output asked for"
     );

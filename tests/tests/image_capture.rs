@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{desktop::CaptureEvent, Client, Compositor, Picture};
+use common::{desktop::CaptureEvent, Client, Compositor};
 use wayland_client::{
     protocol::{wl_output::WlOutput, wl_shm::WlShm},
     Proxy,
@@ -63,22 +63,6 @@ fn frame_result(
     client.rec.captures.get(&id).cloned().unwrap_or_default()
 }
 
-/// The RGB pixels of an XRGB8888 file of `w`x`h`, rows of `w * 4` bytes.
-fn rgb_of(file: &std::fs::File, w: u32, h: u32) -> Picture {
-    use std::os::unix::fs::FileExt;
-    let mut bytes = vec![0u8; (w * h * 4) as usize];
-    file.read_exact_at(&mut bytes, 0)
-        .expect("read the shm file");
-    Picture {
-        width: w,
-        height: h,
-        rgb: bytes
-            .chunks_exact(4)
-            .flat_map(|p| [p[2], p[1], p[0]])
-            .collect(),
-    }
-}
-
 /// The session offers 320x240 XRGB8888; the first frame is the output's
 /// picture at once (transform normal, all damaged, a presentation time);
 /// the second waits while nothing changes and comes when a window does.
@@ -117,7 +101,7 @@ fn a_session_copies_the_output_and_then_waits_for_changes() {
     );
     let shown = comp.screenshot().expect("screenshot");
     assert!(
-        rgb_of(&file, 320, 240).rgb == shown.rgb,
+        common::rgb_of(&file, 320, 240).rgb == shown.rgb,
         "the frame differs from the output's picture"
     );
 
@@ -144,7 +128,7 @@ fn a_session_copies_the_output_and_then_waits_for_changes() {
         "no frame after the change: {events:?}"
     );
     assert_eq!(
-        rgb_of(&file, 320, 240).count(0, 0, 320, 240, BLUE_RGB),
+        common::rgb_of(&file, 320, 240).count(0, 0, 320, 240, BLUE_RGB),
         2400
     );
 
@@ -271,17 +255,11 @@ fn a_mode_change_sends_new_constraints() {
     let mut grabber = comp.connect();
     let shm: WlShm = grabber.bind(1);
     let (session, _) = open_session(&mut grabber);
-    let out = std::process::Command::new("/usr/bin/wlr-randr")
-        .args(["--output", "HEADLESS-1", "--custom-mode", "400x300"])
-        .env("XDG_RUNTIME_DIR", &comp.dir)
-        .env("WAYLAND_DISPLAY", &comp.socket)
-        .output()
-        .expect("run wlr-randr (package wlr-randr)");
-    assert!(
-        out.status.success(),
-        "wlr-randr: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, _, err) = common::wlr_randr(
+        &comp,
+        &["--output", "HEADLESS-1", "--custom-mode", "400x300"],
     );
+    assert!(ok, "wlr-randr: {err}");
     let id = session.id();
     let resized = |r: &common::Recorder| {
         r.captures
@@ -319,7 +297,7 @@ fn a_mode_change_sends_new_constraints() {
     frame.attach_buffer(&new);
     frame.capture();
     assert!(frame_result(&mut grabber, &frame, WAIT).contains(&CaptureEvent::Ready));
-    let pic = rgb_of(&file, 400, 300);
+    let pic = common::rgb_of(&file, 400, 300);
     assert_eq!(
         pic.count(0, 0, 400, 300, common::BACKGROUND),
         400 * 300,

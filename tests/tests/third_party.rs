@@ -199,28 +199,13 @@ fn grim_captures_the_output_as_heapland_draws_it() {
     comp.assert_alive();
 }
 
-/// wlr-randr with `args`: (success, stdout, stderr).
-fn wlr_randr(comp: &Compositor, args: &[&str]) -> (bool, String, String) {
-    let out = tool("wlr-randr")
-        .args(args)
-        .env("XDG_RUNTIME_DIR", &comp.dir)
-        .env("WAYLAND_DISPLAY", &comp.socket)
-        .output()
-        .expect("run wlr-randr");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// wlr-randr (wlr-output-management) lists the output with its mode, sets
 /// another size on it (the picture follows), moves and scales it; what
 /// heapland cannot do (turning the output off) fails and changes nothing.
 #[test]
 fn wlr_randr_lists_and_changes_the_output() {
     let mut comp = Compositor::start();
-    let (ok, listed, err) = wlr_randr(&comp, &[]);
+    let (ok, listed, err) = common::wlr_randr(&comp, &[]);
     assert!(ok, "wlr-randr: {err}");
     assert!(listed.contains("HEADLESS-1"), "{listed}");
     assert!(
@@ -229,7 +214,7 @@ fn wlr_randr_lists_and_changes_the_output() {
     );
     assert!(listed.contains("Enabled: yes"), "{listed}");
 
-    let (ok, _, err) = wlr_randr(
+    let (ok, _, err) = common::wlr_randr(
         &comp,
         &["--output", "HEADLESS-1", "--custom-mode", "640x480"],
     );
@@ -242,24 +227,24 @@ fn wlr_randr_lists_and_changes_the_output() {
         (640, 480),
         "the output was not resized"
     );
-    let (_, listed, _) = wlr_randr(&comp, &[]);
+    let (_, listed, _) = common::wlr_randr(&comp, &[]);
     assert!(
         listed.contains("640x480 px, 60.000000 Hz (current)"),
         "{listed}"
     );
 
-    let (ok, _, err) = wlr_randr(
+    let (ok, _, err) = common::wlr_randr(
         &comp,
         &["--output", "HEADLESS-1", "--pos", "100,50", "--scale", "2"],
     );
     assert!(ok, "--pos --scale: {err}");
-    let (_, listed, _) = wlr_randr(&comp, &[]);
+    let (_, listed, _) = common::wlr_randr(&comp, &[]);
     assert!(listed.contains("Position: 100,50"), "{listed}");
     assert!(listed.contains("Scale: 2.000000"), "{listed}");
 
-    let (ok, _, _) = wlr_randr(&comp, &["--output", "HEADLESS-1", "--off"]);
+    let (ok, _, _) = common::wlr_randr(&comp, &["--output", "HEADLESS-1", "--off"]);
     assert!(!ok, "wlr-randr --off succeeded");
-    let (_, listed, _) = wlr_randr(&comp, &[]);
+    let (_, listed, _) = common::wlr_randr(&comp, &[]);
     assert!(listed.contains("Enabled: yes"), "{listed}");
     comp.assert_alive();
 }
@@ -278,9 +263,9 @@ fn wlr_randr_rotates_the_output() {
     comp.wait_for_picture(Duration::from_secs(10), |p| {
         p.count(0, 0, 60, 40, [255, 0, 0]) == 2400
     });
-    let (ok, _, err) = wlr_randr(&comp, &["--output", "HEADLESS-1", "--transform", "90"]);
+    let (ok, _, err) = common::wlr_randr(&comp, &["--output", "HEADLESS-1", "--transform", "90"]);
     assert!(ok, "--transform 90: {err}\n{}", comp.log_text());
-    let (_, listed, _) = wlr_randr(&comp, &[]);
+    let (_, listed, _) = common::wlr_randr(&comp, &[]);
     assert!(listed.contains("Transform: 90"), "{listed}");
     client.roundtrip().expect("roundtrip");
 
@@ -320,7 +305,8 @@ fn wlr_randr_rotates_the_output() {
         );
     }
 
-    let (ok, _, err) = wlr_randr(&comp, &["--output", "HEADLESS-1", "--transform", "normal"]);
+    let (ok, _, err) =
+        common::wlr_randr(&comp, &["--output", "HEADLESS-1", "--transform", "normal"]);
     assert!(ok, "--transform normal: {err}");
     comp.wait_for_picture(Duration::from_secs(10), |p| {
         p.count(0, 0, 60, 40, [255, 0, 0]) == 2400
@@ -351,7 +337,7 @@ fn the_configuration_sets_an_outputs_mode_and_position() {
         (p.width, p.height) == (400, 300)
     });
     assert_eq!((pic.width, pic.height), (400, 300), "{}", comp.log_text());
-    let (_, listed, _) = wlr_randr(&comp, &[]);
+    let (_, listed, _) = common::wlr_randr(&comp, &[]);
     assert!(listed.contains("Position: 10,20"), "{listed}");
 
     write("[outputs.\"HEADLESS-1\"]\nmode = \"500x200@30\"\n");
@@ -359,7 +345,7 @@ fn the_configuration_sets_an_outputs_mode_and_position() {
         (p.width, p.height) == (500, 200)
     });
     assert_eq!((pic.width, pic.height), (500, 200), "{}", comp.log_text());
-    let (_, listed, _) = wlr_randr(&comp, &[]);
+    let (_, listed, _) = common::wlr_randr(&comp, &[]);
     assert!(
         listed.contains("500x200 px, 30.000000 Hz (current)"),
         "{listed}"

@@ -329,6 +329,38 @@ pub fn signal(pid: u32, sig: rustix::process::Signal) {
     }
 }
 
+/// Debian's wlr-randr (package wlr-randr) with `args`: (success, stdout,
+/// stderr).
+pub fn wlr_randr(comp: &Compositor, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("/usr/bin/wlr-randr")
+        .args(args)
+        .env("XDG_RUNTIME_DIR", &comp.dir)
+        .env("WAYLAND_DISPLAY", &comp.socket)
+        .output()
+        .expect("run /usr/bin/wlr-randr (package wlr-randr)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The RGB pixels of an XRGB8888 file of `w`x`h`, rows of `w * 4` bytes
+/// (a capture client's wl_shm buffer).
+pub fn rgb_of(file: &File, w: u32, h: u32) -> Picture {
+    let mut bytes = vec![0u8; (w * h * 4) as usize];
+    file.read_exact_at(&mut bytes, 0)
+        .expect("read the shm file");
+    Picture {
+        width: w,
+        height: h,
+        rgb: bytes
+            .chunks_exact(4)
+            .flat_map(|p| [p[2], p[1], p[0]])
+            .collect(),
+    }
+}
+
 /// Debian's grim (package grim, wlr-screencopy) with `args`, writing the
 /// PNG `name` in the compositor's directory; its picture.
 pub fn grim(comp: &Compositor, args: &[&str], name: &str) -> Picture {
