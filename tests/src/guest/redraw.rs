@@ -266,6 +266,18 @@ fn idle(gles: bool) -> Result<(), String> {
     // (llvmpipe may take longer to draw it under TCG).
     std::thread::sleep(Duration::from_secs(if gles { 5 } else { 1 }));
     read_pending(&s.conn, &mut s.queue, &mut s.st)?;
+    // Startup's tail (Xwayland's last requests, under TCG seconds after
+    // it said it was ready) ends first: 2 s without a wakeup, at most 30 s
+    // of waiting. A periodic wakeup still shows in the 5 s after.
+    let settle = Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = context_switches(pid)?;
+        std::thread::sleep(Duration::from_secs(2));
+        if wakeups(&a, &context_switches(pid)?).is_empty() || Instant::now() > settle {
+            break;
+        }
+    }
+    read_pending(&s.conn, &mut s.queue, &mut s.st)?;
     let callbacks = s.st.callbacks;
     let before = context_switches(pid)?;
     std::thread::sleep(Duration::from_secs(5));
