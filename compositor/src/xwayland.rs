@@ -102,14 +102,22 @@ impl Heapland {
     /// `Xwayland` program (Debian's package `xwayland`), heapland runs
     /// without X11 apps and says so once.
     pub fn start_xwayland(&mut self) {
-        // Smithay looks for a free display there, and does not make it.
+        // Smithay looks for a free display there, and does not make it; an
+        // X server makes it when it is missing (world-writable, sticky),
+        // and heapland opens the X server's sockets for it.
         let dir = std::path::Path::new("/tmp/.X11-unix");
         if !dir.is_dir() {
-            warn!(
-                "cannot start Xwayland: {} is missing (systemd-tmpfiles makes it at boot); X11 apps cannot run",
-                dir.display()
-            );
-            return;
+            use std::os::unix::fs::PermissionsExt;
+            let made = std::fs::create_dir(dir).and_then(|()| {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777))
+            });
+            if let Err(err) = made {
+                warn!(
+                    "cannot start Xwayland: {} is missing and cannot be made ({err}); X11 apps cannot run",
+                    dir.display()
+                );
+                return;
+            }
         }
         let dh = self.display_handle.clone();
         let spawned = XWayland::spawn(
