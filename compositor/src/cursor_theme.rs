@@ -25,8 +25,9 @@ pub struct CursorImage {
     pub hotspot: Point<i32, Logical>,
 }
 
-/// An xcursor image as its file has it: little-endian ARGB32 (B, G, R, A
-/// in memory), which is DRM's ARGB8888 and X11's ARGB32 picture format.
+/// An xcursor image's first frame as its file has it: little-endian ARGB32
+/// (B, G, R, A in memory), which is DRM's ARGB8888 and X11's ARGB32
+/// picture format.
 pub struct XcursorPixels {
     pub pixels: Vec<u8>,
     pub size: (u16, u16),
@@ -38,7 +39,9 @@ pub struct CursorTheme {
     theme: xcursor::CursorTheme,
     name: String,
     size: u32,
-    loaded: RefCell<HashMap<(String, i32), Option<CursorImage>>>,
+    /// By shape name (a cursor-shape name, static) and scale: looked up
+    /// every frame the cursor is drawn, without allocating.
+    loaded: RefCell<HashMap<(&'static str, i32), Option<CursorImage>>>,
 }
 
 impl CursorTheme {
@@ -94,9 +97,9 @@ impl CursorTheme {
 
     /// The shape `name` for an output of integer scale `scale`, if the
     /// theme has it.
-    pub fn image(&self, name: &str, scale: i32) -> Option<CursorImage> {
+    pub fn image(&self, name: &'static str, scale: i32) -> Option<CursorImage> {
         let scale = scale.max(1);
-        let key = (name.to_owned(), scale);
+        let key = (name, scale);
         if let Some(image) = self.loaded.borrow().get(&key) {
             return image.clone();
         }
@@ -120,15 +123,11 @@ impl CursorTheme {
 
     /// The shape `name` as its file has it, at the configured size.
     pub fn pixels(&self, name: &str) -> Option<XcursorPixels> {
-        self.read(name, 1).map(|p| XcursorPixels {
-            pixels: p.pixels,
-            size: p.size,
-            hotspot: p.hotspot,
-        })
+        self.read(name, 1)
     }
 
     /// The first frame of the image nearest `size * scale` pixels.
-    fn read(&self, name: &str, scale: i32) -> Option<Frame> {
+    fn read(&self, name: &str, scale: i32) -> Option<XcursorPixels> {
         let path = self.theme.load_icon(name)?;
         let bytes = std::fs::read(&path)
             .map_err(|e| warn!("cursor {}: {e}", path.display()))
@@ -148,16 +147,10 @@ impl CursorTheme {
         let len = usize::from(w) * usize::from(h) * 4;
         // `pixels_rgba` is the file's byte order (the crate's name for it
         // notwithstanding); `pixels_argb` is the same rotated by a byte.
-        (image.pixels_rgba.len() >= len).then_some(Frame {
+        (image.pixels_rgba.len() >= len).then_some(XcursorPixels {
             pixels: image.pixels_rgba,
             size: (w, h),
             hotspot,
         })
     }
-}
-
-struct Frame {
-    pixels: Vec<u8>,
-    size: (u16, u16),
-    hotspot: (u16, u16),
 }

@@ -235,7 +235,7 @@ impl PointerGrab<Heapland> for ResizeGrab {
             if self.edges.has(Edges::TOP) {
                 location.y += self.initial.size.h - size.h;
             }
-            data.resize_x11(&self.window, &x11, Rectangle::new(location, size));
+            data.place_x11(&self.window, &x11, Rectangle::new(location, size));
             return;
         }
         let Some(toplevel) = self.window.toplevel() else {

@@ -225,7 +225,12 @@ impl Heapland {
     /// Puts a managed X11 window at `geometry` in both heapland's space
     /// and the X server. A window no longer on the screen (unmapped in
     /// the middle of a drag) stays off it.
-    fn place_x11(&mut self, window: &Window, x11: &X11Surface, geometry: Rectangle<i32, Logical>) {
+    pub fn place_x11(
+        &mut self,
+        window: &Window,
+        x11: &X11Surface,
+        geometry: Rectangle<i32, Logical>,
+    ) {
         if self.space.element_location(window).is_none() {
             return;
         }
@@ -234,16 +239,6 @@ impl Heapland {
         }
         self.space.map_element(window.clone(), geometry.loc, false);
         self.queue_redraw_all();
-    }
-
-    /// Where an interactive resize puts an X11 window.
-    pub fn resize_x11(
-        &mut self,
-        window: &Window,
-        x11: &X11Surface,
-        geometry: Rectangle<i32, Logical>,
-    ) {
-        self.place_x11(window, x11, geometry);
     }
 
     /// Fills `area` with `window` (maximize, fullscreen), remembering where
