@@ -693,6 +693,22 @@ pub(super) fn read_png(path: &Path) -> Option<(u32, Vec<u8>)> {
 
 /// Debian's grim (wlr-screencopy), from the host's /usr, captures the
 /// output of the running heapland: (width, RGB pixels).
+/// Writes a fontconfig file in `dir` (the guest has no /etc/fonts):
+/// Debian's fonts from the host's /usr, a cache in `dir`. Its path, for
+/// `FONTCONFIG_FILE`.
+pub(super) fn fonts_conf(dir: &str) -> Result<String, String> {
+    let fonts = format!("{dir}/fonts.conf");
+    std::fs::write(
+        &fonts,
+        format!(
+            "<?xml version=\"1.0\"?>\n<fontconfig><dir>/usr/share/fonts</dir>\
+             <cachedir>{dir}/cache</cachedir></fontconfig>\n"
+        ),
+    )
+    .map_err(|e| format!("{fonts}: {e}"))?;
+    Ok(fonts)
+}
+
 /// Runs `command` (stdin empty) for at most `limit`: its output, or why
 /// not. A client waiting for a compositor that stopped answering is killed
 /// rather than left to hang the phase.

@@ -218,16 +218,7 @@ fn xterm_takes_keys_through_xwayland_and_closes() -> Result<(), String> {
     let dir = "/tmp/heapland-xterm";
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
-    // The guest has no /etc/fonts: Debian's fonts, a cache of its own.
-    let fonts = format!("{dir}/fonts.conf");
-    std::fs::write(
-        &fonts,
-        format!(
-            "<?xml version=\"1.0\"?>\n<fontconfig><dir>/usr/share/fonts</dir>\
-             <cachedir>{dir}/cache</cachedir></fontconfig>\n"
-        ),
-    )
-    .map_err(|e| format!("{fonts}: {e}"))?;
+    let fonts = compositor::fonts_conf(dir)?;
     let config = format!("{dir}/config.toml");
     std::fs::write(&config, "[bindings]\n\"Super+c\" = \"close\"\n")
         .map_err(|e| format!("{config}: {e}"))?;
