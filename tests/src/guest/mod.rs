@@ -100,6 +100,16 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
                 .filter(|p| DEBUG_PHASES.contains(&p.name))
                 .collect()
         }
+        // 7 with a CMA area: what the CMA area changes (placement, contiguous heaps for
+        // vkms and vivid, heapland's scanout buffers and the camera session taken from
+        // them). The redraw, GLES and input phases do not touch placement, and boot 7
+        // runs them on the same kernel.
+        "x86_64-cma" => {
+            return phases_for("x86_64")
+                .into_iter()
+                .filter(|p| CMA_PHASES.contains(&p.name))
+                .collect()
+        }
         _ => {}
     }
     vec![
@@ -224,6 +234,20 @@ const DEBUG_PHASES: &[&str] = &[
     "vivid-vmalloc",
     "removal",
     "vivid-contig",
+];
+
+/// The phases the boot with a CMA area runs.
+const CMA_PHASES: &[&str] = &[
+    "heap",
+    "drm",
+    "stress",
+    "allocator",
+    "vivid-vmalloc",
+    "removal",
+    "vivid-contig",
+    "compositor",
+    "session",
+    "scanout",
 ];
 
 /// The arm boot (QEMU vexpress-a15, tests/vm/run): PL111, vgem and vivid.
