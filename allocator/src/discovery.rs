@@ -44,6 +44,7 @@ use std::{
 };
 
 use crate::accounting::Accounting;
+use crate::dma_heap::{DmaHeap, DmaHeapError};
 use crate::{
     accounting, cma,
     device::{self, DeviceInfo, DeviceNumber},
@@ -240,6 +241,18 @@ impl HeapInfo {
     /// nothing rather than facts.
     pub fn properties_known(&self) -> bool {
         self.kind != HeapKind::Other
+    }
+
+    /// Opens the heap for allocation, with its size limit.
+    pub fn open(&self) -> Result<DmaHeap, DmaHeapError> {
+        let heap = match self.kind {
+            HeapKind::Udmabuf => DmaHeap::open_udmabuf(&self.dev_path)?,
+            _ => DmaHeap::open(&self.dev_path)?,
+        };
+        let limit = self.properties.max_alloc_bytes;
+        Ok(heap
+            .named(self.name.clone())
+            .with_max_len((limit != u64::MAX).then_some(limit)))
     }
 
     /// True if `device` links to this heap (its own `dma_heaps/` or its

@@ -53,24 +53,12 @@ pub enum Error {
         /// Why discovery found nothing.
         reason: String,
     },
-    /// The pixel format is not one the layout module knows.
-    #[error("format {fourcc} is not supported by heapland's layouts")]
-    UnsupportedFormat {
-        /// The format, printed as a fourcc.
-        fourcc: String,
-    },
-    /// A width or height of zero, or a layout that overflows.
-    #[error("invalid buffer size {width}x{height} for {fourcc}: {reason}")]
-    InvalidSize {
-        /// Requested width.
-        width: u32,
-        /// Requested height.
-        height: u32,
-        /// The format.
-        fourcc: String,
-        /// What is wrong.
-        reason: &'static str,
-    },
+    /// The buffer cannot be laid out (unknown format, zero or huge size).
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
+    /// A heap could not be opened or could not allocate.
+    #[error(transparent)]
+    Heap(#[from] crate::dma_heap::DmaHeapError),
     /// The buffer is larger than a device or heap allows.
     #[error("{what}: {needed} exceeds the limit {limit} of {by}")]
     TooLarge {
@@ -113,20 +101,6 @@ pub enum Error {
         /// The errno.
         source: io::Error,
     },
-}
-
-impl Error {
-    pub(crate) fn io(
-        op: &'static str,
-        target: impl Into<String>,
-        errno: rustix::io::Errno,
-    ) -> Self {
-        Error::Io {
-            op,
-            target: target.into(),
-            source: errno.into(),
-        }
-    }
 }
 
 /// Shorthand for results of this crate.

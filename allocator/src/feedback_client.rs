@@ -34,7 +34,7 @@ use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_dmabuf_feedback_
 
 use crate::{
     device::DeviceNumber,
-    heap::Heap,
+    dma_heap::DmaHeap,
     negotiation::{Feedback, FormatEntry, WireTranche},
 };
 
@@ -83,9 +83,10 @@ pub struct TrancheHeap {
 }
 
 impl TrancheHeap {
-    /// The heap, ready to allocate from ([`Heap::allocate`]).
-    pub fn into_heap(self) -> Heap {
-        Heap::from_fd(self.fd, self.name, self.contiguous, self.max_size)
+    /// The heap, ready to allocate from ([`DmaHeap::allocate`], or
+    /// `DmaHeapAllocator` for pixel buffers).
+    pub fn into_heap(self) -> DmaHeap {
+        DmaHeap::from_fd(self.fd, self.name).with_max_len(self.max_size)
     }
 }
 

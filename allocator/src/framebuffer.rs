@@ -6,8 +6,22 @@
 //! userspace driver, and `DrmCompositor` can run with `gbm: None`. The GEM
 //! handles are closed as soon as the framebuffer exists: the framebuffer
 //! holds its own reference to the buffer.
+//!
+//! GEM handles belong to an open file of the device and are not counted: a
+//! second import of the same dma-buf on the same file gives the same handle,
+//! and one close ends it for everyone. Mesa (GBM, EGL) imports on the file
+//! it was given, which is usually the display's, so closing handles there
+//! could pull a handle from under the renderer. The exporter therefore opens
+//! the display's node once more and imports, adds and removes framebuffers
+//! on that file only (as wlroots keeps its renderer's imports off the KMS
+//! file): every handle it closes is its own. Framebuffer ids are global to
+//! the device, so the display's file commits them as its own.
 
-use std::os::fd::AsFd;
+use std::{
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
+    path::PathBuf,
+    sync::Arc,
+};
 
 use smithay::{
     backend::{
@@ -17,9 +31,14 @@ use smithay::{
             DrmDeviceFd, Framebuffer,
         },
     },
-    reexports::drm::{
-        buffer::{Handle as GemHandle, PlanarBuffer},
-        control::{framebuffer, Device as ControlDevice, FbCmd2Flags},
+    reexports::{
+        drm::{
+            self,
+            buffer::{Handle as GemHandle, PlanarBuffer},
+            control::{framebuffer, Device as ControlDevice, FbCmd2Flags},
+            node::DrmNode,
+        },
+        rustix::fs::{Mode, OFlags},
     },
     utils::DevPath,
 };
@@ -27,6 +46,17 @@ use smithay::{
 /// Why a framebuffer could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum FramebufferError {
+    /// The display's node could not be opened again for imports.
+    #[error("cannot open {path} for PRIME imports: {source}")]
+    Open {
+        /// The node.
+        path: PathBuf,
+        /// The errno.
+        source: std::io::Error,
+    },
+    /// The display's device has no node to open again.
+    #[error("the display's DRM device has no node in /dev to open for imports")]
+    NoNode,
     /// `DRM_IOCTL_PRIME_FD_TO_HANDLE` failed (the driver cannot import this
     /// memory, e.g. vkms without the exporter's `vmap`).
     #[error("PRIME import of plane {plane} into {device} failed: {source}")]
@@ -58,12 +88,63 @@ pub enum FramebufferError {
     },
 }
 
+/// The exporter's own open file of the display's node: its GEM handles and
+/// framebuffers belong to no one else.
+#[derive(Debug)]
+struct ImportFile {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl AsFd for ImportFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl drm::Device for ImportFile {}
+impl ControlDevice for ImportFile {}
+
+impl ImportFile {
+    /// Opens `drm`'s node again. A file opened by an unprivileged process
+    /// while another holds DRM master is not authenticated, and the kernel
+    /// refuses it PRIME imports; the display's file (the master) vouches
+    /// for it with `DRM_IOCTL_AUTH_MAGIC`. Root's files are authenticated
+    /// already, and a display file that is not master cannot vouch: then
+    /// the first import says so.
+    fn open(drm: &DrmDeviceFd) -> Result<Self, FramebufferError> {
+        let path = drm.dev_path().ok_or(FramebufferError::NoNode)?;
+        let fd = rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(
+            |e| FramebufferError::Open {
+                path: path.clone(),
+                source: e.into(),
+            },
+        )?;
+        let file = ImportFile { fd, path };
+        // drm-rs deprecates magic authentication in favour of render nodes,
+        // but a render node cannot add framebuffers: this file must be a
+        // primary node's.
+        #[allow(deprecated)]
+        match drm::Device::generate_auth_token(&file)
+            .and_then(|token| drm::Device::authenticate_auth_token(drm, token))
+        {
+            Ok(()) => {}
+            Err(err) => tracing::debug!(
+                path = %file.path.display(),
+                %err,
+                "the import file was not authenticated by the display's file"
+            ),
+        }
+        Ok(file)
+    }
+}
+
 /// A framebuffer made from a dma-buf; removed from the device on drop.
 #[derive(Debug)]
 pub struct HeapFramebuffer {
     fb: framebuffer::Handle,
     format: Format,
-    drm: DrmDeviceFd,
+    file: Arc<ImportFile>,
 }
 
 impl AsRef<framebuffer::Handle> for HeapFramebuffer {
@@ -80,15 +161,60 @@ impl Framebuffer for HeapFramebuffer {
 
 impl Drop for HeapFramebuffer {
     fn drop(&mut self) {
-        if let Err(err) = self.drm.destroy_framebuffer(self.fb) {
+        if let Err(err) = self.file.destroy_framebuffer(self.fb) {
             tracing::warn!(fb = ?self.fb, %err, "failed to destroy a framebuffer");
         }
     }
 }
 
-/// GBM-free [`ExportFramebuffer`] for [`Dmabuf`]s (PRIME + `ADDFB2`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HeapFramebufferExporter;
+/// GBM-free [`ExportFramebuffer`] for [`Dmabuf`]s (PRIME + `ADDFB2`) on
+/// its own file of the display's node.
+#[derive(Debug, Clone)]
+pub struct HeapFramebufferExporter {
+    file: Arc<ImportFile>,
+    #[cfg_attr(not(feature = "wayland"), allow(dead_code))]
+    import_node: Option<DrmNode>,
+}
+
+impl HeapFramebufferExporter {
+    /// An exporter for the display `drm`. Clients' buffers are offered for
+    /// scanout when `import_node` is `None`, or when it is the node their
+    /// `Dmabuf` names (linux-dmabuf's main device when they were made), as
+    /// Smithay's `GbmFramebufferExporter` filters them; the kernel's PRIME
+    /// import and `ADDFB2` then decide whether the display can take them.
+    pub fn new(drm: &DrmDeviceFd, import_node: Option<DrmNode>) -> Result<Self, FramebufferError> {
+        Ok(Self {
+            file: Arc::new(ImportFile::open(drm)?),
+            import_node,
+        })
+    }
+
+    /// Makes a framebuffer for `dmabuf`. With `use_opaque`, formats with
+    /// alpha are added as their opaque twin (ARGB8888 as XRGB8888), as
+    /// Smithay does for primary planes.
+    pub fn framebuffer(
+        &self,
+        dmabuf: &Dmabuf,
+        use_opaque: bool,
+    ) -> Result<HeapFramebuffer, FramebufferError> {
+        framebuffer_from_dmabuf(&self.file, dmabuf, use_opaque)
+    }
+
+    /// A client's linux-dmabuf buffer, if it may go to KMS: its node passes
+    /// the filter, and its modifier is explicit. Buffers with an implicit
+    /// modifier may not: their layout is private to the driver that made
+    /// them, and KMS could show garbage (the rule Weston and Smithay follow).
+    #[cfg(feature = "wayland")]
+    fn client_dmabuf<'a>(
+        &self,
+        buffer: &'a smithay::reexports::wayland_server::protocol::wl_buffer::WlBuffer,
+    ) -> Option<&'a Dmabuf> {
+        smithay::wayland::dmabuf::get_dmabuf(buffer)
+            .ok()
+            .filter(|d| d.format().modifier != Modifier::Invalid)
+            .filter(|d| self.import_node.is_none() || d.node() == self.import_node)
+    }
+}
 
 struct Planes {
     size: (u32, u32),
@@ -120,20 +246,13 @@ impl PlanarBuffer for Planes {
     }
 }
 
-fn device_name(drm: &DrmDeviceFd) -> String {
-    drm.dev_path()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "DRM device".into())
-}
-
-/// Makes a framebuffer for `dmabuf` on `drm`. With `use_opaque`, formats with
-/// alpha are added as their opaque twin (ARGB8888 as XRGB8888), as Smithay
-/// does for primary planes.
-pub fn framebuffer_from_dmabuf(
-    drm: &DrmDeviceFd,
+fn framebuffer_from_dmabuf(
+    file: &Arc<ImportFile>,
     dmabuf: &Dmabuf,
     use_opaque: bool,
 ) -> Result<HeapFramebuffer, FramebufferError> {
+    let drm = &**file;
+    let device_name = || drm.path.display().to_string();
     let mut handles = [None; 4];
     let mut imported: Vec<GemHandle> = Vec::with_capacity(4);
     let mut result = Ok(());
@@ -149,7 +268,7 @@ pub fn framebuffer_from_dmabuf(
             }
             Err(source) => {
                 result = Err(FramebufferError::Import {
-                    device: device_name(drm),
+                    device: device_name(),
                     plane,
                     source,
                 });
@@ -195,10 +314,10 @@ pub fn framebuffer_from_dmabuf(
                     code: format,
                     modifier,
                 },
-                drm: drm.clone(),
+                file: file.clone(),
             })
             .map_err(|source| FramebufferError::AddFramebuffer {
-                device: device_name(drm),
+                device: device_name(),
                 width: planes.size.0,
                 height: planes.size.1,
                 format,
@@ -219,20 +338,20 @@ impl ExportFramebuffer<Dmabuf> for HeapFramebufferExporter {
     type Framebuffer = HeapFramebuffer;
     type Error = FramebufferError;
 
+    /// `_drm` is the display's file: the framebuffer is made on the
+    /// exporter's own file of the same node instead (see the module's doc).
     fn add_framebuffer(
         &self,
-        drm: &DrmDeviceFd,
+        _drm: &DrmDeviceFd,
         buffer: ExportBuffer<'_, Dmabuf>,
         use_opaque: bool,
     ) -> Result<Option<HeapFramebuffer>, FramebufferError> {
         #[allow(unreachable_patterns)]
         match buffer {
-            ExportBuffer::Allocator(dmabuf) => {
-                framebuffer_from_dmabuf(drm, dmabuf, use_opaque).map(Some)
-            }
+            ExportBuffer::Allocator(dmabuf) => self.framebuffer(dmabuf, use_opaque).map(Some),
             #[cfg(feature = "wayland")]
-            ExportBuffer::Wayland(buffer) => match client_dmabuf(buffer) {
-                Some(dmabuf) => framebuffer_from_dmabuf(drm, dmabuf, use_opaque).map(Some),
+            ExportBuffer::Wayland(buffer) => match self.client_dmabuf(buffer) {
+                Some(dmabuf) => self.framebuffer(dmabuf, use_opaque).map(Some),
                 None => Ok(None),
             },
             // Without the `wayland` feature, client buffers (present when
@@ -247,20 +366,8 @@ impl ExportFramebuffer<Dmabuf> for HeapFramebufferExporter {
         match buffer {
             ExportBuffer::Allocator(_) => true,
             #[cfg(feature = "wayland")]
-            ExportBuffer::Wayland(buffer) => client_dmabuf(buffer).is_some(),
+            ExportBuffer::Wayland(buffer) => self.client_dmabuf(buffer).is_some(),
             _ => false,
         }
     }
-}
-
-/// A client's linux-dmabuf buffer, if it may go to KMS. Buffers with an
-/// implicit modifier may not: their layout is private to the driver that
-/// made them, and KMS could show garbage (the rule Weston and Smithay follow).
-#[cfg(feature = "wayland")]
-fn client_dmabuf(
-    buffer: &smithay::reexports::wayland_server::protocol::wl_buffer::WlBuffer,
-) -> Option<&Dmabuf> {
-    smithay::wayland::dmabuf::get_dmabuf(buffer)
-        .ok()
-        .filter(|d| d.format().modifier != Modifier::Invalid)
 }

@@ -8,7 +8,25 @@
 
 use drm_fourcc::DrmFourcc as Fourcc;
 
-use crate::{Error, Result};
+/// Why a buffer cannot be laid out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    /// The format is not in [`FORMATS`].
+    #[error("format {0} has no layout here")]
+    UnsupportedFormat(Fourcc),
+    /// A width or height of zero, or a layout that overflows.
+    #[error("invalid buffer size {width}x{height} for {fourcc}: {reason}")]
+    InvalidSize {
+        /// Requested width.
+        width: u32,
+        /// Requested height.
+        height: u32,
+        /// The format.
+        fourcc: Fourcc,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
 
 /// The kernel's description of a format, restricted to what layouts need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,14 +184,17 @@ fn align_up(value: u64, align: u64) -> Option<u64> {
 
 impl Layout {
     /// Lays out a `width` x `height` buffer of `fourcc`.
-    pub fn new(fourcc: Fourcc, width: u32, height: u32, alignment: Alignment) -> Result<Self> {
-        let info = format_info(fourcc).ok_or_else(|| Error::UnsupportedFormat {
-            fourcc: fourcc.to_string(),
-        })?;
-        let invalid = |reason| Error::InvalidSize {
+    pub fn new(
+        fourcc: Fourcc,
+        width: u32,
+        height: u32,
+        alignment: Alignment,
+    ) -> Result<Self, LayoutError> {
+        let info = format_info(fourcc).ok_or(LayoutError::UnsupportedFormat(fourcc))?;
+        let invalid = |reason| LayoutError::InvalidSize {
             width,
             height,
-            fourcc: fourcc.to_string(),
+            fourcc,
             reason,
         };
         if width == 0 || height == 0 {
@@ -210,5 +231,36 @@ impl Layout {
     /// round it anyway.
     pub fn alloc_size(&self) -> u64 {
         align_up(self.size, 4096).unwrap_or(self.size)
+    }
+
+    /// The size as a dma-buf describes it (signed 32-bit, as in
+    /// linux-dmabuf and Smithay's `Dmabuf`).
+    pub fn dmabuf_size(&self) -> Result<(i32, i32), LayoutError> {
+        match (i32::try_from(self.width), i32::try_from(self.height)) {
+            (Ok(w), Ok(h)) => Ok((w, h)),
+            _ => Err(LayoutError::InvalidSize {
+                width: self.width,
+                height: self.height,
+                fourcc: self.fourcc,
+                reason: "does not fit a dma-buf's signed 32-bit size",
+            }),
+        }
+    }
+}
+
+#[cfg(all(test, feature = "smithay"))]
+mod tests {
+    use super::*;
+
+    /// One table: where Smithay knows a format's bits per pixel, this
+    /// table's single plane must say the same.
+    #[test]
+    fn rgb_formats_agree_with_smithay() {
+        for f in FORMATS.iter().filter(|f| !f.is_yuv) {
+            let bpp = smithay::backend::allocator::format::get_bpp(f.fourcc)
+                .unwrap_or_else(|| panic!("Smithay does not know {}", f.name));
+            assert_eq!(usize::from(f.cpp[0]) * 8, bpp, "{}", f.name);
+            assert_eq!(f.num_planes, 1, "{}", f.name);
+        }
     }
 }

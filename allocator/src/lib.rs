@@ -9,7 +9,7 @@
 //! # Usage
 //!
 //! ```no_run
-//! use heapland_allocator::{Discovery, DeviceNumber, Feedback, Request, Usage, Heap, PixelBuffer};
+//! use heapland_allocator::{Discovery, DeviceNumber, Feedback, Request, Usage};
 //! use drm_fourcc::DrmFourcc as Fourcc;
 //! # fn main() -> Result<(), heapland_allocator::Error> {
 //! // 1. What heaps does this system have? Never fails; empty on a host
@@ -28,28 +28,29 @@
 //! // 2b. ...or just name the devices (as a compositor would).
 //! let card = DeviceNumber::of_path("/dev/dri/card0".as_ref())?;
 //! let devices = heapland_allocator::resolve_devices(&discovery, &[card])?;
-//! let (heap, layout, _) = heapland_allocator::choose(&discovery, &devices, &[], Fourcc::Nv12, 1280, 720)?;
+//! let explained = heapland_allocator::explain_choice(&discovery, &devices, &[], Fourcc::Nv12, 1280, 720)?;
 //!
-//! // 3. Allocate and touch it from the CPU (sync bracketed by the guards).
-//! let heap = Heap::open(&heap)?;
-//! let buffer = PixelBuffer::allocate(&heap, layout, drm_fourcc::DrmModifier::Linear)?;
-//! let mut map = buffer.dmabuf.map()?;
-//! map.write()?.fill(0x80);
+//! // 3. Allocate: a bare dma-buf of the layout's size from the chosen heap.
+//! let heap = explained.heap()?.open()?;
+//! let fd = heap.allocate(explained.layout.alloc_size())?;
 //! # Ok(()) }
 //! ```
 //!
-//! With the `smithay` feature, [`HeapAllocator`] is a
-//! `smithay::backend::allocator::Allocator<Buffer = Dmabuf>` for `Swapchain`
-//! and `DrmCompositor`, and [`HeapFramebufferExporter`] is the matching
-//! GBM-free `ExportFramebuffer<Dmabuf>`. `DrmCompositor` needs Smithay's
-//! `backend_gbm` feature, which this crate does not enable, so the sketch is
-//! not compiled here; `compositor/src/backend/drm.rs` is the real use:
+//! With the `smithay` feature, step 3 is [`DmaHeapAllocator`], a
+//! `smithay::backend::allocator::Allocator<Buffer = Dmabuf>` over one heap
+//! for `Swapchain` and `DrmCompositor` (`explained.allocator()` makes one for
+//! the chosen heap with the devices' alignments), [`CpuAccess`] brackets CPU
+//! access to a `Dmabuf` with `DMA_BUF_IOCTL_SYNC`, and
+//! [`HeapFramebufferExporter`] is the matching GBM-free
+//! `ExportFramebuffer<Dmabuf>`. `DrmCompositor` needs Smithay's `backend_gbm`
+//! feature, which this crate does not enable, so the sketch is not compiled
+//! here; `compositor/src/backend/scanout/` is the real use:
 //!
 //! ```text
-//! let allocator = HeapAllocator::new(Discovery::scan(), &[drm_node.dev_id().into()])?;
+//! let allocator = explain_choice(&discovery, &devices, &[], Fourcc::Xrgb8888, w, h)?.allocator()?;
 //! let compositor = DrmCompositor::new(output, surface, None, allocator,
-//!     HeapFramebufferExporter, [Fourcc::Xrgb8888], renderer_formats, cursor_size,
-//!     None::<GbmDevice<DrmDeviceFd>>)?;
+//!     HeapFramebufferExporter::new(&drm, import_node)?, [Fourcc::Xrgb8888], renderer_formats,
+//!     cursor_size, None::<GbmDevice<DrmDeviceFd>>)?;
 //! ```
 //!
 //! # Which heap, and why
@@ -63,7 +64,7 @@
 //!
 //! [`explain_choice`] is [`choose`] with its reasons: the verdict on every
 //! heap ([`Ranking`]: chosen, outranked by a better-suited heap, or unfit
-//! with what it lacks). `choose`, and so `HeapAllocator`, decide from it,
+//! with what it lacks). `choose` and [`Explained::allocator`] decide from it,
 //! so an explanation never disagrees with the choice. The `heapland-heaps`
 //! command (feature `cli`) prints both for people and scripts:
 //!
@@ -79,7 +80,7 @@
 //! # No heaps
 //!
 //! On a host without `/dev/dma_heap` and `/dev/udmabuf`, [`Discovery`] is
-//! empty and [`HeapAllocator::new`] fails with [`Error::NoHeaps`] naming the
+//! empty and [`explain_choice`] fails with [`Error::NoHeaps`] naming the
 //! reason. This crate deliberately offers no memfd "fallback allocator": a
 //! memfd is not a dma-buf, and pretending otherwise would let a buffer reach
 //! a device that cannot import it. The compositor decides what to fall back to
@@ -88,40 +89,45 @@
 #![warn(missing_docs)]
 
 pub mod accounting;
-pub mod buffer;
+pub mod buffer_name;
 pub mod cma;
 pub mod constraints;
+#[cfg(feature = "smithay")]
+pub mod cpu_access;
 pub mod device;
 pub mod discovery;
+pub mod dma_heap;
+#[cfg(feature = "smithay")]
+pub mod dma_heap_allocator;
 mod error;
 #[cfg(feature = "client")]
 pub mod feedback_client;
 #[cfg(feature = "smithay")]
 pub mod framebuffer;
-pub mod heap;
-#[cfg(feature = "smithay")]
-pub mod heap_allocator;
 pub mod layout;
 pub mod modifier;
 pub mod negotiation;
 pub mod served;
 
 pub use accounting::Accounting;
-pub use buffer::{DmaBuf, Mapping, PixelBuffer, ReadAccess, WriteAccess};
 pub use constraints::{intersect, Constraints, Intersection, Ranked, Ranking, Unmet, Verdict};
+#[cfg(feature = "smithay")]
+pub use cpu_access::{CpuAccess, CpuAccessError};
 pub use device::{DeviceInfo, DeviceNumber};
 pub use discovery::{Discovery, HeapInfo, HeapKind, HeapProperties, ServedLink, Skipped, SysRoots};
+pub use dma_heap::{DmaHeap, DmaHeapError};
+#[cfg(feature = "smithay")]
+pub use dma_heap_allocator::{DmaHeapAllocator, DmaHeapAllocatorError};
 pub use drm_fourcc;
 pub use error::{Error, Result};
 #[cfg(feature = "smithay")]
-pub use framebuffer::{
-    framebuffer_from_dmabuf, FramebufferError, HeapFramebuffer, HeapFramebufferExporter,
+pub use framebuffer::{FramebufferError, HeapFramebuffer, HeapFramebufferExporter};
+pub use layout::{
+    format_by_name, format_info, Alignment, FormatInfo, Layout, LayoutError, PlaneLayout,
 };
-pub use heap::Heap;
+pub use modifier::{linear_modifier, pick_modifier};
 #[cfg(feature = "smithay")]
-pub use heap_allocator::HeapAllocator;
-pub use layout::{format_by_name, format_info, Alignment, FormatInfo, Layout, PlaneLayout};
-pub use modifier::pick_modifier;
+pub use negotiation::allocator_for;
 pub use negotiation::{
     choose, explain_choice, negotiate, resolve_devices, Explained, Feedback, FormatEntry,
     Negotiated, Request, Tranche, Usage, WireTranche,

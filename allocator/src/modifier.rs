@@ -2,7 +2,7 @@
 //!
 //! Heaps make linear memory. Whoever asks for a buffer names the modifiers
 //! it accepts; this is the one rule that turns that list into the modifier
-//! the buffer is described with, shared by `HeapAllocator` and the
+//! the buffer is described with, shared by `DmaHeapAllocator` and the
 //! `heapland-heaps` command so that they cannot answer differently.
 
 use drm_fourcc::{DrmFourcc as Fourcc, DrmModifier as Modifier};
@@ -15,14 +15,40 @@ use crate::{Error, Result};
 /// drivers that ask for it (dumb-buffer-like scanout). Anything else cannot
 /// be produced.
 pub fn pick_modifier(fourcc: Fourcc, modifiers: &[Modifier]) -> Result<Modifier> {
+    linear_modifier(modifiers).ok_or_else(|| Error::UnsupportedModifiers {
+        fourcc: fourcc.to_string(),
+        modifiers: modifiers.iter().map(|m| format!("{m:?}")).collect(),
+    })
+}
+
+/// [`pick_modifier`] without the error: `None` when no modifier asked for
+/// describes linear memory.
+pub fn linear_modifier(modifiers: &[Modifier]) -> Option<Modifier> {
     if modifiers.is_empty() || modifiers.contains(&Modifier::Linear) {
-        Ok(Modifier::Linear)
+        Some(Modifier::Linear)
     } else if modifiers.contains(&Modifier::Invalid) {
-        Ok(Modifier::Invalid)
+        Some(Modifier::Invalid)
     } else {
-        Err(Error::UnsupportedModifiers {
-            fourcc: fourcc.to_string(),
-            modifiers: modifiers.iter().map(|m| format!("{m:?}")).collect(),
-        })
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_memory_is_described_as_the_consumer_asks() {
+        assert_eq!(linear_modifier(&[]), Some(Modifier::Linear));
+        assert_eq!(
+            linear_modifier(&[Modifier::Invalid, Modifier::Linear]),
+            Some(Modifier::Linear)
+        );
+        assert_eq!(
+            linear_modifier(&[Modifier::Invalid]),
+            Some(Modifier::Invalid)
+        );
+        assert_eq!(linear_modifier(&[Modifier::I915_x_tiled]), None);
+        assert!(pick_modifier(Fourcc::Nv12, &[Modifier::I915_x_tiled]).is_err());
     }
 }

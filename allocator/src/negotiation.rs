@@ -231,6 +231,39 @@ impl<'a> Explained<'a> {
     pub fn heap(&self) -> Result<&'a HeapInfo> {
         self.intersection.pick(&self.ranking)
     }
+
+    /// An allocator of the chosen heap, with the devices' alignments: every
+    /// buffer it makes comes from that heap, so a swapchain made with it
+    /// never mixes memories. Fails as [`Self::heap`] does, or when the heap
+    /// cannot be opened.
+    #[cfg(feature = "smithay")]
+    pub fn allocator(&self) -> Result<crate::DmaHeapAllocator> {
+        let heap = self.heap()?.open()?;
+        Ok(crate::DmaHeapAllocator::with_alignment(
+            heap,
+            crate::Alignment {
+                pitch: self.intersection.pitch_alignment,
+                offset: self.intersection.offset_alignment,
+            },
+        ))
+    }
+}
+
+/// The allocator of the heap every one of `devices` (device numbers, e.g.
+/// the display's and the camera's) can use for `width`x`height` buffers of
+/// `fourcc`: [`resolve_devices`], [`explain_choice`], then
+/// [`Explained::allocator`]. Buffers of other sizes come from the same heap,
+/// and fail there if it cannot hold them.
+#[cfg(feature = "smithay")]
+pub fn allocator_for(
+    discovery: &Discovery,
+    devices: &[DeviceNumber],
+    fourcc: Fourcc,
+    width: u32,
+    height: u32,
+) -> Result<crate::DmaHeapAllocator> {
+    let devices = resolve_devices(discovery, devices)?;
+    explain_choice(discovery, &devices, &[], fourcc, width, height)?.allocator()
 }
 
 /// Judges every heap for a buffer touched by `devices` (and any `extra`

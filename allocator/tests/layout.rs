@@ -2,7 +2,7 @@
 //! `drm_format_info` (drivers/gpu/drm/drm_fourcc.c, 6.12).
 
 use heapland_allocator::{
-    drm_fourcc::DrmFourcc as Fourcc, format_info, Alignment, Error, Layout, PlaneLayout,
+    drm_fourcc::DrmFourcc as Fourcc, format_info, Alignment, Layout, LayoutError, PlaneLayout,
 };
 
 /// (format, num_planes, cpp, hsub, vsub) copied from drm_fourcc.c.
@@ -142,11 +142,11 @@ fn known_default_layouts() {
 fn bad_sizes_and_formats_are_errors() {
     assert!(matches!(
         Layout::new(Fourcc::Nv12, 0, 720, Alignment::default()),
-        Err(Error::InvalidSize { .. })
+        Err(LayoutError::InvalidSize { .. })
     ));
     let err = Layout::new(Fourcc::Xrgb8888, u32::MAX, 2, Alignment::default()).unwrap_err();
     assert!(err.to_string().contains("32 bits"), "{err}");
     let err = Layout::new(Fourcc::C8, 64, 64, Alignment::default()).unwrap_err();
-    assert!(matches!(err, Error::UnsupportedFormat { .. }));
+    assert!(matches!(err, LayoutError::UnsupportedFormat(Fourcc::C8)));
     assert!(err.to_string().contains("C8"), "{err}");
 }

@@ -120,27 +120,14 @@ pub fn write_dmabuf_png(
     use smithay::backend::allocator::Buffer;
 
     let (width, height) = (dmabuf.width(), dmabuf.height());
-    let stride = dmabuf.strides().next().unwrap_or(0) as usize;
-    let offset = dmabuf.offsets().next().unwrap_or(0) as usize;
-    let fd = dmabuf
-        .handles()
+    let stride = dmabuf
+        .strides()
         .next()
-        .ok_or(DmabufScreenshotError::NoPlane)?
-        .try_clone_to_owned()
+        .ok_or(DmabufScreenshotError::NoPlane)? as usize;
+    let pixels = heapland_allocator::CpuAccess::read(dmabuf, 0)
         .map_err(|e| DmabufScreenshotError::Map(e.to_string()))?;
-    // fstat gives a dma-buf's size; seeking would move the file offset the
-    // duplicate shares with every other holder of the buffer.
-    let len = rustix::fs::fstat(&fd)
-        .map(|st| st.st_size as u64)
-        .map_err(|e| DmabufScreenshotError::Map(format!("size of the dma-buf: {e}")))?;
-    let buffer = heapland_allocator::DmaBuf::from_fd(fd, len, String::from("scanout"));
-    let mapping = buffer
-        .map()
-        .map_err(|e| DmabufScreenshotError::Map(e.to_string()))?;
-    let pixels = mapping
-        .read()
-        .map_err(|e| DmabufScreenshotError::Map(e.to_string()))?;
-    let data = pixels.get(offset..).unwrap_or(&[]);
+    // The mapping starts at the plane's offset.
+    let data = pixels.bytes();
     write_xrgb8888_png(path, width, height, stride, data)?;
     Ok(())
 }

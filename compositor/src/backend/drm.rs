@@ -3,8 +3,8 @@
 //! The session comes from libseat (logind, seatd, or the builtin backend as
 //! root), the display device from udev, input from libinput. Each connected
 //! connector gets a `DrmCompositor` whose swapchain allocator `--allocator`
-//! chooses ([`scanout`](super::scanout)): by default a `HeapAllocator` made
-//! for the display device, so that the scanout buffers come from the
+//! chooses ([`scanout`](super::scanout)): by default a `DmaHeapAllocator` of
+//! the heap chosen for the display device, so that the scanout buffers come from the
 //! DMA-BUF heap that serves that device and `HeapFramebufferExporter` turns
 //! them into KMS framebuffers with PRIME and `ADDFB2`; or Mesa's GBM, or KMS
 //! dumb buffers. One renderer per device draws into them
@@ -758,7 +758,7 @@ fn open_output(
             warn!(
                 "{name}: the display refused {source} ({refused}); using KMS dumb buffers instead"
             );
-            let dumb = scanout::dumb(&drm_fd);
+            let dumb = scanout::dumb(&drm_fd, &name);
             source = dumb.source.clone();
             start(dumb)?.map_err(|e| {
                 format!("{name}: cannot start the KMS compositor with {source} ({e}), nor with heap memory ({refused})")

@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use heapland_allocator::{DmaBuf, HeapAllocator};
+use heapland_allocator::{explain_choice, Discovery};
 use smithay::{
     backend::{
-        allocator::{dmabuf::Dmabuf, Buffer, Format, Fourcc, Modifier},
+        allocator::{dmabuf::Dmabuf, Allocator, Buffer, Format, Fourcc, Modifier},
         renderer::{
             damage::OutputDamageTracker,
             pixman::{PixmanError, PixmanRenderer, PixmanTarget},
@@ -75,34 +75,27 @@ impl OutputBuffer {
     }
 }
 
-/// Allocates an output buffer from the heap allocator, else from memory.
+/// Allocates an output buffer from a heap, else from memory.
+///
+/// The buffer is touched by the CPU only (pixman), so no device constrains
+/// the heap: the choice is the most general heap that holds it.
 fn allocate_output_buffer(
-    allocator: &mut Option<HeapAllocator>,
+    heaps: Option<&Discovery>,
     renderer: &mut PixmanRenderer,
     name: &str,
     mode: &CliMode,
 ) -> Result<OutputBuffer, HeadlessError> {
-    if let Some(allocator) = allocator.as_mut() {
-        match allocator.allocate(
-            mode.width,
-            mode.height,
-            Fourcc::Xrgb8888,
-            &[Modifier::Linear],
-        ) {
+    if let Some(discovery) = heaps {
+        let (w, h) = (mode.width, mode.height);
+        let allocated = || -> Result<(Dmabuf, String), Box<dyn std::error::Error>> {
+            let choice = explain_choice(discovery, &[], &[], Fourcc::Xrgb8888, w, h)?;
+            let mut allocator = choice.allocator()?.with_label(format!("heapland-{name}"));
+            let dmabuf = allocator.create_buffer(w, h, Fourcc::Xrgb8888, &[Modifier::Linear])?;
+            Ok((dmabuf, allocator.heap().name().to_owned()))
+        };
+        match allocated() {
             Ok((dmabuf, heap)) => {
                 frame_stats::buffer_allocated();
-                // Name the dma-buf so it can be told apart in
-                // /sys/kernel/debug/dma_buf/bufinfo.
-                if let Some(fd) = dmabuf
-                    .handles()
-                    .next()
-                    .and_then(|fd| fd.try_clone_to_owned().ok())
-                {
-                    let label = DmaBuf::from_fd(fd, 0, heap.clone());
-                    if let Err(err) = label.set_name(&format!("heapland-{name}")) {
-                        debug!("cannot name the output dma-buf: {err}");
-                    }
-                }
                 info!(
                     "output {name}: {}x{} XRGB8888 buffer from DMA-BUF heap {heap}",
                     dmabuf.width(),
@@ -141,8 +134,8 @@ struct HeadlessOutput {
 /// Virtual outputs and the pixman renderer that draws them.
 pub struct HeadlessBackend {
     renderer: PixmanRenderer,
-    /// Where output buffers come from (`None`: ordinary memory).
-    allocator: Option<HeapAllocator>,
+    /// The heaps output buffers come from (`None`: ordinary memory).
+    heaps: Option<Discovery>,
     outputs: Vec<HeadlessOutput>,
     clock: Clock<Monotonic>,
 }
@@ -157,12 +150,10 @@ impl HeadlessBackend {
             cli.outputs.clone()
         };
 
-        // The output buffers are touched by the CPU only (pixman), so no device
-        // constrains the heap: the allocator picks the most general one.
-        let mut allocator = match HeapAllocator::new(heaps.discovery().clone(), &[]) {
-            Ok(a) => Some(a),
-            Err(err) => {
-                info!("output buffers: no DMA-BUF heap ({err}); rendering into ordinary memory");
+        let heaps = match heaps.discovery().empty_reason() {
+            None => Some(heaps.discovery().clone()),
+            Some(reason) => {
+                info!("output buffers: no DMA-BUF heap ({reason}); rendering into ordinary memory");
                 None
             }
         };
@@ -192,7 +183,7 @@ impl HeadlessBackend {
                 None,
             );
             let buffer =
-                allocate_output_buffer(&mut allocator, &mut renderer, &output.name(), mode)?;
+                allocate_output_buffer(heaps.as_ref(), &mut renderer, &output.name(), mode)?;
             outputs.push(HeadlessOutput {
                 damage_tracker: OutputDamageTracker::from_output(&output),
                 output,
@@ -203,7 +194,7 @@ impl HeadlessBackend {
         }
         Ok(HeadlessBackend {
             renderer,
-            allocator,
+            heaps,
             outputs,
             clock: Clock::new(),
         })
@@ -228,7 +219,7 @@ impl HeadlessBackend {
             refresh_hz: (mode.refresh as u32).div_ceil(1000).max(1),
         };
         let buffer = allocate_output_buffer(
-            &mut self.allocator,
+            self.heaps.as_ref(),
             &mut self.renderer,
             &output.name(),
             &cli_mode,

@@ -50,11 +50,12 @@ use std::{
 
 use drm::control::Device as _;
 use heapland_allocator::{
-    drm_fourcc::DrmFourcc as Fourcc, Alignment, DeviceNumber, Discovery, Heap, HeapKind, Layout,
+    drm_fourcc::DrmFourcc as Fourcc, Alignment, DeviceNumber, Discovery, DmaHeap, HeapInfo,
+    HeapKind, Layout,
 };
 use heapland_tests::{
     bench::{gbm_protocol as proto, ms, quote, ratio, touch, Stats, GOAL_SIZES},
-    guest::{peers::Peer, steady_state},
+    guest::{dma_buf, peers::Peer, steady_state},
 };
 
 const USAGE: &str = "\
@@ -506,7 +507,7 @@ fn find_glibc_helper(explicit: Option<&Path>, name: &str) -> Result<PathBuf, Str
 // --- the candidates ------------------------------------------------------------------------
 
 enum Work {
-    Heap(Heap),
+    Heap(HeapInfo, DmaHeap),
     Dumb(Card),
     Gbm(GbmChild),
     Memset,
@@ -556,7 +557,9 @@ fn candidates(d: &Discovery, args: &Args) -> Vec<Candidate> {
         let mut c = Candidate::new(
             info.name.clone(),
             kind,
-            Heap::open(info).map(Work::Heap).map_err(|e| e.to_string()),
+            info.open()
+                .map(|heap| Work::Heap(info.clone(), heap))
+                .map_err(|e| e.to_string()),
         );
         if info.kind == HeapKind::Device {
             let backing = if info.properties.contiguous {
@@ -635,7 +638,7 @@ fn prepare(work: &mut Work, size: &Size) -> Result<Option<String>, String> {
             let ((w, h), bpp) = dumb_shape(size);
             Ok(Some(format!("{w}x{h} at {bpp} bpp")))
         }
-        Work::Heap(_) | Work::Memset => Ok(None),
+        Work::Heap(..) | Work::Memset => Ok(None),
     }
 }
 
@@ -644,12 +647,18 @@ fn prepare(work: &mut Work, size: &Size) -> Result<Option<String>, String> {
 fn once(work: &mut Work, size: &Size) -> Result<Duration, String> {
     let len = size.len;
     match work {
-        Work::Heap(heap) => {
+        Work::Heap(_, heap) => {
             let t = Instant::now();
             {
-                let buf = heap.allocate(len).map_err(|e| e.to_string())?;
-                let mut map = buf.map().map_err(|e| e.to_string())?;
-                touch(&mut map.write().map_err(|e| e.to_string())?);
+                let fd = heap.allocate(len).map_err(|e| e.to_string())?;
+                let mut map = dma_buf::Mapping::new(&fd, len as usize)?;
+                let sync = |flags| {
+                    dma_buf::sync(fd.as_fd(), flags | dma_buf::SYNC_RW)
+                        .map_err(|e| format!("DMA_BUF_IOCTL_SYNC: {e}"))
+                };
+                sync(dma_buf::SYNC_START)?;
+                touch(map.bytes_mut());
+                sync(dma_buf::SYNC_END)?;
             }
             Ok(t.elapsed())
         }
@@ -993,14 +1002,15 @@ fn run_uncached(boot: &str, sizes: &[Size], cands: &mut [Candidate], args: &Args
             .iter()
             .any(|(k, v)| *k == "backing" && v == "contig");
         let name = match (c.kind, &c.work) {
-            ("device", Ok(Work::Heap(_))) if contiguous => format!("{}/uncached", c.name),
-            ("system", Ok(Work::Heap(_))) => "system@uncached-pass".to_owned(),
+            ("device", Ok(Work::Heap(..))) if contiguous => format!("{}/uncached", c.name),
+            ("system", Ok(Work::Heap(..))) => "system@uncached-pass".to_owned(),
             ("memset", Ok(Work::Memset)) => "memset@uncached-pass".to_owned(),
             _ => continue,
         };
         let work = match &c.work {
-            Ok(Work::Heap(heap)) => Heap::open(heap.info())
-                .map(Work::Heap)
+            Ok(Work::Heap(info, _)) => info
+                .open()
+                .map(|heap| Work::Heap(info.clone(), heap))
                 .map_err(|e| e.to_string()),
             _ => Ok(Work::Memset),
         };

@@ -1,12 +1,12 @@
 //! In-guest tests of `heapland-allocator` against the real heaps, vkms, vgem
 //! and vivid: discovery and dev_t resolution on the real sysfs, allocation for
 //! each device and for all three at once, Smithay's `Swapchain` over
-//! `HeapAllocator`, and the GBM-free framebuffer exporter on vkms.
+//! `DmaHeapAllocator`, and the GBM-free framebuffer exporter on vkms.
 
 use std::{fs, os::fd::AsFd, path::PathBuf};
 
 use heapland_allocator::{
-    choose, negotiate, resolve_devices,
+    allocator_for, choose, explain_choice, negotiate, resolve_devices,
     smithay::{
         backend::{
             allocator::{dmabuf::Dmabuf, Allocator, Buffer, Fourcc, Modifier, Swapchain},
@@ -18,8 +18,8 @@ use heapland_allocator::{
         reexports::drm::control::Device as _,
         utils::DeviceFd,
     },
-    DeviceInfo, DeviceNumber, Discovery, Feedback, FormatEntry, Heap, HeapAllocator,
-    HeapFramebufferExporter, HeapKind, PixelBuffer, Request, Tranche, Usage,
+    CpuAccess, DeviceInfo, DeviceNumber, Discovery, Feedback, FormatEntry, HeapFramebufferExporter,
+    HeapKind, Request, Tranche, Usage,
 };
 
 use super::Test;
@@ -278,31 +278,52 @@ fn alloc_for(devs: &[&str]) -> Result<(), String> {
             "INFO allocator: {devs:?} {fourcc} {w}x{h} -> {} ({} bytes, planes {:?})",
             info.name, layout.size, layout.planes
         );
-        let heap = Heap::open(&info).map_err(|e| e.to_string())?;
-        let buf = PixelBuffer::allocate(&heap, layout.clone(), Modifier::Linear)
+        // The allocator of the chosen heap lays the buffer out as the choice did.
+        let mut allocator = explain_choice(&d, &devices, &[], fourcc, w, h)
+            .and_then(|e| e.allocator())
+            .map_err(|e| e.to_string())?
+            .with_label("heapland");
+        if allocator.heap().name() != info.name {
+            return Err(format!(
+                "the allocator's heap {} is not the chosen {}",
+                allocator.heap().name(),
+                info.name
+            ));
+        }
+        let buf = allocator
+            .create_buffer(w, h, fourcc, &[Modifier::Linear])
             .map_err(|e| e.to_string())?;
-        let mut map = buf.dmabuf.map().map_err(|e| e.to_string())?;
+        let planes: Vec<(u32, u32)> = buf.offsets().zip(buf.strides()).collect();
+        let want: Vec<(u32, u32)> = layout.planes.iter().map(|p| (p.offset, p.stride)).collect();
+        if planes != want {
+            return Err(format!(
+                "the Dmabuf's planes {planes:?}, the layout's {want:?}"
+            ));
+        }
+        // Plane 0's mapping runs to the end of the dma-buf: the whole buffer.
         {
-            let r = map.read().map_err(|e| e.to_string())?;
-            if r.len() as u64 != layout.alloc_size() {
+            let r = CpuAccess::read(&buf, 0).map_err(|e| e.to_string())?;
+            if r.bytes().len() as u64 != layout.alloc_size() {
                 return Err(format!(
                     "mapped {} bytes, expected {}",
-                    r.len(),
+                    r.bytes().len(),
                     layout.alloc_size()
                 ));
             }
-            if let Some(i) = r.iter().position(|&b| b != 0) {
+            if let Some(i) = r.bytes().iter().position(|&b| b != 0) {
                 return Err(format!("{}: fresh buffer not zeroed at {i}", info.name));
             }
         }
         {
-            let mut wr = map.write().map_err(|e| e.to_string())?;
-            for (i, b) in wr.iter_mut().enumerate() {
+            let mut wr = CpuAccess::write(&buf, 0).map_err(|e| e.to_string())?;
+            let bytes = wr.bytes_mut().ok_or("a write access without bytes")?;
+            for (i, b) in bytes.iter_mut().enumerate() {
                 *b = (i % 251) as u8;
             }
         }
-        let r = map.read().map_err(|e| e.to_string())?;
+        let r = CpuAccess::read(&buf, 0).map_err(|e| e.to_string())?;
         if let Some(i) = r
+            .bytes()
             .iter()
             .enumerate()
             .position(|(i, &b)| b != (i % 251) as u8)
@@ -310,7 +331,6 @@ fn alloc_for(devs: &[&str]) -> Result<(), String> {
             return Err(format!("{}: byte {i} differs after write", info.name));
         }
         drop(r);
-        drop(map);
         let bufinfo = fs::read_to_string("/sys/kernel/debug/dma_buf/bufinfo").unwrap_or_default();
         let name = format!("heapland {w}x{h} {fourcc}");
         if !bufinfo.is_empty() && !bufinfo.contains(&name) {
@@ -325,15 +345,19 @@ fn shared_buffer_imports() -> Result<(), String> {
     let (vkms_path, vkms) = node_of(&d, "vkms")?;
     let (vgem_path, vgem) = node_of(&d, "vgem")?;
     let (_, vivid) = node_of(&d, "vivid.0")?;
-    let (info, layout, _) = choose(&d, &[vkms, vgem, vivid], &[], Fourcc::Xrgb8888, 1024, 768)
+    let mut allocator = explain_choice(&d, &[vkms, vgem, vivid], &[], Fourcc::Xrgb8888, 1024, 768)
+        .and_then(|e| e.allocator())
         .map_err(|e| e.to_string())?;
-    let heap = Heap::open(&info).map_err(|e| e.to_string())?;
-    let buf = PixelBuffer::allocate(&heap, layout, Modifier::Linear).map_err(|e| e.to_string())?;
+    let buf = allocator
+        .create_buffer(1024, 768, Fourcc::Xrgb8888, &[Modifier::Linear])
+        .map_err(|e| e.to_string())?;
+    let name = allocator.heap().name();
     for path in [&vgem_path, &vkms_path] {
         let fd = open_drm(path)?;
+        let plane = buf.handles().next().ok_or("no plane")?;
         let handle = fd
-            .prime_fd_to_buffer(buf.dmabuf.fd())
-            .map_err(|e| format!("PRIME import of {} into {}: {e}", info.name, path.display()))?;
+            .prime_fd_to_buffer(plane)
+            .map_err(|e| format!("PRIME import of {name} into {}: {e}", path.display()))?;
         fd.close_buffer(handle)
             .map_err(|e| format!("GEM close: {e}"))?;
     }
@@ -344,14 +368,17 @@ fn system_and_udmabuf() -> Result<(), String> {
     let d = Discovery::scan();
     for name in ["system", "udmabuf"] {
         let info = d.heap(name).ok_or_else(|| format!("no {name}"))?;
-        let heap = Heap::open(info).map_err(|e| e.to_string())?;
-        let buf = heap.allocate(3 * 4096 + 1).map_err(|e| e.to_string())?;
-        let mut map = buf.map().map_err(|e| e.to_string())?;
-        map.write().map_err(|e| e.to_string())?.fill(0x5a);
-        let r = map.read().map_err(|e| e.to_string())?;
-        if r.iter().any(|&b| b != 0x5a) {
-            return Err(format!("{name}: readback differs"));
+        let heap = info.open().map_err(|e| e.to_string())?;
+        let fd = heap.allocate(3 * 4096 + 1).map_err(|e| e.to_string())?;
+        let len = super::dma_buf::size(fd.as_fd())?;
+        if len != 4 * 4096 {
+            return Err(format!(
+                "{name}: 3 pages and a byte gave {len} bytes, not 4 pages"
+            ));
         }
+        super::dma_buf::fill(fd.as_fd(), len as usize, 0x5a)?;
+        super::dma_buf::check(fd.as_fd(), len as usize, 0x5a)
+            .map_err(|e| format!("{name}: {e}"))?;
     }
     Ok(())
 }
@@ -399,8 +426,9 @@ fn negotiate_real_feedback() -> Result<(), String> {
         ));
     }
     // The chosen heap really allocates.
-    let heap = Heap::open(&n.heap).map_err(|e| e.to_string())?;
-    PixelBuffer::allocate(&heap, n.layout, n.modifier).map_err(|e| e.to_string())?;
+    let heap = n.heap.open().map_err(|e| e.to_string())?;
+    heap.allocate(n.layout.alloc_size())
+        .map_err(|e| e.to_string())?;
     let _ = resolve_devices(&d, &[vkms.number]).map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -423,7 +451,8 @@ fn live_buffers() -> Option<u64> {
 fn swapchain_reuses_buffers() -> Result<(), String> {
     let d = Discovery::scan();
     let (_, vkms) = node_of(&d, "vkms")?;
-    let alloc = HeapAllocator::new(d, &[vkms.number]).map_err(|e| e.to_string())?;
+    let alloc = allocator_for(&d, &[vkms.number], Fourcc::Xrgb8888, 1024, 768)
+        .map_err(|e| e.to_string())?;
     let before = live_buffers();
     let mut chain = Swapchain::new(alloc, 1024, 768, Fourcc::Xrgb8888, vec![Modifier::Linear]);
     let a = chain
@@ -516,8 +545,9 @@ fn export_framebuffer_on_vkms() -> Result<(), String> {
     let d = Discovery::scan();
     let (path, vkms) = node_of(&d, "vkms")?;
     let drm = open_drm(&path)?;
-    let mut alloc = HeapAllocator::new(d, &[vkms.number]).map_err(|e| e.to_string())?;
-    let exporter = HeapFramebufferExporter;
+    let mut alloc = allocator_for(&d, &[vkms.number], Fourcc::Xrgb8888, 1024, 768)
+        .map_err(|e| e.to_string())?;
+    let exporter = HeapFramebufferExporter::new(&drm, None).map_err(|e| e.to_string())?;
     for (fourcc, opaque, expect) in [
         (Fourcc::Xrgb8888, false, Fourcc::Xrgb8888),
         (Fourcc::Argb8888, true, Fourcc::Xrgb8888),

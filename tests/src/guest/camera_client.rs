@@ -30,8 +30,9 @@ use std::{
 };
 
 use heapland_allocator::{
-    smithay::backend::allocator::{Fourcc, Modifier},
-    DeviceNumber, Discovery, HeapAllocator,
+    allocator_for,
+    smithay::backend::allocator::{Allocator, Fourcc, Modifier},
+    DeviceNumber, Discovery,
 };
 use wayland_client::{
     globals::{registry_queue_init, GlobalList},
@@ -249,13 +250,19 @@ impl Stream {
             .into_iter()
             .map(|p| DeviceNumber::of_path(p).map_err(|e| format!("{}: {e}", p.display())))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut allocator =
-            HeapAllocator::new(Discovery::scan(), &devices).map_err(|e| e.to_string())?;
+        let mut allocator = allocator_for(
+            &Discovery::scan(),
+            &devices,
+            Fourcc::Xrgb8888,
+            WIDTH,
+            HEIGHT,
+        )
+        .map_err(|e| e.to_string())?;
         let mut fds = Vec::new();
         let mut wl = Vec::new();
         for i in 0..n {
-            let (buffer, _heap) = allocator
-                .allocate(WIDTH, HEIGHT, Fourcc::Xrgb8888, &[Modifier::Linear])
+            let buffer = allocator
+                .create_buffer(WIDTH, HEIGHT, Fourcc::Xrgb8888, &[Modifier::Linear])
                 .map_err(|e| format!("heap buffer for the camera: {e}"))?;
             let stride = buffer.strides().next().unwrap_or(WIDTH * 4);
             if stride != self.pix.bytesperline {

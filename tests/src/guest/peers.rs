@@ -36,8 +36,9 @@ use std::{
 };
 
 use heapland_allocator::{
-    smithay::backend::allocator::{Buffer, Fourcc, Modifier},
-    DeviceNumber, Discovery, HeapAllocator,
+    allocator_for,
+    smithay::backend::allocator::{Allocator, Buffer, Fourcc, Modifier},
+    DeviceNumber, Discovery,
 };
 use wayland_client::{
     globals::registry_queue_init,
@@ -625,12 +626,12 @@ fn dmabuf_buffers(
     keep: &mut Vec<OwnedFd>,
 ) -> Result<Vec<WlBuffer>, String> {
     let vkms = DeviceNumber::of_path(Path::new("/dev/dri/card0")).map_err(|e| e.to_string())?;
-    let mut allocator =
-        HeapAllocator::new(Discovery::scan(), &[vkms]).map_err(|e| e.to_string())?;
+    let mut allocator = allocator_for(&Discovery::scan(), &[vkms], Fourcc::Xrgb8888, w, h)
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for colour in steady_state::COLOURS {
-        let (buffer, _heap) = allocator
-            .allocate(w, h, Fourcc::Xrgb8888, &[Modifier::Linear])
+        let buffer = allocator
+            .create_buffer(w, h, Fourcc::Xrgb8888, &[Modifier::Linear])
             .map_err(|e| e.to_string())?;
         let fd = buffer
             .handles()

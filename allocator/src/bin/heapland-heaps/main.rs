@@ -3,7 +3,7 @@
 //! and for scripts (`--json`).
 //!
 //! Everything it says comes from the library: discovery lists the heaps,
-//! `explain_choice` makes the very choice `choose` (and so `HeapAllocator`)
+//! `explain_choice` makes the very choice `choose` (and so `Explained::allocator`)
 //! makes, with the verdict on every other heap. This file only turns command
 //! lines into calls and answers into exit statuses (`cli::status`).
 
@@ -141,7 +141,7 @@ fn status_of(err: &Error) -> u8 {
         Error::NoHeap { .. } | Error::TooLarge { .. } | Error::UnsupportedModifiers { .. } => {
             status::NO_FIT
         }
-        Error::UnsupportedFormat { .. } | Error::InvalidSize { .. } => status::USAGE,
+        Error::Layout(_) => status::USAGE,
         _ => status::FAILURE,
     }
 }

@@ -11,7 +11,7 @@
 
 use std::{convert::Infallible, io};
 
-use heapland_allocator::{DmaBuf, HeapAllocator};
+use heapland_allocator::{buffer_name, DmaHeapAllocator, DmaHeapAllocatorError};
 use smithay::{
     backend::{
         allocator::{
@@ -37,7 +37,7 @@ use crate::frame_stats;
 pub enum ScanoutAllocator {
     /// The DMA-BUF heap that serves the display and every device sharing
     /// its buffers.
-    Heap(HeapAllocator),
+    Heap(DmaHeapAllocator),
     /// Mesa's GBM on the display device.
     Gbm(GbmAllocator<DrmDeviceFd>),
     /// KMS dumb buffers of the display device.
@@ -48,7 +48,7 @@ pub enum ScanoutAllocator {
 #[derive(Debug, thiserror::Error)]
 pub enum ScanoutAllocError {
     #[error(transparent)]
-    Heap(#[from] heapland_allocator::Error),
+    Heap(#[from] DmaHeapAllocatorError),
     #[error("the display offers no linear layout for {fourcc} (modifiers {offered:?}); pixman draws only into linear buffers")]
     NoLinear {
         fourcc: Fourcc,
@@ -122,8 +122,8 @@ impl ScanoutAllocator {
             }
         };
         match self {
-            // Exactly what the heap path has always done: the heap allocator
-            // picks the modifier itself.
+            // The heap allocator describes the buffer with the modifier the
+            // display asked for (LINEAR, or INVALID for implicit).
             ScanoutAllocator::Heap(heap) => {
                 let dmabuf = heap.create_buffer(width, height, fourcc, modifiers)?;
                 Ok(ScanoutBuffer {
@@ -264,14 +264,13 @@ impl ScanoutBuffer {
             dmabuf.height(),
             dmabuf.format().code
         );
-        match dmabuf.handles().next().map(|fd| fd.try_clone_to_owned()) {
-            Some(Ok(fd)) => {
-                let label = DmaBuf::from_fd(fd, 0, format!("{kind} scanout buffer"));
-                if let Err(err) = label.set_name(&name) {
+        match dmabuf.handles().next() {
+            Some(fd) => {
+                if let Err(err) = buffer_name::set_name(fd, &name) {
                     tracing::debug!(%err, "could not name a {kind} scanout buffer");
                 }
             }
-            _ => tracing::debug!("could not name a {kind} scanout buffer"),
+            None => tracing::debug!("could not name a {kind} scanout buffer"),
         }
         ScanoutBuffer { dmabuf, origin }
     }

@@ -32,19 +32,28 @@ use super::buffer::{Origin, ScanoutBuffer};
 /// Exports scanout buffers of any origin, and clients' dma-bufs.
 #[derive(Debug)]
 pub struct ScanoutExporter {
+    /// Heap buffers and clients' dma-bufs (absent when the display's node
+    /// could not be opened for imports: clients' buffers are composited).
+    heap: Option<HeapFramebufferExporter>,
     /// Present when the output's buffers come from GBM.
     gbm: Option<GbmFramebufferExporter<DrmDeviceFd>>,
 }
 
 impl ScanoutExporter {
     /// For heap or dumb buffers.
-    pub fn new() -> Self {
-        ScanoutExporter { gbm: None }
+    pub fn new(heap: Option<HeapFramebufferExporter>) -> Self {
+        ScanoutExporter { heap, gbm: None }
     }
 
     /// For GBM bos (and heap or dumb buffers).
-    pub fn with_gbm(gbm: GbmFramebufferExporter<DrmDeviceFd>) -> Self {
-        ScanoutExporter { gbm: Some(gbm) }
+    pub fn with_gbm(
+        gbm: GbmFramebufferExporter<DrmDeviceFd>,
+        heap: Option<HeapFramebufferExporter>,
+    ) -> Self {
+        ScanoutExporter {
+            heap,
+            gbm: Some(gbm),
+        }
     }
 }
 
@@ -87,6 +96,8 @@ pub enum ScanoutFramebufferError {
     Dumb(#[from] DumbExportError),
     #[error("a GBM buffer reached an exporter made without GBM")]
     NoGbm,
+    #[error("a heap buffer reached an exporter made without the heap exporter")]
+    NoHeap,
 }
 
 impl ExportFramebuffer<ScanoutBuffer> for ScanoutExporter {
@@ -101,18 +112,19 @@ impl ExportFramebuffer<ScanoutBuffer> for ScanoutExporter {
     ) -> Result<Option<ScanoutFramebuffer>, ScanoutFramebufferError> {
         let buffer = match buffer {
             ExportBuffer::Wayland(client) => {
-                let fb = HeapFramebufferExporter.add_framebuffer(
-                    drm,
-                    ExportBuffer::<Dmabuf>::Wayland(client),
-                    use_opaque,
-                )?;
+                let Some(heap) = &self.heap else {
+                    return Ok(None);
+                };
+                let fb =
+                    heap.add_framebuffer(drm, ExportBuffer::<Dmabuf>::Wayland(client), use_opaque)?;
                 return Ok(fb.map(ScanoutFramebuffer::Heap));
             }
             ExportBuffer::Allocator(buffer) => buffer,
         };
         match buffer.origin() {
             Origin::Heap => {
-                let fb = HeapFramebufferExporter.add_framebuffer(
+                let heap = self.heap.as_ref().ok_or(ScanoutFramebufferError::NoHeap)?;
+                let fb = heap.add_framebuffer(
                     drm,
                     ExportBuffer::Allocator(buffer.dmabuf()),
                     use_opaque,
@@ -133,8 +145,9 @@ impl ExportFramebuffer<ScanoutBuffer> for ScanoutExporter {
 
     fn can_add_framebuffer(&self, buffer: &ExportBuffer<'_, ScanoutBuffer>) -> bool {
         match buffer {
-            ExportBuffer::Wayland(client) => HeapFramebufferExporter
-                .can_add_framebuffer(&ExportBuffer::<Dmabuf>::Wayland(client)),
+            ExportBuffer::Wayland(client) => self.heap.as_ref().is_some_and(|heap| {
+                heap.can_add_framebuffer(&ExportBuffer::<Dmabuf>::Wayland(client))
+            }),
             ExportBuffer::Allocator(_) => true,
         }
     }

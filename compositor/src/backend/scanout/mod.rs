@@ -17,7 +17,7 @@
 pub mod buffer;
 pub mod framebuffer;
 
-use heapland_allocator::{DeviceNumber, Discovery, HeapAllocator};
+use heapland_allocator::{allocator_for, DeviceNumber, Discovery};
 use smithay::backend::{
     allocator::{
         dumb::DumbAllocator,
@@ -27,6 +27,8 @@ use smithay::backend::{
     drm::{exporter::gbm::GbmFramebufferExporter, DrmDeviceFd},
 };
 use tracing::warn;
+
+use heapland_allocator::HeapFramebufferExporter;
 
 use crate::cli::AllocatorKind;
 
@@ -106,22 +108,25 @@ impl ScanoutMemory {
     ) -> OutputScanout {
         match self {
             ScanoutMemory::Heap { discovery, devices } => {
-                let chosen = HeapAllocator::new(discovery.clone(), devices).and_then(|allocator| {
-                    let heap = allocator.heap_for(width, height, Fourcc::Xrgb8888)?;
-                    Ok((allocator, heap))
-                });
-                match chosen {
-                    Ok((allocator, heap)) => OutputScanout {
-                        allocator: ScanoutAllocator::Heap(allocator),
-                        exporter: ScanoutExporter::new(),
-                        source: format!("DMA-BUF heap {heap}"),
+                // One heap for every buffer of the output, chosen for its
+                // mode's size; the exporter imports them on its own file.
+                let chosen = allocator_for(discovery, devices, Fourcc::Xrgb8888, width, height);
+                match (chosen, client_exporter(drm, device_name)) {
+                    (Ok(allocator), Some(exporter)) => OutputScanout {
+                        source: format!("DMA-BUF heap {}", allocator.heap().name()),
+                        allocator: ScanoutAllocator::Heap(allocator.with_label("heapland")),
+                        exporter: ScanoutExporter::new(Some(exporter)),
                     },
-                    Err(err) => {
+                    (Err(err), _) => {
                         warn!(
                             "no DMA-BUF heap can hold scanout buffers for {device_name} ({err}): \
                              using KMS dumb buffers instead (load device_heap.ko for it, see kernel/README.md)"
                         );
-                        dumb(drm)
+                        dumb(drm, device_name)
+                    }
+                    (Ok(_), None) => {
+                        warn!("{device_name}: heap buffers cannot be exported: using KMS dumb buffers instead");
+                        dumb(drm, device_name)
                     }
                 }
             }
@@ -133,12 +138,15 @@ impl ScanoutMemory {
                 )),
                 // No import node: clients' buffers take the heap exporter's
                 // path (framebuffer.rs), not GBM's.
-                exporter: ScanoutExporter::with_gbm(GbmFramebufferExporter::new(gbm.clone(), None)),
+                exporter: ScanoutExporter::with_gbm(
+                    GbmFramebufferExporter::new(gbm.clone(), None),
+                    client_exporter(drm, device_name),
+                ),
                 // Not gbm_device_get_backend_name(): the gbm crate panics
                 // on a name that is not UTF-8.
                 source: "GBM".into(),
             },
-            ScanoutMemory::Dumb => dumb(drm),
+            ScanoutMemory::Dumb => dumb(drm, device_name),
         }
     }
 }
@@ -151,12 +159,23 @@ impl OutputScanout {
     }
 }
 
+/// The exporter of clients' dma-bufs, whatever makes heapland's own
+/// buffers; without it (the display's node cannot be opened again) clients'
+/// buffers are composited, and one warning says so.
+fn client_exporter(drm: &DrmDeviceFd, device_name: &str) -> Option<HeapFramebufferExporter> {
+    HeapFramebufferExporter::new(drm, None)
+        .inspect_err(|err| {
+            warn!("{device_name}: clients' buffers will be composited, never scanned out: {err}")
+        })
+        .ok()
+}
+
 /// KMS dumb buffers: what every KMS driver scans out, the fallback when heap
 /// memory cannot be used for an output.
-pub fn dumb(drm: &DrmDeviceFd) -> OutputScanout {
+pub fn dumb(drm: &DrmDeviceFd, device_name: &str) -> OutputScanout {
     OutputScanout {
         allocator: ScanoutAllocator::Dumb(DumbAllocator::new(drm.clone())),
-        exporter: ScanoutExporter::new(),
+        exporter: ScanoutExporter::new(client_exporter(drm, device_name)),
         source: "KMS dumb buffers".into(),
     }
 }

@@ -1,12 +1,15 @@
-//! Static builds with the `smithay` feature (the in-guest test runners: musl, and armv7
-//! glibc with `+crt-static`).
+//! The static in-guest binaries (heapland-guest and heapland-bench: musl, and armv7
+//! glibc with `+crt-static`) link Smithay through heapland-allocator's `smithay`
+//! feature, for `Dmabuf` and `DmaHeapAllocator`.
 //!
 //! Smithay depends on the `xkbcommon` crate unconditionally, and that crate
 //! emits `-lxkbcommon` even when no keyboard code is used. Debian ships no
 //! static libxkbcommon for musl, so a static link fails on the `-l` flag
 //! alone. An empty archive satisfies the flag; if any xkbcommon symbol were
 //! really referenced the link would still fail with an undefined symbol, so
-//! this cannot hide a real dependency. Only static targets are affected.
+//! this cannot hide a real dependency. It lives here, with the only static
+//! binaries that need it, not in the library, whose users link as they
+//! choose; dynamic builds (the host tests, the glibc helpers) are untouched.
 
 use std::{env, fs, path::PathBuf};
 
@@ -15,8 +18,7 @@ fn main() {
     let musl = env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|e| e == "musl");
     let crt_static =
         env::var("CARGO_CFG_TARGET_FEATURE").is_ok_and(|f| f.split(',').any(|f| f == "crt-static"));
-    let smithay = env::var_os("CARGO_FEATURE_SMITHAY").is_some();
-    if !((musl || crt_static) && smithay) {
+    if !(musl || crt_static) {
         return;
     }
     let Some(out) = env::var_os("OUT_DIR").map(PathBuf::from) else {
