@@ -163,10 +163,14 @@ impl DisplayRenderer {
     /// it. The import is cached by the renderer until the buffer is gone.
     pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
         let imported = match self {
-            DisplayRenderer::Gles(r) => r
-                .import_dmabuf(dmabuf, None)
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            DisplayRenderer::Gles(r) => {
+                if GlStrings::of(r).is_software() {
+                    software_gl_can_sample(dmabuf)?;
+                }
+                r.import_dmabuf(dmabuf, None)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
             DisplayRenderer::Pixman(r) => r
                 .import_dmabuf(dmabuf, None)
                 .map(drop)
@@ -190,6 +194,28 @@ impl DisplayRenderer {
             tracing::debug!("renderer cleanup: {err}");
         }
     }
+}
+
+/// Refuses the dma-bufs Mesa's software GL imports without error and then
+/// samples through a null pointer: llvmpipe maps an imported dma-buf itself
+/// with `PROT_READ | PROT_WRITE`, which a read-only dma-buf refuses; it then
+/// falls back to `kms_swrast`'s `DRM_IOCTL_MODE_MAP_DUMB`, which the kernel
+/// refuses for imported objects, and draws with no mapping (SIGSEGV in an
+/// `llvmpipe-N` thread, seen in the guest with vivid's buffers, which
+/// `weston-simple-dmabuf-v4l` exports with `VIDIOC_EXPBUF` flags 0). The
+/// client gets `failed` instead, and the compositor lives.
+fn software_gl_can_sample(dmabuf: &Dmabuf) -> Result<(), String> {
+    use smithay::reexports::rustix::fs::{fcntl_getfl, OFlags};
+    for (plane, fd) in dmabuf.handles().enumerate() {
+        let flags = fcntl_getfl(fd).map_err(|e| format!("plane {plane}: F_GETFL: {e}"))?;
+        if flags & OFlags::RWMODE != OFlags::RDWR {
+            return Err(format!(
+                "plane {plane} is a read-only dma-buf, which software GL (llvmpipe) cannot map \
+                 and would draw through a null pointer (heapland --renderer pixman takes it)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Draws one texel of a texture of our own into a texture of our own, so

@@ -390,6 +390,10 @@ pub(super) struct State {
     pub(super) presented: Vec<(u64, Option<u64>)>,
     /// wp_presentation.clock_id.
     pub(super) presentation_clock: Option<u32>,
+    /// zwp_linux_buffer_params_v1 `created` events (of `create`, not `create_immed`).
+    pub(super) params_created: u32,
+    /// zwp_linux_buffer_params_v1 `failed` events.
+    pub(super) params_failed: u32,
 }
 
 impl State {
@@ -879,13 +883,18 @@ impl Dispatch<WlPointer, ()> for State {
 
 impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
     fn event(
-        _: &mut Self,
+        s: &mut Self,
         _: &ZwpLinuxBufferParamsV1,
-        _: zwp_linux_buffer_params_v1::Event,
+        e: zwp_linux_buffer_params_v1::Event,
         _: &(),
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
+        match e {
+            zwp_linux_buffer_params_v1::Event::Created { .. } => s.params_created += 1,
+            zwp_linux_buffer_params_v1::Event::Failed => s.params_failed += 1,
+            _ => {}
+        }
     }
 
     wayland_client::event_created_child!(State, ZwpLinuxBufferParamsV1, [

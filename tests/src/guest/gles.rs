@@ -303,6 +303,48 @@ fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<()
         scanout.len(),
         client.attached
     );
+
+    // A read-only dma-buf (as V4L2's VIDIOC_EXPBUF gives without O_RDWR):
+    // llvmpipe would import it and then sample through a null pointer.
+    // heapland answers `failed`, and keeps drawing the other windows.
+    let mut req = dma_heap::AllocationData {
+        len,
+        fd_flags: 0o2_000_000, // O_RDONLY | O_CLOEXEC
+        ..Default::default()
+    };
+    dma_heap::alloc_raw(heap.fd.as_fd(), &mut req)
+        .map_err(|e| format!("a read-only allocation from {heap_name}: {e}"))?;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    let read_only = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(req.fd as i32) };
+    let params = dmabuf.create_params(&qh, ());
+    params.add(read_only.as_fd(), 0, 0, (W * 4) as u32, 0, 0);
+    params.create(W, H, XR24, Flags::empty());
+    wait(
+        &mut queue,
+        &mut st,
+        &mut comp,
+        |s| s.params_failed + s.params_created > 0,
+        "created or failed for a read-only dma-buf",
+    )?;
+    if st.params_created > 0 {
+        return Err("heapland's GLES on llvmpipe took a read-only dma-buf it cannot map".into());
+    }
+    comp.alive()?;
+    if !comp.log_text().contains("read-only dma-buf") {
+        return Err("heapland refused the read-only dma-buf without saying why".into());
+    }
+    picture_until(&mut comp, "the windows after the refusal", |w, rgb| {
+        for ((x, y), want) in [((10, 10), SHM_RGB), ((240, 190), DMABUF_RGB)] {
+            let got = pixel(w, rgb, x, y);
+            if got.iter().zip(want).any(|(&g, w)| g.abs_diff(w) > 1) {
+                return Err(format!("({x},{y}) is {got:?}, want {want:?}"));
+            }
+        }
+        Ok(())
+    })?;
+    println!(
+        "INFO gles: a read-only dma-buf got `failed` (llvmpipe cannot map it); heapland drew on"
+    );
     drop(windows);
     comp.stop()
 }
