@@ -168,7 +168,7 @@ fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
-fn lcm(a: u64, b: u64) -> u64 {
+pub(crate) fn lcm(a: u64, b: u64) -> u64 {
     let (a, b) = (a.max(1), b.max(1));
     (a / gcd(a, b)).saturating_mul(b)
 }

@@ -6,6 +6,12 @@
 //! `Dmabuf::map_plane` and `Dmabuf::sync_plane` give the two halves; a
 //! [`CpuAccess`] holds both, starting the access when made and ending it
 //! when dropped, so the end cannot be forgotten on an early return.
+//!
+//! Making one is `unsafe`, as mapping a file is in memmap2: the bytes are
+//! shared with every other holder of the dma-buf (clones of the `Dmabuf`,
+//! other processes, devices), and Rust's slices promise that nothing else
+//! changes them while they are borrowed. The caller promises that for the
+//! access's lifetime; the sync bracket orders the device's side.
 
 use smithay::backend::allocator::dmabuf::{
     Dmabuf, DmabufMapping, DmabufMappingFailed, DmabufMappingMode, DmabufSyncFailed,
@@ -45,13 +51,24 @@ pub struct CpuAccess<'a> {
 
 impl<'a> CpuAccess<'a> {
     /// Starts a CPU read of `plane` (`SYNC_START | SYNC_READ`).
-    pub fn read(dmabuf: &'a Dmabuf, plane: usize) -> Result<Self, CpuAccessError> {
+    ///
+    /// # Safety
+    ///
+    /// While the access lives, nothing in this process writes the plane
+    /// (no write access to it, no other mapping written), and no other
+    /// process writes it: the bytes borrowed from it must not change.
+    pub unsafe fn read(dmabuf: &'a Dmabuf, plane: usize) -> Result<Self, CpuAccessError> {
         Self::start(dmabuf, plane, false)
     }
 
     /// Starts a CPU read-write access of `plane`
     /// (`SYNC_START | SYNC_READ | SYNC_WRITE`).
-    pub fn write(dmabuf: &'a Dmabuf, plane: usize) -> Result<Self, CpuAccessError> {
+    ///
+    /// # Safety
+    ///
+    /// While the access lives, nothing else in this process or any other
+    /// reads or writes the plane's bytes: the access is the only one.
+    pub unsafe fn write(dmabuf: &'a Dmabuf, plane: usize) -> Result<Self, CpuAccessError> {
         Self::start(dmabuf, plane, true)
     }
 
@@ -73,8 +90,7 @@ impl<'a> CpuAccess<'a> {
         let mapping = dmabuf
             .map_plane(plane, mode)
             .map_err(|source| CpuAccessError::Map { plane, source })?;
-        dmabuf
-            .sync_plane(plane, DmabufSyncFlags::START | flags)
+        sync(dmabuf, plane, DmabufSyncFlags::START | flags)
             .map_err(|source| CpuAccessError::Sync { plane, source })?;
         Ok(Self {
             dmabuf,
@@ -87,8 +103,7 @@ impl<'a> CpuAccess<'a> {
     /// The plane's bytes, up to the end of the dma-buf.
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: the mapping is live while `self` is, and `length()` bytes
-        // long. Devices may write it concurrently: that is what the sync
-        // bracket orders.
+        // long; the constructor's contract keeps other writers away.
         unsafe {
             std::slice::from_raw_parts(self.mapping.ptr().cast::<u8>(), self.mapping.length())
         }
@@ -100,7 +115,8 @@ impl<'a> CpuAccess<'a> {
             return None;
         }
         // SAFETY: as for `bytes`; the mapping is writable (mapped with
-        // `WRITE`) and `&mut self` makes this the only slice of it.
+        // `WRITE`), `&mut self` makes this the only slice of it here, and
+        // the constructor's contract makes it the only access anywhere.
         Some(unsafe {
             std::slice::from_raw_parts_mut(self.mapping.ptr().cast::<u8>(), self.mapping.length())
         })
@@ -114,6 +130,21 @@ impl Drop for CpuAccess<'_> {
             DmabufSyncFlags::END | Self::sync_flags(self.writable),
         ) {
             tracing::warn!(plane = self.plane, %err, "ending a CPU access to a dma-buf failed");
+        }
+    }
+}
+
+/// `DMA_BUF_IOCTL_SYNC`, again when a signal interrupted it (as libdrm's
+/// `drmIoctl` retries).
+fn sync(dmabuf: &Dmabuf, plane: usize, flags: DmabufSyncFlags) -> Result<(), DmabufSyncFailed> {
+    loop {
+        match dmabuf.sync_plane(plane, flags) {
+            Err(DmabufSyncFailed::Io(err))
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                ) => {}
+            result => return result,
         }
     }
 }

@@ -244,7 +244,8 @@ impl DmaHeap {
 
     fn udmabuf_alloc(&self, len: u64) -> Result<OwnedFd, DmaHeapError> {
         use rustix::fs::{MemfdFlags, SealFlags};
-        let len = len.div_ceil(4096) * 4096;
+        let page = rustix::param::page_size() as u64;
+        let len = len.div_ceil(page) * page;
         let memfd = rustix::fs::memfd_create(
             "heapland-udmabuf",
             MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,

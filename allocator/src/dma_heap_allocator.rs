@@ -5,7 +5,10 @@
 //! the memory is whatever the heap gives. Which heap that should be (the one
 //! every device touching the buffers can use) is a policy question this type
 //! leaves to its caller: the heap is fixed when the allocator is made, so
-//! every buffer of a swapchain comes from the same memory.
+//! every buffer of a swapchain comes from the same memory. For the same
+//! reason it knows no device's limits (largest width, pitch): it checks the
+//! heap's size limit, and the devices' are checked where the heap was
+//! chosen (`explain_choice`) and, in the end, by the devices' drivers.
 //!
 //! ```no_run
 //! use heapland_allocator::{DmaHeap, DmaHeapAllocator};

@@ -13,9 +13,12 @@
 //! it was given, which is usually the display's, so closing handles there
 //! could pull a handle from under the renderer. The exporter therefore opens
 //! the display's node once more and imports, adds and removes framebuffers
-//! on that file only (as wlroots keeps its renderer's imports off the KMS
-//! file): every handle it closes is its own. Framebuffer ids are global to
-//! the device, so the display's file commits them as its own.
+//! on that file only: every handle it closes is its own. (wlroots keeps the
+//! two apart the other way round, giving its renderer a file of its own.)
+//! Framebuffer ids are global to the device, so the display's file commits
+//! them as its own; a framebuffer holds the file open, so the file outlives
+//! every framebuffer made on it. Where the node cannot be opened again, the
+//! exporter imports on the display's file, as before, and says so once.
 
 use std::{
     os::fd::{AsFd, BorrowedFd, OwnedFd},
@@ -46,17 +49,6 @@ use smithay::{
 /// Why a framebuffer could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum FramebufferError {
-    /// The display's node could not be opened again for imports.
-    #[error("cannot open {path} for PRIME imports: {source}")]
-    Open {
-        /// The node.
-        path: PathBuf,
-        /// The errno.
-        source: std::io::Error,
-    },
-    /// The display's device has no node to open again.
-    #[error("the display's DRM device has no node in /dev to open for imports")]
-    NoNode,
     /// `DRM_IOCTL_PRIME_FD_TO_HANDLE` failed (the driver cannot import this
     /// memory, e.g. vkms without the exporter's `vmap`).
     #[error("PRIME import of plane {plane} into {device} failed: {source}")]
@@ -88,17 +80,23 @@ pub enum FramebufferError {
     },
 }
 
-/// The exporter's own open file of the display's node: its GEM handles and
-/// framebuffers belong to no one else.
+/// The file imports and framebuffers are made on: the exporter's own file
+/// of the display's node, or, where the node cannot be opened again, the
+/// display's file itself.
 #[derive(Debug)]
-struct ImportFile {
-    fd: OwnedFd,
-    path: PathBuf,
+enum ImportFile {
+    /// The exporter's own file: its GEM handles belong to no one else.
+    Own { fd: OwnedFd, path: PathBuf },
+    /// The display's file, shared with whatever else imports on it.
+    Display(DrmDeviceFd),
 }
 
 impl AsFd for ImportFile {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        match self {
+            ImportFile::Own { fd, .. } => fd.as_fd(),
+            ImportFile::Display(drm) => drm.as_fd(),
+        }
     }
 }
 
@@ -106,36 +104,57 @@ impl drm::Device for ImportFile {}
 impl ControlDevice for ImportFile {}
 
 impl ImportFile {
-    /// Opens `drm`'s node again. A file opened by an unprivileged process
-    /// while another holds DRM master is not authenticated, and the kernel
-    /// refuses it PRIME imports; the display's file (the master) vouches
-    /// for it with `DRM_IOCTL_AUTH_MAGIC`. Root's files are authenticated
-    /// already, and a display file that is not master cannot vouch: then
-    /// the first import says so.
-    fn open(drm: &DrmDeviceFd) -> Result<Self, FramebufferError> {
-        let path = drm.dev_path().ok_or(FramebufferError::NoNode)?;
-        let fd = rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(
-            |e| FramebufferError::Open {
-                path: path.clone(),
-                source: e.into(),
-            },
-        )?;
-        let file = ImportFile { fd, path };
+    /// Opens `drm`'s node again, or falls back to `drm` itself (a seat
+    /// user whose node access came through libseat alone may not open it:
+    /// seatd passes one file, logind's `TakeDevice` takes a device once).
+    ///
+    /// The new file must not keep DRM master: the kernel makes the first
+    /// opener master when no file holds it (the display's file, between a
+    /// VT switch and heapland's pause, does not), and a file holding it
+    /// would keep the display's file from getting it back. PRIME imports and
+    /// `ADDFB2` need neither master nor authentication on current kernels;
+    /// kernels before 5.x wanted authenticated files for PRIME, which the
+    /// display's file (the master) vouches for with `DRM_IOCTL_AUTH_MAGIC`.
+    fn open(drm: &DrmDeviceFd) -> Self {
+        let Some(path) = drm.dev_path() else {
+            tracing::warn!("the display's DRM device has no node to open for imports: importing on its own file");
+            return ImportFile::Display(drm.clone());
+        };
+        let fd = match rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(err) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    %err,
+                    "cannot open the display's node again for PRIME imports: importing on the display's \
+                     own file, whose GEM handles a GL renderer on the same file may share"
+                );
+                return ImportFile::Display(drm.clone());
+            }
+        };
+        let file = ImportFile::Own { fd, path };
+        // EINVAL where the open did not make it master: nothing to drop.
+        let _ = drm::Device::release_master_lock(&file);
         // drm-rs deprecates magic authentication in favour of render nodes,
         // but a render node cannot add framebuffers: this file must be a
         // primary node's.
         #[allow(deprecated)]
-        match drm::Device::generate_auth_token(&file)
+        if let Err(err) = drm::Device::generate_auth_token(&file)
             .and_then(|token| drm::Device::authenticate_auth_token(drm, token))
         {
-            Ok(()) => {}
-            Err(err) => tracing::debug!(
-                path = %file.path.display(),
-                %err,
-                "the import file was not authenticated by the display's file"
-            ),
+            tracing::debug!(%err, "the import file was not authenticated by the display's file");
         }
-        Ok(file)
+        file
+    }
+
+    fn device_name(&self) -> String {
+        match self {
+            ImportFile::Own { path, .. } => path.display().to_string(),
+            ImportFile::Display(drm) => drm
+                .dev_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "DRM device".into()),
+        }
     }
 }
 
@@ -177,16 +196,32 @@ pub struct HeapFramebufferExporter {
 }
 
 impl HeapFramebufferExporter {
-    /// An exporter for the display `drm`. Clients' buffers are offered for
-    /// scanout when `import_node` is `None`, or when it is the node their
-    /// `Dmabuf` names (linux-dmabuf's main device when they were made), as
-    /// Smithay's `GbmFramebufferExporter` filters them; the kernel's PRIME
-    /// import and `ADDFB2` then decide whether the display can take them.
-    pub fn new(drm: &DrmDeviceFd, import_node: Option<DrmNode>) -> Result<Self, FramebufferError> {
-        Ok(Self {
-            file: Arc::new(ImportFile::open(drm)?),
+    /// An exporter for the display `drm`, importing on a file of its own
+    /// (see the module's doc) or, where the node cannot be opened again, on
+    /// `drm` itself, said once in the log.
+    ///
+    /// `import_node` filters clients' buffers by the node their `Dmabuf`
+    /// names (linux-dmabuf's main device when they were made), as Smithay's
+    /// `GbmFramebufferExporter` does, with one difference: `None` offers
+    /// every client buffer, where Smithay's offers none. A heap buffer was
+    /// not made on any device, so the node says little about it; the
+    /// kernel's PRIME import and `ADDFB2` decide whether the display can
+    /// take it.
+    pub fn new(drm: &DrmDeviceFd, import_node: Option<DrmNode>) -> Self {
+        Self {
+            file: Arc::new(ImportFile::open(drm)),
             import_node,
-        })
+        }
+    }
+
+    /// The exporter's own file of the display's node, where it has one
+    /// (`None`: imports share the display's file, whose node could not be
+    /// opened again). GEM handles made on it belong to its user alone.
+    pub fn own_file(&self) -> Option<BorrowedFd<'_>> {
+        match &*self.file {
+            ImportFile::Own { fd, .. } => Some(fd.as_fd()),
+            ImportFile::Display(_) => None,
+        }
     }
 
     /// Makes a framebuffer for `dmabuf`. With `use_opaque`, formats with
@@ -252,7 +287,7 @@ fn framebuffer_from_dmabuf(
     use_opaque: bool,
 ) -> Result<HeapFramebuffer, FramebufferError> {
     let drm = &**file;
-    let device_name = || drm.path.display().to_string();
+    let device_name = || drm.device_name();
     let mut handles = [None; 4];
     let mut imported: Vec<GemHandle> = Vec::with_capacity(4);
     let mut result = Ok(());

@@ -230,7 +230,8 @@ impl Layout {
     /// The length to allocate: the size rounded up to whole pages, as heaps
     /// round it anyway.
     pub fn alloc_size(&self) -> u64 {
-        align_up(self.size, 4096).unwrap_or(self.size)
+        let page = rustix::param::page_size() as u64;
+        align_up(self.size, page).unwrap_or(self.size)
     }
 
     /// The size as a dma-buf describes it (signed 32-bit, as in

@@ -241,10 +241,7 @@ impl<'a> Explained<'a> {
         let heap = self.heap()?.open()?;
         Ok(crate::DmaHeapAllocator::with_alignment(
             heap,
-            crate::Alignment {
-                pitch: self.intersection.pitch_alignment,
-                offset: self.intersection.offset_alignment,
-            },
+            mappable(&self.intersection),
         ))
     }
 }
@@ -264,6 +261,21 @@ pub fn allocator_for(
 ) -> Result<crate::DmaHeapAllocator> {
     let devices = resolve_devices(discovery, devices)?;
     explain_choice(discovery, &devices, &[], fourcc, width, height)?.allocator()
+}
+
+/// The devices' alignments, with plane offsets at least a page apart: a
+/// plane is mapped from its offset (`mmap` takes page-aligned offsets), so
+/// the CPU can reach every plane of the layouts handed out.
+fn mappable(intersection: &Intersection) -> Alignment {
+    let page = u32::try_from(rustix::param::page_size()).unwrap_or(4096);
+    Alignment {
+        pitch: intersection.pitch_alignment,
+        offset: u32::try_from(crate::constraints::lcm(
+            intersection.offset_alignment.max(1).into(),
+            page.into(),
+        ))
+        .unwrap_or(u32::MAX),
+    }
 }
 
 /// Judges every heap for a buffer touched by `devices` (and any `extra`
@@ -315,15 +327,7 @@ pub fn explain_choice<'a>(
             });
         }
     }
-    let layout = Layout::new(
-        fourcc,
-        width,
-        height,
-        Alignment {
-            pitch: intersection.pitch_alignment,
-            offset: intersection.offset_alignment,
-        },
-    )?;
+    let layout = Layout::new(fourcc, width, height, mappable(&intersection))?;
     let ranking = intersection.rank(discovery.heaps(), devices, layout.alloc_size())?;
     Ok(Explained {
         layout,

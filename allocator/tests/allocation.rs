@@ -145,10 +145,11 @@ mod smithay_feature {
         );
         builder.add_plane(fd, 0, 0, 64);
         let dmabuf = builder.build().unwrap();
-        let err = CpuAccess::read(&dmabuf, 0).unwrap_err();
+        // SAFETY: the memfd is this test's alone.
+        let err = unsafe { CpuAccess::read(&dmabuf, 0) }.unwrap_err();
         assert!(err.to_string().contains("start CPU access"), "{err}");
-        assert!(CpuAccess::write(&dmabuf, 0).is_err());
-        let err = CpuAccess::read(&dmabuf, 1).unwrap_err();
+        assert!(unsafe { CpuAccess::write(&dmabuf, 0) }.is_err());
+        let err = unsafe { CpuAccess::read(&dmabuf, 1) }.unwrap_err();
         assert!(err.to_string().contains("map plane 1"), "{err}");
     }
 }

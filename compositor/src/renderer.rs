@@ -26,7 +26,9 @@
 //! each client dma-buf when it is created ([`DisplayRenderer::import_dmabuf`]):
 //! what it refuses could never be drawn.
 
-use std::ffi::CStr;
+use std::{ffi::CStr, os::fd::BorrowedFd};
+
+use smithay::reexports::rustix;
 
 use smithay::{
     backend::{
@@ -161,12 +163,17 @@ impl DisplayRenderer {
 
     /// Tries to import a client dma-buf as the renderer will when drawing
     /// it. The import is cached by the renderer until the buffer is gone.
-    pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
+    ///
+    /// `kms_file` is a file of the display's node whose GEM handles are
+    /// heapland's own, for [`software_gl_can_sample`].
+    pub fn import_dmabuf(
+        &mut self,
+        dmabuf: &Dmabuf,
+        kms_file: Option<BorrowedFd<'_>>,
+    ) -> Result<(), String> {
         let imported = match self {
             DisplayRenderer::Gles(r) => {
-                if GlStrings::of(r).is_software() {
-                    software_gl_can_sample(dmabuf)?;
-                }
+                software_gl_can_sample(r, dmabuf, kms_file)?;
                 r.import_dmabuf(dmabuf, None)
                     .map(drop)
                     .map_err(|e| e.to_string())
@@ -196,26 +203,85 @@ impl DisplayRenderer {
     }
 }
 
-/// Refuses the dma-bufs Mesa's software GL imports without error and then
-/// samples through a null pointer: llvmpipe maps an imported dma-buf itself
-/// with `PROT_READ | PROT_WRITE`, which a read-only dma-buf refuses; it then
-/// falls back to `kms_swrast`'s `DRM_IOCTL_MODE_MAP_DUMB`, which the kernel
-/// refuses for imported objects, and draws with no mapping (SIGSEGV in an
-/// `llvmpipe-N` thread, seen in the guest with vivid's buffers, which
-/// `weston-simple-dmabuf-v4l` exports with `VIDIOC_EXPBUF` flags 0). The
-/// client gets `failed` instead, and the compositor lives.
-fn software_gl_can_sample(dmabuf: &Dmabuf) -> Result<(), String> {
-    use smithay::reexports::rustix::fs::{fcntl_getfl, OFlags};
+/// Refuses, on software GL, the dma-bufs Mesa imports without error and
+/// then samples through a null pointer.
+///
+/// llvmpipe maps an imported dma-buf itself with `PROT_READ | PROT_WRITE`.
+/// Where that fails (a read-only dma-buf: `weston-simple-dmabuf-v4l`
+/// exports vivid's buffers with `VIDIOC_EXPBUF` flags 0, GBM on
+/// `kms_swrast` exports with `DRM_CLOEXEC` alone), `kms_swrast` imports it
+/// into the display device and maps it with `DRM_IOCTL_MODE_MAP_DUMB`. That
+/// works for the display's own buffers (the kernel gives back the device's
+/// own object) and fails for any other device's (the kernel refuses to map
+/// imported objects), and llvmpipe then draws with no mapping: SIGSEGV in
+/// an `llvmpipe-N` thread, seen in the guest with vivid's buffers.
+///
+/// So each plane gets the two mappings Mesa will try, one page of the
+/// first, and the second on `kms_file`, a file of the display's node whose
+/// GEM handles are heapland's own (the framebuffer exporter's: a handle
+/// closed there cannot be one Mesa holds). Without such a file a buffer the
+/// first way cannot map is refused. The client gets `failed` instead of the
+/// compositor crashing. On a GPU the driver imports through the kernel, and
+/// nothing is checked.
+pub fn software_gl_can_sample(
+    renderer: &mut GlesRenderer,
+    dmabuf: &Dmabuf,
+    kms_file: Option<BorrowedFd<'_>>,
+) -> Result<(), String> {
+    if !GlStrings::of(renderer).is_software() {
+        return Ok(());
+    }
     for (plane, fd) in dmabuf.handles().enumerate() {
-        let flags = fcntl_getfl(fd).map_err(|e| format!("plane {plane}: F_GETFL: {e}"))?;
-        if flags & OFlags::RWMODE != OFlags::RDWR {
+        let Err(mmap_err) = map_one_page_read_write(fd) else {
+            continue;
+        };
+        let dumb = match kms_file {
+            Some(kms) => map_dumb_of_import(kms, fd),
+            None => Err("no file of the display's own to try MAP_DUMB on".into()),
+        };
+        if let Err(dumb_err) = dumb {
             return Err(format!(
-                "plane {plane} is a read-only dma-buf, which software GL (llvmpipe) cannot map \
-                 and would draw through a null pointer (heapland --renderer pixman takes it)"
+                "plane {plane} can be mapped neither read-write ({mmap_err}) nor through the \
+                 display ({dumb_err}): software GL (llvmpipe) would draw it through a null \
+                 pointer (heapland --renderer pixman takes it)"
             ));
         }
     }
     Ok(())
+}
+
+/// What llvmpipe tries first: a shared read-write mapping of the dma-buf.
+fn map_one_page_read_write(fd: BorrowedFd<'_>) -> Result<(), rustix::io::Errno> {
+    use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+    let page = rustix::param::page_size();
+    // SAFETY: a fresh shared mapping that nothing reads or writes, unmapped
+    // at once.
+    let ptr = unsafe {
+        mmap(
+            std::ptr::null_mut(),
+            page,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+            fd,
+            0,
+        )
+    }?;
+    // SAFETY: the mapping just made, `page` bytes long.
+    unsafe { munmap(ptr, page) }
+}
+
+/// What `kms_swrast` tries then: PRIME import into the display and
+/// `DRM_IOCTL_MODE_MAP_DUMB` of the handle (the offset is all it returns;
+/// nothing is mapped). The handle is closed on `kms`, which is ours alone.
+fn map_dumb_of_import(kms: BorrowedFd<'_>, dmabuf: BorrowedFd<'_>) -> Result<(), String> {
+    let handle = drm_ffi::gem::fd_to_handle(kms, dmabuf)
+        .map_err(|e| format!("PRIME import: {e}"))?
+        .handle;
+    let mapped = drm_ffi::mode::dumbbuffer::map(kms, handle, 0, 0).map(drop);
+    if let Err(err) = drm_ffi::gem::close(kms, handle) {
+        tracing::debug!(%err, "closing a probe's GEM handle");
+    }
+    mapped.map_err(|e| format!("MAP_DUMB: {e}"))
 }
 
 /// Draws one texel of a texture of our own into a texture of our own, so

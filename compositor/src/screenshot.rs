@@ -124,7 +124,9 @@ pub fn write_dmabuf_png(
         .strides()
         .next()
         .ok_or(DmabufScreenshotError::NoPlane)? as usize;
-    let pixels = heapland_allocator::CpuAccess::read(dmabuf, 0)
+    // SAFETY: the scanout buffer is written by heapland's renderer on this
+    // thread only, and not while this function runs; the display only reads.
+    let pixels = unsafe { heapland_allocator::CpuAccess::read(dmabuf, 0) }
         .map_err(|e| DmabufScreenshotError::Map(e.to_string()))?;
     // The mapping starts at the plane's offset.
     let data = pixels.bytes();

@@ -56,7 +56,7 @@ use tracing::{debug, info, warn};
 use crate::{
     backend::{
         headless::CLEAR_COLOR,
-        scanout::{self, OutputScanout, ScanoutAllocator, ScanoutExporter, ScanoutMemory},
+        scanout::{OutputScanout, ScanoutAllocator, ScanoutExporter, ScanoutMemory},
         Backend, DrawError, DrawnFrame,
     },
     cli::{Cli, OutputMode as CliMode},
@@ -290,6 +290,12 @@ impl DrmBackend {
         out.refresh = Duration::from_nanos(1_000_000_000_000 / refresh_mhz);
         out.compositor.reset_buffers();
         Ok(())
+    }
+
+    /// Checks a client dma-buf with the renderer that will draw it.
+    pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
+        self.renderer
+            .import_dmabuf(dmabuf, self.memory.import_file())
     }
 
     /// Turns `output`'s CRTC off (DPMS off: no plane, `active` 0) or lets
@@ -758,7 +764,7 @@ fn open_output(
             warn!(
                 "{name}: the display refused {source} ({refused}); using KMS dumb buffers instead"
             );
-            let dumb = scanout::dumb(&drm_fd, &name);
+            let dumb = memory.dumb(&drm_fd);
             source = dumb.source.clone();
             start(dumb)?.map_err(|e| {
                 format!("{name}: cannot start the KMS compositor with {source} ({e}), nor with heap memory ({refused})")

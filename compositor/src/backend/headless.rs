@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use heapland_allocator::{explain_choice, Discovery};
+use heapland_allocator::{buffer_name, explain_choice, Discovery};
 use smithay::{
     backend::{
         allocator::{dmabuf::Dmabuf, Allocator, Buffer, Format, Fourcc, Modifier},
@@ -89,8 +89,15 @@ fn allocate_output_buffer(
         let (w, h) = (mode.width, mode.height);
         let allocated = || -> Result<(Dmabuf, String), Box<dyn std::error::Error>> {
             let choice = explain_choice(discovery, &[], &[], Fourcc::Xrgb8888, w, h)?;
-            let mut allocator = choice.allocator()?.with_label(format!("heapland-{name}"));
+            let mut allocator = choice.allocator()?;
             let dmabuf = allocator.create_buffer(w, h, Fourcc::Xrgb8888, &[Modifier::Linear])?;
+            // Named for its output, so it can be told apart in
+            // /sys/kernel/debug/dma_buf/bufinfo.
+            if let Some(fd) = dmabuf.handles().next() {
+                if let Err(err) = buffer_name::set_name(fd, &format!("heapland-{name}")) {
+                    debug!("cannot name the output dma-buf: {err}");
+                }
+            }
             Ok((dmabuf, allocator.heap().name().to_owned()))
         };
         match allocated() {

@@ -130,7 +130,7 @@ impl Backend {
     pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
         match self {
             Backend::Headless(b) => b.import_dmabuf(dmabuf),
-            Backend::Drm(b) => b.renderer.import_dmabuf(dmabuf),
+            Backend::Drm(b) => b.import_dmabuf(dmabuf),
             #[cfg(feature = "winit")]
             Backend::Winit(b) => b.import_dmabuf(dmabuf),
         }

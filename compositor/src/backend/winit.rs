@@ -98,6 +98,7 @@ impl WinitBackend {
     }
 
     pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
+        crate::renderer::software_gl_can_sample(self.backend.renderer(), dmabuf, None)?;
         self.backend
             .renderer()
             .import_dmabuf(dmabuf, None)

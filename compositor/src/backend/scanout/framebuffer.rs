@@ -32,23 +32,22 @@ use super::buffer::{Origin, ScanoutBuffer};
 /// Exports scanout buffers of any origin, and clients' dma-bufs.
 #[derive(Debug)]
 pub struct ScanoutExporter {
-    /// Heap buffers and clients' dma-bufs (absent when the display's node
-    /// could not be opened for imports: clients' buffers are composited).
-    heap: Option<HeapFramebufferExporter>,
+    /// Heap buffers and clients' dma-bufs.
+    heap: HeapFramebufferExporter,
     /// Present when the output's buffers come from GBM.
     gbm: Option<GbmFramebufferExporter<DrmDeviceFd>>,
 }
 
 impl ScanoutExporter {
     /// For heap or dumb buffers.
-    pub fn new(heap: Option<HeapFramebufferExporter>) -> Self {
+    pub fn new(heap: HeapFramebufferExporter) -> Self {
         ScanoutExporter { heap, gbm: None }
     }
 
     /// For GBM bos (and heap or dumb buffers).
     pub fn with_gbm(
         gbm: GbmFramebufferExporter<DrmDeviceFd>,
-        heap: Option<HeapFramebufferExporter>,
+        heap: HeapFramebufferExporter,
     ) -> Self {
         ScanoutExporter {
             heap,
@@ -96,8 +95,6 @@ pub enum ScanoutFramebufferError {
     Dumb(#[from] DumbExportError),
     #[error("a GBM buffer reached an exporter made without GBM")]
     NoGbm,
-    #[error("a heap buffer reached an exporter made without the heap exporter")]
-    NoHeap,
 }
 
 impl ExportFramebuffer<ScanoutBuffer> for ScanoutExporter {
@@ -112,19 +109,18 @@ impl ExportFramebuffer<ScanoutBuffer> for ScanoutExporter {
     ) -> Result<Option<ScanoutFramebuffer>, ScanoutFramebufferError> {
         let buffer = match buffer {
             ExportBuffer::Wayland(client) => {
-                let Some(heap) = &self.heap else {
-                    return Ok(None);
-                };
-                let fb =
-                    heap.add_framebuffer(drm, ExportBuffer::<Dmabuf>::Wayland(client), use_opaque)?;
+                let fb = self.heap.add_framebuffer(
+                    drm,
+                    ExportBuffer::<Dmabuf>::Wayland(client),
+                    use_opaque,
+                )?;
                 return Ok(fb.map(ScanoutFramebuffer::Heap));
             }
             ExportBuffer::Allocator(buffer) => buffer,
         };
         match buffer.origin() {
             Origin::Heap => {
-                let heap = self.heap.as_ref().ok_or(ScanoutFramebufferError::NoHeap)?;
-                let fb = heap.add_framebuffer(
+                let fb = self.heap.add_framebuffer(
                     drm,
                     ExportBuffer::Allocator(buffer.dmabuf()),
                     use_opaque,
@@ -145,9 +141,9 @@ impl ExportFramebuffer<ScanoutBuffer> for ScanoutExporter {
 
     fn can_add_framebuffer(&self, buffer: &ExportBuffer<'_, ScanoutBuffer>) -> bool {
         match buffer {
-            ExportBuffer::Wayland(client) => self.heap.as_ref().is_some_and(|heap| {
-                heap.can_add_framebuffer(&ExportBuffer::<Dmabuf>::Wayland(client))
-            }),
+            ExportBuffer::Wayland(client) => self
+                .heap
+                .can_add_framebuffer(&ExportBuffer::<Dmabuf>::Wayland(client)),
             ExportBuffer::Allocator(_) => true,
         }
     }
