@@ -3,9 +3,13 @@
 //!
 //! - [`xx_dmabuf_heaps_v1`](../xx-dmabuf-heaps-v1.xml): which DMA-BUF heap to
 //!   allocate from for each linux-dmabuf feedback tranche, handed to the
-//!   client as a file descriptor.
+//!   client as a file descriptor: [`server`] and [`client`].
+//! - [`xx_dmabuf_heaps_v2`](../xx-dmabuf-heaps-v2.xml): the same, extending a
+//!   `zwp_linux_dmabuf_feedback_v1` object, with heaps announced once as
+//!   objects: [`v2::server`] and [`v2::client`].
 //!
-//! Enable feature `server` for [`server`] and `client` for [`client`].
+//! Enable feature `server` for the server modules and `client` for the
+//! client ones.
 
 #![allow(missing_docs)]
 
@@ -43,3 +47,92 @@ pub mod client {
 
 /// The protocol XML, for tools that want to generate their own bindings.
 pub const XX_DMABUF_HEAPS_V1_XML: &str = include_str!("../xx-dmabuf-heaps-v1.xml");
+
+/// `xx_dmabuf_heaps_v2`, which refers to linux-dmabuf's
+/// `zwp_linux_dmabuf_feedback_v1` (from `wayland-protocols`).
+pub mod v2 {
+    /// Server-side bindings of `xx_dmabuf_heaps_v2`.
+    #[cfg(feature = "server")]
+    #[allow(non_upper_case_globals, non_snake_case, unused_imports, clippy::all)]
+    pub mod server {
+        use wayland_protocols::wp::linux_dmabuf::zv1::server::*;
+        use wayland_server;
+        use wayland_server::protocol::*;
+
+        pub mod __interfaces {
+            use wayland_protocols::wp::linux_dmabuf::zv1::server::__interfaces::*;
+            use wayland_server::protocol::__interfaces::*;
+            wayland_scanner::generate_interfaces!("xx-dmabuf-heaps-v2.xml");
+        }
+        use self::__interfaces::*;
+
+        wayland_scanner::generate_server_code!("xx-dmabuf-heaps-v2.xml");
+    }
+
+    /// Client-side bindings of `xx_dmabuf_heaps_v2`.
+    #[cfg(feature = "client")]
+    #[allow(non_upper_case_globals, non_snake_case, unused_imports, clippy::all)]
+    pub mod client {
+        use wayland_client;
+        use wayland_client::protocol::*;
+        use wayland_protocols::wp::linux_dmabuf::zv1::client::*;
+
+        pub mod __interfaces {
+            use wayland_client::protocol::__interfaces::*;
+            use wayland_protocols::wp::linux_dmabuf::zv1::client::__interfaces::*;
+            wayland_scanner::generate_interfaces!("xx-dmabuf-heaps-v2.xml");
+        }
+        use self::__interfaces::*;
+
+        wayland_scanner::generate_client_code!("xx-dmabuf-heaps-v2.xml");
+    }
+
+    /// The protocol XML.
+    pub const XX_DMABUF_HEAPS_V2_XML: &str = include_str!("../xx-dmabuf-heaps-v2.xml");
+}
+
+#[cfg(all(test, feature = "client", feature = "server"))]
+mod tests {
+    use wayland_client::Proxy;
+    use wayland_server::Resource;
+
+    /// The generated bindings carry the XML's interfaces, versions and
+    /// requests, and v2's refers to linux-dmabuf's feedback object.
+    #[test]
+    fn v2_bindings_match_the_xml() {
+        use super::v2::{client, server};
+        let manager = client::xx_dmabuf_heap_manager_v2::XxDmabufHeapManagerV2::interface();
+        assert_eq!(manager.name, "xx_dmabuf_heap_manager_v2");
+        assert_eq!(manager.version, 1);
+        let get = &manager.requests[1];
+        assert_eq!(get.name, "get_heap_feedback");
+        assert_eq!(
+            get.signature,
+            &[
+                wayland_backend::protocol::ArgumentType::NewId,
+                wayland_backend::protocol::ArgumentType::Object(
+                    wayland_backend::protocol::AllowNull::No
+                )
+            ]
+        );
+        let feedback = server::xx_dmabuf_heap_feedback_v2::XxDmabufHeapFeedbackV2::interface();
+        let events: Vec<&str> = feedback.events.iter().map(|e| e.name).collect();
+        assert_eq!(
+            events,
+            [
+                "heap",
+                "tranche_device",
+                "tranche_layout",
+                "tranche_heap",
+                "tranche_no_heap",
+                "tranche_done",
+                "done"
+            ]
+        );
+        assert_eq!(
+            server::xx_dmabuf_heap_v2::XxDmabufHeapV2::interface().events[0].name,
+            "removed"
+        );
+        assert!(super::v2::XX_DMABUF_HEAPS_V2_XML.contains("zwp_linux_dmabuf_feedback_v1"));
+    }
+}
