@@ -26,7 +26,11 @@
 //! each client dma-buf when it is created ([`DisplayRenderer::import_dmabuf`]):
 //! what it refuses could never be drawn.
 
-use std::{ffi::CStr, os::fd::BorrowedFd};
+use std::{
+    ffi::CStr,
+    os::fd::{AsFd, BorrowedFd},
+    path::Path,
+};
 
 use smithay::reexports::rustix;
 
@@ -164,16 +168,16 @@ impl DisplayRenderer {
     /// Tries to import a client dma-buf as the renderer will when drawing
     /// it. The import is cached by the renderer until the buffer is gone.
     ///
-    /// `kms_file` is a file of the display's node whose GEM handles are
-    /// heapland's own, for [`software_gl_can_sample`].
+    /// `display_node` is the display's DRM node, for
+    /// [`software_gl_can_sample`].
     pub fn import_dmabuf(
         &mut self,
         dmabuf: &Dmabuf,
-        kms_file: Option<BorrowedFd<'_>>,
+        display_node: Option<&Path>,
     ) -> Result<(), String> {
         let imported = match self {
             DisplayRenderer::Gles(r) => {
-                software_gl_can_sample(r, dmabuf, kms_file)?;
+                software_gl_can_sample(r, dmabuf, display_node)?;
                 r.import_dmabuf(dmabuf, None)
                     .map(drop)
                     .map_err(|e| e.to_string())
@@ -216,17 +220,17 @@ impl DisplayRenderer {
 /// imported objects), and llvmpipe then draws with no mapping: SIGSEGV in
 /// an `llvmpipe-N` thread, seen in the guest with vivid's buffers.
 ///
-/// So each plane gets the two mappings Mesa will try, one page of the
-/// first, and the second on `kms_file`, a file of the display's node whose
-/// GEM handles are heapland's own (the framebuffer exporter's: a handle
-/// closed there cannot be one Mesa holds). Without such a file a buffer the
-/// first way cannot map is refused. The client gets `failed` instead of the
-/// compositor crashing. On a GPU the driver imports through the kernel, and
-/// nothing is checked.
+/// So each plane gets the two mappings Mesa will try: one page of the
+/// first, and the second on a file of the display's node (`display_node`)
+/// opened for the probe alone, so that the GEM handle it closes cannot be
+/// one Mesa holds on its own file. Without the node (or where it cannot be
+/// opened), a buffer the first way cannot map is refused. The client gets
+/// `failed` instead of the compositor crashing. On a GPU the driver imports
+/// through the kernel, and nothing is checked.
 pub fn software_gl_can_sample(
     renderer: &mut GlesRenderer,
     dmabuf: &Dmabuf,
-    kms_file: Option<BorrowedFd<'_>>,
+    display_node: Option<&Path>,
 ) -> Result<(), String> {
     if !GlStrings::of(renderer).is_software() {
         return Ok(());
@@ -235,9 +239,9 @@ pub fn software_gl_can_sample(
         let Err(mmap_err) = map_one_page_read_write(fd) else {
             continue;
         };
-        let dumb = match kms_file {
-            Some(kms) => map_dumb_of_import(kms, fd),
-            None => Err("no file of the display's own to try MAP_DUMB on".into()),
+        let dumb = match display_node {
+            Some(node) => map_dumb_of_import(node, fd),
+            None => Err("no display node to try MAP_DUMB on".into()),
         };
         if let Err(dumb_err) = dumb {
             return Err(format!(
@@ -272,8 +276,16 @@ fn map_one_page_read_write(fd: BorrowedFd<'_>) -> Result<(), rustix::io::Errno> 
 
 /// What `kms_swrast` tries then: PRIME import into the display and
 /// `DRM_IOCTL_MODE_MAP_DUMB` of the handle (the offset is all it returns;
-/// nothing is mapped). The handle is closed on `kms`, which is ours alone.
-fn map_dumb_of_import(kms: BorrowedFd<'_>, dmabuf: BorrowedFd<'_>) -> Result<(), String> {
+/// nothing is mapped), on a file of the display's node of the probe's own.
+/// The file gives up DRM master at once if opening it made it master (no
+/// other file held it).
+fn map_dumb_of_import(node: &Path, dmabuf: BorrowedFd<'_>) -> Result<(), String> {
+    use rustix::fs::{open, Mode, OFlags};
+    let file = open(node, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("open {}: {e}", node.display()))?;
+    let kms = file.as_fd();
+    // EINVAL where the open did not make it master.
+    let _ = drm_ffi::auth::release_master(kms);
     let handle = drm_ffi::gem::fd_to_handle(kms, dmabuf)
         .map_err(|e| format!("PRIME import: {e}"))?
         .handle;

@@ -294,8 +294,8 @@ impl DrmBackend {
 
     /// Checks a client dma-buf with the renderer that will draw it.
     pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
-        self.renderer
-            .import_dmabuf(dmabuf, self.memory.import_file())
+        let node = smithay::utils::DevPath::dev_path(self.drm.device_fd());
+        self.renderer.import_dmabuf(dmabuf, node.as_deref())
     }
 
     /// Turns `output`'s CRTC off (DPMS off: no plane, `active` 0) or lets

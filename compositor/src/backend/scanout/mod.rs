@@ -47,8 +47,7 @@ pub enum ScanoutError {
 }
 
 /// The scanout memory of one display device, chosen when the device is
-/// opened; every output of the device gets its allocator from it, and all
-/// share one exporter (one import file of the device).
+/// opened; every output of the device gets its allocator from it.
 #[derive(Debug)]
 pub struct ScanoutMemory {
     pub kind: MemoryKind,
@@ -106,7 +105,7 @@ impl ScanoutMemory {
         };
         Ok(ScanoutMemory {
             kind,
-            exporter: HeapFramebufferExporter::new(drm, None),
+            exporter: HeapFramebufferExporter::new(None),
         })
     }
 
@@ -128,7 +127,7 @@ impl ScanoutMemory {
                     Ok(allocator) => OutputScanout {
                         source: format!("DMA-BUF heap {}", allocator.heap().name()),
                         allocator: ScanoutAllocator::Heap(allocator.with_label("heapland")),
-                        exporter: ScanoutExporter::new(self.exporter.clone()),
+                        exporter: ScanoutExporter::new(self.exporter),
                     },
                     Err(err) => {
                         warn!(
@@ -149,7 +148,7 @@ impl ScanoutMemory {
                 // path (framebuffer.rs), not GBM's.
                 exporter: ScanoutExporter::with_gbm(
                     GbmFramebufferExporter::new(gbm.clone(), None),
-                    self.exporter.clone(),
+                    self.exporter,
                 ),
                 // Not gbm_device_get_backend_name(): the gbm crate panics
                 // on a name that is not UTF-8.
@@ -159,18 +158,12 @@ impl ScanoutMemory {
         }
     }
 
-    /// The exporter's own file of the display's node (`None` where it
-    /// shares the display's file): GEM handles closed on it are heapland's.
-    pub fn import_file(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.exporter.own_file()
-    }
-
     /// KMS dumb buffers: what every KMS driver scans out, the fallback when
     /// heap memory cannot be used for an output.
     pub fn dumb(&self, drm: &DrmDeviceFd) -> OutputScanout {
         OutputScanout {
             allocator: ScanoutAllocator::Dumb(DumbAllocator::new(drm.clone())),
-            exporter: ScanoutExporter::new(self.exporter.clone()),
+            exporter: ScanoutExporter::new(self.exporter),
             source: "KMS dumb buffers".into(),
         }
     }
