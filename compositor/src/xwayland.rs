@@ -68,6 +68,9 @@ pub struct Xwayland {
     /// Autostart and `--exec` programs, held until Xwayland is ready or
     /// known not to come.
     held: Option<Vec<String>>,
+    /// The timer that stops holding them after `HOLD_LIMIT_SECS`, removed
+    /// once they are released: left armed, it woke an idle compositor.
+    hold_timer: Option<smithay::reexports::calloop::RegistrationToken>,
 }
 
 impl Xwayland {
@@ -78,6 +81,7 @@ impl Xwayland {
             client: None,
             dead: false,
             held: None,
+            hold_timer: None,
             display: None,
         }
     }
@@ -179,15 +183,20 @@ impl Heapland {
                     std::time::Duration::from_secs(HOLD_LIMIT_SECS),
                 );
                 let held = self.loop_handle.insert_source(timer, |_, _, state| {
+                    // Dropped by the return below, not by the release.
+                    state.xwayland.hold_timer = None;
                     if state.xwayland.held.is_some() {
                         warn!("Xwayland is not ready after {HOLD_LIMIT_SECS} s: starting programs anyway");
                         state.release_held_programs();
                     }
                     smithay::reexports::calloop::timer::TimeoutAction::Drop
                 });
-                if let Err(err) = held {
-                    warn!("cannot time Xwayland's start: {}", err.error);
-                    self.release_held_programs();
+                match held {
+                    Ok(token) => self.xwayland.hold_timer = Some(token),
+                    Err(err) => {
+                        warn!("cannot time Xwayland's start: {}", err.error);
+                        self.release_held_programs();
+                    }
                 }
             }
             Err(err) => warn!("cannot watch Xwayland: {}; X11 apps cannot run", err.error),
@@ -207,8 +216,12 @@ impl Heapland {
         }
     }
 
-    /// Xwayland is ready, or will not be: the held programs start.
+    /// Xwayland is ready, or will not be: the held programs start, and the
+    /// timer that would have started them goes.
     fn release_held_programs(&mut self) {
+        if let Some(token) = self.xwayland.hold_timer.take() {
+            self.loop_handle.remove(token);
+        }
         for program in self.xwayland.held.take().unwrap_or_default() {
             crate::spawn::spawn(&program, &self.child_env());
         }
