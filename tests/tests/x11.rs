@@ -278,3 +278,47 @@ fn a_task_bar_lists_and_closes_xterm() {
     );
     comp.assert_alive();
 }
+
+/// Voluntary and involuntary context switches of every thread of `pid`.
+fn context_switches(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/<pid>/task");
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// Once Xwayland is ready and nothing happens, heapland sleeps: across the
+/// 20 s mark too, where the timer that would have started held programs
+/// without Xwayland once fired although they had been started.
+#[test]
+fn heapland_with_xwayland_ready_stays_asleep() {
+    let started = Instant::now();
+    let mut comp = Compositor::start_with(320, 240, &[]);
+    x_display(&mut comp);
+    // Xwayland's last words after it said it was ready.
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = comp.pid();
+    let before = context_switches(pid);
+    let until = Duration::from_secs(25);
+    std::thread::sleep(
+        until
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(5)),
+    );
+    let woke = context_switches(pid) - before;
+    assert_eq!(
+        woke,
+        0,
+        "heapland woke {woke} times with nothing to do (until {:?} after its start)",
+        started.elapsed()
+    );
+    comp.assert_alive();
+}
