@@ -28,8 +28,6 @@ use smithay::backend::{
 };
 use tracing::warn;
 
-use heapland_allocator::HeapFramebufferExporter;
-
 use crate::cli::AllocatorKind;
 
 pub use buffer::ScanoutAllocator;
@@ -49,14 +47,7 @@ pub enum ScanoutError {
 /// The scanout memory of one display device, chosen when the device is
 /// opened; every output of the device gets its allocator from it.
 #[derive(Debug)]
-pub struct ScanoutMemory {
-    pub kind: MemoryKind,
-    exporter: HeapFramebufferExporter,
-}
-
-/// Where a device's scanout buffers come from.
-#[derive(Debug)]
-pub enum MemoryKind {
+pub enum ScanoutMemory {
     /// Heaps that serve all of `devices` (the display first).
     Heap {
         discovery: Discovery,
@@ -77,10 +68,8 @@ pub struct OutputScanout {
 
 impl ScanoutMemory {
     /// Opens what `kind` needs on the display device `drm`: a GBM device
-    /// for `gbm`, nothing more for the others, and the exporter that makes
-    /// framebuffers of heap buffers and of clients' dma-bufs whatever makes
-    /// heapland's own buffers. `devices` are the display's and those of
-    /// every device sharing the buffers (heap only).
+    /// for `gbm`, nothing for the others. `devices` are the display's and
+    /// those of every device sharing the buffers (heap only).
     pub fn open(
         kind: AllocatorKind,
         drm: &DrmDeviceFd,
@@ -88,24 +77,20 @@ impl ScanoutMemory {
         discovery: &Discovery,
         devices: Vec<DeviceNumber>,
     ) -> Result<Self, ScanoutError> {
-        let kind = match kind {
-            AllocatorKind::Heap => MemoryKind::Heap {
+        Ok(match kind {
+            AllocatorKind::Heap => ScanoutMemory::Heap {
                 discovery: discovery.clone(),
                 devices,
             },
             AllocatorKind::Gbm => {
-                MemoryKind::Gbm(GbmDevice::new(drm.clone()).map_err(|source| {
+                ScanoutMemory::Gbm(GbmDevice::new(drm.clone()).map_err(|source| {
                     ScanoutError::Gbm {
                         device: device_name.to_owned(),
                         source,
                     }
                 })?)
             }
-            AllocatorKind::Dumb => MemoryKind::Dumb,
-        };
-        Ok(ScanoutMemory {
-            kind,
-            exporter: HeapFramebufferExporter::new(None),
+            AllocatorKind::Dumb => ScanoutMemory::Dumb,
         })
     }
 
@@ -119,26 +104,26 @@ impl ScanoutMemory {
         width: u32,
         height: u32,
     ) -> OutputScanout {
-        match &self.kind {
-            MemoryKind::Heap { discovery, devices } => {
+        match self {
+            ScanoutMemory::Heap { discovery, devices } => {
                 // One heap for every buffer of the output, chosen for its
                 // mode's size.
                 match allocator_for(discovery, devices, Fourcc::Xrgb8888, width, height) {
                     Ok(allocator) => OutputScanout {
                         source: format!("DMA-BUF heap {}", allocator.heap().name()),
                         allocator: ScanoutAllocator::Heap(allocator.with_label("heapland")),
-                        exporter: ScanoutExporter::new(self.exporter),
+                        exporter: ScanoutExporter::new(),
                     },
                     Err(err) => {
                         warn!(
                             "no DMA-BUF heap can hold scanout buffers for {device_name} ({err}): \
                              using KMS dumb buffers instead (load device_heap.ko for it, see kernel/README.md)"
                         );
-                        self.dumb(drm)
+                        dumb(drm)
                     }
                 }
             }
-            MemoryKind::Gbm(gbm) => OutputScanout {
+            ScanoutMemory::Gbm(gbm) => OutputScanout {
                 // The flags are given again for each buffer (buffer.rs).
                 allocator: ScanoutAllocator::Gbm(GbmAllocator::new(
                     gbm.clone(),
@@ -146,25 +131,12 @@ impl ScanoutMemory {
                 )),
                 // No import node: clients' buffers take the heap exporter's
                 // path (framebuffer.rs), not GBM's.
-                exporter: ScanoutExporter::with_gbm(
-                    GbmFramebufferExporter::new(gbm.clone(), None),
-                    self.exporter,
-                ),
+                exporter: ScanoutExporter::with_gbm(GbmFramebufferExporter::new(gbm.clone(), None)),
                 // Not gbm_device_get_backend_name(): the gbm crate panics
                 // on a name that is not UTF-8.
                 source: "GBM".into(),
             },
-            MemoryKind::Dumb => self.dumb(drm),
-        }
-    }
-
-    /// KMS dumb buffers: what every KMS driver scans out, the fallback when
-    /// heap memory cannot be used for an output.
-    pub fn dumb(&self, drm: &DrmDeviceFd) -> OutputScanout {
-        OutputScanout {
-            allocator: ScanoutAllocator::Dumb(DumbAllocator::new(drm.clone())),
-            exporter: ScanoutExporter::new(self.exporter),
-            source: "KMS dumb buffers".into(),
+            ScanoutMemory::Dumb => dumb(drm),
         }
     }
 }
@@ -174,6 +146,16 @@ impl OutputScanout {
     /// committed (the kernel described the device wrongly, or not at all).
     pub fn is_heap(&self) -> bool {
         matches!(self.allocator, ScanoutAllocator::Heap(_))
+    }
+}
+
+/// KMS dumb buffers: what every KMS driver scans out, the fallback when heap
+/// memory cannot be used for an output.
+pub fn dumb(drm: &DrmDeviceFd) -> OutputScanout {
+    OutputScanout {
+        allocator: ScanoutAllocator::Dumb(DumbAllocator::new(drm.clone())),
+        exporter: ScanoutExporter::new(),
+        source: "KMS dumb buffers".into(),
     }
 }
 
@@ -211,7 +193,7 @@ mod tests {
         let discovery = Discovery::scan_roots(&SysRoots::under(Path::new("/nonexistent")));
         let memory = ScanoutMemory::open(AllocatorKind::Dumb, &drm, "test", &discovery, vec![])
             .expect("dumb memory needs nothing opened");
-        assert!(matches!(memory.kind, MemoryKind::Dumb));
+        assert!(matches!(memory, ScanoutMemory::Dumb));
         assert_eq!(
             memory.for_output(&drm, "test", 64, 64).source,
             "KMS dumb buffers"
