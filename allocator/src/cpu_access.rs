@@ -50,13 +50,16 @@ pub struct CpuAccess<'a> {
 }
 
 impl<'a> CpuAccess<'a> {
-    /// Starts a CPU read of `plane` (`SYNC_START | SYNC_READ`).
+    /// Starts a CPU read of `plane` (`SYNC_START | SYNC_READ`). The start
+    /// waits for the writes of devices (their fences) to end.
     ///
     /// # Safety
     ///
-    /// While the access lives, nothing in this process writes the plane
-    /// (no write access to it, no other mapping written), and no other
-    /// process writes it: the bytes borrowed from it must not change.
+    /// While the access lives and a slice of [`bytes`](Self::bytes) is
+    /// borrowed, nothing in this process writes the plane (no write access
+    /// to it, no other mapping written), and no other process writes it:
+    /// the bytes borrowed must not change. A reader that only copies
+    /// through [`as_ptr`](Self::as_ptr) promises nothing of the kind.
     pub unsafe fn read(dmabuf: &'a Dmabuf, plane: usize) -> Result<Self, CpuAccessError> {
         Self::start(dmabuf, plane, false)
     }
@@ -98,6 +101,14 @@ impl<'a> CpuAccess<'a> {
             mapping,
             writable,
         })
+    }
+
+    /// The start of the mapping and its length in bytes, for a reader that
+    /// copies from memory another process may write meanwhile (a Wayland
+    /// client's buffer): such bytes must never be borrowed as a slice, only
+    /// copied through the pointer, as Smithay hands out `wl_shm` memory.
+    pub fn as_ptr(&self) -> (*const u8, usize) {
+        (self.mapping.ptr().cast::<u8>().cast_const(), self.mapping.length())
     }
 
     /// The plane's bytes, up to the end of the dma-buf.

@@ -7,6 +7,7 @@ mod capture;
 mod cli;
 mod config;
 mod config_watch;
+mod cpu_upload;
 mod cursor_theme;
 mod decoration;
 mod dmabuf_params;

@@ -49,7 +49,7 @@ use smithay::{
 };
 use tracing::info;
 
-use crate::cli::RendererKind;
+use crate::{cli::RendererKind, cpu_upload::CpuUploads};
 
 /// Why a renderer cannot be made.
 #[derive(Debug, thiserror::Error)]
@@ -70,9 +70,15 @@ pub enum RendererError {
     SoftwareGl { device: String, gl: String },
 }
 
-/// The renderer of one display device.
+/// The renderer of one display device. Client surfaces are drawn with a
+/// GLES one through [`crate::cpu_upload::UploadingGles`] only: its raw
+/// `GlesRenderer` would hand llvmpipe the dma-bufs it cannot sample.
 pub enum DisplayRenderer {
-    Gles(Box<GlesRenderer>),
+    Gles {
+        gl: Box<GlesRenderer>,
+        /// Client dma-bufs it draws through a copy.
+        uploads: CpuUploads,
+    },
     Pixman(PixmanRenderer),
 }
 
@@ -128,14 +134,17 @@ impl DisplayRenderer {
                 });
             }
         }
-        Ok(DisplayRenderer::Gles(Box::new(renderer)))
+        Ok(DisplayRenderer::Gles {
+            gl: Box::new(renderer),
+            uploads: CpuUploads::default(),
+        })
     }
 
     /// What composes, for the log: `GLES (llvmpipe …, OpenGL ES 3.2 Mesa …)`
     /// or `pixman (CPU)`.
     pub fn describe(&mut self) -> String {
         match self {
-            DisplayRenderer::Gles(r) => {
+            DisplayRenderer::Gles { gl: r, .. } => {
                 let gl = GlStrings::of(r);
                 format!("GLES ({}, {})", gl.renderer, gl.version)
             }
@@ -147,7 +156,7 @@ impl DisplayRenderer {
     /// renderer imports as textures.
     pub fn texture_formats(&self) -> Vec<Format> {
         match self {
-            DisplayRenderer::Gles(r) => r.dmabuf_formats().into_iter().collect(),
+            DisplayRenderer::Gles { gl, .. } => gl.dmabuf_formats().into_iter().collect(),
             DisplayRenderer::Pixman(r) => r.dmabuf_formats().into_iter().collect(),
         }
     }
@@ -155,7 +164,7 @@ impl DisplayRenderer {
     /// The formats and modifiers the renderer draws into.
     pub fn render_formats(&self) -> Vec<Format> {
         match self {
-            DisplayRenderer::Gles(r) => r
+            DisplayRenderer::Gles { gl, .. } => gl
                 .egl_context()
                 .dmabuf_render_formats()
                 .iter()
@@ -175,19 +184,15 @@ impl DisplayRenderer {
         dmabuf: &Dmabuf,
         display_node: Option<&Path>,
     ) -> Result<(), String> {
-        let imported = match self {
-            DisplayRenderer::Gles(r) => {
-                software_gl_can_sample(r, dmabuf, display_node)?;
-                r.import_dmabuf(dmabuf, None)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+        match self {
+            DisplayRenderer::Gles { gl, uploads } => {
+                import_for_gles(gl, uploads, dmabuf, display_node)
             }
             DisplayRenderer::Pixman(r) => r
                 .import_dmabuf(dmabuf, None)
                 .map(drop)
-                .map_err(|e| e.to_string()),
-        };
-        imported.map_err(|e| format!("the renderer cannot import it: {e}"))
+                .map_err(|e| format!("the renderer cannot import it: {e}")),
+        }
     }
 
     /// Drops what the renderer still holds of buffers that are gone (their
@@ -195,10 +200,12 @@ impl DisplayRenderer {
     /// freed once the client and the surfaces showing it let it go.
     pub fn cleanup(&mut self) {
         let result = match self {
-            DisplayRenderer::Gles(r) => r
-                .cleanup_texture_cache()
-                .and_then(|()| forget_sampled_textures(r))
-                .map_err(|e| e.to_string()),
+            DisplayRenderer::Gles { gl, uploads } => {
+                uploads.cleanup();
+                gl.cleanup_texture_cache()
+                    .and_then(|()| forget_sampled_textures(gl))
+                    .map_err(|e| e.to_string())
+            }
             DisplayRenderer::Pixman(r) => r.cleanup_texture_cache().map_err(|e| e.to_string()),
         };
         if let Err(err) = result {
@@ -207,8 +214,32 @@ impl DisplayRenderer {
     }
 }
 
-/// Refuses, on software GL, the dma-bufs Mesa imports without error and
-/// then samples through a null pointer.
+/// Checks a client dma-buf with the GLES renderer that will draw it: EGL
+/// imports it, or, where software GL cannot sample it, it is drawn through
+/// a copy ([`CpuUploads`]). What neither takes is refused.
+pub fn import_for_gles(
+    gl: &mut GlesRenderer,
+    uploads: &mut CpuUploads,
+    dmabuf: &Dmabuf,
+    display_node: Option<&Path>,
+) -> Result<(), String> {
+    match software_gl_can_sample(gl, dmabuf, display_node) {
+        Ok(()) => gl
+            .import_dmabuf(dmabuf, None)
+            .map(drop)
+            .map_err(|e| format!("the renderer cannot import it: {e}")),
+        Err(unsampled) => match uploads.accept(gl, dmabuf) {
+            Ok(()) => {
+                info!("drawing a client dma-buf through a copy after each attach: {unsampled}");
+                Ok(())
+            }
+            Err(err) => Err(format!("{unsampled}, and it cannot be copied: {err}")),
+        },
+    }
+}
+
+/// Says, on software GL, which dma-bufs Mesa would import without error
+/// and then sample through a null pointer.
 ///
 /// llvmpipe maps an imported dma-buf itself with `PROT_READ | PROT_WRITE`.
 /// Where that fails (a read-only dma-buf: `weston-simple-dmabuf-v4l`
@@ -224,9 +255,10 @@ impl DisplayRenderer {
 /// first, and the second on a file of the display's node (`display_node`)
 /// opened for the probe alone, so that the GEM handle it closes cannot be
 /// one Mesa holds on its own file. Without the node (or where it cannot be
-/// opened), a buffer the first way cannot map is refused. The client gets
-/// `failed` instead of the compositor crashing. On a GPU the driver imports
-/// through the kernel, and nothing is checked.
+/// opened), a buffer the first way cannot map fails. Such a buffer is drawn
+/// through a copy or refused ([`import_for_gles`]), never handed to
+/// llvmpipe. On a GPU the driver imports through the kernel, and nothing is
+/// checked.
 pub fn software_gl_can_sample(
     renderer: &mut GlesRenderer,
     dmabuf: &Dmabuf,
@@ -247,7 +279,7 @@ pub fn software_gl_can_sample(
             return Err(format!(
                 "plane {plane} can be mapped neither read-write ({mmap_err}) nor through the \
                  display ({dumb_err}): software GL (llvmpipe) would draw it through a null \
-                 pointer (heapland --renderer pixman takes it)"
+                 pointer"
             ));
         }
     }

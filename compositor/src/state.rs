@@ -1190,7 +1190,9 @@ impl DmabufHandler for Heapland {
         // dma-bufs, and dma-bufs the renderer that draws them cannot import
         // (a buffer it cannot map, or whose format, modifier or layout EGL
         // refuses, fails here, with `failed`, instead of at render time).
-        // The import stays in the renderer's cache for the first frame.
+        // An EGL import stays in the renderer's cache for the first frame;
+        // a buffer software GL cannot sample is drawn through a copy
+        // (module cpu_upload) if it can be copied.
         let checked = crate::dmabuf_params::check_is_dmabuf(&dmabuf)
             .and_then(|()| self.backend.import_dmabuf(&dmabuf));
         match checked {

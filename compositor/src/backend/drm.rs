@@ -65,6 +65,7 @@ use crate::{
     frame_stats::Shown,
     heaps::HeapDirectory,
     input::InputAction,
+    cpu_upload::UploadingGles,
     renderer::DisplayRenderer,
     scene::{self, CursorMode, Scene},
     screenshot::{write_dmabuf_png, ScreenshotRequest},
@@ -248,7 +249,9 @@ impl DrmBackend {
             });
         };
         match &mut self.renderer {
-            DisplayRenderer::Gles(renderer) => draw_with(&mut **renderer, out, scene, screenshot),
+            DisplayRenderer::Gles { gl, uploads } => {
+                draw_with(&mut UploadingGles::new(gl, uploads), out, scene, screenshot)
+            }
             DisplayRenderer::Pixman(renderer) => draw_with(renderer, out, scene, screenshot),
         }
     }

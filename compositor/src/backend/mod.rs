@@ -37,6 +37,7 @@ use tracing::{debug, info, warn};
 use crate::{
     capture::{render_to_memory, CaptureError, Pixels},
     cli::{BackendKind, Cli},
+    cpu_upload::UploadingGles,
     feedback::{find_render_node, FeedbackPlan},
     frame_stats::Shown,
     heaps::HeapDirectory,
@@ -160,8 +161,16 @@ impl Backend {
                 render_to_memory::<_, Image>(b.renderer(), cpu, scene, output, cursor, region)
             }
             Backend::Drm(b) => match &mut b.renderer {
-                DisplayRenderer::Gles(r) => render_to_memory::<_, GlesRenderbuffer>(
-                    &mut **r, gl, scene, output, cursor, region,
+                DisplayRenderer::Gles {
+                    gl: renderer,
+                    uploads,
+                } => render_to_memory::<_, GlesRenderbuffer>(
+                    &mut UploadingGles::new(renderer, uploads),
+                    gl,
+                    scene,
+                    output,
+                    cursor,
+                    region,
                 ),
                 DisplayRenderer::Pixman(r) => {
                     render_to_memory::<_, Image>(r, cpu, scene, output, cursor, region)
@@ -169,7 +178,7 @@ impl Backend {
             },
             #[cfg(feature = "winit")]
             Backend::Winit(b) => render_to_memory::<_, GlesRenderbuffer>(
-                b.renderer(),
+                &mut b.renderer(),
                 gl,
                 scene,
                 output,

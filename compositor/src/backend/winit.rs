@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     backend::{headless::CLEAR_COLOR, Backend, DrawError, DrawnFrame},
+    cpu_upload::{CpuUploads, UploadingGles},
     frame_stats::Shown,
     input::InputAction,
     scene::{self, CursorMode, Scene},
@@ -50,6 +51,8 @@ pub struct WinitBackend {
     frames: u64,
     /// What the window's EGL display imports.
     formats: Vec<Format>,
+    /// Client dma-bufs drawn through a copy.
+    uploads: CpuUploads,
 }
 
 impl WinitBackend {
@@ -90,23 +93,22 @@ impl WinitBackend {
             clock: Clock::new(),
             frames: 0,
             formats,
+            uploads: CpuUploads::default(),
         })
     }
 
-    pub fn renderer(&mut self) -> &mut GlesRenderer {
-        self.backend.renderer()
+    /// The window's renderer, drawing read-only client dma-bufs through a
+    /// copy where its GL cannot sample them.
+    pub fn renderer(&mut self) -> UploadingGles<'_> {
+        UploadingGles::new(self.backend.renderer(), &self.uploads)
     }
 
     pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
-        crate::renderer::software_gl_can_sample(self.backend.renderer(), dmabuf, None)?;
-        self.backend
-            .renderer()
-            .import_dmabuf(dmabuf, None)
-            .map(drop)
-            .map_err(|e| format!("the renderer cannot import it: {e}"))
+        crate::renderer::import_for_gles(self.backend.renderer(), &mut self.uploads, dmabuf, None)
     }
 
     pub fn cleanup_texture_cache(&mut self) {
+        self.uploads.cleanup();
         if let Err(err) = self.backend.renderer().cleanup_texture_cache() {
             debug!("renderer cleanup: {err}");
         }
@@ -125,6 +127,7 @@ impl WinitBackend {
         let age = self.backend.buffer_age().unwrap_or(0);
         let (damage, states) = match self.backend.bind() {
             Ok((renderer, mut fb)) => {
+                let renderer = &mut UploadingGles::new(renderer, &self.uploads);
                 // The host draws the cursor over the window.
                 let elements = scene::output_elements(scene, renderer, output, CursorMode::Hidden);
                 match self.damage_tracker.render_output(

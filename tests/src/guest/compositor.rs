@@ -394,6 +394,8 @@ pub(super) struct State {
     pub(super) params_created: u32,
     /// zwp_linux_buffer_params_v1 `failed` events.
     pub(super) params_failed: u32,
+    /// The buffer of the last `created` event, until taken.
+    pub(super) created: Option<WlBuffer>,
 }
 
 impl State {
@@ -891,7 +893,10 @@ impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
         _: &QueueHandle<Self>,
     ) {
         match e {
-            zwp_linux_buffer_params_v1::Event::Created { .. } => s.params_created += 1,
+            zwp_linux_buffer_params_v1::Event::Created { buffer } => {
+                s.params_created += 1;
+                s.created = Some(buffer);
+            }
             zwp_linux_buffer_params_v1::Event::Failed => s.params_failed += 1,
             _ => {}
         }

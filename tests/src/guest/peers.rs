@@ -58,6 +58,7 @@ use super::{
     compositor::{self, State, XR24},
     dma_buf::{self, Mapping},
     gles::{MESA_ENV, MESA_LAUNCH},
+    redraw::{context_switches, wakeups},
     steady_state,
 };
 use crate::bench::{ms, quote, Stats};
@@ -472,22 +473,6 @@ fn thread_ticks(pid: u32) -> String {
         .join(", ")
 }
 
-/// Context switches of every thread of `pid`.
-fn switches(pid: u32) -> u64 {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    dir.flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .flat_map(|s| {
-            s.lines()
-                .filter(|l| l.contains("ctxt_switches"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
-}
-
 /// What one run of one compositor measured.
 #[derive(Debug, Clone)]
 struct Sample {
@@ -697,10 +682,20 @@ fn measure(peer: Peer, window: Duration) -> Result<Sample, String> {
     settle(&mut run)?;
     let pid = run.pid();
     let rss_kib = rss_kib(pid)?;
-    let before = switches(pid);
+    let before = context_switches(pid)?;
     let idle = Duration::from_secs(5);
     std::thread::sleep(idle);
-    let idle_switches_per_s = (switches(pid) - before) as f64 / idle.as_secs_f64();
+    let woke = wakeups(&before, &context_switches(pid)?);
+    let idle_switches: u64 = woke.iter().map(|(_, n)| n).sum();
+    if idle_switches > 0 {
+        // Which thread woke says why (the main loop, a renderer's worker, a timer).
+        println!(
+            "INFO peers: {} woke {idle_switches} times in {} s idle, by thread: {woke:?}",
+            peer.name(),
+            idle.as_secs()
+        );
+    }
+    let idle_switches_per_s = idle_switches as f64 / idle.as_secs_f64();
     let warmup = Duration::from_secs(2);
     let shm = client_run(&mut run, &socket, Memory::Shm, warmup, window)
         .map_err(|e| format!("with the shm client: {e}"))?;

@@ -188,7 +188,7 @@ fn heap_buffer(
 }
 
 /// Context switches of every thread of `pid` so far, by thread.
-fn context_switches(pid: u32) -> Result<HashMap<String, u64>, String> {
+pub(super) fn context_switches(pid: u32) -> Result<HashMap<String, u64>, String> {
     let dir = format!("/proc/{pid}/task");
     let mut out = HashMap::new();
     for entry in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
@@ -213,7 +213,7 @@ fn context_switches(pid: u32) -> Result<HashMap<String, u64>, String> {
 
 /// Context switches between two samples, by thread, leaving out threads
 /// that made none.
-fn wakeups(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> Vec<(String, u64)> {
+pub(super) fn wakeups(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> Vec<(String, u64)> {
     let mut woke: Vec<(String, u64)> = after
         .iter()
         .map(|(t, n)| (t.clone(), n - before.get(t).copied().unwrap_or(0)))
