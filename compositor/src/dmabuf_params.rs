@@ -331,7 +331,8 @@ impl Dispatch<ZwpLinuxBufferParamsV1, DmabufParamsData> for Heapland {
 
 // The rest of linux-dmabuf is Smithay's, delegated as `delegate_dmabuf!`
 // would, minus the params object handled above and the global's requests
-// (crate::feedback, for surface feedback).
+// (crate::feedback; the feedback objects are crate::linux_feedback's, so
+// Smithay's feedback data type below is needed by its trait bounds only).
 smithay::reexports::wayland_server::delegate_global_dispatch!(Heapland: [ZwpLinuxDmabufV1: DmabufGlobalData] => DmabufState);
 smithay::reexports::wayland_server::delegate_dispatch!(Heapland: [WlBuffer: Dmabuf] => DmabufState);
 smithay::reexports::wayland_server::delegate_dispatch!(Heapland: [ZwpLinuxDmabufFeedbackV1: DmabufFeedbackData] => DmabufState);

@@ -35,19 +35,17 @@ use smithay::{
     },
     reexports::{
         wayland_protocols::wp::linux_dmabuf::zv1::server::{
-            zwp_linux_dmabuf_feedback_v1::TrancheFlags,
+            zwp_linux_dmabuf_feedback_v1::{TrancheFlags, ZwpLinuxDmabufFeedbackV1},
             zwp_linux_dmabuf_v1::{self, ZwpLinuxDmabufV1},
         },
         wayland_server::{
-            protocol::wl_surface::WlSurface, Client, DataInit, Dispatch, DisplayHandle, Weak,
+            protocol::wl_surface::WlSurface, Client, DataInit, Dispatch, DisplayHandle, Resource,
+            Weak,
         },
     },
     wayland::{
         compositor::with_states,
-        dmabuf::{
-            DmabufData, DmabufFeedback, DmabufFeedbackBuilder, DmabufState,
-            SurfaceDmabufFeedbackState,
-        },
+        dmabuf::{DmabufData, DmabufFeedback, DmabufFeedbackBuilder, DmabufState},
     },
 };
 
@@ -233,6 +231,9 @@ pub struct SurfaceFeedback {
     pub plan: Mutex<Option<Arc<FeedbackPlan>>>,
     /// Heap feedback objects following this surface.
     pub heap_instances: Mutex<Vec<Weak<XxDmabufHeapFeedbackV1>>>,
+    /// linux-dmabuf feedback objects of this surface (module
+    /// `linux_feedback`).
+    pub linux_instances: Mutex<Vec<Weak<ZwpLinuxDmabufFeedbackV1>>>,
 }
 
 /// The drm backend's scanout decision for a surface, from the states of
@@ -277,68 +278,47 @@ pub fn current_plan(state: &Heapland, surface: &WlSurface) -> Arc<FeedbackPlan> 
     .unwrap_or_else(|| state.default_plan.clone())
 }
 
-/// Installs a new plan for a surface and re-sends both protocols' feedback.
+/// Installs a new plan for a surface and re-sends its feedback on
+/// linux-dmabuf and on both heap protocols.
 pub fn set_surface_plan(state: &mut Heapland, surface: &WlSurface, plan: Arc<FeedbackPlan>) {
-    let feedback = match plan.to_dmabuf_feedback() {
+    let built = match plan.to_dmabuf_feedback() {
         Ok(f) => Some(f).filter(|_| plan.has_feedback()),
         Err(err) => {
             tracing::warn!("cannot build surface feedback: {err}");
             return;
         }
     };
-    let instances = with_states(surface, |states| {
+    let (linux, heaps) = with_states(surface, |states| {
         let sf = states
             .data_map
             .get_or_insert_threadsafe(SurfaceFeedback::default);
         if let Ok(mut p) = sf.plan.lock() {
             *p = Some(plan.clone());
         }
-        if let (Some(smithay_state), Some(feedback)) =
-            (SurfaceDmabufFeedbackState::from_states(states), &feedback)
-        {
-            smithay_state.set_feedback(feedback);
-        }
-        sf.heap_instances
-            .lock()
-            .map(|mut v| {
-                v.retain(|w| w.upgrade().is_ok());
-                v.clone()
-            })
-            .unwrap_or_default()
+        (live(&sf.linux_instances), live(&sf.heap_instances))
     });
-    for instance in instances.iter().filter_map(|w| w.upgrade().ok()) {
+    if let Some(built) = &built {
+        for instance in linux.iter().filter_map(|w| w.upgrade().ok()) {
+            crate::linux_feedback::send(state, &instance, &plan, built);
+        }
+    }
+    for instance in heaps.iter().filter_map(|w| w.upgrade().ok()) {
         crate::heap_protocol::send_batch(state, &instance, &plan);
     }
 }
 
-/// The linux-dmabuf feedback a surface's first feedback object must start
-/// with, when its plan is not the default one; `None` lets Smithay send the
-/// default feedback.
-///
-/// Smithay starts a surface's first `zwp_linux_dmabuf_feedback_v1` from
-/// `DmabufHandler::new_surface_feedback` (the default feedback unless
-/// overridden), and `set_surface_plan` cannot reach a surface that has no
-/// such object yet. Without this, a client asking for surface feedback after
-/// its surface became scanout-capable would get the default tranches on
-/// linux-dmabuf but the scanout plan on the heap protocol, and never the
-/// scanout tranche. The override is computed here, before Smithay holds the
-/// surface's state lock, which `new_surface_feedback` is called under.
-pub fn next_surface_feedback(state: &Heapland, surface: &WlSurface) -> Option<DmabufFeedback> {
-    let plan = current_plan(state, surface);
-    if *plan == *state.default_plan {
-        return None;
-    }
-    match plan.to_dmabuf_feedback() {
-        Ok(f) => Some(f),
-        Err(err) => {
-            tracing::warn!("cannot build surface feedback: {err}");
-            None
-        }
-    }
+/// The objects of `v` still alive (the dead ones dropped from it).
+fn live<I: Resource>(v: &Mutex<Vec<Weak<I>>>) -> Vec<Weak<I>> {
+    v.lock()
+        .map(|mut v| {
+            v.retain(|w| w.upgrade().is_ok());
+            v.clone()
+        })
+        .unwrap_or_default()
 }
 
-/// linux-dmabuf's global object: Smithay's, with the surface's current plan
-/// handed to `new_surface_feedback` (see [`next_surface_feedback`]).
+/// linux-dmabuf's global object: Smithay's, but for the two requests that
+/// make feedback objects, which heapland answers (module `linux_feedback`).
 impl Dispatch<ZwpLinuxDmabufV1, DmabufData> for Heapland {
     fn request(
         state: &mut Self,
@@ -349,14 +329,17 @@ impl Dispatch<ZwpLinuxDmabufV1, DmabufData> for Heapland {
         dhandle: &DisplayHandle,
         data_init: &mut DataInit<'_, Self>,
     ) {
-        if let zwp_linux_dmabuf_v1::Request::GetSurfaceFeedback { surface, .. } = &request {
-            state.next_surface_feedback = next_surface_feedback(state, surface);
+        match request {
+            zwp_linux_dmabuf_v1::Request::GetDefaultFeedback { id } => {
+                crate::linux_feedback::create(state, data_init, id, None);
+            }
+            zwp_linux_dmabuf_v1::Request::GetSurfaceFeedback { id, surface } => {
+                crate::linux_feedback::create(state, data_init, id, Some(&surface));
+            }
+            request => <DmabufState as Dispatch<ZwpLinuxDmabufV1, DmabufData, Self>>::request(
+                state, client, resource, request, data, dhandle, data_init,
+            ),
         }
-        <DmabufState as Dispatch<ZwpLinuxDmabufV1, DmabufData, Self>>::request(
-            state, client, resource, request, data, dhandle, data_init,
-        );
-        // Unused when the surface already had a feedback object.
-        state.next_surface_feedback = None;
     }
 }
 

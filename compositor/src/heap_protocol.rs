@@ -33,13 +33,13 @@ use tracing::{debug, info};
 
 use crate::{
     feedback::{current_plan, FeedbackPlan, SurfaceFeedback},
-    heaps::{NoHeap, Recipient},
+    heaps::{HeapGrant, NoHeap, Recipient},
     security_context::is_sandboxed,
     state::{ClientState, Heapland},
 };
 
 /// Most devices one feedback object may declare with `add_device`.
-const MAX_EXTRA_DEVICES: usize = 16;
+pub const MAX_EXTRA_DEVICES: usize = 16;
 
 /// The heap protocol's global. Default-scope feedback objects are not
 /// tracked: the default plan is fixed for the compositor's lifetime (the
@@ -53,6 +53,7 @@ impl HeapProtocolState {
     pub fn new(dh: &DisplayHandle) -> Self {
         // The global lives as long as the display; its id is not needed.
         dh.create_global::<Heapland, XxDmabufHeapManagerV1, ()>(1, ());
+        crate::heap_protocol_v2::create_global(dh);
         HeapProtocolState {}
     }
 }
@@ -72,30 +73,13 @@ pub fn send_batch(state: &Heapland, feedback: &XxDmabufHeapFeedbackV1, plan: &Fe
         .data::<FeedbackData>()
         .and_then(|d| d.extra_devices.lock().ok().map(|v| v.clone()))
         .unwrap_or_default();
-    // A feedback object whose client is gone sends nothing anyway; fail
-    // closed rather than open: sandboxed, credentials unknown.
     let client = feedback.client();
-    let peer = client
-        .as_ref()
-        .and_then(|c| c.get_data::<ClientState>())
-        .and_then(|s| s.peer.as_ref());
-    let recipient = Recipient {
-        sandboxed: client.as_ref().is_none_or(is_sandboxed),
-        peer,
-    };
-    let client_id = client.as_ref().map(Client::id);
-    let (pid, uid) = (peer.and_then(|p| p.pid), peer.map(|p| p.uid));
     for tranche in plan.tranches() {
         feedback.tranche_target(
             tranche.target_device.to_ne_bytes().to_vec(),
             u32::from(tranche.scanout),
         );
-        let mut devices = tranche.devices.clone();
-        for d in extra.iter() {
-            if !devices.contains(d) {
-                devices.push(*d);
-            }
-        }
+        let devices = with_extra(&tranche.devices, &extra);
         for d in &devices {
             feedback.tranche_device(d.to_ne_bytes().to_vec());
         }
@@ -105,28 +89,14 @@ pub fn send_batch(state: &Heapland, feedback: &XxDmabufHeapFeedbackV1, plan: &Fe
             layout.offset_alignment,
             layout.base_alignment,
         );
-        match state.heaps.grant(&devices, recipient) {
-            Ok(grant) => {
-                let withheld = match grant.withheld.as_slice() {
-                    [] => String::new(),
-                    w => format!("; withheld {}", w.join("; withheld ")),
-                };
-                debug!(
-                    client = ?client_id,
-                    ?pid,
-                    ?uid,
-                    heap = %grant.name,
-                    "tranche heap {}{withheld}",
-                    grant.name
-                );
-                feedback.tranche_heap(
-                    grant.fd.as_fd(),
-                    grant.name,
-                    HeapFlags::from_bits_truncate(grant.flags),
-                    (grant.max_bytes >> 32) as u32,
-                    grant.max_bytes as u32,
-                );
-            }
+        match grant_for(state, client.as_ref(), &devices) {
+            Ok(grant) => feedback.tranche_heap(
+                grant.fd.as_fd(),
+                grant.name,
+                HeapFlags::from_bits_truncate(grant.flags),
+                (grant.max_bytes >> 32) as u32,
+                grant.max_bytes as u32,
+            ),
             Err(no) => {
                 let (reason, message) = match no {
                     NoHeap::NoHeaps(m) => (NoHeapReason::NoHeaps, m),
@@ -134,19 +104,69 @@ pub fn send_batch(state: &Heapland, feedback: &XxDmabufHeapFeedbackV1, plan: &Fe
                     NoHeap::Unavailable(m) => (NoHeapReason::Unavailable, m),
                     NoHeap::Unaccounted(m) => (NoHeapReason::Unaccounted, m),
                 };
-                debug!(
-                    client = ?client_id,
-                    ?pid,
-                    ?uid,
-                    ?reason,
-                    "tranche without heap: {message}"
-                );
                 feedback.tranche_no_heap(reason, message);
             }
         }
         feedback.tranche_done();
     }
     feedback.done();
+}
+
+/// A tranche's devices and the devices a client declared, each once.
+pub fn with_extra(devices: &[u64], extra: &[u64]) -> Vec<u64> {
+    let mut all = devices.to_vec();
+    for d in extra {
+        if !all.contains(d) {
+            all.push(*d);
+        }
+    }
+    all
+}
+
+/// The heap `client` gets for a tranche accessed by `devices`, or why none,
+/// said in the log at debug level (both heap protocol versions).
+pub fn grant_for(
+    state: &Heapland,
+    client: Option<&Client>,
+    devices: &[u64],
+) -> Result<HeapGrant, NoHeap> {
+    // An object whose client is gone sends nothing anyway; fail closed
+    // rather than open: sandboxed, credentials unknown.
+    let peer = client
+        .and_then(|c| c.get_data::<ClientState>())
+        .and_then(|s| s.peer.as_ref());
+    let recipient = Recipient {
+        sandboxed: client.is_none_or(is_sandboxed),
+        peer,
+    };
+    let client_id = client.map(Client::id);
+    let (pid, uid) = (peer.and_then(|p| p.pid), peer.map(|p| p.uid));
+    let granted = state.heaps.grant(devices, recipient);
+    match &granted {
+        Ok(grant) => {
+            let withheld = match grant.withheld.as_slice() {
+                [] => String::new(),
+                w => format!("; withheld {}", w.join("; withheld ")),
+            };
+            debug!(
+                client = ?client_id,
+                ?pid,
+                ?uid,
+                heap = %grant.name,
+                "tranche heap {}{withheld}",
+                grant.name
+            );
+        }
+        Err(no) => debug!(client = ?client_id, ?pid, ?uid, "tranche without heap: {no:?}"),
+    }
+    granted
+}
+
+/// Parses a `dev_t` array argument (`add_device`, `remove_device`).
+pub fn dev_t(device: &[u8]) -> Result<u64, String> {
+    <[u8; 8]>::try_from(device)
+        .map(u64::from_ne_bytes)
+        .map_err(|_| format!("device must be one dev_t (8 bytes), got {} bytes", device.len()))
 }
 
 /// Re-sends the batch of one feedback object for its scope's current plan.
@@ -248,18 +268,17 @@ impl Dispatch<XxDmabufHeapFeedbackV1, FeedbackData> for Heapland {
         match request {
             Request::Destroy => {}
             Request::AddDevice { device } => {
-                let Ok(bytes) = <[u8; 8]>::try_from(device.as_slice()) else {
-                    info!(client = ?client.id(), "add_device with {} bytes", device.len());
-                    resource.post_error(
-                        xx_dmabuf_heap_feedback_v1::Error::InvalidDevice,
-                        format!(
-                            "device must be one dev_t (8 bytes), got {} bytes",
-                            device.len()
-                        ),
-                    );
-                    return;
+                let dev = match dev_t(&device) {
+                    Ok(dev) => dev,
+                    Err(message) => {
+                        info!(client = ?client.id(), "add_device: {message}");
+                        resource.post_error(
+                            xx_dmabuf_heap_feedback_v1::Error::InvalidDevice,
+                            message,
+                        );
+                        return;
+                    }
                 };
-                let dev = u64::from_ne_bytes(bytes);
                 let added = match data.extra_devices.lock() {
                     Ok(devices) if devices.contains(&dev) => true,
                     Ok(mut devices) if devices.len() < MAX_EXTRA_DEVICES => {

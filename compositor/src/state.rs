@@ -46,7 +46,7 @@ use smithay::{
             CompositorState,
         },
         cursor_shape::CursorShapeManagerState,
-        dmabuf::{DmabufFeedback, DmabufGlobal, DmabufHandler, DmabufState, ImportNotifier},
+        dmabuf::{DmabufGlobal, DmabufHandler, DmabufState, ImportNotifier},
         fractional_scale::{
             with_fractional_scale, FractionalScaleHandler, FractionalScaleManagerState,
         },
@@ -195,10 +195,6 @@ pub struct Heapland {
     pub xwayland: crate::xwayland::Xwayland,
     /// Frames shown, for `--stats`.
     pub frame_stats: FrameStats,
-    /// The feedback Smithay is to give the linux-dmabuf surface feedback
-    /// object being created, when the surface's plan is not the default one
-    /// (see [`feedback::next_surface_feedback`]).
-    pub next_surface_feedback: Option<DmabufFeedback>,
 }
 
 /// See [`Heapland::_globals`]: owned, never read, hence the allow.
@@ -363,7 +359,6 @@ impl Heapland {
             foreign_toplevels,
             xwayland,
             frame_stats: FrameStats::default(),
-            next_surface_feedback: None,
         })
     }
 
@@ -1167,17 +1162,6 @@ impl FractionalScaleHandler for Heapland {
 impl DmabufHandler for Heapland {
     fn dmabuf_state(&mut self) -> &mut DmabufState {
         &mut self.dmabuf_state
-    }
-
-    /// A surface's first linux-dmabuf feedback object starts from the plan
-    /// the surface already has (e.g. with a scanout tranche), as its heap
-    /// feedback objects do.
-    fn new_surface_feedback(
-        &mut self,
-        _surface: &WlSurface,
-        _global: &DmabufGlobal,
-    ) -> Option<DmabufFeedback> {
-        self.next_surface_feedback.take()
     }
 
     fn dmabuf_imported(

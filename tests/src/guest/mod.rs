@@ -26,6 +26,7 @@ pub mod drm_card;
 pub mod egl_client;
 pub mod gles;
 pub mod grants;
+pub mod heap_feedback_v2;
 pub mod heap;
 pub mod heaps_command;
 pub mod host_usr;
@@ -172,6 +173,7 @@ pub fn phases_for(arch: &str) -> Vec<Phase> {
             tests: || {
                 [
                     compositor::tests(),
+                    heap_feedback_v2::tests(),
                     sandbox::tests(),
                     grants::tests(),
                     host_usr::tests(),

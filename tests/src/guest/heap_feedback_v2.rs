@@ -1,0 +1,561 @@
+//! `xx_dmabuf_heaps_v2` against heapland in the guest: a heap feedback
+//! object extends one linux-dmabuf feedback object, its batches line up
+//! with that object's `done` events tranche for tranche, heaps come once as
+//! objects, and its errors are the protocol's.
+//!
+//! The events are recorded raw and checked here against the protocol text,
+//! not parsed by the library whose server side they test.
+
+use std::{
+    collections::HashMap,
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::net::UnixStream,
+    },
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use heapland_protocols::v2::client::{
+    xx_dmabuf_heap_feedback_v2::{self, XxDmabufHeapFeedbackV2},
+    xx_dmabuf_heap_manager_v2::{self, XxDmabufHeapManagerV2},
+    xx_dmabuf_heap_v2::{self, XxDmabufHeapV2},
+};
+use wayland_client::{
+    backend::ObjectId,
+    globals::{registry_queue_init, GlobalList, GlobalListContents},
+    protocol::{wl_buffer::WlBuffer, wl_registry::WlRegistry},
+    Connection, Dispatch, EventQueue, Proxy, QueueHandle,
+};
+use wayland_protocols::wp::linux_dmabuf::zv1::client::{
+    zwp_linux_buffer_params_v1::{self, Flags, ZwpLinuxBufferParamsV1},
+    zwp_linux_dmabuf_feedback_v1::{self, ZwpLinuxDmabufFeedbackV1},
+    zwp_linux_dmabuf_v1::{self, ZwpLinuxDmabufV1},
+};
+
+use super::{
+    compositor::{Heapland, RUNTIME_DIR, SOCKET, XR24},
+    dma_heap, drm_card,
+    session::dev_t_of,
+    Test,
+};
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test {
+            name: "heap_feedback_v2::batches_follow_the_linux_dmabuf_feedback_object",
+            run: batches_follow_the_linux_dmabuf_feedback_object,
+        },
+        Test {
+            name: "heap_feedback_v2::errors_are_the_protocols",
+            run: errors_are_the_protocols,
+        },
+    ]
+}
+
+/// One tranche of a heap batch.
+#[derive(Debug, Clone, PartialEq)]
+struct Tranche {
+    devices: Vec<u64>,
+    layout: Option<(u32, u32, u32)>,
+    /// Ok(the heap object's id), or Err((reason, message)).
+    heap: Result<ObjectId, (u32, String)>,
+}
+
+/// One announced heap.
+#[derive(Debug)]
+struct Announced {
+    fd: OwnedFd,
+    name: String,
+    flags: u32,
+}
+
+#[derive(Default)]
+struct State {
+    /// linux-dmabuf: `done` events so far, and tranches of the batch being
+    /// read / of the last complete one.
+    dmabuf_dones: u32,
+    dmabuf_tranches: u32,
+    dmabuf_last: Option<u32>,
+    /// Heap feedback: announced heaps by object id (in order of announcement).
+    heaps: HashMap<ObjectId, Announced>,
+    announcements: Vec<ObjectId>,
+    heap_objects: Vec<XxDmabufHeapV2>,
+    current: Vec<Tranche>,
+    tranche: Option<Tranche>,
+    /// Complete batches: (dmabuf_done, tranches).
+    batches: Vec<(u32, Vec<Tranche>)>,
+    /// An event out of the protocol's order.
+    grammar: Option<String>,
+    created: Option<WlBuffer>,
+    failed: bool,
+}
+
+impl State {
+    fn tranche(&mut self) -> &mut Tranche {
+        self.tranche.get_or_insert_with(|| Tranche {
+            devices: Vec::new(),
+            layout: None,
+            heap: Err((u32::MAX, String::new())),
+        })
+    }
+}
+
+fn connect() -> Result<(Connection, GlobalList, EventQueue<State>), String> {
+    let stream = UnixStream::connect(Path::new(RUNTIME_DIR).join(SOCKET))
+        .map_err(|e| format!("connect: {e}"))?;
+    let conn = Connection::from_socket(stream).map_err(|e| format!("wayland connection: {e}"))?;
+    let (globals, queue) =
+        registry_queue_init::<State>(&conn).map_err(|e| format!("registry: {e}"))?;
+    Ok((conn, globals, queue))
+}
+
+/// linux-dmabuf (version 4 or 5), the v2 manager, the default linux-dmabuf
+/// feedback object and its heap feedback object.
+struct Client {
+    conn: Connection,
+    queue: EventQueue<State>,
+    st: State,
+    dmabuf: ZwpLinuxDmabufV1,
+    manager: XxDmabufHeapManagerV2,
+    linux: ZwpLinuxDmabufFeedbackV1,
+    heap_feedback: XxDmabufHeapFeedbackV2,
+}
+
+impl Client {
+    fn new() -> Result<Client, String> {
+        let (conn, globals, queue) = connect()?;
+        let qh = queue.handle();
+        let dmabuf: ZwpLinuxDmabufV1 = globals
+            .bind(&qh, 4..=5, ())
+            .map_err(|e| format!("bind zwp_linux_dmabuf_v1 at 4 or 5: {e}"))?;
+        let manager: XxDmabufHeapManagerV2 = globals
+            .bind(&qh, 1..=1, ())
+            .map_err(|e| format!("bind xx_dmabuf_heap_manager_v2: {e}"))?;
+        let linux = dmabuf.get_default_feedback(&qh, ());
+        let heap_feedback = manager.get_heap_feedback(&linux, &qh, ());
+        Ok(Client {
+            conn,
+            queue,
+            st: State::default(),
+            dmabuf,
+            manager,
+            linux,
+            heap_feedback,
+        })
+    }
+
+    /// Reads events until `batches` heap batches came (or the connection
+    /// died: its protocol error).
+    fn batches(&mut self, batches: usize) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.st.batches.len() < batches {
+            self.queue
+                .roundtrip(&mut self.st)
+                .map_err(|e| format!("roundtrip: {e} ({:?})", self.conn.protocol_error()))?;
+            if let Some(g) = &self.st.grammar {
+                return Err(g.clone());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} heap batches in 20 s, waited for {batches}",
+                    self.st.batches.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn batches_follow_the_linux_dmabuf_feedback_object() -> Result<(), String> {
+    let comp = Heapland::start_with(&["--backend", "headless", "--output", "640x480@30"])?;
+    let mut c = Client::new()?;
+    c.batches(1)?;
+    let (done, first) = c.st.batches[0].clone();
+    if c.st.dmabuf_dones != 1 || done != 1 {
+        return Err(format!(
+            "the first batch says dmabuf_done {done}; linux-dmabuf sent {} done events",
+            c.st.dmabuf_dones
+        ));
+    }
+    if Some(first.len() as u32) != c.st.dmabuf_last {
+        return Err(format!(
+            "{} heap tranches for {:?} linux-dmabuf tranches",
+            first.len(),
+            c.st.dmabuf_last
+        ));
+    }
+    let Some(Ok(heap_id)) = first.first().map(|t| t.heap.clone()) else {
+        return Err(format!("the first tranche has no heap: {first:?}"));
+    };
+    let Some(heap) = c.st.heaps.get(&heap_id) else {
+        return Err(format!(
+            "tranche_heap refers to {heap_id}, which was not announced first"
+        ));
+    };
+    let announced = c.st.announcements.len();
+    let names = announced_once(&c.st)?;
+    let heap_name = heap.name.clone();
+    println!(
+        "INFO heap_feedback_v2: {} tranche(s), first from {heap_name} (flags {:#x}); heaps announced: {names:?}",
+        first.len(),
+        heap.flags
+    );
+
+    // The heap's fd allocates, and the buffer is a linux-dmabuf buffer.
+    let (w, h) = (64u32, 64u32);
+    let buffer = dma_heap::alloc(heap.fd.as_fd(), u64::from(w * h * 4))
+        .map_err(|e| format!("DMA_HEAP_IOCTL_ALLOC on {heap_name}'s announced fd: {e}"))?;
+    let qh = c.queue.handle();
+    let params = c.dmabuf.create_params(&qh, ());
+    params.add(buffer.as_fd(), 0, 0, w * 4, 0, 0);
+    params.create(w as i32, h as i32, XR24, Flags::empty());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.st.created.is_none() && !c.st.failed {
+        c.queue
+            .roundtrip(&mut c.st)
+            .map_err(|e| format!("roundtrip: {e}"))?;
+        if Instant::now() > deadline {
+            return Err("neither created nor failed in 20 s".into());
+        }
+    }
+    if c.st.failed {
+        return Err(format!(
+            "a buffer from {heap_name}'s announced fd got `failed`"
+        ));
+    }
+
+    // add_device: another batch for the same (first) feedback, listing the
+    // device in every tranche; the heaps it had are not announced again.
+    let vgem = dev_t_of(&drm_card::find("vgem", "renderD")?.path)?;
+    c.heap_feedback.add_device(vgem.to_ne_bytes().to_vec());
+    c.batches(2)?;
+    let (done, added) = c.st.batches[1].clone();
+    if done != 1 || added.len() != first.len() {
+        return Err(format!(
+            "after add_device: dmabuf_done {done} (want 1), {} tranches (want {})",
+            added.len(),
+            first.len()
+        ));
+    }
+    if let Some(t) = added.iter().find(|t| !t.devices.contains(&vgem)) {
+        return Err(format!(
+            "after add_device({vgem:#x}) a tranche does not list it: {t:?}"
+        ));
+    }
+    let same_heaps = added
+        .iter()
+        .zip(&first)
+        .all(|(a, f)| a.heap.is_err() || a.heap == f.heap);
+    if same_heaps && c.st.announcements.len() != announced {
+        return Err(format!(
+            "the same heaps were announced again after add_device: {:?}",
+            c.st.announcements
+        ));
+    }
+    announced_once(&c.st)?;
+
+    // remove_device: a batch without it.
+    c.heap_feedback.remove_device(vgem.to_ne_bytes().to_vec());
+    c.batches(3)?;
+    let (done, removed) = c.st.batches[2].clone();
+    if done != 1 || removed != first {
+        return Err(format!(
+            "after remove_device the batch is not the first again: dmabuf_done {done}, {removed:?} against {first:?}"
+        ));
+    }
+    announced_once(&c.st)?;
+    // Still one linux-dmabuf done: the heap protocol sent batches, not
+    // linux-dmabuf feedback.
+    if c.st.dmabuf_dones != 1 {
+        return Err(format!(
+            "linux-dmabuf sent {} done events on a default feedback object",
+            c.st.dmabuf_dones
+        ));
+    }
+    println!(
+        "INFO heap_feedback_v2: add_device and remove_device answered with batches for dmabuf_done 1, heaps announced once"
+    );
+    drop(c);
+    comp.stop()
+}
+
+/// The names of the heaps announced, each once.
+fn announced_once(st: &State) -> Result<Vec<String>, String> {
+    let names: Vec<String> = st
+        .announcements
+        .iter()
+        .filter_map(|id| st.heaps.get(id))
+        .map(|h| h.name.clone())
+        .collect();
+    if names.iter().enumerate().any(|(i, n)| names[..i].contains(n)) {
+        return Err(format!("a heap announced twice: {names:?}"));
+    }
+    Ok(names)
+}
+
+/// The protocol error of one request on a fresh client, as `(interface,
+/// code)`.
+fn error_of(request: impl FnOnce(&mut Client)) -> Result<(String, u32), String> {
+    let mut c = Client::new()?;
+    c.batches(1)?;
+    request(&mut c);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Err(e) = c.queue.roundtrip(&mut c.st) {
+            return match c.conn.protocol_error() {
+                Some(p) => Ok((p.object_interface, p.code)),
+                None => Err(format!("connection lost without a protocol error: {e}")),
+            };
+        }
+        if Instant::now() > deadline {
+            return Err("no protocol error in 20 s".into());
+        }
+    }
+}
+
+fn errors_are_the_protocols() -> Result<(), String> {
+    let comp = Heapland::start_with(&["--backend", "headless", "--output", "640x480@30"])?;
+    let cases: [(&str, Box<dyn FnOnce(&mut Client)>, (&str, u32)); 4] = [
+        (
+            "a second get_heap_feedback for one feedback object",
+            Box::new(|c: &mut Client| {
+                let qh = c.queue.handle();
+                let _ = c.manager.get_heap_feedback(&c.linux, &qh, ());
+            }),
+            (
+                "xx_dmabuf_heap_manager_v2",
+                xx_dmabuf_heap_manager_v2::Error::HeapFeedbackExists as u32,
+            ),
+        ),
+        (
+            "a heap destroyed while its heap feedback object lives",
+            Box::new(|c: &mut Client| {
+                if let Some(heap) = c.st.heap_objects.first() {
+                    heap.destroy();
+                }
+            }),
+            (
+                "xx_dmabuf_heap_v2",
+                xx_dmabuf_heap_v2::Error::InUse as u32,
+            ),
+        ),
+        (
+            "add_device with 3 bytes",
+            Box::new(|c: &mut Client| c.heap_feedback.add_device(vec![1, 2, 3])),
+            (
+                "xx_dmabuf_heap_feedback_v2",
+                xx_dmabuf_heap_feedback_v2::Error::InvalidDevice as u32,
+            ),
+        ),
+        (
+            "17 devices added",
+            Box::new(|c: &mut Client| {
+                for dev in 1..=17u64 {
+                    c.heap_feedback.add_device(dev.to_ne_bytes().to_vec());
+                }
+            }),
+            (
+                "xx_dmabuf_heap_feedback_v2",
+                xx_dmabuf_heap_feedback_v2::Error::TooManyDevices as u32,
+            ),
+        ),
+    ];
+    for (what, request, (interface, code)) in cases {
+        let got = error_of(request)?;
+        // A destroyed object's error may come without its interface (the
+        // client library has forgotten it).
+        if got.1 != code || (got.0 != interface && !got.0.is_empty()) {
+            return Err(format!(
+                "{what}: protocol error {got:?}, want {interface} error {code}"
+            ));
+        }
+    }
+    // A destroyed heap feedback object frees its slot: a new one is no error.
+    let mut c = Client::new()?;
+    c.batches(1)?;
+    c.heap_feedback.destroy();
+    let qh = c.queue.handle();
+    c.heap_feedback = c.manager.get_heap_feedback(&c.linux, &qh, ());
+    c.st.batches.clear();
+    c.batches(1)?;
+    // Heap objects may go once their heap feedback object has.
+    c.heap_feedback.destroy();
+    for heap in std::mem::take(&mut c.st.heap_objects) {
+        heap.destroy();
+    }
+    c.queue
+        .roundtrip(&mut c.st)
+        .map_err(|e| format!("destroying heaps after their heap feedback object: {e}"))?;
+    println!("INFO heap_feedback_v2: heap_feedback_exists, in_use, invalid_device and too_many_devices posted; a destroyed heap feedback object can be replaced, and its heaps then destroyed");
+    drop(c);
+    comp.stop()
+}
+
+impl Dispatch<WlRegistry, GlobalListContents> for State {
+    fn event(
+        _: &mut Self,
+        _: &WlRegistry,
+        _: wayland_client::protocol::wl_registry::Event,
+        _: &GlobalListContents,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+impl Dispatch<ZwpLinuxDmabufV1, ()> for State {
+    fn event(
+        _: &mut Self,
+        _: &ZwpLinuxDmabufV1,
+        _: zwp_linux_dmabuf_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+impl Dispatch<ZwpLinuxDmabufFeedbackV1, ()> for State {
+    fn event(
+        s: &mut Self,
+        _: &ZwpLinuxDmabufFeedbackV1,
+        e: zwp_linux_dmabuf_feedback_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match e {
+            zwp_linux_dmabuf_feedback_v1::Event::TrancheDone => s.dmabuf_tranches += 1,
+            zwp_linux_dmabuf_feedback_v1::Event::Done => {
+                s.dmabuf_dones += 1;
+                s.dmabuf_last = Some(std::mem::take(&mut s.dmabuf_tranches));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<XxDmabufHeapManagerV2, ()> for State {
+    fn event(
+        _: &mut Self,
+        _: &XxDmabufHeapManagerV2,
+        _: xx_dmabuf_heap_manager_v2::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+impl Dispatch<XxDmabufHeapFeedbackV2, ()> for State {
+    fn event(
+        s: &mut Self,
+        _: &XxDmabufHeapFeedbackV2,
+        e: xx_dmabuf_heap_feedback_v2::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use xx_dmabuf_heap_feedback_v2::Event;
+        match e {
+            Event::Heap {
+                id,
+                fd,
+                name,
+                flags,
+                ..
+            } => {
+                let flags = flags.into();
+                s.announcements.push(id.id());
+                s.heap_objects.push(id.clone());
+                s.heaps.insert(id.id(), Announced { fd, name, flags });
+            }
+            Event::TrancheDevice { device } => match <[u8; 8]>::try_from(device.as_slice()) {
+                Ok(b) => s.tranche().devices.push(u64::from_ne_bytes(b)),
+                Err(_) => s.grammar = Some(format!("tranche_device of {} bytes", device.len())),
+            },
+            Event::TrancheLayout {
+                pitch_alignment,
+                offset_alignment,
+                base_alignment,
+            } => {
+                s.tranche().layout = Some((pitch_alignment, offset_alignment, base_alignment));
+            }
+            Event::TrancheHeap { heap } => s.tranche().heap = Ok(heap.id()),
+            Event::TrancheNoHeap { reason, message } => {
+                s.tranche().heap = Err((reason.into(), message));
+            }
+            Event::TrancheDone => {
+                let t = s.tranche.take().unwrap_or_else(|| Tranche {
+                    devices: Vec::new(),
+                    layout: None,
+                    heap: Err((u32::MAX, String::new())),
+                });
+                if t.layout.is_none() || t.heap == Err((u32::MAX, String::new())) {
+                    s.grammar = Some(format!(
+                        "a tranche without tranche_layout or without tranche_heap/no_heap: {t:?}"
+                    ));
+                }
+                s.current.push(t);
+            }
+            Event::Done { dmabuf_done } => {
+                if s.tranche.is_some() {
+                    s.grammar = Some("done inside a tranche".into());
+                }
+                let tranches = std::mem::take(&mut s.current);
+                s.batches.push((dmabuf_done, tranches));
+            }
+            _ => {}
+        }
+    }
+
+    wayland_client::event_created_child!(State, XxDmabufHeapFeedbackV2, [
+        xx_dmabuf_heap_feedback_v2::EVT_HEAP_OPCODE => (XxDmabufHeapV2, ()),
+    ]);
+}
+
+impl Dispatch<XxDmabufHeapV2, ()> for State {
+    fn event(
+        _: &mut Self,
+        _: &XxDmabufHeapV2,
+        _: xx_dmabuf_heap_v2::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
+    fn event(
+        s: &mut Self,
+        _: &ZwpLinuxBufferParamsV1,
+        e: zwp_linux_buffer_params_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match e {
+            zwp_linux_buffer_params_v1::Event::Created { buffer } => s.created = Some(buffer),
+            zwp_linux_buffer_params_v1::Event::Failed => s.failed = true,
+            _ => {}
+        }
+    }
+
+    wayland_client::event_created_child!(State, ZwpLinuxBufferParamsV1, [
+        zwp_linux_buffer_params_v1::EVT_CREATED_OPCODE => (WlBuffer, ()),
+    ]);
+}
+
+impl Dispatch<WlBuffer, ()> for State {
+    fn event(
+        _: &mut Self,
+        _: &WlBuffer,
+        _: wayland_client::protocol::wl_buffer::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
