@@ -9,15 +9,22 @@
 //!
 //! GEM handles belong to an open file of the device and are not counted: a
 //! second import of the same dma-buf on the same file gives the same handle,
-//! and one close ends it for everyone. The exporter imports on the file
-//! `add_framebuffer` is given (the display's) and closes its handles before
-//! it returns, so a renderer importing on the same file (Mesa's GBM and EGL
-//! on the display's node) can lose a handle the two share. The way out is a
-//! file of the exporter's own (or, as wlroots does, of the renderer's own);
-//! it is not taken yet.
-//! The `import_node` filter chooses which clients' buffers are offered.
+//! and one close ends it for everyone. Mesa (GBM, EGL) imports on the file
+//! it was given, which is usually the display's, so closing handles there
+//! could pull a handle from under the renderer. The exporter therefore opens
+//! the display's node once more and imports, adds and removes framebuffers
+//! on that file only: every handle it closes is its own. (wlroots keeps the
+//! two apart the other way round, giving its renderer a file of its own.)
+//! Framebuffer ids are global to the device, so the display's file commits
+//! them as its own; a framebuffer holds the file open, so the file outlives
+//! every framebuffer made on it. Where the node cannot be opened again, the
+//! exporter imports on the display's file, as before, and says so once.
 
-use std::os::fd::AsFd;
+use std::{
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
+    path::PathBuf,
+    sync::Arc,
+};
 
 use smithay::{
     backend::{
@@ -27,10 +34,14 @@ use smithay::{
             DrmDeviceFd, Framebuffer,
         },
     },
-    reexports::drm::{
-        buffer::{Handle as GemHandle, PlanarBuffer},
-        control::{framebuffer, Device as ControlDevice, FbCmd2Flags},
-        node::DrmNode,
+    reexports::{
+        drm::{
+            self,
+            buffer::{Handle as GemHandle, PlanarBuffer},
+            control::{framebuffer, Device as ControlDevice, FbCmd2Flags},
+            node::DrmNode,
+        },
+        rustix::fs::{Mode, OFlags},
     },
     utils::DevPath,
 };
@@ -69,12 +80,90 @@ pub enum FramebufferError {
     },
 }
 
+/// The file imports and framebuffers are made on: the exporter's own file
+/// of the display's node, or, where the node cannot be opened again, the
+/// display's file itself.
+#[derive(Debug)]
+enum ImportFile {
+    /// The exporter's own file: its GEM handles belong to no one else.
+    Own { fd: OwnedFd, path: PathBuf },
+    /// The display's file, shared with whatever else imports on it.
+    Display(DrmDeviceFd),
+}
+
+impl AsFd for ImportFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            ImportFile::Own { fd, .. } => fd.as_fd(),
+            ImportFile::Display(drm) => drm.as_fd(),
+        }
+    }
+}
+
+impl drm::Device for ImportFile {}
+impl ControlDevice for ImportFile {}
+
+impl ImportFile {
+    /// Opens `drm`'s node again, or falls back to `drm` itself (a seat
+    /// user whose node access came through libseat alone may not open it:
+    /// seatd passes one file, logind's `TakeDevice` takes a device once).
+    ///
+    /// The new file must not keep DRM master: the kernel makes the first
+    /// opener master when no file holds it (the display's file, between a
+    /// VT switch and heapland's pause, does not), and a file holding it
+    /// would keep the display's file from getting it back. PRIME imports and
+    /// `ADDFB2` need neither master nor authentication on current kernels;
+    /// kernels before 5.x wanted authenticated files for PRIME, which the
+    /// display's file (the master) vouches for with `DRM_IOCTL_AUTH_MAGIC`.
+    fn open(drm: &DrmDeviceFd) -> Self {
+        let Some(path) = drm.dev_path() else {
+            tracing::warn!("the display's DRM device has no node to open for imports: importing on its own file");
+            return ImportFile::Display(drm.clone());
+        };
+        let fd = match rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(err) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    %err,
+                    "cannot open the display's node again for PRIME imports: importing on the display's \
+                     own file, whose GEM handles a GL renderer on the same file may share"
+                );
+                return ImportFile::Display(drm.clone());
+            }
+        };
+        let file = ImportFile::Own { fd, path };
+        // EINVAL where the open did not make it master: nothing to drop.
+        let _ = drm::Device::release_master_lock(&file);
+        // drm-rs deprecates magic authentication in favour of render nodes,
+        // but a render node cannot add framebuffers: this file must be a
+        // primary node's.
+        #[allow(deprecated)]
+        if let Err(err) = drm::Device::generate_auth_token(&file)
+            .and_then(|token| drm::Device::authenticate_auth_token(drm, token))
+        {
+            tracing::debug!(%err, "the import file was not authenticated by the display's file");
+        }
+        file
+    }
+
+    fn device_name(&self) -> String {
+        match self {
+            ImportFile::Own { path, .. } => path.display().to_string(),
+            ImportFile::Display(drm) => drm
+                .dev_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "DRM device".into()),
+        }
+    }
+}
+
 /// A framebuffer made from a dma-buf; removed from the device on drop.
 #[derive(Debug)]
 pub struct HeapFramebuffer {
     fb: framebuffer::Handle,
     format: Format,
-    drm: DrmDeviceFd,
+    file: Arc<ImportFile>,
 }
 
 impl AsRef<framebuffer::Handle> for HeapFramebuffer {
@@ -91,29 +180,48 @@ impl Framebuffer for HeapFramebuffer {
 
 impl Drop for HeapFramebuffer {
     fn drop(&mut self) {
-        if let Err(err) = self.drm.destroy_framebuffer(self.fb) {
+        if let Err(err) = self.file.destroy_framebuffer(self.fb) {
             tracing::warn!(fb = ?self.fb, %err, "failed to destroy a framebuffer");
         }
     }
 }
 
-/// GBM-free [`ExportFramebuffer`] for [`Dmabuf`]s (PRIME + `ADDFB2`).
-#[derive(Debug, Clone, Copy, Default)]
+/// GBM-free [`ExportFramebuffer`] for [`Dmabuf`]s (PRIME + `ADDFB2`) on
+/// its own file of the display's node.
+#[derive(Debug, Clone)]
 pub struct HeapFramebufferExporter {
+    file: Arc<ImportFile>,
     #[cfg_attr(not(feature = "wayland"), allow(dead_code))]
     import_node: Option<DrmNode>,
 }
 
 impl HeapFramebufferExporter {
-    /// An exporter that offers clients' buffers for scanout by the node their
-    /// `Dmabuf` names (linux-dmabuf's main device when they were made), as
-    /// Smithay's `GbmFramebufferExporter` filters them, with one difference:
-    /// `None` offers every client buffer, where Smithay's offers none. A
-    /// heap buffer was not made on any device, so the node says little about
-    /// it; the kernel's PRIME import and `ADDFB2` decide whether the display
-    /// can take it.
-    pub fn new(import_node: Option<DrmNode>) -> Self {
-        Self { import_node }
+    /// An exporter for the display `drm`, importing on a file of its own
+    /// (see the module's doc) or, where the node cannot be opened again, on
+    /// `drm` itself, said once in the log.
+    ///
+    /// `import_node` filters clients' buffers by the node their `Dmabuf`
+    /// names (linux-dmabuf's main device when they were made), as Smithay's
+    /// `GbmFramebufferExporter` does, with one difference: `None` offers
+    /// every client buffer, where Smithay's offers none. A heap buffer was
+    /// not made on any device, so the node says little about it; the
+    /// kernel's PRIME import and `ADDFB2` decide whether the display can
+    /// take it.
+    pub fn new(drm: &DrmDeviceFd, import_node: Option<DrmNode>) -> Self {
+        Self {
+            file: Arc::new(ImportFile::open(drm)),
+            import_node,
+        }
+    }
+
+    /// The exporter's own file of the display's node, where it has one
+    /// (`None`: imports share the display's file, whose node could not be
+    /// opened again). GEM handles made on it belong to its user alone.
+    pub fn own_file(&self) -> Option<BorrowedFd<'_>> {
+        match &*self.file {
+            ImportFile::Own { fd, .. } => Some(fd.as_fd()),
+            ImportFile::Display(_) => None,
+        }
     }
 
     /// Makes a framebuffer for `dmabuf`. With `use_opaque`, formats with
@@ -121,11 +229,10 @@ impl HeapFramebufferExporter {
     /// Smithay does for primary planes.
     pub fn framebuffer(
         &self,
-        drm: &DrmDeviceFd,
         dmabuf: &Dmabuf,
         use_opaque: bool,
     ) -> Result<HeapFramebuffer, FramebufferError> {
-        framebuffer_from_dmabuf(drm, dmabuf, use_opaque)
+        framebuffer_from_dmabuf(&self.file, dmabuf, use_opaque)
     }
 
     /// A client's linux-dmabuf buffer, if it may go to KMS: its node passes
@@ -175,15 +282,12 @@ impl PlanarBuffer for Planes {
 }
 
 fn framebuffer_from_dmabuf(
-    drm: &DrmDeviceFd,
+    file: &Arc<ImportFile>,
     dmabuf: &Dmabuf,
     use_opaque: bool,
 ) -> Result<HeapFramebuffer, FramebufferError> {
-    let device_name = || {
-        drm.dev_path()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "DRM device".into())
-    };
+    let drm = &**file;
+    let device_name = || drm.device_name();
     let mut handles = [None; 4];
     let mut imported: Vec<GemHandle> = Vec::with_capacity(4);
     let mut result = Ok(());
@@ -245,7 +349,7 @@ fn framebuffer_from_dmabuf(
                     code: format,
                     modifier,
                 },
-                drm: drm.clone(),
+                file: file.clone(),
             })
             .map_err(|source| FramebufferError::AddFramebuffer {
                 device: device_name(),
@@ -269,20 +373,20 @@ impl ExportFramebuffer<Dmabuf> for HeapFramebufferExporter {
     type Framebuffer = HeapFramebuffer;
     type Error = FramebufferError;
 
-    /// Imports on `drm` and closes the handles before returning (see the
-    /// module's doc).
+    /// `_drm` is the display's file: the framebuffer is made on the
+    /// exporter's own file of the same node instead (see the module's doc).
     fn add_framebuffer(
         &self,
-        drm: &DrmDeviceFd,
+        _drm: &DrmDeviceFd,
         buffer: ExportBuffer<'_, Dmabuf>,
         use_opaque: bool,
     ) -> Result<Option<HeapFramebuffer>, FramebufferError> {
         #[allow(unreachable_patterns)]
         match buffer {
-            ExportBuffer::Allocator(dmabuf) => self.framebuffer(drm, dmabuf, use_opaque).map(Some),
+            ExportBuffer::Allocator(dmabuf) => self.framebuffer(dmabuf, use_opaque).map(Some),
             #[cfg(feature = "wayland")]
             ExportBuffer::Wayland(buffer) => match self.client_dmabuf(buffer) {
-                Some(dmabuf) => self.framebuffer(drm, dmabuf, use_opaque).map(Some),
+                Some(dmabuf) => self.framebuffer(dmabuf, use_opaque).map(Some),
                 None => Ok(None),
             },
             // Without the `wayland` feature, client buffers (present when

@@ -49,7 +49,7 @@
 //! ```text
 //! let allocator = explain_choice(&discovery, &devices, &[], Fourcc::Xrgb8888, w, h)?.allocator()?;
 //! let compositor = DrmCompositor::new(output, surface, None, allocator,
-//!     HeapFramebufferExporter::new(import_node), [Fourcc::Xrgb8888], renderer_formats,
+//!     HeapFramebufferExporter::new(&drm_fd, import_node), [Fourcc::Xrgb8888], renderer_formats,
 //!     cursor_size, None::<GbmDevice<DrmDeviceFd>>)?;
 //! ```
 //!

@@ -56,7 +56,7 @@ use tracing::{debug, info, warn};
 use crate::{
     backend::{
         headless::CLEAR_COLOR,
-        scanout::{self, OutputScanout, ScanoutAllocator, ScanoutExporter, ScanoutMemory},
+        scanout::{OutputScanout, ScanoutAllocator, ScanoutExporter, ScanoutMemory},
         Backend, DrawError, DrawnFrame,
     },
     cli::{Cli, OutputMode as CliMode},
@@ -767,7 +767,7 @@ fn open_output(
             warn!(
                 "{name}: the display refused {source} ({refused}); using KMS dumb buffers instead"
             );
-            let dumb = scanout::dumb(&drm_fd);
+            let dumb = memory.dumb(&drm_fd);
             source = dumb.source.clone();
             start(dumb)?.map_err(|e| {
                 format!("{name}: cannot start the KMS compositor with {source} ({e}), nor with heap memory ({refused})")

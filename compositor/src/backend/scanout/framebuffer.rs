@@ -32,19 +32,27 @@ use super::buffer::{Origin, ScanoutBuffer};
 /// Exports scanout buffers of any origin, and clients' dma-bufs.
 #[derive(Debug)]
 pub struct ScanoutExporter {
+    /// Heap buffers and clients' dma-bufs.
+    heap: HeapFramebufferExporter,
     /// Present when the output's buffers come from GBM.
     gbm: Option<GbmFramebufferExporter<DrmDeviceFd>>,
 }
 
 impl ScanoutExporter {
     /// For heap or dumb buffers.
-    pub fn new() -> Self {
-        ScanoutExporter { gbm: None }
+    pub fn new(heap: HeapFramebufferExporter) -> Self {
+        ScanoutExporter { heap, gbm: None }
     }
 
     /// For GBM bos (and heap or dumb buffers).
-    pub fn with_gbm(gbm: GbmFramebufferExporter<DrmDeviceFd>) -> Self {
-        ScanoutExporter { gbm: Some(gbm) }
+    pub fn with_gbm(
+        gbm: GbmFramebufferExporter<DrmDeviceFd>,
+        heap: HeapFramebufferExporter,
+    ) -> Self {
+        ScanoutExporter {
+            heap,
+            gbm: Some(gbm),
+        }
     }
 }
 
@@ -101,7 +109,7 @@ impl ExportFramebuffer<ScanoutBuffer> for ScanoutExporter {
     ) -> Result<Option<ScanoutFramebuffer>, ScanoutFramebufferError> {
         let buffer = match buffer {
             ExportBuffer::Wayland(client) => {
-                let fb = HeapFramebufferExporter::default().add_framebuffer(
+                let fb = self.heap.add_framebuffer(
                     drm,
                     ExportBuffer::<Dmabuf>::Wayland(client),
                     use_opaque,
@@ -112,7 +120,7 @@ impl ExportFramebuffer<ScanoutBuffer> for ScanoutExporter {
         };
         match buffer.origin() {
             Origin::Heap => {
-                let fb = HeapFramebufferExporter::default().add_framebuffer(
+                let fb = self.heap.add_framebuffer(
                     drm,
                     ExportBuffer::Allocator(buffer.dmabuf()),
                     use_opaque,
@@ -133,7 +141,8 @@ impl ExportFramebuffer<ScanoutBuffer> for ScanoutExporter {
 
     fn can_add_framebuffer(&self, buffer: &ExportBuffer<'_, ScanoutBuffer>) -> bool {
         match buffer {
-            ExportBuffer::Wayland(client) => HeapFramebufferExporter::default()
+            ExportBuffer::Wayland(client) => self
+                .heap
                 .can_add_framebuffer(&ExportBuffer::<Dmabuf>::Wayland(client)),
             ExportBuffer::Allocator(_) => true,
         }

@@ -28,6 +28,8 @@ use smithay::backend::{
 };
 use tracing::warn;
 
+use heapland_allocator::HeapFramebufferExporter;
+
 use crate::cli::AllocatorKind;
 
 pub use buffer::ScanoutAllocator;
@@ -45,9 +47,17 @@ pub enum ScanoutError {
 }
 
 /// The scanout memory of one display device, chosen when the device is
-/// opened; every output of the device gets its allocator from it.
+/// opened; every output of the device gets its allocator from it, and all
+/// share one exporter (one import file of the device).
 #[derive(Debug)]
-pub enum ScanoutMemory {
+pub struct ScanoutMemory {
+    pub kind: MemoryKind,
+    exporter: HeapFramebufferExporter,
+}
+
+/// Where a device's scanout buffers come from.
+#[derive(Debug)]
+pub enum MemoryKind {
     /// Heaps that serve all of `devices` (the display first).
     Heap {
         discovery: Discovery,
@@ -68,8 +78,10 @@ pub struct OutputScanout {
 
 impl ScanoutMemory {
     /// Opens what `kind` needs on the display device `drm`: a GBM device
-    /// for `gbm`, nothing for the others. `devices` are the display's and
-    /// those of every device sharing the buffers (heap only).
+    /// for `gbm`, nothing more for the others, and the exporter that makes
+    /// framebuffers of heap buffers and of clients' dma-bufs whatever makes
+    /// heapland's own buffers. `devices` are the display's and those of
+    /// every device sharing the buffers (heap only).
     pub fn open(
         kind: AllocatorKind,
         drm: &DrmDeviceFd,
@@ -77,20 +89,24 @@ impl ScanoutMemory {
         discovery: &Discovery,
         devices: Vec<DeviceNumber>,
     ) -> Result<Self, ScanoutError> {
-        Ok(match kind {
-            AllocatorKind::Heap => ScanoutMemory::Heap {
+        let kind = match kind {
+            AllocatorKind::Heap => MemoryKind::Heap {
                 discovery: discovery.clone(),
                 devices,
             },
             AllocatorKind::Gbm => {
-                ScanoutMemory::Gbm(GbmDevice::new(drm.clone()).map_err(|source| {
+                MemoryKind::Gbm(GbmDevice::new(drm.clone()).map_err(|source| {
                     ScanoutError::Gbm {
                         device: device_name.to_owned(),
                         source,
                     }
                 })?)
             }
-            AllocatorKind::Dumb => ScanoutMemory::Dumb,
+            AllocatorKind::Dumb => MemoryKind::Dumb,
+        };
+        Ok(ScanoutMemory {
+            kind,
+            exporter: HeapFramebufferExporter::new(drm, None),
         })
     }
 
@@ -104,26 +120,26 @@ impl ScanoutMemory {
         width: u32,
         height: u32,
     ) -> OutputScanout {
-        match self {
-            ScanoutMemory::Heap { discovery, devices } => {
+        match &self.kind {
+            MemoryKind::Heap { discovery, devices } => {
                 // One heap for every buffer of the output, chosen for its
                 // mode's size.
                 match allocator_for(discovery, devices, Fourcc::Xrgb8888, width, height) {
                     Ok(allocator) => OutputScanout {
                         source: format!("DMA-BUF heap {}", allocator.heap().name()),
                         allocator: ScanoutAllocator::Heap(allocator.with_label("heapland")),
-                        exporter: ScanoutExporter::new(),
+                        exporter: ScanoutExporter::new(self.exporter.clone()),
                     },
                     Err(err) => {
                         warn!(
                             "no DMA-BUF heap can hold scanout buffers for {device_name} ({err}): \
                              using KMS dumb buffers instead (load device_heap.ko for it, see kernel/README.md)"
                         );
-                        dumb(drm)
+                        self.dumb(drm)
                     }
                 }
             }
-            ScanoutMemory::Gbm(gbm) => OutputScanout {
+            MemoryKind::Gbm(gbm) => OutputScanout {
                 // The flags are given again for each buffer (buffer.rs).
                 allocator: ScanoutAllocator::Gbm(GbmAllocator::new(
                     gbm.clone(),
@@ -131,12 +147,25 @@ impl ScanoutMemory {
                 )),
                 // No import node: clients' buffers take the heap exporter's
                 // path (framebuffer.rs), not GBM's.
-                exporter: ScanoutExporter::with_gbm(GbmFramebufferExporter::new(gbm.clone(), None)),
+                exporter: ScanoutExporter::with_gbm(
+                    GbmFramebufferExporter::new(gbm.clone(), None),
+                    self.exporter.clone(),
+                ),
                 // Not gbm_device_get_backend_name(): the gbm crate panics
                 // on a name that is not UTF-8.
                 source: "GBM".into(),
             },
-            ScanoutMemory::Dumb => dumb(drm),
+            MemoryKind::Dumb => self.dumb(drm),
+        }
+    }
+
+    /// KMS dumb buffers: what every KMS driver scans out, the fallback when
+    /// heap memory cannot be used for an output.
+    pub fn dumb(&self, drm: &DrmDeviceFd) -> OutputScanout {
+        OutputScanout {
+            allocator: ScanoutAllocator::Dumb(DumbAllocator::new(drm.clone())),
+            exporter: ScanoutExporter::new(self.exporter.clone()),
+            source: "KMS dumb buffers".into(),
         }
     }
 }
@@ -146,16 +175,6 @@ impl OutputScanout {
     /// committed (the kernel described the device wrongly, or not at all).
     pub fn is_heap(&self) -> bool {
         matches!(self.allocator, ScanoutAllocator::Heap(_))
-    }
-}
-
-/// KMS dumb buffers: what every KMS driver scans out, the fallback when heap
-/// memory cannot be used for an output.
-pub fn dumb(drm: &DrmDeviceFd) -> OutputScanout {
-    OutputScanout {
-        allocator: ScanoutAllocator::Dumb(DumbAllocator::new(drm.clone())),
-        exporter: ScanoutExporter::new(),
-        source: "KMS dumb buffers".into(),
     }
 }
 
@@ -193,7 +212,7 @@ mod tests {
         let discovery = Discovery::scan_roots(&SysRoots::under(Path::new("/nonexistent")));
         let memory = ScanoutMemory::open(AllocatorKind::Dumb, &drm, "test", &discovery, vec![])
             .expect("dumb memory needs nothing opened");
-        assert!(matches!(memory, ScanoutMemory::Dumb));
+        assert!(matches!(memory.kind, MemoryKind::Dumb));
         assert_eq!(
             memory.for_output(&drm, "test", 64, 64).source,
             "KMS dumb buffers"
