@@ -108,7 +108,10 @@ impl<'a> CpuAccess<'a> {
     /// client's buffer): such bytes must never be borrowed as a slice, only
     /// copied through the pointer, as Smithay hands out `wl_shm` memory.
     pub fn as_ptr(&self) -> (*const u8, usize) {
-        (self.mapping.ptr().cast::<u8>().cast_const(), self.mapping.length())
+        (
+            self.mapping.ptr().cast::<u8>().cast_const(),
+            self.mapping.length(),
+        )
     }
 
     /// The plane's bytes, up to the end of the dma-buf.

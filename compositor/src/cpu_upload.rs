@@ -35,8 +35,8 @@ use smithay::{
         renderer::{
             gles::{GlesError, GlesFrame, GlesMapping, GlesRenderer, GlesTarget, GlesTexture},
             sync::SyncPoint,
-            Bind, ContextId, DebugFlags, ExportMem, ImportDma, ImportDmaWl, ImportMem,
-            ImportMemWl, Offscreen, Renderer, RendererSuper, TextureFilter,
+            Bind, ContextId, DebugFlags, ExportMem, ImportDma, ImportDmaWl, ImportMem, ImportMemWl,
+            Offscreen, Renderer, RendererSuper, TextureFilter,
         },
     },
     reexports::wayland_server::protocol::wl_buffer::WlBuffer,
@@ -54,7 +54,11 @@ pub enum UploadError {
     #[error("GL takes no {0} from memory")]
     Format(Fourcc),
     #[error("its stride {stride} is less than a row of {width} pixels, or its plane is smaller than {height} rows")]
-    Layout { stride: u32, width: i32, height: i32 },
+    Layout {
+        stride: u32,
+        width: i32,
+        height: i32,
+    },
     #[error("{0}")]
     Access(#[from] heapland_allocator::cpu_access::CpuAccessError),
     #[error("GL: {0}")]

@@ -166,7 +166,12 @@ pub fn grant_for(
 pub fn dev_t(device: &[u8]) -> Result<u64, String> {
     <[u8; 8]>::try_from(device)
         .map(u64::from_ne_bytes)
-        .map_err(|_| format!("device must be one dev_t (8 bytes), got {} bytes", device.len()))
+        .map_err(|_| {
+            format!(
+                "device must be one dev_t (8 bytes), got {} bytes",
+                device.len()
+            )
+        })
 }
 
 /// Re-sends the batch of one feedback object for its scope's current plan.
@@ -272,10 +277,8 @@ impl Dispatch<XxDmabufHeapFeedbackV1, FeedbackData> for Heapland {
                     Ok(dev) => dev,
                     Err(message) => {
                         info!(client = ?client.id(), "add_device: {message}");
-                        resource.post_error(
-                            xx_dmabuf_heap_feedback_v1::Error::InvalidDevice,
-                            message,
-                        );
+                        resource
+                            .post_error(xx_dmabuf_heap_feedback_v1::Error::InvalidDevice, message);
                         return;
                     }
                 };

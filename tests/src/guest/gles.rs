@@ -164,7 +164,7 @@ struct ReadOnlyVgem {
 
 impl ReadOnlyVgem {
     fn new() -> Result<Self, String> {
-        use drm::{control::Device as _, Device as _};
+        use drm::control::Device as _;
         let vgem = drm_card::find("vgem", "card")?;
         let bo = vgem
             .create_dumb_buffer((256, H as u32), drm::buffer::DrmFourcc::Xrgb8888, 32)
@@ -373,8 +373,7 @@ fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<()
         let log = comp.log_text();
         let refusal = log
             .lines()
-            .filter(|l| l.contains("refusing linux-dmabuf buffer"))
-            .last()
+            .rfind(|l| l.contains("refusing linux-dmabuf buffer"))
             .unwrap_or("no refusal in its log");
         return Err(format!(
             "heapland refused a read-only dma-buf instead of drawing it through a copy: {refusal}"
@@ -391,7 +390,13 @@ fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<()
     let toplevel = xdg.get_toplevel(&qh, ());
     surface.commit();
     st.configured = false;
-    wait(&mut queue, &mut st, &mut comp, |s| s.configured, "configure")?;
+    wait(
+        &mut queue,
+        &mut st,
+        &mut comp,
+        |s| s.configured,
+        "configure",
+    )?;
     surface.attach(Some(&read_only_buf), 0, 0);
     surface.damage_buffer(0, 0, W, H);
     surface.commit();

@@ -288,7 +288,11 @@ fn announced_once(st: &State) -> Result<Vec<String>, String> {
         .filter_map(|id| st.heaps.get(id))
         .map(|h| h.name.clone())
         .collect();
-    if names.iter().enumerate().any(|(i, n)| names[..i].contains(n)) {
+    if names
+        .iter()
+        .enumerate()
+        .any(|(i, n)| names[..i].contains(n))
+    {
         return Err(format!("a heap announced twice: {names:?}"));
     }
     Ok(names)
@@ -314,9 +318,16 @@ fn error_of(request: impl FnOnce(&mut Client)) -> Result<(String, u32), String> 
     }
 }
 
+/// What a request is, the request, and the protocol error it must get.
+type ErrorCase = (
+    &'static str,
+    Box<dyn FnOnce(&mut Client)>,
+    (&'static str, u32),
+);
+
 fn errors_are_the_protocols() -> Result<(), String> {
     let comp = Heapland::start_with(&["--backend", "headless", "--output", "640x480@30"])?;
-    let cases: [(&str, Box<dyn FnOnce(&mut Client)>, (&str, u32)); 4] = [
+    let cases: [ErrorCase; 4] = [
         (
             "a second get_heap_feedback for one feedback object",
             Box::new(|c: &mut Client| {
@@ -335,10 +346,7 @@ fn errors_are_the_protocols() -> Result<(), String> {
                     heap.destroy();
                 }
             }),
-            (
-                "xx_dmabuf_heap_v2",
-                xx_dmabuf_heap_v2::Error::InUse as u32,
-            ),
+            ("xx_dmabuf_heap_v2", xx_dmabuf_heap_v2::Error::InUse as u32),
         ),
         (
             "add_device with 3 bytes",

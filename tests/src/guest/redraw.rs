@@ -213,7 +213,10 @@ pub(super) fn context_switches(pid: u32) -> Result<HashMap<String, u64>, String>
 
 /// Context switches between two samples, by thread, leaving out threads
 /// that made none.
-pub(super) fn wakeups(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> Vec<(String, u64)> {
+pub(super) fn wakeups(
+    before: &HashMap<String, u64>,
+    after: &HashMap<String, u64>,
+) -> Vec<(String, u64)> {
     let mut woke: Vec<(String, u64)> = after
         .iter()
         .map(|(t, n)| (t.clone(), n - before.get(t).copied().unwrap_or(0)))
