@@ -193,6 +193,26 @@ impl ReadOnlyVgem {
     }
 }
 
+/// Where pixels of `colour` are in a picture `w` wide, for a failure's text.
+fn bounding_box(w: u32, rgb: &[u8], colour: [u8; 3]) -> String {
+    let mut bbox: Option<(u32, u32, u32, u32)> = None;
+    let mut n = 0;
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
+        if px.iter().zip(colour).all(|(&g, c)| g.abs_diff(c) <= 1) {
+            let (x, y) = (i as u32 % w, i as u32 / w);
+            n += 1;
+            bbox = Some(match bbox {
+                None => (x, y, x, y),
+                Some((x0, y0, x1, y1)) => (x0.min(x), y0.min(y), x1.max(x), y1.max(y)),
+            });
+        }
+    }
+    match bbox {
+        None => "none".into(),
+        Some((x0, y0, x1, y1)) => format!("{n} in ({x0},{y0})..=({x1},{y1})"),
+    }
+}
+
 fn pixel(w: u32, rgb: &[u8], x: u32, y: u32) -> [u8; 3] {
     let i = ((y * w + x) * 3) as usize;
     [rgb[i], rgb[i + 1], rgb[i + 2]]
@@ -228,7 +248,7 @@ fn shm_buffer(
 
 fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<(), String> {
     let (mut comp, heap_name) = start()?;
-    let (_conn, globals, mut queue) = compositor::connect()?;
+    let (conn, globals, mut queue) = compositor::connect()?;
     let qh = queue.handle();
     let wl_compositor: WlCompositor = compositor::bind(&globals, &qh, 4..=5)?;
     let wm: XdgWmBase = compositor::bind(&globals, &qh, 1..=1)?;
@@ -400,6 +420,7 @@ fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<()
     surface.attach(Some(&read_only_buf), 0, 0);
     surface.damage_buffer(0, 0, W, H);
     surface.commit();
+    conn.flush().map_err(|e| format!("flush: {e}"))?;
     let read_only_shown = |comp: &mut Heapland, what: &str, want: [u8; 3]| {
         picture_until(comp, what, |w, rgb| {
             let want = [
@@ -411,13 +432,41 @@ fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<()
             for ((x, y), rgb_want, what) in want {
                 let got = pixel(w, rgb, x, y);
                 if got.iter().zip(rgb_want).any(|(&g, w)| g.abs_diff(w) > 1) {
-                    return Err(format!("({x},{y}) {what} is {got:?}, want {rgb_want:?}"));
+                    return Err(format!(
+                        "({x},{y}) {what} is {got:?}, want {rgb_want:?} (pixels of that colour: {})",
+                        bounding_box(w, rgb, rgb_want)
+                    ));
                 }
             }
             Ok(())
         })
     };
-    read_only_shown(&mut comp, "the read-only dma-buf's window", READ_ONLY_RGB)?;
+    let read_only_inode = dma_buf::inode(read_only.fd.as_fd())?;
+    let diagnose = |comp: &Heapland, e: String| {
+        let log = comp.log_text();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("Supported GL Extensions") && !l.contains("SIGUSR1"))
+            .collect();
+        let warnings = &lines[lines.len().saturating_sub(25)..];
+        let attached = bufinfo().ok().and_then(|infos| {
+            infos
+                .into_iter()
+                .find(|b| b.inode == read_only_inode)
+                .map(|b| b.attached)
+        });
+        format!("{e}; the read-only buffer is attached to {attached:?}; heapland's log ends: {warnings:?}")
+    };
+    if let Err(e) = read_only_shown(&mut comp, "the read-only dma-buf's window", READ_ONLY_RGB) {
+        let client = match queue.roundtrip(&mut st) {
+            Ok(_) => "the client is connected".to_owned(),
+            Err(err) => format!(
+                "the client lost its connection: {err} ({:?})",
+                conn.protocol_error()
+            ),
+        };
+        return Err(format!("{}; {client}", diagnose(&comp, e)));
+    }
     // Repainted and attached again: copied again. (Repainting an attached
     // buffer breaks the protocol's rules only for a real client, which
     // must wait for the release; a copy taken at the attach is what this
@@ -426,7 +475,9 @@ fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<()
     surface.attach(Some(&read_only_buf), 0, 0);
     surface.damage_buffer(0, 0, W, H);
     surface.commit();
-    read_only_shown(&mut comp, "the read-only dma-buf re-attached", DMABUF_RGB)?;
+    conn.flush().map_err(|e| format!("flush: {e}"))?;
+    read_only_shown(&mut comp, "the read-only dma-buf re-attached", DMABUF_RGB)
+        .map_err(|e| diagnose(&comp, e))?;
     windows.push((surface, (xdg, toplevel)));
     comp.alive()?;
     println!(
