@@ -35,12 +35,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use wayland_client::protocol::{wl_compositor::WlCompositor, wl_shm::WlShm, wl_surface::WlSurface};
+use wayland_client::{
+    protocol::{
+        wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_shm::WlShm, wl_surface::WlSurface,
+    },
+    EventQueue,
+};
 use wayland_protocols::{
     wp::linux_dmabuf::zv1::client::{
         zwp_linux_buffer_params_v1::Flags, zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
     },
-    xdg::shell::client::xdg_wm_base::XdgWmBase,
+    xdg::shell::client::{
+        xdg_surface::XdgSurface, xdg_toplevel::XdgToplevel, xdg_wm_base::XdgWmBase,
+    },
 };
 
 use super::{
@@ -246,6 +253,31 @@ fn shm_buffer(
     Ok(buffer)
 }
 
+/// A toplevel of its own showing `buffer`, once heapland sent the frame
+/// callback of its first commit (so it was drawn).
+fn show_toplevel(
+    queue: &mut EventQueue<State>,
+    st: &mut State,
+    comp: &mut Heapland,
+    (wl_compositor, wm): (&WlCompositor, &XdgWmBase),
+    buffer: &WlBuffer,
+) -> Result<(WlSurface, (XdgSurface, XdgToplevel)), String> {
+    let qh = queue.handle();
+    let surface = wl_compositor.create_surface(&qh, ());
+    let xdg = wm.get_xdg_surface(&surface, &qh, ());
+    let toplevel = xdg.get_toplevel(&qh, ());
+    surface.commit();
+    st.configured = false;
+    wait(queue, st, comp, |s| s.configured, "configure")?;
+    surface.attach(Some(buffer), 0, 0);
+    surface.damage_buffer(0, 0, W, H);
+    surface.frame(&qh, ());
+    surface.commit();
+    st.frame_done = false;
+    wait(queue, st, comp, |s| s.frame_done, "frame callback")?;
+    Ok((surface, (xdg, toplevel)))
+}
+
 fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<(), String> {
     let (mut comp, heap_name) = start()?;
     let (conn, globals, mut queue) = compositor::connect()?;
@@ -278,31 +310,13 @@ fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<()
     params.add(dmabuf_fd.as_fd(), 0, 0, (W * 4) as u32, 0, 0);
     let dma_buf = params.create_immed(W, H, XR24, Flags::empty(), &qh, 11);
     for buffer in [&shm_buf, &dma_buf] {
-        let surface = wl_compositor.create_surface(&qh, ());
-        let xdg = wm.get_xdg_surface(&surface, &qh, ());
-        let toplevel = xdg.get_toplevel(&qh, ());
-        surface.commit();
-        st.configured = false;
-        wait(
+        windows.push(show_toplevel(
             &mut queue,
             &mut st,
             &mut comp,
-            |s| s.configured,
-            "configure",
-        )?;
-        surface.attach(Some(buffer), 0, 0);
-        surface.damage_buffer(0, 0, W, H);
-        surface.frame(&qh, ());
-        surface.commit();
-        st.frame_done = false;
-        wait(
-            &mut queue,
-            &mut st,
-            &mut comp,
-            |s| s.frame_done,
-            "frame callback",
-        )?;
-        windows.push((surface, (xdg, toplevel)));
+            (&wl_compositor, &wm),
+            buffer,
+        )?);
     }
 
     let (w, shown) = picture_until(&mut comp, "the GLES picture", |w, rgb| {
@@ -405,22 +419,13 @@ fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<()
     {
         return Err("heapland took the read-only dma-buf without saying how it draws it".into());
     }
-    let surface = wl_compositor.create_surface(&qh, ());
-    let xdg = wm.get_xdg_surface(&surface, &qh, ());
-    let toplevel = xdg.get_toplevel(&qh, ());
-    surface.commit();
-    st.configured = false;
-    wait(
+    let (surface, roles) = show_toplevel(
         &mut queue,
         &mut st,
         &mut comp,
-        |s| s.configured,
-        "configure",
+        (&wl_compositor, &wm),
+        &read_only_buf,
     )?;
-    surface.attach(Some(&read_only_buf), 0, 0);
-    surface.damage_buffer(0, 0, W, H);
-    surface.commit();
-    conn.flush().map_err(|e| format!("flush: {e}"))?;
     let read_only_shown = |comp: &mut Heapland, what: &str, want: [u8; 3]| {
         picture_until(comp, what, |w, rgb| {
             let want = [
@@ -478,7 +483,7 @@ fn shm_and_heap_dmabuf_windows_composed_into_heap_scanout_buffers() -> Result<()
     conn.flush().map_err(|e| format!("flush: {e}"))?;
     read_only_shown(&mut comp, "the read-only dma-buf re-attached", DMABUF_RGB)
         .map_err(|e| diagnose(&comp, e))?;
-    windows.push((surface, (xdg, toplevel)));
+    windows.push((surface, roles));
     comp.alive()?;
     println!(
         "INFO gles: a read-only vgem dma-buf (pitch {pitch}, {W} px wide) drawn through a copy beside the other windows, and copied again when attached again"

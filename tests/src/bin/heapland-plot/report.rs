@@ -834,7 +834,8 @@ fn peers_section(w: &mut String, boots: &[Boot]) {
          same full-screen client redraws on every frame callback from `wl_shm` (composited) \
          and from heap dma-bufs (scanned out where the compositor can). Numbers are the \
          compositor's own process: RSS once it settled after start, context switches per second \
-         over five idle seconds, `utime + stime` per frame (10 ms ticks over the window). \
+         over five idle seconds once start-up has quieted (two seconds without one, or 45 \
+         seconds of waiting), `utime + stime` per frame (10 ms ticks over the window). \
          GL compositors run on Mesa 26.1 (llvmpipe); ratios are to the weston of the same \
          kind of renderer (GL or pixman). Without linux-dmabuf (Debian 12's weston and \
          wlroots pixman renderers, and wlroots 0.15's GLES2 renderer here, whose EGL found \
