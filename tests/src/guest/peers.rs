@@ -59,7 +59,7 @@ use super::{
     compositor::{self, State, XR24},
     dma_buf::{self, Mapping},
     gles::{MESA_ENV, MESA_LAUNCH},
-    redraw::{context_switches, wakeups},
+    redraw::{context_switches, wait_until_quiet, wakeups},
     steady_state,
 };
 use crate::bench::{ms, quote, Stats};
@@ -688,14 +688,7 @@ fn measure(peer: Peer, window: Duration) -> Result<Sample, String> {
     // settled under TCG) ends first: 2 s without a wake-up, at most 45 s of
     // waiting, for every compositor alike (sway, which never stops waking,
     // always waits the 45 s). A periodic wake-up shows after that.
-    let quiet_by = Instant::now() + Duration::from_secs(45);
-    loop {
-        let a = context_switches(pid)?;
-        std::thread::sleep(Duration::from_secs(2));
-        if wakeups(&a, &context_switches(pid)?).is_empty() || Instant::now() > quiet_by {
-            break;
-        }
-    }
+    wait_until_quiet(pid, Duration::from_secs(45))?;
     let before = context_switches(pid)?;
     let idle = Duration::from_secs(5);
     std::thread::sleep(idle);

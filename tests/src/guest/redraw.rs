@@ -211,6 +211,18 @@ pub(super) fn context_switches(pid: u32) -> Result<HashMap<String, u64>, String>
     Ok(out)
 }
 
+/// Waits until `pid` has gone 2 s without a wake-up, or `limit` has passed.
+pub(super) fn wait_until_quiet(pid: u32, limit: Duration) -> Result<(), String> {
+    let by = Instant::now() + limit;
+    loop {
+        let a = context_switches(pid)?;
+        std::thread::sleep(Duration::from_secs(2));
+        if wakeups(&a, &context_switches(pid)?).is_empty() || Instant::now() > by {
+            return Ok(());
+        }
+    }
+}
+
 /// Context switches between two samples, by thread, leaving out threads
 /// that made none.
 pub(super) fn wakeups(
@@ -272,14 +284,7 @@ fn idle(gles: bool) -> Result<(), String> {
     // Startup's tail (Xwayland's last requests, under TCG seconds after
     // it said it was ready) ends first: 2 s without a wakeup, at most 30 s
     // of waiting. A periodic wakeup still shows in the 5 s after.
-    let settle = Instant::now() + Duration::from_secs(30);
-    loop {
-        let a = context_switches(pid)?;
-        std::thread::sleep(Duration::from_secs(2));
-        if wakeups(&a, &context_switches(pid)?).is_empty() || Instant::now() > settle {
-            break;
-        }
-    }
+    wait_until_quiet(pid, Duration::from_secs(30))?;
     read_pending(&s.conn, &mut s.queue, &mut s.st)?;
     let callbacks = s.st.callbacks;
     let before = context_switches(pid)?;
