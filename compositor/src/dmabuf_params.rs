@@ -1,14 +1,14 @@
-//! Validation of `zwp_linux_buffer_params_v1` before Smithay sees it.
+//! `zwp_linux_buffer_params_v1`: a client's planes checked, made into a
+//! [`Dmabuf`], admitted by the renderer that will draw it, and handed back
+//! as a `wl_buffer` (module [`crate::linux_dmabuf`] says why heapland
+//! serves linux-dmabuf itself).
 //!
-//! Smithay 0.7 checks plane indices, duplicate planes and the buffer size, but
-//! not a zero or too-small stride, not whether the modifier was advertised,
-//! and it adds `offset + stride` in `u32` (which overflows on hostile input).
-//! So this module sits in front of Smithay's `Dispatch` for the params object:
-//! it records each `add` (with the fd's size from `fstat`, which for a
-//! dma-buf is the buffer's size and has no side effect on the shared file
-//! offset), checks `create`/`create_immed` completely, answers a bad request
-//! with the exact protocol error (disconnecting only that client) and forwards
-//! good requests unchanged.
+//! Every request is checked completely before anything is built: a zero or
+//! too-small stride, an unadvertised format or modifier, `offset + stride`
+//! or `stride * height` beyond 32 bits, a plane beyond its fd's size
+//! (`fstat`, which for a dma-buf is the buffer's size and, unlike a seek,
+//! leaves the shared file offset alone). A bad request gets the exact
+//! protocol error, which disconnects only that client.
 //!
 //! What is "not a dma-buf": on a host without DMA-BUF heaps a client can only
 //! pass ordinary files (a memfd). Such fds are refused when the buffer is
@@ -19,24 +19,27 @@
 //! bypass the heaps this compositor is about, and would break on any GPU
 //! renderer.
 
-use std::collections::{HashMap, HashSet};
+use std::{collections::HashSet, os::fd::OwnedFd, sync::Mutex};
 
 use smithay::{
-    backend::allocator::{dmabuf::Dmabuf, Format},
-    reexports::{
-        wayland_protocols::wp::linux_dmabuf::zv1::server::{
-            zwp_linux_buffer_params_v1::{self, Error as ParamsError, ZwpLinuxBufferParamsV1},
-            zwp_linux_dmabuf_feedback_v1::ZwpLinuxDmabufFeedbackV1,
-            zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
+    backend::{
+        allocator::{
+            dmabuf::{Dmabuf, DmabufFlags},
+            Format, Fourcc, Modifier,
         },
-        wayland_server::{
-            backend::{ClientId, ObjectId},
-            protocol::wl_buffer::WlBuffer,
-            Client, DataInit, Dispatch, DisplayHandle, Resource,
-        },
+        drm::DrmNode,
     },
-    wayland::dmabuf::{DmabufFeedbackData, DmabufGlobalData, DmabufParamsData, DmabufState},
+    reexports::wayland_protocols::wp::linux_dmabuf::zv1::server::zwp_linux_buffer_params_v1::{
+        self, Error as ParamsError, ZwpLinuxBufferParamsV1,
+    },
+    reexports::wayland_server::{
+        backend::ClientId,
+        protocol::wl_buffer::{self, WlBuffer},
+        Client, DataInit, Dispatch, DisplayHandle, Resource, WEnum,
+    },
+    wayland::buffer::BufferHandler,
 };
+use tracing::{debug, info};
 
 use crate::state::Heapland;
 
@@ -49,9 +52,25 @@ const MAX_PLANES: u32 = 4;
 /// Largest buffer size we accept: the protocol's offsets are `u32`.
 const MAX_BUFFER_BYTES: u64 = u32::MAX as u64;
 
-/// One recorded `add`.
-#[derive(Debug, Clone, Copy)]
-struct PlaneRecord {
+/// One `zwp_linux_buffer_params_v1`: the planes added so far, until a
+/// `create` or `create_immed` takes them.
+#[derive(Debug, Default)]
+pub struct Params(Mutex<ParamsState>);
+
+#[derive(Debug, Default)]
+struct ParamsState {
+    planes: Vec<Plane>,
+    /// A create request took the planes; every later request is an error.
+    used: bool,
+    /// `set_sampling_device` (version 6): the device the client allocated
+    /// for, recorded on the buffer.
+    sampling_device: Option<u64>,
+}
+
+/// One added plane.
+#[derive(Debug)]
+struct Plane {
+    fd: OwnedFd,
     idx: u32,
     offset: u32,
     stride: u32,
@@ -60,21 +79,12 @@ struct PlaneRecord {
     fd_size: Option<u64>,
 }
 
-/// Checks linux-dmabuf params requests against the advertised formats.
+/// The formats and modifiers linux-dmabuf advertised, which every buffer
+/// must be one of.
 #[derive(Debug)]
 pub struct ParamsValidator {
     /// (fourcc, modifier) pairs advertised in the feedback.
     formats: HashSet<(u32, u64)>,
-    /// Per live params object: planes added so far, or `Used` once a
-    /// create went through (further requests then reach Smithay, which
-    /// posts `already_used`).
-    pending: HashMap<ObjectId, Slot>,
-}
-
-#[derive(Debug)]
-enum Slot {
-    Open(Vec<PlaneRecord>),
-    Used,
 }
 
 /// A protocol error to post on the params object.
@@ -87,72 +97,27 @@ impl ParamsValidator {
                 .into_iter()
                 .map(|f| (f.code as u32, u64::from(f.modifier)))
                 .collect(),
-            pending: HashMap::new(),
         }
     }
 
-    fn on_add(
-        &mut self,
-        params: &ObjectId,
-        fd: std::os::fd::BorrowedFd<'_>,
-        idx: u32,
-        offset: u32,
-        stride: u32,
-        modifier: u64,
-    ) -> Result<(), Rejection> {
-        let planes = match self
-            .pending
-            .entry(params.clone())
-            .or_insert_with(|| Slot::Open(Vec::new()))
-        {
-            Slot::Open(planes) => planes,
-            Slot::Used => return Ok(()),
-        };
-        // Index and duplicate errors are Smithay's to post, with the same codes.
-        if idx >= MAX_PLANES || planes.iter().any(|p| p.idx == idx) {
-            return Ok(());
-        }
-        if offset.checked_add(stride).is_none() {
-            return Err((
-                ParamsError::OutOfBounds,
-                format!("plane {idx}: offset {offset} + stride {stride} overflows"),
-            ));
-        }
-        let fd_size = rustix::fs::fstat(fd)
-            .ok()
-            .and_then(|st| u64::try_from(st.st_size).ok());
-        planes.push(PlaneRecord {
-            idx,
-            offset,
-            stride,
-            modifier,
-            fd_size,
-        });
-        Ok(())
-    }
-
-    fn on_create(
-        &mut self,
-        params: &ObjectId,
+    /// Checks a create request's size and format against its planes.
+    fn check(
+        &self,
+        planes: &[Plane],
         width: i32,
         height: i32,
         format: u32,
     ) -> Result<(), Rejection> {
-        let planes = match self.pending.insert(params.clone(), Slot::Used) {
-            Some(Slot::Open(planes)) => planes,
-            Some(Slot::Used) => return Ok(()),
-            None => Vec::new(),
-        };
-        if planes.is_empty() {
+        let Some(first) = planes.first() else {
             return Err((ParamsError::Incomplete, "no planes were added".into()));
-        }
-        let modifier = planes[0].modifier;
+        };
+        let modifier = first.modifier;
         if let Some(p) = planes.iter().find(|p| p.modifier != modifier) {
             return Err((
                 ParamsError::InvalidFormat,
                 format!(
-                    "plane {} has modifier {:#x}, plane 0 has {modifier:#x}",
-                    p.idx, p.modifier
+                    "plane {} has modifier {:#x}, plane {} has {modifier:#x}",
+                    p.idx, p.modifier, first.idx
                 ),
             ));
         }
@@ -211,9 +176,222 @@ impl ParamsValidator {
         }
         Ok(())
     }
+}
 
-    fn forget(&mut self, params: &ObjectId) {
-        self.pending.remove(params);
+impl Params {
+    /// Records one `add`.
+    fn add(
+        &self,
+        fd: OwnedFd,
+        idx: u32,
+        offset: u32,
+        stride: u32,
+        modifier: u64,
+    ) -> Result<(), Rejection> {
+        let mut params = self.0.lock().map_err(|_| poisoned())?;
+        params.ensure_unused()?;
+        if idx >= MAX_PLANES {
+            return Err((
+                ParamsError::PlaneIdx,
+                format!("plane index {idx} is not below {MAX_PLANES}"),
+            ));
+        }
+        if params.planes.iter().any(|p| p.idx == idx) {
+            return Err((
+                ParamsError::PlaneSet,
+                format!("plane {idx} was already added"),
+            ));
+        }
+        if offset.checked_add(stride).is_none() {
+            return Err((
+                ParamsError::OutOfBounds,
+                format!("plane {idx}: offset {offset} + stride {stride} overflows"),
+            ));
+        }
+        let fd_size = rustix::fs::fstat(&fd)
+            .ok()
+            .and_then(|st| u64::try_from(st.st_size).ok());
+        params.planes.push(Plane {
+            fd,
+            idx,
+            offset,
+            stride,
+            modifier,
+            fd_size,
+        });
+        Ok(())
+    }
+
+    /// Records `set_sampling_device`.
+    fn set_sampling_device(&self, device: &[u8]) -> Result<(), Rejection> {
+        let mut params = self.0.lock().map_err(|_| poisoned())?;
+        params.ensure_unused()?;
+        let dev: [u8; 8] = device.try_into().map_err(|_| {
+            (
+                ParamsError::InvalidDevTSize,
+                format!("a dev_t is 8 bytes, not {}", device.len()),
+            )
+        })?;
+        params.sampling_device = Some(u64::from_ne_bytes(dev));
+        Ok(())
+    }
+
+    /// Takes the planes for a create request, checks them and builds the
+    /// buffer. Any later request on these params is `already_used`.
+    fn take(
+        &self,
+        validator: &ParamsValidator,
+        width: i32,
+        height: i32,
+        format: u32,
+        flags: WEnum<zwp_linux_buffer_params_v1::Flags>,
+    ) -> Result<Dmabuf, Rejection> {
+        let mut params = self.0.lock().map_err(|_| poisoned())?;
+        params.ensure_unused()?;
+        params.used = true;
+        let mut planes = std::mem::take(&mut params.planes);
+        validator.check(&planes, width, height, format)?;
+        let fourcc = Fourcc::try_from(format).map_err(|_| {
+            (
+                ParamsError::InvalidFormat,
+                format!("unknown format {format:#x}"),
+            )
+        })?;
+        planes.sort_by_key(|p| p.idx);
+        let modifier = Modifier::from(planes[0].modifier);
+        let flags = DmabufFlags::from_bits_truncate(u32::from(flags));
+        let mut builder = Dmabuf::builder((width, height), fourcc, modifier, flags);
+        for p in planes {
+            builder.add_plane(p.fd, p.idx, p.offset, p.stride);
+        }
+        if let Some(node) = params
+            .sampling_device
+            .and_then(|dev| DrmNode::from_dev_id(dev).ok())
+        {
+            builder.set_node(node);
+        }
+        builder
+            .build()
+            .ok_or((ParamsError::Incomplete, "no planes were added".into()))
+    }
+}
+
+impl ParamsState {
+    fn ensure_unused(&self) -> Result<(), Rejection> {
+        if self.used {
+            Err((
+                ParamsError::AlreadyUsed,
+                "these params already made a buffer".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn poisoned() -> Rejection {
+    // Only a panic while holding the lock poisons it; the object is unusable.
+    (ParamsError::AlreadyUsed, "params object is broken".into())
+}
+
+/// Whether the renderer that will draw `dmabuf` takes it: refuses fds that
+/// are not dma-bufs and buffers the renderer cannot import (a buffer it
+/// cannot map, or whose format, modifier or layout EGL refuses, fails here
+/// instead of at render time). An EGL import stays in the renderer's cache
+/// for the first frame; a buffer software GL cannot sample is drawn through
+/// a copy (module cpu_upload) if it can be copied.
+fn admit(state: &mut Heapland, dmabuf: &Dmabuf) -> Result<(), String> {
+    check_is_dmabuf(dmabuf).and_then(|()| state.backend.import_dmabuf(dmabuf))
+}
+
+impl Dispatch<ZwpLinuxBufferParamsV1, Params> for Heapland {
+    fn request(
+        state: &mut Self,
+        client: &Client,
+        resource: &ZwpLinuxBufferParamsV1,
+        request: zwp_linux_buffer_params_v1::Request,
+        data: &Params,
+        dh: &DisplayHandle,
+        data_init: &mut DataInit<'_, Self>,
+    ) {
+        use zwp_linux_buffer_params_v1::Request;
+        let verdict = match request {
+            Request::Add {
+                fd,
+                plane_idx,
+                offset,
+                stride,
+                modifier_hi,
+                modifier_lo,
+            } => {
+                let modifier = (u64::from(modifier_hi) << 32) | u64::from(modifier_lo);
+                data.add(fd, plane_idx, offset, stride, modifier)
+            }
+            Request::SetSamplingDevice { device } => data.set_sampling_device(&device),
+            Request::Create {
+                width,
+                height,
+                format,
+                flags,
+            } => data
+                .take(&state.params, width, height, format, flags)
+                .map(|dmabuf| match admit(state, &dmabuf) {
+                    Ok(()) => {
+                        match client.create_resource::<WlBuffer, Dmabuf, Self>(dh, 1, dmabuf) {
+                            Ok(buffer) => resource.created(&buffer),
+                            Err(_) => debug!("client went away before its dmabuf was created"),
+                        }
+                    }
+                    Err(reason) => {
+                        info!("refusing linux-dmabuf buffer: {reason}");
+                        resource.failed();
+                    }
+                }),
+            Request::CreateImmed {
+                buffer_id,
+                width,
+                height,
+                format,
+                flags,
+            } => data
+                .take(&state.params, width, height, format, flags)
+                .and_then(|dmabuf| {
+                    // The buffer exists for the client from this request on;
+                    // a refusal disconnects it, as the protocol says.
+                    let admitted = admit(state, &dmabuf);
+                    data_init.init(buffer_id, dmabuf);
+                    admitted.map_err(|reason| {
+                        info!("refusing linux-dmabuf buffer: {reason}");
+                        (ParamsError::InvalidWlBuffer, reason)
+                    })
+                }),
+            // `destroy`: the planes' fds close with the object.
+            _ => Ok(()),
+        };
+        if let Err((code, message)) = verdict {
+            info!(client = ?client.id(), "bad zwp_linux_buffer_params_v1: {message}");
+            resource.post_error(code, message);
+        }
+    }
+}
+
+/// The `wl_buffer`s of linux-dmabuf: their data is the [`Dmabuf`], which
+/// the renderers read through Smithay's `get_dmabuf`.
+impl Dispatch<WlBuffer, Dmabuf> for Heapland {
+    fn request(
+        _state: &mut Self,
+        _client: &Client,
+        _buffer: &WlBuffer,
+        _request: wl_buffer::Request,
+        _data: &Dmabuf,
+        _dh: &DisplayHandle,
+        _data_init: &mut DataInit<'_, Self>,
+    ) {
+        // `destroy` is the only request; `destroyed` below follows it.
+    }
+
+    fn destroyed(state: &mut Self, _client: ClientId, buffer: &WlBuffer, _data: &Dmabuf) {
+        state.buffer_destroyed(buffer);
     }
 }
 
@@ -261,78 +439,3 @@ pub fn check_is_dmabuf(dmabuf: &Dmabuf) -> Result<(), String> {
     }
     Ok(())
 }
-
-impl Dispatch<ZwpLinuxBufferParamsV1, DmabufParamsData> for Heapland {
-    fn request(
-        state: &mut Self,
-        client: &Client,
-        resource: &ZwpLinuxBufferParamsV1,
-        request: zwp_linux_buffer_params_v1::Request,
-        data: &DmabufParamsData,
-        dhandle: &DisplayHandle,
-        data_init: &mut DataInit<'_, Self>,
-    ) {
-        use zwp_linux_buffer_params_v1::Request;
-        let id = resource.id();
-        let verdict = match &request {
-            Request::Add {
-                fd,
-                plane_idx,
-                offset,
-                stride,
-                modifier_hi,
-                modifier_lo,
-            } => {
-                use std::os::fd::AsFd;
-                let modifier = (u64::from(*modifier_hi) << 32) | u64::from(*modifier_lo);
-                state
-                    .params
-                    .on_add(&id, fd.as_fd(), *plane_idx, *offset, *stride, modifier)
-            }
-            Request::Create {
-                width,
-                height,
-                format,
-                ..
-            }
-            | Request::CreateImmed {
-                width,
-                height,
-                format,
-                ..
-            } => state.params.on_create(&id, *width, *height, *format),
-            _ => Ok(()),
-        };
-        match verdict {
-            Ok(()) => {
-                <DmabufState as Dispatch<ZwpLinuxBufferParamsV1, DmabufParamsData, Self>>::request(
-                    state, client, resource, request, data, dhandle, data_init,
-                )
-            }
-            Err((code, message)) => {
-                tracing::info!(client = ?client.id(), "bad zwp_linux_buffer_params_v1: {message}");
-                resource.post_error(code, message);
-            }
-        }
-    }
-
-    fn destroyed(
-        state: &mut Self,
-        client: ClientId,
-        resource: &ZwpLinuxBufferParamsV1,
-        data: &DmabufParamsData,
-    ) {
-        state.params.forget(&resource.id());
-        <DmabufState as Dispatch<ZwpLinuxBufferParamsV1, DmabufParamsData, Self>>::destroyed(
-            state, client, resource, data,
-        )
-    }
-}
-
-// The rest of linux-dmabuf is Smithay's, delegated as `delegate_dmabuf!`
-// would, minus the params object handled above and the global's requests
-// (crate::feedback; the feedback objects are crate::linux_feedback's, so
-// Smithay's feedback data type below is needed by its trait bounds only).
-smithay::reexports::wayland_server::delegate_global_dispatch!(Heapland: [ZwpLinuxDmabufV1: DmabufGlobalData] => DmabufState);
-smithay::reexports::wayland_server::delegate_dispatch!(Heapland: [WlBuffer: Dmabuf] => DmabufState);
-smithay::reexports::wayland_server::delegate_dispatch!(Heapland: [ZwpLinuxDmabufFeedbackV1: DmabufFeedbackData] => DmabufState);

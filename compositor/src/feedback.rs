@@ -7,13 +7,16 @@
 //! `DmabufFeedbackBuilder` applies (no format twice among tranches of one
 //! target and flags, no empty tranche, the main tranche without formats a
 //! preference tranche of the same target already lists), so the tranche list
-//! of the plan is the tranche list Smithay sends on linux-dmabuf, one to
-//! one; the heap protocol's batches are built from that same list.
+//! of the plan is the tranche list linux-dmabuf sends, one to one
+//! ([`crate::linux_feedback`]); the heap protocol's batches are built from
+//! that same list.
 //!
 //! The main device is the DRM render node. A display engine without one
 //! (PL111, vc4's display and most ARM boards' KMS devices) has its primary
 //! node as main device on the drm backend: clients can open it, and it is the
-//! device that takes their buffers. Without any DRM device there is no
+//! device that takes their buffers. linux-dmabuf version 6 names no main
+//! device; it flags the main device's tranches `sampling` instead, which
+//! says the same. Without any DRM device there is no
 //! device a client could open as main_device, so linux-dmabuf is advertised
 //! at version 3 (formats and modifiers, no feedback), and heap batches,
 //! following linux-dmabuf's tranches, carry none.
@@ -34,19 +37,10 @@ use smithay::{
         renderer::element::{RenderElementPresentationState, RenderElementStates, RenderingReason},
     },
     reexports::{
-        wayland_protocols::wp::linux_dmabuf::zv1::server::{
-            zwp_linux_dmabuf_feedback_v1::{TrancheFlags, ZwpLinuxDmabufFeedbackV1},
-            zwp_linux_dmabuf_v1::{self, ZwpLinuxDmabufV1},
-        },
-        wayland_server::{
-            protocol::wl_surface::WlSurface, Client, DataInit, Dispatch, DisplayHandle, Resource,
-            Weak,
-        },
+        wayland_protocols::wp::linux_dmabuf::zv1::server::zwp_linux_dmabuf_feedback_v1::ZwpLinuxDmabufFeedbackV1,
+        wayland_server::{protocol::wl_surface::WlSurface, Resource, Weak},
     },
-    wayland::{
-        compositor::with_states,
-        dmabuf::{DmabufData, DmabufFeedback, DmabufFeedbackBuilder, DmabufState},
-    },
+    wayland::compositor::with_states,
 };
 
 use heapland_protocols::server::xx_dmabuf_heap_feedback_v1::XxDmabufHeapFeedbackV1;
@@ -186,27 +180,14 @@ impl FeedbackPlan {
         &self.tranches
     }
 
-    /// Whether linux-dmabuf sends feedback at all (version 4).
+    /// Whether linux-dmabuf sends feedback at all (version 4 and later).
     pub fn has_feedback(&self) -> bool {
         !self.tranches.is_empty()
     }
 
-    /// Smithay's feedback with the same tranches in the same order: the
-    /// plan is normalized, so the builder changes nothing.
-    pub fn to_dmabuf_feedback(&self) -> std::io::Result<DmabufFeedback> {
-        let (main, preferred): (Vec<Format>, &[Tranche]) = match self.tranches.split_last() {
-            Some((last, rest)) if last.target_device == self.main_device && !last.scanout => {
-                (last.formats.clone(), rest)
-            }
-            _ => (Vec::new(), &self.tranches[..]),
-        };
-        let mut builder = DmabufFeedbackBuilder::new(self.main_device, main);
-        for t in preferred {
-            let flags = t.scanout.then_some(TrancheFlags::Scanout);
-            builder =
-                builder.add_preference_tranche(t.target_device, flags, t.formats.iter().copied());
-        }
-        builder.build()
+    /// The device linux-dmabuf names as `main_device` below version 6.
+    pub fn main_device(&self) -> u64 {
+        self.main_device
     }
 }
 
@@ -281,7 +262,7 @@ pub fn current_plan(state: &Heapland, surface: &WlSurface) -> Arc<FeedbackPlan> 
 /// Installs a new plan for a surface and re-sends its feedback on
 /// linux-dmabuf and on both heap protocols.
 pub fn set_surface_plan(state: &mut Heapland, surface: &WlSurface, plan: Arc<FeedbackPlan>) {
-    let built = match plan.to_dmabuf_feedback() {
+    let encoded = match crate::linux_feedback::EncodedPlan::new(&plan) {
         Ok(f) => Some(f).filter(|_| plan.has_feedback()),
         Err(err) => {
             tracing::warn!("cannot build surface feedback: {err}");
@@ -297,9 +278,9 @@ pub fn set_surface_plan(state: &mut Heapland, surface: &WlSurface, plan: Arc<Fee
         }
         (live(&sf.linux_instances), live(&sf.heap_instances))
     });
-    if let Some(built) = &built {
+    if let Some(encoded) = &encoded {
         for instance in linux.iter().filter_map(|w| w.upgrade().ok()) {
-            crate::linux_feedback::send(state, &instance, &plan, built);
+            crate::linux_feedback::send(state, &instance, &plan, encoded);
         }
     }
     for instance in heaps.iter().filter_map(|w| w.upgrade().ok()) {
@@ -315,32 +296,6 @@ fn live<I: Resource>(v: &Mutex<Vec<Weak<I>>>) -> Vec<Weak<I>> {
             v.clone()
         })
         .unwrap_or_default()
-}
-
-/// linux-dmabuf's global object: Smithay's, but for the two requests that
-/// make feedback objects, which heapland answers (module `linux_feedback`).
-impl Dispatch<ZwpLinuxDmabufV1, DmabufData> for Heapland {
-    fn request(
-        state: &mut Self,
-        client: &Client,
-        resource: &ZwpLinuxDmabufV1,
-        request: zwp_linux_dmabuf_v1::Request,
-        data: &DmabufData,
-        dhandle: &DisplayHandle,
-        data_init: &mut DataInit<'_, Self>,
-    ) {
-        match request {
-            zwp_linux_dmabuf_v1::Request::GetDefaultFeedback { id } => {
-                crate::linux_feedback::create(state, data_init, id, None);
-            }
-            zwp_linux_dmabuf_v1::Request::GetSurfaceFeedback { id, surface } => {
-                crate::linux_feedback::create(state, data_init, id, Some(&surface));
-            }
-            request => <DmabufState as Dispatch<ZwpLinuxDmabufV1, DmabufData, Self>>::request(
-                state, client, resource, request, data, dhandle, data_init,
-            ),
-        }
-    }
 }
 
 #[cfg(test)]

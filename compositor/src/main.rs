@@ -22,6 +22,7 @@ mod idle;
 mod image_copy_capture;
 mod input;
 mod layer_shell;
+mod linux_dmabuf;
 mod linux_feedback;
 mod move_grab;
 mod node_access;

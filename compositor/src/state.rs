@@ -14,10 +14,7 @@ use std::{
 
 use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
 use smithay::{
-    backend::{
-        allocator::dmabuf::Dmabuf,
-        renderer::utils::{on_commit_buffer_handler, with_renderer_surface_state},
-    },
+    backend::renderer::utils::{on_commit_buffer_handler, with_renderer_surface_state},
     delegate_compositor, delegate_fractional_scale, delegate_output, delegate_presentation,
     delegate_seat, delegate_shm, delegate_single_pixel_buffer, delegate_viewporter,
     delegate_xdg_shell,
@@ -46,7 +43,6 @@ use smithay::{
             CompositorState,
         },
         cursor_shape::CursorShapeManagerState,
-        dmabuf::{DmabufGlobal, DmabufHandler, DmabufState, ImportNotifier},
         fractional_scale::{
             with_fractional_scale, FractionalScaleHandler, FractionalScaleManagerState,
         },
@@ -70,7 +66,7 @@ use smithay::{
         xdg_activation::XdgActivationState,
     },
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::{
     backend::Backend,
@@ -82,6 +78,7 @@ use crate::{
     frame_stats::FrameStats,
     heap_protocol::HeapProtocolState,
     heaps::HeapDirectory,
+    linux_dmabuf::LinuxDmabuf,
     move_grab::MoveGrab,
     peer::Peer,
     redraw::RedrawState,
@@ -141,7 +138,7 @@ pub struct Heapland {
     pub seat_state: SeatState<Self>,
     /// seat0: the keyboard and pointer input backends feed.
     pub seat: Seat<Self>,
-    pub dmabuf_state: DmabufState,
+    pub linux_dmabuf: LinuxDmabuf,
     pub data_device_state: DataDeviceState,
     pub primary_selection_state: PrimarySelectionState,
     pub data_control: crate::selection::DataControl,
@@ -204,7 +201,6 @@ pub struct PassiveGlobals {
     pub presentation_state: PresentationState,
     pub viewporter_state: ViewporterState,
     pub fractional_scale_state: FractionalScaleManagerState,
-    pub dmabuf_global: DmabufGlobal,
     pub security_context_state: SecurityContextState,
     pub xdg_decoration_state: XdgDecorationState,
     pub cursor_shape_state: CursorShapeManagerState,
@@ -212,13 +208,6 @@ pub struct PassiveGlobals {
     pub pointer_constraints_state: PointerConstraintsState,
     pub single_pixel_buffer_state: SinglePixelBufferState,
     pub heap_protocol_state: HeapProtocolState,
-}
-
-/// Why the compositor could not set up its globals.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("cannot build the linux-dmabuf feedback (format table memfd): {0}")]
-    Feedback(#[source] std::io::Error),
 }
 
 impl Heapland {
@@ -235,7 +224,7 @@ impl Heapland {
         plan: FeedbackPlan,
         heaps: HeapDirectory,
         backend: Backend,
-    ) -> Result<Self, StateError> {
+    ) -> Self {
         let dh = &display_handle;
         let xwayland = crate::xwayland::Xwayland::new(dh);
         let compositor_state = CompositorState::new::<Self>(dh);
@@ -262,14 +251,7 @@ impl Heapland {
         }
         seat.add_pointer();
 
-        let mut dmabuf_state = DmabufState::new();
-        let dmabuf_global = if plan.has_feedback() {
-            let dmabuf_feedback = plan.to_dmabuf_feedback().map_err(StateError::Feedback)?;
-            dmabuf_state.create_global_with_default_feedback::<Self>(dh, &dmabuf_feedback)
-        } else {
-            // No device a client could open as main_device: version 3.
-            dmabuf_state.create_global::<Self>(dh, formats.clone())
-        };
+        let linux_dmabuf = LinuxDmabuf::new(dh, &plan, &formats);
         let heap_protocol_state = HeapProtocolState::new(dh);
         let security_context_state = crate::security_context::create_global(dh);
         let data_device_state = DataDeviceState::new::<Self>(dh);
@@ -296,7 +278,7 @@ impl Heapland {
         let pointer_constraints_state = PointerConstraintsState::new::<Self>(dh);
         let single_pixel_buffer_state = SinglePixelBufferState::new::<Self>(dh);
 
-        Ok(Heapland {
+        Heapland {
             display_handle,
             loop_handle,
             loop_signal,
@@ -320,7 +302,6 @@ impl Heapland {
                 presentation_state,
                 viewporter_state,
                 fractional_scale_state,
-                dmabuf_global,
                 security_context_state,
                 xdg_decoration_state,
                 cursor_shape_state,
@@ -332,7 +313,7 @@ impl Heapland {
             params: ParamsValidator::new(formats),
             default_plan: Arc::new(plan),
             scanout_plan: None,
-            dmabuf_state,
+            linux_dmabuf,
             data_device_state,
             primary_selection_state,
             data_control,
@@ -359,7 +340,7 @@ impl Heapland {
             foreign_toplevels,
             xwayland,
             frame_stats: FrameStats::default(),
-        })
+        }
     }
 
     /// The backend, and the scene it draws borrowed from the rest of the
@@ -691,17 +672,12 @@ impl Heapland {
     /// names the display's primary node, which clients can open, so that
     /// feedback and heap batches come. Called before any client connects;
     /// the version 3 global is replaced by one with feedback.
-    pub fn set_main_device(&mut self, dev: u64) -> Result<(), StateError> {
-        let plan = FeedbackPlan::composited(dev, self.backend.dmabuf_formats());
-        let feedback = plan.to_dmabuf_feedback().map_err(StateError::Feedback)?;
+    pub fn set_main_device(&mut self, dev: u64) {
+        let formats = self.backend.dmabuf_formats();
+        let plan = FeedbackPlan::composited(dev, formats.clone());
         let dh = self.display_handle.clone();
-        let global = self
-            .dmabuf_state
-            .create_global_with_default_feedback::<Self>(&dh, &feedback);
-        let old = std::mem::replace(&mut self._globals.dmabuf_global, global);
-        self.dmabuf_state.destroy_global::<Self>(&dh, old);
+        self.linux_dmabuf.replace(&dh, &plan, &formats);
         self.default_plan = Arc::new(plan);
-        Ok(())
     }
 
     /// After `surface` went away: if it had keyboard focus, the topmost
@@ -1156,40 +1132,6 @@ impl FractionalScaleHandler for Heapland {
         smithay::wayland::compositor::with_states(&surface, |states| {
             with_fractional_scale(states, |fs| fs.set_preferred_scale(scale));
         });
-    }
-}
-
-impl DmabufHandler for Heapland {
-    fn dmabuf_state(&mut self) -> &mut DmabufState {
-        &mut self.dmabuf_state
-    }
-
-    fn dmabuf_imported(
-        &mut self,
-        _global: &DmabufGlobal,
-        dmabuf: Dmabuf,
-        notifier: ImportNotifier,
-    ) {
-        // Refuse what the compositor could never draw: fds that are not
-        // dma-bufs, and dma-bufs the renderer that draws them cannot import
-        // (a buffer it cannot map, or whose format, modifier or layout EGL
-        // refuses, fails here, with `failed`, instead of at render time).
-        // An EGL import stays in the renderer's cache for the first frame;
-        // a buffer software GL cannot sample is drawn through a copy
-        // (module cpu_upload) if it can be copied.
-        let checked = crate::dmabuf_params::check_is_dmabuf(&dmabuf)
-            .and_then(|()| self.backend.import_dmabuf(&dmabuf));
-        match checked {
-            Ok(()) => {
-                if notifier.successful::<Self>().is_err() {
-                    debug!("client went away before its dmabuf was created");
-                }
-            }
-            Err(reason) => {
-                info!("refusing linux-dmabuf buffer: {reason}");
-                notifier.failed();
-            }
-        }
     }
 }
 

@@ -327,14 +327,12 @@ pub fn start(state: &mut Heapland) {
     let dev = b.dev;
     let first_scanout = b.outputs.first().map(|o| o.scanout_formats.clone());
     if !state.default_plan.has_feedback() {
-        match state.set_main_device(dev) {
-            Ok(()) => info!(
-                "no DRM render node: the display's primary node {}:{} is linux-dmabuf's main device",
-                rustix_major(dev),
-                rustix_minor(dev)
-            ),
-            Err(err) => warn!("linux-dmabuf stays without feedback: {err}"),
-        }
+        state.set_main_device(dev);
+        info!(
+            "no DRM render node: the display's primary node {}:{} is linux-dmabuf's main device",
+            rustix_major(dev),
+            rustix_minor(dev)
+        );
     }
     if let Some(formats) = first_scanout {
         set_scanout_plan(state, dev, &formats);

@@ -44,7 +44,7 @@ use crate::{
     peer::Peer,
     scene::{CursorMode, Scene},
     screenshot::ScreenshotRequest,
-    state::{ClientState, Heapland, StateError},
+    state::{ClientState, Heapland},
 };
 
 /// Why the compositor cannot start.
@@ -60,8 +60,6 @@ pub enum RunError {
     Socket { name: String, reason: String },
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] calloop::Error),
-    #[error(transparent)]
-    State(#[from] StateError),
     #[error(transparent)]
     Headless(#[from] headless::HeadlessError),
     #[cfg(feature = "winit")]
@@ -437,7 +435,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         plan,
         heaps,
         backend,
-    )?;
+    );
     state.screenshot = cli
         .screenshot
         .clone()

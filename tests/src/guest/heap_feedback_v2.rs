@@ -50,6 +50,11 @@ pub fn tests() -> Vec<Test> {
             name: "heap_feedback_v2::errors_are_the_protocols",
             run: errors_are_the_protocols,
         },
+        Test {
+            name:
+                "heap_feedback_v2::linux_dmabuf_v6_flags_sampling_tranches_and_names_no_main_device",
+            run: linux_dmabuf_v6_flags_sampling_tranches_and_names_no_main_device,
+        },
     ]
 }
 
@@ -77,6 +82,12 @@ struct State {
     dmabuf_dones: u32,
     dmabuf_tranches: u32,
     dmabuf_last: Option<u32>,
+    /// linux-dmabuf: `main_device` events so far, and (target, flags) of
+    /// the tranches of the batch being read / of the last complete one.
+    main_devices: Vec<u64>,
+    dmabuf_reading: Vec<(u64, u32)>,
+    dmabuf_flags_last: Vec<(u64, u32)>,
+    target: u64,
     /// Heap feedback: announced heaps by object id (in order of announcement).
     heaps: HashMap<ObjectId, Announced>,
     announcements: Vec<ObjectId>,
@@ -110,8 +121,8 @@ fn connect() -> Result<(Connection, GlobalList, EventQueue<State>), String> {
     Ok((conn, globals, queue))
 }
 
-/// linux-dmabuf (version 4 or 5), the v2 manager, the default linux-dmabuf
-/// feedback object and its heap feedback object.
+/// linux-dmabuf (version 4 or 5 unless told), the v2 manager, the default
+/// linux-dmabuf feedback object and its heap feedback object.
 struct Client {
     conn: Connection,
     queue: EventQueue<State>,
@@ -124,11 +135,16 @@ struct Client {
 
 impl Client {
     fn new() -> Result<Client, String> {
+        Client::at(4..=5)
+    }
+
+    /// As [`Client::new`], with linux-dmabuf bound at a version of `versions`.
+    fn at(versions: std::ops::RangeInclusive<u32>) -> Result<Client, String> {
         let (conn, globals, queue) = connect()?;
         let qh = queue.handle();
         let dmabuf: ZwpLinuxDmabufV1 = globals
-            .bind(&qh, 4..=5, ())
-            .map_err(|e| format!("bind zwp_linux_dmabuf_v1 at 4 or 5: {e}"))?;
+            .bind(&qh, versions.clone(), ())
+            .map_err(|e| format!("bind zwp_linux_dmabuf_v1 at {versions:?}: {e}"))?;
         let manager: XxDmabufHeapManagerV2 = globals
             .bind(&qh, 1..=1, ())
             .map_err(|e| format!("bind xx_dmabuf_heap_manager_v2: {e}"))?;
@@ -400,6 +416,146 @@ fn errors_are_the_protocols() -> Result<(), String> {
     comp.stop()
 }
 
+/// `zwp_linux_dmabuf_feedback_v1.tranche_flags`: scanout, and sampling
+/// (version 6).
+const SCANOUT: u32 = 1;
+const SAMPLING: u32 = 2;
+
+fn linux_dmabuf_v6_flags_sampling_tranches_and_names_no_main_device() -> Result<(), String> {
+    let comp = Heapland::start_with(&["--backend", "headless", "--output", "640x480@30"])?;
+    let mut old = Client::at(4..=4)?;
+    old.batches(1)?;
+    let mut c = Client::at(6..=6)?;
+    c.batches(1)?;
+    if c.dmabuf.version() != 6 {
+        return Err(format!(
+            "linux-dmabuf bound at {}, not 6",
+            c.dmabuf.version()
+        ));
+    }
+    // Version 4: one main_device, no sampling flag (it does not exist there).
+    let [main] = old.st.main_devices[..] else {
+        return Err(format!(
+            "a version 4 feedback object got main_device {:x?}, want one",
+            old.st.main_devices
+        ));
+    };
+    if let Some(t) = old
+        .st
+        .dmabuf_flags_last
+        .iter()
+        .find(|(_, f)| f & !SCANOUT != 0)
+    {
+        return Err(format!(
+            "version 4 got a tranche with flags {:#x}: {t:x?}",
+            t.1
+        ));
+    }
+    // Version 6: no main_device, a flag on every tranche, the main
+    // device's tranches sampling, at least one of them.
+    if !c.st.main_devices.is_empty() {
+        return Err(format!(
+            "a version 6 feedback object got main_device {:x?}",
+            c.st.main_devices
+        ));
+    }
+    let tranches = c.st.dmabuf_flags_last.clone();
+    if let Some(t) = tranches.iter().find(|(_, f)| *f == 0) {
+        return Err(format!(
+            "a version 6 tranche without a flag: {t:x?} in {tranches:x?}"
+        ));
+    }
+    let sampling: Vec<u64> = tranches
+        .iter()
+        .filter(|(_, f)| f & SAMPLING != 0)
+        .map(|(d, _)| *d)
+        .collect();
+    if sampling.is_empty() || sampling.iter().any(|d| *d != main) {
+        return Err(format!(
+            "version 6 sampling tranches target {sampling:x?}; version 4's main device is {main:#x}"
+        ));
+    }
+    if old.st.dmabuf_flags_last.len() != tranches.len() {
+        return Err(format!(
+            "version 4 got {} tranches, version 6 {}",
+            old.st.dmabuf_flags_last.len(),
+            tranches.len()
+        ));
+    }
+    // The heap batch of a version 6 feedback object: one tranche per
+    // linux-dmabuf tranche, each with a heap.
+    let (done, batch) = c.st.batches[0].clone();
+    if done != 1 || batch.len() != tranches.len() {
+        return Err(format!(
+            "heap batch for dmabuf_done {done} with {} tranches, linux-dmabuf sent {}",
+            batch.len(),
+            tranches.len()
+        ));
+    }
+    if let Some(t) = batch.iter().find(|t| t.heap.is_err()) {
+        return Err(format!("a version 6 tranche without a heap: {t:?}"));
+    }
+    let Ok(heap_id) = batch[0].heap.clone() else {
+        return Err("unreachable: checked above".into());
+    };
+    let heap =
+        c.st.heaps
+            .get(&heap_id)
+            .ok_or_else(|| format!("tranche_heap {heap_id} was not announced"))?;
+
+    // A buffer from that heap, for the sampling device, is created.
+    let (w, h) = (64u32, 64u32);
+    let buffer = dma_heap::alloc(heap.fd.as_fd(), u64::from(w * h * 4))
+        .map_err(|e| format!("DMA_HEAP_IOCTL_ALLOC on {}'s fd: {e}", heap.name))?;
+    let qh = c.queue.handle();
+    let params = c.dmabuf.create_params(&qh, ());
+    params.add(buffer.as_fd(), 0, 0, w * 4, 0, 0);
+    params.set_sampling_device(main.to_ne_bytes().to_vec());
+    params.create(w as i32, h as i32, XR24, Flags::empty());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.st.created.is_none() && !c.st.failed {
+        c.queue
+            .roundtrip(&mut c.st)
+            .map_err(|e| format!("roundtrip: {e}"))?;
+        if Instant::now() > deadline {
+            return Err("neither created nor failed in 20 s".into());
+        }
+    }
+    if c.st.failed {
+        return Err("a version 6 buffer with set_sampling_device got `failed`".into());
+    }
+
+    // A dev_t of the wrong size is invalid_dev_t_size.
+    let qh = c.queue.handle();
+    let params = c.dmabuf.create_params(&qh, ());
+    params.set_sampling_device(vec![0; 4]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let error = loop {
+        if c.queue.roundtrip(&mut c.st).is_err() {
+            break c.conn.protocol_error();
+        }
+        if Instant::now() > deadline {
+            return Err("no protocol error for a 4-byte set_sampling_device in 20 s".into());
+        }
+    };
+    let want = zwp_linux_buffer_params_v1::Error::InvalidDevTSize as u32;
+    match error {
+        Some(p) if p.code == want && p.object_interface == "zwp_linux_buffer_params_v1" => {}
+        other => {
+            return Err(format!(
+                "a 4-byte set_sampling_device got {other:?}, want invalid_dev_t_size ({want})"
+            ))
+        }
+    }
+    println!(
+        "INFO heap_feedback_v2: linux-dmabuf v6: {} tranche(s) {tranches:x?}, no main_device, sampling on {main:#x} (v4's main device), a heap on each; set_sampling_device buffer created; a 4-byte dev_t is invalid_dev_t_size",
+        tranches.len()
+    );
+    drop(c);
+    drop(old);
+    comp.stop()
+}
+
 impl Dispatch<WlRegistry, GlobalListContents> for State {
     fn event(
         _: &mut Self,
@@ -433,11 +589,27 @@ impl Dispatch<ZwpLinuxDmabufFeedbackV1, ()> for State {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
+        use zwp_linux_dmabuf_feedback_v1::Event;
+        let dev = |d: &[u8]| {
+            <[u8; 8]>::try_from(d)
+                .map(u64::from_ne_bytes)
+                .unwrap_or(u64::MAX)
+        };
         match e {
-            zwp_linux_dmabuf_feedback_v1::Event::TrancheDone => s.dmabuf_tranches += 1,
-            zwp_linux_dmabuf_feedback_v1::Event::Done => {
+            Event::MainDevice { device } => s.main_devices.push(dev(&device)),
+            Event::TrancheTargetDevice { device } => s.target = dev(&device),
+            Event::TrancheFlags { flags } => {
+                let flags = match flags {
+                    wayland_client::WEnum::Value(f) => f.bits(),
+                    wayland_client::WEnum::Unknown(raw) => raw,
+                };
+                s.dmabuf_reading.push((s.target, flags));
+            }
+            Event::TrancheDone => s.dmabuf_tranches += 1,
+            Event::Done => {
                 s.dmabuf_dones += 1;
                 s.dmabuf_last = Some(std::mem::take(&mut s.dmabuf_tranches));
+                s.dmabuf_flags_last = std::mem::take(&mut s.dmabuf_reading);
             }
             _ => {}
         }
