@@ -35,7 +35,7 @@ use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_dmabuf_feedback_
 use crate::{
     device::DeviceNumber,
     dma_heap::DmaHeap,
-    negotiation::{Feedback, FormatEntry, WireTranche},
+    negotiation::{Feedback, FormatEntry, WireTranche, TRANCHE_FLAG_SCANOUT},
 };
 
 /// Why events could not be joined into feedback.
@@ -56,6 +56,15 @@ pub enum FeedbackError {
     /// The heap batch does not describe the linux-dmabuf tranches it follows.
     #[error("heap batch out of step with linux-dmabuf: {0}")]
     Mismatch(String),
+    /// An announced heap's fd could not be duplicated for joined feedback
+    /// (`xx_dmabuf_heaps_v2`; the process is out of file descriptors).
+    #[error("cannot duplicate heap {name}'s fd: {source}")]
+    HeapFd {
+        /// The heap's name.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Why a tranche has no heap (`tranche_no_heap`).
@@ -146,13 +155,80 @@ impl JoinedFeedback {
     }
 }
 
-/// linux-dmabuf events of the batch being received.
+/// Reads the events of one linux-dmabuf feedback object into complete
+/// batches (version 4 to 6).
 #[derive(Debug, Default)]
-struct DmabufPending {
+pub(crate) struct DmabufReader {
     main_device: Vec<u8>,
     table: Vec<u8>,
     tranches: Vec<(Vec<u8>, Vec<u8>, u32)>,
     current: Option<(Vec<u8>, Vec<u8>, u32)>,
+}
+
+/// One complete linux-dmabuf batch.
+#[derive(Debug)]
+pub(crate) struct DmabufBatch {
+    pub(crate) feedback: Feedback,
+    /// The tranches' flags as sent (all bits, not only scanout).
+    pub(crate) flags: Vec<u32>,
+}
+
+impl DmabufReader {
+    /// Feeds one event; the batch it completes, at `done`.
+    pub(crate) fn event(
+        &mut self,
+        event: zwp_linux_dmabuf_feedback_v1::Event,
+    ) -> Result<Option<DmabufBatch>, FeedbackError> {
+        use zwp_linux_dmabuf_feedback_v1::Event;
+        match event {
+            Event::MainDevice { device } => self.main_device = device,
+            Event::FormatTable { fd, size } => self.table = read_table(fd.as_fd(), size)?,
+            Event::TrancheTargetDevice { device } => {
+                self.current.get_or_insert_with(Default::default).0 = device;
+            }
+            Event::TrancheFormats { indices } => {
+                self.current
+                    .get_or_insert_with(Default::default)
+                    .1
+                    .extend_from_slice(&indices);
+            }
+            Event::TrancheFlags { flags } => {
+                let bits = match flags {
+                    WEnum::Value(f) => f.bits(),
+                    WEnum::Unknown(raw) => raw,
+                };
+                self.current.get_or_insert_with(Default::default).2 = bits;
+            }
+            Event::TrancheDone => {
+                let t = self
+                    .current
+                    .take()
+                    .ok_or_else(|| malformed(DMABUF, "tranche_done without a tranche"))?;
+                self.tranches.push(t);
+            }
+            Event::Done => {
+                let pending = std::mem::take(self);
+                let wire: Vec<WireTranche<'_>> = pending
+                    .tranches
+                    .iter()
+                    .map(|(target, formats, flags)| WireTranche {
+                        target_device: target,
+                        formats,
+                        flags: *flags,
+                    })
+                    .collect();
+                let decoded = Feedback::from_wire(&pending.main_device, &pending.table, &wire);
+                let flags: Vec<u32> = pending.tranches.iter().map(|t| t.2).collect();
+                // The table is sent once per object; later batches reuse it,
+                // also after a malformed batch.
+                self.table = pending.table;
+                let feedback = decoded.map_err(|e| malformed(DMABUF, e.to_string()))?;
+                return Ok(Some(DmabufBatch { feedback, flags }));
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
 }
 
 /// One heap tranche as received.
@@ -172,7 +248,7 @@ struct HeapTranche {
 #[derive(Debug)]
 pub struct FeedbackCollector {
     with_dmabuf: bool,
-    dmabuf_pending: DmabufPending,
+    dmabuf_reader: DmabufReader,
     /// The latest complete linux-dmabuf batch.
     dmabuf: Option<Feedback>,
     /// Its tranches' flags as sent (all bits, not only scanout).
@@ -193,7 +269,7 @@ impl Default for FeedbackCollector {
     }
 }
 
-fn malformed(protocol: &'static str, reason: impl Into<String>) -> FeedbackError {
+pub(crate) fn malformed(protocol: &'static str, reason: impl Into<String>) -> FeedbackError {
     FeedbackError::Malformed {
         protocol,
         reason: reason.into(),
@@ -208,7 +284,7 @@ impl FeedbackCollector {
     pub fn new() -> Self {
         FeedbackCollector {
             with_dmabuf: true,
-            dmabuf_pending: DmabufPending::default(),
+            dmabuf_reader: DmabufReader::default(),
             dmabuf: None,
             dmabuf_flags: Vec::new(),
             heap_pending: Vec::new(),
@@ -240,57 +316,11 @@ impl FeedbackCollector {
         &mut self,
         event: zwp_linux_dmabuf_feedback_v1::Event,
     ) -> Result<(), FeedbackError> {
-        use zwp_linux_dmabuf_feedback_v1::Event;
-        let p = &mut self.dmabuf_pending;
-        match event {
-            Event::MainDevice { device } => p.main_device = device,
-            Event::FormatTable { fd, size } => p.table = read_table(fd.as_fd(), size)?,
-            Event::TrancheTargetDevice { device } => {
-                p.current.get_or_insert_with(Default::default).0 = device;
-            }
-            Event::TrancheFormats { indices } => {
-                p.current
-                    .get_or_insert_with(Default::default)
-                    .1
-                    .extend_from_slice(&indices);
-            }
-            Event::TrancheFlags { flags } => {
-                let bits = match flags {
-                    WEnum::Value(f) => f.bits(),
-                    WEnum::Unknown(raw) => raw,
-                };
-                p.current.get_or_insert_with(Default::default).2 = bits;
-            }
-            Event::TrancheDone => {
-                let t = p
-                    .current
-                    .take()
-                    .ok_or_else(|| malformed(DMABUF, "tranche_done without a tranche"))?;
-                p.tranches.push(t);
-            }
-            Event::Done => {
-                let pending = std::mem::take(p);
-                let wire: Vec<WireTranche<'_>> = pending
-                    .tranches
-                    .iter()
-                    .map(|(target, formats, flags)| WireTranche {
-                        target_device: target,
-                        formats,
-                        flags: *flags,
-                    })
-                    .collect();
-                let decoded = Feedback::from_wire(&pending.main_device, &pending.table, &wire);
-                let flags: Vec<u32> = pending.tranches.iter().map(|t| t.2).collect();
-                // The table is sent once per object; later batches reuse it,
-                // also after a malformed batch.
-                self.dmabuf_pending.table = pending.table;
-                let feedback = decoded.map_err(|e| malformed(DMABUF, e.to_string()))?;
-                self.dmabuf_flags = flags;
-                self.dmabuf = Some(feedback);
-                self.heap_just_done = false;
-                self.try_join();
-            }
-            _ => {}
+        if let Some(batch) = self.dmabuf_reader.event(event)? {
+            self.dmabuf_flags = batch.flags;
+            self.dmabuf = Some(batch.feedback);
+            self.heap_just_done = false;
+            self.try_join();
         }
         Ok(())
     }
@@ -492,8 +522,10 @@ fn check_in_step(
                 d.target_device
             ));
         }
+        // v1 repeats the scanout flag; linux-dmabuf v6 adds sampling,
+        // which v1 does not know.
         let flags = dmabuf_flags.get(i).copied().unwrap_or(u32::from(d.scanout));
-        if h.flags != flags {
+        if (h.flags ^ flags) & TRANCHE_FLAG_SCANOUT != 0 {
             return Err(format!(
                 "tranche {i}: linux-dmabuf flags {flags:#x}, heap flags {:#x}",
                 h.flags

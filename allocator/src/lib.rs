@@ -104,6 +104,8 @@ mod error;
 pub mod feedback_client;
 #[cfg(feature = "smithay")]
 pub mod framebuffer;
+#[cfg(feature = "client")]
+pub mod heap_feedback_client;
 pub mod layout;
 pub mod modifier;
 pub mod negotiation;

@@ -31,6 +31,9 @@ pub struct FormatEntry {
 /// `ZWP_LINUX_DMABUF_FEEDBACK_V1_TRANCHE_FLAGS_SCANOUT`.
 pub const TRANCHE_FLAG_SCANOUT: u32 = 1;
 
+/// `ZWP_LINUX_DMABUF_FEEDBACK_V1_TRANCHE_FLAGS_SAMPLING` (version 6).
+pub const TRANCHE_FLAG_SAMPLING: u32 = 2;
+
 /// One feedback tranche.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tranche {
@@ -42,10 +45,12 @@ pub struct Tranche {
     pub scanout: bool,
 }
 
-/// Complete linux-dmabuf v4 feedback.
+/// Complete linux-dmabuf feedback (version 4 or later).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Feedback {
-    /// The compositor's main (compositing) device.
+    /// The compositor's main (compositing) device: `main_device` before
+    /// version 6, the target of the first sampling tranche from version 6
+    /// on (which deprecates `main_device` for it).
     pub main_device: DeviceNumber,
     /// Tranches in the compositor's order of preference.
     pub tranches: Vec<Tranche>,
@@ -63,10 +68,12 @@ pub struct WireTranche<'a> {
 }
 
 impl Feedback {
-    /// Decodes feedback as received on the wire: the `main_device` array,
-    /// the mapped format table (16 bytes per entry: u32 format, 4 bytes
-    /// padding, u64 modifier, native endian) and the tranches. Malformed
-    /// sizes and out-of-range indices are errors, never panics.
+    /// Decodes feedback as received on the wire: the `main_device` array
+    /// (empty from version 6 on, which sends none), the mapped format
+    /// table (16 bytes per entry: u32 format, 4 bytes padding, u64
+    /// modifier, native endian) and the tranches. Malformed sizes and
+    /// out-of-range indices are errors, never panics; so is feedback with
+    /// neither a main device nor a sampling tranche.
     pub fn from_wire(
         main_device: &[u8],
         format_table: &[u8],
@@ -112,8 +119,21 @@ impl Feedback {
                 scanout: t.flags & TRANCHE_FLAG_SCANOUT != 0,
             });
         }
+        let main_device = if main_device.is_empty() {
+            // Version 6: the most preferred sampling device composites.
+            let sampling = tranches
+                .iter()
+                .zip(&out)
+                .find(|(wire, _)| wire.flags & TRANCHE_FLAG_SAMPLING != 0)
+                .map(|(_, t)| t.target_device);
+            sampling.ok_or_else(|| {
+                Error::BadFeedback("neither a main_device nor a sampling tranche".into())
+            })?
+        } else {
+            DeviceNumber::from_feedback_bytes(main_device)?
+        };
         Ok(Feedback {
-            main_device: DeviceNumber::from_feedback_bytes(main_device)?,
+            main_device,
             tranches: out,
         })
     }

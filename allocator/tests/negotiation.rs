@@ -316,6 +316,34 @@ fn wire_feedback_decodes_and_rejects_malformed_input() {
 }
 
 #[test]
+fn version_6_feedback_takes_its_main_device_from_the_first_sampling_tranche() {
+    let tbl = table(&[(XR24, LINEAR)]);
+    let scanout = VKMS.to_dev_t().to_ne_bytes();
+    let render = VGEM.to_dev_t().to_ne_bytes();
+    let idx = 0u16.to_ne_bytes();
+    let tranches = [
+        WireTranche {
+            target_device: &scanout,
+            formats: &idx,
+            flags: 1,
+        },
+        WireTranche {
+            target_device: &render,
+            formats: &idx,
+            flags: 2,
+        },
+    ];
+    let fb = Feedback::from_wire(&[], &tbl, &tranches).unwrap();
+    assert_eq!(fb.main_device, VGEM);
+    assert_eq!(fb.tranches.len(), 2);
+    assert!(fb.tranches[0].scanout && !fb.tranches[1].scanout);
+    // Without main_device and without a sampling tranche there is no
+    // device that composites: an error, not a guess.
+    let err = Feedback::from_wire(&[], &tbl, &tranches[..1]).unwrap_err();
+    assert!(err.to_string().contains("sampling"), "{err}");
+}
+
+#[test]
 fn the_target_devices_order_wins() {
     // Two heaps both devices link to, ranked differently by each.
     let t = FakeTree::new();
