@@ -32,7 +32,7 @@ use std::{
 };
 
 use gbm::{BufferObject, BufferObjectFlags, Device as GbmDevice, Format as GbmFormat};
-use heapland_protocols::client::xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1;
+use heapland_protocols::v2::client::xx_dmabuf_heap_manager_v2::XxDmabufHeapManagerV2;
 use wayland_client::{
     protocol::{wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_surface::WlSurface},
     Connection, EventQueue, QueueHandle,
@@ -154,7 +154,7 @@ impl Setup {
         let wl_compositor: WlCompositor = compositor::bind(&globals, &qh, 4..=5)?;
         let wm: XdgWmBase = compositor::bind(&globals, &qh, 1..=1)?;
         let dmabuf: ZwpLinuxDmabufV1 = compositor::bind(&globals, &qh, 4..=4)?;
-        let heaps: XxDmabufHeapManagerV1 = compositor::bind(&globals, &qh, 1..=1)?;
+        let heaps: XxDmabufHeapManagerV2 = compositor::bind(&globals, &qh, 1..=1)?;
         let presentation: WpPresentation = compositor::bind(&globals, &qh, 1..=1)?;
         let surface = wl_compositor.create_surface(&qh, ());
         let xdg = wm.get_xdg_surface(&surface, &qh, ());

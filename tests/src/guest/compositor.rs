@@ -27,10 +27,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use heapland_allocator::feedback_client::FeedbackCollector;
-use heapland_protocols::client::{
-    xx_dmabuf_heap_feedback_v1::{self, XxDmabufHeapFeedbackV1},
-    xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1,
+use heapland_allocator::heap_feedback_client::{HeapEvent, HeapFeedbackCollector};
+use heapland_protocols::v2::client::{
+    xx_dmabuf_heap_feedback_v2::{self, XxDmabufHeapFeedbackV2},
+    xx_dmabuf_heap_manager_v2::XxDmabufHeapManagerV2,
+    xx_dmabuf_heap_v2::{self, XxDmabufHeapV2},
 };
 use wayland_client::{
     globals::{registry_queue_init, GlobalList, GlobalListContents},
@@ -350,15 +351,17 @@ fn output_buffer_from_heap() -> Result<(), String> {
 
 /// Events the guest client cares about.
 ///
-/// Feedback comes through heapland-allocator's `FeedbackCollector`, one per
-/// scope (the `u32` user data of both feedback objects, see
-/// [`feedback_scope`]): a batch counts only once both protocols completed it
-/// in step, and a compositor whose heap batch does not describe its
-/// linux-dmabuf tranches (count, order, targets, flags, main device) fails
-/// the test through `feedback_error`.
+/// Feedback comes through heapland-allocator's `HeapFeedbackCollector`
+/// (`xx_dmabuf_heaps_v2`), one per scope (the `u32` user data of the
+/// linux-dmabuf feedback object, the heap feedback object extending it and
+/// its heaps, see [`feedback_scope`]): a batch counts only once the heap
+/// batch and the linux-dmabuf feedback it names are both complete, and a
+/// compositor whose heap batch does not describe that feedback (tranche
+/// count, targets, the compositing device, heaps announced) fails the test
+/// through `feedback_error`.
 #[derive(Default)]
 pub(super) struct State {
-    collectors: HashMap<u32, FeedbackCollector>,
+    collectors: HashMap<u32, HeapFeedbackCollector>,
     /// Feedback out of step or malformed.
     pub(super) feedback_error: Option<String>,
     pub(super) heap_fd: Option<OwnedFd>,
@@ -447,32 +450,23 @@ impl State {
     }
 }
 
-/// Creates the linux-dmabuf and heap feedback objects of one scope (the
-/// default feedback, or `surface`'s), joined by one collector. Without
-/// linux-dmabuf feedback (a global below version 4) only the heap object.
+/// Creates the linux-dmabuf feedback object of one scope (the default
+/// feedback, or `surface`'s) and the heap feedback object extending it,
+/// joined by one collector. linux-dmabuf must be version 4 or later.
 pub(super) fn feedback_scope(
     st: &mut State,
     qh: &QueueHandle<State>,
     dmabuf: &ZwpLinuxDmabufV1,
-    heaps: &XxDmabufHeapManagerV1,
+    heaps: &XxDmabufHeapManagerV2,
     surface: Option<&WlSurface>,
-) -> (Option<ZwpLinuxDmabufFeedbackV1>, XxDmabufHeapFeedbackV1) {
+) -> (ZwpLinuxDmabufFeedbackV1, XxDmabufHeapFeedbackV2) {
     let scope = st.collectors.len() as u32;
-    let with_dmabuf = dmabuf.version() >= 4;
-    let collector = if with_dmabuf {
-        FeedbackCollector::new()
-    } else {
-        FeedbackCollector::without_dmabuf_feedback()
-    };
-    st.collectors.insert(scope, collector);
-    let linux = with_dmabuf.then(|| match surface {
+    st.collectors.insert(scope, HeapFeedbackCollector::new());
+    let linux = match surface {
         Some(s) => dmabuf.get_surface_feedback(s, qh, scope),
         None => dmabuf.get_default_feedback(qh, scope),
-    });
-    let heap = match surface {
-        Some(s) => heaps.get_surface_feedback(s, qh, scope),
-        None => heaps.get_default_feedback(qh, scope),
     };
+    let heap = heaps.get_heap_feedback(&linux, qh, scope);
     (linux, heap)
 }
 
@@ -508,11 +502,12 @@ fn client_heap_dmabuf_in_output() -> Result<(), String> {
     let mut st = State::default();
     let compositor: WlCompositor = bind(&globals, &qh, 4..=5)?;
     let wm: XdgWmBase = bind(&globals, &qh, 1..=1)?;
-    let dmabuf: ZwpLinuxDmabufV1 = bind(&globals, &qh, 4..=4)?;
-    let heaps: XxDmabufHeapManagerV1 = bind(&globals, &qh, 1..=1)?;
+    let dmabuf: ZwpLinuxDmabufV1 = bind(&globals, &qh, 6..=6)?;
+    let heaps: XxDmabufHeapManagerV2 = bind(&globals, &qh, 1..=1)?;
 
     // 1. The heap for the default feedback's first tranche, as an fd; the
-    // heap batch must mirror the linux-dmabuf tranches (FeedbackCollector).
+    // heap batch must describe the linux-dmabuf feedback it names
+    // (HeapFeedbackCollector).
     let _default = feedback_scope(&mut st, &qh, &dmabuf, &heaps, None);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !st.heap_done {
@@ -819,7 +814,7 @@ ignore!(
     WlDataOffer,
     WlDataSource,
     ZwpLinuxDmabufV1,
-    XxDmabufHeapManagerV1
+    XxDmabufHeapManagerV2
 );
 
 impl Dispatch<WlKeyboard, ()> for State {
@@ -1044,21 +1039,44 @@ impl Dispatch<WpPresentationFeedback, u64> for State {
     }
 }
 
-impl Dispatch<XxDmabufHeapFeedbackV1, u32> for State {
+impl Dispatch<XxDmabufHeapFeedbackV2, u32> for State {
     fn event(
         s: &mut Self,
-        _: &XxDmabufHeapFeedbackV1,
-        e: xx_dmabuf_heap_feedback_v1::Event,
+        _: &XxDmabufHeapFeedbackV2,
+        e: xx_dmabuf_heap_feedback_v2::Event,
         scope: &u32,
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        let Some(c) = s.collectors.get_mut(scope) else {
+        let (Some(c), Some(e)) = (s.collectors.get_mut(scope), HeapEvent::from_wire(e)) else {
             return;
         };
         if let Err(err) = c.heap_event(e) {
             s.feedback_error = Some(format!("feedback scope {scope}: {err}"));
         }
         s.joined(*scope);
+    }
+
+    wayland_client::event_created_child!(State, XxDmabufHeapFeedbackV2, [
+        xx_dmabuf_heap_feedback_v2::EVT_HEAP_OPCODE => (XxDmabufHeapV2, u32::MAX),
+    ]);
+}
+
+/// Heap objects: `removed` goes to every collector (protocol ids are unique
+/// among live objects, and a collector knows only its own heaps).
+impl Dispatch<XxDmabufHeapV2, u32> for State {
+    fn event(
+        s: &mut Self,
+        heap: &XxDmabufHeapV2,
+        e: xx_dmabuf_heap_v2::Event,
+        _: &u32,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xx_dmabuf_heap_v2::Event::Removed = e {
+            for c in s.collectors.values_mut() {
+                c.heap_removed(heap.id().protocol_id());
+            }
+        }
     }
 }

@@ -37,7 +37,7 @@ use wayland_protocols::{
     xdg::shell::client::xdg_wm_base::XdgWmBase,
 };
 
-use heapland_protocols::client::xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1;
+use heapland_protocols::v2::client::xx_dmabuf_heap_manager_v2::XxDmabufHeapManagerV2;
 
 use super::{
     compositor::{self, feedback_scope, State, XR24},
@@ -66,7 +66,7 @@ pub fn run(card: &Path) -> Result<(), String> {
     let wl_compositor: WlCompositor = compositor::bind(&globals, &qh, 4..=5)?;
     let wm: XdgWmBase = compositor::bind(&globals, &qh, 1..=1)?;
     let dmabuf: ZwpLinuxDmabufV1 = compositor::bind(&globals, &qh, 4..=4)?;
-    let heaps: XxDmabufHeapManagerV1 = compositor::bind(&globals, &qh, 1..=1)?;
+    let heaps: XxDmabufHeapManagerV2 = compositor::bind(&globals, &qh, 1..=1)?;
     let mut st = State::default();
 
     // The heap of the default tranche.

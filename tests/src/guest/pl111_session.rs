@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use heapland_protocols::client::xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1;
+use heapland_protocols::v2::client::xx_dmabuf_heap_manager_v2::XxDmabufHeapManagerV2;
 use wayland_client::protocol::{
     wl_compositor::WlCompositor,
     wl_shm::{self, WlShm},
@@ -183,7 +183,7 @@ fn heap_and_shm_windows_composited() -> Result<(), String> {
     let dmabuf: ZwpLinuxDmabufV1 = bind(&globals, &qh, 4..=5).map_err(|e| {
         format!("{e}: without a render node, linux-dmabuf must still send feedback")
     })?;
-    let heaps: XxDmabufHeapManagerV1 = bind(&globals, &qh, 1..=1)?;
+    let heaps: XxDmabufHeapManagerV2 = bind(&globals, &qh, 1..=1)?;
 
     // Feedback and heap batch: the display's primary node as main device, its heap.
     let _default = feedback_scope(&mut st, &qh, &dmabuf, &heaps, None);

@@ -30,7 +30,7 @@ use std::{
 };
 
 use drm::control::Device as _;
-use heapland_protocols::client::xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1;
+use heapland_protocols::v2::client::xx_dmabuf_heap_manager_v2::XxDmabufHeapManagerV2;
 use wayland_client::{
     globals::registry_queue_init,
     protocol::{wl_compositor::WlCompositor, wl_surface::WlSurface},
@@ -495,7 +495,7 @@ struct Client {
     compositor: WlCompositor,
     wm: XdgWmBase,
     dmabuf: ZwpLinuxDmabufV1,
-    heaps: XxDmabufHeapManagerV1,
+    heaps: XxDmabufHeapManagerV2,
 }
 
 impl Client {
@@ -516,9 +516,11 @@ impl Client {
             wm: globals
                 .bind(&qh, 1..=1, ())
                 .map_err(|e| bind_err("xdg_wm_base", e))?,
+            // Version 6: no main_device (steady_state's clients, in the
+            // same phase, bind version 4).
             dmabuf: globals
-                .bind(&qh, 4..=4, ())
-                .map_err(|e| bind_err("linux-dmabuf", e))?,
+                .bind(&qh, 6..=6, ())
+                .map_err(|e| bind_err("linux-dmabuf at version 6", e))?,
             heaps: globals
                 .bind(&qh, 1..=1, ())
                 .map_err(|e| bind_err("heap manager", e))?,

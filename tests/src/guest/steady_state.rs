@@ -38,7 +38,7 @@ use super::{
     dma_heap, Test,
 };
 use crate::bench::{ms, quote, Stats, Totals};
-use heapland_protocols::client::xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1;
+use heapland_protocols::v2::client::xx_dmabuf_heap_manager_v2::XxDmabufHeapManagerV2;
 
 pub fn tests() -> Vec<Test> {
     vec![Test {
@@ -246,7 +246,7 @@ pub fn run_case(case: &Case, warmup: Duration, window: Duration) -> Result<Windo
     // A dma-buf client allocates from the heap of the default feedback.
     let _scope = if case.client == ClientMemory::Dmabuf {
         let dmabuf: ZwpLinuxDmabufV1 = compositor::bind(&globals, &qh, 4..=4)?;
-        let heaps: XxDmabufHeapManagerV1 = compositor::bind(&globals, &qh, 1..=1)?;
+        let heaps: XxDmabufHeapManagerV2 = compositor::bind(&globals, &qh, 1..=1)?;
         Some(feedback_scope(&mut st, &qh, &dmabuf, &heaps, None))
     } else {
         st.heap_done = true;
