@@ -311,6 +311,30 @@ pub fn explain_choice<'a>(
     width: u32,
     height: u32,
 ) -> Result<Explained<'a>> {
+    explain_choice_among(
+        discovery,
+        discovery.heaps(),
+        devices,
+        extra,
+        fourcc,
+        width,
+        height,
+    )
+}
+
+/// [`explain_choice`] over `heaps` only (some of `discovery`'s): what a
+/// compositor decides for a client that may be handed those heaps alone.
+/// The devices' needs still come from every heap of `discovery` (what
+/// their links say does not depend on who asks).
+pub fn explain_choice_among<'a>(
+    discovery: &Discovery,
+    heaps: &'a [HeapInfo],
+    devices: &[DeviceInfo],
+    extra: &[Constraints],
+    fourcc: Fourcc,
+    width: u32,
+    height: u32,
+) -> Result<Explained<'a>> {
     if discovery.is_empty() {
         return Err(Error::NoHeaps {
             reason: discovery.empty_reason().unwrap_or_default(),
@@ -348,7 +372,7 @@ pub fn explain_choice<'a>(
         }
     }
     let layout = Layout::new(fourcc, width, height, mappable(&intersection))?;
-    let ranking = intersection.rank(discovery.heaps(), devices, layout.alloc_size())?;
+    let ranking = intersection.rank(heaps, devices, layout.alloc_size())?;
     Ok(Explained {
         layout,
         intersection,

@@ -18,9 +18,12 @@
 
 use std::{os::fd::AsFd, sync::Mutex};
 
-use heapland_protocols::server::{
-    xx_dmabuf_heap_feedback_v1::{self, HeapFlags, NoHeapReason, XxDmabufHeapFeedbackV1},
-    xx_dmabuf_heap_manager_v1::{self, XxDmabufHeapManagerV1},
+use heapland_protocols::{
+    server::{
+        xx_dmabuf_heap_feedback_v1::{self, HeapFlags, NoHeapReason, XxDmabufHeapFeedbackV1},
+        xx_dmabuf_heap_manager_v1::{self, XxDmabufHeapManagerV1},
+    },
+    v2::server::xx_dmabuf_heap_feedback_v2::XxDmabufHeapFeedbackV2,
 };
 use smithay::{
     reexports::wayland_server::{
@@ -41,20 +44,58 @@ use crate::{
 /// Most devices one feedback object may declare with `add_device`.
 pub const MAX_EXTRA_DEVICES: usize = 16;
 
-/// The heap protocol's global. Default-scope feedback objects are not
-/// tracked: the default plan is fixed for the compositor's lifetime (the
-/// render node found at start-up), so their only re-sends answer
-/// `add_device`, on the object itself. Surface-scope objects are tracked by
-/// their surface (`feedback::SurfaceFeedback`).
-#[derive(Debug)]
-pub struct HeapProtocolState {}
+/// Both versions' globals, and every heap feedback object, for the
+/// batches that change when the heap choice does (the largest output's
+/// size changed: [`resend_all`]). A plan change is followed by the scope's
+/// objects themselves: surface-scope objects through their surface
+/// (`feedback::SurfaceFeedback`), v2 objects through the linux-dmabuf
+/// feedback object they extend.
+#[derive(Debug, Default)]
+pub struct HeapProtocolState {
+    v1: Vec<Weak<XxDmabufHeapFeedbackV1>>,
+    v2: Vec<Weak<XxDmabufHeapFeedbackV2>>,
+}
 
 impl HeapProtocolState {
     pub fn new(dh: &DisplayHandle) -> Self {
-        // The global lives as long as the display; its id is not needed.
+        // The globals live as long as the display; their ids are not needed.
         dh.create_global::<Heapland, XxDmabufHeapManagerV1, ()>(1, ());
         crate::heap_protocol_v2::create_global(dh);
-        HeapProtocolState {}
+        HeapProtocolState::default()
+    }
+
+    /// Records a v1 heap feedback object (dead ones are dropped).
+    pub fn track_v1(&mut self, feedback: &XxDmabufHeapFeedbackV1) {
+        self.v1.retain(|w| w.upgrade().is_ok());
+        self.v1.push(feedback.downgrade());
+    }
+
+    /// Records a v2 heap feedback object (dead ones are dropped).
+    pub fn track_v2(&mut self, feedback: &XxDmabufHeapFeedbackV2) {
+        self.v2.retain(|w| w.upgrade().is_ok());
+        self.v2.push(feedback.downgrade());
+    }
+}
+
+/// Re-sends every heap feedback object's batch, of both versions: the heap
+/// a tranche gets may have changed ([`crate::heaps::HeapDirectory::size_for_outputs`]).
+/// A v2 object gets its last batch again, for the same `dmabuf_done`.
+pub fn resend_all(state: &Heapland) {
+    for feedback in state
+        .heap_protocol
+        .v1
+        .iter()
+        .filter_map(|w| w.upgrade().ok())
+    {
+        resend(state, &feedback);
+    }
+    for feedback in state
+        .heap_protocol
+        .v2
+        .iter()
+        .filter_map(|w| w.upgrade().ok())
+    {
+        crate::heap_protocol_v2::resend(state, &feedback);
     }
 }
 
@@ -224,6 +265,7 @@ impl Dispatch<XxDmabufHeapManagerV1, ()> for Heapland {
                         extra_devices: Mutex::new(Vec::new()),
                     },
                 );
+                state.heap_protocol.track_v1(&feedback);
                 let plan = state.default_plan.clone();
                 send_batch(state, &feedback, &plan);
             }
@@ -251,6 +293,7 @@ impl Dispatch<XxDmabufHeapManagerV1, ()> for Heapland {
                         v.push(feedback.downgrade());
                     }
                 });
+                state.heap_protocol.track_v1(&feedback);
                 let plan = current_plan(state, &surface);
                 send_batch(state, &feedback, &plan);
             }

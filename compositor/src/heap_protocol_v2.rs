@@ -237,9 +237,21 @@ impl Dispatch<XxDmabufHeapManagerV2, ()> for Heapland {
             );
             return;
         }
+        state.heap_protocol.track_v2(&heap_feedback);
         if let Some((dones, plan)) = linux.last() {
             send_batch(state, &heap_feedback, &plan, dones);
         }
+    }
+}
+
+/// Sends `heap_feedback`'s last batch again (the heap choice may have
+/// changed), if its linux-dmabuf feedback object completed any feedback.
+pub fn resend(state: &Heapland, heap_feedback: &XxDmabufHeapFeedbackV2) {
+    if let Some(linux) = heap_feedback
+        .data::<HeapFeedback>()
+        .and_then(|d| d.linux.upgrade().ok())
+    {
+        linux_feedback::resend_heaps(state, &linux);
     }
 }
 

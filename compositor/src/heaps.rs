@@ -29,18 +29,29 @@
 //! - sandboxed clients moreover get only heaps that charge the allocating
 //!   process's memory cgroup.
 //!
-//! The allocator's choice is made among the heaps the client may be handed
-//! alone, in the same link order, and so is the buffer size it is made for
-//! (a full frame where one of those heaps holds one), while what the
+//! The choice is the allocator's own ([`explain_choice_among`], what
+//! `heapland-heaps for` and clients of the library run): made among the
+//! heaps the client may be handed alone, in the same link order, for the
+//! buffer a client would allocate from a tranche, a full XRGB8888 frame of
+//! the largest output (with the devices' size limits and layout), or the
+//! smallest buffer where none of those heaps holds a frame. What the
 //! devices need is still read from every heap they link to (a device whose
 //! heaps are all contiguous needs contiguous memory, whether or not those
 //! heaps are handed out).
+//!
+//! A device's data (its sysfs attributes and heap links) is read once per
+//! `dev_t` and kept until the outputs change ([`HeapDirectory::size_for_outputs`]),
+//! which is when a display may have come or gone.
 
-use std::os::fd::OwnedFd;
+use std::{
+    collections::HashMap,
+    os::fd::OwnedFd,
+    sync::{Arc, Mutex},
+};
 
 use heapland_allocator::{
-    intersect, negotiation::resolve_devices, Accounting, Constraints, DeviceInfo, DeviceNumber,
-    Discovery, HeapInfo, HeapKind, Intersection,
+    drm_fourcc::DrmFourcc, intersect, negotiation::explain_choice_among, Accounting, Constraints,
+    DeviceInfo, DeviceNumber, Discovery, Explained, HeapInfo, HeapKind, Intersection,
 };
 use rustix::fs::{FileType, Mode, OFlags};
 
@@ -50,8 +61,13 @@ use crate::{node_access, peer::Peer};
 pub const FLAG_CONTIGUOUS: u32 = 0x1;
 pub const FLAG_ACCOUNTED: u32 = 0x2;
 
-/// Size the heap is chosen for before any output exists: one page.
-const PAGE_BYTES: u64 = 4096;
+/// The buffer heaps are chosen for before any output exists, and where no
+/// heap a client may have holds a full frame: the smallest one.
+const SMALLEST: (u32, u32) = (1, 1);
+
+/// The format of the frame heaps are chosen for: what every output scans
+/// out and every client can draw.
+const FRAME_FORMAT: DrmFourcc = DrmFourcc::Xrgb8888;
 
 /// Prefix of the messages to sandboxed clients.
 const SANDBOXED: &str = "sandboxed client (wp_security_context_v1)";
@@ -244,12 +260,15 @@ pub struct HeapDirectory {
     discovery: Discovery,
     /// The DMA-BUF heaps among the discovered ones (no udmabuf).
     heaps: Vec<HeapInfo>,
-    /// The buffer size heaps are chosen for: a full frame of the largest
-    /// output (see [`HeapDirectory::size_for_outputs`]). The protocol hands
-    /// out a heap per tranche, not per buffer; a heap that cannot hold a
-    /// full-screen buffer is not chosen while one the client may be handed
-    /// can, and `max_size` tells the client the real limit.
-    frame_bytes: u64,
+    /// The buffer heaps are chosen for, width and height in pixels: a full
+    /// frame of the largest output (see
+    /// [`HeapDirectory::size_for_outputs`]). The protocol hands out a heap
+    /// per tranche, not per buffer; a heap that cannot hold a full-screen
+    /// buffer is not chosen while one the client may be handed can, and
+    /// `max_size` tells the client the real limit.
+    frame: (u32, u32),
+    /// Device data by `dev_t` (module docs); shared by clones.
+    devices: Arc<Mutex<HashMap<u64, DeviceInfo>>>,
     /// What a heap's node must be to be judged for a client: a character
     /// device (tests stand regular files in for them).
     node_type: FileType,
@@ -271,20 +290,28 @@ impl HeapDirectory {
         HeapDirectory {
             discovery,
             heaps,
-            frame_bytes: PAGE_BYTES,
+            frame: SMALLEST,
+            devices: Arc::default(),
             node_type: FileType::CharacterDevice,
         }
     }
 
     /// Chooses heaps for buffers as large as a full XRGB8888 frame of the
-    /// largest of `outputs` (width x height in pixels).
-    pub fn size_for_outputs(&mut self, outputs: impl IntoIterator<Item = (i32, i32)>) {
-        self.frame_bytes = outputs
+    /// largest of `outputs` (width x height in pixels), and forgets the
+    /// device data read so far (a display may have come or gone). Whether
+    /// the frame changed: then a heap handed out before may not be the
+    /// choice any more.
+    pub fn size_for_outputs(&mut self, outputs: impl IntoIterator<Item = (i32, i32)>) -> bool {
+        let frame = outputs
             .into_iter()
-            .map(|(w, h)| u64::try_from(w).unwrap_or(0) * u64::try_from(h).unwrap_or(0) * 4)
-            .max()
-            .unwrap_or(0)
-            .max(PAGE_BYTES);
+            .map(|(w, h)| (u32::try_from(w).unwrap_or(0), u32::try_from(h).unwrap_or(0)))
+            .filter(|(w, h)| *w > 0 && *h > 0)
+            .max_by_key(|(w, h)| u64::from(*w) * u64::from(*h))
+            .unwrap_or(SMALLEST);
+        if let Ok(mut devices) = self.devices.lock() {
+            devices.clear();
+        }
+        std::mem::replace(&mut self.frame, frame) != frame
     }
 
     pub fn discovery(&self) -> &Discovery {
@@ -354,14 +381,18 @@ impl HeapDirectory {
             }
         }
         // A full frame where some heap this client may be handed can hold
-        // one, else one page: a heap too small for a full-screen buffer
-        // still serves smaller ones. (Chosen against every heap, a frame
-        // only a withheld heap holds would leave this client none.)
-        let size = if needs.select(&pool, &resolved, self.frame_bytes).is_ok() {
-            self.frame_bytes
+        // one, else the smallest buffer: a heap too small for a full-screen
+        // buffer still serves smaller ones. (Chosen against every heap, a
+        // frame only a withheld heap holds would leave this client none.)
+        let frame = if self.decide(&pool, &resolved, self.frame).is_ok() {
+            self.frame
         } else {
-            PAGE_BYTES
+            SMALLEST
         };
+        let size = self
+            .explain(&pool, &resolved, frame)
+            .map(|e| e.layout.alloc_size())
+            .unwrap_or(0);
         // Only heaps that would serve are worth a word.
         let withheld: Vec<(&HeapInfo, Withheld)> = refused
             .into_iter()
@@ -373,7 +404,7 @@ impl HeapDirectory {
                 .map(|(heap, why)| withheld_because(heap, why))
                 .collect()
         };
-        let err = match needs.select(&pool, &resolved, size) {
+        let err = match self.decide(&pool, &resolved, frame) {
             Ok(chosen) => {
                 // The pool holds copies: answer with the directory's own.
                 let heap = self
@@ -395,7 +426,7 @@ impl HeapDirectory {
         };
         // Would any heap serve the tranche? Then withholding is the reason;
         // otherwise the tranche is unsatisfiable for everyone.
-        if let Err(all) = needs.select(&self.heaps, &resolved, size) {
+        if let Err(all) = self.decide(&self.heaps, &resolved, frame) {
             return Err(NoHeap::Unsatisfiable(all.to_string()));
         }
         if withheld.is_empty() {
@@ -434,22 +465,68 @@ impl HeapDirectory {
         )))
     }
 
-    /// The devices behind `devices` and what they need together.
+    /// The allocator's verdict on `heaps` for a `frame` (width, height) of
+    /// [`FRAME_FORMAT`] touched by `devices`: [`explain_choice_among`].
+    fn explain<'h>(
+        &self,
+        heaps: &'h [HeapInfo],
+        devices: &[DeviceInfo],
+        (width, height): (u32, u32),
+    ) -> heapland_allocator::Result<Explained<'h>> {
+        explain_choice_among(
+            &self.discovery,
+            heaps,
+            devices,
+            &[],
+            FRAME_FORMAT,
+            width,
+            height,
+        )
+    }
+
+    /// The heap of [`HeapDirectory::explain`]'s verdict, or why none.
+    fn decide<'h>(
+        &self,
+        heaps: &'h [HeapInfo],
+        devices: &[DeviceInfo],
+        frame: (u32, u32),
+    ) -> heapland_allocator::Result<&'h HeapInfo> {
+        self.explain(heaps, devices, frame)?.heap()
+    }
+
+    /// The devices behind `devices` (each resolved once per `dev_t`, see
+    /// the module docs) and what they need together.
     fn needs(
         &self,
         devices: &[u64],
     ) -> heapland_allocator::Result<(Vec<DeviceInfo>, Intersection)> {
-        let numbers: Vec<DeviceNumber> = devices
-            .iter()
-            .map(|d| DeviceNumber::from_dev_t(*d))
-            .collect();
-        let resolved = resolve_devices(&self.discovery, &numbers)?;
+        let mut resolved: Vec<DeviceInfo> = Vec::with_capacity(devices.len());
+        let mut seen = Vec::with_capacity(devices.len());
+        for dev in devices {
+            if seen.contains(dev) {
+                continue;
+            }
+            seen.push(*dev);
+            resolved.push(self.device(*dev)?);
+        }
         let parts: Vec<Constraints> = resolved
             .iter()
             .map(|d| Constraints::for_device(d, &self.discovery.heaps_serving(d)))
             .collect();
         let needs = intersect(&parts);
         Ok((resolved, needs))
+    }
+
+    /// The device of `dev`, from the cache or read now.
+    fn device(&self, dev: u64) -> heapland_allocator::Result<DeviceInfo> {
+        if let Some(info) = self.devices.lock().ok().and_then(|d| d.get(&dev).cloned()) {
+            return Ok(info);
+        }
+        let info = self.discovery.resolve(DeviceNumber::from_dev_t(dev))?;
+        if let Ok(mut cache) = self.devices.lock() {
+            cache.insert(dev, info.clone());
+        }
+        Ok(info)
     }
 
     /// How the devices of a tranche need its buffers laid out. Devices this
@@ -1163,6 +1240,46 @@ mod tests {
         let p = t.stranger();
         for r in [client(&p), client(&root)] {
             assert_eq!(name(dir.select(&[VGEM], r)), Ok("system-32bit".into()));
+        }
+    }
+
+    /// For a client that may have every heap, the heap of a tranche is
+    /// exactly what the library's `explain_choice` says for a full frame
+    /// (what `heapland-heaps for` prints), at every output size; and a
+    /// changed output size is reported, an unchanged one not.
+    #[test]
+    fn the_choice_is_the_librarys_for_the_frame() {
+        let t = Tree::new("library");
+        t.device("vgem", "renderD128", VGEM, &["system", "system-32bit"]);
+        let mut sys = system(&t, Accounting::None, 0o604);
+        sys.properties.max_alloc_bytes = 4 << 20;
+        let mut dir = t.directory(vec![sg32("system-32bit", Accounting::None), sys]);
+        let root = Peer {
+            uid: 0,
+            gid: 0,
+            ..t.stranger()
+        };
+        let devices =
+            heapland_allocator::resolve_devices(dir.discovery(), &[DeviceNumber::from_dev_t(VGEM)])
+                .unwrap();
+        for (w, h) in [(640, 480), (1920, 1080), (3840, 2160)] {
+            assert!(dir.size_for_outputs([(w, h)]), "{w}x{h} not a change");
+            assert!(!dir.size_for_outputs([(w, h)]), "{w}x{h} twice a change");
+            let library = heapland_allocator::explain_choice(
+                dir.discovery(),
+                &devices,
+                &[],
+                FRAME_FORMAT,
+                w as u32,
+                h as u32,
+            )
+            .unwrap();
+            let library = library.heap().unwrap().name.clone();
+            assert_eq!(
+                name(dir.select(&[VGEM], client(&root))),
+                Ok(library),
+                "at {w}x{h}"
+            );
         }
     }
 

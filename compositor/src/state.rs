@@ -171,6 +171,8 @@ pub struct Heapland {
     /// put client buffers on a plane (drm); see `feedback::scanout_decided`.
     pub scanout_plan: Option<Arc<FeedbackPlan>>,
     pub heaps: HeapDirectory,
+    /// The heap protocol's feedback objects (both versions).
+    pub heap_protocol: HeapProtocolState,
 
     /// Number of toplevels mapped so far, for the cascade of the stacking layout.
     pub mapped_count: u32,
@@ -207,7 +209,6 @@ pub struct PassiveGlobals {
     pub relative_pointer_state: RelativePointerManagerState,
     pub pointer_constraints_state: PointerConstraintsState,
     pub single_pixel_buffer_state: SinglePixelBufferState,
-    pub heap_protocol_state: HeapProtocolState,
 }
 
 impl Heapland {
@@ -252,7 +253,7 @@ impl Heapland {
         seat.add_pointer();
 
         let linux_dmabuf = LinuxDmabuf::new(dh, &plan, &formats);
-        let heap_protocol_state = HeapProtocolState::new(dh);
+        let heap_protocol = HeapProtocolState::new(dh);
         let security_context_state = crate::security_context::create_global(dh);
         let data_device_state = DataDeviceState::new::<Self>(dh);
         let primary_selection_state = PrimarySelectionState::new::<Self>(dh);
@@ -308,7 +309,6 @@ impl Heapland {
                 relative_pointer_state,
                 pointer_constraints_state,
                 single_pixel_buffer_state,
-                heap_protocol_state,
             },
             params: ParamsValidator::new(formats),
             default_plan: Arc::new(plan),
@@ -330,6 +330,7 @@ impl Heapland {
             cursor_theme: crate::cursor_theme::CursorTheme::load("", 0),
             pointer_seen: false,
             heaps,
+            heap_protocol,
             mapped_count: 0,
             screenshot: None,
             screenshot_requested: false,
@@ -386,7 +387,9 @@ impl Heapland {
             .filter_map(|o| o.current_mode())
             .map(|m| (m.size.w, m.size.h))
             .collect();
-        self.heaps.size_for_outputs(sizes);
+        if self.heaps.size_for_outputs(sizes) {
+            crate::heap_protocol::resend_all(self);
+        }
     }
 
     /// `output`'s scale changed: the surfaces on it hear their new

@@ -365,3 +365,35 @@ fn add_device_beyond_the_limit_is_too_many_devices() {
     comp.assert_alive();
     comp.connect().roundtrip().expect("others still served");
 }
+
+/// The heap a tranche gets is chosen for a full frame of the largest
+/// output, so an output that changes size re-sends every heap batch (on
+/// this host without heaps, a batch without tranches; what counts is that
+/// it comes).
+#[test]
+fn an_output_mode_change_resends_heap_batches() {
+    use wayland_protocols_wlr::output_management::v1::client::zwlr_output_manager_v1::ZwlrOutputManagerV1;
+    let mut comp = Compositor::start_with(320, 240, &[]);
+    let mut c = comp.connect();
+    let heaps: XxDmabufHeapManagerV1 = c.bind(1);
+    let hfb = heaps.get_default_feedback(&c.qh, ());
+    let hid = hfb.id();
+    let manager: ZwlrOutputManagerV1 = c.bind(4);
+    assert!(
+        c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) == 1
+            && !r.output_heads.is_empty()
+            && r.output_serial.is_some()),
+        "no first heap batch or no output head"
+    );
+    let serial = c.rec.output_serial.expect("serial");
+    let head = c.rec.output_heads[0].0.clone();
+    let configuration = manager.create_configuration(serial, &c.qh, ());
+    let configured = configuration.enable_head(&head, &c.qh, ());
+    configured.set_custom_mode(640, 480, 0);
+    configuration.apply();
+    assert!(
+        c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) == 2),
+        "no heap batch after the output grew from 320x240 to 640x480"
+    );
+    comp.assert_alive();
+}
