@@ -36,11 +36,13 @@ use smithay::{
         allocator::{Format, Fourcc, Modifier},
         renderer::element::{RenderElementPresentationState, RenderElementStates, RenderingReason},
     },
+    desktop::{layer_map_for_output, utils::surface_primary_scanout_output},
+    output::Output,
     reexports::{
         wayland_protocols::wp::linux_dmabuf::zv1::server::zwp_linux_dmabuf_feedback_v1::ZwpLinuxDmabufFeedbackV1,
         wayland_server::{protocol::wl_surface::WlSurface, Resource, Weak},
     },
-    wayland::compositor::with_states,
+    wayland::compositor::{with_states, SurfaceData},
 };
 
 use heapland_protocols::server::xx_dmabuf_heap_feedback_v1::XxDmabufHeapFeedbackV1;
@@ -234,6 +236,32 @@ pub fn wants_scanout(states: &RenderElementStates, surface: &WlSurface) -> bool 
         ),
         RenderElementPresentationState::Skipped => false,
     }
+}
+
+/// The scanout decisions of a frame of `output` (see [`wants_scanout`]):
+/// for every surface drawn on it whose primary scanout output it is, so
+/// that a window across two outputs is decided by one of them and does not
+/// flip its plan with each output's frame. Every surface counts: windows
+/// with their subsurfaces (where video players put video) and popups,
+/// layer surfaces, and X11 windows.
+pub fn scanout_decisions(
+    state: &Heapland,
+    output: &Output,
+    states: &RenderElementStates,
+) -> Vec<(WlSurface, bool)> {
+    let mut decisions = Vec::new();
+    let mut decide = |surface: &WlSurface, data: &SurfaceData| {
+        if surface_primary_scanout_output(surface, data).as_ref() == Some(output) {
+            decisions.push((surface.clone(), wants_scanout(states, surface)));
+        }
+    };
+    for window in state.space.elements_for_output(output) {
+        window.with_surfaces(&mut decide);
+    }
+    for layer in layer_map_for_output(output).layers() {
+        layer.with_surfaces(&mut decide);
+    }
+    decisions
 }
 
 /// After a frame: gives `surface` the scanout plan or the default one as

@@ -311,15 +311,7 @@ mod queue {
                 self.image_copy_capture.output_damaged(output);
             }
             if self.scanout_plan.is_some() {
-                let decisions: Vec<(WlSurface, bool)> = self
-                    .space
-                    .elements_for_output(output)
-                    .filter_map(|w| w.toplevel().map(|t| t.wl_surface().clone()))
-                    .map(|s| {
-                        let scanout = feedback::wants_scanout(&frame.states, &s);
-                        (s, scanout)
-                    })
-                    .collect();
+                let decisions = feedback::scanout_decisions(self, output, &frame.states);
                 for (surface, scanout) in decisions {
                     feedback::scanout_decided(self, &surface, scanout);
                 }
