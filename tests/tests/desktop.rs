@@ -355,6 +355,52 @@ fn activation_with_a_made_up_token_changes_nothing() {
     comp.assert_alive();
 }
 
+/// A token asked for by the focused client with the serial of its
+/// keyboard focus (what a terminal does before opening a link) raises and
+/// focuses the window another client activates with it.
+#[test]
+fn activation_with_a_focused_clients_token_raises_and_focuses() {
+    let mut comp = Compositor::start();
+    let mut first = comp.connect();
+    let (first_surface, t1) = first.map_toplevel(60, 60, RED);
+    let mut second = comp.connect();
+    let seat: WlSeat = second.bind(5);
+    let _keyboard = seat.get_keyboard(&second.qh, ());
+    let _t2 = second.map_toplevel(60, 60, BLUE);
+    let stacked = |p: &Picture| p.pixel(50, 50) == BLUE_RGB;
+    assert!(stacked(&comp.wait_for_picture(WAIT, stacked)));
+    assert!(
+        second.dispatch_until(WAIT, |r| !r.keyboard_enter_serials.is_empty()),
+        "the newest window got no keyboard focus"
+    );
+    let serial = *second.rec.keyboard_enter_serials.last().expect("serial");
+    let id1 = t1.id();
+    assert!(
+        first.dispatch_until(WAIT, |r| r.activated.get(&id1) == Some(&false)),
+        "the first window was not told it lost activation"
+    );
+    let activation: XdgActivationV1 = second.bind(1);
+    let token = activation.get_activation_token(&second.qh, ());
+    token.set_serial(serial, &seat);
+    token.commit();
+    assert!(second.dispatch_until(WAIT, |r| !r.activation_tokens.is_empty()));
+    let token = second.rec.activation_tokens[0].clone();
+    // The first client is handed the token, as a launched program is.
+    let first_activation: XdgActivationV1 = first.bind(1);
+    first_activation.activate(token, &first_surface);
+    first.roundtrip().expect("no protocol error");
+    let raised = |p: &Picture| p.pixel(50, 50) == RED_RGB;
+    assert!(
+        raised(&comp.wait_for_picture(WAIT, raised)),
+        "the activated window was not raised"
+    );
+    assert!(
+        first.dispatch_until(WAIT, |r| r.activated.get(&id1) == Some(&true)),
+        "the activated window was not told it is active"
+    );
+    comp.assert_alive();
+}
+
 #[test]
 fn a_closed_window_frees_its_cascade_slot() {
     let mut comp = Compositor::start();

@@ -428,8 +428,12 @@ impl Dispatch<WlKeyboard, ()> for Recorder {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        if let wayland_client::protocol::wl_keyboard::Event::Enter { surface, .. } = e {
+        if let wayland_client::protocol::wl_keyboard::Event::Enter {
+            surface, serial, ..
+        } = e
+        {
             s.keyboard_enters.push(surface.id());
+            s.keyboard_enter_serials.push(serial);
         }
     }
 }

@@ -562,6 +562,8 @@ pub struct Recorder {
     pub captures: HashMap<ObjectId, Vec<desktop::CaptureEvent>>,
     /// wl_keyboard.enter: the surface entered.
     pub keyboard_enters: Vec<wayland_client::backend::ObjectId>,
+    /// wl_keyboard.enter: its serial.
+    pub keyboard_enter_serials: Vec<u32>,
 }
 
 /// A wayland-client connection with its queue and recorder.
