@@ -11,10 +11,38 @@
 //! binaries that need it, not in the library, whose users link as they
 //! choose; dynamic builds (the host tests, the glibc helpers) are untouched.
 
+//!
+//! It also says what the host running the host tests (`tests/tests/`) has,
+//! as cfgs: `host_render_node` (a `/dev/dri/renderD*` node) and
+//! `host_dma_heaps` (an entry in `/dev/dma_heap`). A host test that needs
+//! one is `ignore`d, with the reason, where it is missing, so that it is
+//! reported as not run instead of passing on checks that hold vacuously;
+//! the guest phases run the same properties on real devices.
+
 use std::{env, fs, path::PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo::rustc-check-cfg=cfg(host_render_node)");
+    println!("cargo::rustc-check-cfg=cfg(host_dma_heaps)");
+    for dir in ["/dev/dri", "/dev/dma_heap"] {
+        println!("cargo:rerun-if-changed={dir}");
+    }
+    let entries = |dir: &str| -> Vec<String> {
+        fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if entries("/dev/dri").iter().any(|n| n.starts_with("renderD")) {
+        println!("cargo:rustc-cfg=host_render_node");
+    }
+    if !entries("/dev/dma_heap").is_empty() {
+        println!("cargo:rustc-cfg=host_dma_heaps");
+    }
     let musl = env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|e| e == "musl");
     let crt_static =
         env::var("CARGO_CFG_TARGET_FEATURE").is_ok_and(|f| f.split(',').any(|f| f == "crt-static"));

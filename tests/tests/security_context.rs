@@ -349,6 +349,10 @@ fn check_in_step(normal: &Told, sandboxed: &Told) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(host_render_node, host_dma_heaps)),
+    ignore = "needs a DRM render node and DMA-BUF heaps (the guest's sandbox tests check the same)"
+)]
 fn a_sandboxed_client_is_served_with_the_same_tranches() {
     let mut comp = Compositor::start();
     let mut normal = comp.connect();
