@@ -5,22 +5,26 @@
 //! after `add_device` of vkms's card, then of vivid's capture node), both
 //! clients must be told the same tranches on both protocols, and:
 //!
-//! - the unsandboxed client gets the heap the allocator library chooses
-//!   among all DMA-BUF heaps, flagged `accounted` exactly when discovery
-//!   says it charges the allocator's memory cgroup;
-//! - the sandboxed client gets the heap the library chooses among the heaps
-//!   discovery reports as charging (`Accounting::Memcg`), always flagged
-//!   `accounted`, or, where none of those serves the tranche but some heap
-//!   does, `tranche_no_heap` with reason `unaccounted` naming the heap the
-//!   unsandboxed client got; where no heap serves, the same reason as the
-//!   unsandboxed client.
+//! - the unsandboxed client gets the heap kernel/ABI.md says a set of
+//!   devices uses (the first heap in the first device's `dma_heaps/` order
+//!   that every other device links to too), flagged `accounted` exactly
+//!   when the heap's sysfs says it charges the allocator's memory cgroup;
+//! - the sandboxed client gets the same rule's heap among the heaps that
+//!   charge, always flagged `accounted`, or, where none of those serves the
+//!   tranche but some heap does, `tranche_no_heap` with reason
+//!   `unaccounted` naming the heap the unsandboxed client got; where no
+//!   heap serves, the same reason as the unsandboxed client.
 //!
-//! Nothing here says which heap charges: that is read from discovery, so the
-//! test holds before and after the module charges sg heaps, and with or
-//! without `dma_heap.mem_accounting`. It runs twice: in the boot state (the
-//! device heaps of vkms, vgem and vivid.0 are contiguous), and with vivid.0
-//! also served as a scatter-gather device through the module's `add` file for
-//! the time of the test (the module then makes `system-32bit`, which charges). Every granted fd is checked to be the heap named (same device
+//! The expected heap is worked out here from sysfs as the ABI document
+//! describes it ([`Abi`]), not with the allocator library the compositor
+//! decides with, so a bug there cannot make its own test pass. Nothing
+//! here says which heap charges: sysfs does, so the test holds before and
+//! after the module charges sg heaps, and with or without
+//! `dma_heap.mem_accounting`. It runs twice: in the boot state (the device
+//! heaps of vkms, vgem and vivid.0 are contiguous), and with vivid.0 also
+//! served as a scatter-gather device through the module's `add` file for
+//! the time of the test (the module then makes `system-32bit`, which
+//! charges). Every granted fd is checked to be the heap named (same device
 //! number) and to allocate.
 
 use std::{
@@ -33,10 +37,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use heapland_allocator::{
-    intersect, negotiation::device_constraints, resolve_devices, Accounting, DeviceNumber,
-    Discovery, HeapInfo, HeapKind,
-};
 use heapland_protocols::client::{
     xx_dmabuf_heap_feedback_v1::{self, XxDmabufHeapFeedbackV1},
     xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1,
@@ -84,8 +84,9 @@ const ACCOUNTED: u32 = 0x2;
 const NO_HEAPS: u32 = 0;
 const UNSATISFIABLE: u32 = 1;
 const UNACCOUNTED: u32 = 3;
-/// The size the compositor chooses heaps for: a full XRGB8888 frame of its
-/// 320x240 output where some heap holds one, else one page.
+/// A full XRGB8888 frame of the compositor's 320x240 output: what heaps
+/// are chosen for. Every heap of the guest holds one (the oracle checks
+/// that), so buffer size plays no part in the expected choice.
 const FRAME_BYTES: u64 = 320 * 240 * 4;
 const PAGE_BYTES: u64 = 4096;
 
@@ -246,9 +247,8 @@ fn create_context(creator: &mut Client, path: &Path) -> Result<UnixStream, Strin
 }
 
 fn scenario(label: &str) -> Result<(), String> {
-    let discovery = Discovery::scan();
     let mut comp = Heapland::start_with(&["--backend", "headless", "--output", "320x240@30"])?;
-    let result = run_clients(label, &discovery, &mut comp);
+    let result = run_clients(label, &mut comp);
     let alive = comp.alive();
     let stopped = comp.stop();
     result?;
@@ -256,7 +256,7 @@ fn scenario(label: &str) -> Result<(), String> {
     stopped
 }
 
-fn run_clients(label: &str, discovery: &Discovery, comp: &mut Heapland) -> Result<(), String> {
+fn run_clients(label: &str, comp: &mut Heapland) -> Result<(), String> {
     let mut normal = Client::connect(&Path::new(RUNTIME_DIR).join(SOCKET), "unsandboxed")?;
     if !normal.has_global(MANAGER) {
         return Err(format!("unsandboxed client: no {MANAGER}"));
@@ -298,22 +298,10 @@ fn run_clients(label: &str, discovery: &Discovery, comp: &mut Heapland) -> Resul
     }
     comp.alive()?;
 
-    let heaps: Vec<HeapInfo> = discovery
-        .heaps()
-        .iter()
-        .filter(|h| h.kind != HeapKind::Udmabuf)
-        .cloned()
-        .collect();
-    let accounted: Vec<HeapInfo> = heaps
-        .iter()
-        .filter(|h| h.properties.accounting == Accounting::Memcg)
-        .cloned()
-        .collect();
-    let names = |v: &[HeapInfo]| v.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
+    let heaps = Abi::heaps()?;
+    let charging: Vec<&String> = heaps.iter().filter(|h| Abi::charges(h)).collect();
     println!(
-        "INFO sandbox[{label}]: heaps {:?}, charging the allocator's memory cgroup {:?}",
-        names(&heaps),
-        names(&accounted)
+        "INFO sandbox[{label}]: heaps {heaps:?}, charging the allocator's memory cgroup {charging:?}"
     );
 
     let (nfb, nhfb) = &objects[0];
@@ -368,7 +356,7 @@ fn run_clients(label: &str, discovery: &Discovery, comp: &mut Heapland) -> Resul
                 n.describe(),
                 s.describe()
             );
-            if let Err(e) = check_tranche(discovery, &heaps, &accounted, n, s) {
+            if let Err(e) = check_tranche(n, s) {
                 errs.push(format!("{at}: {e}"));
             }
         }
@@ -378,35 +366,116 @@ fn run_clients(label: &str, discovery: &Discovery, comp: &mut Heapland) -> Resul
     super::all_ok(errs)
 }
 
-/// The heap a set of devices gets from `candidates`, by the library's
-/// selection with the devices' needs read from every heap; `Err` if the
-/// devices cannot be resolved.
-fn library_choice(
-    discovery: &Discovery,
-    candidates: &[HeapInfo],
-    devices: &[u64],
-) -> Result<Option<String>, String> {
-    let numbers: Vec<DeviceNumber> = devices
-        .iter()
-        .map(|d| DeviceNumber::from_dev_t(*d))
-        .collect();
-    let resolved = resolve_devices(discovery, &numbers).map_err(|e| e.to_string())?;
-    let needs = intersect(&device_constraints(discovery, &resolved));
-    let heaps: Vec<HeapInfo> = discovery
-        .heaps()
-        .iter()
-        .filter(|h| h.kind != HeapKind::Udmabuf)
-        .cloned()
-        .collect();
-    let size = if needs.select(&heaps, &resolved, FRAME_BYTES).is_ok() {
-        FRAME_BYTES
-    } else {
-        PAGE_BYTES
-    };
-    Ok(needs
-        .select(candidates, &resolved, size)
-        .ok()
-        .map(|h| h.name.clone()))
+/// kernel/ABI.md, read from sysfs by this test alone.
+struct Abi;
+
+/// What the ABI says a set of devices uses.
+#[derive(Debug, PartialEq)]
+enum Expected {
+    /// This heap: the first in the first device's order that every other
+    /// device links to too, among the heaps considered.
+    Heap(String),
+    /// No heap considered is linked by every device: the ABI names none
+    /// (the compositor may fall back to a heap no device links to).
+    NoCommonLink,
+}
+
+impl Abi {
+    /// The heaps under /dev/dma_heap (udmabuf is elsewhere).
+    fn heaps() -> Result<Vec<String>, String> {
+        let mut names: Vec<String> = std::fs::read_dir("/dev/dma_heap")
+            .map_err(|e| format!("/dev/dma_heap: {e}"))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Whether `heap` charges the allocating process's memory cgroup:
+    /// the module's `accounting` attribute; the kernel's `system` heap
+    /// when `dma_heap.mem_accounting` is on; no other kernel heap.
+    fn charges(heap: &str) -> bool {
+        let read = |path: &Path| std::fs::read_to_string(path).map(|s| s.trim().to_owned());
+        match read(&Path::new(dma_heap::CLASS).join(heap).join("accounting")) {
+            Ok(value) => value == "memcg",
+            Err(_) if heap == "system" => {
+                read(Path::new("/sys/module/dma_heap/parameters/mem_accounting"))
+                    .is_ok_and(|v| v == "Y" || v == "1")
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The heaps device `dev` links to, best first: `dma_heaps/<rank>` of
+    /// the first directory with one, from the device of
+    /// /sys/dev/char/MAJ:MIN up; empty for a device nothing serves.
+    fn links(dev: u64) -> Result<Vec<String>, String> {
+        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+        let node = Path::new("/sys/dev/char").join(format!("{major}:{minor}"));
+        let node = std::fs::canonicalize(&node).map_err(|e| format!("{}: {e}", node.display()))?;
+        let mut dir = std::fs::canonicalize(node.join("device")).unwrap_or(node);
+        loop {
+            let heaps_dir = dir.join("dma_heaps");
+            if heaps_dir.is_dir() {
+                let mut ranked: Vec<(u32, String)> = Vec::new();
+                for entry in std::fs::read_dir(&heaps_dir)
+                    .map_err(|e| format!("{}: {e}", heaps_dir.display()))?
+                    .flatten()
+                {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let Ok(rank) = name.parse::<u32>() else {
+                        return Err(format!("{}: a link named {name}", heaps_dir.display()));
+                    };
+                    let target = std::fs::read_link(entry.path())
+                        .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+                    let heap = target
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .ok_or_else(|| format!("{}: no heap name", target.display()))?;
+                    ranked.push((rank, heap));
+                }
+                ranked.sort();
+                return Ok(ranked.into_iter().map(|(_, heap)| heap).collect());
+            }
+            if !dir.pop() || dir == Path::new("/sys/devices") || dir == Path::new("/") {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    /// The heap `devices` (in the tranche's order) use among the heaps
+    /// `considered` says yes to.
+    fn expected(devices: &[u64], considered: impl Fn(&str) -> bool) -> Result<Expected, String> {
+        let links = devices
+            .iter()
+            .map(|d| Abi::links(*d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some((first, others)) = links.split_first() else {
+            return Err("a tranche without devices".into());
+        };
+        let chosen = first.iter().find(|h| {
+            considered(h)
+                && others.iter().all(|o| o.contains(h))
+                && Path::new("/dev/dma_heap").join(h.as_str()).exists()
+        });
+        let Some(heap) = chosen else {
+            return Ok(Expected::NoCommonLink);
+        };
+        // The assumption that sizes play no part.
+        let max = Path::new(dma_heap::CLASS)
+            .join(heap)
+            .join("max_alloc_bytes");
+        if let Ok(text) = std::fs::read_to_string(&max) {
+            let bytes: u64 = text.trim().parse().unwrap_or(0);
+            if bytes < FRAME_BYTES {
+                return Err(format!(
+                    "oracle assumption broken: {heap} holds {bytes} bytes, less than a frame ({FRAME_BYTES})"
+                ));
+            }
+        }
+        Ok(Expected::Heap(heap.clone()))
+    }
 }
 
 /// The fd is the heap it is named after, and allocates.
@@ -428,63 +497,53 @@ fn check_fd(g: &Granted) -> Result<(), String> {
         .map_err(|e| format!("allocating 4096 bytes from the granted {}: {e}", g.name))
 }
 
-fn check_tranche(
-    discovery: &Discovery,
-    heaps: &[HeapInfo],
-    accounted: &[HeapInfo],
-    normal: &HeapTranche,
-    sandboxed: &HeapTranche,
-) -> Result<(), String> {
-    let (all, acc) = match (
-        library_choice(discovery, heaps, &normal.devices),
-        library_choice(discovery, accounted, &normal.devices),
-    ) {
-        (Ok(all), Ok(acc)) => (all, acc),
-        (Err(e), _) | (_, Err(e)) => {
-            // Devices the allocator cannot resolve: unsatisfiable for everyone.
-            for t in [normal, sandboxed] {
-                if !matches!(&t.heap, Err((UNSATISFIABLE, _))) {
-                    return Err(format!(
-                        "devices do not resolve ({e}), yet {}",
-                        t.describe()
-                    ));
-                }
-            }
-            return Ok(());
-        }
-    };
-    let charges = |name: &str| {
-        discovery
-            .heap(name)
-            .is_some_and(|h| h.properties.accounting == Accounting::Memcg)
-    };
+fn check_tranche(normal: &HeapTranche, sandboxed: &HeapTranche) -> Result<(), String> {
+    let all = Abi::expected(&normal.devices, |_| true)?;
+    let charging = Abi::expected(&normal.devices, Abi::charges)?;
 
-    // The unsandboxed client: the library's choice among every heap.
+    // The unsandboxed client: the ABI's heap among every heap.
     match (&all, &normal.heap) {
-        (Some(want), Ok(g)) if *want == g.name => {
-            if (g.flags & ACCOUNTED != 0) != charges(&g.name) {
+        (Expected::Heap(want), Ok(g)) if *want == g.name => {
+            if (g.flags & ACCOUNTED != 0) != Abi::charges(&g.name) {
                 return Err(format!(
-                    "unsandboxed: {} flags {:#x}, but discovery says accounting {:?}",
+                    "unsandboxed: {} flags {:#x}, but its sysfs says it {} charge",
                     g.name,
                     g.flags,
-                    discovery.heap(&g.name).map(|h| h.properties.accounting)
+                    if Abi::charges(&g.name) {
+                        "does"
+                    } else {
+                        "does not"
+                    }
                 ));
             }
             check_fd(g)?;
         }
-        (None, Err((reason, _))) if *reason == UNSATISFIABLE || *reason == NO_HEAPS => {}
+        // No heap every device links to: a heap none of them needs
+        // more than (the compositor's fallback), or none.
+        (Expected::NoCommonLink, Ok(g)) => check_fd(g)?,
+        (Expected::NoCommonLink, Err((reason, _)))
+            if *reason == UNSATISFIABLE || *reason == NO_HEAPS => {}
         (want, _) => {
             return Err(format!(
-                "unsandboxed: library chooses {want:?}, compositor sent {}",
+                "unsandboxed: the ABI says {want:?}, compositor sent {}",
                 normal.describe()
             ))
         }
     }
 
-    // The sandboxed client: the library's choice among charging heaps only.
-    match (&acc, &sandboxed.heap) {
-        (Some(want), Ok(g)) if *want == g.name => {
-            if g.flags & ACCOUNTED == 0 || !charges(&g.name) {
+    // The sandboxed client: the ABI's heap among the heaps that charge.
+    match (&charging, &sandboxed.heap) {
+        (Expected::Heap(want), Ok(g)) if *want == g.name => {
+            if g.flags & ACCOUNTED == 0 {
+                return Err(format!(
+                    "sandboxed: handed {} without the accounted flag ({:#x})",
+                    g.name, g.flags
+                ));
+            }
+            check_fd(g)
+        }
+        (Expected::NoCommonLink, Ok(g)) => {
+            if g.flags & ACCOUNTED == 0 || !Abi::charges(&g.name) {
                 return Err(format!(
                     "sandboxed: handed {} (flags {:#x}), which does not charge",
                     g.name, g.flags
@@ -492,8 +551,8 @@ fn check_tranche(
             }
             check_fd(g)
         }
-        (None, Err((reason, message))) => match (&all, &normal.heap) {
-            (Some(_), Ok(g)) => {
+        (Expected::NoCommonLink, Err((reason, message))) => match &normal.heap {
+            Ok(g) => {
                 if *reason != UNACCOUNTED {
                     return Err(format!(
                         "sandboxed: no charging heap serves, unsandboxed got {}; reason {reason}, want unaccounted ({UNACCOUNTED}): {message}",
@@ -508,15 +567,15 @@ fn check_tranche(
                 }
                 Ok(())
             }
-            (_, Err((theirs, _))) if theirs == reason => Ok(()),
-            _ => Err(format!(
+            Err((theirs, _)) if theirs == reason => Ok(()),
+            Err(_) => Err(format!(
                 "sandboxed: {} while unsandboxed: {}",
                 sandboxed.describe(),
                 normal.describe()
             )),
         },
         (want, _) => Err(format!(
-            "sandboxed: library chooses {want:?} among charging heaps, compositor sent {}",
+            "sandboxed: the ABI says {want:?} among charging heaps, compositor sent {}",
             sandboxed.describe()
         )),
     }
