@@ -83,3 +83,71 @@ pub fn find(driver: &str, prefix: &str) -> Result<Card, String> {
         seen.join(" ")
     ))
 }
+
+/// `DRM_PLANE_TYPE_PRIMARY`, the value of a plane's `type` property.
+const PLANE_TYPE_PRIMARY: u64 = 1;
+
+impl Card {
+    /// The plane whose framebuffer, in the KMS state now, is the dma-buf
+    /// of inode `dmabuf_inode`, and whether it is the primary plane: each
+    /// plane's framebuffer is read back (`GETFB2`, whose buffer handles
+    /// root gets without being master), its first buffer exported
+    /// (`PRIME_HANDLE_TO_FD`, which for an imported buffer gives the
+    /// dma-buf it was imported from) and compared. `None` when no plane
+    /// shows it.
+    pub fn plane_showing(&self, dmabuf_inode: u64) -> Result<Option<(u32, bool)>, String> {
+        use drm::{control::Device as _, ClientCapability, Device as _};
+        self.set_client_capability(ClientCapability::UniversalPlanes, true)
+            .map_err(|e| format!("universal planes on {}: {e}", self.path.display()))?;
+        let planes = self
+            .plane_handles()
+            .map_err(|e| format!("planes of {}: {e}", self.path.display()))?;
+        for plane in planes {
+            let info = self
+                .get_plane(plane)
+                .map_err(|e| format!("GETPLANE {plane:?}: {e}"))?;
+            let Some(fb) = info.framebuffer() else {
+                continue;
+            };
+            // The framebuffer may go between the two calls (a page flip).
+            let Ok(fb_info) = self.get_planar_framebuffer(fb) else {
+                continue;
+            };
+            let Some(handle) = fb_info.buffers()[0] else {
+                return Err(format!(
+                    "GETFB2 of plane {plane:?} gave no buffer handle (not root?)"
+                ));
+            };
+            let exported = self.buffer_to_prime_fd(handle, prime_cloexec());
+            // The handle is this file's own; close it whatever came of the export.
+            let _ = self.close_buffer(handle);
+            let fd =
+                exported.map_err(|e| format!("PRIME export of plane {plane:?}'s buffer: {e}"))?;
+            let inode = rustix::fs::fstat(&fd)
+                .map_err(|e| format!("fstat: {e}"))?
+                .st_ino;
+            if inode != dmabuf_inode {
+                continue;
+            }
+            let props = self
+                .get_properties(plane)
+                .map_err(|e| format!("properties of plane {plane:?}: {e}"))?;
+            let mut primary = false;
+            for (prop, value) in props.iter() {
+                let Ok(prop_info) = self.get_property(*prop) else {
+                    continue;
+                };
+                if prop_info.name().to_bytes() == b"type" {
+                    primary = *value == PLANE_TYPE_PRIMARY;
+                }
+            }
+            return Ok(Some((u32::from(plane), primary)));
+        }
+        Ok(None)
+    }
+}
+
+/// `DRM_CLOEXEC` (`O_CLOEXEC`), the flag PRIME_HANDLE_TO_FD takes.
+fn prime_cloexec() -> u32 {
+    rustix::fs::OFlags::CLOEXEC.bits()
+}

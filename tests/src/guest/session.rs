@@ -478,7 +478,35 @@ pub(super) fn fullscreen_camera_scanned_out(
             .map_err(|e| format!("roundtrip: {e}"))?;
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("INFO session: camera buffer from {heap_name} on {display}'s primary plane, no copy");
+    // And in the KMS state: the display's primary plane scans out the very
+    // dma-buf the camera wrote (not a copy of it, nor a buffer that is
+    // merely attached).
+    let card = super::drm_card::find(display, "card")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let plane = loop {
+        match card.plane_showing(frame_inode)? {
+            Some((plane, true)) => break plane,
+            Some((plane, false)) => {
+                return Err(format!(
+                    "the camera buffer is on plane {plane} of {display}, not the primary plane"
+                ))
+            }
+            None if Instant::now() > deadline => {
+                return Err(format!(
+                    "no plane of {display} scans out the camera buffer (inode {frame_inode}) in the KMS state"
+                ))
+            }
+            None => {
+                queue
+                    .roundtrip(&mut st)
+                    .map_err(|e| format!("roundtrip: {e}"))?;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    println!(
+        "INFO session: camera buffer from {heap_name} is the framebuffer of {display}'s primary plane {plane} in the KMS state, no copy"
+    );
 
     drop(buffer);
     drop(conn);
