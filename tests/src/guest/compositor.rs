@@ -399,6 +399,9 @@ pub(super) struct State {
     pub(super) params_failed: u32,
     /// The buffer of the last `created` event, until taken.
     pub(super) created: Option<WlBuffer>,
+    /// The outputs a tracked surface is on (`wl_surface.enter`, minus
+    /// `leave`; module `hotplug`).
+    pub(super) entered: Vec<wayland_client::backend::ObjectId>,
 }
 
 impl State {
