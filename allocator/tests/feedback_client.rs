@@ -1,7 +1,9 @@
 //! `FeedbackCollector`: joining linux-dmabuf feedback and heap batches as a
 //! compositor sends them, and refusing batches that are out of step.
 
-use std::{io::Write, os::fd::OwnedFd};
+mod wire;
+
+use wire::{dev, memfd, table, DISPLAY, RENDER, XR24};
 
 use heapland_allocator::{
     feedback_client::{FeedbackCollector, FeedbackError},
@@ -12,34 +14,6 @@ use wayland_client::WEnum;
 use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_dmabuf_feedback_v1::{
     Event as Dmabuf, TrancheFlags,
 };
-
-const RENDER: u64 = (226 << 8) | 128;
-const DISPLAY: u64 = 226 << 8;
-const XR24: u32 = u32::from_le_bytes(*b"XR24");
-const AR24: u32 = u32::from_le_bytes(*b"AR24");
-
-fn dev(d: u64) -> Vec<u8> {
-    d.to_ne_bytes().to_vec()
-}
-
-fn memfd(data: &[u8]) -> OwnedFd {
-    let fd = rustix::fs::memfd_create("table", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
-    let mut f = std::fs::File::from(fd);
-    f.write_all(data).unwrap();
-    f.into()
-}
-
-/// XR24 and AR24, both LINEAR.
-fn table() -> (OwnedFd, u32) {
-    let mut t = Vec::new();
-    for f in [XR24, AR24] {
-        t.extend_from_slice(&f.to_ne_bytes());
-        t.extend_from_slice(&[0; 4]);
-        t.extend_from_slice(&0u64.to_ne_bytes());
-    }
-    let len = t.len() as u32;
-    (memfd(&t), len)
-}
 
 /// A linux-dmabuf batch: (target, scanout, format indices) per tranche.
 fn dmabuf_batch(c: &mut FeedbackCollector, with_table: bool, tranches: &[(u64, bool, &[u16])]) {

@@ -3,7 +3,9 @@
 //! order their batches arrive, and refusing batches that do not describe
 //! their feedback.
 
-use std::{io::Write, os::fd::OwnedFd};
+mod wire;
+
+use wire::{dev, memfd, table, DISPLAY, RENDER};
 
 use heapland_allocator::{
     feedback_client::{FeedbackError, JoinedFeedback},
@@ -15,35 +17,8 @@ use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_dmabuf_feedback_
     Event as Dmabuf, TrancheFlags,
 };
 
-const RENDER: u64 = (226 << 8) | 128;
-const DISPLAY: u64 = 226 << 8;
-const XR24: u32 = u32::from_le_bytes(*b"XR24");
-const AR24: u32 = u32::from_le_bytes(*b"AR24");
 /// `heap_flags.contiguous`.
 const CONTIGUOUS: u32 = 1;
-
-fn dev(d: u64) -> Vec<u8> {
-    d.to_ne_bytes().to_vec()
-}
-
-fn memfd(data: &[u8]) -> OwnedFd {
-    let fd = rustix::fs::memfd_create("table", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
-    let mut f = std::fs::File::from(fd);
-    f.write_all(data).unwrap();
-    f.into()
-}
-
-/// XR24 and AR24, both LINEAR.
-fn table() -> (OwnedFd, u32) {
-    let mut t = Vec::new();
-    for f in [XR24, AR24] {
-        t.extend_from_slice(&f.to_ne_bytes());
-        t.extend_from_slice(&[0; 4]);
-        t.extend_from_slice(&0u64.to_ne_bytes());
-    }
-    let len = t.len() as u32;
-    (memfd(&t), len)
-}
 
 /// Which linux-dmabuf version the batch is written for.
 #[derive(Clone, Copy)]

@@ -375,22 +375,20 @@ fn two_outputs(comp: &mut Heapland, vkms: &ConfigfsVkms, card_path: &str) -> Res
             }
             Ok(())
         };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while output_globals(&globals).len() != 2 {
-        roundtrip(&mut st, comp, "two outputs")?;
-        if Instant::now() > deadline {
-            return Err(format!(
-                "{card_path}: {} wl_output globals, want 2\n{}",
-                output_globals(&globals).len(),
-                comp.log_text()
-            ));
-        }
-    }
+    let globals = &globals;
+    let outputs = |n: usize| move |_: &State| output_globals(globals).len() == n;
+    wait(
+        &mut st,
+        comp,
+        &mut roundtrip,
+        &outputs(2),
+        "two wl_output globals",
+    )?;
     // Every output bound, each proxy tagged with its registry name.
     let registry = globals.registry();
     let mut bound: Vec<(u32, WlOutput)> = Vec::new();
     let bind_new = |bound: &mut Vec<(u32, WlOutput)>| {
-        for name in output_globals(&globals) {
+        for name in output_globals(globals) {
             if !bound.iter().any(|(n, _)| *n == name) {
                 bound.push((name, registry.bind::<WlOutput, _, _>(name, 4, &qh, name)));
             }
@@ -399,10 +397,10 @@ fn two_outputs(comp: &mut Heapland, vkms: &ConfigfsVkms, card_path: &str) -> Res
     bind_new(&mut bound);
 
     // A window, drawn.
-    let wl_compositor: WlCompositor = compositor::bind(&globals, &qh, 4..=5)?;
-    let wm: XdgWmBase = compositor::bind(&globals, &qh, 1..=1)?;
+    let wl_compositor: WlCompositor = compositor::bind(globals, &qh, 4..=5)?;
+    let wm: XdgWmBase = compositor::bind(globals, &qh, 1..=1)?;
     let mut keep = Vec::new();
-    let buffers = super::steady_state::shm_buffers(&globals, &qh, (64, 64), &mut keep)?;
+    let buffers = super::steady_state::shm_buffers(globals, &qh, (64, 64), &mut keep)?;
     let surface = wl_compositor.create_surface(&qh, Tracked);
     let xdg = wm.get_xdg_surface(&surface, &qh, ());
     let _toplevel = xdg.get_toplevel(&qh, ());
@@ -437,35 +435,31 @@ fn two_outputs(comp: &mut Heapland, vkms: &ConfigfsVkms, card_path: &str) -> Res
     let mut unplugged = None;
     for pipe in 0..2 {
         vkms.set_status(pipe, DISCONNECTED)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while output_globals(&globals).len() != 1 {
-            roundtrip(&mut st, comp, "an output withdrawn")?;
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "unplugging connector {pipe}: {} wl_output globals\n{}",
-                    output_globals(&globals).len(),
-                    comp.log_text()
-                ));
-            }
-        }
-        if !output_globals(&globals).contains(&on_name) {
+        wait(
+            &mut st,
+            comp,
+            &mut roundtrip,
+            &outputs(1),
+            "an output withdrawn",
+        )?;
+        if !output_globals(globals).contains(&on_name) {
             unplugged = Some(pipe);
             break;
         }
         vkms.set_status(pipe, CONNECTED)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while output_globals(&globals).len() != 2 {
-            roundtrip(&mut st, comp, "the other output back")?;
-            if Instant::now() > deadline {
-                return Err(format!("plugging connector {pipe} back: no second output"));
-            }
-        }
+        wait(
+            &mut st,
+            comp,
+            &mut roundtrip,
+            &outputs(2),
+            "the other output back",
+        )?;
         bind_new(&mut bound);
     }
     let pipe = unplugged.ok_or("unplugging either connector left the window's output")?;
     let remaining: Vec<ObjectId> = bound
         .iter()
-        .filter(|(n, _)| output_globals(&globals).contains(n))
+        .filter(|(n, _)| output_globals(globals).contains(n))
         .map(|(_, o)| o.id())
         .collect();
 
@@ -486,16 +480,13 @@ fn two_outputs(comp: &mut Heapland, vkms: &ConfigfsVkms, card_path: &str) -> Res
     // The connector plugged back: its output comes back and scans out a
     // frame heapland drew (its background where no window is).
     vkms.set_status(pipe, CONNECTED)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while output_globals(&globals).len() != 2 {
-        roundtrip(&mut st, comp, "the output plugged back")?;
-        if Instant::now() > deadline {
-            return Err(format!(
-                "plugging connector {pipe} back: no second output\n{}",
-                comp.log_text()
-            ));
-        }
-    }
+    wait(
+        &mut st,
+        comp,
+        &mut roundtrip,
+        &outputs(2),
+        "the output plugged back",
+    )?;
     let card = drm_card::Card::open(Path::new(card_path))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let corners = loop {

@@ -1,0 +1,34 @@
+//! What the feedback collectors' tests send: device numbers, a format
+//! table in a memfd, as a compositor would put them on the wire.
+
+use std::{io::Write, os::fd::OwnedFd};
+
+pub const RENDER: u64 = (226 << 8) | 128;
+pub const DISPLAY: u64 = 226 << 8;
+pub const XR24: u32 = u32::from_le_bytes(*b"XR24");
+pub const AR24: u32 = u32::from_le_bytes(*b"AR24");
+
+/// A `dev_t` array.
+pub fn dev(d: u64) -> Vec<u8> {
+    d.to_ne_bytes().to_vec()
+}
+
+/// A memfd holding `data`.
+pub fn memfd(data: &[u8]) -> OwnedFd {
+    let fd = rustix::fs::memfd_create("table", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let mut f = std::fs::File::from(fd);
+    f.write_all(data).unwrap();
+    f.into()
+}
+
+/// A format table of XR24 and AR24, both LINEAR, and its size.
+pub fn table() -> (OwnedFd, u32) {
+    let mut t = Vec::new();
+    for f in [XR24, AR24] {
+        t.extend_from_slice(&f.to_ne_bytes());
+        t.extend_from_slice(&[0; 4]);
+        t.extend_from_slice(&0u64.to_ne_bytes());
+    }
+    let len = t.len() as u32;
+    (memfd(&t), len)
+}
