@@ -18,10 +18,7 @@
 use std::{
     collections::HashMap,
     fs::File,
-    os::{
-        fd::{AsFd, OwnedFd},
-        unix::net::UnixStream,
-    },
+    os::fd::{AsFd, OwnedFd},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -34,7 +31,7 @@ use heapland_protocols::v2::client::{
     xx_dmabuf_heap_v2::{self, XxDmabufHeapV2},
 };
 use wayland_client::{
-    globals::{registry_queue_init, GlobalList, GlobalListContents},
+    globals::GlobalList,
     protocol::{
         wl_buffer::{self, WlBuffer},
         wl_callback::{self, WlCallback},
@@ -45,7 +42,6 @@ use wayland_client::{
         wl_data_source::WlDataSource,
         wl_keyboard::{self, WlKeyboard},
         wl_pointer::{self, WlPointer},
-        wl_registry::WlRegistry,
         wl_seat::WlSeat,
         wl_shm::WlShm,
         wl_shm_pool::WlShmPool,
@@ -475,12 +471,7 @@ pub(super) fn feedback_scope(
 
 /// A client connection to the guest's heapland, with the globals it announced.
 pub(super) fn connect() -> Result<(Connection, GlobalList, EventQueue<State>), String> {
-    let stream = UnixStream::connect(Path::new(RUNTIME_DIR).join(SOCKET))
-        .map_err(|e| format!("connect: {e}"))?;
-    let conn = Connection::from_socket(stream).map_err(|e| format!("wayland connection: {e}"))?;
-    let (globals, queue) =
-        registry_queue_init::<State>(&conn).map_err(|e| format!("registry: {e}"))?;
-    Ok((conn, globals, queue))
+    heapland_test_client::connect(&Path::new(RUNTIME_DIR).join(SOCKET))
 }
 
 /// Binds the global `I` at a version in `versions`; the error names the interface.
@@ -493,9 +484,7 @@ where
     I: Proxy + 'static,
     State: Dispatch<I, ()>,
 {
-    globals
-        .bind(qh, versions, ())
-        .map_err(|e| format!("bind {}: {e}", I::interface().name))
+    heapland_test_client::bind(globals, qh, versions)
 }
 
 fn client_heap_dmabuf_in_output() -> Result<(), String> {
@@ -786,27 +775,10 @@ pub(super) fn grim_with(comp: &mut Heapland, args: &[&str]) -> Result<(u32, Vec<
     read_png(path).ok_or_else(|| "grim wrote no readable PNG".to_owned())
 }
 
-impl Dispatch<WlRegistry, GlobalListContents> for State {
-    fn event(
-        _: &mut Self,
-        _: &WlRegistry,
-        _: <WlRegistry as Proxy>::Event,
-        _: &GlobalListContents,
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
+heapland_test_client::registry_events!(State);
 
-macro_rules! ignore {
-    ($($ty:ty),*) => {$(
-        impl Dispatch<$ty, ()> for State {
-            fn event(_: &mut Self, _: &$ty, _: <$ty as Proxy>::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {}
-        }
-    )*};
-}
-
-ignore!(
+heapland_test_client::ignore_events!(
+    State:
     WlCompositor,
     WlSurface,
     WlBuffer,

@@ -6,8 +6,6 @@
 
 use std::{
     fs::File,
-    io::Write,
-    os::fd::AsFd,
     time::{Duration, Instant},
 };
 
@@ -16,7 +14,7 @@ use wayland_client::{
         wl_compositor::WlCompositor,
         wl_data_device_manager::{self, WlDataDeviceManager},
         wl_seat::WlSeat,
-        wl_shm::{self, WlShm},
+        wl_shm::WlShm,
         wl_surface::WlSurface,
     },
     Proxy,
@@ -49,18 +47,7 @@ fn buffer(
     h: i32,
     xrgb: u32,
 ) -> Result<(wayland_client::protocol::wl_buffer::WlBuffer, File), String> {
-    let memfd = rustix::fs::memfd_create("heapland-drag", rustix::fs::MemfdFlags::CLOEXEC)
-        .map_err(|e| format!("memfd_create: {e}"))?;
-    let mut file = File::from(memfd);
-    let pixels: Vec<u8> = std::iter::repeat_n(xrgb.to_le_bytes(), (w * h) as usize)
-        .flatten()
-        .collect();
-    file.write_all(&pixels)
-        .map_err(|e| format!("fill a buffer: {e}"))?;
-    let pool = shm.create_pool(file.as_fd(), w * h * 4, qh, ());
-    let buffer = pool.create_buffer(0, w, h, w * 4, wl_shm::Format::Xrgb8888, qh, ());
-    pool.destroy();
-    Ok((buffer, file))
+    heapland_test_client::shm::solid_buffer(shm, qh, (w as u32, h as u32), xrgb, ())
 }
 
 /// Green pixels grim sees inside `rect` (x0, y0, x1, y1) and outside it.

@@ -27,8 +27,6 @@
 
 use std::{
     collections::HashMap,
-    fs::File,
-    io::Write,
     os::fd::{AsFd, OwnedFd},
     path::Path,
     process::{Command, Stdio},
@@ -231,26 +229,9 @@ fn shm_buffer(
     qh: &wayland_client::QueueHandle<State>,
     rgb: [u8; 3],
 ) -> Result<wayland_client::protocol::wl_buffer::WlBuffer, String> {
-    let len = (W * H * 4) as usize;
-    let fd = rustix::fs::memfd_create("heapland-gles-shm", rustix::fs::MemfdFlags::CLOEXEC)
-        .map_err(|e| format!("memfd_create: {e}"))?;
-    let mut file = File::from(fd);
-    let px = xrgb(rgb).to_le_bytes();
-    let data: Vec<u8> = px.iter().copied().cycle().take(len).collect();
-    file.write_all(&data)
-        .map_err(|e| format!("write shm: {e}"))?;
-    let pool = shm.create_pool(file.as_fd(), len as i32, qh, ());
-    let buffer = pool.create_buffer(
-        0,
-        W,
-        H,
-        W * 4,
-        wayland_client::protocol::wl_shm::Format::Xrgb8888,
-        qh,
-        10,
-    );
-    pool.destroy();
-    Ok(buffer)
+    // The file may go: the compositor maps the pool's own copy of the fd.
+    heapland_test_client::shm::solid_buffer(shm, qh, (W as u32, H as u32), xrgb(rgb), 10u32)
+        .map(|(buffer, _file)| buffer)
 }
 
 /// A toplevel of its own showing `buffer`, once heapland sent the frame

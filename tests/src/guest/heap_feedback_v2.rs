@@ -8,10 +8,7 @@
 
 use std::{
     collections::HashMap,
-    os::{
-        fd::{AsFd, OwnedFd},
-        unix::net::UnixStream,
-    },
+    os::fd::{AsFd, OwnedFd},
     path::Path,
     time::{Duration, Instant},
 };
@@ -22,15 +19,13 @@ use heapland_protocols::v2::client::{
     xx_dmabuf_heap_v2::{self, XxDmabufHeapV2},
 };
 use wayland_client::{
-    backend::ObjectId,
-    globals::{registry_queue_init, GlobalList, GlobalListContents},
-    protocol::{wl_buffer::WlBuffer, wl_registry::WlRegistry},
-    Connection, Dispatch, EventQueue, Proxy, QueueHandle,
+    backend::ObjectId, globals::GlobalList, protocol::wl_buffer::WlBuffer, Connection, Dispatch,
+    EventQueue, Proxy, QueueHandle,
 };
 use wayland_protocols::wp::linux_dmabuf::zv1::client::{
     zwp_linux_buffer_params_v1::{self, Flags, ZwpLinuxBufferParamsV1},
     zwp_linux_dmabuf_feedback_v1::{self, ZwpLinuxDmabufFeedbackV1},
-    zwp_linux_dmabuf_v1::{self, ZwpLinuxDmabufV1},
+    zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
 };
 
 use super::{
@@ -113,12 +108,7 @@ impl State {
 }
 
 fn connect() -> Result<(Connection, GlobalList, EventQueue<State>), String> {
-    let stream = UnixStream::connect(Path::new(RUNTIME_DIR).join(SOCKET))
-        .map_err(|e| format!("connect: {e}"))?;
-    let conn = Connection::from_socket(stream).map_err(|e| format!("wayland connection: {e}"))?;
-    let (globals, queue) =
-        registry_queue_init::<State>(&conn).map_err(|e| format!("registry: {e}"))?;
-    Ok((conn, globals, queue))
+    heapland_test_client::connect(&Path::new(RUNTIME_DIR).join(SOCKET))
 }
 
 /// linux-dmabuf (version 4 or 5 unless told), the v2 manager, the default
@@ -556,30 +546,6 @@ fn linux_dmabuf_v6_flags_sampling_tranches_and_names_no_main_device() -> Result<
     comp.stop()
 }
 
-impl Dispatch<WlRegistry, GlobalListContents> for State {
-    fn event(
-        _: &mut Self,
-        _: &WlRegistry,
-        _: wayland_client::protocol::wl_registry::Event,
-        _: &GlobalListContents,
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
-
-impl Dispatch<ZwpLinuxDmabufV1, ()> for State {
-    fn event(
-        _: &mut Self,
-        _: &ZwpLinuxDmabufV1,
-        _: zwp_linux_dmabuf_v1::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
-
 impl Dispatch<ZwpLinuxDmabufFeedbackV1, ()> for State {
     fn event(
         s: &mut Self,
@@ -613,18 +579,6 @@ impl Dispatch<ZwpLinuxDmabufFeedbackV1, ()> for State {
             }
             _ => {}
         }
-    }
-}
-
-impl Dispatch<XxDmabufHeapManagerV2, ()> for State {
-    fn event(
-        _: &mut Self,
-        _: &XxDmabufHeapManagerV2,
-        _: xx_dmabuf_heap_manager_v2::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
     }
 }
 
@@ -695,18 +649,6 @@ impl Dispatch<XxDmabufHeapFeedbackV2, ()> for State {
     ]);
 }
 
-impl Dispatch<XxDmabufHeapV2, ()> for State {
-    fn event(
-        _: &mut Self,
-        _: &XxDmabufHeapV2,
-        _: xx_dmabuf_heap_v2::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
-
 impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
     fn event(
         s: &mut Self,
@@ -728,14 +670,10 @@ impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
     ]);
 }
 
-impl Dispatch<WlBuffer, ()> for State {
-    fn event(
-        _: &mut Self,
-        _: &WlBuffer,
-        _: wayland_client::protocol::wl_buffer::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
+heapland_test_client::registry_events!(State);
+heapland_test_client::ignore_events!(
+    State: ZwpLinuxDmabufV1,
+    XxDmabufHeapManagerV2,
+    XxDmabufHeapV2,
+    WlBuffer
+);

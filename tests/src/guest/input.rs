@@ -5,8 +5,7 @@
 
 use std::{
     fs::File,
-    io::Write,
-    os::fd::{AsFd, OwnedFd},
+    os::fd::OwnedFd,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -15,11 +14,7 @@ use rustix::{
     fs::{Mode, OFlags},
     ioctl::{ioctl, opcode, IntegerSetter, NoArg, Opcode, Setter},
 };
-use wayland_client::protocol::{
-    wl_compositor::WlCompositor,
-    wl_seat::WlSeat,
-    wl_shm::{self, WlShm},
-};
+use wayland_client::protocol::{wl_compositor::WlCompositor, wl_seat::WlSeat, wl_shm::WlShm};
 use wayland_protocols::xdg::shell::client::xdg_wm_base::XdgWmBase;
 
 use super::{
@@ -341,14 +336,13 @@ impl FocusedWindow {
         let toplevel = xdg.get_toplevel(&qh, ());
         surface.commit();
         let (w, h) = (64i32, 64i32);
-        let memfd =
-            rustix::fs::memfd_create("heapland-input-window", rustix::fs::MemfdFlags::CLOEXEC)
-                .map_err(|e| format!("memfd_create: {e}"))?;
-        let mut file = File::from(memfd);
-        file.write_all(&vec![0x80u8; (w * h * 4) as usize])
-            .map_err(|e| format!("fill the window: {e}"))?;
-        let pool = shm.create_pool(file.as_fd(), w * h * 4, &qh, ());
-        let buffer = pool.create_buffer(0, w, h, w * 4, wl_shm::Format::Xrgb8888, &qh, ());
+        let (buffer, file) = heapland_test_client::shm::solid_buffer(
+            &shm,
+            &qh,
+            (w as u32, h as u32),
+            0x8080_8080,
+            (),
+        )?;
         let mut st = State::default();
         session::wait(&mut queue, &mut st, comp, |s| s.configured, "configure")?;
         surface.attach(Some(&buffer), 0, 0);
@@ -372,7 +366,6 @@ impl FocusedWindow {
                 Box::new(xdg),
                 Box::new(surface),
                 Box::new(buffer),
-                Box::new(pool),
                 Box::new(file),
             ],
         })

@@ -42,10 +42,7 @@ use heapland_protocols::client::{
     xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1,
 };
 use wayland_client::{
-    backend::ObjectId,
-    globals::{registry_queue_init, GlobalList, GlobalListContents},
-    protocol::wl_registry::WlRegistry,
-    Connection, Dispatch, EventQueue, Proxy, QueueHandle,
+    backend::ObjectId, globals::GlobalList, Connection, Dispatch, EventQueue, Proxy, QueueHandle,
 };
 use wayland_protocols::wp::{
     linux_dmabuf::zv1::client::{
@@ -165,11 +162,8 @@ struct Client {
 
 impl Client {
     fn connect(path: &Path, who: &'static str) -> Result<Client, String> {
-        let stream =
-            UnixStream::connect(path).map_err(|e| format!("{who}: connect {path:?}: {e}"))?;
-        let conn = Connection::from_socket(stream).map_err(|e| format!("{who}: {e}"))?;
-        let (globals, queue) =
-            registry_queue_init::<Recorder>(&conn).map_err(|e| format!("{who}: registry: {e}"))?;
+        let (conn, globals, queue) =
+            heapland_test_client::connect(path).map_err(|e| format!("{who}: {e}"))?;
         let qh = queue.handle();
         Ok(Client {
             _conn: conn,
@@ -191,9 +185,8 @@ impl Client {
     where
         Recorder: Dispatch<I, ()>,
     {
-        self.globals
-            .bind::<I, Recorder, ()>(&self.qh, version..=version, ())
-            .map_err(|e| format!("{}: bind {}: {e}", self.who, I::interface().name))
+        heapland_test_client::bind(&self.globals, &self.qh, version..=version)
+            .map_err(|e| format!("{}: {e}", self.who))
     }
 
     fn roundtrip(&mut self) -> Result<(), String> {
@@ -581,28 +574,9 @@ fn check_tranche(normal: &HeapTranche, sandboxed: &HeapTranche) -> Result<(), St
     }
 }
 
-impl Dispatch<WlRegistry, GlobalListContents> for Recorder {
-    fn event(
-        _: &mut Self,
-        _: &WlRegistry,
-        _: <WlRegistry as Proxy>::Event,
-        _: &GlobalListContents,
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
-
-macro_rules! ignore {
-    ($($ty:ty),*) => {$(
-        impl Dispatch<$ty, ()> for Recorder {
-            fn event(_: &mut Self, _: &$ty, _: <$ty as Proxy>::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {}
-        }
-    )*};
-}
-
-ignore!(
-    ZwpLinuxDmabufV1,
+heapland_test_client::registry_events!(Recorder);
+heapland_test_client::ignore_events!(
+    Recorder: ZwpLinuxDmabufV1,
     XxDmabufHeapManagerV1,
     WpSecurityContextManagerV1,
     WpSecurityContextV1

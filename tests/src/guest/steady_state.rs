@@ -15,14 +15,12 @@
 //!   allocations per frame as `BENCH ... steady` lines.
 
 use std::{
-    fs::File,
-    io::Write,
     os::fd::{AsFd, OwnedFd},
     time::{Duration, Instant},
 };
 
 use wayland_client::{
-    protocol::{wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_shm, wl_shm::WlShm},
+    protocol::{wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_shm::WlShm},
     Connection, EventQueue,
 };
 use wayland_protocols::{
@@ -200,35 +198,9 @@ pub(super) fn shm_buffers(
     keep: &mut Vec<OwnedFd>,
 ) -> Result<Vec<WlBuffer>, String> {
     let shm: WlShm = compositor::bind(globals, qh, 1..=1)?;
-    let stride = w * 4;
-    let len = u64::from(stride) * u64::from(h);
-    let memfd = rustix::fs::memfd_create("heapland-steady-state", rustix::fs::MemfdFlags::CLOEXEC)
-        .map_err(|e| format!("memfd_create: {e}"))?;
-    let mut file = File::from(memfd);
-    for colour in COLOURS {
-        let frame: Vec<u8> = std::iter::repeat_n(colour.to_le_bytes(), (w * h) as usize)
-            .flatten()
-            .collect();
-        file.write_all(&frame)
-            .map_err(|e| format!("fill the shm pool: {e}"))?;
-    }
-    let pool = shm.create_pool(file.as_fd(), (len * 3) as i32, qh, ());
-    let out = (0..3)
-        .map(|i| {
-            pool.create_buffer(
-                (len * i) as i32,
-                w as i32,
-                h as i32,
-                stride as i32,
-                wl_shm::Format::Xrgb8888,
-                qh,
-                (),
-            )
-        })
-        .collect();
-    pool.destroy();
+    let (buffers, file) = heapland_test_client::shm::solid_buffers(&shm, qh, (w, h), &COLOURS, ())?;
     keep.push(file.into());
-    Ok(out)
+    Ok(buffers)
 }
 
 /// Runs one case: heapland with `--stats`, a full-screen client redrawing

@@ -189,16 +189,8 @@ pub enum CopyEvent {
     Failed,
 }
 
-macro_rules! ignore_events {
-    ($($ty:ty),*) => {$(
-        impl Dispatch<$ty, ()> for Recorder {
-            fn event(_: &mut Self, _: &$ty, _: <$ty as Proxy>::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {}
-        }
-    )*};
-}
-
-ignore_events!(
-    ExtOutputImageCaptureSourceManagerV1,
+heapland_test_client::ignore_events!(
+    Recorder:    ExtOutputImageCaptureSourceManagerV1,
     ExtImageCaptureSourceV1,
     ExtImageCopyCaptureManagerV1,
     ExtImageCopyCaptureCursorSessionV1,

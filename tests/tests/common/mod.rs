@@ -17,11 +17,7 @@ pub mod desktop;
 use std::{
     collections::HashMap,
     fs::File,
-    io::Write,
-    os::{
-        fd::{AsFd, OwnedFd},
-        unix::{fs::FileExt, net::UnixStream},
-    },
+    os::{fd::OwnedFd, unix::fs::FileExt},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -37,15 +33,14 @@ use heapland_protocols::client::{
 };
 use wayland_client::{
     backend::{ObjectId, WaylandError},
-    globals::{registry_queue_init, GlobalList, GlobalListContents},
+    globals::GlobalList,
     protocol::{
         wl_buffer::{self, WlBuffer},
         wl_callback::{self, WlCallback},
         wl_compositor::WlCompositor,
         wl_output::WlOutput,
-        wl_registry::WlRegistry,
         wl_seat::WlSeat,
-        wl_shm::{self, WlShm},
+        wl_shm::WlShm,
         wl_shm_pool::WlShmPool,
         wl_subcompositor::WlSubcompositor,
         wl_subsurface::WlSubsurface,
@@ -581,9 +576,8 @@ fn u64_of(bytes: &[u8]) -> u64 {
 
 impl Client {
     pub fn connect(socket: &Path) -> Client {
-        let stream = UnixStream::connect(socket).expect("connect to heapland");
-        let conn = Connection::from_socket(stream).expect("wayland connection");
-        let (globals, queue) = registry_queue_init::<Recorder>(&conn).expect("registry");
+        let (conn, globals, queue) =
+            heapland_test_client::connect::<Recorder>(socket).expect("connect to heapland");
         let qh = queue.handle();
         Client {
             conn,
@@ -671,20 +665,8 @@ impl Client {
     /// with `xrgb`, and the file it lives in, to read what the compositor
     /// wrote into it.
     pub fn shm_buffer_in_file(&self, shm: &WlShm, w: i32, h: i32, xrgb: u32) -> (WlBuffer, File) {
-        let stride = w * 4;
-        let size = (stride * h) as usize;
-        let fd = rustix::fs::memfd_create("heapland-test-shm", rustix::fs::MemfdFlags::CLOEXEC)
-            .expect("memfd");
-        let mut file = File::from(fd);
-        let mut data = Vec::with_capacity(size);
-        for _ in 0..(w * h) {
-            data.extend_from_slice(&xrgb.to_le_bytes());
-        }
-        file.write_all(&data).expect("fill shm");
-        let pool = shm.create_pool(file.as_fd(), size as i32, &self.qh, ());
-        let buffer = pool.create_buffer(0, w, h, stride, wl_shm::Format::Xrgb8888, &self.qh, ());
-        pool.destroy();
-        (buffer, file)
+        heapland_test_client::shm::solid_buffer(shm, &self.qh, (w as u32, h as u32), xrgb, ())
+            .expect("shm buffer")
     }
 
     /// Maps an xdg toplevel showing a `w`x`h` buffer of colour `xrgb`;
@@ -726,28 +708,10 @@ fn read_format_table(fd: OwnedFd, size: u32) -> Vec<(u32, u64)> {
         .collect()
 }
 
-impl Dispatch<WlRegistry, GlobalListContents> for Recorder {
-    fn event(
-        _: &mut Self,
-        _: &WlRegistry,
-        _: <WlRegistry as Proxy>::Event,
-        _: &GlobalListContents,
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
+heapland_test_client::registry_events!(Recorder);
 
-macro_rules! ignore_events {
-    ($($ty:ty),*) => {$(
-        impl Dispatch<$ty, ()> for Recorder {
-            fn event(_: &mut Self, _: &$ty, _: <$ty as Proxy>::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {}
-        }
-    )*};
-}
-
-ignore_events!(
-    WlCompositor,
+heapland_test_client::ignore_events!(
+    Recorder:    WlCompositor,
     WlSubcompositor,
     WlSurface,
     WlShm,
