@@ -56,11 +56,6 @@ use crate::{
 
 const HEAPS: &str = "xx_dmabuf_heap_feedback_v2";
 
-/// How many complete linux-dmabuf batches are kept for heap batches still
-/// to come (only the newest is joined; the others let a late heap batch
-/// be recognised as late rather than as out of step).
-const DMABUF_BATCHES_KEPT: usize = 4;
-
 /// A heap feedback event, with heap objects named by their protocol id
 /// (`Proxy::id().protocol_id()`), which is all the collector needs of them.
 #[derive(Debug)]
@@ -144,11 +139,11 @@ impl HeapEvent {
 /// One announced heap.
 #[derive(Debug)]
 struct Announced {
-    fd: OwnedFd,
+    /// `None` once `removed` came: the client may close it then.
+    fd: Option<OwnedFd>,
     name: String,
     flags: HeapFlags,
     max_size: Option<u64>,
-    removed: bool,
 }
 
 /// One heap tranche as received.
@@ -160,6 +155,16 @@ struct HeapTranche {
     heap: Option<Result<u32, NoHeap>>,
 }
 
+/// One tranche of a complete heap batch, its heap resolved when the batch
+/// ended (a later `removed`, or a protocol id used again for another heap,
+/// does not change what the batch said).
+#[derive(Debug)]
+struct BatchTranche {
+    devices: Vec<DeviceNumber>,
+    layout: TrancheLayout,
+    heap: Result<TrancheHeap, NoHeap>,
+}
+
 /// Joins the events of one linux-dmabuf feedback object and of the heap
 /// feedback object extending it (module docs). Feed every event of both;
 /// after each, [`HeapFeedbackCollector::take`] returns the joined feedback
@@ -169,13 +174,13 @@ pub struct HeapFeedbackCollector {
     dmabuf_reader: DmabufReader,
     /// `done` events of the linux-dmabuf object so far.
     dmabuf_dones: u32,
-    /// The newest complete linux-dmabuf batches, by number, oldest first.
-    dmabuf: Vec<(u32, DmabufBatch)>,
+    /// The newest complete linux-dmabuf batch and its number.
+    dmabuf: Option<(u32, DmabufBatch)>,
     heaps: HashMap<u32, Announced>,
     current: Option<HeapTranche>,
     pending: Vec<HeapTranche>,
     /// Complete heap batches for linux-dmabuf feedback not received yet.
-    waiting: Vec<(u32, Vec<HeapTranche>)>,
+    waiting: Vec<(u32, Vec<BatchTranche>)>,
     ready: Option<Result<JoinedFeedback, FeedbackError>>,
 }
 
@@ -206,10 +211,7 @@ impl HeapFeedbackCollector {
             return Ok(());
         };
         let number = self.dmabuf_dones;
-        self.dmabuf.push((number, batch));
-        if self.dmabuf.len() > DMABUF_BATCHES_KEPT {
-            self.dmabuf.remove(0);
-        }
+        self.dmabuf = Some((number, batch));
         // A heap batch for older feedback is superseded by the one for this.
         self.waiting.retain(|(n, _)| *n >= number);
         if let Some(i) = self.waiting.iter().position(|(n, _)| *n == number) {
@@ -231,13 +233,16 @@ impl HeapFeedbackCollector {
                 max_size,
             } => {
                 let heap = Announced {
-                    fd,
+                    fd: Some(fd),
                     name,
                     flags: HeapFlags::from_bits_truncate(flags),
                     max_size,
-                    removed: false,
                 };
-                if self.heaps.insert(id, heap).is_some_and(|old| !old.removed) {
+                if self
+                    .heaps
+                    .insert(id, heap)
+                    .is_some_and(|old| old.fd.is_some())
+                {
                     return Err(malformed(HEAPS, format!("heap {id} announced twice")));
                 }
             }
@@ -267,7 +272,14 @@ impl HeapFeedbackCollector {
                 if number == 0 {
                     return Err(malformed(HEAPS, "done(0): dmabuf_done counts from 1"));
                 }
-                let newest = self.dmabuf.last().map(|(n, _)| *n);
+                let tranches = match self.resolve(tranches) {
+                    Ok(t) => t,
+                    Err(err) => {
+                        self.ready = Some(Err(err));
+                        return Ok(());
+                    }
+                };
+                let newest = self.dmabuf.as_ref().map(|(n, _)| *n);
                 if number > self.dmabuf_dones {
                     // Its linux-dmabuf feedback is still to come; a later
                     // batch for the same feedback replaces this one.
@@ -283,11 +295,12 @@ impl HeapFeedbackCollector {
     }
 
     /// Records `xx_dmabuf_heap_v2.removed` for the heap of protocol id
-    /// `id`: no later batch may refer to it. Joined feedback that holds
-    /// its fd keeps it; allocations through it fail.
+    /// `id`: no later batch may refer to it, and its fd is closed here.
+    /// Joined feedback that holds a duplicate keeps it; allocations through
+    /// it fail.
     pub fn heap_removed(&mut self, id: u32) {
         if let Some(heap) = self.heaps.get_mut(&id) {
-            heap.removed = true;
+            heap.fd = None;
         }
     }
 
@@ -295,64 +308,39 @@ impl HeapFeedbackCollector {
         self.current.get_or_insert_with(HeapTranche::default)
     }
 
-    /// Joins heap batch `tranches` with linux-dmabuf batch `number`.
-    fn join(&mut self, number: u32, tranches: Vec<HeapTranche>) {
-        let Some((_, batch)) = self.dmabuf.iter().find(|(n, _)| *n == number) else {
-            return;
-        };
-        self.ready = Some(self.joined(batch, tranches));
+    /// A complete batch's tranches with their heaps resolved now (layout
+    /// and heap are there: `tranche_done` checked).
+    fn resolve(&self, tranches: Vec<HeapTranche>) -> Result<Vec<BatchTranche>, FeedbackError> {
+        tranches
+            .into_iter()
+            .map(|t| {
+                let heap = match t.heap {
+                    Some(Ok(id)) => Ok(self.heap(id)?),
+                    Some(Err(no_heap)) => Err(no_heap),
+                    None => Err(NoHeap {
+                        reason: None,
+                        message: "no heap event".into(),
+                    }),
+                };
+                Ok(BatchTranche {
+                    devices: t.devices,
+                    layout: t.layout.unwrap_or(TrancheLayout {
+                        pitch_alignment: 1,
+                        offset_alignment: 1,
+                        base_alignment: 1,
+                    }),
+                    heap,
+                })
+            })
+            .collect()
     }
 
-    fn joined(
-        &self,
-        batch: &DmabufBatch,
-        tranches: Vec<HeapTranche>,
-    ) -> Result<JoinedFeedback, FeedbackError> {
-        let feedback = &batch.feedback;
-        if feedback.tranches.len() != tranches.len() {
-            return Err(FeedbackError::Mismatch(format!(
-                "{} linux-dmabuf tranches, {} heap tranches",
-                feedback.tranches.len(),
-                tranches.len()
-            )));
-        }
-        let mut joined = Vec::with_capacity(tranches.len());
-        for (i, (d, h)) in feedback.tranches.iter().zip(tranches).enumerate() {
-            for (what, device) in [
-                ("its target", d.target_device),
-                ("the compositing device", feedback.main_device),
-            ] {
-                if !h.devices.contains(&device) {
-                    return Err(FeedbackError::Mismatch(format!(
-                        "tranche {i}: {what} {device} is not among its devices"
-                    )));
-                }
-            }
-            let heap = match h.heap {
-                Some(Ok(id)) => Ok(self.heap(id)?),
-                Some(Err(no_heap)) => Err(no_heap),
-                None => Err(NoHeap {
-                    reason: None,
-                    message: "no heap event".into(),
-                }),
-            };
-            joined.push(JoinedTranche {
-                target_device: d.target_device,
-                scanout: d.scanout,
-                formats: d.formats.clone(),
-                devices: h.devices,
-                layout: h.layout.unwrap_or(TrancheLayout {
-                    pitch_alignment: 1,
-                    offset_alignment: 1,
-                    base_alignment: 1,
-                }),
-                heap,
-            });
-        }
-        Ok(JoinedFeedback {
-            main_device: Some(feedback.main_device),
-            tranches: joined,
-        })
+    /// Joins heap batch `tranches` with linux-dmabuf batch `number`.
+    fn join(&mut self, number: u32, tranches: Vec<BatchTranche>) {
+        let Some((_, batch)) = self.dmabuf.as_ref().filter(|(n, _)| *n == number) else {
+            return;
+        };
+        self.ready = Some(joined(batch, tranches));
     }
 
     /// The announced heap `id`, with a duplicate of its fd.
@@ -361,19 +349,16 @@ impl HeapFeedbackCollector {
             .heaps
             .get(&id)
             .ok_or_else(|| malformed(HEAPS, format!("tranche_heap {id} was never announced")))?;
-        if heap.removed {
+        let Some(fd) = heap.fd.as_ref() else {
             return Err(malformed(
                 HEAPS,
                 format!("tranche_heap {id} ({}) after its removed event", heap.name),
             ));
-        }
-        let fd = heap
-            .fd
-            .try_clone()
-            .map_err(|source| FeedbackError::HeapFd {
-                name: heap.name.clone(),
-                source,
-            })?;
+        };
+        let fd = fd.try_clone().map_err(|source| FeedbackError::HeapFd {
+            name: heap.name.clone(),
+            source,
+        })?;
         Ok(TrancheHeap {
             fd,
             name: heap.name.clone(),
@@ -382,4 +367,45 @@ impl HeapFeedbackCollector {
             max_size: heap.max_size,
         })
     }
+}
+
+/// Heap batch `tranches` joined with the linux-dmabuf `batch` it describes,
+/// or why they do not fit.
+fn joined(
+    batch: &DmabufBatch,
+    tranches: Vec<BatchTranche>,
+) -> Result<JoinedFeedback, FeedbackError> {
+    let feedback = &batch.feedback;
+    if feedback.tranches.len() != tranches.len() {
+        return Err(FeedbackError::Mismatch(format!(
+            "{} linux-dmabuf tranches, {} heap tranches",
+            feedback.tranches.len(),
+            tranches.len()
+        )));
+    }
+    let mut joined = Vec::with_capacity(tranches.len());
+    for (i, (d, h)) in feedback.tranches.iter().zip(tranches).enumerate() {
+        for (what, device) in [
+            ("its target", d.target_device),
+            ("the compositing device", feedback.main_device),
+        ] {
+            if !h.devices.contains(&device) {
+                return Err(FeedbackError::Mismatch(format!(
+                    "tranche {i}: {what} {device} is not among its devices"
+                )));
+            }
+        }
+        joined.push(JoinedTranche {
+            target_device: d.target_device,
+            scanout: d.scanout,
+            formats: d.formats.clone(),
+            devices: h.devices,
+            layout: h.layout,
+            heap: h.heap,
+        });
+    }
+    Ok(JoinedFeedback {
+        main_device: Some(feedback.main_device),
+        tranches: joined,
+    })
 }

@@ -231,6 +231,30 @@ fn a_removed_heap_may_not_be_referred_to() {
 }
 
 #[test]
+fn a_batch_that_waits_for_its_feedback_keeps_the_heaps_it_named() {
+    // The heap batch first (another event queue), then the heap goes,
+    // and its protocol id is used for a new heap, before linux-dmabuf's
+    // done: the batch was valid when sent, and says the heap it named.
+    let mut c = HeapFeedbackCollector::new();
+    announce(&mut c, 3, CONTIGUOUS);
+    heap_batch(&mut c, 1, &[(&[RENDER], 3)]);
+    c.heap_removed(3);
+    c.heap_event(HeapEvent::Heap {
+        id: 3,
+        fd: memfd(b"other"),
+        name: "other".into(),
+        flags: 0,
+        max_size: None,
+    })
+    .unwrap();
+    dmabuf_batch(&mut c, Version::V4, true, &[(RENDER, false, &[0])]);
+    let j = joined(&mut c);
+    let heap = j.tranches[0].heap.as_ref().unwrap();
+    assert_eq!(heap.name, "heap-3");
+    assert!(heap.contiguous);
+}
+
+#[test]
 fn malformed_heap_events_are_errors_not_panics() {
     let mut c = HeapFeedbackCollector::new();
     assert!(c.heap_event(HeapEvent::TrancheDone).is_err());

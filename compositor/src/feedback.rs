@@ -36,13 +36,13 @@ use smithay::{
         allocator::{Format, Fourcc, Modifier},
         renderer::element::{RenderElementPresentationState, RenderElementStates, RenderingReason},
     },
-    desktop::{layer_map_for_output, utils::surface_primary_scanout_output},
+    desktop::utils::surface_primary_scanout_output,
     output::Output,
     reexports::{
         wayland_protocols::wp::linux_dmabuf::zv1::server::zwp_linux_dmabuf_feedback_v1::ZwpLinuxDmabufFeedbackV1,
         wayland_server::{protocol::wl_surface::WlSurface, Resource, Weak},
     },
-    wayland::compositor::{with_states, SurfaceData},
+    wayland::compositor::with_states,
 };
 
 use heapland_protocols::server::xx_dmabuf_heap_feedback_v1::XxDmabufHeapFeedbackV1;
@@ -250,17 +250,11 @@ pub fn scanout_decisions(
     states: &RenderElementStates,
 ) -> Vec<(WlSurface, bool)> {
     let mut decisions = Vec::new();
-    let mut decide = |surface: &WlSurface, data: &SurfaceData| {
+    crate::scene::for_each_surface(&state.space, output, |surface, data| {
         if surface_primary_scanout_output(surface, data).as_ref() == Some(output) {
             decisions.push((surface.clone(), wants_scanout(states, surface)));
         }
-    };
-    for window in state.space.elements_for_output(output) {
-        window.with_surfaces(&mut decide);
-    }
-    for layer in layer_map_for_output(output).layers() {
-        layer.with_surfaces(&mut decide);
-    }
+    });
     decisions
 }
 

@@ -40,12 +40,13 @@
 //! heaps are handed out).
 //!
 //! A device's data (its sysfs attributes and heap links) is read once per
-//! `dev_t` and kept until the outputs change ([`HeapDirectory::size_for_outputs`]),
-//! which is when a display may have come or gone.
+//! `dev_t` and kept while the number's sysfs node is the same device's, and
+//! until the outputs change ([`HeapDirectory::size_for_outputs`]).
 
 use std::{
     collections::HashMap,
     os::fd::OwnedFd,
+    path::PathBuf,
     sync::{Arc, Mutex},
 };
 
@@ -267,8 +268,9 @@ pub struct HeapDirectory {
     /// buffer is not chosen while one the client may be handed can, and
     /// `max_size` tells the client the real limit.
     frame: (u32, u32),
-    /// Device data by `dev_t` (module docs); shared by clones.
-    devices: Arc<Mutex<HashMap<u64, DeviceInfo>>>,
+    /// Device data by `dev_t`, with the sysfs node it was read from
+    /// (module docs); shared by clones.
+    devices: Arc<Mutex<HashMap<u64, (Option<PathBuf>, DeviceInfo)>>>,
     /// What a heap's node must be to be judged for a client: a character
     /// device (tests stand regular files in for them).
     node_type: FileType,
@@ -350,7 +352,8 @@ impl HeapDirectory {
     /// The devices' needs come from every discovered heap; the allocator's
     /// selection then runs over the heaps the recipient may be handed
     /// only, each decided now ([`Recipient::admits`]), for a full frame
-    /// where one of those heaps holds one, else for a page. A tranche that
+    /// where one of those heaps holds one, else for the smallest buffer
+    /// (the allocator's own choice, module docs). A tranche that
     /// some heap serves but none of those does gets
     /// [`NoHeap::Unaccounted`] where the recipient is sandboxed and no heap
     /// that charges serves it, else [`NoHeap::Unavailable`]; both name the
@@ -389,10 +392,12 @@ impl HeapDirectory {
         } else {
             SMALLEST
         };
+        // The buffer's size, to judge withheld heaps by (a heap gives at
+        // least a page when the layout cannot be made).
         let size = self
             .explain(&pool, &resolved, frame)
             .map(|e| e.layout.alloc_size())
-            .unwrap_or(0);
+            .unwrap_or(rustix::param::page_size() as u64);
         // Only heaps that would serve are worth a word.
         let withheld: Vec<(&HeapInfo, Withheld)> = refused
             .into_iter()
@@ -517,14 +522,32 @@ impl HeapDirectory {
         Ok((resolved, needs))
     }
 
-    /// The device of `dev`, from the cache or read now.
+    /// The device of `dev`, from the cache or read now. A cached entry
+    /// counts only while `dev`'s sysfs node is still the same device's
+    /// (device numbers are reused when a camera or display goes and
+    /// another comes).
     fn device(&self, dev: u64) -> heapland_allocator::Result<DeviceInfo> {
-        if let Some(info) = self.devices.lock().ok().and_then(|d| d.get(&dev).cloned()) {
+        let number = DeviceNumber::from_dev_t(dev);
+        let node = std::fs::canonicalize(
+            self.discovery
+                .roots()
+                .sysfs
+                .join("dev/char")
+                .join(number.to_string()),
+        )
+        .ok();
+        let cached = self
+            .devices
+            .lock()
+            .ok()
+            .and_then(|d| d.get(&dev).cloned())
+            .filter(|(at, _)| node.is_some() && *at == node);
+        if let Some((_, info)) = cached {
             return Ok(info);
         }
-        let info = self.discovery.resolve(DeviceNumber::from_dev_t(dev))?;
+        let info = self.discovery.resolve(number)?;
         if let Ok(mut cache) = self.devices.lock() {
-            cache.insert(dev, info.clone());
+            cache.insert(dev, (node, info.clone()));
         }
         Ok(info)
     }
@@ -1262,6 +1285,7 @@ mod tests {
         let devices =
             heapland_allocator::resolve_devices(dir.discovery(), &[DeviceNumber::from_dev_t(VGEM)])
                 .unwrap();
+        let mut chosen = Vec::new();
         for (w, h) in [(640, 480), (1920, 1080), (3840, 2160)] {
             assert!(dir.size_for_outputs([(w, h)]), "{w}x{h} not a change");
             assert!(!dir.size_for_outputs([(w, h)]), "{w}x{h} twice a change");
@@ -1277,10 +1301,14 @@ mod tests {
             let library = library.heap().unwrap().name.clone();
             assert_eq!(
                 name(dir.select(&[VGEM], client(&root))),
-                Ok(library),
+                Ok(library.clone()),
                 "at {w}x{h}"
             );
+            chosen.push(library);
         }
+        // The frame decides: the system heap holds 4 MiB, a 640x480 frame
+        // but not a 1080p one.
+        assert_eq!(chosen, ["system", "system-32bit", "system-32bit"]);
     }
 
     /// The fd handed out for a heap that bounds nobody is the node that

@@ -91,13 +91,17 @@ impl GlobalDispatch<ZwpLinuxDmabufV1, LinuxDmabufGlobal> for Heapland {
         if dmabuf.version() >= zwp_linux_dmabuf_v1::REQ_GET_DEFAULT_FEEDBACK_SINCE {
             return;
         }
+        let mut named = Vec::new();
         for format in global.formats.iter() {
             if dmabuf.version() >= zwp_linux_dmabuf_v1::EVT_MODIFIER_SINCE {
                 let modifier = u64::from(format.modifier);
                 dmabuf.modifier(format.code as u32, (modifier >> 32) as u32, modifier as u32);
-            } else if matches!(format.modifier, Modifier::Linear | Modifier::Invalid) {
+            } else if matches!(format.modifier, Modifier::Linear | Modifier::Invalid)
+                && !named.contains(&format.code)
+            {
                 // Before modifiers, a format means the driver's implicit
-                // layout, which for linear formats is linear.
+                // layout, which for linear formats is linear; each once.
+                named.push(format.code);
                 dmabuf.format(format.code as u32);
             }
         }

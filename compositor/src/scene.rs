@@ -160,23 +160,7 @@ impl Scene<'_> {
                 smithay::backend::renderer::element::default_primary_scanout_output_compare,
             );
         };
-        for window in self.space.elements_for_output(output) {
-            match drawn_by_heapland(window) {
-                Some(surface) => {
-                    smithay::wayland::compositor::with_surface_tree_downward(
-                        &surface,
-                        (),
-                        |_, _, _| smithay::wayland::compositor::TraversalAction::DoChildren(()),
-                        |surface, states, _| update(surface, states),
-                        |_, _, _| true,
-                    );
-                }
-                None => window.with_surfaces(update),
-            }
-        }
-        for layer in layer_map_for_output(output).layers() {
-            layer.with_surfaces(update);
-        }
+        for_each_surface(self.space, output, update);
     }
 }
 
@@ -419,5 +403,36 @@ fn cursor_elements<R>(
                 Kind::Cursor,
             )));
         }
+    }
+}
+
+/// Calls `f` on every surface that may be drawn on `output`: windows with
+/// their subsurfaces and popups (an X11 window heapland pairs itself through
+/// its paired surface's tree, which Smithay's `Window` does not know) and
+/// layer surfaces.
+pub fn for_each_surface(
+    space: &Space<Window>,
+    output: &Output,
+    mut f: impl FnMut(
+        &smithay::reexports::wayland_server::protocol::wl_surface::WlSurface,
+        &smithay::wayland::compositor::SurfaceData,
+    ),
+) {
+    for window in space.elements_for_output(output) {
+        match drawn_by_heapland(window) {
+            Some(surface) => {
+                smithay::wayland::compositor::with_surface_tree_downward(
+                    &surface,
+                    (),
+                    |_, _, _| smithay::wayland::compositor::TraversalAction::DoChildren(()),
+                    |surface, states, _| f(surface, states),
+                    |_, _, _| true,
+                );
+            }
+            None => window.with_surfaces(&mut f),
+        }
+    }
+    for layer in layer_map_for_output(output).layers() {
+        layer.with_surfaces(&mut f);
     }
 }
