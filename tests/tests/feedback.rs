@@ -1,10 +1,11 @@
 //! linux-dmabuf feedback (default and per-surface) and the heap protocol's
 //! batches that mirror it, tranche for tranche.
 //!
-//! With a DRM render node, linux-dmabuf is version 4 and its feedback names
-//! the render node as main device; without one (the CI hosts), it is
-//! version 3 with no feedback, and heap batches carry no tranche. Each test
-//! checks whichever this machine has.
+//! With a DRM render node, linux-dmabuf has feedback naming the render node
+//! as main device; without one (the CI hosts), it is version 3 with no
+//! feedback, and heap batches carry no tranche. Tests of tranches need a
+//! render node and are ignored, with the reason, where there is none
+//! (`tests/build.rs`); the guest phases run them on real devices.
 
 mod common;
 
@@ -268,16 +269,12 @@ fn surface_feedback_follows_the_surface_and_add_device_resends() {
     let surface = compositor.create_surface(&c.qh, ());
     let hfb = heaps.get_surface_feedback(&surface, &c.qh, ());
     let hid = hfb.id();
-    // linux-dmabuf's surface feedback, where there is feedback at all.
-    let dmabuf_tranches = if render_node().is_some() {
-        let dmabuf: ZwpLinuxDmabufV1 = c.bind(4);
-        let fb = dmabuf.get_surface_feedback(&surface, &c.qh, ());
-        let fid = fb.id();
-        assert!(c.dispatch_until(Duration::from_secs(10), |r| feedback_batches(r, &fid) == 1));
-        dmabuf_batch(&c.rec, &fid).1.len()
-    } else {
-        0
-    };
+    // linux-dmabuf's surface feedback.
+    let dmabuf: ZwpLinuxDmabufV1 = c.bind(4);
+    let fb = dmabuf.get_surface_feedback(&surface, &c.qh, ());
+    let fid = fb.id();
+    assert!(c.dispatch_until(Duration::from_secs(10), |r| feedback_batches(r, &fid) >= 1));
+    let dmabuf_tranches = dmabuf_batch(&c.rec, &fid).1.len();
     assert!(c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) == 1));
     let first = heap_batch(&c.rec, &hid);
     assert_eq!(first.len(), dmabuf_tranches);
@@ -286,7 +283,8 @@ fn surface_feedback_follows_the_surface_and_add_device_resends() {
     // The client declares a device of its own: a new batch lists it in every tranche.
     let extra = rdev("/dev/null").expect("/dev/null");
     hfb.add_device(extra.to_ne_bytes().to_vec());
-    assert!(c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) == 2));
+    assert!(c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) >= 2));
+    assert_eq!(heap_batches(&c.rec, &hid), 2);
     let second = heap_batch(&c.rec, &hid);
     assert_eq!(second.len(), first.len());
     for t in &second {
@@ -306,7 +304,8 @@ fn surface_feedback_follows_the_surface_and_add_device_resends() {
 
     // The same device again changes nothing but still answers with a batch.
     hfb.add_device(extra.to_ne_bytes().to_vec());
-    assert!(c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) == 3));
+    assert!(c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) >= 3));
+    assert_eq!(heap_batches(&c.rec, &hid), 3);
     for t in heap_batch(&c.rec, &hid) {
         assert_eq!(t.devices.iter().filter(|d| **d == extra).count(), 1);
     }
@@ -320,6 +319,36 @@ fn surface_feedback_follows_the_surface_and_add_device_resends() {
         heap_batches(&c.rec, &hid),
         3,
         "inert feedback must not send"
+    );
+}
+
+/// On every host: `add_device` answers with a batch, and a surface's heap
+/// feedback whose surface is gone sends none.
+#[test]
+fn add_device_resends_and_a_gone_surfaces_feedback_is_inert() {
+    let comp = Compositor::start_with(320, 240, &[]);
+    let mut c = comp.connect();
+    let compositor: WlCompositor = c.bind(5);
+    let heaps: XxDmabufHeapManagerV1 = c.bind(1);
+    let surface = compositor.create_surface(&c.qh, ());
+    let hfb = heaps.get_surface_feedback(&surface, &c.qh, ());
+    let hid = hfb.id();
+    assert!(c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) >= 1));
+    let extra = rdev("/dev/null").expect("/dev/null");
+    hfb.add_device(extra.to_ne_bytes().to_vec());
+    assert!(
+        c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) >= 2),
+        "no batch after add_device"
+    );
+    assert_eq!(heap_batches(&c.rec, &hid), 2);
+    surface.destroy();
+    hfb.add_device(extra.to_ne_bytes().to_vec());
+    c.roundtrip().expect("roundtrip");
+    c.roundtrip().expect("roundtrip");
+    assert_eq!(
+        heap_batches(&c.rec, &hid),
+        2,
+        "a surface's heap feedback sent a batch after the surface was destroyed"
     );
 }
 
@@ -403,8 +432,9 @@ fn an_output_mode_change_resends_heap_batches() {
     configured.set_custom_mode(640, 480, 0);
     configuration.apply();
     assert!(
-        c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) == 2),
+        c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) >= 2),
         "no heap batch after the output grew from 320x240 to 640x480"
     );
+    assert_eq!(heap_batches(&c.rec, &hid), 2, "more than one re-sent batch");
     comp.assert_alive();
 }

@@ -537,8 +537,28 @@ fn linux_dmabuf_v6_flags_sampling_tranches_and_names_no_main_device() -> Result<
             ))
         }
     }
+    // Too long is as wrong as too short.
+    let mut c = Client::at(6..=6)?;
+    c.batches(1)?;
+    let qh = c.queue.handle();
+    let params = c.dmabuf.create_params(&qh, ());
+    params.set_sampling_device(vec![0; 16]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let error = loop {
+        if c.queue.roundtrip(&mut c.st).is_err() {
+            break c.conn.protocol_error();
+        }
+        if Instant::now() > deadline {
+            return Err("no protocol error for a 16-byte set_sampling_device in 20 s".into());
+        }
+    };
+    if !matches!(&error, Some(p) if p.code == want) {
+        return Err(format!(
+            "a 16-byte set_sampling_device got {error:?}, want invalid_dev_t_size ({want})"
+        ));
+    }
     println!(
-        "INFO heap_feedback_v2: linux-dmabuf v6: {} tranche(s) {tranches:x?}, no main_device, sampling on {main:#x} (v4's main device), a heap on each; set_sampling_device buffer created; a 4-byte dev_t is invalid_dev_t_size",
+        "INFO heap_feedback_v2: linux-dmabuf v6: {} tranche(s) {tranches:x?}, no main_device, sampling on {main:#x} (v4's main device), a heap on each; set_sampling_device buffer created; a 4- or 16-byte dev_t is invalid_dev_t_size",
         tranches.len()
     );
     drop(c);

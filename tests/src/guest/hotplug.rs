@@ -463,6 +463,11 @@ fn two_outputs(comp: &mut Heapland, vkms: &ConfigfsVkms, card_path: &str) -> Res
         .map(|(_, o)| o.id())
         .collect();
 
+    if on.iter().any(|o| remaining.contains(o)) {
+        return Err(
+            "the window was on the remaining output before the unplug: nothing to move".into(),
+        );
+    }
     // The window is now on the remaining output, and drawn there.
     st.frame_done = false;
     surface.attach(Some(&buffers[1]), 0, 0);
