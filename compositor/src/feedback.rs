@@ -284,13 +284,6 @@ pub fn current_plan(state: &Heapland, surface: &WlSurface) -> Arc<FeedbackPlan> 
 /// Installs a new plan for a surface and re-sends its feedback on
 /// linux-dmabuf and on both heap protocols.
 pub fn set_surface_plan(state: &mut Heapland, surface: &WlSurface, plan: Arc<FeedbackPlan>) {
-    let encoded = match crate::linux_feedback::EncodedPlan::new(&plan) {
-        Ok(f) => Some(f).filter(|_| plan.has_feedback()),
-        Err(err) => {
-            tracing::warn!("cannot build surface feedback: {err}");
-            return;
-        }
-    };
     let (linux, heaps) = with_states(surface, |states| {
         let sf = states
             .data_map
@@ -300,9 +293,17 @@ pub fn set_surface_plan(state: &mut Heapland, surface: &WlSurface, plan: Arc<Fee
         }
         (live(&sf.linux_instances), live(&sf.heap_instances))
     });
-    if let Some(encoded) = &encoded {
-        for instance in linux.iter().filter_map(|w| w.upgrade().ok()) {
-            crate::linux_feedback::send(state, &instance, &plan, encoded);
+    // The format table is written only for a surface with linux-dmabuf
+    // feedback objects (most subsurfaces and popups have none).
+    let linux: Vec<_> = linux.iter().filter_map(|w| w.upgrade().ok()).collect();
+    if !linux.is_empty() && plan.has_feedback() {
+        match crate::linux_feedback::EncodedPlan::new(&plan) {
+            Ok(encoded) => {
+                for instance in &linux {
+                    crate::linux_feedback::send(state, instance, &plan, &encoded);
+                }
+            }
+            Err(err) => tracing::warn!("cannot build surface feedback: {err}"),
         }
     }
     for instance in heaps.iter().filter_map(|w| w.upgrade().ok()) {

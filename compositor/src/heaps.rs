@@ -255,6 +255,9 @@ pub struct Choice<'a> {
     pub judged: Option<OwnedFd>,
 }
 
+/// Device data by `dev_t`, with the sysfs node each was read from.
+type DeviceCache = HashMap<u64, (Option<PathBuf>, DeviceInfo)>;
+
 /// The heaps of this machine.
 #[derive(Debug, Clone)]
 pub struct HeapDirectory {
@@ -270,7 +273,7 @@ pub struct HeapDirectory {
     frame: (u32, u32),
     /// Device data by `dev_t`, with the sysfs node it was read from
     /// (module docs); shared by clones.
-    devices: Arc<Mutex<HashMap<u64, (Option<PathBuf>, DeviceInfo)>>>,
+    devices: Arc<Mutex<DeviceCache>>,
     /// What a heap's node must be to be judged for a client: a character
     /// device (tests stand regular files in for them).
     node_type: FileType,

@@ -3,7 +3,9 @@
 //! (connected through a `wp_security_context_v1` socket the first client
 //! created). For every tranche of every batch (the default feedback, then
 //! after `add_device` of vkms's card, then of vivid's capture node), both
-//! clients must be told the same tranches on both protocols, and:
+//! clients must be told the same tranches, read through heapland-allocator's
+//! `HeapFeedbackCollector` (linux-dmabuf v4 and `xx_dmabuf_heaps_v2`, joined
+//! batch for batch), and:
 //!
 //! - the unsandboxed client gets the heap kernel/ABI.md says a set of
 //!   devices uses (the first heap in the first device's `dma_heaps/` order
@@ -28,7 +30,6 @@
 //! number) and to allocate.
 
 use std::{
-    collections::HashMap,
     os::{
         fd::{AsFd, OwnedFd},
         unix::net::{UnixListener, UnixStream},
@@ -37,13 +38,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use heapland_protocols::client::{
-    xx_dmabuf_heap_feedback_v1::{self, XxDmabufHeapFeedbackV1},
-    xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1,
+use heapland_allocator::{
+    feedback_client::JoinedTranche,
+    heap_feedback_client::{HeapEvent, HeapFeedbackCollector},
 };
-use wayland_client::{
-    backend::ObjectId, globals::GlobalList, Connection, Dispatch, EventQueue, Proxy, QueueHandle,
+use heapland_protocols::v2::client::{
+    xx_dmabuf_heap_feedback_v2::{self, XxDmabufHeapFeedbackV2},
+    xx_dmabuf_heap_manager_v2::XxDmabufHeapManagerV2,
+    xx_dmabuf_heap_v2::{self, XxDmabufHeapV2},
 };
+use wayland_client::{globals::GlobalList, Connection, Dispatch, EventQueue, Proxy, QueueHandle};
 use wayland_protocols::wp::{
     linux_dmabuf::zv1::client::{
         zwp_linux_dmabuf_feedback_v1::{self, ZwpLinuxDmabufFeedbackV1},
@@ -115,9 +119,10 @@ struct Granted {
     flags: u32,
 }
 
-/// One heap tranche.
+/// One tranche, as the test checks it.
 struct HeapTranche {
     target: u64,
+    /// 1: scanout.
     flags: u32,
     devices: Vec<u64>,
     heap: Result<Granted, (u32, String)>,
@@ -130,25 +135,45 @@ impl HeapTranche {
             Err((reason, msg)) => format!("no_heap {reason}: {msg}"),
         }
     }
+
+    /// A tranche joined by the collector.
+    fn joined(t: JoinedTranche) -> HeapTranche {
+        HeapTranche {
+            target: t.target_device.to_dev_t(),
+            flags: u32::from(t.scanout),
+            devices: t.devices.iter().map(|d| d.to_dev_t()).collect(),
+            heap: match t.heap {
+                Ok(h) => Ok(Granted {
+                    fd: h.fd,
+                    name: h.name,
+                    flags: u32::from(h.contiguous) | if h.accounted { ACCOUNTED } else { 0 },
+                }),
+                Err(no) => Err((no.reason.map_or(u32::MAX, u32::from), no.message)),
+            },
+        }
+    }
 }
 
-/// A linux-dmabuf batch being received.
-#[derive(Default)]
-struct DmabufPending {
-    tranches: Vec<(u64, u32)>,
-    target: u64,
-    flags: u32,
-}
-
-/// What the client received, batch by batch.
+/// What the client received: the joined batches of its default feedback.
 #[derive(Default)]
 struct Recorder {
-    /// linux-dmabuf feedback: per object, completed batches of (target, flags).
-    dmabuf: HashMap<ObjectId, Vec<Vec<(u64, u32)>>>,
-    dmabuf_pending: HashMap<ObjectId, DmabufPending>,
-    /// Heap feedback: per object, completed batches.
-    heap: HashMap<ObjectId, Vec<Vec<HeapTranche>>>,
-    heap_pending: HashMap<ObjectId, (Vec<HeapTranche>, Option<HeapTranche>)>,
+    collector: HeapFeedbackCollector,
+    batches: Vec<Vec<HeapTranche>>,
+    /// A batch the collector could not join (out of step, malformed).
+    error: Option<String>,
+}
+
+impl Recorder {
+    /// After an event: the batch it completed, if any.
+    fn joined(&mut self) {
+        match self.collector.take() {
+            Some(Ok(j)) => self
+                .batches
+                .push(j.tranches.into_iter().map(HeapTranche::joined).collect()),
+            Some(Err(e)) => self.error = Some(e.to_string()),
+            None => {}
+        }
+    }
 }
 
 struct Client {
@@ -196,18 +221,20 @@ impl Client {
             .map_err(|e| format!("{}: roundtrip: {e}", self.who))
     }
 
-    /// Roundtrips until both objects have `n` complete batches.
-    fn wait_batches(&mut self, fid: &ObjectId, hid: &ObjectId, n: usize) -> Result<(), String> {
+    /// Roundtrips until `n` batches were joined.
+    fn wait_batches(&mut self, n: usize) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let f = self.rec.dmabuf.get(fid).map_or(0, Vec::len);
-            let h = self.rec.heap.get(hid).map_or(0, Vec::len);
-            if f >= n && h >= n {
+            if let Some(e) = &self.rec.error {
+                return Err(format!("{}: {e}", self.who));
+            }
+            let got = self.rec.batches.len();
+            if got >= n {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "{}: {f} linux-dmabuf and {h} heap batches, waited for {n}",
+                    "{}: {got} joined batches, waited for {n}",
                     self.who
                 ));
             }
@@ -261,14 +288,15 @@ fn run_clients(label: &str, comp: &mut Heapland) -> Result<(), String> {
         return Err(format!("the sandboxed client sees {MANAGER}"));
     }
 
-    // Default feedback on both protocols, for both clients.
+    // The default linux-dmabuf feedback and its heap feedback, for both
+    // clients.
     let mut objects = Vec::new();
     for c in [&mut normal, &mut sandboxed] {
         let dmabuf: ZwpLinuxDmabufV1 = c.bind(4)?;
-        let heaps: XxDmabufHeapManagerV1 = c.bind(1)?;
+        let heaps: XxDmabufHeapManagerV2 = c.bind(1)?;
         let fb = dmabuf.get_default_feedback(&c.qh, ());
-        let hfb = heaps.get_default_feedback(&c.qh, ());
-        c.wait_batches(&fb.id(), &hfb.id(), 1)?;
+        let hfb = heaps.get_heap_feedback(&fb, &c.qh, ());
+        c.wait_batches(1)?;
         objects.push((fb, hfb));
     }
 
@@ -279,14 +307,7 @@ fn run_clients(label: &str, comp: &mut Heapland) -> Result<(), String> {
     for (i, dev) in extra.iter().enumerate() {
         for (c, (_, hfb)) in [&mut normal, &mut sandboxed].into_iter().zip(&objects) {
             hfb.add_device(dev.to_ne_bytes().to_vec());
-            let hid = hfb.id();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while c.rec.heap.get(&hid).map_or(0, Vec::len) < i + 2 {
-                if Instant::now() > deadline {
-                    return Err(format!("{}: no heap batch after add_device", c.who));
-                }
-                c.roundtrip()?;
-            }
+            c.wait_batches(i + 2)?;
         }
     }
     comp.alive()?;
@@ -297,27 +318,12 @@ fn run_clients(label: &str, comp: &mut Heapland) -> Result<(), String> {
         "INFO sandbox[{label}]: heaps {heaps:?}, charging the allocator's memory cgroup {charging:?}"
     );
 
-    let (nfb, nhfb) = &objects[0];
-    let (sfb, shfb) = &objects[1];
-    let n_dmabuf = normal.rec.dmabuf[&nfb.id()]
-        .last()
-        .cloned()
-        .unwrap_or_default();
-    let s_dmabuf = sandboxed.rec.dmabuf[&sfb.id()]
-        .last()
-        .cloned()
-        .unwrap_or_default();
     let mut errs = Vec::new();
-    if n_dmabuf != s_dmabuf {
-        errs.push(format!(
-            "linux-dmabuf tranches differ: unsandboxed {n_dmabuf:?}, sandboxed {s_dmabuf:?}"
-        ));
-    }
-    let n_batches = &normal.rec.heap[&nhfb.id()];
-    let s_batches = &sandboxed.rec.heap[&shfb.id()];
+    let n_batches = &normal.rec.batches;
+    let s_batches = &sandboxed.rec.batches;
     if n_batches.len() != s_batches.len() {
         errs.push(format!(
-            "{} heap batches unsandboxed, {} sandboxed",
+            "{} batches unsandboxed, {} sandboxed",
             n_batches.len(),
             s_batches.len()
         ));
@@ -326,9 +332,11 @@ fn run_clients(label: &str, comp: &mut Heapland) -> Result<(), String> {
         let frame = |t: &[HeapTranche]| -> Vec<(u64, u32)> {
             t.iter().map(|t| (t.target, t.flags)).collect()
         };
-        if frame(nb) != n_dmabuf || frame(sb) != n_dmabuf {
+        // Each client's batches match its linux-dmabuf feedback (the
+        // collector joined them); the two clients' must match each other.
+        if frame(nb) != frame(sb) {
             errs.push(format!(
-                "batch {b}: heap tranches {:?} / {:?} do not match linux-dmabuf {n_dmabuf:?}",
+                "batch {b}: tranches {:?} unsandboxed, {:?} sandboxed",
                 frame(nb),
                 frame(sb)
             ));
@@ -577,99 +585,61 @@ fn check_tranche(normal: &HeapTranche, sandboxed: &HeapTranche) -> Result<(), St
 heapland_test_client::registry_events!(Recorder);
 heapland_test_client::ignore_events!(
     Recorder: ZwpLinuxDmabufV1,
-    XxDmabufHeapManagerV1,
+    XxDmabufHeapManagerV2,
     WpSecurityContextManagerV1,
     WpSecurityContextV1
 );
 
-fn dev_of(bytes: &[u8]) -> u64 {
-    <[u8; 8]>::try_from(bytes).map_or(u64::MAX, u64::from_ne_bytes)
-}
-
 impl Dispatch<ZwpLinuxDmabufFeedbackV1, ()> for Recorder {
     fn event(
         s: &mut Self,
-        fb: &ZwpLinuxDmabufFeedbackV1,
+        _: &ZwpLinuxDmabufFeedbackV1,
         e: zwp_linux_dmabuf_feedback_v1::Event,
         _: &(),
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        use zwp_linux_dmabuf_feedback_v1::Event;
-        let pending = s.dmabuf_pending.entry(fb.id()).or_default();
-        match e {
-            Event::TrancheTargetDevice { device } => pending.target = dev_of(&device),
-            Event::TrancheFlags { flags } => {
-                pending.flags = flags.into_result().map(|f| f.bits()).unwrap_or(0)
-            }
-            Event::TrancheDone => {
-                let t = (pending.target, pending.flags);
-                pending.tranches.push(t);
-                pending.flags = 0;
-            }
-            Event::Done => {
-                let batch = std::mem::take(&mut pending.tranches);
-                s.dmabuf.entry(fb.id()).or_default().push(batch);
-            }
-            _ => {}
+        if let Err(err) = s.collector.dmabuf_event(e) {
+            s.error = Some(err.to_string());
         }
+        s.joined();
     }
 }
 
-impl Dispatch<XxDmabufHeapFeedbackV1, ()> for Recorder {
+impl Dispatch<XxDmabufHeapFeedbackV2, ()> for Recorder {
     fn event(
         s: &mut Self,
-        fb: &XxDmabufHeapFeedbackV1,
-        e: xx_dmabuf_heap_feedback_v1::Event,
+        _: &XxDmabufHeapFeedbackV2,
+        e: xx_dmabuf_heap_feedback_v2::Event,
         _: &(),
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        use xx_dmabuf_heap_feedback_v1::Event;
-        let (tranches, cur) = s.heap_pending.entry(fb.id()).or_default();
-        match e {
-            Event::TrancheTarget {
-                target_device,
-                flags,
-            } => {
-                *cur = Some(HeapTranche {
-                    target: dev_of(&target_device),
-                    flags,
-                    devices: Vec::new(),
-                    heap: Err((u32::MAX, "neither tranche_heap nor tranche_no_heap".into())),
-                })
-            }
-            Event::TrancheDevice { device } => {
-                if let Some(t) = cur {
-                    t.devices.push(dev_of(&device));
-                }
-            }
-            Event::TrancheHeap {
-                fd, name, flags, ..
-            } => {
-                if let Some(t) = cur {
-                    t.heap = Ok(Granted {
-                        fd,
-                        name,
-                        flags: flags.into(),
-                    });
-                }
-            }
-            Event::TrancheNoHeap { reason, message } => {
-                if let Some(t) = cur {
-                    t.heap = Err((reason.into(), message));
-                }
-            }
-            Event::TrancheDone => {
-                if let Some(t) = cur.take() {
-                    tranches.push(t);
-                }
-            }
-            Event::Done => {
-                let batch = std::mem::take(tranches);
-                s.heap.entry(fb.id()).or_default().push(batch);
-            }
-            _ => {}
+        let Some(e) = HeapEvent::from_wire(e) else {
+            return;
+        };
+        if let Err(err) = s.collector.heap_event(e) {
+            s.error = Some(err.to_string());
+        }
+        s.joined();
+    }
+
+    wayland_client::event_created_child!(Recorder, XxDmabufHeapFeedbackV2, [
+        xx_dmabuf_heap_feedback_v2::EVT_HEAP_OPCODE => (XxDmabufHeapV2, ()),
+    ]);
+}
+
+impl Dispatch<XxDmabufHeapV2, ()> for Recorder {
+    fn event(
+        s: &mut Self,
+        heap: &XxDmabufHeapV2,
+        e: xx_dmabuf_heap_v2::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xx_dmabuf_heap_v2::Event::Removed = e {
+            s.collector.heap_removed(heap.id().protocol_id());
         }
     }
 }
