@@ -151,6 +151,36 @@ impl Client {
         })
     }
 
+    /// Makes `fd` (a `w`x`h` XRGB8888 linear buffer) a linux-dmabuf buffer
+    /// with `create`, meant for `sampling` when given (version 6); whether
+    /// it was `created` (else `failed`).
+    fn create_buffer(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        (w, h): (u32, u32),
+        sampling: Option<u64>,
+    ) -> Result<bool, String> {
+        let qh = self.queue.handle();
+        let params = self.dmabuf.create_params(&qh, ());
+        params.add(fd, 0, 0, w * 4, 0, 0);
+        if let Some(dev) = sampling {
+            params.set_sampling_device(dev.to_ne_bytes().to_vec());
+        }
+        params.create(w as i32, h as i32, XR24, Flags::empty());
+        self.st.created = None;
+        self.st.failed = false;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.st.created.is_none() && !self.st.failed {
+            self.queue
+                .roundtrip(&mut self.st)
+                .map_err(|e| format!("roundtrip: {e}"))?;
+            if Instant::now() > deadline {
+                return Err("neither created nor failed in 20 s".into());
+            }
+        }
+        Ok(!self.st.failed)
+    }
+
     /// Reads events until `batches` heap batches came (or the connection
     /// died: its protocol error).
     fn batches(&mut self, batches: usize) -> Result<(), String> {
@@ -212,20 +242,7 @@ fn batches_follow_the_linux_dmabuf_feedback_object() -> Result<(), String> {
     let (w, h) = (64u32, 64u32);
     let buffer = dma_heap::alloc(heap.fd.as_fd(), u64::from(w * h * 4))
         .map_err(|e| format!("DMA_HEAP_IOCTL_ALLOC on {heap_name}'s announced fd: {e}"))?;
-    let qh = c.queue.handle();
-    let params = c.dmabuf.create_params(&qh, ());
-    params.add(buffer.as_fd(), 0, 0, w * 4, 0, 0);
-    params.create(w as i32, h as i32, XR24, Flags::empty());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c.st.created.is_none() && !c.st.failed {
-        c.queue
-            .roundtrip(&mut c.st)
-            .map_err(|e| format!("roundtrip: {e}"))?;
-        if Instant::now() > deadline {
-            return Err("neither created nor failed in 20 s".into());
-        }
-    }
-    if c.st.failed {
+    if !c.create_buffer(buffer.as_fd(), (w, h), None)? {
         return Err(format!(
             "a buffer from {heap_name}'s announced fd got `failed`"
         ));
@@ -304,10 +321,13 @@ fn announced_once(st: &State) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// The protocol error of one request on a fresh client, as `(interface,
-/// code)`.
-fn error_of(request: impl FnOnce(&mut Client)) -> Result<(String, u32), String> {
-    let mut c = Client::new()?;
+/// The protocol error of one request on a fresh client (linux-dmabuf at
+/// a version of `versions`), as `(interface, code)`.
+fn error_at(
+    versions: std::ops::RangeInclusive<u32>,
+    request: impl FnOnce(&mut Client),
+) -> Result<(String, u32), String> {
+    let mut c = Client::at(versions)?;
     c.batches(1)?;
     request(&mut c);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -376,7 +396,7 @@ fn errors_are_the_protocols() -> Result<(), String> {
         ),
     ];
     for (what, request, (interface, code)) in cases {
-        let got = error_of(request)?;
+        let got = error_at(4..=5, request)?;
         // A destroyed object's error may come without its interface (the
         // client library has forgotten it).
         if got.1 != code || (got.0 != interface && !got.0.is_empty()) {
@@ -497,65 +517,24 @@ fn linux_dmabuf_v6_flags_sampling_tranches_and_names_no_main_device() -> Result<
     let (w, h) = (64u32, 64u32);
     let buffer = dma_heap::alloc(heap.fd.as_fd(), u64::from(w * h * 4))
         .map_err(|e| format!("DMA_HEAP_IOCTL_ALLOC on {}'s fd: {e}", heap.name))?;
-    let qh = c.queue.handle();
-    let params = c.dmabuf.create_params(&qh, ());
-    params.add(buffer.as_fd(), 0, 0, w * 4, 0, 0);
-    params.set_sampling_device(main.to_ne_bytes().to_vec());
-    params.create(w as i32, h as i32, XR24, Flags::empty());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c.st.created.is_none() && !c.st.failed {
-        c.queue
-            .roundtrip(&mut c.st)
-            .map_err(|e| format!("roundtrip: {e}"))?;
-        if Instant::now() > deadline {
-            return Err("neither created nor failed in 20 s".into());
-        }
-    }
-    if c.st.failed {
+    if !c.create_buffer(buffer.as_fd(), (w, h), Some(main))? {
         return Err("a version 6 buffer with set_sampling_device got `failed`".into());
     }
 
-    // A dev_t of the wrong size is invalid_dev_t_size.
-    let qh = c.queue.handle();
-    let params = c.dmabuf.create_params(&qh, ());
-    params.set_sampling_device(vec![0; 4]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let error = loop {
-        if c.queue.roundtrip(&mut c.st).is_err() {
-            break c.conn.protocol_error();
-        }
-        if Instant::now() > deadline {
-            return Err("no protocol error for a 4-byte set_sampling_device in 20 s".into());
-        }
-    };
+    // A dev_t of the wrong size, too short or too long, is
+    // invalid_dev_t_size.
     let want = zwp_linux_buffer_params_v1::Error::InvalidDevTSize as u32;
-    match error {
-        Some(p) if p.code == want && p.object_interface == "zwp_linux_buffer_params_v1" => {}
-        other => {
+    for bytes in [4, 16] {
+        let got = error_at(6..=6, |c| {
+            let qh = c.queue.handle();
+            let params = c.dmabuf.create_params(&qh, ());
+            params.set_sampling_device(vec![0; bytes]);
+        })?;
+        if got != ("zwp_linux_buffer_params_v1".to_string(), want) {
             return Err(format!(
-                "a 4-byte set_sampling_device got {other:?}, want invalid_dev_t_size ({want})"
-            ))
+                "a {bytes}-byte set_sampling_device got {got:?}, want invalid_dev_t_size ({want})"
+            ));
         }
-    }
-    // Too long is as wrong as too short.
-    let mut c = Client::at(6..=6)?;
-    c.batches(1)?;
-    let qh = c.queue.handle();
-    let params = c.dmabuf.create_params(&qh, ());
-    params.set_sampling_device(vec![0; 16]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let error = loop {
-        if c.queue.roundtrip(&mut c.st).is_err() {
-            break c.conn.protocol_error();
-        }
-        if Instant::now() > deadline {
-            return Err("no protocol error for a 16-byte set_sampling_device in 20 s".into());
-        }
-    };
-    if !matches!(&error, Some(p) if p.code == want) {
-        return Err(format!(
-            "a 16-byte set_sampling_device got {error:?}, want invalid_dev_t_size ({want})"
-        ));
     }
     println!(
         "INFO heap_feedback_v2: linux-dmabuf v6: {} tranche(s) {tranches:x?}, no main_device, sampling on {main:#x} (v4's main device), a heap on each; set_sampling_device buffer created; a 4- or 16-byte dev_t is invalid_dev_t_size",
