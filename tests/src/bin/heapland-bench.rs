@@ -81,6 +81,8 @@ usage: heapland-bench [--rounds N] [--warmup N] [--tolerance F] [--boot NAME]
   --camera-rounds N runs of each camera-to-display path, alternating (default 5)
   --camera-frames N measured frames per camera run (default 60)
   --peer-rounds N   runs of each compositor in the peers part (default 3)
+  --peer-log LEVEL  heapland's RUST_LOG in the peers part (e.g. debug), to see
+                    what it does while idle (its numbers then include the logging)
   --peer-gdb        run heapland under gdb -batch in the peers part, so that a
                     crash shows its backtrace (its numbers are then gdb's)
   --peers NAMES     comma-separated compositors of the peers part (default all:
@@ -193,6 +195,7 @@ fn parse_args() -> Result<Args, String> {
             "--camera-frames" => args.camera_frames = num(value(&a)?)? as usize,
             "--peer-rounds" => args.peer_rounds = num(value(&a)?)? as usize,
             "--peer-gdb" => heapland_tests::guest::peers::run_heapland_under_gdb(true),
+            "--peer-log" => heapland_tests::guest::peers::heapland_log_level(&value(&a)?),
             "--peers" => {
                 args.peers = value(&a)?
                     .split(',')

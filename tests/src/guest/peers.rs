@@ -107,6 +107,10 @@ impl Peer {
     fn gl(self) -> bool {
         matches!(self, Peer::HeaplandGles | Peer::WestonGl | Peer::SwayGles2)
     }
+
+    fn is_heapland(self) -> bool {
+        matches!(self, Peer::HeaplandGles | Peer::HeaplandPixman)
+    }
 }
 
 /// A compositor started for one measurement.
@@ -168,6 +172,16 @@ static UNDER_GDB: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 
 pub fn run_heapland_under_gdb(on: bool) {
     UNDER_GDB.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// heapland's `RUST_LOG` in the peers part (heapland-bench --peer-log), to
+/// see what it does while idle; its numbers then include the logging.
+static LOG_LEVEL: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+pub fn heapland_log_level(level: &str) {
+    if let Ok(mut l) = LOG_LEVEL.lock() {
+        *l = Some(level.to_owned());
+    }
 }
 
 /// `program` on Mesa 26.1 when `gl`, else as it is.
@@ -283,6 +297,9 @@ fn start(peer: Peer) -> Result<Running, String> {
             .env("XDG_RUNTIME_DIR", &dir)
             .stdin(Stdio::null())
             .stderr(err);
+            if let Some(level) = LOG_LEVEL.lock().ok().and_then(|l| l.clone()) {
+                c.env("RUST_LOG", level);
+            }
             // gdb says what happened (the signal, the backtrace) on stdout.
             if UNDER_GDB.load(std::sync::atomic::Ordering::Relaxed) {
                 let out = File::options()
@@ -696,6 +713,14 @@ fn measure(peer: Peer, window: Duration) -> Result<Sample, String> {
     let idle_switches: u64 = woke.iter().map(|(_, n)| n).sum();
     if idle_switches > 0 {
         // Which thread woke says why (the main loop, a renderer's worker, a timer).
+        if peer.is_heapland() {
+            // What it was doing (at info level: what it said last).
+            println!(
+                "INFO peers: {} log while idle:\n{}",
+                peer.name(),
+                run.log_tail()
+            );
+        }
         println!(
             "INFO peers: {} woke {idle_switches} times in {} s idle, by thread: {woke:?}",
             peer.name(),
