@@ -474,13 +474,19 @@ fn two_outputs(comp: &mut Heapland, vkms: &ConfigfsVkms, card_path: &str) -> Res
     surface.damage_buffer(0, 0, 64, 64);
     surface.frame(&qh, ());
     surface.commit();
-    wait(
+    let moved = wait(
         &mut st,
         comp,
         &mut roundtrip,
         &|s| s.frame_done && s.entered.iter().any(|o| remaining.contains(o)),
         "the window moved to the remaining output and drawn",
-    )?;
+    );
+    moved.map_err(|e| {
+        format!(
+            "{e}\n(frame callback: {}; the window is on {:?}; the remaining output is {remaining:?})",
+            st.frame_done, st.entered
+        )
+    })?;
 
     // The connector plugged back: its output comes back and scans out a
     // frame heapland drew (its background where no window is).
