@@ -349,7 +349,7 @@ fn camera_frame_scanned_out_without_copy() -> Result<(), String> {
     };
     let mode = format!("640x480@{refresh}");
     let comp = Heapland::start_bare(&["--backend", "drm", "--output", &mode])?;
-    super::session::fullscreen_camera_scanned_out(comp, &node, &video, (640, 480), CLCD)
+    super::session::fullscreen_camera_scanned_out(comp, &node, &video, (640, 480), (CLCD, "pl111"))
 }
 
 /// Serves PL111 as at boot again when dropped, whatever the test did before failing:

@@ -323,17 +323,18 @@ fn fullscreen_camera_gets_scanout_tranche_and_plane() -> Result<(), String> {
         "--share-with",
         &video_path,
     ])?;
-    fullscreen_camera_scanned_out(comp, &video_node, &video, (CAM_W, CAM_H), "vkms")
+    fullscreen_camera_scanned_out(comp, &video_node, &video, (CAM_W, CAM_H), ("vkms", "vkms"))
 }
 
-/// The body of the fullscreen camera test, for any display (`display`: its device name
-/// in bufinfo) whose only mode is `(cam_w, cam_h)`, with heapland already started.
+/// The body of the fullscreen camera test, for any display whose only mode is
+/// `(cam_w, cam_h)`, with heapland already started: `display` is its device
+/// name in bufinfo and the DRM driver name of its card.
 pub(super) fn fullscreen_camera_scanned_out(
     mut comp: Heapland,
     video_node: &Path,
     video: &v4l2::Video,
     (cam_w, cam_h): (u32, u32),
-    display: &str,
+    (display, driver): (&str, &str),
 ) -> Result<(), String> {
     let Client {
         conn,
@@ -481,7 +482,7 @@ pub(super) fn fullscreen_camera_scanned_out(
     // And in the KMS state: the display's primary plane scans out the very
     // dma-buf the camera wrote (not a copy of it, nor a buffer that is
     // merely attached).
-    let card = super::drm_card::find(display, "card")?;
+    let card = super::drm_card::find(driver, "card")?;
     let deadline = Instant::now() + Duration::from_secs(10);
     let plane = loop {
         match card.plane_showing(frame_inode)? {
