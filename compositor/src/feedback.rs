@@ -288,22 +288,34 @@ pub fn set_surface_plan(state: &mut Heapland, surface: &WlSurface, plan: Arc<Fee
         let sf = states
             .data_map
             .get_or_insert_threadsafe(SurfaceFeedback::default);
-        if let Ok(mut p) = sf.plan.lock() {
-            *p = Some(plan.clone());
-        }
         (live(&sf.linux_instances), live(&sf.heap_instances))
     });
     // The format table is written only for a surface with linux-dmabuf
-    // feedback objects (most subsurfaces and popups have none).
+    // feedback objects (most subsurfaces and popups have none). If it
+    // cannot be, nothing changes: the plan is not recorded, so the next
+    // decision tries again, and both protocols keep saying the old one.
     let linux: Vec<_> = linux.iter().filter_map(|w| w.upgrade().ok()).collect();
-    if !linux.is_empty() && plan.has_feedback() {
+    let encoded = if !linux.is_empty() && plan.has_feedback() {
         match crate::linux_feedback::EncodedPlan::new(&plan) {
-            Ok(encoded) => {
-                for instance in &linux {
-                    crate::linux_feedback::send(state, instance, &plan, &encoded);
-                }
+            Ok(encoded) => Some(encoded),
+            Err(err) => {
+                tracing::warn!("cannot build surface feedback: {err}");
+                return;
             }
-            Err(err) => tracing::warn!("cannot build surface feedback: {err}"),
+        }
+    } else {
+        None
+    };
+    with_states(surface, |states| {
+        if let Some(sf) = states.data_map.get::<SurfaceFeedback>() {
+            if let Ok(mut p) = sf.plan.lock() {
+                *p = Some(plan.clone());
+            }
+        }
+    });
+    if let Some(encoded) = &encoded {
+        for instance in &linux {
+            crate::linux_feedback::send(state, instance, &plan, encoded);
         }
     }
     for instance in heaps.iter().filter_map(|w| w.upgrade().ok()) {

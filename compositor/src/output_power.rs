@@ -113,6 +113,8 @@ impl Heapland {
             if !deferred {
                 self.stop_frame_cycle(output);
             }
+            // Its surfaces' frame callbacks go to the outputs still lit.
+            crate::scene::release_primary_output(&self.space, output);
             // A blank output shows no client: a pending lock need not wait
             // for it.
             self.lock_if_nothing_shows_clients();

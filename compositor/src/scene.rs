@@ -150,32 +150,14 @@ impl Scene<'_> {
     /// Records which output each surface of `output` is mainly shown on,
     /// from the states of the frame just drawn: frame callbacks of a surface
     /// on two outputs follow that one ([`Scene::frame_done`]).
-    ///
-    /// An output no longer in the space (unplugged) loses its surfaces to
-    /// the output drawing them now: Smithay keeps a surface's primary
-    /// output while that `Output` is alive, and other holders (a client's
-    /// `wl_output`, a capture source) keep it alive, which would leave a
-    /// window moved off an unplugged display without frame callbacks.
     pub fn update_primary_scanout_output(&self, output: &Output, states: &RenderElementStates) {
-        let compare = primary_compare(|current, current_state, next, next_state| {
-            if self.space.outputs().any(|o| o == current) {
-                smithay::backend::renderer::element::default_primary_scanout_output_compare(
-                    current,
-                    current_state,
-                    next,
-                    next_state,
-                )
-            } else {
-                next
-            }
-        });
         let update = |surface: &_, surface_data: &_| {
             smithay::desktop::utils::update_surface_primary_scanout_output(
                 surface,
                 output,
                 surface_data,
                 states,
-                compare,
+                smithay::backend::renderer::element::default_primary_scanout_output_compare,
             );
         };
         for_each_surface(self.space, output, update);
@@ -455,16 +437,22 @@ pub fn for_each_surface(
     }
 }
 
-/// `compare` as Smithay's primary-output updates take it (a closure's
-/// lifetimes are inferred generic only through such a bound).
-fn primary_compare<F>(compare: F) -> F
-where
-    F: for<'a> Fn(
-        &'a Output,
-        &'a smithay::backend::renderer::element::RenderElementState,
-        &'a Output,
-        &'a smithay::backend::renderer::element::RenderElementState,
-    ) -> &'a Output,
-{
-    compare
+/// Forgets `output` as the primary scanout output of every surface on it,
+/// because it stops being drawn (unplugged, or turned off): the outputs
+/// still showing those surfaces take over their frame callbacks with their
+/// next frame. Smithay keeps a primary output for as long as the `Output`
+/// lives and only gives it up for one that shows twice the area, so a
+/// window moved off an unplugged display, or spanning a display turned off,
+/// would otherwise get only throttled frame callbacks.
+pub fn release_primary_output(space: &Space<Window>, output: &Output) {
+    let drawn_nowhere = RenderElementStates::default();
+    for_each_surface(space, output, |surface, data| {
+        smithay::desktop::utils::update_surface_primary_scanout_output(
+            surface,
+            output,
+            data,
+            &drawn_nowhere,
+            smithay::backend::renderer::element::default_primary_scanout_output_compare,
+        );
+    });
 }

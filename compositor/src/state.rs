@@ -437,6 +437,7 @@ impl Heapland {
         }
 
         self.image_copy_capture.output_removed(output);
+        crate::scene::release_primary_output(&self.space, output);
         let old = self.space.output_geometry(output);
         self.space.unmap_output(output);
         self.outputs.retain(|o| o != output);

@@ -49,6 +49,8 @@ where
 
 /// Implements `Dispatch<I, ()>` for a state type, doing nothing, for each
 /// interface `I` listed: objects whose events the test does not look at.
+/// Not for interfaces with events that create objects (`wl_data_device`'s
+/// `data_offer`): wayland-client needs `event_created_child!` for those.
 ///
 /// ```text
 /// heapland_test_client::ignore_events!(State: WlCompositor, WlShm);

@@ -14,7 +14,8 @@ use wayland_client::{
 /// XRGB8888 buffers of `w`x`h` (rows of `w * 4` bytes), one per colour of
 /// `colours` (`0x00RRGGBB`), back to back in one memfd, each with user
 /// data `data`; and the file, which the caller keeps for as long as the
-/// buffers are used (and may read what a compositor wrote into them).
+/// buffers are used (and may read what a compositor wrote into them, with
+/// positioned reads: its offset is at its end).
 pub fn solid_buffers<S, U>(
     shm: &WlShm,
     qh: &QueueHandle<S>,
@@ -26,6 +27,9 @@ where
     S: Dispatch<WlShmPool, ()> + Dispatch<WlBuffer, U> + 'static,
     U: Clone + Send + Sync + 'static,
 {
+    if w == 0 || h == 0 || colours.is_empty() {
+        return Err(format!("no buffer of {w}x{h} in {} colours", colours.len()));
+    }
     let stride = w.checked_mul(4).ok_or("buffer too wide")?;
     let len = u64::from(stride) * u64::from(h);
     let total = len * colours.len() as u64;

@@ -163,7 +163,7 @@ impl Client {
         let qh = self.queue.handle();
         let params = self.dmabuf.create_params(&qh, ());
         params.add(fd, 0, 0, w * 4, 0, 0);
-        if let Some(dev) = sampling {
+        if let Some(dev) = sampling.filter(|_| self.dmabuf.version() >= 6) {
             params.set_sampling_device(dev.to_ne_bytes().to_vec());
         }
         params.create(w as i32, h as i32, XR24, Flags::empty());

@@ -140,6 +140,22 @@ impl Running {
         lines[lines.len().saturating_sub(keep)..].join("\n")
     }
 
+    /// The log's length in bytes now.
+    fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log).map_or(0, |m| m.len())
+    }
+
+    /// What the log gained after `offset` bytes (its last 40 lines).
+    fn log_since(&self, offset: u64) -> String {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(text.len());
+        let text = String::from_utf8_lossy(&text[start..]).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
     fn alive(&mut self) -> Result<(), String> {
         match self.child.try_wait() {
             Ok(Some(status)) => Err(format!("exited ({status}): {}", self.log_tail())),
@@ -706,6 +722,7 @@ fn measure(peer: Peer, window: Duration) -> Result<Sample, String> {
     // waiting, for every compositor alike (sway, which never stops waking,
     // always waits the 45 s). A periodic wake-up shows after that.
     wait_until_quiet(pid, Duration::from_secs(45))?;
+    let log_before = run.log_len();
     let before = context_switches(pid)?;
     let idle = Duration::from_secs(5);
     std::thread::sleep(idle);
@@ -714,11 +731,12 @@ fn measure(peer: Peer, window: Duration) -> Result<Sample, String> {
     if idle_switches > 0 {
         // Which thread woke says why (the main loop, a renderer's worker, a timer).
         if peer.is_heapland() {
-            // What it was doing (at info level: what it said last).
+            // What it said while it should have been idle (with
+            // --peer-log debug: what it was doing).
             println!(
                 "INFO peers: {} log while idle:\n{}",
                 peer.name(),
-                run.log_tail()
+                run.log_since(log_before)
             );
         }
         println!(

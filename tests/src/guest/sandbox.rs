@@ -124,7 +124,11 @@ struct HeapTranche {
     target: u64,
     /// 1: scanout.
     flags: u32,
+    /// (fourcc, modifier) pairs, from linux-dmabuf.
+    formats: Vec<(u32, u64)>,
     devices: Vec<u64>,
+    /// (pitch, offset, base) alignment.
+    layout: (u32, u32, u32),
     heap: Result<Granted, (u32, String)>,
 }
 
@@ -141,7 +145,13 @@ impl HeapTranche {
         HeapTranche {
             target: t.target_device.to_dev_t(),
             flags: u32::from(t.scanout),
+            formats: t.formats.iter().map(|f| (f.format, f.modifier)).collect(),
             devices: t.devices.iter().map(|d| d.to_dev_t()).collect(),
+            layout: (
+                t.layout.pitch_alignment,
+                t.layout.offset_alignment,
+                t.layout.base_alignment,
+            ),
             heap: match t.heap {
                 Ok(h) => Ok(Granted {
                     fd: h.fd,
@@ -310,6 +320,30 @@ fn run_clients(label: &str, comp: &mut Heapland) -> Result<(), String> {
             c.wait_batches(i + 2)?;
         }
     }
+    // One batch each for the feedback and for each add_device, no more,
+    // and batch k lists the first k devices added in every tranche.
+    for c in [&mut normal, &mut sandboxed] {
+        c.roundtrip()?;
+        if c.rec.batches.len() != 1 + extra.len() {
+            return Err(format!(
+                "{}: {} batches for the feedback and {} add_device requests",
+                c.who,
+                c.rec.batches.len(),
+                extra.len()
+            ));
+        }
+        for (k, batch) in c.rec.batches.iter().enumerate() {
+            if let Some(t) = batch
+                .iter()
+                .find(|t| !extra[..k].iter().all(|d| t.devices.contains(d)))
+            {
+                return Err(format!(
+                    "{}: batch {k} has a tranche without the {k} device(s) added: {:?}",
+                    c.who, t.devices
+                ));
+            }
+        }
+    }
     comp.alive()?;
 
     let heaps = Abi::heaps()?;
@@ -318,6 +352,16 @@ fn run_clients(label: &str, comp: &mut Heapland) -> Result<(), String> {
         "INFO sandbox[{label}]: heaps {heaps:?}, charging the allocator's memory cgroup {charging:?}"
     );
 
+    // The oracle must name a heap for the render node alone, the first
+    // tranche: a guest where it names none would check nothing.
+    if let Some(first) = normal.rec.batches.first().and_then(|b| b.first()) {
+        if !matches!(Abi::expected(&first.devices, |_| true)?, Expected::Heap(_)) {
+            return Err(format!(
+                "the ABI names no heap for {:?} (no dma_heaps/ links?): the checks would say nothing",
+                first.devices
+            ));
+        }
+    }
     let mut errs = Vec::new();
     let n_batches = &normal.rec.batches;
     let s_batches = &sandboxed.rec.batches;
@@ -344,10 +388,10 @@ fn run_clients(label: &str, comp: &mut Heapland) -> Result<(), String> {
         }
         for (i, (n, s)) in nb.iter().zip(sb).enumerate() {
             let at = format!("[{label}] batch {b} tranche {i}");
-            if n.devices != s.devices {
+            if (&n.devices, &n.formats, n.layout) != (&s.devices, &s.formats, s.layout) {
                 errs.push(format!(
-                    "{at}: devices differ: {:?} / {:?}",
-                    n.devices, s.devices
+                    "{at}: devices, formats or layout differ: {:?} {:?} {:?} / {:?} {:?} {:?}",
+                    n.devices, n.formats, n.layout, s.devices, s.formats, s.layout
                 ));
                 continue;
             }
