@@ -390,15 +390,16 @@ impl HeapDirectory {
         // one, else the smallest buffer: a heap too small for a full-screen
         // buffer still serves smaller ones. (Chosen against every heap, a
         // frame only a withheld heap holds would leave this client none.)
-        let frame = if self.decide(&pool, &resolved, self.frame).is_ok() {
-            self.frame
+        let at_frame = self.explain(&pool, &resolved, self.frame);
+        let (frame, explained) = if at_frame.as_ref().is_ok_and(|e| e.heap().is_ok()) {
+            (self.frame, at_frame)
         } else {
-            SMALLEST
+            (SMALLEST, self.explain(&pool, &resolved, SMALLEST))
         };
         // The buffer's size, to judge withheld heaps by (a heap gives at
         // least a page when the layout cannot be made).
-        let size = self
-            .explain(&pool, &resolved, frame)
+        let size = explained
+            .as_ref()
             .map(|e| e.layout.alloc_size())
             .unwrap_or(rustix::param::page_size() as u64);
         // Only heaps that would serve are worth a word.
@@ -412,7 +413,7 @@ impl HeapDirectory {
                 .map(|(heap, why)| withheld_because(heap, why))
                 .collect()
         };
-        let err = match self.decide(&pool, &resolved, frame) {
+        let err = match explained.and_then(|e| e.heap()) {
             Ok(chosen) => {
                 // The pool holds copies: answer with the directory's own.
                 let heap = self
