@@ -11,40 +11,13 @@ use heapland_allocator::{
 };
 use heapland_protocols::client::xx_dmabuf_heap_feedback_v1::{Event as Heap, HeapFlags};
 use wayland_client::WEnum;
-use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_dmabuf_feedback_v1::{
-    Event as Dmabuf, TrancheFlags,
-};
+use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_dmabuf_feedback_v1::Event as Dmabuf;
 
-/// A linux-dmabuf batch: (target, scanout, format indices) per tranche.
+/// A linux-dmabuf batch (version 4): (target, scanout, format indices) per tranche.
 fn dmabuf_batch(c: &mut FeedbackCollector, with_table: bool, tranches: &[(u64, bool, &[u16])]) {
-    c.dmabuf_event(Dmabuf::MainDevice {
-        device: dev(RENDER),
-    })
-    .unwrap();
-    if with_table {
-        let (fd, size) = table();
-        c.dmabuf_event(Dmabuf::FormatTable { fd, size }).unwrap();
+    for event in wire::dmabuf_batch(false, with_table, tranches) {
+        c.dmabuf_event(event).unwrap();
     }
-    for (target, scanout, indices) in tranches {
-        c.dmabuf_event(Dmabuf::TrancheTargetDevice {
-            device: dev(*target),
-        })
-        .unwrap();
-        let idx: Vec<u8> = indices.iter().flat_map(|i| i.to_ne_bytes()).collect();
-        c.dmabuf_event(Dmabuf::TrancheFormats { indices: idx })
-            .unwrap();
-        let flags = if *scanout {
-            TrancheFlags::Scanout
-        } else {
-            TrancheFlags::empty()
-        };
-        c.dmabuf_event(Dmabuf::TrancheFlags {
-            flags: WEnum::Value(flags),
-        })
-        .unwrap();
-        c.dmabuf_event(Dmabuf::TrancheDone).unwrap();
-    }
-    c.dmabuf_event(Dmabuf::Done).unwrap();
 }
 
 /// A heap batch: (target, scanout, devices) per tranche, each with a heap.

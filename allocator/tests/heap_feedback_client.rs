@@ -5,16 +5,12 @@
 
 mod wire;
 
-use wire::{dev, memfd, table, DISPLAY, RENDER};
+use wire::{dev, memfd, DISPLAY, RENDER};
 
 use heapland_allocator::{
     feedback_client::{FeedbackError, JoinedFeedback},
     heap_feedback_client::{HeapEvent, HeapFeedbackCollector},
     DeviceNumber,
-};
-use wayland_client::WEnum;
-use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_dmabuf_feedback_v1::{
-    Event as Dmabuf, TrancheFlags,
 };
 
 /// `heap_flags.contiguous`.
@@ -36,38 +32,10 @@ fn dmabuf_batch(
     with_table: bool,
     tranches: &[(u64, bool, &[u16])],
 ) {
-    if let Version::V4 = version {
-        c.dmabuf_event(Dmabuf::MainDevice {
-            device: dev(RENDER),
-        })
-        .unwrap();
+    let version6 = matches!(version, Version::V6);
+    for event in wire::dmabuf_batch(version6, with_table, tranches) {
+        c.dmabuf_event(event).unwrap();
     }
-    if with_table {
-        let (fd, size) = table();
-        c.dmabuf_event(Dmabuf::FormatTable { fd, size }).unwrap();
-    }
-    for (target, scanout, indices) in tranches {
-        c.dmabuf_event(Dmabuf::TrancheTargetDevice {
-            device: dev(*target),
-        })
-        .unwrap();
-        let idx: Vec<u8> = indices.iter().flat_map(|i| i.to_ne_bytes()).collect();
-        c.dmabuf_event(Dmabuf::TrancheFormats { indices: idx })
-            .unwrap();
-        let mut flags = TrancheFlags::empty();
-        if *scanout {
-            flags |= TrancheFlags::Scanout;
-        }
-        if matches!(version, Version::V6) && *target == RENDER {
-            flags |= TrancheFlags::Sampling;
-        }
-        c.dmabuf_event(Dmabuf::TrancheFlags {
-            flags: WEnum::Value(flags),
-        })
-        .unwrap();
-        c.dmabuf_event(Dmabuf::TrancheDone).unwrap();
-    }
-    c.dmabuf_event(Dmabuf::Done).unwrap();
 }
 
 /// Announces heap `id`.

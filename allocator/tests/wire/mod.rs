@@ -3,6 +3,11 @@
 
 use std::{io::Write, os::fd::OwnedFd};
 
+use wayland_client::WEnum;
+use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_dmabuf_feedback_v1::{
+    Event, TrancheFlags,
+};
+
 pub const RENDER: u64 = (226 << 8) | 128;
 pub const DISPLAY: u64 = 226 << 8;
 pub const XR24: u32 = u32::from_le_bytes(*b"XR24");
@@ -31,4 +36,45 @@ pub fn table() -> (OwnedFd, u32) {
     }
     let len = t.len() as u32;
     (memfd(&t), len)
+}
+
+/// The events of one linux-dmabuf batch: `main_device` (RENDER) below
+/// version 6, the format table when `with_table`, then (target, scanout,
+/// format indices) per tranche, RENDER's tranches flagged `sampling` at
+/// version 6, and `done`.
+pub fn dmabuf_batch(
+    version6: bool,
+    with_table: bool,
+    tranches: &[(u64, bool, &[u16])],
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    if !version6 {
+        events.push(Event::MainDevice {
+            device: dev(RENDER),
+        });
+    }
+    if with_table {
+        let (fd, size) = table();
+        events.push(Event::FormatTable { fd, size });
+    }
+    for (target, scanout, indices) in tranches {
+        events.push(Event::TrancheTargetDevice {
+            device: dev(*target),
+        });
+        let indices: Vec<u8> = indices.iter().flat_map(|i| i.to_ne_bytes()).collect();
+        events.push(Event::TrancheFormats { indices });
+        let mut flags = TrancheFlags::empty();
+        if *scanout {
+            flags |= TrancheFlags::Scanout;
+        }
+        if version6 && *target == RENDER {
+            flags |= TrancheFlags::Sampling;
+        }
+        events.push(Event::TrancheFlags {
+            flags: WEnum::Value(flags),
+        });
+        events.push(Event::TrancheDone);
+    }
+    events.push(Event::Done);
+    events
 }
