@@ -190,6 +190,7 @@ void device_heap_add_param_devices(const char *devices);
 /* heap_links.c: device -> heap links in priority order */
 void device_heap_relink(void);
 void device_heap_unlink(struct device_heap_served *served);
+void device_heap_links_changed(struct device *dev);
 bool device_heap_kernel_heap_exists(struct device *dev, const char *name);
 
 /* heap_buffer.c: dma-buf export of one allocation */

@@ -238,6 +238,23 @@ static int device_heap_rank(struct device *dev, struct device_heap_link *links)
 	return n;
 }
 
+/**
+ * device_heap_links_changed - tell userspace a device's dma_heaps/ changed
+ * @dev: a device whose links were made again or removed
+ *
+ * Links are not objects of their own, so no uevent comes with them: a
+ * "change" uevent on the device, with DMA_HEAPS=1, says that what its
+ * dma_heaps/ holds may have changed. Heaps coming and going have the
+ * uevents of their own devices ("add" and "remove" in the device_heap
+ * class).
+ */
+void device_heap_links_changed(struct device *dev)
+{
+	char *envp[2] = { "DMA_HEAPS=1", NULL };
+
+	kobject_uevent_env(&dev->kobj, KOBJ_CHANGE, envp);
+}
+
 static void device_heap_link_device(struct device_heap_served *s)
 {
 	struct device_heap_link *links;
@@ -329,7 +346,9 @@ void device_heap_relink(void)
 				break;
 			}
 		}
-		if (first)
+		if (first) {
 			device_heap_link_device(s);
+			device_heap_links_changed(s->dev);
+		}
 	}
 }

@@ -580,8 +580,14 @@ int device_heap_control_remove(const char *spec)
 			if (device_heap_wanted_match(old, s->dev) &&
 			    s->needs.backing ==
 			    device_heap_wanted_backing(old, s->dev) &&
-			    !device_heap_still_wanted(s))
+			    !device_heap_still_wanted(s)) {
+				struct device *dev = get_device(s->dev);
+
 				device_heap_unserve(s, &dead);
+				/* Relinked (and told) if served otherwise too. */
+				device_heap_links_changed(dev);
+				put_device(dev);
+			}
 		}
 		kfree(old);
 		ret = 0;
