@@ -75,10 +75,16 @@ impl HeapProtocolState {
         self.v2.retain(|w| w.upgrade().is_ok());
         self.v2.push(feedback.downgrade());
     }
+
+    /// The v2 heap feedback objects alive.
+    pub fn v2(&self) -> impl Iterator<Item = XxDmabufHeapFeedbackV2> + '_ {
+        self.v2.iter().filter_map(|w| w.upgrade().ok())
+    }
 }
 
 /// Re-sends every heap feedback object's batch, of both versions: the heap
-/// a tranche gets may have changed ([`crate::heaps::HeapDirectory::size_for_outputs`]).
+/// a tranche gets may have changed ([`crate::heaps::HeapDirectory::size_for_outputs`],
+/// [`crate::heaps::HeapDirectory::rescan`]).
 /// A v2 object gets its last batch again, for the same `dmabuf_done`.
 pub fn resend_all(state: &Heapland) {
     for feedback in state
@@ -89,12 +95,7 @@ pub fn resend_all(state: &Heapland) {
     {
         resend(state, &feedback);
     }
-    for feedback in state
-        .heap_protocol
-        .v2
-        .iter()
-        .filter_map(|w| w.upgrade().ok())
-    {
+    for feedback in state.heap_protocol.v2() {
         crate::heap_protocol_v2::resend(state, &feedback);
     }
 }

@@ -11,10 +11,18 @@
 //! Which heap a tranche gets, and the log of it, are the first version's
 //! ([`crate::heap_protocol::grant_for`]).
 //!
-//! heapland does not rescan heaps while it runs, so it never sends
-//! `removed`.
+//! When heaps come or go while heapland runs (`heap_watch`), a heap gone
+//! gets `removed` on every heap feedback object that announced it, before
+//! that object's batch is sent again; a heap made again under the same name
+//! is a new object.
 
-use std::{os::fd::AsFd, sync::Mutex};
+use std::{
+    os::fd::AsFd,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex,
+    },
+};
 
 use heapland_protocols::v2::server::{
     xx_dmabuf_heap_feedback_v2::{self, HeapFlags, NoHeapReason, XxDmabufHeapFeedbackV2},
@@ -58,8 +66,39 @@ pub struct HeapFeedback {
 #[derive(Debug)]
 pub struct Heap {
     /// The heap feedback object that announced it: while it lives, batches
-    /// may refer to the heap.
+    /// may refer to the heap, until `removed`.
     announced_by: Weak<XxDmabufHeapFeedbackV2>,
+    /// `removed` was sent: no batch refers to it any more.
+    removed: AtomicBool,
+}
+
+/// Sends `removed` for each heap of `gone` (names) to every heap feedback
+/// object that announced it, and forgets it there: a batch that needs a
+/// heap of that name again announces a new object.
+pub fn remove_heaps(state: &Heapland, gone: &[String]) {
+    if gone.is_empty() {
+        return;
+    }
+    for feedback in state.heap_protocol.v2() {
+        let Some(data) = feedback.data::<HeapFeedback>() else {
+            continue;
+        };
+        let Ok(mut announced) = data.announced.lock() else {
+            continue;
+        };
+        announced.retain(|(name, heap)| {
+            if !gone.contains(name) {
+                return true;
+            }
+            if let Ok(heap) = heap.upgrade() {
+                if let Some(h) = heap.data::<Heap>() {
+                    h.removed.store(true, Ordering::Relaxed);
+                }
+                heap.removed();
+            }
+            false
+        });
+    }
 }
 
 /// Sends the batch describing the linux-dmabuf feedback `plan`, completed
@@ -140,6 +179,7 @@ fn announced_heap(
             heap_feedback.version(),
             Heap {
                 announced_by: heap_feedback.downgrade(),
+                removed: AtomicBool::new(false),
             },
         )
         .ok()?;
@@ -301,9 +341,10 @@ impl Dispatch<XxDmabufHeapV2, Heap> for Heapland {
         _data_init: &mut DataInit<'_, Self>,
     ) {
         // `destroy` is the only request. A batch already on the wire may
-        // name the heap while its heap feedback object lives (no heap is
-        // ever removed): the client would meet a destroyed object.
+        // name the heap while its heap feedback object lives, until
+        // `removed`: the client would meet a destroyed object.
         if matches!(request, xx_dmabuf_heap_v2::Request::Destroy)
+            && !data.removed.load(Ordering::Relaxed)
             && data.announced_by.upgrade().is_ok()
         {
             resource.post_error(

@@ -4,7 +4,8 @@
 //!
 //! The compositor only asks "for buffers touched by these devices, which
 //! heap, and may this client have it?". Discovery (the sysfs ABI of
-//! kernel/ABI.md) runs once at start-up; the choice among heaps is the
+//! kernel/ABI.md) runs at start-up and again when heaps or devices come
+//! and go (`heap_watch`); the choice among heaps is the
 //! allocator's, so the compositor and clients that use the library agree:
 //! the kernel ranks the heaps serving each device (its `dma_heaps/` links),
 //! and the first heap in the first device's order that every other device
@@ -255,6 +256,19 @@ pub struct Choice<'a> {
     pub judged: Option<OwnedFd>,
 }
 
+/// What tells a heap from an earlier one of the same name: the inode of its
+/// sysfs device (`device_heap`'s class device, else the heap core's), which
+/// sysfs does not reuse for a device made again. `None` where it has none
+/// (udmabuf, a test's tree).
+fn identity(discovery: &Discovery, name: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let class = discovery.roots().sysfs.join("class");
+    ["device_heap", "dma_heap"]
+        .iter()
+        .find_map(|c| std::fs::metadata(class.join(c).join(name)).ok())
+        .map(|m| m.ino())
+}
+
 /// Device data by `dev_t`, with the sysfs node each was read from.
 type DeviceCache = HashMap<u64, (Option<PathBuf>, DeviceInfo)>;
 
@@ -277,6 +291,8 @@ pub struct HeapDirectory {
     /// What a heap's node must be to be judged for a client: a character
     /// device (tests stand regular files in for them).
     node_type: FileType,
+    /// Each heap's sysfs device, by heap name (see [`HeapDirectory::rescan`]).
+    identities: HashMap<String, Option<u64>>,
 }
 
 impl HeapDirectory {
@@ -292,13 +308,42 @@ impl HeapDirectory {
             .filter(|h| h.kind != HeapKind::Udmabuf)
             .cloned()
             .collect();
+        let identities = heaps
+            .iter()
+            .map(|h| (h.name.clone(), identity(&discovery, &h.name)))
+            .collect();
         HeapDirectory {
             discovery,
             heaps,
             frame: SMALLEST,
             devices: Arc::default(),
             node_type: FileType::CharacterDevice,
+            identities,
         }
+    }
+
+    /// Scans the same `/dev` and `/sys` again (a heap, or a device's links
+    /// to heaps, changed) and forgets the device data read so far; the
+    /// frame size stays. Returns the names of the heaps gone: not found
+    /// any more, or found with another sysfs device than before (removed
+    /// and made again under the same name between the two scans: a file
+    /// descriptor opened on the old one may not allocate from the new
+    /// one).
+    pub fn rescan(&mut self) -> Vec<String> {
+        let next = Self::from_discovery(Discovery::scan_roots(self.discovery.roots()));
+        let gone = self
+            .identities
+            .iter()
+            .filter(|(name, id)| next.identities.get(*name) != Some(id))
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.discovery = next.discovery;
+        self.heaps = next.heaps;
+        self.identities = next.identities;
+        if let Ok(mut devices) = self.devices.lock() {
+            devices.clear();
+        }
+        gone
     }
 
     /// Chooses heaps for buffers as large as a full XRGB8888 frame of the
@@ -1380,5 +1425,46 @@ mod tests {
                 node = node.display()
             )))
         );
+    }
+
+    /// A rescan names the heaps gone: not found any more, or found with
+    /// another sysfs device (made again under the same name); a heap still
+    /// there is not gone.
+    #[test]
+    fn rescan_names_heaps_gone_and_heaps_made_again() {
+        let t = Tree::new("rescan");
+        let class = t.0.join("sys/class/dma_heap");
+        let add = |name: &str| {
+            fs::write(t.0.join("dev/dma_heap").join(name), "").unwrap();
+            fs::create_dir_all(class.join(name)).unwrap();
+        };
+        add("system");
+        add("carveout");
+        add("secure");
+        let mut dir = HeapDirectory::from_discovery(Discovery::scan_roots(&t.roots()));
+        let mut names = dir.names();
+        names.sort();
+        assert_eq!(names, ["carveout", "secure", "system"]);
+        assert!(dir.rescan().is_empty(), "nothing changed");
+
+        // `secure` goes; `carveout` is removed and made again (its new
+        // sysfs directory made while the old one still exists: another
+        // inode).
+        fs::remove_file(t.0.join("dev/dma_heap/secure")).unwrap();
+        fs::remove_dir(class.join("secure")).unwrap();
+        fs::create_dir(class.join("carveout.new")).unwrap();
+        fs::remove_dir(class.join("carveout")).unwrap();
+        fs::rename(class.join("carveout.new"), class.join("carveout")).unwrap();
+        let mut gone = dir.rescan();
+        gone.sort();
+        assert_eq!(gone, ["carveout", "secure"]);
+        let mut names = dir.names();
+        names.sort();
+        assert_eq!(names, ["carveout", "system"]);
+
+        // A heap that comes is not gone.
+        add("secure");
+        assert!(dir.rescan().is_empty());
+        assert_eq!(dir.names().len(), 3);
     }
 }

@@ -17,6 +17,7 @@ mod foreign_toplevel;
 mod frame_stats;
 mod heap_protocol;
 mod heap_protocol_v2;
+mod heap_watch;
 mod heaps;
 mod idle;
 mod image_copy_capture;

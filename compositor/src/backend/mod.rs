@@ -444,6 +444,9 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
             every_frame: cli.screenshot_every_frame,
         });
     Backend::start(&mut state);
+    if let Err(err) = crate::heap_watch::watch(&handle) {
+        warn!("heaps and devices coming and going are not noticed: {err}");
+    }
     state.config_path = cli.config.clone().or_else(crate::config::default_path);
     if let Some(path) = state.config_path.clone() {
         match crate::config::Config::load(&path) {
