@@ -50,6 +50,10 @@ pub fn tests() -> Vec<Test> {
                 "heap_feedback_v2::linux_dmabuf_v6_flags_sampling_tranches_and_names_no_main_device",
             run: linux_dmabuf_v6_flags_sampling_tranches_and_names_no_main_device,
         },
+        Test {
+            name: "heap_feedback_v2::a_heap_made_and_removed_while_heapland_runs",
+            run: a_heap_made_and_removed_while_heapland_runs,
+        },
     ]
 }
 
@@ -95,6 +99,9 @@ struct State {
     grammar: Option<String>,
     created: Option<WlBuffer>,
     failed: bool,
+    /// Heap objects that got `removed`, with how many batches had come
+    /// before.
+    removed: Vec<(ObjectId, usize)>,
 }
 
 impl State {
@@ -298,6 +305,173 @@ fn batches_follow_the_linux_dmabuf_feedback_object() -> Result<(), String> {
     }
     println!(
         "INFO heap_feedback_v2: add_device and remove_device answered with batches for dmabuf_done 1, heaps announced once"
+    );
+    drop(c);
+    comp.stop()
+}
+
+/// The module's scattered heap for vivid.0's 32-bit reach, which vgem links
+/// to as well once both are served with ":sg" (module `sg`).
+const SG_HEAP: &str = "system-32bit";
+
+/// Entries written to device_heap's `add`, removed again on drop.
+struct Served(Vec<String>);
+
+impl Served {
+    fn add(&mut self, device: &str, backing: &str) -> Result<(), String> {
+        let spec = dma_heap::spec(device, Some(backing))?;
+        dma_heap::control("add", &spec)?;
+        self.0.push(spec);
+        Ok(())
+    }
+
+    fn remove(&mut self, device: &str, backing: &str) -> Result<(), String> {
+        let spec = dma_heap::spec(device, Some(backing))?;
+        self.0.retain(|s| *s != spec);
+        dma_heap::control("remove", &spec)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        for spec in self.0.drain(..) {
+            if let Err(e) = dma_heap::control("remove", &spec) {
+                println!("INFO heap_feedback_v2: cleaning up: {e}");
+            }
+        }
+    }
+}
+
+impl Client {
+    /// Reads events until the last batch satisfies `done` (or 20 s pass).
+    fn batch_until(
+        &mut self,
+        what: &str,
+        done: impl Fn(&State, &[Tranche]) -> bool,
+    ) -> Result<Vec<Tranche>, String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some((_, last)) = self.st.batches.last() {
+                if done(&self.st, last) {
+                    return Ok(last.clone());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no batch {what} in 20 s; batches: {:?}",
+                    self.st.batches
+                ));
+            }
+            self.batches(self.st.batches.len() + 1)?;
+        }
+    }
+}
+
+/// A heap made while heapland runs reaches a client in a new batch, as a
+/// new heap object; taken away, the client gets `removed` before the next
+/// batch, which does not name it, and may destroy the object.
+fn a_heap_made_and_removed_while_heapland_runs() -> Result<(), String> {
+    if Path::new(dma_heap::CLASS).join(SG_HEAP).exists() {
+        return Err(format!("{SG_HEAP} exists before the test makes it"));
+    }
+    let comp = Heapland::start_with(&["--backend", "headless", "--output", "640x480@30"])?;
+    let mut c = Client::new()?;
+    c.batches(1)?;
+    // Every tranche also for vivid.0: its memory must be below 4 GiB.
+    let vivid = dev_t_of(&super::heaps_command::node_of(
+        "video4linux",
+        "video",
+        "vivid.0",
+    )?)?;
+    c.heap_feedback.add_device(vivid.to_ne_bytes().to_vec());
+    c.batches(2)?;
+    let before = c.st.batches[1].1.clone();
+    let named = |st: &State, t: &Tranche| -> Option<String> {
+        t.heap
+            .as_ref()
+            .ok()
+            .and_then(|id| st.heaps.get(id))
+            .map(|h| h.name.clone())
+    };
+    let names_before: Vec<Option<String>> = before.iter().map(|t| named(&c.st, t)).collect();
+    if names_before.iter().any(|n| n.as_deref() == Some(SG_HEAP)) {
+        return Err(format!(
+            "{SG_HEAP} named before it exists: {names_before:?}"
+        ));
+    }
+
+    // vgem and vivid.0 gathering pages: the module makes SG_HEAP, first in
+    // vgem's links that vivid.0 links to. No request from the client.
+    let mut served = Served(Vec::new());
+    served.add("vgem", "sg")?;
+    served.add("vivid.0", "sg")?;
+    let made = c.batch_until(&format!("naming {SG_HEAP}"), |st, tranches| {
+        tranches
+            .iter()
+            .any(|t| named(st, t).as_deref() == Some(SG_HEAP))
+    })?;
+    let heap_id = made
+        .iter()
+        .find(|t| named(&c.st, t).as_deref() == Some(SG_HEAP))
+        .and_then(|t| t.heap.clone().ok())
+        .ok_or("no tranche with the heap")?;
+    announced_once(&c.st)?;
+    let batches_made = c.st.batches.len();
+    println!(
+        "INFO heap_feedback_v2: {SG_HEAP} made: batch {batches_made} names it (before: {names_before:?})"
+    );
+
+    // Taken away: `removed`, then a batch without it.
+    served.remove("vivid.0", "sg")?;
+    let after = c.batch_until("after the removal", |st, _| {
+        st.removed.iter().any(|(id, _)| *id == heap_id) && st.batches.len() > batches_made
+    })?;
+    let removed_at =
+        c.st.removed
+            .iter()
+            .find(|(id, _)| *id == heap_id)
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
+    if removed_at < batches_made {
+        return Err(format!(
+            "removed came after {removed_at} batches, before the batch that named the heap"
+        ));
+    }
+    if let Some(t) = c.st.batches[removed_at..]
+        .iter()
+        .flat_map(|(_, ts)| ts)
+        .find(|t| t.heap.as_ref() == Ok(&heap_id))
+    {
+        return Err(format!("a batch after `removed` names the heap: {t:?}"));
+    }
+    let names_after: Vec<Option<String>> = after.iter().map(|t| named(&c.st, t)).collect();
+    if names_after != names_before {
+        return Err(format!(
+            "after the removal the tranches' heaps are {names_after:?}, before it {names_before:?}"
+        ));
+    }
+    let fd = &c.st.heaps[&heap_id].fd;
+    match dma_heap::alloc(fd.as_fd(), 4096) {
+        Err(rustix::io::Errno::NODEV) => {}
+        other => {
+            return Err(format!(
+                "allocation through the removed heap's fd: {other:?}, expected ENODEV"
+            ))
+        }
+    }
+    // A removed heap's object may be destroyed: no in_use error.
+    if let Some(heap) = c.st.heap_objects.iter().find(|h| h.id() == heap_id) {
+        heap.destroy();
+    }
+    c.queue.roundtrip(&mut c.st).map_err(|e| {
+        format!(
+            "after destroying the removed heap: {e} ({:?})",
+            c.conn.protocol_error()
+        )
+    })?;
+    served.remove("vgem", "sg")?;
+    println!(
+        "INFO heap_feedback_v2: {SG_HEAP} removed: `removed` after batch {removed_at}, then a batch with {names_after:?}; its fd gets ENODEV"
     );
     drop(c);
     comp.stop()
@@ -669,10 +843,24 @@ impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
     ]);
 }
 
+impl Dispatch<XxDmabufHeapV2, ()> for State {
+    fn event(
+        s: &mut Self,
+        heap: &XxDmabufHeapV2,
+        e: xx_dmabuf_heap_v2::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xx_dmabuf_heap_v2::Event::Removed = e {
+            s.removed.push((heap.id(), s.batches.len()));
+        }
+    }
+}
+
 heapland_test_client::registry_events!(State);
 heapland_test_client::ignore_events!(
     State: ZwpLinuxDmabufV1,
     XxDmabufHeapManagerV2,
-    XxDmabufHeapV2,
     WlBuffer
 );

@@ -324,7 +324,7 @@ fn device_heaps_name_their_devices() -> Result<(), String> {
 
 /// The lowest-numbered `/dev/<prefix>N` whose class device under `/sys/class/<class>` has
 /// the DMA device `device`, found through sysfs.
-fn node_of(class: &str, prefix: &str, device: &str) -> Result<PathBuf, String> {
+pub(super) fn node_of(class: &str, prefix: &str, device: &str) -> Result<PathBuf, String> {
     let dir = format!("/sys/class/{class}");
     let mut found: Vec<(u32, String)> = Vec::new();
     for name in dir_names(&dir)? {
