@@ -19,27 +19,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    feedback_batches, heap_batches, host_has_heaps, Client, Compositor, FbEvent, HeapEvent,
-    Recorder,
-};
+use common::{heap_batch, heap_batches, host_has_heaps, Client, Compositor};
+use heapland_allocator::DeviceNumber;
 use heapland_protocols::client::xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1;
 use wayland_client::{
-    backend::ObjectId,
     protocol::{wl_compositor::WlCompositor, wl_display},
     Proxy,
 };
-use wayland_protocols::wp::{
-    linux_dmabuf::zv1::client::zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
-    security_context::v1::client::{
-        wp_security_context_manager_v1::{self, WpSecurityContextManagerV1},
-        wp_security_context_v1::{self, WpSecurityContextV1},
-    },
+use wayland_protocols::wp::security_context::v1::client::{
+    wp_security_context_manager_v1::{self, WpSecurityContextManagerV1},
+    wp_security_context_v1::{self, WpSecurityContextV1},
 };
 
 const MANAGER: &str = "wp_security_context_manager_v1";
-/// `xx_dmabuf_heap_feedback_v1.heap_flags.accounted`.
-const ACCOUNTED: u32 = 0x2;
 /// `xx_dmabuf_heap_feedback_v1.no_heap_reason`.
 const NO_HEAPS: u32 = 0;
 const UNACCOUNTED: u32 = 3;
@@ -166,109 +158,31 @@ fn the_manager_is_offered_to_unsandboxed_clients_only() {
     served(&mut other);
 }
 
-/// One linux-dmabuf tranche: target, flags, (format, modifier) pairs.
-type DmabufTranche = (u64, u32, Vec<(u32, u64)>);
-/// main_device and the tranches of one linux-dmabuf batch.
-type DmabufBatch = (u64, Vec<DmabufTranche>);
-
-/// What one client was told for one feedback scope: linux-dmabuf (main
-/// device and tranches: target, flags, formats) and the heap batch
-/// (tranches: target, flags, devices, and the heap part).
+/// What one client was told for one feedback scope, as the allocator
+/// library joined linux-dmabuf and the heap batch (the collector refuses a
+/// heap batch out of step with linux-dmabuf).
 #[derive(Debug)]
 struct Told {
-    dmabuf: DmabufBatch,
-    heap: Vec<HeapTranche>,
+    main_device: Option<DeviceNumber>,
+    tranches: Vec<ToldTranche>,
 }
 
 #[derive(Debug, PartialEq)]
-struct HeapTranche {
-    target: u64,
-    flags: u32,
-    devices: Vec<u64>,
-    /// Ok((heap name, heap flags)) or Err((reason, message)).
-    heap: Result<(String, u32), (u32, String)>,
+struct ToldTranche {
+    target: DeviceNumber,
+    scanout: bool,
+    formats: Vec<(u32, u64)>,
+    devices: Vec<DeviceNumber>,
+    /// Ok((heap name, whether it charges the allocating process's cgroup))
+    /// or Err((reason, message)).
+    heap: Result<(String, bool), (u32, String)>,
 }
 
-impl HeapTranche {
+impl ToldTranche {
     /// Everything but the heap part, which may differ between clients.
-    fn frame(&self) -> (u64, u32, &[u64]) {
-        (self.target, self.flags, &self.devices)
+    fn frame(&self) -> (DeviceNumber, bool, &[(u32, u64)], &[DeviceNumber]) {
+        (self.target, self.scanout, &self.formats, &self.devices)
     }
-}
-
-/// The last complete linux-dmabuf batch of a feedback object.
-fn dmabuf_batch(rec: &Recorder, id: &ObjectId) -> DmabufBatch {
-    let events = &rec.feedback[id];
-    let end = events
-        .iter()
-        .rposition(|e| *e == FbEvent::Done)
-        .expect("a complete linux-dmabuf batch");
-    let start = events[..end]
-        .iter()
-        .rposition(|e| *e == FbEvent::Done)
-        .map_or(0, |i| i + 1);
-    let (mut main, mut table, mut tranches) = (0, Vec::new(), Vec::new());
-    let mut cur = (0, 0, Vec::new());
-    for e in &events[start..end] {
-        match e {
-            FbEvent::MainDevice(d) => main = *d,
-            FbEvent::FormatTable(t) => table = t.clone(),
-            FbEvent::TrancheTarget(d) => cur.0 = *d,
-            FbEvent::TrancheFlags(f) => cur.1 = *f,
-            FbEvent::TrancheFormats(idx) => cur.2.extend(idx.iter().map(|i| table[*i as usize])),
-            FbEvent::TrancheDone => tranches.push(std::mem::take(&mut cur)),
-            FbEvent::Done => {}
-        }
-    }
-    (main, tranches)
-}
-
-/// The last complete heap batch of a heap feedback object.
-fn heap_batch(rec: &Recorder, id: &ObjectId) -> Vec<HeapTranche> {
-    let events = &rec.heap[id];
-    let end = events
-        .iter()
-        .rposition(|e| matches!(e, HeapEvent::Done))
-        .expect("a complete heap batch");
-    let start = events[..end]
-        .iter()
-        .rposition(|e| matches!(e, HeapEvent::Done))
-        .map_or(0, |i| i + 1);
-    let mut out = Vec::new();
-    let mut cur: Option<HeapTranche> = None;
-    for e in &events[start..end] {
-        match e {
-            HeapEvent::Target(target, flags) => {
-                assert!(cur.is_none(), "tranche_target inside a tranche");
-                cur = Some(HeapTranche {
-                    target: *target,
-                    flags: *flags,
-                    devices: vec![],
-                    heap: Err((u32::MAX, String::new())),
-                });
-            }
-            HeapEvent::Device(d) => cur.as_mut().expect("tranche open").devices.push(*d),
-            HeapEvent::Layout(..) => assert!(cur.is_some(), "layout outside a tranche"),
-            HeapEvent::Heap { name, flags, .. } => {
-                cur.as_mut().expect("tranche open").heap = Ok((name.clone(), *flags))
-            }
-            HeapEvent::NoHeap { reason, message } => {
-                assert!(!message.is_empty(), "no_heap without an explanation");
-                cur.as_mut().expect("tranche open").heap = Err((*reason, message.clone()));
-            }
-            HeapEvent::TrancheDone => {
-                let t = cur.take().expect("tranche_done without tranche_target");
-                assert!(
-                    !matches!(t.heap, Err((u32::MAX, _))),
-                    "tranche without heap or no_heap"
-                );
-                out.push(t);
-            }
-            HeapEvent::Done => unreachable!(),
-        }
-    }
-    assert!(cur.is_none(), "done inside an open tranche");
-    out
 }
 
 /// Default feedback on both protocols, waited for.
@@ -288,25 +202,28 @@ fn surface_feedback(c: &mut Client) -> Told {
 /// batch, which mirrors it, no tranche.
 fn told(c: &mut Client, surface: Option<&wayland_client::protocol::wl_surface::WlSurface>) -> Told {
     let heaps: XxDmabufHeapManagerV1 = c.bind(1);
-    let hid = match surface {
-        Some(s) => heaps.get_surface_feedback(s, &c.qh, ()).id(),
-        None => heaps.get_default_feedback(&c.qh, ()).id(),
-    };
-    let fid = common::render_node().map(|_| {
-        let dmabuf: ZwpLinuxDmabufV1 = c.bind(4);
-        match surface {
-            Some(s) => dmabuf.get_surface_feedback(s, &c.qh, ()).id(),
-            None => dmabuf.get_default_feedback(&c.qh, ()).id(),
-        }
-    });
+    let hid = c.heap_scope(&heaps, surface).heap.id();
     assert!(
-        c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) == 1
-            && fid.as_ref().is_none_or(|f| feedback_batches(r, f) == 1)),
+        c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) == 1),
         "no feedback"
     );
+    let joined = heap_batch(&c.rec, &hid);
     Told {
-        dmabuf: fid.map(|f| dmabuf_batch(&c.rec, &f)).unwrap_or_default(),
-        heap: heap_batch(&c.rec, &hid),
+        main_device: joined.main_device,
+        tranches: joined
+            .tranches
+            .iter()
+            .map(|t| ToldTranche {
+                target: t.target_device,
+                scanout: t.scanout,
+                formats: t.formats.iter().map(|f| (f.format, f.modifier)).collect(),
+                devices: t.devices.clone(),
+                heap: match &t.heap {
+                    Ok(h) => Ok((h.name.clone(), h.accounted)),
+                    Err(no) => Err((no.reason.map_or(u32::MAX, |r| r as u32), no.message.clone())),
+                },
+            })
+            .collect(),
     }
 }
 
@@ -315,27 +232,24 @@ fn told(c: &mut Client, surface: Option<&wayland_client::protocol::wl_surface::W
 /// accounted heap, or `unaccounted` where the unsandboxed client got an
 /// uncharged one, or the same reason where it got none.
 fn check_in_step(normal: &Told, sandboxed: &Told) {
-    assert_eq!(normal.dmabuf, sandboxed.dmabuf, "linux-dmabuf differs");
     assert_eq!(
-        normal.heap.len(),
-        normal.dmabuf.1.len(),
-        "one heap tranche each"
+        normal.main_device, sandboxed.main_device,
+        "main device differs"
     );
     assert_eq!(
-        normal.heap.len(),
-        sandboxed.heap.len(),
-        "heap tranche count"
+        normal.tranches.len(),
+        sandboxed.tranches.len(),
+        "tranche count"
     );
-    for (n, s) in normal.heap.iter().zip(&sandboxed.heap) {
-        assert_eq!(n.frame(), s.frame(), "heap tranches differ beyond the heap");
+    for (n, s) in normal.tranches.iter().zip(&sandboxed.tranches) {
+        assert_eq!(n.frame(), s.frame(), "tranches differ beyond the heap");
         match (&n.heap, &s.heap) {
-            (_, Ok((_, flags))) => assert_ne!(
-                flags & ACCOUNTED,
-                0,
+            (_, Ok((_, accounted))) => assert!(
+                accounted,
                 "sandboxed client handed an uncharged heap: {s:?}"
             ),
-            (Ok((name, flags)), Err((reason, message))) => {
-                assert_eq!(flags & ACCOUNTED, 0, "{name} charges but was withheld");
+            (Ok((name, accounted)), Err((reason, message))) => {
+                assert!(!accounted, "{name} charges but was withheld");
                 assert_eq!(*reason, UNACCOUNTED, "{message}");
                 assert!(message.contains(name.as_str()), "{message}");
             }

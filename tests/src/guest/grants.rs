@@ -23,14 +23,15 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use heapland_allocator::feedback_client::{FeedbackCollector, FeedbackError, JoinedFeedback};
 use heapland_protocols::client::{
     xx_dmabuf_heap_feedback_v1::{self, XxDmabufHeapFeedbackV1},
     xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1,
 };
-use wayland_client::{
-    globals::{registry_queue_init, GlobalListContents},
-    protocol::wl_registry::WlRegistry,
-    Connection, Dispatch, EventQueue, Proxy, QueueHandle,
+use wayland_client::{globals::registry_queue_init, Connection, Dispatch, EventQueue, QueueHandle};
+use wayland_protocols::wp::linux_dmabuf::zv1::client::{
+    zwp_linux_dmabuf_feedback_v1::{self, ZwpLinuxDmabufFeedbackV1},
+    zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
 };
 
 use super::compositor::{Heapland, RUNTIME_DIR, SOCKET};
@@ -292,7 +293,8 @@ fn with_compositor() -> Result<(), String> {
 }
 
 /// Body of a client: becomes `uid`, connects, and answers `feedback` with one line per
-/// tranche of a new default feedback object's first batch, then `done`.
+/// tranche of new default feedback objects' first batch (linux-dmabuf's and the heap
+/// protocol's, joined by the allocator library's collector), then `done`.
 pub fn child_main(uid: u32, socket: &Path, groups: &[u32]) -> Result<(), String> {
     if uid != 0 {
         become_user(uid, groups)?;
@@ -302,19 +304,25 @@ pub fn child_main(uid: u32, socket: &Path, groups: &[u32]) -> Result<(), String>
     let (globals, mut queue): (_, EventQueue<Batches>) =
         registry_queue_init(&conn).map_err(|e| format!("registry: {e}"))?;
     let qh = queue.handle();
+    let dmabuf: ZwpLinuxDmabufV1 = globals
+        .bind(&qh, 4..=4, ())
+        .map_err(|e| format!("bind zwp_linux_dmabuf_v1 v4: {e}"))?;
     let manager: XxDmabufHeapManagerV1 = globals
         .bind(&qh, 1..=1, ())
         .map_err(|e| format!("bind heap manager: {e}"))?;
-    let mut st = Batches::default();
     let mut out = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| e.to_string())?;
         match line.as_str() {
             "feedback" => {
-                st.done = None;
+                let mut st = Batches {
+                    collector: FeedbackCollector::new(),
+                    joined: None,
+                };
+                let linux = dmabuf.get_default_feedback(&qh, ());
                 let fb = manager.get_default_feedback(&qh, ());
                 let deadline = Instant::now() + Duration::from_secs(30);
-                while st.done.is_none() {
+                while st.joined.is_none() {
                     queue.roundtrip(&mut st).map_err(|e| e.to_string())?;
                     if Instant::now() > deadline {
                         writeln!(out, "error no batch").map_err(|e| e.to_string())?;
@@ -322,8 +330,23 @@ pub fn child_main(uid: u32, socket: &Path, groups: &[u32]) -> Result<(), String>
                     }
                 }
                 fb.destroy();
-                for t in st.done.take().unwrap_or_default() {
-                    writeln!(out, "{t}").map_err(|e| e.to_string())?;
+                linux.destroy();
+                match st.joined.take() {
+                    Some(Ok(joined)) => {
+                        for t in joined.tranches {
+                            let line = match t.heap {
+                                Ok(heap) => describe_grant(&heap.fd, &heap.name),
+                                Err(no) => format!(
+                                    "no_heap {} {}",
+                                    no.reason.map_or(u32::MAX, |r| r as u32),
+                                    no.message
+                                ),
+                            };
+                            writeln!(out, "{line}").map_err(|e| e.to_string())?;
+                        }
+                    }
+                    Some(Err(e)) => writeln!(out, "error {e}").map_err(|e| e.to_string())?,
+                    None => {}
                 }
                 writeln!(out, "done").map_err(|e| e.to_string())?;
             }
@@ -359,33 +382,36 @@ fn describe_grant(fd: &OwnedFd, name: &str) -> String {
     format!("heap {name} {} {}", u8::from(self_open), u8::from(bounded))
 }
 
-#[derive(Default)]
+/// A client's feedback scope, read by the allocator library's collector.
 struct Batches {
-    pending: Vec<String>,
-    done: Option<Vec<String>>,
+    collector: FeedbackCollector,
+    /// The first batch joined (or why it could not be).
+    joined: Option<Result<JoinedFeedback, FeedbackError>>,
 }
 
-impl Dispatch<WlRegistry, GlobalListContents> for Batches {
-    fn event(
-        _: &mut Self,
-        _: &WlRegistry,
-        _: <WlRegistry as Proxy>::Event,
-        _: &GlobalListContents,
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
+impl Batches {
+    fn gather(&mut self, fed: Result<(), FeedbackError>) {
+        if self.joined.is_some() {
+            return;
+        }
+        self.joined = match fed {
+            Err(e) => Some(Err(e)),
+            Ok(()) => self.collector.take(),
+        };
     }
 }
 
-impl Dispatch<XxDmabufHeapManagerV1, ()> for Batches {
+impl Dispatch<ZwpLinuxDmabufFeedbackV1, ()> for Batches {
     fn event(
-        _: &mut Self,
-        _: &XxDmabufHeapManagerV1,
-        _: <XxDmabufHeapManagerV1 as Proxy>::Event,
+        s: &mut Self,
+        _: &ZwpLinuxDmabufFeedbackV1,
+        e: zwp_linux_dmabuf_feedback_v1::Event,
         _: &(),
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
+        let fed = s.collector.dmabuf_event(e);
+        s.gather(fed);
     }
 }
 
@@ -398,15 +424,10 @@ impl Dispatch<XxDmabufHeapFeedbackV1, ()> for Batches {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        use xx_dmabuf_heap_feedback_v1::Event;
-        match e {
-            Event::TrancheHeap { fd, name, .. } => s.pending.push(describe_grant(&fd, &name)),
-            Event::TrancheNoHeap { reason, message } => {
-                let reason: u32 = reason.into();
-                s.pending.push(format!("no_heap {reason} {message}"));
-            }
-            Event::Done => s.done = Some(std::mem::take(&mut s.pending)),
-            _ => {}
-        }
+        let fed = s.collector.heap_event(e);
+        s.gather(fed);
     }
 }
+
+heapland_test_client::registry_events!(Batches);
+heapland_test_client::ignore_events!(Batches: ZwpLinuxDmabufV1, XxDmabufHeapManagerV1);

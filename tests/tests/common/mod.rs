@@ -27,6 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use heapland_allocator::feedback_client::{FeedbackCollector, FeedbackError, JoinedFeedback};
 use heapland_protocols::client::{
     xx_dmabuf_heap_feedback_v1::{self, XxDmabufHeapFeedbackV1},
     xx_dmabuf_heap_manager_v1::XxDmabufHeapManagerV1,
@@ -456,38 +457,22 @@ impl Picture {
     }
 }
 
-/// One event of zwp_linux_dmabuf_feedback_v1.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FbEvent {
-    MainDevice(u64),
-    FormatTable(Vec<(u32, u64)>),
-    TrancheTarget(u64),
-    TrancheFlags(u32),
-    TrancheFormats(Vec<u16>),
-    TrancheDone,
-    Done,
+/// A v1 heap feedback object and the linux-dmabuf feedback object of the
+/// same scope, read through the allocator library's `FeedbackCollector`:
+/// the tests check what a client of the library is told, and the collector
+/// checks the grammar and that the heap batch describes the linux-dmabuf
+/// tranches (count, order, targets, flags, main device listed).
+pub struct HeapScope {
+    collector: FeedbackCollector,
+    /// Every batch joined or refused, in order.
+    pub batches: Vec<Result<JoinedFeedback, FeedbackError>>,
 }
 
-/// One event of xx_dmabuf_heap_feedback_v1.
-#[derive(Debug)]
-pub enum HeapEvent {
-    Target(u64, u32),
-    Device(u64),
-    /// tranche_layout: pitch, offset and base alignment in bytes.
-    Layout(u32, u32, u32),
-    Heap {
-        fd: OwnedFd,
-        name: String,
-        flags: u32,
-        /// Largest allocation in bytes, 0 for no known limit.
-        max_bytes: u64,
-    },
-    NoHeap {
-        reason: u32,
-        message: String,
-    },
-    TrancheDone,
-    Done,
+/// The objects of a [`HeapScope`].
+pub struct HeapScopeObjects {
+    pub heap: XxDmabufHeapFeedbackV1,
+    /// `None` where linux-dmabuf has no feedback (version 3: no render node).
+    pub dmabuf: Option<ZwpLinuxDmabufFeedbackV1>,
 }
 
 /// xdg-output of one output: name, logical position, logical size.
@@ -496,8 +481,12 @@ pub type XdgOutputInfo = (String, (i32, i32), (i32, i32));
 /// Everything the test client received.
 #[derive(Default)]
 pub struct Recorder {
-    pub feedback: HashMap<ObjectId, Vec<FbEvent>>,
-    pub heap: HashMap<ObjectId, Vec<HeapEvent>>,
+    /// linux-dmabuf feedback objects: `done` events received.
+    pub feedback_dones: HashMap<ObjectId, usize>,
+    /// Heap scopes by heap feedback object ([`Client::heap_scope`]).
+    pub scopes: HashMap<ObjectId, HeapScope>,
+    /// The heap feedback object of each linux-dmabuf feedback object's scope.
+    scope_of_dmabuf: HashMap<ObjectId, ObjectId>,
     pub configures: Vec<u32>,
     pub frames_done: usize,
     pub presented: usize,
@@ -570,10 +559,6 @@ pub struct Client {
     pub rec: Recorder,
 }
 
-fn u64_of(bytes: &[u8]) -> u64 {
-    u64::from_ne_bytes(bytes.try_into().expect("a dev_t is 8 bytes"))
-}
-
 impl Client {
     pub fn connect(socket: &Path) -> Client {
         let (conn, globals, queue) =
@@ -628,6 +613,57 @@ impl Client {
         self.globals
             .bind::<I, Recorder, ()>(&self.qh, version..=version, ())
             .unwrap_or_else(|e| panic!("bind {} v{version}: {e}", I::interface().name))
+    }
+
+    /// linux-dmabuf's version advertised: 4 or more where there is a
+    /// render node, else 3.
+    pub fn dmabuf_version(&self) -> u32 {
+        self.globals
+            .contents()
+            .with_list(|l| {
+                l.iter()
+                    .find(|g| g.interface == "zwp_linux_dmabuf_v1")
+                    .map(|g| g.version)
+            })
+            .expect("zwp_linux_dmabuf_v1 advertised")
+    }
+
+    /// Heap feedback of the default scope (`None`) or a surface's, with
+    /// linux-dmabuf's feedback object of the same scope where linux-dmabuf
+    /// has feedback, both read through the library's collector
+    /// ([`HeapScope`]).
+    pub fn heap_scope(
+        &mut self,
+        heaps: &XxDmabufHeapManagerV1,
+        surface: Option<&WlSurface>,
+    ) -> HeapScopeObjects {
+        let with_feedback = self.dmabuf_version() >= 4;
+        let dmabuf = with_feedback.then(|| {
+            let dmabuf: ZwpLinuxDmabufV1 = self.bind(4);
+            match surface {
+                Some(s) => dmabuf.get_surface_feedback(s, &self.qh, ()),
+                None => dmabuf.get_default_feedback(&self.qh, ()),
+            }
+        });
+        let heap = match surface {
+            Some(s) => heaps.get_surface_feedback(s, &self.qh, ()),
+            None => heaps.get_default_feedback(&self.qh, ()),
+        };
+        let collector = match with_feedback {
+            true => FeedbackCollector::new(),
+            false => FeedbackCollector::without_dmabuf_feedback(),
+        };
+        self.rec.scopes.insert(
+            heap.id(),
+            HeapScope {
+                collector,
+                batches: Vec::new(),
+            },
+        );
+        if let Some(d) = &dmabuf {
+            self.rec.scope_of_dmabuf.insert(d.id(), heap.id());
+        }
+        HeapScopeObjects { heap, dmabuf }
     }
 
     /// The protocol error that ended this connection: (interface, code, message).
@@ -691,21 +727,6 @@ impl Client {
         self.roundtrip().expect("roundtrip after map");
         (surface, toplevel)
     }
-}
-
-/// Reads a format table fd (16-byte entries: u32 format, u32 pad, u64 modifier).
-fn read_format_table(fd: OwnedFd, size: u32) -> Vec<(u32, u64)> {
-    let file = File::from(fd);
-    let mut buf = vec![0u8; size as usize];
-    file.read_exact_at(&mut buf, 0).expect("read format table");
-    buf.chunks_exact(16)
-        .map(|e| {
-            (
-                u32::from_ne_bytes(e[0..4].try_into().unwrap()),
-                u64::from_ne_bytes(e[8..16].try_into().unwrap()),
-            )
-        })
-        .collect()
 }
 
 heapland_test_client::registry_events!(Recorder);
@@ -897,23 +918,18 @@ impl Dispatch<ZwpLinuxDmabufFeedbackV1, ()> for Recorder {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        use zwp_linux_dmabuf_feedback_v1::Event;
-        let ev = match e {
-            Event::MainDevice { device } => FbEvent::MainDevice(u64_of(&device)),
-            Event::FormatTable { fd, size } => FbEvent::FormatTable(read_format_table(fd, size)),
-            Event::TrancheTargetDevice { device } => FbEvent::TrancheTarget(u64_of(&device)),
-            Event::TrancheFlags { flags } => FbEvent::TrancheFlags(flags.into()),
-            Event::TrancheFormats { indices } => FbEvent::TrancheFormats(
-                indices
-                    .chunks_exact(2)
-                    .map(|c| u16::from_ne_bytes([c[0], c[1]]))
-                    .collect(),
-            ),
-            Event::TrancheDone => FbEvent::TrancheDone,
-            Event::Done => FbEvent::Done,
-            _ => return,
+        if matches!(e, zwp_linux_dmabuf_feedback_v1::Event::Done) {
+            *s.feedback_dones.entry(fb.id()).or_default() += 1;
+        }
+        let Some(scope) = s
+            .scope_of_dmabuf
+            .get(&fb.id())
+            .and_then(|h| s.scopes.get_mut(h))
+        else {
+            return;
         };
-        s.feedback.entry(fb.id()).or_default().push(ev);
+        let fed = scope.collector.dmabuf_event(e);
+        scope.gather(fed);
     }
 }
 
@@ -926,56 +942,49 @@ impl Dispatch<XxDmabufHeapFeedbackV1, ()> for Recorder {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        use xx_dmabuf_heap_feedback_v1::Event;
-        let ev = match e {
-            Event::TrancheTarget {
-                target_device,
-                flags,
-            } => HeapEvent::Target(u64_of(&target_device), flags),
-            Event::TrancheDevice { device } => HeapEvent::Device(u64_of(&device)),
-            Event::TrancheLayout {
-                pitch_alignment,
-                offset_alignment,
-                base_alignment,
-            } => HeapEvent::Layout(pitch_alignment, offset_alignment, base_alignment),
-            Event::TrancheHeap {
-                fd,
-                name,
-                flags,
-                max_size_hi,
-                max_size_lo,
-            } => HeapEvent::Heap {
-                fd,
-                name,
-                flags: flags.into(),
-                max_bytes: (u64::from(max_size_hi) << 32) | u64::from(max_size_lo),
-            },
-            Event::TrancheNoHeap { reason, message } => HeapEvent::NoHeap {
-                reason: reason.into(),
-                message,
-            },
-            Event::TrancheDone => HeapEvent::TrancheDone,
-            Event::Done => HeapEvent::Done,
-            _ => return,
-        };
-        s.heap.entry(fb.id()).or_default().push(ev);
+        // Objects made without a scope (tests of protocol errors) are not read.
+        if let Some(scope) = s.scopes.get_mut(&fb.id()) {
+            let fed = scope.collector.heap_event(e);
+            scope.gather(fed);
+        }
     }
 }
 
-/// Number of complete batches (`done` events) received on a heap feedback.
+impl HeapScope {
+    /// Records what the last event completed, or why it was refused.
+    fn gather(&mut self, fed: Result<(), FeedbackError>) {
+        match fed {
+            Err(e) => self.batches.push(Err(e)),
+            Ok(()) => self.batches.extend(self.collector.take()),
+        }
+    }
+
+    /// The last batch, which must have been joined.
+    pub fn last(&self) -> &JoinedFeedback {
+        match self.batches.last() {
+            Some(Ok(joined)) => joined,
+            Some(Err(e)) => panic!("the heap batch was refused by the library: {e}"),
+            None => panic!("no heap batch yet"),
+        }
+    }
+}
+
+/// Number of batches (joined or refused) of a heap feedback object's scope.
 pub fn heap_batches(rec: &Recorder, id: &ObjectId) -> usize {
-    rec.heap
+    rec.scopes.get(id).map_or(0, |s| s.batches.len())
+}
+
+/// The last batch of a heap feedback object's scope (panics unless joined).
+pub fn heap_batch<'r>(rec: &'r Recorder, id: &ObjectId) -> &'r JoinedFeedback {
+    rec.scopes
         .get(id)
-        .map(|v| v.iter().filter(|e| matches!(e, HeapEvent::Done)).count())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("{id} has no heap scope"))
+        .last()
 }
 
 /// Number of `done` events on a linux-dmabuf feedback.
 pub fn feedback_batches(rec: &Recorder, id: &ObjectId) -> usize {
-    rec.feedback
-        .get(id)
-        .map(|v| v.iter().filter(|e| matches!(e, FbEvent::Done)).count())
-        .unwrap_or(0)
+    rec.feedback_dones.get(id).copied().unwrap_or(0)
 }
 
 /// Whether this host has DMA-BUF heaps (decides which heap events to expect).
