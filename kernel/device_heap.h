@@ -159,6 +159,10 @@ struct device_heap_served {
 	struct device_heap_needs needs;
 	struct device_heap *heap;
 	bool linked;
+	/* What its dma_heaps/ held when last made; 0 before. */
+	u32 links_sig;
+	/* Its links changed in this relink: userspace is told at the end. */
+	bool announce;
 };
 
 extern atomic_t device_heap_live_buffers;

@@ -30,6 +30,7 @@
 #include <linux/cma.h>
 #include <linux/device.h>
 #include <linux/dma-map-ops.h>
+#include <linux/jhash.h>
 #include <linux/kobject.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
@@ -240,11 +241,11 @@ static int device_heap_rank(struct device *dev, struct device_heap_link *links)
 
 /**
  * device_heap_links_changed - tell userspace a device's dma_heaps/ changed
- * @dev: a device whose links were made again or removed
+ * @dev: a device whose links changed or went
  *
  * Links are not objects of their own, so no uevent comes with them: a
  * "change" uevent on the device, with DMA_HEAPS=1, says that what its
- * dma_heaps/ holds may have changed. Heaps coming and going have the
+ * dma_heaps/ holds changed. Heaps coming and going have the
  * uevents of their own devices ("add" and "remove" in the device_heap
  * class).
  */
@@ -255,19 +256,25 @@ void device_heap_links_changed(struct device *dev)
 	kobject_uevent_env(&dev->kobj, KOBJ_CHANGE, envp);
 }
 
-static void device_heap_link_device(struct device_heap_served *s)
+/*
+ * Makes @s's device's dma_heaps/ and the heaps' served/ links back.
+ * Returns a signature of the links made (never 0), to tell whether they
+ * changed.
+ */
+static u32 device_heap_link_device(struct device_heap_served *s)
 {
 	struct device_heap_link *links;
 	char rank[12], back[DEVICE_HEAP_NAME_MAX];
 	struct device_heap *heap;
 	int i, n = 3, ret;
+	u32 sig = 1;
 
 	list_for_each_entry(heap, &device_heaps, list)
 		n++;
 	links = kcalloc(n, sizeof(*links), GFP_KERNEL);
 	if (!links) {
 		dev_warn(s->dev, "no memory for its heap links\n");
-		return;
+		return sig;
 	}
 	n = device_heap_rank(s->dev, links);
 
@@ -287,6 +294,9 @@ static void device_heap_link_device(struct device_heap_served *s)
 		if (ret)
 			dev_warn(s->dev, "cannot link heap %s: %d\n",
 				 dev_name(links[i].target), ret);
+		else
+			sig = jhash(dev_name(links[i].target),
+				    strlen(dev_name(links[i].target)), sig) ?: 1;
 		if (links[i].ours &&
 		    sysfs_add_link_to_group(&links[i].target->kobj,
 					    device_heap_served_group.name,
@@ -298,6 +308,7 @@ put:
 	for (i = 0; i < n; i++)
 		put_device(links[i].target);
 	kfree(links);
+	return sig;
 }
 
 /**
@@ -324,6 +335,7 @@ void device_heap_relink(void)
 	struct device_heap_served *s, *t;
 	struct device_heap *heap;
 	bool first;
+	u32 sig;
 
 	lockdep_assert_held(&device_heaps_lock);
 	list_for_each_entry(s, &device_heap_served_list, list)
@@ -347,8 +359,15 @@ void device_heap_relink(void)
 			}
 		}
 		if (first) {
-			device_heap_link_device(s);
-			device_heap_links_changed(s->dev);
+			sig = device_heap_link_device(s);
+			s->announce = sig != s->links_sig;
+			s->links_sig = sig;
 		}
+	}
+	/* Told once every link is made: a reader finds them all. */
+	list_for_each_entry(s, &device_heap_served_list, list) {
+		if (s->announce)
+			device_heap_links_changed(s->dev);
+		s->announce = false;
 	}
 }

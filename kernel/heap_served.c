@@ -538,6 +538,19 @@ int device_heap_control_add(const char *spec)
 	return ret;
 }
 
+/* Whether @dev is served for some entry. */
+static bool device_heap_serves(struct device *dev)
+{
+	struct device_heap_served *s;
+
+	lockdep_assert_held(&device_heaps_lock);
+	list_for_each_entry(s, &device_heap_served_list, list) {
+		if (s->dev == dev)
+			return true;
+	}
+	return false;
+}
+
 /* Whether an entry still on the list asks for what @s serves. */
 static bool device_heap_still_wanted(struct device_heap_served *s)
 {
@@ -564,6 +577,7 @@ int device_heap_control_remove(const char *spec)
 {
 	struct device_heap_wanted *w, *old, *tmp;
 	struct device_heap_served *s, *stmp;
+	struct device *unserved = NULL;
 	LIST_HEAD(dead);
 	int ret = -ENOENT;
 
@@ -581,12 +595,9 @@ int device_heap_control_remove(const char *spec)
 			    s->needs.backing ==
 			    device_heap_wanted_backing(old, s->dev) &&
 			    !device_heap_still_wanted(s)) {
-				struct device *dev = get_device(s->dev);
-
+				if (!unserved)
+					unserved = get_device(s->dev);
 				device_heap_unserve(s, &dead);
-				/* Relinked (and told) if served otherwise too. */
-				device_heap_links_changed(dev);
-				put_device(dev);
 			}
 		}
 		kfree(old);
@@ -594,8 +605,17 @@ int device_heap_control_remove(const char *spec)
 	}
 	if (!ret)
 		device_heap_relink();
+	/* A device still served otherwise was told by the relink. */
+	if (unserved && device_heap_serves(unserved)) {
+		put_device(unserved);
+		unserved = NULL;
+	}
 	mutex_unlock(&device_heaps_lock);
 	device_heap_bury(&dead);
+	if (unserved) {
+		device_heap_links_changed(unserved);
+		put_device(unserved);
+	}
 	kfree(w);
 	return ret;
 }
