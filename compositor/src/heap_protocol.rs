@@ -16,14 +16,16 @@
 //! uid), the heap handed or the reason none was, and each heap withheld
 //! from it and why.
 
-use std::{os::fd::AsFd, sync::Mutex};
+use std::{cell::RefCell, os::fd::AsFd, sync::Mutex};
 
 use heapland_protocols::{
     server::{
         xx_dmabuf_heap_feedback_v1::{self, HeapFlags, NoHeapReason, XxDmabufHeapFeedbackV1},
         xx_dmabuf_heap_manager_v1::{self, XxDmabufHeapManagerV1},
     },
-    v2::server::xx_dmabuf_heap_feedback_v2::XxDmabufHeapFeedbackV2,
+    v2::server::{
+        xx_dmabuf_heap_feedback_v2::XxDmabufHeapFeedbackV2, xx_dmabuf_heap_v2::XxDmabufHeapV2,
+    },
 };
 use smithay::{
     reexports::wayland_server::{
@@ -54,6 +56,11 @@ pub const MAX_EXTRA_DEVICES: usize = 16;
 pub struct HeapProtocolState {
     v1: Vec<Weak<XxDmabufHeapFeedbackV1>>,
     v2: Vec<Weak<XxDmabufHeapFeedbackV2>>,
+    /// Every v2 heap object, for `removed` (also after the heap feedback
+    /// object that announced it is gone).
+    /// Behind a `RefCell`: heaps are announced while batches are sent,
+    /// from a shared borrow of the state.
+    v2_heaps: RefCell<Vec<Weak<XxDmabufHeapV2>>>,
 }
 
 impl HeapProtocolState {
@@ -79,6 +86,22 @@ impl HeapProtocolState {
     /// The v2 heap feedback objects alive.
     pub fn v2(&self) -> impl Iterator<Item = XxDmabufHeapFeedbackV2> + '_ {
         self.v2.iter().filter_map(|w| w.upgrade().ok())
+    }
+
+    /// Records a v2 heap object (dead ones are dropped).
+    pub fn track_v2_heap(&self, heap: &XxDmabufHeapV2) {
+        let mut heaps = self.v2_heaps.borrow_mut();
+        heaps.retain(|w| w.upgrade().is_ok());
+        heaps.push(heap.downgrade());
+    }
+
+    /// The v2 heap objects alive.
+    pub fn v2_heaps(&self) -> Vec<XxDmabufHeapV2> {
+        self.v2_heaps
+            .borrow()
+            .iter()
+            .filter_map(|w| w.upgrade().ok())
+            .collect()
     }
 }
 

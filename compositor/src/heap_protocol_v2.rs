@@ -40,7 +40,7 @@ use tracing::info;
 use crate::{
     feedback::FeedbackPlan,
     heap_protocol::{dev_t, grant_for, with_extra, MAX_EXTRA_DEVICES},
-    heaps::{HeapGrant, NoHeap},
+    heaps::{GoneHeap, HeapGrant, NoHeap},
     linux_feedback::{self, LinuxFeedback},
     state::Heapland,
 };
@@ -68,36 +68,44 @@ pub struct Heap {
     /// The heap feedback object that announced it: while it lives, batches
     /// may refer to the heap, until `removed`.
     announced_by: Weak<XxDmabufHeapFeedbackV2>,
+    /// Which heap: its name, and its sysfs identity when announced
+    /// ([`crate::heaps::HeapDirectory::identity`]).
+    name: String,
+    identity: Option<u64>,
     /// `removed` was sent: no batch refers to it any more.
     removed: AtomicBool,
 }
 
-/// Sends `removed` for each heap of `gone` (names) to every heap feedback
-/// object that announced it, and forgets it there: a batch that needs a
-/// heap of that name again announces a new object.
-pub fn remove_heaps(state: &Heapland, gone: &[String]) {
+/// Sends `removed` to every heap object of a heap in `gone` (also those
+/// whose heap feedback object is gone), and forgets them in the heap
+/// feedback objects that announced them: a batch that needs a heap of that
+/// name again announces a new object.
+pub fn remove_heaps(state: &Heapland, gone: &[GoneHeap]) {
     if gone.is_empty() {
         return;
     }
+    let is_gone = |h: &Heap| {
+        gone.iter()
+            .any(|g| g.name == h.name && g.identity == h.identity)
+    };
+    for heap in state.heap_protocol.v2_heaps() {
+        let Some(data) = heap.data::<Heap>() else {
+            continue;
+        };
+        if is_gone(data) && !data.removed.swap(true, Ordering::Relaxed) {
+            heap.removed();
+        }
+    }
     for feedback in state.heap_protocol.v2() {
-        let Some(data) = feedback.data::<HeapFeedback>() else {
-            continue;
-        };
-        let Ok(mut announced) = data.announced.lock() else {
-            continue;
-        };
-        announced.retain(|(name, heap)| {
-            if !gone.contains(name) {
-                return true;
-            }
-            if let Ok(heap) = heap.upgrade() {
-                if let Some(h) = heap.data::<Heap>() {
-                    h.removed.store(true, Ordering::Relaxed);
-                }
-                heap.removed();
-            }
-            false
-        });
+        if let Some(Ok(mut announced)) = feedback.data::<HeapFeedback>().map(|d| d.announced.lock())
+        {
+            announced.retain(|(_, heap)| {
+                heap.upgrade().ok().is_some_and(|h| {
+                    h.data::<Heap>()
+                        .is_some_and(|d| !d.removed.load(Ordering::Relaxed))
+                })
+            });
+        }
     }
 }
 
@@ -179,6 +187,8 @@ fn announced_heap(
             heap_feedback.version(),
             Heap {
                 announced_by: heap_feedback.downgrade(),
+                name: grant.name.clone(),
+                identity: state.heaps.identity(&grant.name),
                 removed: AtomicBool::new(false),
             },
         )
@@ -192,6 +202,7 @@ fn announced_heap(
         grant.max_bytes as u32,
     );
     announced.push((grant.name.clone(), heap.downgrade()));
+    state.heap_protocol.track_v2_heap(&heap);
     Some(heap)
 }
 

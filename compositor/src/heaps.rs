@@ -256,6 +256,24 @@ pub struct Choice<'a> {
     pub judged: Option<OwnedFd>,
 }
 
+/// A heap gone since the previous scan ([`HeapDirectory::rescan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoneHeap {
+    pub name: String,
+    /// Its sysfs identity when it was found.
+    pub identity: Option<u64>,
+}
+
+/// What a rescan found ([`HeapDirectory::rescan`]).
+#[derive(Debug, Default)]
+pub struct Rescan {
+    /// Heaps gone (or made again under their name).
+    pub gone: Vec<GoneHeap>,
+    /// Whether a heap came, went or changed, or a device read before now
+    /// reads differently (other links): choices may have changed.
+    pub changed: bool,
+}
+
 /// What tells a heap from an earlier one of the same name: the inode of its
 /// sysfs device (`device_heap`'s class device, else the heap core's), which
 /// sysfs does not reuse for a device made again. `None` where it has none
@@ -323,27 +341,44 @@ impl HeapDirectory {
     }
 
     /// Scans the same `/dev` and `/sys` again (a heap, or a device's links
-    /// to heaps, changed) and forgets the device data read so far; the
-    /// frame size stays. Returns the names of the heaps gone: not found
-    /// any more, or found with another sysfs device than before (removed
-    /// and made again under the same name between the two scans: a file
+    /// to heaps, may have changed) and reads again the devices read so far;
+    /// the frame size stays. Says which heaps went: those not found any
+    /// more, or found with another sysfs device than before (removed and
+    /// made again under the same name between the two scans: a file
     /// descriptor opened on the old one may not allocate from the new
-    /// one).
-    pub fn rescan(&mut self) -> Vec<String> {
+    /// one); and whether anything a choice depends on changed.
+    pub fn rescan(&mut self) -> Rescan {
         let next = Self::from_discovery(Discovery::scan_roots(self.discovery.roots()));
-        let gone = self
+        let gone: Vec<GoneHeap> = self
             .identities
             .iter()
             .filter(|(name, id)| next.identities.get(*name) != Some(id))
-            .map(|(name, _)| name.clone())
+            .map(|(name, id)| GoneHeap {
+                name: name.clone(),
+                identity: *id,
+            })
             .collect();
+        let mut changed =
+            !gone.is_empty() || next.heaps != self.heaps || next.identities != self.identities;
+        // The devices choices were made for, read again through the new
+        // scan: a device whose links changed changes its choices.
+        let cached: DeviceCache = self
+            .devices
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default();
         self.discovery = next.discovery;
         self.heaps = next.heaps;
         self.identities = next.identities;
-        if let Ok(mut devices) = self.devices.lock() {
-            devices.clear();
+        for (dev, (_, before)) in &cached {
+            changed |= self.device(*dev).ok().as_ref() != Some(before);
         }
-        gone
+        Rescan { gone, changed }
+    }
+
+    /// The sysfs identity of heap `name` as of the last scan.
+    pub fn identity(&self, name: &str) -> Option<u64> {
+        self.identities.get(name).copied().flatten()
     }
 
     /// Chooses heaps for buffers as large as a full XRGB8888 frame of the
@@ -1445,7 +1480,11 @@ mod tests {
         let mut names = dir.names();
         names.sort();
         assert_eq!(names, ["carveout", "secure", "system"]);
-        assert!(dir.rescan().is_empty(), "nothing changed");
+        let same = dir.rescan();
+        assert!(
+            same.gone.is_empty() && !same.changed,
+            "nothing changed: {same:?}"
+        );
 
         // `secure` goes; `carveout` is removed and made again (its new
         // sysfs directory made while the old one still exists: another
@@ -1455,16 +1494,43 @@ mod tests {
         fs::create_dir(class.join("carveout.new")).unwrap();
         fs::remove_dir(class.join("carveout")).unwrap();
         fs::rename(class.join("carveout.new"), class.join("carveout")).unwrap();
-        let mut gone = dir.rescan();
+        let rescan = dir.rescan();
+        assert!(rescan.changed);
+        let mut gone: Vec<&str> = rescan.gone.iter().map(|g| g.name.as_str()).collect();
         gone.sort();
         assert_eq!(gone, ["carveout", "secure"]);
+        assert!(rescan.gone.iter().all(|g| g.identity.is_some()));
         let mut names = dir.names();
         names.sort();
         assert_eq!(names, ["carveout", "system"]);
 
-        // A heap that comes is not gone.
+        // A heap that comes is not gone, but changes choices.
         add("secure");
-        assert!(dir.rescan().is_empty());
+        let came = dir.rescan();
+        assert!(came.gone.is_empty() && came.changed, "{came:?}");
         assert_eq!(dir.names().len(), 3);
+    }
+
+    /// A device read before that now links elsewhere changes choices,
+    /// though no heap came or went.
+    #[test]
+    fn rescan_notices_a_device_relinked() {
+        let t = Tree::new("relinked");
+        for name in ["system", "carveout"] {
+            fs::write(t.0.join("dev/dma_heap").join(name), "").unwrap();
+            fs::create_dir_all(t.0.join("sys/class/dma_heap").join(name)).unwrap();
+        }
+        t.device("vgem", "renderD128", VGEM, &["system"]);
+        let mut dir = HeapDirectory::from_discovery(Discovery::scan_roots(&t.roots()));
+        let before = dir.device(VGEM).unwrap();
+        let same = dir.rescan();
+        assert!(!same.changed, "{same:?}");
+        let links = t.0.join("sys/devices/platform/vgem/dma_heaps");
+        fs::remove_file(links.join("0")).unwrap();
+        fs::create_dir_all(t.0.join("sys/devices/virtual/device_heap/carveout")).unwrap();
+        symlink("../../../virtual/device_heap/carveout", links.join("0")).unwrap();
+        let relinked = dir.rescan();
+        assert!(relinked.changed && relinked.gone.is_empty(), "{relinked:?}");
+        assert_ne!(dir.device(VGEM).unwrap(), before);
     }
 }

@@ -171,8 +171,8 @@ pub struct Heapland {
     /// put client buffers on a plane (drm); see `feedback::scanout_decided`.
     pub scanout_plan: Option<Arc<FeedbackPlan>>,
     pub heaps: HeapDirectory,
-    /// A heap rescan is scheduled (`heap_watch`).
-    pub heap_rescan_pending: bool,
+    /// When the heap rescan scheduled is due (`heap_watch`).
+    pub heap_rescan_due: Option<std::time::Instant>,
     /// The heap protocol's feedback objects (both versions).
     pub heap_protocol: HeapProtocolState,
 
@@ -332,7 +332,7 @@ impl Heapland {
             cursor_theme: crate::cursor_theme::CursorTheme::load("", 0),
             pointer_seen: false,
             heaps,
-            heap_rescan_pending: false,
+            heap_rescan_due: None,
             heap_protocol,
             mapped_count: 0,
             screenshot: None,
