@@ -352,6 +352,13 @@ impl FeedbackCollector {
             }
             Event::TrancheDevice { device } => {
                 open(&mut self.heap_current, "tranche_device")?;
+                if self
+                    .heap_current
+                    .as_ref()
+                    .is_some_and(|c| c.layout.is_some() || c.heap.is_some())
+                {
+                    return Err(malformed(HEAPS, "tranche_device after tranche_layout"));
+                }
                 let number = DeviceNumber::from_feedback_bytes(&device)
                     .map_err(|e| malformed(HEAPS, e.to_string()))?;
                 if let Some(c) = self.heap_current.as_mut() {
@@ -364,6 +371,16 @@ impl FeedbackCollector {
                 base_alignment,
             } => {
                 open(&mut self.heap_current, "tranche_layout")?;
+                if self
+                    .heap_current
+                    .as_ref()
+                    .is_some_and(|c| c.layout.is_some() || c.heap.is_some())
+                {
+                    return Err(malformed(
+                        HEAPS,
+                        "tranche_layout twice, or after the tranche's heap",
+                    ));
+                }
                 if let Some(c) = self.heap_current.as_mut() {
                     c.layout = Some(TrancheLayout {
                         pitch_alignment,
@@ -380,6 +397,7 @@ impl FeedbackCollector {
                 max_size_lo,
             } => {
                 open(&mut self.heap_current, "tranche_heap")?;
+                self.one_heap()?;
                 let bits = match flags {
                     WEnum::Value(f) => f,
                     WEnum::Unknown(raw) => HeapFlags::from_bits_truncate(raw),
@@ -397,6 +415,10 @@ impl FeedbackCollector {
             }
             Event::TrancheNoHeap { reason, message } => {
                 open(&mut self.heap_current, "tranche_no_heap")?;
+                self.one_heap()?;
+                if message.is_empty() {
+                    return Err(malformed(HEAPS, "tranche_no_heap without a message"));
+                }
                 if let Some(c) = self.heap_current.as_mut() {
                     c.heap = Some(Err(NoHeap {
                         reason: match reason {
@@ -433,6 +455,20 @@ impl FeedbackCollector {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A tranche's heap part comes once, after its layout.
+    fn one_heap(&self) -> Result<(), FeedbackError> {
+        match &self.heap_current {
+            Some(c) if c.heap.is_some() => Err(malformed(
+                HEAPS,
+                "a second tranche_heap or tranche_no_heap in a tranche",
+            )),
+            Some(c) if c.layout.is_none() => {
+                Err(malformed(HEAPS, "the tranche's heap before tranche_layout"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Joins the latest complete batches if both are there (see the module

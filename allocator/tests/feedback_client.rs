@@ -210,3 +210,51 @@ fn malformed_events_are_errors_not_panics() {
         "{err:?}"
     );
 }
+
+/// The order within a tranche is the protocol's: devices, layout, one heap
+/// part (a `no_heap` with its explanation).
+#[test]
+fn events_out_of_the_tranche_order_are_malformed() {
+    let layout = || Heap::TrancheLayout {
+        pitch_alignment: 1,
+        offset_alignment: 1,
+        base_alignment: 4096,
+    };
+    let no_heap = |message: &str| Heap::TrancheNoHeap {
+        reason: WEnum::Unknown(0),
+        message: message.into(),
+    };
+    let target = || Heap::TrancheTarget {
+        target_device: dev(RENDER),
+        flags: 0,
+    };
+    let cases: Vec<(&str, Vec<Heap>)> = vec![
+        (
+            "device after layout",
+            vec![
+                layout(),
+                Heap::TrancheDevice {
+                    device: dev(RENDER),
+                },
+            ],
+        ),
+        ("layout twice", vec![layout(), layout()]),
+        ("heap before layout", vec![no_heap("none")]),
+        ("two heap parts", vec![layout(), no_heap("a"), no_heap("b")]),
+        ("no_heap without a message", vec![layout(), no_heap("")]),
+    ];
+    for (what, events) in cases {
+        let mut c = FeedbackCollector::new();
+        c.heap_event(target()).unwrap();
+        let mut events = events.into_iter();
+        let last = events.next_back().unwrap();
+        for e in events {
+            c.heap_event(e).unwrap();
+        }
+        let err = c.heap_event(last);
+        assert!(
+            matches!(err, Err(FeedbackError::Malformed { .. })),
+            "{what}: {err:?}"
+        );
+    }
+}

@@ -96,7 +96,9 @@ fn check_feedback(render: u64) {
     let heaps: XxDmabufHeapManagerV1 = c.bind(1);
     let scope = c.heap_scope(&heaps, None);
     let hid = scope.heap.id();
+    let fid = scope.dmabuf.expect("linux-dmabuf feedback").id();
     assert!(c.dispatch_until(Duration::from_secs(10), |r| heap_batches(r, &hid) == 1));
+    assert_eq!(feedback_batches(&c.rec, &fid), 1, "one linux-dmabuf batch");
 
     let joined = heap_batch(&c.rec, &hid);
     let main = DeviceNumber::from_dev_t(render);

@@ -464,7 +464,8 @@ impl Picture {
 /// tranches (count, order, targets, flags, main device listed).
 pub struct HeapScope {
     collector: FeedbackCollector,
-    /// Every batch joined or refused, in order.
+    /// Every batch joined, or refused as out of step with linux-dmabuf,
+    /// in order.
     pub batches: Vec<Result<JoinedFeedback, FeedbackError>>,
 }
 
@@ -951,12 +952,13 @@ impl Dispatch<XxDmabufHeapFeedbackV1, ()> for Recorder {
 }
 
 impl HeapScope {
-    /// Records what the last event completed, or why it was refused.
+    /// Records what the last event completed. An event the collector
+    /// refuses fails the test there: the compositor broke the protocol.
     fn gather(&mut self, fed: Result<(), FeedbackError>) {
-        match fed {
-            Err(e) => self.batches.push(Err(e)),
-            Ok(()) => self.batches.extend(self.collector.take()),
+        if let Err(e) = fed {
+            panic!("the heap protocol's events were refused by the library: {e}");
         }
+        self.batches.extend(self.collector.take());
     }
 
     /// The last batch, which must have been joined.
