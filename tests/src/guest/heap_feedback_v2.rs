@@ -368,8 +368,15 @@ impl Client {
 }
 
 /// A heap made while heapland runs reaches a client in a new batch, as a
-/// new heap object; taken away, the client gets `removed` before the next
-/// batch, which does not name it, and may destroy the object.
+/// new heap object, once every device of the tranche links to it; taken
+/// away, the client gets `removed` before the next batch, which does not
+/// name it, and may destroy the object.
+///
+/// The tranches are vgem's (the render node) with vivid.0 and vkms added.
+/// Serving vgem and vivid.0 with ":sg" makes SG_HEAP, which vkms does not
+/// link to yet (a batch without it: the heaps changed). Serving vkms with
+/// ":sg" makes no heap, only links: that batch comes from the module's
+/// DMA_HEAPS uevent on vkms alone.
 fn a_heap_made_and_removed_while_heapland_runs() -> Result<(), String> {
     if Path::new(dma_heap::CLASS).join(SG_HEAP).exists() {
         return Err(format!("{SG_HEAP} exists before the test makes it"));
@@ -377,15 +384,19 @@ fn a_heap_made_and_removed_while_heapland_runs() -> Result<(), String> {
     let comp = Heapland::start_with(&["--backend", "headless", "--output", "640x480@30"])?;
     let mut c = Client::new()?;
     c.batches(1)?;
-    // Every tranche also for vivid.0: its memory must be below 4 GiB.
     let vivid = dev_t_of(&super::heaps_command::node_of(
         "video4linux",
         "video",
         "vivid.0",
     )?)?;
+    let vkms = dev_t_of(&drm_card::find("vkms", "card")?.path)?;
     c.heap_feedback.add_device(vivid.to_ne_bytes().to_vec());
-    c.batches(2)?;
-    let before = c.st.batches[1].1.clone();
+    c.heap_feedback.add_device(vkms.to_ne_bytes().to_vec());
+    let before = c.batch_until("listing vivid.0 and vkms", |_, tranches| {
+        tranches
+            .iter()
+            .all(|t| t.devices.contains(&vivid) && t.devices.contains(&vkms))
+    })?;
     let named = |st: &State, t: &Tranche| -> Option<String> {
         t.heap
             .as_ref()
@@ -400,11 +411,27 @@ fn a_heap_made_and_removed_while_heapland_runs() -> Result<(), String> {
         ));
     }
 
-    // vgem and vivid.0 gathering pages: the module makes SG_HEAP, first in
-    // vgem's links that vivid.0 links to. No request from the client.
+    // A heap made: a batch (the heaps changed), without it (vkms does not
+    // link to it).
     let mut served = Served(Vec::new());
+    let batches = c.st.batches.len();
     served.add("vgem", "sg")?;
     served.add("vivid.0", "sg")?;
+    if !Path::new(dma_heap::CLASS).join(SG_HEAP).exists() {
+        return Err(format!("{SG_HEAP} was not made"));
+    }
+    let unlinked = c.batch_until(&format!("after {SG_HEAP} was made"), |st, _| {
+        st.batches.len() > batches
+    })?;
+    let names_unlinked: Vec<Option<String>> = unlinked.iter().map(|t| named(&c.st, t)).collect();
+    if names_unlinked != names_before {
+        return Err(format!(
+            "with {SG_HEAP} made but not linked from vkms, the tranches' heaps are {names_unlinked:?}, before {names_before:?}"
+        ));
+    }
+
+    // Links only: vkms gathers pages too and links to SG_HEAP.
+    served.add("vkms", "sg")?;
     let made = c.batch_until(&format!("naming {SG_HEAP}"), |st, tranches| {
         tranches
             .iter()
@@ -418,7 +445,7 @@ fn a_heap_made_and_removed_while_heapland_runs() -> Result<(), String> {
     announced_once(&c.st)?;
     let batches_made = c.st.batches.len();
     println!(
-        "INFO heap_feedback_v2: {SG_HEAP} made: batch {batches_made} names it (before: {names_before:?})"
+        "INFO heap_feedback_v2: {SG_HEAP} made: a batch without it until vkms linked to it, then batch {batches_made} names it (before: {names_before:?})"
     );
 
     // Taken away: `removed`, then a batch without it.
@@ -426,23 +453,24 @@ fn a_heap_made_and_removed_while_heapland_runs() -> Result<(), String> {
     let after = c.batch_until("after the removal", |st, _| {
         st.removed.iter().any(|(id, _)| *id == heap_id) && st.batches.len() > batches_made
     })?;
-    let removed_at =
-        c.st.removed
-            .iter()
-            .find(|(id, _)| *id == heap_id)
-            .map(|(_, n)| *n)
-            .unwrap_or(0);
-    if removed_at < batches_made {
+    if c.st.removed.len() != 1 {
         return Err(format!(
-            "removed came after {removed_at} batches, before the batch that named the heap"
+            "`removed` for other heaps than {SG_HEAP}: {:?}",
+            c.st.removed
         ));
     }
-    if let Some(t) = c.st.batches[removed_at..]
-        .iter()
-        .flat_map(|(_, ts)| ts)
-        .find(|t| t.heap.as_ref() == Ok(&heap_id))
-    {
-        return Err(format!("a batch after `removed` names the heap: {t:?}"));
+    let removed_at = c.st.removed[0].1;
+    // Batches until `removed` still name it; none after.
+    for (i, (_, tranches)) in c.st.batches.iter().enumerate().skip(batches_made - 1) {
+        let names_it = tranches.iter().any(|t| t.heap.as_ref() == Ok(&heap_id));
+        if names_it != (i < removed_at) {
+            return Err(format!(
+                "batch {} (of {}) {} the heap, `removed` came after {removed_at} batches",
+                i + 1,
+                c.st.batches.len(),
+                if names_it { "names" } else { "does not name" }
+            ));
+        }
     }
     let names_after: Vec<Option<String>> = after.iter().map(|t| named(&c.st, t)).collect();
     if names_after != names_before {
@@ -460,19 +488,21 @@ fn a_heap_made_and_removed_while_heapland_runs() -> Result<(), String> {
         }
     }
     // A removed heap's object may be destroyed: no in_use error.
-    if let Some(heap) = c.st.heap_objects.iter().find(|h| h.id() == heap_id) {
-        heap.destroy();
-    }
+    c.st.heap_objects
+        .iter()
+        .find(|h| h.id() == heap_id)
+        .ok_or("the removed heap's object is not among those announced")?
+        .destroy();
     c.queue.roundtrip(&mut c.st).map_err(|e| {
         format!(
             "after destroying the removed heap: {e} ({:?})",
             c.conn.protocol_error()
         )
     })?;
-    served.remove("vgem", "sg")?;
     println!(
         "INFO heap_feedback_v2: {SG_HEAP} removed: `removed` after batch {removed_at}, then a batch with {names_after:?}; its fd gets ENODEV"
     );
+    drop(served);
     drop(c);
     comp.stop()
 }
