@@ -249,11 +249,29 @@ impl HeapFeedbackCollector {
             HeapEvent::TrancheDevice(device) => {
                 let number = DeviceNumber::from_feedback_bytes(&device)
                     .map_err(|e| malformed(HEAPS, e.to_string()))?;
-                self.tranche().devices.push(number);
+                let t = self.tranche();
+                if t.layout.is_some() || t.heap.is_some() {
+                    return Err(malformed(HEAPS, "tranche_device after tranche_layout"));
+                }
+                t.devices.push(number);
             }
-            HeapEvent::TrancheLayout(layout) => self.tranche().layout = Some(layout),
-            HeapEvent::TrancheHeap(id) => self.tranche().heap = Some(Ok(id)),
-            HeapEvent::TrancheNoHeap(no_heap) => self.tranche().heap = Some(Err(no_heap)),
+            HeapEvent::TrancheLayout(layout) => {
+                let t = self.tranche();
+                if t.layout.is_some() || t.heap.is_some() {
+                    return Err(malformed(
+                        HEAPS,
+                        "tranche_layout twice, or after the tranche's heap",
+                    ));
+                }
+                t.layout = Some(layout);
+            }
+            HeapEvent::TrancheHeap(id) => self.heap_part(Ok(id))?,
+            HeapEvent::TrancheNoHeap(no_heap) => {
+                if no_heap.message.is_empty() {
+                    return Err(malformed(HEAPS, "tranche_no_heap without a message"));
+                }
+                self.heap_part(Err(no_heap))?;
+            }
             HeapEvent::TrancheDone => {
                 let t = self.current.take().ok_or_else(|| outside("tranche_done"))?;
                 if t.heap.is_none() || t.layout.is_none() {
@@ -306,6 +324,22 @@ impl HeapFeedbackCollector {
 
     fn tranche(&mut self) -> &mut HeapTranche {
         self.current.get_or_insert_with(HeapTranche::default)
+    }
+
+    /// A tranche's heap part: once, after its layout.
+    fn heap_part(&mut self, heap: Result<u32, NoHeap>) -> Result<(), FeedbackError> {
+        let t = self.tranche();
+        if t.heap.is_some() {
+            return Err(malformed(
+                HEAPS,
+                "a second tranche_heap or tranche_no_heap in a tranche",
+            ));
+        }
+        if t.layout.is_none() {
+            return Err(malformed(HEAPS, "the tranche's heap before tranche_layout"));
+        }
+        t.heap = Some(heap);
+        Ok(())
     }
 
     /// A complete batch's tranches with their heaps resolved now (layout

@@ -243,3 +243,46 @@ fn malformed_heap_events_are_errors_not_panics() {
     c.heap_event(HeapEvent::TrancheDevice(dev(RENDER))).unwrap();
     assert!(c.heap_event(HeapEvent::TrancheDone).is_err());
 }
+
+/// The order within a tranche is the protocol's: devices, layout, one heap
+/// part (a `no_heap` with its explanation).
+#[test]
+fn events_out_of_the_tranche_order_are_malformed() {
+    use heapland_allocator::feedback_client::{NoHeap, TrancheLayout};
+    let layout = || {
+        HeapEvent::TrancheLayout(TrancheLayout {
+            pitch_alignment: 1,
+            offset_alignment: 1,
+            base_alignment: 4096,
+        })
+    };
+    let no_heap = |message: &str| {
+        HeapEvent::TrancheNoHeap(NoHeap {
+            reason: None,
+            message: message.into(),
+        })
+    };
+    let cases: Vec<(&str, Vec<HeapEvent>)> = vec![
+        (
+            "device after layout",
+            vec![layout(), HeapEvent::TrancheDevice(dev(RENDER))],
+        ),
+        ("layout twice", vec![layout(), layout()]),
+        ("heap before layout", vec![no_heap("none")]),
+        ("two heap parts", vec![layout(), no_heap("a"), no_heap("b")]),
+        ("no_heap without a message", vec![layout(), no_heap("")]),
+    ];
+    for (what, events) in cases {
+        let mut c = HeapFeedbackCollector::new();
+        let mut events = events.into_iter();
+        let last = events.next_back().unwrap();
+        for e in events {
+            c.heap_event(e).unwrap();
+        }
+        let err = c.heap_event(last);
+        assert!(
+            matches!(err, Err(FeedbackError::Malformed { .. })),
+            "{what}: {err:?}"
+        );
+    }
+}
