@@ -152,6 +152,10 @@ struct device_heap_buffer {
  * @heap:	the module's heap made for @needs, or NULL where a heap of the
  *		kernel gives exactly that memory (the "system" heap)
  * @linked:	this entry made the device's dma_heaps/ directory
+ * @links_sig:	signature of what that directory held when last made; 0
+ *		before it was
+ * @announce:	its links changed in the relink running: userspace is told
+ *		once every device is linked
  */
 struct device_heap_served {
 	struct list_head list;
@@ -159,9 +163,7 @@ struct device_heap_served {
 	struct device_heap_needs needs;
 	struct device_heap *heap;
 	bool linked;
-	/* What its dma_heaps/ held when last made; 0 before. */
 	u32 links_sig;
-	/* Its links changed in this relink: userspace is told at the end. */
 	bool announce;
 };
 

@@ -605,17 +605,15 @@ int device_heap_control_remove(const char *spec)
 	}
 	if (!ret)
 		device_heap_relink();
-	/* A device still served otherwise was told by the relink. */
-	if (unserved && device_heap_serves(unserved)) {
-		put_device(unserved);
-		unserved = NULL;
-	}
-	mutex_unlock(&device_heaps_lock);
-	device_heap_bury(&dead);
-	if (unserved) {
+	/*
+	 * A device still served otherwise was told by the relink. Told under
+	 * the lock, which the device's removal waits for: it is still in sysfs.
+	 */
+	if (unserved && !device_heap_serves(unserved))
 		device_heap_links_changed(unserved);
-		put_device(unserved);
-	}
+	mutex_unlock(&device_heaps_lock);
+	put_device(unserved);
+	device_heap_bury(&dead);
 	kfree(w);
 	return ret;
 }
@@ -805,8 +803,16 @@ void device_heap_served_exit(void)
 	mutex_lock(&device_heaps_lock);
 	/* A write to "add" may still be waiting for the lock. */
 	device_heaps_closing = true;
-	list_for_each_entry_safe(s, stmp, &device_heap_served_list, list)
+	list_for_each_entry_safe(s, stmp, &device_heap_served_list, list) {
+		/* The entry that made the device's dma_heaps/ tells it goes. */
+		struct device *dev = s->linked ? get_device(s->dev) : NULL;
+
 		device_heap_unserve(s, &dead);
+		if (dev) {
+			device_heap_links_changed(dev);
+			put_device(dev);
+		}
+	}
 	list_for_each_entry_safe(w, wtmp, &device_heap_wanted_list, list) {
 		list_del(&w->list);
 		kfree(w);
