@@ -169,10 +169,14 @@ fn read_uevents(socket: &OwnedFd) -> Read {
         failed: false,
     };
     loop {
-        match recv(socket, &mut buf[..], RecvFlags::DONTWAIT) {
+        // TRUNC: the length returned is the datagram's, even if longer.
+        match recv(socket, &mut buf[..], RecvFlags::DONTWAIT | RecvFlags::TRUNC) {
+            Ok((len, _)) if len > buf.len() => {
+                debug!("a uevent of {len} bytes was cut short: rescanning heaps");
+                read.concerns_heaps = true;
+            }
             Ok((len, _)) => {
-                let datagram = &buf[..len.min(buf.len())];
-                if let Some(event) = Uevent::parse(datagram).filter(Uevent::concerns_heaps) {
+                if let Some(event) = Uevent::parse(&buf[..len]).filter(Uevent::concerns_heaps) {
                     debug!(?event, "uevent");
                     read.concerns_heaps = true;
                 }

@@ -287,8 +287,9 @@ fn identity(discovery: &Discovery, name: &str) -> Option<u64> {
         .map(|m| m.ino())
 }
 
-/// Device data by `dev_t`, with the sysfs node each was read from.
-type DeviceCache = HashMap<u64, (Option<PathBuf>, DeviceInfo)>;
+/// Device data by `dev_t`, with the sysfs node each was read from; `None`
+/// for a device that could not be read (kept to notice when it can).
+type DeviceCache = HashMap<u64, (Option<PathBuf>, Option<DeviceInfo>)>;
 
 /// The heaps of this machine.
 #[derive(Debug, Clone)]
@@ -311,6 +312,20 @@ pub struct HeapDirectory {
     node_type: FileType,
     /// Each heap's sysfs device, by heap name (see [`HeapDirectory::rescan`]).
     identities: HashMap<String, Option<u64>>,
+    /// Each heap node's owner, mode and change time, by heap name: who may
+    /// be handed the heap changes with them (udev's rules give a new node
+    /// its ACLs after the node appeared).
+    nodes: HashMap<String, Option<NodeAccess>>,
+}
+
+/// What decides who may open a heap's node: owner, group, mode, and the
+/// change time (which moves when an ACL is set).
+type NodeAccess = (u32, u32, u32, i64, i64);
+
+fn node_access_of(path: &std::path::Path) -> Option<NodeAccess> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.uid(), m.gid(), m.mode(), m.ctime(), m.ctime_nsec()))
 }
 
 impl HeapDirectory {
@@ -330,6 +345,10 @@ impl HeapDirectory {
             .iter()
             .map(|h| (h.name.clone(), identity(&discovery, &h.name)))
             .collect();
+        let nodes = heaps
+            .iter()
+            .map(|h| (h.name.clone(), node_access_of(&h.dev_path)))
+            .collect();
         HeapDirectory {
             discovery,
             heaps,
@@ -337,6 +356,7 @@ impl HeapDirectory {
             devices: Arc::default(),
             node_type: FileType::CharacterDevice,
             identities,
+            nodes,
         }
     }
 
@@ -358,8 +378,10 @@ impl HeapDirectory {
                 identity: *id,
             })
             .collect();
-        let mut changed =
-            !gone.is_empty() || next.heaps != self.heaps || next.identities != self.identities;
+        let mut changed = !gone.is_empty()
+            || next.heaps != self.heaps
+            || next.identities != self.identities
+            || next.nodes != self.nodes;
         // The devices choices were made for, read again through the new
         // scan: a device whose links changed changes its choices.
         let cached: DeviceCache = self
@@ -370,8 +392,9 @@ impl HeapDirectory {
         self.discovery = next.discovery;
         self.heaps = next.heaps;
         self.identities = next.identities;
+        self.nodes = next.nodes;
         for (dev, (_, before)) in &cached {
-            changed |= self.device(*dev).ok().as_ref() != Some(before);
+            changed |= self.device(*dev).ok() != *before;
         }
         Rescan { gone, changed }
     }
@@ -626,14 +649,14 @@ impl HeapDirectory {
             .ok()
             .and_then(|d| d.get(&dev).cloned())
             .filter(|(at, _)| node.is_some() && *at == node);
-        if let Some((_, info)) = cached {
+        if let Some((_, Some(info))) = cached {
             return Ok(info);
         }
-        let info = self.discovery.resolve(number)?;
+        let info = self.discovery.resolve(number);
         if let Ok(mut cache) = self.devices.lock() {
-            cache.insert(dev, (node, info.clone()));
+            cache.insert(dev, (node, info.as_ref().ok().cloned()));
         }
-        Ok(info)
+        info
     }
 
     /// How the devices of a tranche need its buffers laid out. Devices this
@@ -1532,5 +1555,17 @@ mod tests {
         let relinked = dir.rescan();
         assert!(relinked.changed && relinked.gone.is_empty(), "{relinked:?}");
         assert_ne!(dir.device(VGEM).unwrap(), before);
+
+        // A node whose permissions change changes who may have the heap.
+        assert!(!dir.rescan().changed);
+        chmod(&t.0.join("dev/dma_heap/carveout"), 0o666);
+        assert!(dir.rescan().changed, "a node made readable");
+
+        // A device that could not be read, and now can.
+        assert!(dir.device(VKMS).is_err());
+        assert!(!dir.rescan().changed);
+        t.device("vkms", "card0", VKMS, &["system"]);
+        assert!(dir.rescan().changed, "a device that came");
+        assert!(dir.device(VKMS).is_ok());
     }
 }
