@@ -262,27 +262,10 @@ fn events_out_of_the_tranche_order_are_malformed() {
             message: message.into(),
         })
     };
-    let cases: Vec<(&str, Vec<HeapEvent>)> = vec![
-        (
-            "device after layout",
-            vec![layout(), HeapEvent::TrancheDevice(dev(RENDER))],
-        ),
-        ("layout twice", vec![layout(), layout()]),
-        ("heap before layout", vec![no_heap("none")]),
-        ("two heap parts", vec![layout(), no_heap("a"), no_heap("b")]),
-        ("no_heap without a message", vec![layout(), no_heap("")]),
-    ];
-    for (what, events) in cases {
+    for (what, events) in
+        wire::out_of_order_tranches(layout, no_heap, || HeapEvent::TrancheDevice(dev(RENDER)))
+    {
         let mut c = HeapFeedbackCollector::new();
-        let mut events = events.into_iter();
-        let last = events.next_back().unwrap();
-        for e in events {
-            c.heap_event(e).unwrap();
-        }
-        let err = c.heap_event(last);
-        assert!(
-            matches!(err, Err(FeedbackError::Malformed { .. })),
-            "{what}: {err:?}"
-        );
+        wire::assert_last_malformed(what, events, |e| c.heap_event(e));
     }
 }

@@ -78,3 +78,42 @@ pub fn dmabuf_batch(
     events.push(Event::Done);
     events
 }
+
+/// The tranche-order cases both collectors refuse, by name: what their
+/// events are is the caller's (`layout`, a `no_heap` with a message, a
+/// device).
+pub fn out_of_order_tranches<E>(
+    layout: impl Fn() -> E,
+    no_heap: impl Fn(&str) -> E,
+    device: impl Fn() -> E,
+) -> Vec<(&'static str, Vec<E>)> {
+    vec![
+        ("device after layout", vec![layout(), device()]),
+        ("layout twice", vec![layout(), layout()]),
+        ("heap before layout", vec![no_heap("none")]),
+        ("two heap parts", vec![layout(), no_heap("a"), no_heap("b")]),
+        ("no_heap without a message", vec![layout(), no_heap("")]),
+    ]
+}
+
+/// Feeds `events` to `feed`: every one but the last is taken, the last is
+/// refused as malformed.
+pub fn assert_last_malformed<E>(
+    what: &str,
+    events: Vec<E>,
+    mut feed: impl FnMut(E) -> Result<(), heapland_allocator::feedback_client::FeedbackError>,
+) {
+    let mut events = events.into_iter();
+    let last = events.next_back().expect("an event");
+    for e in events {
+        feed(e).unwrap_or_else(|err| panic!("{what}: an event before the last refused: {err}"));
+    }
+    let err = feed(last);
+    assert!(
+        matches!(
+            err,
+            Err(heapland_allocator::feedback_client::FeedbackError::Malformed { .. })
+        ),
+        "{what}: {err:?}"
+    );
+}
