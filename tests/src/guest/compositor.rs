@@ -387,6 +387,8 @@ pub(super) struct State {
     /// wp_presentation feedback made with a `u64` tag: (tag, CLOCK_MONOTONIC
     /// nanoseconds it was presented at, or `None` if discarded).
     pub(super) presented: Vec<(u64, Option<u64>)>,
+    /// wp_presentation feedback's `sync_output` events: (tag, wl_output).
+    pub(super) sync_outputs: Vec<(u64, wayland_client::backend::ObjectId)>,
     /// wp_presentation.clock_id.
     pub(super) presentation_clock: Option<u32>,
     /// zwp_linux_buffer_params_v1 `created` events (of `create`, not `create_immed`).
@@ -1009,6 +1011,9 @@ impl Dispatch<WpPresentationFeedback, u64> for State {
                     .push((*tag, Some(secs * 1_000_000_000 + u64::from(tv_nsec))));
             }
             wp_presentation_feedback::Event::Discarded => s.presented.push((*tag, None)),
+            wp_presentation_feedback::Event::SyncOutput { output } => {
+                s.sync_outputs.push((*tag, output.id()))
+            }
             _ => {}
         }
     }

@@ -25,7 +25,10 @@ use wayland_client::{
     },
     Connection, Dispatch, Proxy, QueueHandle,
 };
-use wayland_protocols::xdg::shell::client::xdg_wm_base::XdgWmBase;
+use wayland_protocols::{
+    wp::presentation_time::client::wp_presentation::WpPresentation,
+    xdg::shell::client::xdg_wm_base::XdgWmBase,
+};
 
 use super::{
     compositor::{self, Heapland, State},
@@ -399,6 +402,7 @@ fn two_outputs(comp: &mut Heapland, vkms: &ConfigfsVkms, card_path: &str) -> Res
     // A window, drawn.
     let wl_compositor: WlCompositor = compositor::bind(globals, &qh, 4..=5)?;
     let wm: XdgWmBase = compositor::bind(globals, &qh, 1..=1)?;
+    let presentation: WpPresentation = compositor::bind(globals, &qh, 1..=1)?;
     let mut keep = Vec::new();
     let buffers = super::steady_state::shm_buffers(globals, &qh, (64, 64), &mut keep)?;
     let surface = wl_compositor.create_surface(&qh, Tracked);
@@ -468,17 +472,25 @@ fn two_outputs(comp: &mut Heapland, vkms: &ConfigfsVkms, card_path: &str) -> Res
             "the window was on the remaining output before the unplug: nothing to move".into(),
         );
     }
-    // The window is now on the remaining output, and drawn there.
+    // The window is now on the remaining output, and drawn there: its
+    // frame presented on it (a frame callback alone would not tell, as one
+    // comes once a second even to a surface on no output).
+    const MOVED: u64 = 1;
     st.frame_done = false;
     surface.attach(Some(&buffers[1]), 0, 0);
     surface.damage_buffer(0, 0, 64, 64);
     surface.frame(&qh, ());
+    presentation.feedback(&surface, &qh, MOVED);
     surface.commit();
     let moved = wait(
         &mut st,
         comp,
         &mut roundtrip,
-        &|s| s.frame_done && s.entered.iter().any(|o| remaining.contains(o)),
+        &|s| {
+            s.frame_done
+                && s.entered.iter().any(|o| remaining.contains(o))
+                && s.presented.iter().any(|(t, _)| *t == MOVED)
+        },
         "the window moved to the remaining output and drawn",
     );
     moved.map_err(|e| {
@@ -487,6 +499,22 @@ fn two_outputs(comp: &mut Heapland, vkms: &ConfigfsVkms, card_path: &str) -> Res
             st.frame_done, st.entered
         )
     })?;
+    let presented_on: Vec<&ObjectId> = st
+        .sync_outputs
+        .iter()
+        .filter(|(t, _)| *t == MOVED)
+        .map(|(_, o)| o)
+        .collect();
+    match st.presented.iter().find(|(t, _)| *t == MOVED) {
+        Some((_, Some(_))) if presented_on.iter().any(|o| remaining.contains(o)) => {}
+        Some((_, at)) => {
+            return Err(format!(
+                "the moved window's frame was {} on {presented_on:?}, not on the remaining output {remaining:?}",
+                if at.is_some() { "presented" } else { "discarded" }
+            ))
+        }
+        None => return Err("no presentation feedback for the moved window's frame".into()),
+    }
 
     // The connector plugged back: its output comes back and scans out a
     // frame heapland drew (its background where no window is).
