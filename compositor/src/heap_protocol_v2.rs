@@ -58,8 +58,8 @@ pub struct HeapFeedback {
     linux: Weak<ZwpLinuxDmabufFeedbackV1>,
     /// Devices the client declared with `add_device`.
     extra_devices: Mutex<Vec<u64>>,
-    /// Heaps announced to it, by name.
-    announced: Mutex<Vec<(String, Weak<XxDmabufHeapV2>)>>,
+    /// Heaps announced to it (each object's data names its heap).
+    announced: Mutex<Vec<Weak<XxDmabufHeapV2>>>,
 }
 
 /// One announced heap.
@@ -77,34 +77,18 @@ pub struct Heap {
 }
 
 /// Sends `removed` to every heap object of a heap in `gone` (also those
-/// whose heap feedback object is gone), and forgets them in the heap
-/// feedback objects that announced them: a batch that needs a heap of that
-/// name again announces a new object.
+/// whose heap feedback object is gone). Batches no longer refer to them: a
+/// batch that needs a heap of that name again announces a new object.
 pub fn remove_heaps(state: &Heapland, gone: &[GoneHeap]) {
-    if gone.is_empty() {
-        return;
-    }
-    let is_gone = |h: &Heap| {
-        gone.iter()
-            .any(|g| g.name == h.name && g.identity == h.identity)
-    };
     for heap in state.heap_protocol.v2_heaps() {
         let Some(data) = heap.data::<Heap>() else {
             continue;
         };
-        if is_gone(data) && !data.removed.swap(true, Ordering::Relaxed) {
+        let is_gone = gone
+            .iter()
+            .any(|g| g.name == data.name && g.identity == data.identity);
+        if is_gone && !data.removed.swap(true, Ordering::Relaxed) {
             heap.removed();
-        }
-    }
-    for feedback in state.heap_protocol.v2() {
-        if let Some(Ok(mut announced)) = feedback.data::<HeapFeedback>().map(|d| d.announced.lock())
-        {
-            announced.retain(|(_, heap)| {
-                heap.upgrade().ok().is_some_and(|h| {
-                    h.data::<Heap>()
-                        .is_some_and(|d| !d.removed.load(Ordering::Relaxed))
-                })
-            });
         }
     }
 }
@@ -173,10 +157,17 @@ fn announced_heap(
     grant: &HeapGrant,
 ) -> Option<XxDmabufHeapV2> {
     let mut announced = data.announced.lock().ok()?;
+    // Heaps removed since are not referred to again.
+    announced.retain(|w| {
+        w.upgrade().is_ok_and(|h| {
+            h.data::<Heap>()
+                .is_some_and(|d| !d.removed.load(Ordering::Relaxed))
+        })
+    });
     if let Some(heap) = announced
         .iter()
-        .find(|(name, _)| *name == grant.name)
-        .and_then(|(_, w)| w.upgrade().ok())
+        .filter_map(|w| w.upgrade().ok())
+        .find(|h| h.data::<Heap>().is_some_and(|d| d.name == grant.name))
     {
         return Some(heap);
     }
@@ -201,7 +192,7 @@ fn announced_heap(
         (grant.max_bytes >> 32) as u32,
         grant.max_bytes as u32,
     );
-    announced.push((grant.name.clone(), heap.downgrade()));
+    announced.push(heap.downgrade());
     state.heap_protocol.track_v2_heap(&heap);
     Some(heap)
 }

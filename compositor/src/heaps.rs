@@ -274,19 +274,6 @@ pub struct Rescan {
     pub changed: bool,
 }
 
-/// What tells a heap from an earlier one of the same name: the inode of its
-/// sysfs device (`device_heap`'s class device, else the heap core's), which
-/// sysfs does not reuse for a device made again. `None` where it has none
-/// (udmabuf, a test's tree).
-fn identity(discovery: &Discovery, name: &str) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    let class = discovery.roots().sysfs.join("class");
-    ["device_heap", "dma_heap"]
-        .iter()
-        .find_map(|c| std::fs::metadata(class.join(c).join(name)).ok())
-        .map(|m| m.ino())
-}
-
 /// Device data by `dev_t`, with the sysfs node each was read from; `None`
 /// for a device that could not be read (kept to notice when it can).
 type DeviceCache = HashMap<u64, (Option<PathBuf>, Option<DeviceInfo>)>;
@@ -310,22 +297,38 @@ pub struct HeapDirectory {
     /// What a heap's node must be to be judged for a client: a character
     /// device (tests stand regular files in for them).
     node_type: FileType,
-    /// Each heap's sysfs device, by heap name (see [`HeapDirectory::rescan`]).
-    identities: HashMap<String, Option<u64>>,
-    /// Each heap node's owner, mode and change time, by heap name: who may
-    /// be handed the heap changes with them (udev's rules give a new node
-    /// its ACLs after the node appeared).
-    nodes: HashMap<String, Option<NodeAccess>>,
+    /// What was seen of each heap beyond its attributes, by heap name (see
+    /// [`HeapDirectory::rescan`]).
+    seen: HashMap<String, Seen>,
 }
 
-/// What decides who may open a heap's node: owner, group, mode, and the
-/// change time (which moves when an ACL is set).
-type NodeAccess = (u32, u32, u32, i64, i64);
+/// What a scan saw of a heap beyond its attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    /// The inode of its sysfs device (`device_heap`'s class device, else
+    /// the heap core's), which sysfs does not reuse for a device made
+    /// again: what tells a heap from an earlier one of the same name.
+    /// `None` where it has none (udmabuf, a test's tree).
+    sysfs: Option<u64>,
+    /// Its node's owner, group, mode and change time (which moves when an
+    /// ACL is set): who may be handed the heap changes with them (udev's
+    /// rules give a new node its ACLs after the node appeared).
+    node: Option<(u32, u32, u32, i64, i64)>,
+}
 
-fn node_access_of(path: &std::path::Path) -> Option<NodeAccess> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.uid(), m.gid(), m.mode(), m.ctime(), m.ctime_nsec()))
+impl Seen {
+    fn of(discovery: &Discovery, heap: &HeapInfo) -> Seen {
+        use std::os::unix::fs::MetadataExt;
+        let class = discovery.roots().sysfs.join("class");
+        let sysfs = ["device_heap", "dma_heap"]
+            .iter()
+            .find_map(|c| std::fs::metadata(class.join(c).join(&heap.name)).ok())
+            .map(|m| m.ino());
+        let node = std::fs::metadata(&heap.dev_path)
+            .ok()
+            .map(|m| (m.uid(), m.gid(), m.mode(), m.ctime(), m.ctime_nsec()));
+        Seen { sysfs, node }
+    }
 }
 
 impl HeapDirectory {
@@ -341,13 +344,9 @@ impl HeapDirectory {
             .filter(|h| h.kind != HeapKind::Udmabuf)
             .cloned()
             .collect();
-        let identities = heaps
+        let seen = heaps
             .iter()
-            .map(|h| (h.name.clone(), identity(&discovery, &h.name)))
-            .collect();
-        let nodes = heaps
-            .iter()
-            .map(|h| (h.name.clone(), node_access_of(&h.dev_path)))
+            .map(|h| (h.name.clone(), Seen::of(&discovery, h)))
             .collect();
         HeapDirectory {
             discovery,
@@ -355,8 +354,7 @@ impl HeapDirectory {
             frame: SMALLEST,
             devices: Arc::default(),
             node_type: FileType::CharacterDevice,
-            identities,
-            nodes,
+            seen,
         }
     }
 
@@ -370,18 +368,16 @@ impl HeapDirectory {
     pub fn rescan(&mut self) -> Rescan {
         let next = Self::from_discovery(Discovery::scan_roots(self.discovery.roots()));
         let gone: Vec<GoneHeap> = self
-            .identities
+            .seen
             .iter()
-            .filter(|(name, id)| next.identities.get(*name) != Some(id))
-            .map(|(name, id)| GoneHeap {
+            .filter(|(name, seen)| next.seen.get(*name).map(|s| s.sysfs) != Some(seen.sysfs))
+            .map(|(name, seen)| GoneHeap {
                 name: name.clone(),
-                identity: *id,
+                identity: seen.sysfs,
             })
             .collect();
-        let mut changed = !gone.is_empty()
-            || next.heaps != self.heaps
-            || next.identities != self.identities
-            || next.nodes != self.nodes;
+        // Heaps gone or come, other attributes, other node permissions.
+        let mut changed = next.heaps != self.heaps || next.seen != self.seen;
         // The devices choices were made for, read again through the new
         // scan: a device whose links changed changes its choices.
         let cached: DeviceCache = self
@@ -391,8 +387,7 @@ impl HeapDirectory {
             .unwrap_or_default();
         self.discovery = next.discovery;
         self.heaps = next.heaps;
-        self.identities = next.identities;
-        self.nodes = next.nodes;
+        self.seen = next.seen;
         for (dev, (_, before)) in &cached {
             changed |= self.device(*dev).ok() != *before;
         }
@@ -401,7 +396,7 @@ impl HeapDirectory {
 
     /// The sysfs identity of heap `name` as of the last scan.
     pub fn identity(&self, name: &str) -> Option<u64> {
-        self.identities.get(name).copied().flatten()
+        self.seen.get(name).and_then(|s| s.sysfs)
     }
 
     /// Chooses heaps for buffers as large as a full XRGB8888 frame of the
